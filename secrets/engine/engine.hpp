@@ -1,0 +1,132 @@
+#pragma once
+// The secrets engine (secrets-spec §3–§5): given the bytes a guest sends on one connection and
+// what the gateway knows about that connection, produce the bytes to forward upstream or a
+// verdict to block. Pure: no sockets, no clocks, no logging. Never puts a value in a verdict.
+#include <airlock/secret.hpp>
+#include <common/ip_address.hpp>
+#include <http/request_parser.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace airlock::secrets {
+
+enum class Transport : std::uint8_t {
+  kTlsVerified,  // TLS airlock intercepted, upstream certificate verified for the SNI
+  kPlainHttp,    // cleartext HTTP (only secrets with require_tls_identity(false) may substitute)
+  kOpaque,       // cleartext TCP that is not HTTP: detection only
+};
+
+// Gate 2's source of truth: the sandbox's DNS answers (or, standalone, the gateway's own).
+class PinQuery {
+ public:
+  virtual ~PinQuery() = default;
+  // Was `ip` returned to this sandbox, in an answer still held, for a name matching `pattern`?
+  virtual bool pinned(const IpAddress& ip, const HostPattern& pattern) const = 0;
+};
+
+struct ConnectionContext {
+  Transport transport = Transport::kOpaque;
+  std::string sni;             // normalized (lower case, no trailing dot); empty when none
+  IpAddress destination;       // the original destination, never re-resolved
+  std::uint16_t port = 0;
+  const PinQuery* pins = nullptr;  // not owned; nullptr: nothing is pinned, gate 2 fails
+};
+
+enum class Location : std::uint8_t { kRequestLine, kQuery, kHeader, kBasicAuth, kBody, kTrailer, kStream };
+std::string_view to_string(Location location) noexcept;
+
+// One placeholder replaced by its value (for the audit log).
+struct Substitution {
+  std::string secret_env;
+  std::string host;
+  Location location;
+};
+
+// Why a request is not forwarded.
+struct Block {
+  ViolationAction action;   // resolved per §4; never kUnset
+  bool violation = false;   // true: a placeholder bound where its secret is not eligible (§4);
+                            // false: an unsafe or malformed shape (§5)
+  std::string secret_env;   // empty when no secret is involved (e.g. malformed framing)
+  std::string host;         // SNI, or the request authority when there is no SNI
+  Location location;
+  std::string reason;       // human-readable, never a value
+};
+
+struct EngineOptions {
+  std::size_t max_body_bytes = kDefaultMaxBodyBytes;
+  http::Limits http;
+};
+
+// Compiled once per sandbox or gateway from validated secrets; shared read-only by every
+// connection (thread-safe to read). Holds the matchers for every placeholder form.
+class SecretSet {
+ public:
+  SecretSet(std::vector<SecretBinding> secrets, ViolationAction network_action,
+            EngineOptions options = {});
+  ~SecretSet();
+  SecretSet(const SecretSet&) = delete;
+  SecretSet& operator=(const SecretSet&) = delete;
+
+  const std::vector<SecretBinding>& secrets() const noexcept;
+  ViolationAction action() const noexcept;  // effective, network-wide (§4)
+  const EngineOptions& options() const noexcept;
+
+  struct Compiled;  // matchers; defined in the engine's sources
+  const Compiled& compiled() const noexcept { return *compiled_; }
+
+ private:
+  std::vector<SecretBinding> secrets_;
+  ViolationAction action_;
+  EngineOptions options_;
+  std::unique_ptr<Compiled> compiled_;
+};
+
+enum class Status : std::uint8_t { kOk, kBlocked };
+
+// The request direction of one HTTP connection (intercepted TLS or plain HTTP). After a request
+// that upgrades the protocol, the rest of the stream is scanned as opaque (detection only).
+class RequestRewriter {
+ public:
+  RequestRewriter(const SecretSet& set, ConnectionContext context);
+  ~RequestRewriter();  // wipes every buffer that may have held a value
+
+  // Appends to `to_upstream` the bytes now safe to forward; to `to_guest` any reply the engine
+  // owes the guest itself (an interim `100 Continue` when it buffers a body it must rewrite).
+  // Once kBlocked is returned, blocked() holds the verdict and every later call returns kBlocked.
+  Status feed(std::string_view in, std::string& to_upstream, std::string& to_guest);
+  // The guest closed its sending side: flush what is held, or block an incomplete request
+  // whose held bytes contain a placeholder.
+  Status finish(std::string& to_upstream);
+
+  const std::optional<Block>& blocked() const noexcept;
+  std::vector<Substitution> take_substitutions();  // since the last call
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Cleartext TCP that is not HTTP: every placeholder form of every secret is a violation.
+class StreamScanner {
+ public:
+  StreamScanner(const SecretSet& set, ConnectionContext context);
+  ~StreamScanner();
+  // Appends to `out` the bytes now safe to forward (a tail that could start a placeholder is
+  // held back until the next call or finish()).
+  Status feed(std::string_view in, std::string& out);
+  Status finish(std::string& out);
+  const std::optional<Block>& blocked() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace airlock::secrets
