@@ -30,15 +30,20 @@ class SecretValue {
   // Constant time in the length of `other` (length mismatch is not hidden).
   bool equals(std::string_view other) const noexcept;
   bool contains_any_of(std::string_view chars) const noexcept;
+  // Whether mlock succeeded (it can fail under RLIMIT_MEMLOCK; the value still works, and
+  // stays excluded from core dumps).
+  bool locked() const noexcept { return locked_; }
 
  private:
   void release() noexcept;
   char* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;  // bytes mapped (page multiple)
+  bool locked_ = false;
 };
 
 std::ostream& operator<<(std::ostream& os, const SecretValue&);  // writes "<redacted>"
+// For {fmt}: include <airlock/secret_value_fmt.hpp>, which also prints "<redacted>".
 
 // Makes the process non-dumpable (no core dumps, no ptrace attach by non-root, /proc/PID/mem
 // closed to others) and sets RLIMIT_CORE to 0. Called once at start by every airlock binary.

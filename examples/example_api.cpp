@@ -1,0 +1,2 @@
+#include <airlock/airlock.hpp>
+int main() { return 0; }
