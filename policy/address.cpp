@@ -1,0 +1,183 @@
+#include "policy/address.hpp"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+
+namespace airlock::policy {
+namespace {
+
+constexpr std::array<std::uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+bool prefix_equal(const IpAddress& a, const IpAddress& b, unsigned bits) noexcept {
+  const unsigned whole = bits / 8;
+  for (unsigned i = 0; i < whole; ++i) {
+    if (a.bytes[i] != b.bytes[i]) return false;
+  }
+  const unsigned rest = bits % 8;
+  if (rest == 0) return true;
+  const auto mask = static_cast<std::uint8_t>(0xff << (8 - rest));
+  return (a.bytes[whole] & mask) == (b.bytes[whole] & mask);
+}
+
+Cidr must(std::string_view text) {
+  auto c = Cidr::parse(text);
+  return *c;  // tables below are fixed and valid
+}
+
+const std::vector<Cidr>& table(Group group) {
+  static const std::vector<Cidr> priv = {must("10.0.0.0/8"), must("172.16.0.0/12"),
+                                         must("192.168.0.0/16"), must("100.64.0.0/10"),
+                                         must("fc00::/7")};
+  static const std::vector<Cidr> loopback = {must("127.0.0.0/8"), must("::1")};
+  static const std::vector<Cidr> link_local = {must("169.254.0.0/16"), must("fe80::/10")};
+  static const std::vector<Cidr> metadata = {must("169.254.169.254"), must("fd00:ec2::254")};
+  static const std::vector<Cidr> multicast = {must("224.0.0.0/4"), must("ff00::/8")};
+  static const std::vector<Cidr> none;
+  switch (group) {
+    case Group::kPrivate: return priv;
+    case Group::kLoopback: return loopback;
+    case Group::kLinkLocal: return link_local;
+    case Group::kMetadata: return metadata;
+    case Group::kMulticast: return multicast;
+    default: return none;
+  }
+}
+
+const std::vector<Cidr>& reserved_table() {
+  static const std::vector<Cidr> reserved = {
+      must("0.0.0.0/8"),        // "this network"; 0.0.0.0 reaches the local host on Linux
+      must("192.0.0.0/24"),     // IETF protocol assignments
+      must("192.0.2.0/24"),     // TEST-NET-1
+      must("192.88.99.0/24"),   // 6to4 relay anycast (deprecated)
+      must("198.18.0.0/15"),    // benchmarking
+      must("198.51.100.0/24"),  // TEST-NET-2
+      must("203.0.113.0/24"),   // TEST-NET-3
+      must("240.0.0.0/4"),      // reserved, including 255.255.255.255
+      must("2001::/23"),        // IETF protocol assignments (Teredo, ...)
+      must("2001:db8::/32"),    // documentation
+      must("2002::/16"),        // 6to4: embeds an IPv4 address of any kind
+      must("3fff::/20"),        // documentation
+  };
+  return reserved;
+}
+
+bool in_table(const std::vector<Cidr>& t, const IpAddress& ip) noexcept {
+  return std::any_of(t.begin(), t.end(), [&](const Cidr& c) { return c.contains(ip); });
+}
+
+}  // namespace
+
+IpAddress canonical(const IpAddress& ip) noexcept {
+  if (ip.is_v4()) return ip;
+  if (!std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), ip.bytes.begin())) return ip;
+  return IpAddress::v4(ip.bytes[12], ip.bytes[13], ip.bytes[14], ip.bytes[15]);
+}
+
+Cidr Cidr::host(const IpAddress& ip) noexcept {
+  const IpAddress c = canonical(ip);
+  return Cidr{c, static_cast<std::uint8_t>(c.is_v4() ? 32 : 128)};
+}
+
+std::optional<Cidr> Cidr::parse(std::string_view text, std::string* error) {
+  auto fail = [&](std::string message) -> std::optional<Cidr> {
+    if (error) *error = std::move(message);
+    return std::nullopt;
+  };
+  const std::size_t slash = text.find('/');
+  const std::string_view addr_text = text.substr(0, slash);
+  auto ip = IpAddress::parse(addr_text);
+  if (!ip) return fail("'" + std::string(addr_text) + "' is not an IP address");
+  const unsigned max_prefix = ip->is_v4() ? 32 : 128;
+  unsigned prefix = max_prefix;
+  if (slash != std::string_view::npos) {
+    const std::string_view p = text.substr(slash + 1);
+    const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), prefix);
+    if (p.empty() || ec != std::errc() || end != p.data() + p.size() || prefix > max_prefix) {
+      return fail("prefix length '" + std::string(p) + "' must be a number from 0 to " +
+                  std::to_string(max_prefix));
+    }
+  }
+  Cidr c{*ip, static_cast<std::uint8_t>(prefix)};
+  // Host bits must be zero: `10.1.2.3/24` is almost always a typo for a host or a network.
+  IpAddress masked = *ip;
+  for (unsigned bit = prefix; bit < max_prefix; ++bit) {
+    masked.bytes[bit / 8] = static_cast<std::uint8_t>(masked.bytes[bit / 8] & ~(0x80u >> (bit % 8)));
+  }
+  if (masked != *ip) {
+    return fail("'" + std::string(text) + "' has host bits set (the network is " +
+                Cidr{masked, c.prefix}.to_string() + ")");
+  }
+  // A v4-mapped network is the IPv4 network it embeds.
+  if (!ip->is_v4() && prefix >= 96 && canonical(*ip).is_v4()) {
+    c = Cidr{canonical(*ip), static_cast<std::uint8_t>(prefix - 96)};
+  }
+  return c;
+}
+
+bool Cidr::contains(const IpAddress& ip) const noexcept {
+  const IpAddress c = canonical(ip);
+  if (c.family != network.family) return false;
+  return prefix_equal(c, network, prefix);
+}
+
+std::string Cidr::to_string() const {
+  if (is_host()) return network.to_string();
+  return network.to_string() + "/" + std::to_string(prefix);
+}
+
+std::string_view to_string(Group group) noexcept {
+  switch (group) {
+    case Group::kPublic: return "public";
+    case Group::kPrivate: return "private";
+    case Group::kLoopback: return "loopback";
+    case Group::kLinkLocal: return "link-local";
+    case Group::kMetadata: return "metadata";
+    case Group::kMulticast: return "multicast";
+    case Group::kHost: return "host";
+  }
+  return "?";
+}
+
+std::optional<Group> parse_group(std::string_view text) noexcept {
+  for (Group g : {Group::kPublic, Group::kPrivate, Group::kLoopback, Group::kLinkLocal,
+                  Group::kMetadata, Group::kMulticast, Group::kHost}) {
+    if (text == to_string(g)) return g;
+  }
+  return std::nullopt;
+}
+
+bool is_reserved(const IpAddress& ip) noexcept {
+  const IpAddress c = canonical(ip);
+  if (!c.is_v4() && (c.bytes[0] & 0xe0) != 0x20) {
+    // Outside 2000::/3 (global unicast): reserved unless a named group covers it.
+    for (Group g : {Group::kPrivate, Group::kLoopback, Group::kLinkLocal, Group::kMulticast}) {
+      if (in_table(table(g), c)) return false;
+    }
+    return true;
+  }
+  return in_table(reserved_table(), c);
+}
+
+AddressGroups::AddressGroups(std::vector<IpAddress> host_addresses) {
+  host_.reserve(host_addresses.size());
+  for (const auto& ip : host_addresses) host_.push_back(canonical(ip));
+}
+
+bool AddressGroups::contains(Group group, const IpAddress& ip) const noexcept {
+  const IpAddress c = canonical(ip);
+  switch (group) {
+    case Group::kHost:
+      return std::find(host_.begin(), host_.end(), c) != host_.end();
+    case Group::kPublic:
+      for (Group g : {Group::kPrivate, Group::kLoopback, Group::kLinkLocal, Group::kMetadata,
+                      Group::kMulticast, Group::kHost}) {
+        if (contains(g, c)) return false;
+      }
+      return !is_reserved(c);
+    default:
+      return in_table(table(group), c);
+  }
+}
+
+}  // namespace airlock::policy

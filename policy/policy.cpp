@@ -1,0 +1,106 @@
+#include "policy/policy.hpp"
+
+#include <algorithm>
+
+namespace airlock::policy {
+
+std::string_view to_string(AnswerVerdict verdict) noexcept {
+  switch (verdict) {
+    case AnswerVerdict::kPass: return "pass";
+    case AnswerVerdict::kDeniedDomain: return "denied-domain";
+    case AnswerVerdict::kRebinding: return "rebinding";
+  }
+  return "?";
+}
+
+std::vector<Rule> Policy::default_rules() {
+  Rule public_rule;
+  public_rule.action = Action::kAllow;
+  public_rule.destination = Group::kPublic;
+  Rule dns;
+  dns.action = Action::kAllow;
+  dns.destination = Group::kHost;
+  dns.ports = {PortRange{53, 53}};
+  return {public_rule, dns};
+}
+
+Policy::Policy(std::vector<Rule> rules, std::vector<IpAddress> host_addresses, bool append_defaults)
+    : rules_(std::move(rules)), configured_(rules_.size()), groups_(std::move(host_addresses)) {
+  if (append_defaults) {
+    for (auto& r : default_rules()) rules_.push_back(std::move(r));
+  }
+}
+
+Policy Policy::from_text(std::span<const std::string> lines, std::vector<IpAddress> host_addresses,
+                         bool append_defaults) {
+  std::vector<Rule> rules;
+  rules.reserve(lines.size());
+  for (const auto& line : lines) rules.push_back(parse_rule_or_throw(line));
+  return Policy(std::move(rules), std::move(host_addresses), append_defaults);
+}
+
+bool Policy::destination_matches(const Rule& rule, const Flow& flow, const secrets::PinQuery* pins) const {
+  if (const auto* cidr = std::get_if<Cidr>(&rule.destination)) return cidr->contains(flow.destination);
+  if (const auto* group = std::get_if<Group>(&rule.destination)) return groups_.contains(*group, flow.destination);
+  const auto& domain = std::get<DomainMatch>(rule.destination);
+  auto pinned = [&] {
+    if (pins == nullptr) return false;
+    return std::any_of(domain.patterns.begin(), domain.patterns.end(),
+                       [&](const HostPattern& p) { return pins->pinned(flow.destination, p); });
+  };
+  if (rule.action == Action::kDeny) {
+    return flow.sni.empty() ? pinned() : domain.matches(flow.sni);
+  }
+  if (!flow.sni.empty() && !domain.matches(flow.sni)) return false;
+  return pinned();
+}
+
+Decision Policy::decide(const Flow& flow, const secrets::PinQuery* pins) const {
+  for (std::size_t i = 0; i < rules_.size(); ++i) {
+    const Rule& rule = rules_[i];
+    if (!rule.matches_protocol_and_port(flow.protocol, flow.port)) continue;
+    if (destination_matches(rule, flow, pins)) return Decision{rule.action, i};
+  }
+  return Decision{Action::kDeny, Decision::kNoRule};
+}
+
+bool Policy::denies_domain(std::string_view name) const {
+  for (const Rule& rule : rules_) {
+    const auto* domain = std::get_if<DomainMatch>(&rule.destination);
+    if (domain == nullptr || !domain->matches(name)) continue;
+    return rule.action == Action::kDeny && rule.any_protocol_and_port();
+  }
+  return false;
+}
+
+bool Policy::answer_address_allowed(const IpAddress& ip) const {
+  const bool sensitive = groups_.contains(Group::kPrivate, ip) || groups_.contains(Group::kLoopback, ip) ||
+                         groups_.contains(Group::kLinkLocal, ip) || groups_.contains(Group::kMetadata, ip) ||
+                         groups_.contains(Group::kHost, ip);
+  if (!sensitive) return true;
+  // Only rules the user wrote count: the default allow@host:any:53 must not let a name point
+  // at the gateway.
+  for (std::size_t i = 0; i < configured_; ++i) {
+    const Rule& rule = rules_[i];
+    bool contains = false;
+    if (const auto* cidr = std::get_if<Cidr>(&rule.destination)) {
+      contains = cidr->contains(ip);
+    } else if (const auto* group = std::get_if<Group>(&rule.destination)) {
+      contains = *group != Group::kPublic && groups_.contains(*group, ip);
+    }
+    if (contains) return rule.action == Action::kAllow;
+  }
+  return false;
+}
+
+AnswerVerdict Policy::check_answer(std::span<const std::string> names, std::span<const IpAddress> addresses) const {
+  for (const auto& name : names) {
+    if (denies_domain(name)) return AnswerVerdict::kDeniedDomain;
+  }
+  for (const auto& ip : addresses) {
+    if (!answer_address_allowed(ip)) return AnswerVerdict::kRebinding;
+  }
+  return AnswerVerdict::kPass;
+}
+
+}  // namespace airlock::policy
