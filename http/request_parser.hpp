@@ -84,6 +84,7 @@ struct Limits {
   std::size_t max_header_section = 64 * 1024;  // request line included
   std::size_t max_headers = 256;
   std::size_t max_trailer_section = 16 * 1024;
+  std::size_t max_chunk_line = 4 * 1024;  // chunk-size [; extensions] CRLF (kBadChunkSize past it)
 };
 
 class RequestParser {
@@ -101,15 +102,33 @@ class RequestParser {
 
  private:
   // The implementation owns the state machine; see request_parser.cpp.
-  struct State;
+  enum class State : std::uint8_t;  // the named states, defined in request_parser.cpp
+
+  std::size_t parse_head(std::string_view in, std::size_t i, RequestSink& sink);
+  std::size_t parse_chunk_line(std::string_view in, std::size_t i, RequestSink& sink);
+  ParseError on_field(std::string_view name, std::string_view value);
+  void finish_head(RequestSink& sink);
+  void end_message(RequestSink& sink);
+  std::size_t fail(ParseError error, std::size_t at) noexcept;
+
   Limits limits_;
   ParseError error_ = ParseError::kNone;
-  std::uint8_t state_ = 0;
-  std::string head_buf_;
-  RequestHead head_;
-  std::uint64_t remaining_ = 0;
-  std::string line_buf_;  // chunk-size or trailer line in progress
+  State state_{};
+  bool empty_line_seen_ = false;  // one stray CRLF already tolerated before this request line
+  RequestHead head_;               // head_.raw is the head buffer while the head is parsed
+  std::uint64_t remaining_ = 0;    // identity body or chunk data still to come
+  std::uint64_t chunk_size_ = 0;   // chunk-size being parsed
+  std::string line_buf_;           // stray CRLF, chunk line, chunk CRLF or last chunk + trailers
   std::size_t trailer_bytes_ = 0;
+  // The field line in progress, as offsets into head_.raw.
+  std::uint32_t line_start_ = 0, name_end_ = 0, value_start_ = 0, value_end_ = 0;
+  // What the fields seen so far say about framing.
+  std::uint32_t host_count_ = 0;
+  bool has_content_length_ = false;
+  bool has_transfer_encoding_ = false;
+  bool has_upgrade_field_ = false;
+  bool connection_upgrade_ = false;
+  bool upgrade_pending_ = false;  // the message in flight turns the stream opaque when it ends
 };
 
 }  // namespace airlock::http
