@@ -1,9 +1,16 @@
 #pragma once
 // Each `airlock` subcommand registers itself from its own file.
+//
+// Conventions for a command's callback (it runs inside app.parse() in main.cpp):
+// - a failure throws (airlock::ConfigError for a bad configuration, std::runtime_error
+//   otherwise); main prints "airlock: error: <message>" to stderr and exits 2;
+// - a command that must exit with another status throws CLI::RuntimeError(status), which main
+//   turns into that exit status without printing anything.
 #include <CLI/CLI.hpp>
 
 namespace airlock::cli {
 
+void add_version_command(CLI::App& app);  // version_command.cpp
 void add_check_command(CLI::App& app);    // check_command.cpp
 void add_ca_command(CLI::App& app);       // ca_command.cpp
 void add_gateway_command(CLI::App& app);  // gateway_command.cpp
