@@ -90,6 +90,13 @@ TEST(HostPattern, ExactIpLiteralsAreAccepted) {
   EXPECT_EQ(HostPattern::exact("2001:db8::1").text(), "[2001:db8::1]");
 }
 
+TEST(HostPattern, ALabelsUnderscoresAndSingleLabelsAreValidExactHosts) {
+  EXPECT_TRUE(HostPattern::exact("xn--bcher-kva.example").matches("XN--BCHER-KVA.example"));
+  EXPECT_TRUE(HostPattern::exact("_acme-challenge.example.com").matches("_acme-challenge.example.com"));
+  EXPECT_TRUE(HostPattern::exact("localhost").matches("LOCALHOST."));
+  EXPECT_TRUE(HostPattern::wildcard("*.xn--bcher-kva.example").matches("a.xn--bcher-kva.example"));
+}
+
 TEST(HostPattern, NormalizeHost) {
   EXPECT_EQ(normalize_host("API.Example.Com."), "api.example.com");
   EXPECT_EQ(normalize_host("a.b.."), "a.b.");

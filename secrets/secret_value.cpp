@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -26,6 +27,10 @@ std::size_t page_size() noexcept {
   return size;
 }
 
+// The raw system call, not the libc wrapper: sanitizer runtimes replace mlock with a no-op
+// that reports success, which would make locked() lie under ASan.
+bool lock_pages(void* mem, std::size_t size) noexcept { return syscall(SYS_mlock, mem, size) == 0; }
+
 }  // namespace
 
 namespace testing {
@@ -41,7 +46,7 @@ SecretValue::SecretValue(std::string_view bytes) {
   // Keep it out of core dumps and, when the memlock limit allows, out of swap. A failed mlock
   // (RLIMIT_MEMLOCK) still leaves a working value; locked() reports it, without naming it.
   (void)madvise(mem, capacity, MADV_DONTDUMP);
-  locked_ = mlock(mem, capacity) == 0;
+  locked_ = lock_pages(mem, capacity);
   data_ = static_cast<char*>(mem);
   capacity_ = capacity;
   size_ = bytes.size();
@@ -101,7 +106,7 @@ void SecretValue::release() noexcept {
   if (data_ == nullptr) return;
   OPENSSL_cleanse(data_, capacity_);
   if (const auto observer = g_wipe_observer.load()) observer(data_, capacity_);
-  if (locked_) (void)munlock(data_, capacity_);
+  if (locked_) (void)syscall(SYS_munlock, data_, capacity_);
   (void)munmap(data_, capacity_);
   data_ = nullptr;
   size_ = 0;
