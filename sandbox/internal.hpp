@@ -1,0 +1,132 @@
+#pragma once
+// Internals of the sandbox module shared by its .cpp files. Not an API.
+#include "sandbox/sandbox.hpp"
+
+#include <linux/filter.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace airlock::sandbox::detail {
+
+// An owned file descriptor.
+class Fd {
+ public:
+  Fd() noexcept = default;
+  explicit Fd(int fd) noexcept : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = other.release();
+    }
+    return *this;
+  }
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  int release() noexcept {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1) noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
+// "<what>: <strerror(errno)>"
+[[noreturn]] void throw_errno(const std::string& what);
+
+// Absolute path of a tool (ip, nft) in the usual sbin/bin directories; throws when missing.
+std::string find_tool(const std::string& name);
+
+// Runs argv (argv[0] absolute) with `input` on stdin, inside the network namespace `netns_fd`
+// when >= 0. Throws SandboxError with the tool's stderr when it fails or outlives `timeout`.
+void run_tool(const std::vector<std::string>& argv, std::string_view input, int netns_fd,
+              std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+void write_file(const std::string& path, std::string_view content, int mode = 0644);
+// Whole file, up to `limit` bytes; nullopt when it cannot be opened.
+std::optional<std::string> read_small_file(const std::string& path, std::size_t limit = 8u << 20);
+
+// The seccomp filter of every guest process, compiled to classic BPF by libseccomp.
+std::vector<sock_filter> build_seccomp_program();
+
+// Capabilities a guest root keeps in its bounding set (Docker's default set); all others go.
+std::vector<int> kept_capabilities();
+
+// Starttime (field 22 of /proc/PID/stat), to tell a live owner from a reused pid; 0 if gone.
+unsigned long long process_start_time(pid_t pid);
+
+// cgroup limits for one sandbox. apply() puts `pid` in a cgroup with the limits (v2, or v1
+// controllers as a fallback); when neither is available it adds a warning and does nothing.
+class CgroupLimits {
+ public:
+  CgroupLimits(const std::string& id, const Limits& limits);
+  ~CgroupLimits();  // removes the cgroups (the processes must be gone)
+  void apply(pid_t pid, std::vector<std::string>& warnings);
+  const std::vector<std::string>& paths() const noexcept { return paths_; }
+
+ private:
+  std::string id_;
+  Limits limits_;
+  std::vector<std::string> paths_;
+};
+void remove_cgroup_dir(const std::string& path);
+
+// Everything the guest's first process needs, prepared by the parent so that the child runs
+// only system calls between clone and exec (the parent may have other threads).
+struct ChildPlan {
+  int sync_fd = -1;    // read: one byte 'g' when the parent finished (maps, network, cgroup)
+  int status_fd = -1;  // write, close-on-exec: "S<message>" setup failure, "X<errno>" exec failure
+  int exe_fd = -1;     // this binary, re-executed as the guest's init
+  std::vector<int> keep_fds;  // ascending; everything else is closed in the child
+
+  int root_mount_fd = -1;      // the detached overlay the parent built
+  std::string root;           // host dir (in the child's private mount ns) it is attached on
+  std::vector<std::string> upper_dirs;  // guest paths the parent creates in the upper layer
+  struct File {
+    std::string path;  // guest path, written by the parent in the upper layer
+    std::string content;
+  };
+  std::vector<File> upper_files;
+
+  struct Bind {
+    std::string source;       // /proc/self/fd/N
+    std::string target;       // absolute, under root
+    std::string upper_target; // guest path, created in the upper layer by the parent
+    bool directory = true;
+    bool read_only = false;
+  };
+  std::vector<Bind> volumes;
+
+  std::string proc_dir, sys_dir, dev_dir, pts_dir, shm_dir, tmp_dir, home_dir;
+  struct DevNode {
+    std::string host;    // /dev/null
+    std::string target;  // root/dev/null
+  };
+  std::vector<DevNode> dev_nodes;
+  struct Link {
+    std::string target;
+    std::string path;
+  };
+  std::vector<Link> dev_links;
+
+  std::string hostname;
+  std::string cwd;
+  std::vector<std::string> argv_storage, env_storage;
+  std::vector<char*> argv, envp;  // null-terminated views of the storage
+  std::vector<sock_filter> seccomp;
+  std::vector<int> drop_caps;
+  int tty_slave = -1;
+};
+
+// The child side of clone3: sets up the guest, forks the command, becomes its init.
+[[noreturn]] void child_main(ChildPlan& plan);
+
+}  // namespace airlock::sandbox::detail

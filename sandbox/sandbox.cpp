@@ -1,0 +1,578 @@
+// The host side of the sandbox: the gateway namespace, the guest's creation, its link, limits,
+// waiting, termination and teardown.
+#include "sandbox/internal.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/capability.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+namespace airlock::sandbox {
+
+using detail::Fd;
+using detail::throw_errno;
+
+namespace {
+
+struct CloneArgs {  // struct clone_args of <linux/sched.h>
+  std::uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+      set_tid, set_tid_size, cgroup;
+};
+
+std::string random_id() {
+  unsigned char bytes[4];
+  if (::getrandom(bytes, sizeof bytes, 0) != sizeof bytes) throw_errno("getrandom");
+  static const char* hex = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : bytes) {
+    id += hex[b >> 4];
+    id += hex[b & 15];
+  }
+  return id;
+}
+
+// Runs `fn` on a short-lived thread that has joined the network namespace `netns_fd` (or a new
+// one when -1), so the calling thread's namespace never changes.
+template <typename Fn>
+void in_netns_thread(int netns_fd, Fn&& fn) {
+  std::string error;
+  std::thread t([&] {
+    try {
+      if (netns_fd < 0) {
+        if (::unshare(CLONE_NEWNET) != 0) throw_errno("unshare(CLONE_NEWNET)");
+      } else if (::setns(netns_fd, CLONE_NEWNET) != 0) {
+        throw_errno("setns");
+      }
+      fn();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  t.join();
+  if (!error.empty()) throw SandboxError(error);
+}
+
+int open_socket(int family, int type, std::uint16_t port) {
+  Fd fd(::socket(family, type | SOCK_CLOEXEC, 0));
+  if (!fd) throw_errno("socket");
+  const int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  int rc;
+  if (family == AF_INET) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+  } else {
+    ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(port);
+    a.sin6_addr = in6addr_any;
+    rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  if (rc != 0) throw_errno("bind port " + std::to_string(port));
+  if (type == SOCK_STREAM && ::listen(fd.get(), 1024) != 0) throw_errno("listen");
+  return fd.release();
+}
+
+}  // namespace
+
+struct Sandbox::Impl {
+  SandboxOptions options;
+  std::string id;
+  std::string state_dir;
+  std::vector<std::string> env;
+  std::vector<std::string> warnings;
+
+  Fd gateway_netns;
+  GatewaySockets sockets;
+  std::unique_ptr<detail::CgroupLimits> cgroups;
+
+  Fd pidfd;
+  pid_t pid = 0;
+  bool reaped = false;
+  Fd tty_master;
+
+  std::mutex mu;
+  bool terminated = false;
+  bool timed_out = false;
+  std::string terminate_reason;
+
+  ~Impl() { teardown(); }
+
+  void create_state_dir() {
+    ::mkdir(options.state_root.c_str(), 0711);
+    ::chmod(options.state_root.c_str(), 0711);
+    state_dir = options.state_root + "/" + id;
+    if (::mkdir(state_dir.c_str(), 0711) != 0) throw_errno("mkdir " + state_dir);
+    detail::write_file(state_dir + "/owner", std::to_string(::getpid()) + " " +
+                                                 std::to_string(detail::process_start_time(::getpid())) +
+                                                 "\n");
+    if (::mkdir((state_dir + "/stage").c_str(), 0755) != 0) throw_errno("mkdir stage");
+  }
+
+  void create_gateway_netns() {
+    int fd = -1;
+    in_netns_thread(-1, [&] {
+      fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) throw_errno("open netns");
+      // Forwarding is off in a new namespace; say so anyway, the design depends on it.
+      detail::write_file("/proc/sys/net/ipv4/ip_forward", "0\n");
+      detail::write_file("/proc/sys/net/ipv6/conf/all/forwarding", "0\n");
+    });
+    gateway_netns.reset(fd);
+    detail::run_tool({detail::find_tool("nft"), "-f", "-"},
+                     gateway_ruleset(kTransparentPort, kDnsPort), gateway_netns.get());
+    in_netns_thread(gateway_netns.get(), [&] {
+      sockets.transparent.push_back(open_socket(AF_INET, SOCK_STREAM, kTransparentPort));
+      sockets.transparent.push_back(open_socket(AF_INET6, SOCK_STREAM, kTransparentPort));
+      sockets.dns_udp.push_back(open_socket(AF_INET, SOCK_DGRAM, kDnsPort));
+      sockets.dns_udp.push_back(open_socket(AF_INET6, SOCK_DGRAM, kDnsPort));
+      sockets.dns_tcp.push_back(open_socket(AF_INET, SOCK_STREAM, kDnsPort));
+      sockets.dns_tcp.push_back(open_socket(AF_INET6, SOCK_STREAM, kDnsPort));
+    });
+  }
+
+  void configure_link() {
+    const std::string ip = detail::find_tool("ip");
+    std::string gw;
+    gw += "link add " + std::string(kGatewayIf) + " type veth peer name " + kGuestIf +
+          " netns " + std::to_string(pid) + "\n";
+    gw += "link set lo up\n";
+    gw += "addr add " + std::string(LinkAddresses::kGatewayV4) + "/" +
+          std::to_string(LinkAddresses::kPrefixV4) + " dev " + kGatewayIf + "\n";
+    gw += "addr add " + std::string(LinkAddresses::kGatewayV6) + "/" +
+          std::to_string(LinkAddresses::kPrefixV6) + " dev " + kGatewayIf + " nodad\n";
+    gw += "link set " + std::string(kGatewayIf) + " up\n";
+    detail::run_tool({ip, "-batch", "-"}, gw, gateway_netns.get());
+
+    Fd guest_ns(::open(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!guest_ns) throw_errno("open guest netns");
+    std::string g;
+    g += "addr add " + std::string(LinkAddresses::kGuestV4) + "/" +
+         std::to_string(LinkAddresses::kPrefixV4) + " dev " + kGuestIf + "\n";
+    g += "addr add " + std::string(LinkAddresses::kGuestV6) + "/" +
+         std::to_string(LinkAddresses::kPrefixV6) + " dev " + kGuestIf + " nodad\n";
+    g += "link set " + std::string(kGuestIf) + " up\n";
+    g += "route add default via " + std::string(LinkAddresses::kGatewayV4) + "\n";
+    g += "route add default via " + std::string(LinkAddresses::kGatewayV6) + "\n";
+    detail::run_tool({ip, "-batch", "-"}, g, guest_ns.get());
+  }
+
+  void write_id_maps() {
+    const std::string base = "/proc/" + std::to_string(pid);
+    const std::string map = "0 " + std::to_string(options.host_id_base) + " 65536\n";
+    detail::write_file(base + "/uid_map", map);
+    detail::write_file(base + "/setgroups", "deny\n");
+    detail::write_file(base + "/gid_map", map);
+  }
+
+  // The guest's root: an overlay (host root or --rootfs below, a fresh tmpfs above) built here
+  // as host root with the new mount API, detached; the guest moves it into its own namespace.
+  // Inside the user namespace it could not be built: the host's root has locked submounts.
+  Fd build_root_mount(const detail::ChildPlan& plan) {
+    const auto check = [](long rc, const char* what) {
+      if (rc < 0) throw_errno(what);
+      return static_cast<int>(rc);
+    };
+    Fd tmpfs_ctx(check(::syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), "fsopen tmpfs"));
+    check(::syscall(SYS_fsconfig, tmpfs_ctx.get(), FSCONFIG_SET_STRING, "mode", "0755", 0),
+          "fsconfig tmpfs");
+    check(::syscall(SYS_fsconfig, tmpfs_ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0),
+          "create tmpfs");
+    Fd layers(check(::syscall(SYS_fsmount, tmpfs_ctx.get(), FSMOUNT_CLOEXEC, 0), "fsmount tmpfs"));
+    const std::string top = "/proc/self/fd/" + std::to_string(layers.get());
+    const std::string upper = top + "/upper", work = top + "/work";
+    std::error_code ec;
+    for (const std::string& dir : {upper, work}) {
+      if (::mkdir(dir.c_str(), 0755) != 0) throw_errno("mkdir " + dir);
+    }
+    for (const std::string& d : plan.upper_dirs) {
+      std::filesystem::create_directories(upper + d, ec);
+      if (ec) throw SandboxError("mkdir " + d + ": " + ec.message());
+    }
+    for (const detail::ChildPlan::File& f : plan.upper_files) {
+      const std::string path = upper + f.path;
+      std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+      detail::write_file(path, f.content);
+    }
+    for (const detail::ChildPlan::Bind& b : plan.volumes) {
+      const std::string path = upper + b.upper_target;
+      if (b.directory) {
+        std::filesystem::create_directories(path, ec);
+      } else {
+        std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+        if (!std::filesystem::exists(path)) detail::write_file(path, "");
+      }
+    }
+
+    const std::string lower = options.rootfs.empty() ? "/" : options.rootfs;
+    Fd ovl_ctx(check(::syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC), "fsopen overlay"));
+    for (const auto& [key, value] :
+         {std::pair<const char*, std::string>{"lowerdir", lower}, {"upperdir", upper},
+          {"workdir", work}}) {
+      check(::syscall(SYS_fsconfig, ovl_ctx.get(), FSCONFIG_SET_STRING, key, value.c_str(), 0),
+            "fsconfig overlay");
+    }
+    check(::syscall(SYS_fsconfig, ovl_ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0),
+          "create overlay");
+    return Fd(check(::syscall(SYS_fsmount, ovl_ctx.get(), FSMOUNT_CLOEXEC, 0), "fsmount overlay"));
+  }
+
+  detail::ChildPlan make_plan(std::vector<Fd>& volume_fds) {
+    detail::ChildPlan plan;
+    plan.root = state_dir + "/stage";
+    const std::string& r = plan.root;
+    const std::string lower = options.rootfs.empty() ? "/" : options.rootfs;
+
+    // Mount points (for --rootfs trees that lack them) and /etc for the files below.
+    for (const char* d : {"/proc", "/sys", "/dev", "/tmp", "/root", "/etc"}) {
+      plan.upper_dirs.push_back(d);
+    }
+    plan.proc_dir = r + "/proc";
+    plan.sys_dir = r + "/sys";
+    plan.dev_dir = r + "/dev";
+    plan.pts_dir = r + "/dev/pts";
+    plan.shm_dir = r + "/dev/shm";
+    plan.tmp_dir = r + "/tmp";
+    plan.home_dir = r + "/root";
+    for (const char* n : {"null", "zero", "full", "random", "urandom", "tty"}) {
+      plan.dev_nodes.push_back({std::string("/dev/") + n, r + "/dev/" + n});
+    }
+    plan.dev_links = {{"/proc/self/fd", r + "/dev/fd"},
+                      {"/proc/self/fd/0", r + "/dev/stdin"},
+                      {"/proc/self/fd/1", r + "/dev/stdout"},
+                      {"/proc/self/fd/2", r + "/dev/stderr"},
+                      {"pts/ptmx", r + "/dev/ptmx"}};
+
+    plan.upper_files.push_back(
+        {"/etc/resolv.conf", std::string("nameserver ") + LinkAddresses::kGatewayV4 +
+                                              "\nnameserver " + LinkAddresses::kGatewayV6 + "\n"});
+    plan.upper_files.push_back({"/etc/hosts",
+                                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                "127.0.1.1\tairlock\n"});
+    plan.upper_files.push_back({"/etc/hostname", "airlock\n"});
+    if (!options.ca_pem.empty()) {
+      std::string bundle =
+          detail::read_small_file((lower == "/" ? "" : lower) + kGuestCaBundle).value_or("");
+      if (!bundle.empty() && bundle.back() != '\n') bundle += '\n';
+      bundle += "# airlock gateway CA\n";
+      bundle += options.ca_pem;
+      if (bundle.back() != '\n') bundle += '\n';
+      plan.upper_files.push_back({kGuestCaBundle, bundle});
+      plan.upper_files.push_back({kGuestCaBundleRhel, bundle});
+    }
+
+    for (const Volume& v : options.volumes) {
+      Fd fd(::open(v.host.c_str(), O_PATH | O_CLOEXEC));
+      if (!fd) throw_errno("--volume " + v.host);
+      struct stat st {};
+      if (::fstat(fd.get(), &st) != 0) throw_errno("--volume " + v.host);
+      detail::ChildPlan::Bind b;
+      b.source = "/proc/self/fd/" + std::to_string(fd.get());
+      b.target = r + v.guest;
+      b.upper_target = v.guest;
+      b.directory = S_ISDIR(st.st_mode);
+      b.read_only = v.read_only;
+      plan.keep_fds.push_back(fd.get());
+      plan.volumes.push_back(std::move(b));
+      volume_fds.push_back(std::move(fd));
+    }
+
+    plan.hostname = "airlock";
+    if (!options.cwd.empty()) {
+      plan.cwd = options.cwd;
+    } else {
+      char buf[PATH_MAX];
+      if (::getcwd(buf, sizeof buf) != nullptr) plan.cwd = buf;
+    }
+    plan.argv_storage = options.command;
+    plan.env_storage = env;
+    for (std::string& a : plan.argv_storage) plan.argv.push_back(a.data());
+    plan.argv.push_back(nullptr);
+    for (std::string& e : plan.env_storage) plan.envp.push_back(e.data());
+    plan.envp.push_back(nullptr);
+    plan.seccomp = detail::build_seccomp_program();
+
+    const auto kept = detail::kept_capabilities();
+    int last = CAP_LAST_CAP;
+    if (auto text = detail::read_small_file("/proc/sys/kernel/cap_last_cap", 64)) {
+      last = std::atoi(text->c_str());
+    }
+    for (int cap = 0; cap <= last; ++cap) {
+      if (std::find(kept.begin(), kept.end(), cap) == kept.end()) plan.drop_caps.push_back(cap);
+    }
+    return plan;
+  }
+
+  void start() {
+    if (pid != 0) throw SandboxError("the sandbox was already started");
+    std::vector<Fd> volume_fds;
+    detail::ChildPlan plan = make_plan(volume_fds);
+    Fd root_mount = build_root_mount(plan);
+    plan.root_mount_fd = root_mount.get();
+    plan.keep_fds.push_back(root_mount.get());
+
+    int sync[2], status[2];
+    if (::pipe2(sync, O_CLOEXEC) != 0) throw_errno("pipe");
+    Fd sync_r(sync[0]), sync_w(sync[1]);
+    if (::pipe2(status, O_CLOEXEC) != 0) throw_errno("pipe");
+    Fd status_r(status[0]), status_w(status[1]);
+    Fd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+    if (!exe) throw_errno("open /proc/self/exe");
+    Fd tty_slave;
+    if (options.tty) {
+      tty_master.reset(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+      if (!tty_master || ::grantpt(tty_master.get()) != 0 || ::unlockpt(tty_master.get()) != 0) {
+        throw_errno("posix_openpt");
+      }
+      char name[64];
+      if (::ptsname_r(tty_master.get(), name, sizeof name) != 0) throw_errno("ptsname");
+      tty_slave.reset(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+      if (!tty_slave) throw_errno("open pty");
+      // The guest's root owns it, so the command can set modes on its terminal.
+      (void)!::fchown(tty_slave.get(), options.host_id_base, options.host_id_base);
+      plan.tty_slave = tty_slave.get();
+      plan.keep_fds.push_back(tty_slave.get());
+    }
+    plan.sync_fd = sync_r.get();
+    plan.status_fd = status_w.get();
+    plan.exe_fd = exe.get();
+    plan.keep_fds.push_back(sync_r.get());
+    plan.keep_fds.push_back(status_w.get());
+    plan.keep_fds.push_back(exe.get());
+    std::sort(plan.keep_fds.begin(), plan.keep_fds.end());
+
+    int child_pidfd = -1;
+    CloneArgs args{};
+    args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
+                 CLONE_NEWIPC | CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<std::uint64_t>(&child_pidfd);
+    args.exit_signal = SIGCHLD;
+    // The guest must not inherit this process's supplementary groups (host gid 0 would open
+    // group-readable root files). The raw syscall drops them for this thread only, around clone.
+    std::vector<gid_t> groups(static_cast<std::size_t>(std::max(0, ::getgroups(0, nullptr))));
+    const int ngroups = ::getgroups(static_cast<int>(groups.size()), groups.data());
+    if (ngroups < 0 || ::syscall(SYS_setgroups, 0, nullptr) != 0) throw_errno("setgroups");
+    const long rc = ::syscall(SYS_clone3, &args, sizeof args);
+    if (rc != 0) ::syscall(SYS_setgroups, static_cast<std::size_t>(ngroups), groups.data());
+    if (rc == 0) detail::child_main(plan);  // never returns
+    if (rc < 0) throw_errno("clone3");
+    pid = static_cast<pid_t>(rc);
+    pidfd.reset(child_pidfd);
+    sync_r.reset();
+    status_w.reset();
+    tty_slave.reset();
+    volume_fds.clear();
+    root_mount.reset();
+
+    try {
+      write_id_maps();
+      if (options.network) configure_link();
+      cgroups = std::make_unique<detail::CgroupLimits>(id, options.limits);
+      cgroups->apply(pid, warnings);
+      if (!cgroups->paths().empty()) {
+        std::string list;
+        for (const std::string& path : cgroups->paths()) list += path + "\n";
+        detail::write_file(state_dir + "/cgroups", list);
+      }
+      if (::write(sync_w.get(), "g", 1) != 1) throw_errno("release the guest");
+      sync_w.reset();
+      read_status(status_r.get());
+    } catch (...) {
+      kill_and_reap();
+      throw;
+    }
+  }
+
+  // Reads the child's report until every writer closed it (both execs happened).
+  void read_status(int fd) {
+    std::string text;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) throw SandboxError("the sandbox did not finish starting in time");
+      pollfd p{fd, POLLIN, 0};
+      const int r = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) throw_errno("poll");
+      if (r == 0) continue;
+      char buf[1024];
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      if (text.size() < 4096) text.append(buf, static_cast<std::size_t>(n));
+    }
+    if (text.empty()) return;
+    if (text[0] == 'S') throw SandboxError("sandbox setup failed: " + text.substr(1));
+    if (text[0] == 'X') {
+      const int err = std::atoi(text.c_str() + 1);
+      warnings.push_back("cannot run '" + options.command.front() + "': " + std::strerror(err));
+    }
+  }
+
+  void kill_and_reap() {
+    if (pid == 0 || reaped) return;
+    ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+    siginfo_t info{};
+    while (::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED) < 0 && errno == EINTR) {
+    }
+    reaped = true;
+  }
+
+  ExitStatus wait() {
+    if (pid == 0) throw SandboxError("the sandbox was not started");
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (options.limits.timeout) deadline = std::chrono::steady_clock::now() + *options.limits.timeout;
+    siginfo_t info{};
+    for (;;) {
+      int wait_ms = -1;
+      if (deadline) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            *deadline - std::chrono::steady_clock::now());
+        wait_ms = static_cast<int>(std::clamp<long long>(left.count(), 0, INT_MAX));
+      }
+      pollfd p{pidfd.get(), POLLIN, 0};
+      const int r = ::poll(&p, 1, wait_ms);
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) {
+        {
+          std::lock_guard lock(mu);
+          if (!terminated) timed_out = true;
+        }
+        ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+        deadline.reset();
+        continue;
+      }
+      if (::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED) == 0) break;
+      if (errno != EINTR) throw_errno("waitid");
+    }
+    reaped = true;
+    ExitStatus result;
+    std::lock_guard lock(mu);
+    if (terminated) {
+      result.kind = ExitStatus::Kind::kTerminated;
+      result.code = kExitTerminated;
+      result.reason = terminate_reason;
+    } else if (timed_out) {
+      result.kind = ExitStatus::Kind::kTimedOut;
+      result.code = kExitTimeout;
+    } else if (info.si_code == CLD_EXITED) {
+      result.code = info.si_status;
+    } else {
+      result.code = 128 + info.si_status;
+    }
+    return result;
+  }
+
+  void terminate(const std::string& reason) {
+    std::lock_guard lock(mu);
+    if (!terminated && !timed_out) {
+      terminated = true;
+      terminate_reason = reason;
+    }
+    // A pidfd never names a reused pid: after the reap this is a harmless ESRCH.
+    if (pid != 0) ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  }
+
+  void teardown() noexcept {
+    try {
+      kill_and_reap();
+    } catch (...) {
+    }
+    for (auto* list : {&sockets.transparent, &sockets.dns_udp, &sockets.dns_tcp}) {
+      for (int fd : *list) ::close(fd);
+      list->clear();
+    }
+    gateway_netns.reset();  // the last reference: the namespace and the veth pair go with it
+    cgroups.reset();
+    if (!state_dir.empty()) {
+      ::rmdir((state_dir + "/stage").c_str());
+      ::unlink((state_dir + "/cgroups").c_str());
+      ::unlink((state_dir + "/owner").c_str());
+      ::rmdir(state_dir.c_str());
+    }
+  }
+};
+
+Sandbox::Sandbox(SandboxOptions options, const std::vector<SecretBinding>& secrets)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.options = std::move(options);
+  if (s.options.command.empty()) throw ConfigError("no command to run");
+  if (!s.options.host_env) {
+    s.options.host_env = [](const std::string& name) -> std::optional<std::string> {
+      const char* v = ::getenv(name.c_str());
+      if (v == nullptr) return std::nullopt;
+      return std::string(v);
+    };
+  }
+  if (!s.options.rootfs.empty()) {
+    std::error_code ec;
+    const auto canonical = std::filesystem::canonical(s.options.rootfs, ec);
+    if (ec || !std::filesystem::is_directory(canonical)) {
+      throw ConfigError("--rootfs " + s.options.rootfs + ": not a directory");
+    }
+    s.options.rootfs = canonical.string();
+  }
+  for (const std::string& arg : s.options.command) {
+    for (const SecretBinding& secret : secrets) {
+      if (!secret.value().empty() && arg.find(secret.value().expose()) != std::string::npos) {
+        throw ConfigError("the command line contains the value of secret " + secret.env_var() +
+                          "; refusing to start");
+      }
+    }
+  }
+  s.env = build_guest_env(s.options.env, secrets, s.options.host_env, !s.options.ca_pem.empty());
+  s.id = random_id();
+  s.create_state_dir();
+  if (s.options.network) s.create_gateway_netns();
+}
+
+Sandbox::~Sandbox() = default;
+
+const std::string& Sandbox::id() const noexcept { return impl_->id; }
+
+GatewaySockets Sandbox::take_gateway_sockets() { return std::exchange(impl_->sockets, {}); }
+
+int Sandbox::gateway_netns_fd() const noexcept { return impl_->gateway_netns.get(); }
+
+void Sandbox::start() { impl_->start(); }
+
+ExitStatus Sandbox::wait() { return impl_->wait(); }
+
+void Sandbox::terminate(const std::string& reason) { impl_->terminate(reason); }
+
+void Sandbox::forward_signal(int signo) {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->pid != 0) {
+    ::syscall(SYS_pidfd_send_signal, impl_->pidfd.get(), signo, nullptr, 0);
+  }
+}
+
+pid_t Sandbox::init_pid() const noexcept { return impl_->pid; }
+
+const std::vector<std::string>& Sandbox::warnings() const noexcept { return impl_->warnings; }
+
+}  // namespace airlock::sandbox

@@ -1,0 +1,272 @@
+// The sandbox for real: needs root (user, network and mount namespaces, nftables), as in CI.
+#include "sandbox/sandbox.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace airlock::sandbox {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr const char* kFakeValue = "sk-airlock-test-fake-4d1f0c";
+
+struct Outcome {
+  ExitStatus status;
+  std::string out;
+  std::vector<std::string> warnings;
+};
+
+std::string read_fd(int fd) {
+  std::string out;
+  ::lseek(fd, 0, SEEK_SET);
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  return out;
+}
+
+// Runs the sandbox with stdout (and stderr) captured: the guest inherits fds 1 and 2.
+Outcome run(SandboxOptions options, const std::vector<SecretBinding>& secrets = {},
+        const std::function<void(Sandbox&)>& with_sandbox = {},
+        const std::function<void(Sandbox&)>& before_start = {}) {
+  const int capture = ::memfd_create("out", 0);
+  const int saved_out = ::dup(1), saved_err = ::dup(2);
+  std::fflush(stdout);
+  ::dup2(capture, 1);
+  ::dup2(capture, 2);
+  Outcome r;
+  try {
+    Sandbox sandbox(std::move(options), secrets);
+    if (before_start) before_start(sandbox);
+    sandbox.start();
+    if (with_sandbox) with_sandbox(sandbox);
+    r.status = sandbox.wait();
+    r.warnings = sandbox.warnings();
+  } catch (...) {
+    ::dup2(saved_out, 1);
+    ::dup2(saved_err, 2);
+    ::close(saved_out);
+    ::close(saved_err);
+    std::cerr << read_fd(capture);
+    ::close(capture);
+    throw;
+  }
+  ::dup2(saved_out, 1);
+  ::dup2(saved_err, 2);
+  ::close(saved_out);
+  ::close(saved_err);
+  r.out = read_fd(capture);
+  ::close(capture);
+  return r;
+}
+
+SandboxOptions sh(const std::string& script) {
+  SandboxOptions o;
+  o.command = {"/bin/sh", "-c", script};
+  return o;
+}
+
+std::vector<SecretBinding> one_secret() {
+  std::vector<SecretBinding> s;
+  s.push_back(SecretBuilder().env("API_KEY").value(kFakeValue).allow_host("api.example.com").build());
+  return s;
+}
+
+TEST(Sandbox, ExitStatusPassesThrough) {
+  EXPECT_EQ(run(sh("exit 0")).status.code, 0);
+  EXPECT_EQ(run(sh("exit 7")).status.code, 7);
+  const Outcome killed = run(sh("kill -TERM $$"));
+  EXPECT_EQ(killed.status.code, 128 + SIGTERM);
+  EXPECT_EQ(killed.status.kind, ExitStatus::Kind::kExited);
+}
+
+TEST(Sandbox, CommandNotFoundIs127) {
+  SandboxOptions o;
+  o.command = {"no-such-command-airlock"};
+  const Outcome r = run(std::move(o));
+  EXPECT_EQ(r.status.code, kExitNotFound);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_EQ(r.warnings[0], "cannot run 'no-such-command-airlock': No such file or directory");
+}
+
+TEST(Sandbox, EnvironmentIsCleanAndHoldsPlaceholders) {
+  ::setenv("AIRLOCK_TEST_HOST_ONLY", "host-only", 1);
+  SandboxOptions o = sh("env | sort");
+  o.ca_pem = "-----BEGIN CERTIFICATE-----\nMIIfake\n-----END CERTIFICATE-----\n";
+  const Outcome r = run(std::move(o), one_secret());
+  EXPECT_EQ(r.status.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("API_KEY=$MSB_API_KEY\n"));
+  EXPECT_THAT(r.out, HasSubstr("SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt\n"));
+  EXPECT_THAT(r.out, Not(HasSubstr(kFakeValue)));
+  EXPECT_THAT(r.out, Not(HasSubstr("AIRLOCK_TEST_HOST_ONLY")));
+}
+
+TEST(Sandbox, GuestSeesOnlyItsOwnProcesses) {
+  const Outcome r = run(sh("ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; cat /proc/1/cmdline | tr '\\0' ' '"));
+  EXPECT_EQ(r.status.code, 0);
+  // init (1), the shell (2), and the pipeline's children: all small numbers.
+  EXPECT_THAT(r.out, ::testing::StartsWith("1 2 "));
+  EXPECT_THAT(r.out, HasSubstr("airlock-sandbox-init 2"));
+}
+
+TEST(Sandbox, SecretValueIsInNoProcEnvironOrCmdline) {
+  const Outcome r = run(sh("cat /proc/*/environ /proc/*/cmdline 2>/dev/null | tr '\\0' '\\n'; echo END"),
+                    one_secret());
+  EXPECT_EQ(r.status.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("API_KEY=$MSB_API_KEY"));
+  EXPECT_THAT(r.out, HasSubstr("END"));
+  EXPECT_THAT(r.out, Not(HasSubstr(kFakeValue)));
+}
+
+TEST(Sandbox, IdentityAndIsolation) {
+  const Outcome r = run(sh("id -u; hostname; cat /etc/resolv.conf; ip -o addr show eth0 | awk '{print $4}';"
+                       "test -w /usr && echo usr-writable; touch /tmp/x && echo tmp-ok;"
+                       "echo hi > /etc/airlock-probe && echo etc-write-ok;"
+                       "ls /dev | tr '\\n' ' '"));
+  EXPECT_EQ(r.status.code, 0) << r.out;
+  EXPECT_THAT(r.out, ::testing::StartsWith("0\nairlock\nnameserver 100.96.0.1\nnameserver fd00:a1a0::1\n"));
+  EXPECT_THAT(r.out, HasSubstr("100.96.0.2/30\nfd00:a1a0::2/64\n"));
+  EXPECT_THAT(r.out, Not(HasSubstr("usr-writable")));
+  EXPECT_THAT(r.out, HasSubstr("tmp-ok"));
+  EXPECT_FALSE(std::filesystem::exists("/etc/airlock-probe"));
+  EXPECT_THAT(r.out, HasSubstr("null"));
+  EXPECT_THAT(r.out, Not(HasSubstr("sda")));
+  EXPECT_THAT(r.out, Not(HasSubstr("vda")));
+}
+
+TEST(Sandbox, SeccompRefusesNamespaceEscapesAndKernelInterfaces) {
+  const Outcome r = run(sh("unshare -n true 2>/dev/null && echo unshare-ok;"
+                       "mount -t tmpfs x /mnt 2>/dev/null && echo mount-ok;"
+                       "echo done"));
+  EXPECT_EQ(r.status.code, 0);
+  EXPECT_EQ(r.out, "done\n");
+}
+
+TEST(Sandbox, TimeoutKillsAndReports124) {
+  SandboxOptions o = sh("sleep 30");
+  o.limits.timeout = std::chrono::milliseconds(300);
+  const auto t0 = std::chrono::steady_clock::now();
+  const Outcome r = run(std::move(o));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_EQ(r.status.kind, ExitStatus::Kind::kTimedOut);
+  EXPECT_EQ(r.status.code, kExitTimeout);
+}
+
+TEST(Sandbox, TerminateKillsEveryProcess) {
+  const Outcome r = run(sh("(sleep 30 &) ; sleep 30"), {}, [](Sandbox& s) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    s.terminate("secret API_KEY sent to evil.example");
+  });
+  EXPECT_EQ(r.status.kind, ExitStatus::Kind::kTerminated);
+  EXPECT_EQ(r.status.code, kExitTerminated);
+  EXPECT_EQ(r.status.reason, "secret API_KEY sent to evil.example");
+}
+
+TEST(Sandbox, SignalIsForwardedToTheCommand) {
+  const Outcome r = run(sh("trap 'echo got-term; exit 3' TERM; sleep 10 & wait"), {}, [](Sandbox& s) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    s.forward_signal(SIGTERM);
+  });
+  EXPECT_EQ(r.status.code, 3);
+  EXPECT_THAT(r.out, HasSubstr("got-term"));
+}
+
+// A stand-in for the gateway: answers every connection on the transparent listeners with
+// "hello <n>\n" until stopped.
+class EchoGateway {
+ public:
+  explicit EchoGateway(GatewaySockets sockets) : sockets_(std::move(sockets)) {
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~EchoGateway() {
+    stop_ = true;
+    thread_.join();
+    for (auto* list : {&sockets_.transparent, &sockets_.dns_udp, &sockets_.dns_tcp}) {
+      for (int fd : *list) ::close(fd);
+    }
+  }
+  int accepted() const { return accepted_; }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      std::vector<pollfd> fds;
+      for (int fd : sockets_.transparent) fds.push_back({fd, POLLIN, 0});
+      if (::poll(fds.data(), fds.size(), 50) <= 0) continue;
+      for (const pollfd& p : fds) {
+        if (!(p.revents & POLLIN)) continue;
+        const int c = ::accept4(p.fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        const std::string line = "hello " + std::to_string(++accepted_) + "\n";
+        (void)!::write(c, line.data(), line.size());
+        ::close(c);
+      }
+    }
+  }
+  GatewaySockets sockets_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
+
+TEST(Sandbox, TcpToAnyAddressEndsAtTheGatewayListener) {
+  SandboxOptions o;
+  o.command = {"/bin/bash", "-c",
+               "for a in 203.0.113.7 10.0.0.1 169.254.169.254 127.0.0.1 '[2001:db8::1]'; do "
+               "exec 3<>/dev/tcp/${a//[\\[\\]]/}/80 && read line <&3 && echo \"$a $line\"; "
+               "exec 3<&-; done 2>&1"};
+  std::unique_ptr<EchoGateway> gateway;
+  const Outcome r = run(std::move(o), {}, {}, [&](Sandbox& s) {
+    gateway = std::make_unique<EchoGateway>(s.take_gateway_sockets());
+  });
+  EXPECT_EQ(r.status.code, 0) << r.out;
+  // 127.0.0.1 is the guest's own loopback: nothing listens there, so it is refused.
+  EXPECT_THAT(r.out, HasSubstr("203.0.113.7 hello 1\n10.0.0.1 hello 2\n169.254.169.254 hello 3\n"));
+  EXPECT_THAT(r.out, HasSubstr("[2001:db8::1] hello 4\n"));
+  EXPECT_THAT(r.out, HasSubstr("127.0.0.1/80: Connection refused"));
+  EXPECT_EQ(gateway->accepted(), 4);
+}
+
+TEST(Sandbox, UdpAndIcmpDoNotGetOut) {
+  // The gateway namespace drops everything that is not redirected TCP or DNS; with nothing
+  // listening on the DNS port, a UDP query to any resolver is answered by nothing at all.
+  SandboxOptions o;
+  o.command = {"/usr/bin/python3", "-c", R"(
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.5)
+s.sendto(b'x', ('203.0.113.9', 9999))
+try:
+    print('udp-reply', s.recvfrom(10))
+except socket.timeout:
+    print('udp-no-reply')
+try:
+    r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); r.settimeout(0.5)
+    r.sendto(b'\x08\x00\xf7\xff\x00\x00\x00\x00', ('203.0.113.9', 0))
+    print('icmp-reply', r.recvfrom(100))
+except socket.timeout:
+    print('icmp-no-reply')
+except PermissionError:
+    print('raw-denied')
+)"};
+  const Outcome r = run(std::move(o));
+  EXPECT_EQ(r.status.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("udp-no-reply\n"));
+  EXPECT_THAT(r.out, ::testing::AnyOf(HasSubstr("icmp-no-reply\n"), HasSubstr("raw-denied\n")));
+}
+
+}  // namespace
+}  // namespace airlock::sandbox

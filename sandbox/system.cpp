@@ -1,0 +1,219 @@
+// Small system helpers of the sandbox: fds, tools run by argument vector (never a shell),
+// files, the seccomp program.
+#include "sandbox/internal.hpp"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace airlock::sandbox::detail {
+
+void Fd::reset(int fd) noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+void throw_errno(const std::string& what) {
+  throw SandboxError(what + ": " + std::strerror(errno));
+}
+
+std::string find_tool(const std::string& name) {
+  for (const char* dir : {"/usr/sbin/", "/sbin/", "/usr/bin/", "/bin/"}) {
+    std::string path = std::string(dir) + name;
+    if (::access(path.c_str(), X_OK) == 0) return path;
+  }
+  throw SandboxError("the '" + name + "' command is needed and was not found");
+}
+
+void run_tool(const std::vector<std::string>& argv, std::string_view input, int netns_fd,
+              std::chrono::milliseconds timeout) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  char* const empty_env[] = {nullptr};
+
+  int in[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) throw_errno("pipe");
+  if (::pipe2(err, O_CLOEXEC) != 0) {
+    ::close(in[0]);
+    ::close(in[1]);
+    throw_errno("pipe");
+  }
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec: the parent may have threads.
+    if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) _exit(126);
+    ::dup2(in[0], 0);
+    ::dup2(err[1], 1);
+    ::dup2(err[1], 2);
+    ::execve(args[0], args.data(), empty_env);
+    _exit(127);
+  }
+  ::close(in[0]);
+  ::close(err[1]);
+  Fd in_w(in[1]), err_r(err[0]);
+  if (pid < 0) throw_errno("fork");
+
+  // Small inputs fit the pipe buffer; write all, then read stderr until EOF or the deadline.
+  std::size_t off = 0;
+  while (off < input.size()) {
+    const ssize_t n = ::write(in_w.get(), input.data() + off, input.size() - off);
+    if (n <= 0) break;
+    off += static_cast<std::size_t>(n);
+  }
+  in_w.reset();
+  std::string output;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool timed_out = false;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p{err_r.get(), POLLIN, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      timed_out = r == 0;
+      break;
+    }
+    char buf[4096];
+    const ssize_t n = ::read(err_r.get(), buf, sizeof buf);
+    if (n <= 0) break;
+    if (output.size() < 16384) output.append(buf, static_cast<std::size_t>(n));
+  }
+  if (timed_out) ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) throw SandboxError(argv[0] + " did not finish in time");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    while (!output.empty() && (output.back() == '\n' || output.back() == ' ')) output.pop_back();
+    throw SandboxError(argv[0] + " failed (status " + std::to_string(status) + "): " + output);
+  }
+}
+
+void write_file(const std::string& path, std::string_view content, int mode) {
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  if (!fd) throw_errno("open " + path);
+  std::size_t off = 0;
+  while (off < content.size()) {
+    const ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw_errno("write " + path);
+    off += static_cast<std::size_t>(n);
+  }
+}
+
+std::optional<std::string> read_small_file(const std::string& path, std::size_t limit) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) break;
+    if (out.size() + static_cast<std::size_t>(n) > limit) return std::nullopt;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+unsigned long long process_start_time(pid_t pid) {
+  const auto stat = read_small_file("/proc/" + std::to_string(pid) + "/stat", 65536);
+  if (!stat) return 0;
+  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+  const std::size_t close = stat->rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(stat->substr(close + 1));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) {
+    if (!(rest >> field)) return 0;
+  }
+  return std::strtoull(field.c_str(), nullptr, 10);
+}
+
+std::vector<sock_filter> build_seccomp_program() {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (ctx == nullptr) throw SandboxError("seccomp_init failed");
+  struct Guard {
+    scmp_filter_ctx ctx;
+    ~Guard() { seccomp_release(ctx); }
+  } guard{ctx};
+
+  const auto deny = [&](const char* name) {
+    const int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR) return;  // not on this architecture
+    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0) != 0) {
+      throw SandboxError(std::string("seccomp rule for ") + name + " failed");
+    }
+  };
+  // Kernel modules, kexec, bpf, perf, keyrings, ptrace, swap, reboot, handle-based opens,
+  // userfaultfd, port I/O: nothing a sandboxed command needs, all of it attack surface.
+  for (const char* name :
+       {"init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "bpf",
+        "perf_event_open", "add_key", "request_key", "keyctl", "ptrace", "process_vm_readv",
+        "process_vm_writev", "open_by_handle_at", "userfaultfd", "iopl", "ioperm", "swapon",
+        "swapoff", "reboot", "syslog", "acct", "quotactl", "lookup_dcookie", "vhangup",
+        "uselib", "nfsservctl",
+        // Namespace escapes and new mounts: the guest's view is fixed once it is set up.
+        "setns", "mount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen",
+        "fsconfig", "fsmount", "fspick", "mount_setattr"}) {
+    deny(name);
+  }
+  // unshare and clone with any namespace flag. clone3 passes its flags in memory a filter
+  // cannot read, so it reports ENOSYS and libc falls back to clone.
+  constexpr std::uint64_t kNsFlags[] = {CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
+                                        CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP};
+  for (const std::uint64_t flag : kNsFlags) {
+    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1,
+                         SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag)) != 0 ||
+        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                         SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag)) != 0) {
+      throw SandboxError("seccomp rule for clone/unshare failed");
+    }
+  }
+  constexpr std::uint64_t kNewTime = 0x00000080;  // CLONE_NEWTIME: unshare only
+  if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1,
+                       SCMP_A0(SCMP_CMP_MASKED_EQ, kNewTime, kNewTime)) != 0 ||
+      seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) != 0) {
+    throw SandboxError("seccomp rule for clone3/unshare failed");
+  }
+
+  Fd mem(::memfd_create("airlock-seccomp", MFD_CLOEXEC));
+  if (!mem) throw_errno("memfd_create");
+  if (seccomp_export_bpf(ctx, mem.get()) != 0) throw SandboxError("seccomp_export_bpf failed");
+  const off_t size = ::lseek(mem.get(), 0, SEEK_END);
+  if (size <= 0 || size % static_cast<off_t>(sizeof(sock_filter)) != 0) {
+    throw SandboxError("seccomp program has an odd size");
+  }
+  std::vector<sock_filter> program(static_cast<std::size_t>(size) / sizeof(sock_filter));
+  if (::pread(mem.get(), program.data(), static_cast<std::size_t>(size), 0) != size) {
+    throw_errno("read seccomp program");
+  }
+  return program;
+}
+
+std::vector<int> kept_capabilities() {
+  return {CAP_CHOWN,   CAP_DAC_OVERRIDE,     CAP_FOWNER,  CAP_FSETID,       CAP_KILL,
+          CAP_SETGID,  CAP_SETUID,           CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_NET_RAW,
+          CAP_SYS_CHROOT, CAP_MKNOD,         CAP_AUDIT_WRITE, CAP_SETFCAP};
+}
+
+}  // namespace airlock::sandbox::detail
