@@ -140,9 +140,15 @@ std::string_view to_string(Group group) noexcept {
 }
 
 std::optional<Group> parse_group(std::string_view text) noexcept {
+  // Case-insensitive, like the domain names a group name could otherwise be read as.
+  auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
   for (Group g : {Group::kPublic, Group::kPrivate, Group::kLoopback, Group::kLinkLocal,
                   Group::kMetadata, Group::kMulticast, Group::kHost}) {
-    if (text == to_string(g)) return g;
+    const std::string_view name = to_string(g);
+    if (text.size() == name.size() &&
+        std::equal(text.begin(), text.end(), name.begin(), [&](char a, char b) { return lower(a) == b; })) {
+      return g;
+    }
   }
   return std::nullopt;
 }

@@ -229,6 +229,8 @@ std::string Rule::to_string() const {
     }
   } else if (const auto* d = std::get_if<DomainMatch>(&destination)) {
     out += d->text;
+    // A one-label host named like a group keeps its trailing dot, so it reads back as a host.
+    if (parse_group(d->text)) out += '.';
   } else {
     out += policy::to_string(std::get<Group>(destination));
   }

@@ -10,6 +10,7 @@
 //                a domain suffix: *.example.com (subdomains only) or .example.com (the domain
 //                and its subdomains),
 //                or a group: public, private, loopback, link-local, metadata, multicast, host
+//                (case-insensitive; `metadata.` with a trailing dot is the host named metadata)
 //   protocol     tcp | udp | any (default any)
 //   ports        a port, a range or a comma list of both (443, 80,443, 443-450, 80,8000-8100);
 //                default all

@@ -40,6 +40,9 @@ TEST(Rule, EachFormParsesAndPrintsCanonically) {
       {"deny@loopback:tcp", "deny@loopback:tcp"},
       {"deny@multicast:udp:1-1024,5353", "deny@multicast:udp:1-1024,5353"},
       {"allow@public:tcp:1-65535", "allow@public:tcp:1-65535"},
+      {"deny@Metadata", "deny@metadata"},
+      {"deny@metadata.", "deny@metadata."},
+      {"allow@localhost", "allow@localhost"},
   };
   for (const auto& c : cases) {
     const Rule r = ok(c.in);
@@ -75,6 +78,9 @@ TEST(Rule, Fields) {
   EXPECT_TRUE(suffix.matches("a.example.com"));
   EXPECT_TRUE(suffix.matches("example.com"));
   EXPECT_FALSE(suffix.matches("badexample.com"));
+
+  r = ok("deny@metadata.");
+  EXPECT_TRUE(std::get<DomainMatch>(r.destination).matches("metadata"));
 
   r = ok("allow@api.example.com");
   const auto& exact = std::get<DomainMatch>(r.destination);
