@@ -1,0 +1,456 @@
+#!/usr/bin/python3
+"""Helpers for scripts/bench: parse tool output, hold idle TLS connections, measure a
+process tree's RSS, check the upstream's access log, and render the results table.
+
+Secret values: the upstream log check reads the expected value from the environment
+(BENCH_KEY_0) and only ever prints counts, never the value itself.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+# ---------------------------------------------------------------- parsing tool output
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _duration_ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"unknown duration {text!r}")
+    return float(m.group(1)) * UNIT_MS[m.group(2)]
+
+
+def parse_wrk(path):
+    """Returns requests, rps, p50/p99 in ms, socket errors and non-2xx counts."""
+    text = open(path, encoding="utf-8", errors="replace").read()
+    out = {"requests": 0, "rps": 0.0, "errors": 0, "non2xx": 0}
+    m = re.search(r"^\s*(\d+) requests in", text, re.M)
+    if m:
+        out["requests"] = int(m.group(1))
+    m = re.search(r"^Requests/sec:\s*([0-9.]+)", text, re.M)
+    if m:
+        out["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s*{pct}%\s+(\S+)", text, re.M)
+        if m:
+            out[key] = _duration_ms(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["errors"] = sum(int(g) for g in m.groups())
+        out["error_detail"] = "connect %s, read %s, write %s, timeout %s" % m.groups()
+    m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    if m:
+        out["non2xx"] = int(m.group(1))
+    return out
+
+
+def parse_ab(path):
+    """Returns complete/failed counts (with ab's categories) and rps."""
+    text = open(path, encoding="utf-8", errors="replace").read()
+    out = {"requests": 0, "failed": 0, "rps": 0.0, "non2xx": 0, "failed_detail": ""}
+    m = re.search(r"^Complete requests:\s*(\d+)", text, re.M)
+    if m:
+        out["requests"] = int(m.group(1))
+    m = re.search(r"^Failed requests:\s*(\d+)", text, re.M)
+    if m:
+        out["failed"] = int(m.group(1))
+    m = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)", text)
+    if m:
+        out["failed_detail"] = "connect %s, receive %s, length %s, exceptions %s" % m.groups()
+    m = re.search(r"^Non-2xx responses:\s*(\d+)", text, re.M)
+    if m:
+        out["non2xx"] = int(m.group(1))
+    m = re.search(r"^Requests per second:\s*([0-9.]+)", text, re.M)
+    if m:
+        out["rps"] = float(m.group(1))
+    return out
+
+
+def cmd_parse(kind, path):
+    data = parse_wrk(path) if kind == "wrk" else parse_ab(path)
+    print(json.dumps(data))
+
+
+# scenario: (tool, [(metric, function of the parsed output)])
+SCENARIOS = {
+    "ka": ("wrk", [("ka_rps", lambda d: d["rps"]), ("ka_p50_ms", lambda d: d.get("p50_ms")),
+                   ("ka_p99_ms", lambda d: d.get("p99_ms"))]),
+    "close": ("wrk", [("close_rps", lambda d: d["rps"])]),
+    "newconn": ("ab", [("newconn_rps", lambda d: d["rps"])]),
+    "dl": ("wrk", [("dl_mibps", lambda d: d["rps"])]),             # 1 MiB per request
+    "ul": ("wrk", [("ul_mibps", lambda d: d["rps"] / 16.0)]),      # 64 KiB per request
+}
+
+
+def cmd_record(scenario, path, variant, run, tsv):
+    """Parses one tool run and appends its metrics (and any error counts as notes) to the
+    results file. Prints a one-line summary. Exit 1 when the run produced no requests."""
+    tool, metrics = SCENARIOS[scenario]
+    d = parse_wrk(path) if tool == "wrk" else parse_ab(path)
+    lines, summary = [], []
+    if d["requests"] > 0 and d["rps"] > 0:
+        for metric, fn in metrics:
+            v = fn(d)
+            if v is not None:
+                lines.append(f"value\t{variant}\t{run}\t{metric}\t{v:.4f}")
+                summary.append(f"{metric}={v:.2f}")
+    problems = []
+    if tool == "wrk" and d["errors"]:
+        problems.append(f"socket errors ({d['error_detail']})")
+    if tool == "ab" and d["failed"]:
+        problems.append(f"ab counted {d['failed']} of {d['requests']} as failed "
+                        f"({d['failed_detail']})")
+    if d["non2xx"]:
+        problems.append(f"{d['non2xx']} non-2xx responses")
+    if d["requests"] == 0:
+        problems.append("no request completed")
+    if problems:
+        lines.append(f"note\t{variant}\t{run}\t{scenario}: {'; '.join(problems)}")
+    with open(tsv, "a", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+    print(f"{scenario}: {d['requests']} requests, " + " ".join(summary) +
+          (f" [{'; '.join(problems)}]" if problems else ""))
+    return 0 if d["requests"] > 0 else 1
+
+
+# ---------------------------------------------------------------- idle connections
+
+def cmd_hold(host, port, count, cafile, workers=8, hold_max=600):
+    """Opens `count` TLS connections to host:port, completes one keep-alive request on each,
+    then holds them until SIGTERM or hold_max seconds. Prints one status line."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    request = (f"GET /small HTTP/1.1\r\nHost: {host}\r\n"
+               "Authorization: Bearer $MSB_BENCH_KEY_0\r\n\r\n").encode()
+    held, failures, lock = [], [], threading.Lock()
+
+    def open_one(_):
+        try:
+            raw = socket.create_connection((host, port), timeout=15)
+            tls = ctx.wrap_socket(raw, server_hostname=host)
+            tls.sendall(request)
+            buf = b""
+            while b"\r\n\r\n" not in buf and len(buf) < 65536:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed before response headers")
+                buf += chunk
+            head, _, body = buf.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise ConnectionError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+            want = int(m.group(1)) if m else 0
+            while len(body) < want:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed before response body")
+                body += chunk
+            with lock:
+                held.append(tls)
+        except Exception as exc:  # report, never crash the holder
+            with lock:
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(open_one, range(count)))
+    elapsed = time.monotonic() - start
+    first = failures[0] if failures else ""
+    print(f"held {len(held)} failed {len(failures)} seconds {elapsed:.1f} first_error {first}",
+          flush=True)
+
+    # Hold until SIGTERM (the harness sends it after measuring) or hold_max seconds.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait(hold_max)
+    for s in held:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+def rss_tree_kib(pid):
+    """Sum of VmRSS (KiB) of pid and all its descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# ---------------------------------------------------------------- upstream log check
+
+LOG_RE = re.compile(r'^(\S+) (\d+) (\S+) (\S+) (\d+) (\d+) "(.*)"$')
+
+
+def cmd_checklog(path, expect_addr, expect_auth):
+    """Counts what the upstream received. expect_auth: 'real' (BENCH_KEY_0 from the
+    environment must be in every Authorization, no placeholder) or 'placeholder'."""
+    value = os.environ.get("BENCH_KEY_0", "")
+    placeholder = "$MSB_BENCH_KEY_0"
+    total = bad_status = bad_addr = real = ph = other = 0
+    for line in open(path, encoding="utf-8", errors="replace"):
+        m = LOG_RE.match(line.rstrip("\n"))
+        if not m:
+            other += 1
+            continue
+        total += 1
+        addr, status, auth = m.group(1), m.group(2), m.group(7)
+        if status != "200":
+            bad_status += 1
+        if addr != expect_addr:
+            bad_addr += 1
+        if value and value in auth:
+            real += 1
+        elif placeholder in auth:
+            ph += 1
+    ok = total > 0 and bad_status == 0 and bad_addr == 0 and other == 0
+    if expect_auth == "real":
+        ok = ok and real == total
+    else:
+        ok = ok and ph == total
+    want = "the real BENCH_KEY_0 value" if expect_auth == "real" else "the placeholder"
+    got = real if expect_auth == "real" else ph
+    print(f"{'ok' if ok else 'FAILED'}: upstream saw {total} requests from {expect_addr}: "
+          f"{got} carried {want} in Authorization, {bad_status} non-200, "
+          f"{bad_addr} from another address, {other} unparsable lines")
+    return 0 if ok else 1
+
+
+def cmd_checkbody(path, expect_addr, expect_auth):
+    """Checks the last line of the /check log: source address, Authorization and body."""
+    value = os.environ.get("BENCH_KEY_0", "")
+    lines = [l for l in open(path, encoding="utf-8", errors="replace") if l.strip()]
+    if not lines:
+        print("FAILED: the upstream logged no /check request")
+        return 1
+    line = lines[-1]
+    addr = line.split(" ", 1)[0]
+    placeholder = "$MSB_BENCH_KEY_0"
+    if addr != expect_addr:
+        print(f"FAILED: /check came from {addr}, expected {expect_addr}")
+        return 1
+    if expect_auth == "real":
+        n_real = line.count(value) if value else 0
+        if n_real != 2 or placeholder in line:
+            print(f"FAILED: upstream /check held the real value {n_real} times (want 2: "
+                  f"header and body), placeholder present: {placeholder in line}")
+            return 1
+        print("ok: upstream received the real value in Authorization and in the body")
+    else:
+        if line.count(placeholder) != 2 or (value and value in line):
+            print("FAILED: upstream /check did not receive the placeholder unchanged")
+            return 1
+        print("ok: upstream received the placeholder unchanged in Authorization and body")
+    return 0
+
+
+# ---------------------------------------------------------------- report
+
+# metric: (label, unit, higher_is_better, decimals)
+METRICS = [
+    ("ka_rps", "Keep-alive small requests", "req/s", True, 0),
+    ("ka_p50_ms", "Keep-alive latency p50", "ms", False, 2),
+    ("ka_p99_ms", "Keep-alive latency p99", "ms", False, 2),
+    ("newconn_rps", "New TLS connection per request (ab)", "req/s", True, 0),
+    ("dl_mibps", "1 MiB downloads", "MiB/s", True, 1),
+    ("ul_mibps", "64 KiB uploads, body placeholder", "MiB/s", True, 1),
+    ("idle_kib", "Memory per idle connection ({idle} held)", "KiB", False, 1),
+    ("close_rps", "Extra: wrk `Connection: close` (caveated)", "req/s", True, 0),
+]
+VARIANT_ORDER = ["direct", "airlock", "mitmproxy", "squid"]
+PEERS = ["mitmproxy", "squid"]
+
+
+def _fmt(v, decimals):
+    return f"{v:,.{decimals}f}"
+
+
+def _ratio(v, ref, higher):
+    if v is None or ref is None or v <= 0 or ref <= 0:
+        return None
+    return v / ref if higher else ref / v
+
+
+def cmd_report(results_tsv, meta_json):
+    meta = json.load(open(meta_json))
+    values, status, notes = {}, {}, []
+    for line in open(results_tsv, encoding="utf-8"):
+        parts = line.rstrip("\n").split("\t")
+        if parts[0] == "value":
+            _, variant, run, metric, v = parts
+            values.setdefault((variant, metric), []).append(float(v))
+        elif parts[0] == "status":
+            _, variant, run, state, msg = parts
+            status.setdefault(variant, []).append((int(run), state, msg))
+        elif parts[0] == "note":
+            notes.append((parts[1], parts[2], parts[3]))
+    variants = [v for v in VARIANT_ORDER if v in meta["variants"]]
+
+    def median(variant, metric):
+        vs = values.get((variant, metric))
+        return statistics.median(vs) if vs else None
+
+    def failed(variant):
+        runs = status.get(variant, [])
+        return not runs or all(state != "ok" for _, state, _ in runs)
+
+    out = []
+    out.append(f"# airlock benchmark, {meta['date']}")
+    out.append("")
+    out.append(f"- Machine: {meta['machine']}")
+    out.append(f"- CPU placement: {meta['placement']}")
+    out.append(f"- Runs: medians of {meta['runs']} runs, {meta['duration']} s per timed scenario; "
+               f"ratios > 1 mean better than the reference (for latency and memory: lower).")
+    out.append(f"- Versions: {meta['versions']}")
+    out.append(f"- Commit: {meta['commit']}")
+    out.append("")
+    head = "| Scenario | unit |"
+    sep = "|---|---|"
+    for v in variants:
+        head += f" {v} |"
+        sep += "---:|"
+    out.append(head)
+    out.append(sep)
+    for metric, label, unit, higher, dec in METRICS:
+        row = f"| {label.format(idle=meta.get('idle_conns', 1000))} | {unit} |"
+        for v in variants:
+            if failed(v):
+                row += " **failed** |"
+                continue
+            m = median(v, metric)
+            if m is None:
+                row += " n/a |"
+                continue
+            cell = _fmt(m, dec)
+            parts = []
+            if v != "direct":
+                r = _ratio(m, median("direct", metric), higher)
+                if r is not None:
+                    parts.append(f"{r:.2f}× direct")
+            others = [p for p in PEERS if p != v and p in variants and not failed(p)]
+            peer_vals = [(p, median(p, metric)) for p in others]
+            peer_vals = [(p, x) for p, x in peer_vals if x is not None and x > 0]
+            if peer_vals and m > 0:
+                best = max(peer_vals, key=lambda t: t[1]) if higher else min(peer_vals, key=lambda t: t[1])
+                parts.append(f"{_ratio(m, best[1], higher):.2f}× {best[0]}")
+            if parts:
+                cell += "<br>(" + ", ".join(parts) + ")"
+            row += f" {cell} |"
+        out.append(row)
+    out.append("")
+    out.append("\"× direct\" compares with the direct route; \"× peer\" compares with the better of "
+               "mitmproxy and Squid in that row (for a peer: with the other peer).")
+    out.append("")
+
+    # targets for airlock
+    if "airlock" in variants:
+        out.append("## Targets (airlock)")
+        out.append("")
+        if failed("airlock"):
+            out.append("- airlock failed its check; no target can be assessed.")
+        else:
+            def tgt(metric, label, floor):
+                r = _ratio(median("airlock", metric), median("direct", metric), True)
+                if r is None:
+                    return f"- {label}: not measured"
+                return f"- {label}: {r*100:.0f} % of direct (target ≥ {floor} %): " + \
+                    ("met" if r * 100 >= floor else "**not met**")
+            out.append(tgt("ka_rps", "keep-alive small requests", 90))
+            out.append(tgt("newconn_rps", "new TLS connection per request", 80))
+            out.append(tgt("dl_mibps", "1 MiB downloads", 90))
+            out.append(tgt("ul_mibps", "64 KiB uploads with body substitution", 80))
+            for peer, factor in (("mitmproxy", 10), ("squid", 3)):
+                if peer not in variants or failed(peer):
+                    out.append(f"- ≥ {factor}× {peer}: {peer} not measured")
+                    continue
+                worst = None
+                for metric, label, unit, higher, dec in METRICS:
+                    if metric in ("close_rps", "ka_p50_ms", "ka_p99_ms"):
+                        continue
+                    r = _ratio(median("airlock", metric), median(peer, metric), higher)
+                    if r is not None and (worst is None or r < worst[0]):
+                        worst = (r, label.format(idle=meta.get("idle_conns", 1000)))
+                if worst:
+                    out.append(f"- every scenario ≥ {factor}× {peer}: lowest is {worst[0]:.2f}× "
+                               f"({worst[1]}): " + ("met" if worst[0] >= factor else "**not met**"))
+            idle = median("airlock", "idle_kib")
+            if idle is not None:
+                out.append(f"- memory per idle intercepted connection: {idle:.1f} KiB (target < 32 KiB): "
+                           + ("met" if idle < 32 else "**not met**"))
+        out.append("")
+
+    out.append("## Checks and notes")
+    out.append("")
+    for v in variants:
+        for run, state, msg in sorted(status.get(v, [])):
+            out.append(f"- {v}, run {run}: {state}: {msg}")
+    for v, run, msg in notes:
+        out.append(f"- {v}, run {run}: {msg}")
+    out.append("")
+    out.append("## Per-run values")
+    out.append("")
+    out.append("| variant | metric | runs |")
+    out.append("|---|---|---|")
+    for v in variants:
+        for metric, label, unit, higher, dec in METRICS:
+            vs = values.get((v, metric))
+            if vs:
+                out.append(f"| {v} | {metric} | {', '.join(_fmt(x, dec) for x in vs)} |")
+    out.append("")
+    print("\n".join(out))
+
+
+def main(argv):
+    if len(argv) < 2:
+        print("usage: benchlib.py parse|record|hold|rss|checklog|checkbody|report ...", file=sys.stderr)
+        return 2
+    cmd, args = argv[1], argv[2:]
+    if cmd == "parse":
+        cmd_parse(args[0], args[1])
+    elif cmd == "record":
+        return cmd_record(args[0], args[1], args[2], args[3], args[4])
+    elif cmd == "hold":
+        cmd_hold(args[0], int(args[1]), int(args[2]), args[3])
+    elif cmd == "rss":
+        print(rss_tree_kib(int(args[0])))
+    elif cmd == "checklog":
+        return cmd_checklog(args[0], args[1], args[2])
+    elif cmd == "checkbody":
+        return cmd_checkbody(args[0], args[1], args[2])
+    elif cmd == "report":
+        cmd_report(args[0], args[1])
+    else:
+        print(f"unknown command {cmd}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
