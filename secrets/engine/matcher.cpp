@@ -1,0 +1,473 @@
+#include <secrets/engine/matcher.hpp>
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <emmintrin.h>
+
+namespace airlock::secrets {
+namespace {
+
+constexpr std::uint8_t kNotHex = 0xff;
+
+constexpr std::array<std::uint8_t, 256> make_hex_table() {
+  std::array<std::uint8_t, 256> t{};
+  for (auto& v : t) v = kNotHex;
+  for (int i = 0; i < 10; ++i) t['0' + i] = static_cast<std::uint8_t>(i);
+  for (int i = 0; i < 6; ++i) {
+    t['a' + i] = static_cast<std::uint8_t>(10 + i);
+    t['A' + i] = static_cast<std::uint8_t>(10 + i);
+  }
+  return t;
+}
+constexpr std::array<std::uint8_t, 256> kHex = make_hex_table();
+
+// UTF-8 of a BMP code point outside the surrogates; returns the byte count (0: not encodable).
+int utf8_encode(std::uint32_t cp, unsigned char out[3]) noexcept {
+  if (cp < 0x80) {
+    out[0] = static_cast<unsigned char>(cp);
+    return 1;
+  }
+  if (cp < 0x800) {
+    out[0] = static_cast<unsigned char>(0xc0 | (cp >> 6));
+    out[1] = static_cast<unsigned char>(0x80 | (cp & 0x3f));
+    return 2;
+  }
+  if (cp >= 0xd800 && cp <= 0xdfff) return 0;
+  out[0] = static_cast<unsigned char>(0xe0 | (cp >> 12));
+  out[1] = static_cast<unsigned char>(0x80 | ((cp >> 6) & 0x3f));
+  out[2] = static_cast<unsigned char>(0x80 | (cp & 0x3f));
+  return 3;
+}
+
+// One decoding step at data[o]: a JSON `\uXXXX`. Returns 1 decoded, 0 not this form,
+// -1 the data ended while it still looked like this form.
+int decode_json_u(const unsigned char* d, std::size_t n, std::size_t o, std::uint32_t* cp) noexcept {
+  if (o + 1 >= n) return -1;
+  if (d[o + 1] != 'u') return 0;
+  std::uint32_t v = 0;
+  for (std::size_t k = 0; k < 4; ++k) {
+    if (o + 2 + k >= n) return -1;
+    const std::uint8_t h = kHex[d[o + 2 + k]];
+    if (h == kNotHex) return 0;
+    v = (v << 4) | h;
+  }
+  *cp = v;
+  return 1;
+}
+
+// Same for `%XX`.
+int decode_percent(const unsigned char* d, std::size_t n, std::size_t o, unsigned char* byte) noexcept {
+  if (o + 1 >= n) return -1;
+  const std::uint8_t h1 = kHex[d[o + 1]];
+  if (h1 == kNotHex) return 0;
+  if (o + 2 >= n) return -1;
+  const std::uint8_t h2 = kHex[d[o + 2]];
+  if (h2 == kNotHex) return 0;
+  *byte = static_cast<unsigned char>((h1 << 4) | h2);
+  return 1;
+}
+
+bool is_short_json_escape(unsigned char c) noexcept { return c == '"' || c == '\\' || c == '/'; }
+
+// Upper bound on the work for one candidate (a placeholder made of many `%` or `\` can make
+// the paths branch); past it the candidate is reported as found, which blocks (fail closed).
+constexpr std::size_t kMaxSteps = 8192;
+
+// Does placeholder `p` start at d[pos] in some per-character mix of raw, %XX and JSON escapes?
+Match::Kind match_one(std::string_view p, const unsigned char* d, std::size_t n, std::size_t pos,
+                      std::uint32_t* length, std::uint8_t* forms) noexcept {
+  const auto* pp = reinterpret_cast<const unsigned char*>(p.data());
+  const std::size_t len = p.size();
+  // Fast path: the raw placeholder, or a mismatch before any escape character.
+  {
+    const std::size_t avail = n - pos;
+    const std::size_t cmp = std::min(avail, len);
+    std::size_t j = 0;
+    while (j < cmp && d[pos + j] == pp[j]) ++j;
+    if (j == len) {
+      *length = static_cast<std::uint32_t>(len);
+      *forms = kFormRaw;
+      return Match::kFound;
+    }
+    bool escape_seen = false;
+    const std::size_t upto = std::min(j + 1, avail);
+    for (std::size_t k = 0; k < upto; ++k) {
+      if (d[pos + k] == '%' || d[pos + k] == '\\') {
+        escape_seen = true;
+        break;
+      }
+    }
+    if (!escape_seen) return j == avail ? Match::kPartial : Match::kNone;
+  }
+  struct State {
+    std::uint32_t o, k;
+    std::uint8_t forms;
+  };
+  State stack[128];
+  std::size_t sp = 0;
+  stack[sp++] = {static_cast<std::uint32_t>(pos), 0, kFormRaw};
+  bool partial = false;
+  std::size_t steps = 0;
+  while (sp > 0) {
+    const State s = stack[--sp];
+    if (s.k == len) {
+      *length = s.o - static_cast<std::uint32_t>(pos);
+      *forms = s.forms;
+      return Match::kFound;
+    }
+    if (++steps > kMaxSteps || sp + 3 > std::size(stack)) {
+      *length = s.o - static_cast<std::uint32_t>(pos);
+      *forms = s.forms;
+      return Match::kFound;
+    }
+    if (s.o >= n) {
+      partial = true;
+      continue;
+    }
+    const unsigned char b = d[s.o];
+    const unsigned char want = pp[s.k];
+    if (b == '%') {
+      unsigned char v = 0;
+      const int r = decode_percent(d, n, s.o, &v);
+      if (r < 0) partial = true;
+      else if (r > 0 && v == want) stack[sp++] = {s.o + 3, s.k + 1, static_cast<std::uint8_t>(s.forms | kFormPercent)};
+    } else if (b == '\\') {
+      std::uint32_t cp = 0;
+      const int r = decode_json_u(d, n, s.o, &cp);
+      if (r < 0) {
+        partial = true;
+      } else if (r > 0) {
+        unsigned char u[3];
+        const int m = utf8_encode(cp, u);
+        if (m > 0 && s.k + static_cast<std::size_t>(m) <= len && std::memcmp(pp + s.k, u, static_cast<std::size_t>(m)) == 0) {
+          stack[sp++] = {s.o + 6, s.k + static_cast<std::uint32_t>(m), static_cast<std::uint8_t>(s.forms | kFormJson)};
+        }
+      } else if (is_short_json_escape(d[s.o + 1]) && d[s.o + 1] == want) {
+        stack[sp++] = {s.o + 2, s.k + 1, static_cast<std::uint8_t>(s.forms | kFormJson)};
+      }
+    }
+    if (b == want) stack[sp++] = {s.o + 1, s.k + 1, s.forms};  // raw first (popped first)
+  }
+  return partial ? Match::kPartial : Match::kNone;
+}
+
+constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+constexpr std::array<std::uint8_t, 256> make_b64_table() {
+  std::array<std::uint8_t, 256> t{};
+  for (auto& v : t) v = 0xff;
+  for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(kB64[i])] = static_cast<std::uint8_t>(i);
+  t['-'] = 62;
+  t['_'] = 63;
+  return t;
+}
+constexpr std::array<std::uint8_t, 256> kB64Value = make_b64_table();
+
+unsigned char fold_b64(unsigned char c) noexcept { return c == '-' ? '+' : c == '_' ? '/' : c; }
+
+std::size_t pair_key(unsigned char a, unsigned char b) noexcept {
+  return (static_cast<std::size_t>(fold_b64(a)) << 8) | fold_b64(b);
+}
+
+}  // namespace
+
+std::string_view form_name(std::uint8_t forms) noexcept {
+  if (forms & kFormBasic) return "base64 in Basic auth";
+  if (forms & kFormBase64) return "base64";
+  const bool pct = forms & kFormPercent, json = forms & kFormJson;
+  if (pct && json) return "percent- and JSON-escaped";
+  if (pct) return "percent-encoded";
+  if (json) return "JSON-escaped";
+  return "raw";
+}
+
+SecretSet::Compiled::Compiled(const std::vector<SecretBinding>& secrets) {
+  placeholders.reserve(secrets.size());
+  for (std::uint32_t i = 0; i < secrets.size(); ++i) {
+    const SecretBinding& s = secrets[i];
+    placeholders.push_back(s.placeholder());
+    value_unsafe_for_head.push_back(s.value().contains_any_of(std::string_view("\r\n\0", 3)) ? 1 : 0);
+    const std::string& p = placeholders.back();
+    if (p.empty()) continue;
+    const auto first = static_cast<unsigned char>(p[0]);
+    trigger[first] |= kTriggerRaw;
+    by_first[first].push_back(i);
+    max_placeholder = std::max(max_placeholder, p.size());
+
+    // Base64 at the three alignments: the placeholder after k = 0, 1, 2 unknown bytes. Output
+    // character j covers bits [6j, 6j+6); keep those inside the placeholder's bits.
+    for (std::size_t k = 0; k < 3; ++k) {
+      std::string bytes(k, '\0');
+      bytes += p;
+      bytes.append(2, '\0');
+      const std::string enc = base64_encode(bytes);
+      const std::size_t begin = (8 * k + 5) / 6;
+      const std::size_t end = (8 * (k + p.size())) / 6;  // exclusive
+      if (end <= begin || end - begin < 4) continue;
+      base64_forms.push_back({i, enc.substr(begin, end - begin)});
+    }
+  }
+  trigger['%'] |= kTriggerEscape;
+  trigger['\\'] |= kTriggerEscape;
+  for (int b = 0; b < 256; ++b) {
+    if (trigger[b]) trigger_bytes.push_back(static_cast<unsigned char>(b));
+    if (trigger[b] & kTriggerRaw) raw_first_bytes.push_back(static_cast<unsigned char>(b));
+  }
+  max_form = 6 * max_placeholder;
+  base64_pair_bits.assign(65536 / 64, 0);
+  for (const Base64Form& f : base64_forms) {
+    const std::size_t key = pair_key(static_cast<unsigned char>(f.text[0]), static_cast<unsigned char>(f.text[1]));
+    base64_pair_bits[key / 64] |= std::uint64_t{1} << (key % 64);
+  }
+}
+
+std::size_t next_trigger(const SecretSet::Compiled& c, const unsigned char* data, std::size_t from,
+                         std::size_t size, bool raw_only) noexcept {
+  const std::vector<unsigned char>& bytes = raw_only ? c.raw_first_bytes : c.trigger_bytes;
+  std::size_t i = from;
+  if (bytes.empty()) return size;
+  const std::size_t nb = bytes.size();
+  if (nb <= 4) {
+    const __m128i v0 = _mm_set1_epi8(static_cast<char>(bytes[0]));
+    const __m128i v1 = _mm_set1_epi8(static_cast<char>(bytes[std::min<std::size_t>(1, nb - 1)]));
+    const __m128i v2 = _mm_set1_epi8(static_cast<char>(bytes[std::min<std::size_t>(2, nb - 1)]));
+    const __m128i v3 = _mm_set1_epi8(static_cast<char>(bytes[std::min<std::size_t>(3, nb - 1)]));
+    while (i + 32 <= size) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i + 16));
+      const __m128i ma = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(a, v0), _mm_cmpeq_epi8(a, v1)),
+                                      _mm_or_si128(_mm_cmpeq_epi8(a, v2), _mm_cmpeq_epi8(a, v3)));
+      const __m128i mb = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(b, v0), _mm_cmpeq_epi8(b, v1)),
+                                      _mm_or_si128(_mm_cmpeq_epi8(b, v2), _mm_cmpeq_epi8(b, v3)));
+      const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(ma)) |
+                            (static_cast<unsigned>(_mm_movemask_epi8(mb)) << 16);
+      if (mask != 0) return i + static_cast<std::size_t>(__builtin_ctz(mask));
+      i += 32;
+    }
+  } else if (nb <= 8) {
+    __m128i v[8];
+    for (std::size_t k = 0; k < 8; ++k) v[k] = _mm_set1_epi8(static_cast<char>(bytes[std::min(k, nb - 1)]));
+    while (i + 16 <= size) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i));
+      __m128i m = _mm_cmpeq_epi8(a, v[0]);
+      for (std::size_t k = 1; k < 8; ++k) m = _mm_or_si128(m, _mm_cmpeq_epi8(a, v[k]));
+      const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(m));
+      if (mask != 0) return i + static_cast<std::size_t>(__builtin_ctz(mask));
+      i += 16;
+    }
+  }
+  const std::uint8_t bits = raw_only ? SecretSet::Compiled::kTriggerRaw : 0xff;
+  for (; i < size; ++i) {
+    if (c.trigger[data[i]] & bits) return i;
+  }
+  return size;
+}
+
+Match match_at(const SecretSet::Compiled& c, const unsigned char* d, std::size_t n, std::size_t p,
+               const std::uint8_t* want) noexcept {
+  Match result;
+  if (p >= n) return result;
+  const unsigned char b = d[p];
+  unsigned char firsts[3];
+  std::size_t nf = 0;
+  bool partial = false;
+  if (c.trigger[b] & SecretSet::Compiled::kTriggerRaw) firsts[nf++] = b;
+  if (b == '%') {
+    unsigned char v = 0;
+    const int r = decode_percent(d, n, p, &v);
+    if (r < 0) partial = true;
+    else if (r > 0) firsts[nf++] = v;
+  } else if (b == '\\') {
+    std::uint32_t cp = 0;
+    const int r = decode_json_u(d, n, p, &cp);
+    if (r < 0) {
+      partial = true;
+    } else if (r > 0) {
+      unsigned char u[3];
+      if (utf8_encode(cp, u) > 0) firsts[nf++] = u[0];
+    } else if (is_short_json_escape(d[p + 1])) {
+      firsts[nf++] = d[p + 1];
+    }
+  }
+  for (std::size_t f = 0; f < nf; ++f) {
+    bool dup = false;
+    for (std::size_t g = 0; g < f; ++g) dup = dup || firsts[g] == firsts[f];
+    if (dup) continue;
+    for (const std::uint32_t s : c.by_first[firsts[f]]) {
+      if (want != nullptr && want[s] == 0) continue;
+      std::uint32_t length = 0;
+      std::uint8_t forms = 0;
+      const Match::Kind k = match_one(c.placeholders[s], d, n, p, &length, &forms);
+      if (k == Match::kFound) {
+        result.kind = Match::kFound;
+        result.secret = s;
+        result.length = length;
+        result.forms = forms;
+        return result;
+      }
+      if (k == Match::kPartial) partial = true;
+    }
+  }
+  if (partial) result.kind = Match::kPartial;
+  return result;
+}
+
+bool StreamDetector::feed(std::string_view data, const std::uint8_t* want, Match* found, std::uint64_t* found_at) {
+  const SecretSet::Compiled& c = *c_;
+  bool hit = false;
+  Match hm;
+  std::size_t hpos = 0;
+  auto on_match = [&](std::size_t pos, const Match& m) {
+    hit = true;
+    hm = m;
+    hpos = pos;
+    return false;
+  };
+  if (!carry_.empty()) {
+    const std::size_t take = std::min(data.size(), c.max_form);
+    window_.assign(carry_);
+    window_.append(data.substr(0, take));
+    const std::size_t climit = carry_.size();
+    const auto* w = reinterpret_cast<const unsigned char*>(window_.data());
+    const std::size_t stop = scan_forms(c, w, 0, window_.size(), climit, want, false, on_match);
+    if (hit) {
+      *found = hm;
+      *found_at = offset_ - carry_.size() + hpos;
+      return false;
+    }
+    if (stop < climit) {
+      // A form still open: only possible when all of `data` is in the window.
+      carry_.assign(window_, stop, std::string::npos);
+      offset_ += data.size();
+      return true;
+    }
+    carry_.clear();
+  }
+  const auto* d = reinterpret_cast<const unsigned char*>(data.data());
+  const std::size_t stop = scan_forms(c, d, 0, data.size(), data.size(), want, false, on_match);
+  if (hit) {
+    *found = hm;
+    *found_at = offset_ + hpos;
+    return false;
+  }
+  if (stop < data.size()) carry_.assign(data.substr(stop));
+  offset_ += data.size();
+  return true;
+}
+
+bool StreamDetector::finish(const std::uint8_t* want, Match* found, std::uint64_t* found_at) {
+  if (carry_.empty()) return true;
+  bool hit = false;
+  const auto* w = reinterpret_cast<const unsigned char*>(carry_.data());
+  scan_forms(*c_, w, 0, carry_.size(), carry_.size(), want, true, [&](std::size_t pos, const Match& m) {
+    hit = true;
+    *found = m;
+    *found_at = offset_ - carry_.size() + pos;
+    return false;
+  });
+  carry_.clear();
+  return !hit;
+}
+
+Match find_base64_form(const SecretSet::Compiled& c, std::string_view text, const std::uint8_t* want,
+                       std::size_t* at) noexcept {
+  Match result;
+  if (c.base64_forms.empty()) return result;
+  const auto* t = reinterpret_cast<const unsigned char*>(text.data());
+  for (std::size_t i = 0; i + 1 < text.size(); ++i) {
+    const std::size_t key = pair_key(t[i], t[i + 1]);
+    if ((c.base64_pair_bits[key / 64] & (std::uint64_t{1} << (key % 64))) == 0) continue;
+    for (const auto& f : c.base64_forms) {
+      if (want != nullptr && want[f.secret] == 0) continue;
+      if (f.text.size() > text.size() - i) continue;
+      bool eq = true;
+      for (std::size_t k = 0; k < f.text.size() && eq; ++k) {
+        eq = fold_b64(t[i + k]) == static_cast<unsigned char>(f.text[k]);
+      }
+      if (eq) {
+        result.kind = Match::kFound;
+        result.secret = f.secret;
+        result.length = static_cast<std::uint32_t>(f.text.size());
+        result.forms = kFormBase64;
+        *at = i;
+        return result;
+      }
+    }
+  }
+  return result;
+}
+
+std::string base64_encode(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  const auto* d = reinterpret_cast<const unsigned char*>(bytes.data());
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const std::uint32_t v = (std::uint32_t{d[i]} << 16) | (std::uint32_t{d[i + 1]} << 8) | d[i + 2];
+    out.push_back(kB64[v >> 18]);
+    out.push_back(kB64[(v >> 12) & 63]);
+    out.push_back(kB64[(v >> 6) & 63]);
+    out.push_back(kB64[v & 63]);
+  }
+  const std::size_t rest = bytes.size() - i;
+  if (rest == 1) {
+    const std::uint32_t v = std::uint32_t{d[i]} << 16;
+    out.push_back(kB64[v >> 18]);
+    out.push_back(kB64[(v >> 12) & 63]);
+    out += "==";
+  } else if (rest == 2) {
+    const std::uint32_t v = (std::uint32_t{d[i]} << 16) | (std::uint32_t{d[i + 1]} << 8);
+    out.push_back(kB64[v >> 18]);
+    out.push_back(kB64[(v >> 12) & 63]);
+    out.push_back(kB64[(v >> 6) & 63]);
+    out.push_back('=');
+  }
+  return out;
+}
+
+bool base64_decode(std::string_view text, std::string& out) {
+  out.clear();
+  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+  if (text.size() % 4 == 1) return false;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (const char ch : text) {
+    const std::uint8_t v = kB64Value[static_cast<unsigned char>(ch)];
+    if (v == 0xff) return false;
+    acc = (acc << 6) | v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return true;
+}
+
+void percent_encode_append(std::string_view bytes, std::string& out) {
+  static constexpr char kUpperHex[] = "0123456789ABCDEF";
+  for (const char ch : bytes) {
+    const auto b = static_cast<unsigned char>(ch);
+    const bool unreserved = (b >= 'A' && b <= 'Z') || (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') ||
+                            b == '-' || b == '.' || b == '_' || b == '~';
+    if (unreserved) {
+      out.push_back(ch);
+    } else {
+      out.push_back('%');
+      out.push_back(kUpperHex[b >> 4]);
+      out.push_back(kUpperHex[b & 15]);
+    }
+  }
+}
+
+void wipe(std::string& s) noexcept {
+  if (s.capacity() == 0) return;
+  s.resize(s.capacity());
+  OPENSSL_cleanse(s.data(), s.size());
+  s.clear();
+}
+
+}  // namespace airlock::secrets
