@@ -1,0 +1,145 @@
+#include "tls/contexts.hpp"
+
+#include <airlock/errors.hpp>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+namespace airlock::tls {
+namespace {
+
+constexpr unsigned char kHttp11Alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+int select_http11(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
+                  void*) {
+  unsigned int i = 0;
+  while (i < inlen) {
+    unsigned int len = in[i];
+    if (len == 0 || i + 1 + len > inlen) break;
+    if (len == 8 && std::string_view(reinterpret_cast<const char*>(in + i + 1), len) == "http/1.1") {
+      *out = in + i + 1;
+      *outlen = 8;
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + len;
+  }
+  return SSL_TLSEXT_ERR_NOACK;  // no ALPN in the answer: the client speaks HTTP/1.1 or gives up
+}
+
+void require_ca_file(const std::string& file) {
+  BIO* bio = BIO_new_file(file.c_str(), "r");
+  if (!bio) throw ConfigError("cannot read the upstream CA file " + quote_for_message(file));
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (!cert) throw ConfigError("the upstream CA file " + quote_for_message(file) + " holds no PEM certificate");
+  X509_free(cert);
+}
+
+}  // namespace
+
+std::string openssl_error_text() {
+  std::string out;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out;
+}
+
+SslCtxPtr make_guest_context() {
+  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx) return nullptr;
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_num_tickets(ctx.get(), 0);
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_alpn_select_cb(ctx.get(), select_http11, nullptr);
+  return ctx;
+}
+
+SslPtr new_guest_session(SSL_CTX* context, X509* leaf, EVP_PKEY* key) {
+  SslPtr ssl(SSL_new(context));
+  if (!ssl) return nullptr;
+  if (SSL_use_certificate(ssl.get(), leaf) != 1 || SSL_use_PrivateKey(ssl.get(), key) != 1) return nullptr;
+  SSL_set_accept_state(ssl.get());
+  return ssl;
+}
+
+UpstreamVerifier::UpstreamVerifier(const std::vector<UpstreamCa>& cas, std::string system_roots_dir)
+    : system_roots_dir_(std::move(system_roots_dir)) {
+  std::vector<std::string> global;
+  for (const auto& ca : cas) {
+    require_ca_file(ca.pem_file);
+    if (!ca.for_hosts) global.push_back(ca.pem_file);
+  }
+  global_ = make_context(global);
+  for (const auto& ca : cas) {
+    if (!ca.for_hosts) continue;
+    bool known = false;
+    for (const auto& pc : per_pattern_) known = known || pc.pattern == *ca.for_hosts;
+    if (known) continue;
+    std::vector<std::string> files = global;
+    for (const auto& other : cas)
+      if (other.for_hosts && *other.for_hosts == *ca.for_hosts) files.push_back(other.pem_file);
+    per_pattern_.push_back({*ca.for_hosts, make_context(files)});
+  }
+}
+
+SslCtxPtr UpstreamVerifier::make_context(const std::vector<std::string>& ca_files) const {
+  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) throw ConfigError("cannot create a TLS context: " + openssl_error_text());
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  if (!system_roots_dir_.empty()) {
+    SSL_CTX_set_default_verify_paths(ctx.get());
+    std::string bundle = system_roots_dir_ + "/ca-certificates.crt";
+    if (BIO* probe = BIO_new_file(bundle.c_str(), "r")) {
+      BIO_free(probe);
+      SSL_CTX_load_verify_file(ctx.get(), bundle.c_str());
+    }
+    SSL_CTX_load_verify_dir(ctx.get(), system_roots_dir_.c_str());
+    ERR_clear_error();  // a missing system bundle is not an error; verification just has fewer roots
+  }
+  for (const auto& file : ca_files) {
+    if (SSL_CTX_load_verify_file(ctx.get(), file.c_str()) != 1)
+      throw ConfigError("cannot load the upstream CA file " + quote_for_message(file) + ": " + openssl_error_text());
+  }
+  SSL_CTX_set_alpn_protos(ctx.get(), kHttp11Alpn, sizeof kHttp11Alpn);
+  return ctx;
+}
+
+SSL_CTX* UpstreamVerifier::context_for(std::string_view sni) const {
+  if (!sni.empty())
+    for (const auto& pc : per_pattern_)
+      if (pc.pattern.matches(sni)) return pc.context.get();
+  return global_.get();
+}
+
+SslPtr UpstreamVerifier::new_session(std::string_view sni, const IpAddress& destination) const {
+  SslPtr ssl(SSL_new(context_for(sni)));
+  if (!ssl) return nullptr;
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl.get());
+  std::string name(sni);
+  if (!name.empty() && IpAddress::parse(name)) {
+    // An IP literal in SNI is not a host name (RFC 6066 §3): verify it as an address, send none.
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) != 1) return nullptr;
+  } else if (!name.empty()) {
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size()) != 1) return nullptr;
+    if (SSL_set_tlsext_host_name(ssl.get(), name.c_str()) != 1) return nullptr;
+  } else {
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, destination.to_string().c_str()) != 1) return nullptr;
+  }
+  SSL_set_verify(ssl.get(), SSL_VERIFY_PEER, nullptr);
+  SSL_set_connect_state(ssl.get());
+  return ssl;
+}
+
+}  // namespace airlock::tls

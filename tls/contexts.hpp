@@ -1,0 +1,53 @@
+#pragma once
+// The two TLS sides of an intercepted connection: the guest-facing server context (our leaf,
+// HTTP/1.1 only) and the upstream client contexts that verify the real server.
+#include "tls/openssl_types.hpp"
+
+#include <airlock/secret.hpp>
+#include <common/ip_address.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace airlock::tls {
+
+// A server context for the guest side: TLS 1.2–1.3, no renegotiation, no session tickets, and
+// ALPN answered with `http/1.1` only (h2 is refused so clients fall back). The certificate and
+// key are set per connection (SSL_use_certificate) from the LeafMinter.
+SslCtxPtr make_guest_context();
+
+// Builds an SSL for the guest side of one connection, presenting `leaf` with `key`.
+SslPtr new_guest_session(SSL_CTX* context, X509* leaf, EVP_PKEY* key);
+
+inline constexpr const char* kSystemRootsDir = "/etc/ssl/certs";
+
+// Client contexts that verify upstream servers: the system roots plus the configured CA files,
+// global ones for every host and per-pattern ones for the hosts that match (the first matching
+// pattern, in configuration order, chooses the context). TLS 1.2–1.3, ALPN `http/1.1`.
+class UpstreamVerifier {
+ public:
+  // Throws ConfigError when a CA file cannot be read or holds no certificate.
+  // `system_roots_dir` empty: no system roots (tests).
+  explicit UpstreamVerifier(const std::vector<UpstreamCa>& cas, std::string system_roots_dir = kSystemRootsDir);
+
+  SSL_CTX* context_for(std::string_view sni) const;
+  // A client SSL for a connection to `destination`: sends `sni` and verifies the chain and that
+  // the certificate names `sni` (or, with no SNI, the destination IP). nullptr on OpenSSL failure.
+  SslPtr new_session(std::string_view sni, const IpAddress& destination) const;
+
+ private:
+  struct PatternContext {
+    HostPattern pattern;
+    SslCtxPtr context;
+  };
+  SslCtxPtr make_context(const std::vector<std::string>& ca_files) const;
+  std::string system_roots_dir_;
+  SslCtxPtr global_;
+  std::vector<PatternContext> per_pattern_;
+};
+
+// The OpenSSL error queue as one line (and cleared), for logs. Never holds payload bytes.
+std::string openssl_error_text();
+
+}  // namespace airlock::tls
