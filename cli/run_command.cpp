@@ -1,14 +1,268 @@
+// `airlock run`: a command in a sandbox whose environment holds placeholders and whose only
+// network is the gateway. Also `airlock gc`, which removes what a crashed run left behind.
+//
+// Exit status: the command's own; 124 when --timeout elapsed; 125 when the sandbox was
+// terminated (block-and-terminate); 126/127 when the command cannot be run / is not found;
+// 2 for a usage or configuration error; 3 when the sandbox could not be set up.
 #include "cli/commands.hpp"
+#include "cli/config.hpp"
 
-#include <stdexcept>
+#include "sandbox/sandbox.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <iostream>
+#include <memory>
+#include <thread>
 
 namespace airlock::cli {
+namespace {
 
-// Placeholder until the run implementation lands: the subcommand exists and says so.
+struct RunArgs {
+  std::string config;
+  std::vector<std::string> secrets;
+  std::vector<std::string> secret_files;
+  std::vector<std::string> env;
+  std::vector<std::string> env_pass;
+  std::vector<std::string> volumes;
+  std::string rootfs;
+  bool tty = false;
+  double timeout = 0;
+  std::string memory;
+  double cpus = 0;
+  std::uint64_t pids = 0;
+  std::string ca_cert;
+  std::vector<std::string> command;
+};
+
+void add_hosts(SecretBuilder& builder, std::string_view hosts, const std::string& flag) {
+  std::size_t start = 0;
+  bool any = false;
+  while (start <= hosts.size()) {
+    const std::size_t comma = std::min(hosts.find(',', start), hosts.size());
+    const std::string_view host = hosts.substr(start, comma - start);
+    if (!host.empty()) {
+      if (host.starts_with("*.")) builder.allow_host_pattern(host);
+      else builder.allow_host(host);
+      any = true;
+    }
+    start = comma + 1;
+  }
+  if (!any) throw ConfigError(flag + ": no host given after '@'");
+}
+
+// `--secret ENV@HOST[,HOST...]`: the value comes from the host's variable ENV. An inline value
+// (`ENV=value@host`) is refused without repeating it: shell history and `ps` would keep it.
+SecretBinding secret_from_env(const std::string& spec) {
+  const std::size_t at = spec.find('@');
+  const std::size_t eq = spec.find('=');
+  if (eq != std::string::npos && (at == std::string::npos || eq < at)) {
+    throw ConfigError("--secret " + spec.substr(0, eq) +
+                      "=...: inline values are not accepted (shell history and process listings "
+                      "would keep them); export the value and pass --secret " +
+                      spec.substr(0, eq) + "@HOST, or use --secret-file");
+  }
+  if (at == std::string::npos || at == 0) {
+    throw ConfigError("--secret " + spec + ": expected ENV@HOST[,HOST...]");
+  }
+  const std::string env = spec.substr(0, at);
+  const char* value = std::getenv(env.c_str());
+  if (value == nullptr) {
+    throw ConfigError("--secret " + env + ": the host variable " + env + " is not set");
+  }
+  SecretBuilder builder;
+  builder.env(env).value(SecretValue(value));
+  add_hosts(builder, std::string_view(spec).substr(at + 1), "--secret " + env);
+  return builder.build();
+}
+
+// `--secret-file ENV=PATH@HOST[,HOST...]`
+SecretBinding secret_from_file(const std::string& spec) {
+  const std::size_t eq = spec.find('=');
+  const std::size_t at = spec.rfind('@');
+  if (eq == std::string::npos || eq == 0 || at == std::string::npos || at < eq + 2) {
+    throw ConfigError("--secret-file " + spec + ": expected ENV=PATH@HOST[,HOST...]");
+  }
+  const std::string env = spec.substr(0, eq);
+  const std::string path = spec.substr(eq + 1, at - eq - 1);
+  char cwd[PATH_MAX];
+  const std::string base = ::getcwd(cwd, sizeof cwd) != nullptr ? cwd : "/";
+  SecretBuilder builder;
+  builder.env(env).value(read_value_from(env, "file:" + path, base));
+  add_hosts(builder, std::string_view(spec).substr(at + 1), "--secret-file " + env);
+  return builder.build();
+}
+
+sandbox::SandboxOptions make_options(const RunArgs& args) {
+  sandbox::SandboxOptions options;
+  options.command = args.command;
+  for (const std::string& kv : args.env) {
+    const std::size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw ConfigError("--env " + kv + ": expected K=V");
+    options.env.set.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  options.env.pass = args.env_pass;
+  for (const std::string& v : args.volumes) options.volumes.push_back(sandbox::parse_volume(v));
+  options.rootfs = args.rootfs;
+  options.tty = args.tty;
+  if (args.timeout < 0) throw ConfigError("--timeout must be positive");
+  if (args.timeout > 0) {
+    options.limits.timeout = std::chrono::milliseconds(static_cast<long long>(args.timeout * 1000));
+  }
+  if (!args.memory.empty()) options.limits.memory_bytes = sandbox::parse_memory_size(args.memory);
+  if (args.cpus < 0) throw ConfigError("--cpus must be positive");
+  if (args.cpus > 0) options.limits.cpus = args.cpus;
+  if (args.pids > 0) options.limits.pids = args.pids;
+  if (!args.ca_cert.empty()) {
+    std::ifstream in(args.ca_cert);
+    if (!in) throw ConfigError("--ca-cert " + args.ca_cert + ": cannot read");
+    options.ca_pem.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (options.ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      throw ConfigError("--ca-cert " + args.ca_cert + ": no PEM certificate in it");
+    }
+  }
+  return options;
+}
+
+// Signals to `airlock run` go to the guest (through its init); SIGWINCH also resizes its pty.
+class SignalForwarder {
+ public:
+  explicit SignalForwarder(sandbox::Sandbox& box) : box_(box) {
+    thread_ = std::thread([this] {
+      sigset_t set = forwarded();
+      const timespec tick{0, 100'000'000};
+      while (!stop_) {
+        const int sig = ::sigtimedwait(&set, nullptr, &tick);
+        if (sig <= 0) continue;
+        if (sig == SIGWINCH) box_.sync_terminal_size();
+        box_.forward_signal(sig);
+      }
+    });
+  }
+  ~SignalForwarder() {
+    stop_ = true;
+    thread_.join();
+  }
+  static sigset_t forwarded() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH}) sigaddset(&set, s);
+    return set;
+  }
+
+ private:
+  sandbox::Sandbox& box_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+int run(const RunArgs& args) {
+  if (args.command.empty()) throw ConfigError("no command given (airlock run [OPTIONS] -- CMD...)");
+  std::vector<SecretBinding> secrets;
+  NetworkConfig network;
+  if (!args.config.empty()) {
+    AirlockConfig config = load_config(args.config);
+    secrets = std::move(config.sandbox.secrets);
+    network = std::move(config.sandbox.network);
+  }
+  for (const std::string& spec : args.secrets) secrets.push_back(secret_from_env(spec));
+  for (const std::string& spec : args.secret_files) secrets.push_back(secret_from_file(spec));
+  validate_secret_set(secrets);
+
+  // Blocked before any thread starts, so every thread inherits the mask and only the
+  // forwarder receives them.
+  const sigset_t forwarded = SignalForwarder::forwarded();
+  ::pthread_sigmask(SIG_BLOCK, &forwarded, nullptr);
+
+  sandbox::Sandbox box(make_options(args), secrets);
+  // Until the gateway is wired in, the sandbox has its network namespace and rules but no
+  // listener: every TCP connection is refused and DNS gets no answer.
+  sandbox::GatewaySockets sockets = box.take_gateway_sockets();
+  for (auto* list : {&sockets.transparent, &sockets.dns_udp, &sockets.dns_tcp}) {
+    for (int fd : *list) ::close(fd);
+  }
+  (void)network;
+
+  box.start();
+  for (const std::string& w : box.warnings()) std::cerr << "airlock: warning: " << w << "\n";
+  sandbox::ExitStatus status;
+  {
+    SignalForwarder forwarder(box);
+    status = box.wait();
+  }
+  switch (status.kind) {
+    case sandbox::ExitStatus::Kind::kTerminated:
+      std::cerr << "airlock: sandbox terminated: " << status.reason << "\n";
+      break;
+    case sandbox::ExitStatus::Kind::kTimedOut:
+      std::cerr << "airlock: sandbox timed out after " << args.timeout << " s\n";
+      break;
+    case sandbox::ExitStatus::Kind::kExited:
+      break;
+  }
+  return status.code;
+}
+
+}  // namespace
+
 void add_run_command(CLI::App& app) {
-  CLI::App* command = app.add_subcommand("run", "Run a command in an airlock sandbox");
-  command->allow_extras();
-  command->callback([] { throw std::runtime_error("`airlock run` is not available in this build yet"); });
+  auto args = std::make_shared<RunArgs>();
+  CLI::App* command = app.add_subcommand(
+      "run", "Run a command in a sandbox whose environment holds placeholders, not secrets");
+  command->add_option("--config", args->config, "airlock.toml with secrets and network settings");
+  command->add_option("--secret", args->secrets,
+                      "ENV@HOST[,HOST...]: bind the host's variable ENV to these hosts "
+                      "(*.example.com allowed); the sandbox sees a placeholder")
+      ->allow_extra_args(false);
+  command->add_option("--secret-file", args->secret_files,
+                      "ENV=PATH@HOST[,HOST...]: the same, the value read from a file")
+      ->allow_extra_args(false);
+  command->add_option("--env", args->env, "K=V: set a variable in the sandbox")
+      ->allow_extra_args(false);
+  command->add_option("--env-pass", args->env_pass, "K: pass the host's variable K, if set")
+      ->allow_extra_args(false);
+  command->add_option("--volume,-v", args->volumes, "HOST:GUEST[:ro]: bind a host path")
+      ->allow_extra_args(false);
+  command->add_option("--rootfs", args->rootfs, "a directory to use as the guest's root");
+  command->add_flag("-t,--tty", args->tty, "give the command a terminal");
+  command->add_option("--timeout", args->timeout, "seconds; then the sandbox is killed (exit 124)");
+  command->add_option("--memory", args->memory, "memory limit, e.g. 512M (cgroups)");
+  command->add_option("--cpus", args->cpus, "CPU limit, e.g. 1.5 (cgroups)");
+  command->add_option("--pids", args->pids, "process limit (cgroups)");
+  command->add_option("--ca-cert", args->ca_cert,
+                      "an extra CA certificate (PEM) the guest trusts; the gateway's CA is added "
+                      "automatically");
+  command->add_option("command", args->command, "the command and its arguments (after --)");
+  command->footer(
+      "Exit status: the command's; 124 timeout; 125 terminated (block-and-terminate); "
+      "126/127 cannot run / not found; 2 usage or config error; 3 sandbox setup failed.");
+  command->callback([args] {
+    int code = 0;
+    try {
+      code = run(*args);
+    } catch (const sandbox::SandboxError& e) {
+      std::cerr << "airlock: error: " << e.what() << "\n";
+      throw CLI::RuntimeError(sandbox::kExitSetupFailed);
+    }
+    if (code != 0) throw CLI::RuntimeError(code);
+  });
+
+  auto state_root = std::make_shared<std::string>("/run/airlock");
+  CLI::App* gc = app.add_subcommand(
+      "gc", "Remove what crashed sandboxes left behind (state, cgroups, airlock-* namespaces)");
+  gc->add_option("--state-dir", *state_root, "where sandboxes record their owner")
+      ->capture_default_str();
+  gc->callback([state_root] {
+    for (const std::string& line : sandbox::collect_garbage(*state_root)) {
+      std::cout << "removed " << line << "\n";
+    }
+  });
 }
 
 }  // namespace airlock::cli

@@ -25,6 +25,10 @@
 #include <mutex>
 #include <thread>
 
+#include <atomic>
+#include <sys/ioctl.h>
+#include <termios.h>
+
 namespace airlock::sandbox {
 
 using detail::Fd;
@@ -112,6 +116,11 @@ struct Sandbox::Impl {
   pid_t pid = 0;
   bool reaped = false;
   Fd tty_master;
+  std::thread tty_pump;
+  std::atomic<bool> tty_stop{false};
+  std::atomic<bool> tty_done{false};
+  bool tty_raw = false;
+  termios tty_saved{};
 
   std::mutex mu;
   bool terminated = false;
@@ -399,9 +408,70 @@ struct Sandbox::Impl {
       if (::write(sync_w.get(), "g", 1) != 1) throw_errno("release the guest");
       sync_w.reset();
       read_status(status_r.get());
+      if (options.tty) start_tty_pump();
     } catch (...) {
       kill_and_reap();
       throw;
+    }
+  }
+
+  // -t: the host terminal in raw mode, its bytes copied to and from the guest's pty.
+  void start_tty_pump() {
+    if (::isatty(0) && ::tcgetattr(0, &tty_saved) == 0) {
+      termios raw = tty_saved;
+      ::cfmakeraw(&raw);
+      tty_raw = ::tcsetattr(0, TCSANOW, &raw) == 0;
+    }
+    sync_terminal_size();
+    tty_pump = std::thread([this] {
+      bool stdin_open = true;
+      char buf[16384];
+      while (!tty_stop) {
+        pollfd fds[2] = {{tty_master.get(), POLLIN, 0}, {stdin_open ? 0 : -1, POLLIN, 0}};
+        const int r = ::poll(fds, 2, 100);
+        if (r <= 0) continue;
+        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+          const ssize_t n = ::read(tty_master.get(), buf, sizeof buf);
+          if (n <= 0) break;  // EIO: every guest process closed the terminal, output drained
+          for (ssize_t off = 0; off < n;) {
+            const ssize_t w = ::write(1, buf + off, static_cast<std::size_t>(n - off));
+            if (w <= 0) break;
+            off += w;
+          }
+        }
+        if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+          const ssize_t n = ::read(0, buf, sizeof buf);
+          if (n <= 0) {
+            stdin_open = false;
+            continue;
+          }
+          for (ssize_t off = 0; off < n;) {
+            const ssize_t w = ::write(tty_master.get(), buf + off, static_cast<std::size_t>(n - off));
+            if (w <= 0) break;
+            off += w;
+          }
+        }
+      }
+      tty_done = true;
+    });
+  }
+
+  void sync_terminal_size() {
+    winsize ws{};
+    if (tty_master && ::ioctl(0, TIOCGWINSZ, &ws) == 0) ::ioctl(tty_master.get(), TIOCSWINSZ, &ws);
+  }
+
+  void stop_tty_pump() {
+    // Let the pump drain what the guest wrote last; it ends by itself once the pty is closed.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (tty_pump.joinable() && !tty_done && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    tty_stop = true;
+    if (tty_pump.joinable()) tty_pump.join();
+    if (tty_raw) {
+      ::tcsetattr(0, TCSANOW, &tty_saved);
+      tty_raw = false;
     }
   }
 
@@ -469,6 +539,7 @@ struct Sandbox::Impl {
       if (errno != EINTR) throw_errno("waitid");
     }
     reaped = true;
+    stop_tty_pump();
     ExitStatus result;
     std::lock_guard lock(mu);
     if (terminated) {
@@ -501,6 +572,7 @@ struct Sandbox::Impl {
       kill_and_reap();
     } catch (...) {
     }
+    stop_tty_pump();
     for (auto* list : {&sockets.transparent, &sockets.dns_udp, &sockets.dns_tcp}) {
       for (int fd : *list) ::close(fd);
       list->clear();
@@ -570,6 +642,8 @@ void Sandbox::forward_signal(int signo) {
     ::syscall(SYS_pidfd_send_signal, impl_->pidfd.get(), signo, nullptr, 0);
   }
 }
+
+void Sandbox::sync_terminal_size() { impl_->sync_terminal_size(); }
 
 pid_t Sandbox::init_pid() const noexcept { return impl_->pid; }
 

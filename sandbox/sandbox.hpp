@@ -146,6 +146,8 @@ class Sandbox {
   void terminate(const std::string& reason);
   // Thread-safe: forwards a signal to the guest's init, which passes it to the command.
   void forward_signal(int signo);
+  // -t: copies the host terminal's window size to the guest's (call on SIGWINCH).
+  void sync_terminal_size();
   // Host pid of the guest's init (0 before start()).
   pid_t init_pid() const noexcept;
 
