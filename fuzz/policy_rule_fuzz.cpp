@@ -43,7 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const policy::Policy p({*result.rule}, {*IpAddress::parse("192.0.2.53")});
   const NoPins pins;
   for (const char* dst : {"10.0.0.1", "8.8.8.8", "169.254.169.254", "2001:db8::1", "::ffff:127.0.0.1"}) {
-    for (auto proto : {policy::Protocol::kTcp, policy::Protocol::kUdp}) {
+    for (auto proto : {policy::Protocol::kTcp, policy::Protocol::kUdp, policy::Protocol::kIcmp}) {
       (void)p.decide(policy::Flow{*IpAddress::parse(dst), proto, 443, "api.example.com"}, &pins);
       (void)p.decide(policy::Flow{*IpAddress::parse(dst), proto, 53, {}}, &pins);
     }

@@ -17,6 +17,7 @@ std::vector<Rule> Policy::default_rules() {
   Rule public_rule;
   public_rule.action = Action::kAllow;
   public_rule.destination = Group::kPublic;
+  public_rule.protocol = Protocol::kTcp;
   Rule dns;
   dns.action = Action::kAllow;
   dns.destination = Group::kHost;
@@ -56,6 +57,8 @@ bool Policy::destination_matches(const Rule& rule, const Flow& flow, const secre
 }
 
 Decision Policy::decide(const Flow& flow, const secrets::PinQuery* pins) const {
+  if (flow.protocol == Protocol::kUdp && flow.port == 443) return Decision{Action::kDeny, Decision::kQuic};
+  if (flow.protocol == Protocol::kTcp && flow.port == 853) return Decision{Action::kDeny, Decision::kDnsOverTls};
   for (std::size_t i = 0; i < rules_.size(); ++i) {
     const Rule& rule = rules_[i];
     if (!rule.matches_protocol_and_port(flow.protocol, flow.port)) continue;

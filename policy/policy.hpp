@@ -18,16 +18,18 @@ namespace airlock::policy {
 // What the gateway knows about a new flow when it decides.
 struct Flow {
   IpAddress destination;      // the original destination (SO_ORIGINAL_DST), never re-resolved
-  Protocol protocol = Protocol::kTcp;  // kTcp or kUdp
+  Protocol protocol = Protocol::kTcp;  // kTcp, kUdp or kIcmp (never kAny)
   std::uint16_t port = 0;
   std::string_view sni;       // normalized (lower case, no trailing dot); empty when none or not TLS
 };
 
 struct Decision {
   Action action = Action::kDeny;
-  // Index into Policy::rules() of the rule that matched; kNoRule for the implicit final deny.
+  // Index into Policy::rules() of the rule that matched, or one of the built-in verdicts below.
   std::size_t rule = kNoRule;
-  static constexpr std::size_t kNoRule = static_cast<std::size_t>(-1);
+  static constexpr std::size_t kNoRule = static_cast<std::size_t>(-1);      // the implicit final deny
+  static constexpr std::size_t kQuic = static_cast<std::size_t>(-2);        // UDP to port 443
+  static constexpr std::size_t kDnsOverTls = static_cast<std::size_t>(-3);  // TCP to port 853
   bool allowed() const noexcept { return action == Action::kAllow; }
 };
 
@@ -43,7 +45,8 @@ std::string_view to_string(AnswerVerdict verdict) noexcept;
 class Policy {
  public:
   // The default rules, appended after the configured ones:
-  //   allow@public, allow@host:any:53, and the implicit deny of everything else.
+  //   allow@public:tcp, allow@host:any:53, and the implicit deny of everything else (other UDP
+  //   and ICMP are dropped unless a rule allows them: issue 5, item 5).
   static std::vector<Rule> default_rules();
 
   // `rules` are the configured rules, in order; when `append_defaults`, default_rules() follow
@@ -59,7 +62,10 @@ class Policy {
   std::size_t configured_rules() const noexcept { return configured_; }
   const AddressGroups& groups() const noexcept { return groups_; }
 
-  // The connection decision. IP, CIDR and group rules match on the destination address (an
+  // The connection decision. Before any rule: UDP to port 443 (QUIC, which cannot be intercepted
+  // or scanned) is denied so clients fall back to TCP, and TCP to port 853 (DNS over TLS, which
+  // would bypass the pin set and denied domains) is denied; the gateway may decide to intercept
+  // such a flow instead and not ask. Then the rules, in order. IP, CIDR and group rules match on the destination address (an
   // IPv4-mapped IPv6 address is taken as the IPv4 it embeds). Domain rules:
   //   allow matches when `pins` holds the destination for a name the rule matches AND the SNI,
   //         when present, matches the rule too;

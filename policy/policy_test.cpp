@@ -34,14 +34,19 @@ constexpr auto kAllow = Action::kAllow;
 constexpr auto kDeny = Action::kDeny;
 constexpr auto kTcp = Protocol::kTcp;
 constexpr auto kUdp = Protocol::kUdp;
+constexpr auto kIcmp = Protocol::kIcmp;
 
 TEST(Policy, DefaultAllowsPublicAndDnsToHostOnly) {
   const Policy p = make({});
   EXPECT_EQ(p.rules().size(), 2u);
-  EXPECT_EQ(p.rules()[0].to_string(), "allow@public");
+  EXPECT_EQ(p.rules()[0].to_string(), "allow@public:tcp");
   EXPECT_EQ(p.rules()[1].to_string(), "allow@host:any:53");
   EXPECT_EQ(decide(p, "8.8.8.8", kTcp, 443), kAllow);
-  EXPECT_EQ(decide(p, "2606:4700::1111", kUdp, 443), kAllow);
+  EXPECT_EQ(decide(p, "2606:4700::1111", kTcp, 22), kAllow);
+  // Other UDP and ICMP are dropped by default.
+  EXPECT_EQ(decide(p, "8.8.8.8", kUdp, 53), kDeny);
+  EXPECT_EQ(decide(p, "8.8.8.8", kUdp, 123), kDeny);
+  EXPECT_EQ(decide(p, "8.8.8.8", kIcmp, 0), kDeny);
   EXPECT_EQ(decide(p, "192.0.2.53", kUdp, 53), kAllow);
   EXPECT_EQ(decide(p, "192.0.2.53", kTcp, 53), kAllow);
   EXPECT_EQ(decide(p, "2001:db8::53", kUdp, 53), kAllow);
@@ -80,7 +85,27 @@ TEST(Policy, EachGroupAllowedAndDeniedAsWritten) {
   EXPECT_EQ(decide(deny_public, "192.0.2.53", kUdp, 53), kAllow);
   const Policy deny_host = make({"deny@host"});
   EXPECT_EQ(decide(deny_host, "192.0.2.53", kUdp, 53), kDeny);
-  EXPECT_EQ(decide(deny_host, "8.8.8.8", kUdp, 53), kAllow);
+  EXPECT_EQ(decide(deny_host, "8.8.8.8", kTcp, 53), kAllow);
+}
+
+TEST(Policy, QuicAndDnsOverTlsAreDeniedBeforeAnyRule) {
+  const Policy p = make({"allow@8.8.8.8", "allow@public"});
+  EXPECT_EQ(decide(p, "8.8.8.8", kUdp, 443), kDeny);
+  EXPECT_EQ(p.decide(Flow{ip("8.8.8.8"), kUdp, 443, {}}, nullptr).rule, Decision::kQuic);
+  EXPECT_EQ(decide(p, "8.8.8.8", kTcp, 853), kDeny);
+  EXPECT_EQ(p.decide(Flow{ip("8.8.8.8"), kTcp, 853, {}}, nullptr).rule, Decision::kDnsOverTls);
+  EXPECT_EQ(decide(p, "8.8.8.8", kTcp, 443), kAllow);
+  EXPECT_EQ(decide(p, "8.8.8.8", kUdp, 853), kAllow);
+  EXPECT_EQ(decide(p, "1.1.1.1", kUdp, 123), kAllow);
+}
+
+TEST(Policy, IcmpFollowsRulesWithoutPorts) {
+  const Policy p = make({"allow@8.8.8.8:icmp", "allow@1.1.1.1:any:53", "allow@9.9.9.9"});
+  EXPECT_EQ(decide(p, "8.8.8.8", kIcmp, 0), kAllow);
+  EXPECT_EQ(decide(p, "8.8.8.8", kUdp, 53), kDeny);
+  EXPECT_EQ(decide(p, "1.1.1.1", kIcmp, 0), kDeny);  // a port rule never matches ICMP
+  EXPECT_EQ(decide(p, "9.9.9.9", kIcmp, 0), kAllow);
+  EXPECT_EQ(decide(p, "10.0.0.1", kIcmp, 0), kDeny);
 }
 
 TEST(Policy, FirstMatchWins) {

@@ -132,7 +132,7 @@ std::variant<Rule, Fail> parse(std::string_view text) {
   if (text.size() > kMaxRuleBytes) return Fail{"the rule is longer than " + std::to_string(kMaxRuleBytes) + " bytes"};
   const std::size_t at = text.find('@');
   if (at == text.npos) {
-    return Fail{"expected <allow|deny>@<destination>[:<tcp|udp|any>[:<ports>]]"};
+    return Fail{"expected <allow|deny>@<destination>[:<tcp|udp|icmp|any>[:<ports>]]"};
   }
   Rule rule;
   const std::string_view action = text.substr(0, at);
@@ -156,11 +156,11 @@ std::variant<Rule, Fail> parse(std::string_view text) {
     if (dest_end != rest.npos) {
       const std::string_view next = rest.substr(dest_end + 1);
       const std::string_view proto = next.substr(0, next.find(':'));
-      if (proto != "tcp" && proto != "udp" && proto != "any" &&
+      if (proto != "tcp" && proto != "udp" && proto != "icmp" && proto != "any" &&
           IpAddress::parse(rest.substr(0, rest.find_first_of("/", 0))).has_value()) {
         return Fail{"IPv6 addresses must be in brackets, e.g. allow@[2001:db8::1]:tcp:443"};
       }
-      if (proto != "tcp" && proto != "udp" && proto != "any" && rest.find("::") != rest.npos) {
+      if (proto != "tcp" && proto != "udp" && proto != "icmp" && proto != "any" && rest.find("::") != rest.npos) {
         return Fail{"IPv6 addresses must be in brackets, e.g. allow@[2001:db8::1]:tcp:443"};
       }
     }
@@ -179,13 +179,16 @@ std::variant<Rule, Fail> parse(std::string_view text) {
     rule.protocol = Protocol::kUdp;
   } else if (proto == "any") {
     rule.protocol = Protocol::kAny;
+  } else if (proto == "icmp") {
+    rule.protocol = Protocol::kIcmp;
   } else if (!proto.empty() && parse_ports(proto).index() == 0) {
     return Fail{"expected a protocol before the ports: write :tcp:" + std::string(proto) +
                 ", :udp:" + std::string(proto) + " or :any:" + std::string(proto)};
   } else {
-    return Fail{"unknown protocol " + show(proto) + " (tcp, udp or any)"};
+    return Fail{"unknown protocol " + show(proto) + " (tcp, udp, icmp or any)"};
   }
   if (colon == rest.npos) return rule;
+  if (rule.protocol == Protocol::kIcmp) return Fail{"icmp has no ports: write allow@<destination>:icmp"};
   const std::string_view ports = rest.substr(colon + 1);
   if (ports.find(':') != ports.npos) return Fail{"too many ':' fields after the ports in " + show(ports)};
   auto parsed = parse_ports(ports);
@@ -202,6 +205,7 @@ std::string_view to_string(Protocol protocol) noexcept {
   switch (protocol) {
     case Protocol::kTcp: return "tcp";
     case Protocol::kUdp: return "udp";
+    case Protocol::kIcmp: return "icmp";
     case Protocol::kAny: return "any";
   }
   return "?";
@@ -214,6 +218,7 @@ bool DomainMatch::matches(std::string_view name) const noexcept {
 bool Rule::matches_protocol_and_port(Protocol p, std::uint16_t port) const noexcept {
   if (protocol != Protocol::kAny && protocol != p) return false;
   if (ports.empty()) return true;
+  if (p == Protocol::kIcmp) return false;  // a rule limited to ports never matches ICMP
   return std::any_of(ports.begin(), ports.end(),
                      [&](const PortRange& r) { return port >= r.first && port <= r.last; });
 }

@@ -11,7 +11,7 @@
 //                and its subdomains),
 //                or a group: public, private, loopback, link-local, metadata, multicast, host
 //                (case-insensitive; `metadata.` with a trailing dot is the host named metadata)
-//   protocol     tcp | udp | any (default any)
+//   protocol     tcp | udp | icmp | any (default any); icmp takes no ports
 //   ports        a port, a range or a comma list of both (443, 80,443, 443-450, 80,8000-8100);
 //                default all
 //
@@ -31,7 +31,7 @@
 namespace airlock::policy {
 
 enum class Action : std::uint8_t { kAllow, kDeny };
-enum class Protocol : std::uint8_t { kAny, kTcp, kUdp };
+enum class Protocol : std::uint8_t { kAny, kTcp, kUdp, kIcmp };
 std::string_view to_string(Action action) noexcept;
 std::string_view to_string(Protocol protocol) noexcept;
 
@@ -56,7 +56,7 @@ struct Rule {
   Action action = Action::kDeny;
   Destination destination = Group::kPublic;
   Protocol protocol = Protocol::kAny;
-  std::vector<PortRange> ports;  // empty: every port
+  std::vector<PortRange> ports;  // empty: every port (and ICMP, which has none)
 
   bool matches_protocol_and_port(Protocol p, std::uint16_t port) const noexcept;
   bool any_protocol_and_port() const noexcept { return protocol == Protocol::kAny && ports.empty(); }

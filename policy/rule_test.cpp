@@ -41,6 +41,7 @@ TEST(Rule, EachFormParsesAndPrintsCanonically) {
       {"deny@multicast:udp:1-1024,5353", "deny@multicast:udp:1-1024,5353"},
       {"allow@public:tcp:1-65535", "allow@public:tcp:1-65535"},
       {"deny@Metadata", "deny@metadata"},
+      {"allow@8.8.8.8:icmp", "allow@8.8.8.8:icmp"},
       {"deny@metadata.", "deny@metadata."},
       {"allow@localhost", "allow@localhost"},
   };
@@ -90,7 +91,7 @@ TEST(Rule, Fields) {
 
 TEST(Rule, EachSyntaxErrorIsNamed) {
   EXPECT_EQ(err(""), "the rule is empty");
-  EXPECT_EQ(err("allow"), "expected <allow|deny>@<destination>[:<tcp|udp|any>[:<ports>]]");
+  EXPECT_EQ(err("allow"), "expected <allow|deny>@<destination>[:<tcp|udp|icmp|any>[:<ports>]]");
   EXPECT_EQ(err("permit@private"), "unknown action 'permit' (allow or deny)");
   EXPECT_EQ(err("Allow@private"), "unknown action 'Allow' (allow or deny)");
   EXPECT_EQ(err("allow@"), "the destination is empty");
@@ -119,10 +120,11 @@ TEST(Rule, EachSyntaxErrorIsNamed) {
   EXPECT_EQ(err("allow@."), "domain suffix '.' is empty");
   EXPECT_EQ(err("allow@..example.com"), "domain suffix '..example.com' has an empty label");
   EXPECT_EQ(err("allow@exa mple.com").substr(0, 11), "bad domain:");
-  EXPECT_EQ(err("allow@example.com:http"), "unknown protocol 'http' (tcp, udp or any)");
-  EXPECT_EQ(err("allow@example.com:"), "unknown protocol '' (tcp, udp or any)");
+  EXPECT_EQ(err("allow@example.com:http"), "unknown protocol 'http' (tcp, udp, icmp or any)");
+  EXPECT_EQ(err("allow@example.com:"), "unknown protocol '' (tcp, udp, icmp or any)");
   EXPECT_EQ(err("allow@example.com:443"), "expected a protocol before the ports: write :tcp:443, :udp:443 or :any:443");
-  EXPECT_EQ(err("allow@example.com:TCP:443"), "unknown protocol 'TCP' (tcp, udp or any)");
+  EXPECT_EQ(err("allow@example.com:TCP:443"), "unknown protocol 'TCP' (tcp, udp, icmp or any)");
+  EXPECT_EQ(err("allow@8.8.8.8:icmp:1"), "icmp has no ports: write allow@<destination>:icmp");
   EXPECT_EQ(err("allow@example.com:tcp:"), "the port list is empty (write ports after the protocol, or drop the ':')");
   EXPECT_EQ(err("allow@example.com:tcp:0"), "port '0' is not a number from 1 to 65535");
   EXPECT_EQ(err("allow@example.com:tcp:65536"), "port '65536' is not a number from 1 to 65535");
