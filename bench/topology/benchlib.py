@@ -72,6 +72,8 @@ def parse_ab(path):
     m = re.search(r"^Requests per second:\s*([0-9.]+)", text, re.M)
     if m:
         out["rps"] = float(m.group(1))
+    # A peer that closes without TLS close_notify: ab logs this per connection.
+    out["eof_without_close_notify"] = text.count("unexpected eof while reading")
     return out
 
 
@@ -107,8 +109,11 @@ def cmd_record(scenario, path, variant, run, tsv):
     if tool == "wrk" and d["errors"]:
         problems.append(f"socket errors ({d['error_detail']})")
     if tool == "ab" and d["failed"]:
+        eof = d["eof_without_close_notify"]
         problems.append(f"ab counted {d['failed']} of {d['requests']} as failed "
-                        f"({d['failed_detail']})")
+                        f"({d['failed_detail']}); {eof} connections ended without TLS "
+                        "close_notify (the response had arrived; the upstream log check "
+                        "counts what it answered)")
     if d["non2xx"]:
         problems.append(f"{d['non2xx']} non-2xx responses")
     if d["requests"] == 0:
