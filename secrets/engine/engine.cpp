@@ -331,11 +331,23 @@ struct RequestRewriter::Impl final : http::RequestSink {
       const SecretBinding& s = secrets[i];
       std::uint8_t w = gate_cache[i];
       if (w == kEligible) {
-        // Gate 2 is asked per request: a pin can expire while a connection lives.
-        const HostPattern* pattern = s.any_host() ? exact_pattern_for(host) : s.match_host(host);
-        if (ctx.pins == nullptr || pattern == nullptr || !ctx.pins->pinned(ctx.destination, *pattern)) {
-          w = kNotPinned;
+        // Gate 2 is asked per request (a pin can expire while a connection lives), for a
+        // pattern that matched the host in gate 1 (any_host: the exact host).
+        bool pinned = false;
+        if (ctx.pins != nullptr) {
+          if (s.any_host()) {
+            const HostPattern* pattern = exact_pattern_for(host);
+            pinned = pattern != nullptr && ctx.pins->pinned(ctx.destination, *pattern);
+          } else {
+            for (const HostPattern& pattern : s.hosts()) {
+              if (pattern.matches(host) && ctx.pins->pinned(ctx.destination, pattern)) {
+                pinned = true;
+                break;
+              }
+            }
+          }
         }
+        if (!pinned) w = kNotPinned;
       }
       if (w == kEligible && !authority_ok) w = kAuthorityMismatch;
       why[i] = w;
@@ -371,7 +383,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
       i = next_trigger(cs, d, i, n, true);
       if (i >= n) break;
       bool replaced = false;
-      for (const std::uint32_t s : cs.by_first[d[i]]) {
+      for (const std::uint32_t s : raw_candidates(cs, d, n, i)) {
         if (!mask[s]) continue;
         const std::string& p = cs.placeholders[s];
         if (p.size() > n - i || std::memcmp(d + i, p.data(), p.size()) != 0) continue;
@@ -576,6 +588,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
     verbatim_tail = 0;
     if (drop_expect) guest->append(kContinue);
     body_buf.clear();
+    if (buffer) body_buf.reserve(static_cast<std::size_t>(head.content_length));
   }
 
   // Scans `data` (complete, or with `final` false a prefix of the body so far) for body forms:
@@ -723,6 +736,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
       if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
     } else if (mode == Mode::kBuffer) {
       body_out.clear();
+      body_out.reserve(body_buf.size() + body_buf.size() / 8 + 64);
       rewrite_body(body_buf, true, body_out);
       if (block) return;
       // Recompute Content-Length: rewrite only its value(s), right to left.

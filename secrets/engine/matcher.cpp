@@ -210,6 +210,25 @@ SecretSet::Compiled::Compiled(const std::vector<SecretBinding>& secrets) {
       base64_forms.push_back({i, enc.substr(begin, end - begin)});
     }
   }
+  for (int b = 0; b < 256; ++b) {
+    if (by_first[b].empty()) continue;
+    std::string prefix = placeholders[by_first[b][0]];
+    for (const std::uint32_t s : by_first[b]) {
+      const std::string& p = placeholders[s];
+      std::size_t k = 0;
+      while (k < prefix.size() && k < p.size() && prefix[k] == p[k]) ++k;
+      prefix.resize(k);
+    }
+    const std::size_t l = prefix.size();
+    auto next_of = [&](std::uint32_t s) -> std::uint16_t {
+      const std::string& p = placeholders[s];
+      return p.size() > l ? static_cast<unsigned char>(p[l]) : 256;
+    };
+    std::stable_sort(by_first[b].begin(), by_first[b].end(),
+                     [&](std::uint32_t x, std::uint32_t y) { return next_of(x) < next_of(y); });
+    for (const std::uint32_t s : by_first[b]) next_byte[b].push_back(next_of(s));
+    common_prefix[b] = std::move(prefix);
+  }
   trigger['%'] |= kTriggerEscape;
   trigger['\\'] |= kTriggerEscape;
   for (int b = 0; b < 256; ++b) {
@@ -218,8 +237,14 @@ SecretSet::Compiled::Compiled(const std::vector<SecretBinding>& secrets) {
   }
   max_form = 6 * max_placeholder;
   base64_pair_bits.assign(65536 / 64, 0);
+  auto key_of = [](const Base64Form& f) {
+    return static_cast<std::uint32_t>(pair_key(static_cast<unsigned char>(f.text[0]), static_cast<unsigned char>(f.text[1])));
+  };
+  std::stable_sort(base64_forms.begin(), base64_forms.end(),
+                   [&](const Base64Form& x, const Base64Form& y) { return key_of(x) < key_of(y); });
   for (const Base64Form& f : base64_forms) {
-    const std::size_t key = pair_key(static_cast<unsigned char>(f.text[0]), static_cast<unsigned char>(f.text[1]));
+    const std::uint32_t key = key_of(f);
+    base64_keys.push_back(key);
     base64_pair_bits[key / 64] |= std::uint64_t{1} << (key % 64);
   }
 }
@@ -266,6 +291,21 @@ std::size_t next_trigger(const SecretSet::Compiled& c, const unsigned char* data
   return size;
 }
 
+std::span<const std::uint32_t> raw_candidates(const SecretSet::Compiled& c, const unsigned char* d, std::size_t n,
+                                              std::size_t p) noexcept {
+  const unsigned char b = d[p];
+  const std::vector<std::uint32_t>& all = c.by_first[b];
+  if (all.size() <= 1) return all;
+  const std::string& prefix = c.common_prefix[b];
+  const std::size_t l = prefix.size();
+  if (n - p <= l) return all;
+  if (std::memcmp(d + p, prefix.data(), l) != 0) return {};
+  const std::vector<std::uint16_t>& next = c.next_byte[b];
+  const auto range = std::equal_range(next.begin(), next.end(), static_cast<std::uint16_t>(d[p + l]));
+  return std::span<const std::uint32_t>(all.data() + (range.first - next.begin()),
+                                        static_cast<std::size_t>(range.second - range.first));
+}
+
 Match match_at(const SecretSet::Compiled& c, const unsigned char* d, std::size_t n, std::size_t p,
                const std::uint8_t* want) noexcept {
   Match result;
@@ -274,7 +314,38 @@ Match match_at(const SecretSet::Compiled& c, const unsigned char* d, std::size_t
   unsigned char firsts[3];
   std::size_t nf = 0;
   bool partial = false;
-  if (c.trigger[b] & SecretSet::Compiled::kTriggerRaw) firsts[nf++] = b;
+  bool raw_list_done = false;  // by_first[b] tried in full
+  if (c.trigger[b] & SecretSet::Compiled::kTriggerRaw) {
+    // Quick reject of the raw candidates in the common case: a raw first byte (e.g. `$`) not
+    // followed by the prefix every candidate shares, and no escape that could encode the rest.
+    const std::string& prefix = c.common_prefix[b];
+    const std::size_t cmp = std::min(prefix.size(), n - p);
+    std::size_t j = 1;
+    while (j < cmp && d[p + j] == static_cast<unsigned char>(prefix[j])) ++j;
+    bool escape = false;
+    const std::size_t upto = std::min(j + 1, n - p);
+    for (std::size_t k = 1; !escape && k < upto; ++k) escape = d[p + k] == '%' || d[p + k] == '\\';
+    raw_list_done = escape;
+    if (escape || j >= cmp) {
+      // Without escapes in reach, only the raw candidates narrowed by the next byte can match.
+      const std::span<const std::uint32_t> cands =
+          escape ? std::span<const std::uint32_t>(c.by_first[b]) : raw_candidates(c, d, n, p);
+      for (const std::uint32_t s : cands) {
+        if (want != nullptr && want[s] == 0) continue;
+        std::uint32_t length = 0;
+        std::uint8_t forms = 0;
+        const Match::Kind k = match_one(c.placeholders[s], d, n, p, &length, &forms);
+        if (k == Match::kFound) {
+          result.kind = Match::kFound;
+          result.secret = s;
+          result.length = length;
+          result.forms = forms;
+          return result;
+        }
+        if (k == Match::kPartial) partial = true;
+      }
+    }
+  }
   if (b == '%') {
     unsigned char v = 0;
     const int r = decode_percent(d, n, p, &v);
@@ -293,9 +364,7 @@ Match match_at(const SecretSet::Compiled& c, const unsigned char* d, std::size_t
     }
   }
   for (std::size_t f = 0; f < nf; ++f) {
-    bool dup = false;
-    for (std::size_t g = 0; g < f; ++g) dup = dup || firsts[g] == firsts[f];
-    if (dup) continue;
+    if (firsts[f] == b && raw_list_done) continue;
     for (const std::uint32_t s : c.by_first[firsts[f]]) {
       if (want != nullptr && want[s] == 0) continue;
       std::uint32_t length = 0;
@@ -380,7 +449,9 @@ Match find_base64_form(const SecretSet::Compiled& c, std::string_view text, cons
   for (std::size_t i = 0; i + 1 < text.size(); ++i) {
     const std::size_t key = pair_key(t[i], t[i + 1]);
     if ((c.base64_pair_bits[key / 64] & (std::uint64_t{1} << (key % 64))) == 0) continue;
-    for (const auto& f : c.base64_forms) {
+    const auto range = std::equal_range(c.base64_keys.begin(), c.base64_keys.end(), static_cast<std::uint32_t>(key));
+    for (auto it = range.first; it != range.second; ++it) {
+      const auto& f = c.base64_forms[static_cast<std::size_t>(it - c.base64_keys.begin())];
       if (want != nullptr && want[f.secret] == 0) continue;
       if (f.text.size() > text.size() - i) continue;
       bool eq = true;

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,9 @@ struct SecretSet::Compiled {
   std::vector<unsigned char> trigger_bytes;           // the distinct trigger bytes (SIMD skip)
   std::vector<unsigned char> raw_first_bytes;         // distinct raw first bytes (raw-only skip)
   std::array<std::vector<std::uint32_t>, 256> by_first;  // decoded first byte → secrets
+  std::array<std::string, 256> common_prefix;            // of the placeholders in by_first[b]
+  // by_first[b] is sorted by the byte after common_prefix[b] (256: none); next_byte[b] holds it.
+  std::array<std::vector<std::uint16_t>, 256> next_byte;
   std::size_t max_placeholder = 0;
   std::size_t max_form = 0;  // longest encoded form: 6 bytes (\uXXXX) per placeholder byte
 
@@ -51,7 +55,8 @@ struct SecretSet::Compiled {
     std::uint32_t secret;
     std::string text;
   };
-  std::vector<Base64Form> base64_forms;
+  std::vector<Base64Form> base64_forms;        // sorted by the key of their first two chars
+  std::vector<std::uint32_t> base64_keys;      // that key, parallel to base64_forms
   std::vector<std::uint64_t> base64_pair_bits;  // 65536 bits: first two chars of some form
 };
 
@@ -59,6 +64,11 @@ struct SecretSet::Compiled {
 // (size if none). raw_only: only raw first bytes count.
 std::size_t next_trigger(const SecretSet::Compiled& c, const unsigned char* data, std::size_t from,
                          std::size_t size, bool raw_only = false) noexcept;
+
+// The secrets whose raw placeholder may start at data[pos]: by_first narrowed by the shared
+// prefix and the byte after it. Exact for raw matching only.
+std::span<const std::uint32_t> raw_candidates(const SecretSet::Compiled& c, const unsigned char* data,
+                                              std::size_t size, std::size_t pos) noexcept;
 
 // Tries every form (raw, percent, JSON \u, mixed per character) of every secret s with
 // want[s] != 0 (want == nullptr: every secret) at data[pos]. kFound for the first secret that

@@ -15,7 +15,7 @@ using testing::make_secrets;
 using testing::SecretSpec;
 
 // Secret 0: $MSB_KEY, 1: $MSB_OTHER, 2: custom "?>?>?>" (base64 with '/'), 3: custom "éTOK",
-// 4: custom "100%25" (a '%' inside the placeholder).
+// 4: custom "100%25" (a '%' inside the placeholder), 5: custom "%PH!" (starts with '%').
 std::vector<SecretSpec> specs() {
   return {
       {"KEY", "k-FAKE", {"api.example.com"}, {}},
@@ -23,6 +23,7 @@ std::vector<SecretSpec> specs() {
       {"Q", "q-FAKE", {"api.example.com"}, {}, true, false, "?>?>?>"},
       {"E", "e-FAKE", {"api.example.com"}, {}, true, false, "\xc3\xa9TOK"},
       {"P", "p-FAKE", {"api.example.com"}, {}, true, false, "100%25"},
+      {"PCT", "c-FAKE", {"api.example.com"}, {}, true, false, "%PH!"},
   };
 }
 
@@ -69,6 +70,13 @@ TEST_F(MatcherTest, EveryFormAtPositionZero) {
       {"100%25", Match::kFound, 4, 6, kFormRaw},
       {"100%2525", Match::kFound, 4, 6, kFormRaw},  // the raw placeholder is a prefix
       {"1%300%25", Match::kFound, 4, 8, kFormPercent},
+      {"%PH!", Match::kFound, 5, 4, kFormRaw},
+      {"%25PH!", Match::kFound, 5, 6, kFormPercent},
+      {"%25%50H%21", Match::kFound, 5, 10, kFormPercent},
+      {"\\u0025PH!", Match::kFound, 5, 9, kFormJson},
+      {"$MSB_K%45Y", Match::kFound, 0, 10, kFormPercent},
+      {"$MSB_O%54HER", Match::kFound, 1, 12, kFormPercent},
+      {"$MSB_%4fTHER", Match::kFound, 1, 12, kFormPercent},
       // Not a placeholder.
       {"$MSB_KEX", Match::kNone, 0, 0, kFormRaw},
       {"$MSB-KEY", Match::kNone, 0, 0, kFormRaw},
@@ -103,7 +111,7 @@ TEST_F(MatcherTest, EveryFormAtPositionZero) {
 }
 
 TEST_F(MatcherTest, WantFiltersSecrets) {
-  const std::uint8_t only_other[] = {0, 1, 0, 0, 0};
+  const std::uint8_t only_other[] = {0, 1, 0, 0, 0, 0};
   EXPECT_EQ(at0("$MSB_KEY", only_other).kind, Match::kNone);
   EXPECT_EQ(at0("$MSB_OTHER", only_other).kind, Match::kFound);
   EXPECT_EQ(at0("$MSB_OTH", only_other).kind, Match::kPartial);
@@ -132,11 +140,11 @@ TEST_F(MatcherTest, ScanStopsAtAPartialTailUnlessFinal) {
 
 TEST_F(MatcherTest, NextTriggerSkipsLongRuns) {
   std::string text(1000, 'a');
-  text[777] = '%';
+  text[777] = '\\';
   const auto* d = reinterpret_cast<const unsigned char*>(text.data());
   EXPECT_EQ(next_trigger(c, d, 0, text.size()), 777u);
   EXPECT_EQ(next_trigger(c, d, 778, text.size()), text.size());
-  EXPECT_EQ(next_trigger(c, d, 0, text.size(), true), text.size());  // '%' starts no raw placeholder
+  EXPECT_EQ(next_trigger(c, d, 0, text.size(), true), text.size());  // '\\' starts no raw placeholder
   text[900] = '$';
   EXPECT_EQ(next_trigger(c, d, 0, text.size(), true), 900u);
 }
@@ -198,7 +206,7 @@ TEST_F(MatcherTest, Base64AtEveryAlignmentAndAlphabet) {
   }
   std::size_t at = 0;
   EXPECT_EQ(find_base64_form(c, "X-Data: aGVsbG8gd29ybGQ=\r\n", nullptr, &at).kind, Match::kNone);
-  const std::uint8_t only_key[] = {1, 0, 0, 0, 0};
+  const std::uint8_t only_key[] = {1, 0, 0, 0, 0, 0};
   EXPECT_EQ(find_base64_form(c, base64_encode("$MSB_OTHER"), only_key, &at).kind, Match::kNone);
 }
 

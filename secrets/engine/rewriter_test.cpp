@@ -235,6 +235,9 @@ std::vector<Case> cases() {
       viol("gate2_pinned_other_pattern", kBearer, "KEY", Location::kHeader, "not resolved")
           .with({{"KEY", kKey, {"api.example.com", "*.other.org"}, {}}})
           .on(Setup::kTlsPinOtherPattern),
+      ok("gate2_pinned_second_matching_pattern", kBearer, kBearerOut)
+          .with({{"KEY", kKey, {"*.example.com", "api.example.com"}, {}}})
+          .on(Setup::kTls),
       viol("gate3_plain_requires_tls", kBearer, "KEY", Location::kHeader, "TLS").on(Setup::kPlain),
       ok("gate3_plain_allowed", get("X-K: $MSB_KEYP\r\n"), get("X-K: " + kPlainV + "\r\n"))
           .with(plain_secrets())
