@@ -9,7 +9,10 @@
 
 #include "sandbox/sandbox.hpp"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -131,23 +134,33 @@ sandbox::SandboxOptions make_options(const RunArgs& args) {
 }
 
 // Signals to `airlock run` go to the guest (through its init); SIGWINCH also resizes its pty.
+// A signalfd and an eventfd, so stopping never waits for a polling tick.
 class SignalForwarder {
  public:
   explicit SignalForwarder(sandbox::Sandbox& box) : box_(box) {
+    const sigset_t set = forwarded();
+    signals_ = ::signalfd(-1, &set, SFD_CLOEXEC);
+    stop_ = ::eventfd(0, EFD_CLOEXEC);
+    if (signals_ < 0 || stop_ < 0) throw sandbox::SandboxError("signalfd/eventfd failed");
     thread_ = std::thread([this] {
-      sigset_t set = forwarded();
-      const timespec tick{0, 100'000'000};
-      while (!stop_) {
-        const int sig = ::sigtimedwait(&set, nullptr, &tick);
-        if (sig <= 0) continue;
+      for (;;) {
+        pollfd fds[2] = {{signals_, POLLIN, 0}, {stop_, POLLIN, 0}};
+        if (::poll(fds, 2, -1) < 0) continue;
+        if (fds[1].revents) return;
+        signalfd_siginfo info{};
+        if (::read(signals_, &info, sizeof info) != sizeof info) continue;
+        const int sig = static_cast<int>(info.ssi_signo);
         if (sig == SIGWINCH) box_.sync_terminal_size();
         box_.forward_signal(sig);
       }
     });
   }
   ~SignalForwarder() {
-    stop_ = true;
+    const std::uint64_t one = 1;
+    (void)!::write(stop_, &one, sizeof one);
     thread_.join();
+    ::close(signals_);
+    ::close(stop_);
   }
   static sigset_t forwarded() {
     sigset_t set;
@@ -158,7 +171,8 @@ class SignalForwarder {
 
  private:
   sandbox::Sandbox& box_;
-  std::atomic<bool> stop_{false};
+  int signals_ = -1;
+  int stop_ = -1;
   std::thread thread_;
 };
 

@@ -83,20 +83,6 @@ void do_mount(const char* source, const char* target, const char* type, unsigned
   if (::mount(source, target, type, flags, data) != 0) fail("mount", target);
 }
 
-// A read-only remount of a bind mount must keep the locked flags of its source (nosuid, ...).
-void remount_read_only(const char* target) {
-  struct statvfs st {};
-  if (::statvfs(target, &st) != 0) fail("statvfs", target);
-  unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY;
-  if (st.f_flag & ST_NOSUID) flags |= MS_NOSUID;
-  if (st.f_flag & ST_NODEV) flags |= MS_NODEV;
-  if (st.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
-  if (st.f_flag & ST_NOATIME) flags |= MS_NOATIME;
-  if (st.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
-  if (st.f_flag & ST_RELATIME) flags |= MS_RELATIME;
-  do_mount(nullptr, target, nullptr, flags, nullptr);
-}
-
 void close_other_fds(const std::vector<int>& keep) {
   unsigned int next = 3;
   for (const int fd : keep) {
@@ -152,8 +138,11 @@ void set_up_filesystem(ChildPlan& plan) {
     // Targets under a tmpfs mounted above need their mount point created there.
     if (b.directory) mkdir_p(b.target.c_str(), 0755);
     else touch(b.target.c_str());
-    do_mount(b.source.c_str(), b.target.c_str(), nullptr, MS_BIND | MS_REC, nullptr);
-    if (b.read_only) remount_read_only(b.target.c_str());
+    if (::syscall(SYS_move_mount, b.tree_fd, "", AT_FDCWD, b.target.c_str(),
+                  MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+      fail("attach volume on", b.target.c_str());
+    }
+    ::close(b.tree_fd);
   }
 
   if (::chdir(plan.root.c_str()) != 0) fail("chdir", plan.root.c_str());

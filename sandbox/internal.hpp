@@ -97,11 +97,10 @@ struct ChildPlan {
   std::vector<File> upper_files;
 
   struct Bind {
-    std::string source;       // /proc/self/fd/N
+    int tree_fd = -1;         // detached mount (open_tree) of the host path
     std::string target;       // absolute, under root
     std::string upper_target; // guest path, created in the upper layer by the parent
     bool directory = true;
-    bool read_only = false;
   };
   std::vector<Bind> volumes;
 

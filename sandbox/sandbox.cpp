@@ -188,6 +188,26 @@ struct Sandbox::Impl {
     detail::run_tool({ip, "-batch", "-"}, g, guest_ns.get());
   }
 
+  // Volumes show host ids as the guest's (host root's files belong to the guest's root), so a
+  // shared directory is usable as it is on the host. Only the paths the user chose to share get
+  // this; the root file system keeps host-root files out of the guest's reach.
+  void idmap_volumes(const detail::ChildPlan& plan) {
+    if (plan.volumes.empty()) return;
+    Fd userns(::open(("/proc/" + std::to_string(pid) + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!userns) throw_errno("open guest user namespace");
+    for (std::size_t i = 0; i < plan.volumes.size(); ++i) {
+      mount_attr attr{};
+      attr.attr_set = MOUNT_ATTR_IDMAP;
+      attr.userns_fd = static_cast<std::uint64_t>(userns.get());
+      if (::syscall(SYS_mount_setattr, plan.volumes[i].tree_fd, "", AT_EMPTY_PATH | AT_RECURSIVE,
+                    &attr, sizeof attr) != 0) {
+        warnings.push_back("--volume " + options.volumes[i].host +
+                           ": the file system cannot map ids (" + std::strerror(errno) +
+                           "); the guest sees host owners as nobody");
+      }
+    }
+  }
+
   void write_id_maps() {
     const std::string base = "/proc/" + std::to_string(pid);
     const std::string map = "0 " + std::to_string(options.host_id_base) + " 65536\n";
@@ -293,16 +313,26 @@ struct Sandbox::Impl {
     }
 
     for (const Volume& v : options.volumes) {
-      Fd fd(::open(v.host.c_str(), O_PATH | O_CLOEXEC));
+      // A detached copy of the host tree, made here in the host's mount namespace (a path
+      // opened here could not be bound from inside the guest's); read-only is set on the copy.
+      Fd fd(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, v.host.c_str(),
+                                       OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)));
       if (!fd) throw_errno("--volume " + v.host);
+      if (v.read_only) {
+        mount_attr attr{};
+        attr.attr_set = MOUNT_ATTR_RDONLY;
+        if (::syscall(SYS_mount_setattr, fd.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
+                      sizeof attr) != 0) {
+          throw_errno("--volume " + v.host + ": read-only");
+        }
+      }
       struct stat st {};
       if (::fstat(fd.get(), &st) != 0) throw_errno("--volume " + v.host);
       detail::ChildPlan::Bind b;
-      b.source = "/proc/self/fd/" + std::to_string(fd.get());
+      b.tree_fd = fd.get();
       b.target = r + v.guest;
       b.upper_target = v.guest;
       b.directory = S_ISDIR(st.st_mode);
-      b.read_only = v.read_only;
       plan.keep_fds.push_back(fd.get());
       plan.volumes.push_back(std::move(b));
       volume_fds.push_back(std::move(fd));
@@ -392,11 +422,11 @@ struct Sandbox::Impl {
     sync_r.reset();
     status_w.reset();
     tty_slave.reset();
-    volume_fds.clear();
     root_mount.reset();
 
     try {
       write_id_maps();
+      idmap_volumes(plan);
       if (options.network) configure_link();
       cgroups = std::make_unique<detail::CgroupLimits>(id, options.limits);
       cgroups->apply(pid, warnings);
@@ -406,6 +436,7 @@ struct Sandbox::Impl {
         detail::write_file(state_dir + "/cgroups", list);
       }
       if (::write(sync_w.get(), "g", 1) != 1) throw_errno("release the guest");
+      volume_fds.clear();
       sync_w.reset();
       read_status(status_r.get());
       if (options.tty) start_tty_pump();

@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <sstream>
+#include <sys/stat.h>
 
 namespace airlock::sandbox {
 namespace {
@@ -266,6 +268,178 @@ except PermissionError:
   EXPECT_EQ(r.status.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("udp-no-reply\n"));
   EXPECT_THAT(r.out, ::testing::AnyOf(HasSubstr("icmp-no-reply\n"), HasSubstr("raw-denied\n")));
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/airlock-sandbox-test.XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+void write(const std::string& path, const std::string& text, int mode = 0644) {
+  std::ofstream(path) << text;
+  ::chmod(path.c_str(), static_cast<mode_t>(mode));
+}
+
+TEST(Sandbox, VolumesReadWriteAndReadOnly) {
+  TempDir rw, ro;
+  ::chmod(rw.path().c_str(), 0777);
+  write(ro.path() + "/in.txt", "from-host\n");
+  SandboxOptions o = sh("cat /data/in.txt; echo guest > /out/new.txt && echo rw-ok;"
+                        "{ echo x > /data/other.txt; } 2>/dev/null || echo ro-refused;"
+                        "mkdir -p /tmp/deep && echo tmp-ok");
+  o.volumes = {{rw.path(), "/out", false}, {ro.path(), "/data", true}};
+  const Outcome r = run(std::move(o));
+  EXPECT_EQ(r.status.code, 0) << r.out;
+  EXPECT_EQ(r.out, "from-host\nrw-ok\nro-refused\ntmp-ok\n");
+  std::ifstream in(rw.path() + "/new.txt");
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "guest");
+  // Ids are mapped on volumes: what the guest's root writes belongs to the host's root.
+  struct stat st {};
+  ASSERT_EQ(::stat((rw.path() + "/new.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_FALSE(std::filesystem::exists(ro.path() + "/other.txt"));
+}
+
+TEST(Sandbox, VolumeUnderTmpIsMountedOverTheGuestTmpfs) {
+  TempDir dir;
+  write(dir.path() + "/f", "seen\n");
+  SandboxOptions o = sh("cat /tmp/shared/f");
+  o.volumes = {{dir.path(), "/tmp/shared", true}};
+  const Outcome r = run(std::move(o));
+  EXPECT_EQ(r.out, "seen\n");
+}
+
+TEST(Sandbox, CaBundleMergesGuestRootsAndAirlockCa) {
+  SandboxOptions o = sh("tail -n 3 /etc/ssl/certs/ca-certificates.crt; "
+                        "cmp /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt && echo same;"
+                        "grep -c 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt");
+  o.ca_pem = "-----BEGIN CERTIFICATE-----\nAIRLOCKTESTCA\n-----END CERTIFICATE-----\n";
+  const Outcome r = run(std::move(o));
+  EXPECT_EQ(r.status.code, 0) << r.out;
+  EXPECT_THAT(r.out, ::testing::StartsWith("-----BEGIN CERTIFICATE-----\nAIRLOCKTESTCA\n"
+                                           "-----END CERTIFICATE-----\nsame\n"));
+  // The host's own roots are still there (Debian's bundle has many).
+  const int count = std::stoi(r.out.substr(r.out.rfind("same\n") + 5));
+  EXPECT_GT(count, 10);
+  // The host's bundle is untouched.
+  const auto host = std::filesystem::file_size("/etc/ssl/certs/ca-certificates.crt");
+  EXPECT_EQ(r.out.find("AIRLOCKTESTCA"), r.out.find("AIRLOCKTESTCA"));
+  std::ifstream in("/etc/ssl/certs/ca-certificates.crt");
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(all.find("AIRLOCKTESTCA"), std::string::npos);
+  EXPECT_GT(host, 0u);
+}
+
+TEST(Sandbox, WritesToTheRootAreDiscardedAtExit) {
+  SandboxOptions o = sh("echo x > /etc/airlock-overlay-probe 2>/dev/null; mkdir /var/tmp/airlock-probe && echo made");
+  const Outcome r = run(std::move(o));
+  EXPECT_FALSE(std::filesystem::exists("/var/tmp/airlock-probe"));
+  EXPECT_FALSE(std::filesystem::exists("/etc/airlock-overlay-probe"));
+}
+
+TEST(Sandbox, HostFilesOnlyRootMayReadStayUnreadable) {
+  TempDir dir;
+  write(dir.path() + "/secret-file", kFakeValue, 0600);
+  ::chmod(dir.path().c_str(), 0755);
+  const Outcome r = run(sh("cat " + dir.path() + "/secret-file 2>&1; cat /etc/shadow 2>&1 | head -c 200; ls /root 2>&1"));
+  EXPECT_THAT(r.out, Not(HasSubstr(kFakeValue)));
+  EXPECT_THAT(r.out, HasSubstr("Permission denied"));
+  EXPECT_THAT(r.out, Not(HasSubstr("root:")));
+}
+
+TEST(Sandbox, CapabilitiesAreReducedAndNoNewPrivsIsSet) {
+  const Outcome r = run(sh("grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"));
+  // Docker's default set: 0x00000000a80425fb.
+  EXPECT_THAT(r.out, HasSubstr("CapBnd:\t00000000a80425fb\n"));
+  EXPECT_THAT(r.out, HasSubstr("NoNewPrivs:\t1\n"));
+  EXPECT_THAT(r.out, HasSubstr("Seccomp:\t2\n"));
+}
+
+TEST(Sandbox, RootfsDirectoryBecomesTheGuestRoot) {
+  TempDir root;
+  // A tiny root: the host's /usr and libraries bound in read-only by volume, plus a marker.
+  for (const char* d : {"/usr", "/etc"}) std::filesystem::create_directories(root.path() + d);
+  for (const char* l : {"bin", "lib", "lib64", "sbin"}) {
+    std::filesystem::create_directory_symlink(std::string("usr/") + l, root.path() + "/" + l);
+  }
+  write(root.path() + "/etc/marker", "custom-root\n");
+  SandboxOptions o = sh("cat /etc/marker; ls /");
+  o.rootfs = root.path();
+  o.volumes = {{"/usr", "/usr", true}};
+  const Outcome r = run(std::move(o));
+  EXPECT_EQ(r.status.code, 0) << r.out;
+  EXPECT_THAT(r.out, ::testing::StartsWith("custom-root\n"));
+  EXPECT_THAT(r.out, Not(HasSubstr("work")));
+}
+
+TEST(Sandbox, NothingIsLeftBehindAfterExit) {
+  std::string id;
+  run(sh("true"), {}, {}, [&](Sandbox& s) { id = s.id(); });
+  EXPECT_FALSE(std::filesystem::exists("/run/airlock/" + id));
+}
+
+TEST(CollectGarbage, RemovesStateOfADeadOwnerOnly) {
+  TempDir root;
+  const std::string dead = root.path() + "/0badc0de", live = root.path() + "/0000beef";
+  std::filesystem::create_directories(dead + "/stage");
+  std::filesystem::create_directories(live + "/stage");
+  write(dead + "/owner", "999999999 1\n");
+  const std::string me = std::to_string(::getpid());
+  std::ifstream stat("/proc/self/stat");
+  std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::istringstream rest(all.substr(all.rfind(')') + 1));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) rest >> field;
+  write(live + "/owner", me + " " + field + "\n");
+  const auto removed = collect_garbage(root.path());
+  EXPECT_EQ(removed, (std::vector<std::string>{"state " + dead}));
+  EXPECT_FALSE(std::filesystem::exists(dead));
+  EXPECT_TRUE(std::filesystem::exists(live));
+}
+
+TEST(Sandbox, SecretValueOnTheCommandLineIsRefused) {
+  SandboxOptions o;
+  o.command = {"/bin/echo", std::string("token=") + kFakeValue};
+  try {
+    Sandbox box(std::move(o), one_secret());
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "the command line contains the value of secret API_KEY; refusing to start");
+  }
+}
+
+TEST(Sandbox, MemoryAndPidLimitsHold) {
+  SandboxOptions o = sh("python3 -c 'b = bytearray(256 << 20); print(len(b))' >/dev/null 2>&1;"
+                        "echo mem=$?; python3 -c '\n"
+                        "import os, time\n"
+                        "n = 0\n"
+                        "try:\n"
+                        "    for i in range(100):\n"
+                        "        if os.fork() == 0:\n"
+                        "            time.sleep(3); os._exit(0)\n"
+                        "        n += 1\n"
+                        "except OSError:\n"
+                        "    pass\n"
+                        "print(\"procs=%d\" % n)'");
+  o.limits.memory_bytes = 64u << 20;
+  o.limits.pids = 24;
+  const Outcome r = run(std::move(o));
+  ASSERT_TRUE(r.warnings.empty()) << r.warnings.front();
+  EXPECT_THAT(r.out, HasSubstr("mem=137\n"));  // SIGKILL from the OOM killer
+  const int procs = std::stoi(r.out.substr(r.out.find("procs=") + 6));
+  EXPECT_LE(procs, 24);
+  EXPECT_GE(procs, 10);
 }
 
 }  // namespace
