@@ -305,18 +305,22 @@ def _ratio(v, ref, higher):
 
 def cmd_report(results_tsv, meta_json):
     meta = json.load(open(meta_json))
-    values, status, notes = {}, {}, []
+    values, status, notes, raw = {}, {}, [], []
     for line in open(results_tsv, encoding="utf-8"):
         parts = line.rstrip("\n").split("\t")
         if parts[0] == "value":
-            _, variant, run, metric, v = parts
-            values.setdefault((variant, metric), []).append(float(v))
+            raw.append(parts[1:])
         elif parts[0] == "status":
             _, variant, run, state, msg = parts
             status.setdefault(variant, []).append((int(run), state, msg))
         elif parts[0] == "note":
             notes.append((parts[1], parts[2], parts[3]))
     variants = [v for v in VARIANT_ORDER if v in meta["variants"]]
+    # Only runs that passed their checks count.
+    good = {(v, str(run)) for v, runs in status.items() for run, state, _ in runs if state == "ok"}
+    for variant, run, metric, v in raw:
+        if (variant, run) in good:
+            values.setdefault((variant, metric), []).append(float(v))
 
     def median(variant, metric):
         vs = values.get((variant, metric))
@@ -354,6 +358,9 @@ def cmd_report(results_tsv, meta_json):
                 row += " n/a |"
                 continue
             cell = _fmt(m, dec)
+            n = len(values.get((v, metric), []))
+            if n < meta["runs"]:
+                cell += f" ({n} of {meta['runs']} runs)"
             parts = []
             if v != "direct":
                 r = _ratio(m, median("direct", metric), higher)
