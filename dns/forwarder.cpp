@@ -12,6 +12,7 @@
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
@@ -19,6 +20,7 @@
 #include <sys/socket.h>
 
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -92,42 +94,82 @@ std::vector<udp::endpoint> read_resolv_conf(const std::string& path) {
   return out;
 }
 
-// What the coroutines share with stop(): outlives the Forwarder while frames still reference it.
-struct Forwarder::State {
+struct Forwarder::Core : std::enable_shared_from_this<Core> {
+  Core(asio::any_io_executor executor, ForwarderOptions o, PinSet& p, const policy::Policy& pol)
+      : strand(asio::make_strand(std::move(executor))), options(std::move(o)), pins(&p), policy(&pol) {}
+
+  asio::strand<asio::any_io_executor> strand;
+  ForwarderOptions options;
+  ForwarderStats stats;
+
+  // Guards pins/policy against stop(): every use holds it and first checks `stopped`.
+  std::mutex use_mutex;
   bool stopped = false;
+  PinSet* pins;
+  const policy::Policy* policy;
+
+  // Strand-only state.
   std::size_t udp_in_flight = 0;
   std::size_t tcp_clients = 0;  // counted from accept, so a burst cannot overshoot the cap
   std::vector<std::shared_ptr<udp::socket>> udp_sockets;
   std::vector<std::shared_ptr<tcp::acceptor>> acceptors;
   std::set<tcp::socket*> clients;
+
+  bool is_stopped() {
+    std::lock_guard lock(use_mutex);
+    return stopped;
+  }
+  void stop();
+  void serve_udp(std::shared_ptr<udp::socket> socket);
+  void serve_tcp(std::shared_ptr<tcp::acceptor> acceptor);
+  awaitable<std::string> resolve(std::string query, Transport transport, Outcome* outcome);
+  awaitable<void> udp_loop(std::shared_ptr<Core> self, std::shared_ptr<udp::socket> socket);
+  awaitable<void> udp_query(std::shared_ptr<Core> self, std::shared_ptr<udp::socket> socket, std::string query,
+                            udp::endpoint from);
+  awaitable<void> tcp_accept_loop(std::shared_ptr<Core> self, std::shared_ptr<tcp::acceptor> acceptor);
+  awaitable<void> tcp_client(std::shared_ptr<Core> self, tcp::socket socket);
+  awaitable<std::error_code> ask_udp(const udp::endpoint& upstream, const std::string& query, const Message& parsed,
+                                     std::string& reply, Message& answer);
+  awaitable<std::error_code> ask_tcp(const udp::endpoint& upstream, const std::string& query, const Message& parsed,
+                                     std::string& reply, Message& answer);
 };
 
 Forwarder::Forwarder(asio::any_io_executor executor, ForwarderOptions options, PinSet& pins,
-                     const policy::Policy& policy)
-    : strand_(asio::make_strand(std::move(executor))),
-      options_(std::move(options)),
-      pins_(pins),
-      policy_(policy),
-      state_(std::make_shared<State>()) {
-  if (options_.upstreams.empty()) options_.upstreams = read_resolv_conf();
-  if (options_.tries == 0) options_.tries = 1;
+                     const policy::Policy& policy) {
+  if (options.upstreams.empty()) options.upstreams = read_resolv_conf();
+  if (options.tries == 0) options.tries = 1;
+  core_ = std::make_shared<Core>(std::move(executor), std::move(options), pins, policy);
 }
 
-Forwarder::~Forwarder() = default;
+Forwarder::~Forwarder() { stop(); }
 
-void Forwarder::serve_udp(udp::socket socket) {
-  auto s = std::make_shared<udp::socket>(std::move(socket));
-  asio::dispatch(strand_, [this, s] {
-    state_->udp_sockets.push_back(s);
-    asio::co_spawn(strand_, udp_loop(s), asio::detached);
+const ForwarderStats& Forwarder::stats() const noexcept { return core_->stats; }
+const ForwarderOptions& Forwarder::options() const noexcept { return core_->options; }
+
+awaitable<std::string> Forwarder::resolve(std::string query, Transport transport, Outcome* outcome) {
+  auto core = core_;
+  co_return co_await core->resolve(std::move(query), transport, outcome);
+}
+
+void Forwarder::serve_udp(udp::socket socket) { core_->serve_udp(std::make_shared<udp::socket>(std::move(socket))); }
+
+void Forwarder::serve_tcp(tcp::acceptor acceptor) {
+  core_->serve_tcp(std::make_shared<tcp::acceptor>(std::move(acceptor)));
+}
+
+void Forwarder::Core::serve_udp(std::shared_ptr<udp::socket> socket) {
+  asio::dispatch(strand, [self = shared_from_this(), socket] {
+    if (self->is_stopped()) return;
+    self->udp_sockets.push_back(socket);
+    asio::co_spawn(self->strand, self->udp_loop(self, socket), asio::detached);
   });
 }
 
-void Forwarder::serve_tcp(tcp::acceptor acceptor) {
-  auto a = std::make_shared<tcp::acceptor>(std::move(acceptor));
-  asio::dispatch(strand_, [this, a] {
-    state_->acceptors.push_back(a);
-    asio::co_spawn(strand_, tcp_accept_loop(a), asio::detached);
+void Forwarder::Core::serve_tcp(std::shared_ptr<tcp::acceptor> acceptor) {
+  asio::dispatch(strand, [self = shared_from_this(), acceptor] {
+    if (self->is_stopped()) return;
+    self->acceptors.push_back(acceptor);
+    asio::co_spawn(self->strand, self->tcp_accept_loop(self, acceptor), asio::detached);
   });
 }
 
@@ -135,7 +177,7 @@ std::error_code Forwarder::serve_udp_fd(int fd) {
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return {errno, std::system_category()};
-  udp::socket socket(strand_);
+  udp::socket socket(core_->strand);
   std::error_code ec;
   socket.assign(addr.ss_family == AF_INET6 ? udp::v6() : udp::v4(), fd, ec);
   if (ec) return ec;
@@ -147,7 +189,7 @@ std::error_code Forwarder::serve_tcp_fd(int fd) {
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return {errno, std::system_category()};
-  tcp::acceptor acceptor(strand_);
+  tcp::acceptor acceptor(core_->strand);
   std::error_code ec;
   acceptor.assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
   if (ec) return ec;
@@ -158,13 +200,13 @@ std::error_code Forwarder::serve_tcp_fd(int fd) {
 std::error_code Forwarder::listen(const asio::ip::address& address, std::uint16_t port, std::uint16_t& bound_port) {
   std::error_code ec;
   for (int attempt = 0; attempt < 20; ++attempt) {
-    udp::socket u(strand_);
+    udp::socket u(core_->strand);
     u.open(address.is_v4() ? udp::v4() : udp::v6(), ec);
     if (!ec) u.bind(udp::endpoint(address, port), ec);
     if (ec) return ec;
     const std::uint16_t chosen = u.local_endpoint(ec).port();
     if (ec) return ec;
-    tcp::acceptor t(strand_);
+    tcp::acceptor t(core_->strand);
     t.open(address.is_v4() ? tcp::v4() : tcp::v6(), ec);
     if (!ec) t.set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec) t.bind(tcp::endpoint(address, chosen), ec);
@@ -181,25 +223,30 @@ std::error_code Forwarder::listen(const asio::ip::address& address, std::uint16_
   return ec;
 }
 
-void Forwarder::stop() {
-  auto state = state_;
-  asio::dispatch(strand_, [state] {
-    state->stopped = true;
+void Forwarder::stop() { core_->stop(); }
+
+void Forwarder::Core::stop() {
+  {
+    std::lock_guard lock(use_mutex);
+    if (stopped) return;
+    stopped = true;
+  }
+  asio::dispatch(strand, [self = shared_from_this()] {
     std::error_code ignored;
-    for (auto& s : state->udp_sockets) s->close(ignored);
-    for (auto& a : state->acceptors) a->close(ignored);
-    for (auto* c : state->clients) c->close(ignored);
-    state->udp_sockets.clear();
-    state->acceptors.clear();
+    for (auto& s : self->udp_sockets) s->close(ignored);
+    for (auto& a : self->acceptors) a->close(ignored);
+    for (auto* c : self->clients) c->close(ignored);
+    self->udp_sockets.clear();
+    self->acceptors.clear();
   });
 }
 
 // ---- upstream ----
 
-awaitable<std::error_code> Forwarder::ask_udp(const udp::endpoint& upstream, const std::string& query,
+awaitable<std::error_code> Forwarder::Core::ask_udp(const udp::endpoint& upstream, const std::string& query,
                                               const Message& parsed, std::string& reply, Message& answer) {
-  ++stats_.upstream_udp;
-  udp::socket socket(strand_);
+  ++stats.upstream_udp;
+  udp::socket socket(strand);
   std::error_code ec;
   socket.open(upstream.protocol(), ec);
   if (!ec) socket.connect(upstream, ec);  // replies from anywhere else are never seen
@@ -207,8 +254,8 @@ awaitable<std::error_code> Forwarder::ask_udp(const udp::endpoint& upstream, con
   std::string wire = query;
   const std::uint16_t id = random_id();
   set_id(wire, id);
-  asio::steady_timer deadline(strand_);
-  deadline.expires_after(options_.try_timeout);
+  asio::steady_timer deadline(strand);
+  deadline.expires_after(options.try_timeout);
   auto sent = co_await (socket.async_send(asio::buffer(wire), kTuple) || deadline.async_wait(kTuple));
   if (sent.index() == 1) co_return asio::error::timed_out;
   if (auto [send_ec, n] = std::get<0>(sent); send_ec) co_return send_ec;
@@ -227,12 +274,12 @@ awaitable<std::error_code> Forwarder::ask_udp(const udp::endpoint& upstream, con
   }
 }
 
-awaitable<std::error_code> Forwarder::ask_tcp(const udp::endpoint& upstream, const std::string& query,
+awaitable<std::error_code> Forwarder::Core::ask_tcp(const udp::endpoint& upstream, const std::string& query,
                                               const Message& parsed, std::string& reply, Message& answer) {
-  ++stats_.upstream_tcp;
-  tcp::socket socket(strand_);
-  asio::steady_timer deadline(strand_);
-  deadline.expires_after(options_.try_timeout);
+  ++stats.upstream_tcp;
+  tcp::socket socket(strand);
+  asio::steady_timer deadline(strand);
+  deadline.expires_after(options.try_timeout);
   const tcp::endpoint to(upstream.address(), upstream.port());
   auto connected = co_await (socket.async_connect(to, kTuple) || deadline.async_wait(kTuple));
   if (connected.index() == 1) co_return asio::error::timed_out;
@@ -268,8 +315,8 @@ awaitable<std::error_code> Forwarder::ask_tcp(const udp::endpoint& upstream, con
 
 // ---- one query ----
 
-awaitable<std::string> Forwarder::resolve(std::string query, Transport transport, Outcome* outcome) {
-  ++stats_.queries;
+awaitable<std::string> Forwarder::Core::resolve(std::string query, Transport transport, Outcome* outcome) {
+  ++stats.queries;
   Outcome local = Outcome::kDropped;
   Outcome& out = outcome ? *outcome : local;
   Message q;
@@ -278,7 +325,7 @@ awaitable<std::string> Forwarder::resolve(std::string query, Transport transport
     std::optional<Question> question;
     parse_question(query, header, question);
     if (query.size() < kHeaderBytes || header.qr()) {
-      ++stats_.dropped;
+      ++stats.dropped;
       out = Outcome::kDropped;
       co_return std::string{};
     }
@@ -291,33 +338,42 @@ awaitable<std::string> Forwarder::resolve(std::string query, Transport transport
     co_return encode_or_empty(formerr);
   }
   if (q.header.qr()) {
-    ++stats_.dropped;
+    ++stats.dropped;
     out = Outcome::kDropped;
     co_return std::string{};
   }
   if (q.header.opcode() != 0) {
     out = Outcome::kNotImp;
-    co_return encode_or_empty(make_response(q, rcode::kNotImp, options_.advertised_udp_payload));
+    co_return encode_or_empty(make_response(q, rcode::kNotImp, options.advertised_udp_payload));
   }
   if (q.questions.size() != 1) {
     out = Outcome::kFormErr;
-    co_return encode_or_empty(make_response(q, rcode::kFormErr, options_.advertised_udp_payload));
+    co_return encode_or_empty(make_response(q, rcode::kFormErr, options.advertised_udp_payload));
   }
-  if (policy_.denies_domain(q.questions.front().name.text())) {
-    ++stats_.denied_domain;
+  bool denied = false;
+  {
+    std::lock_guard lock(use_mutex);
+    if (stopped) {
+      out = Outcome::kDropped;
+      co_return std::string{};
+    }
+    denied = policy->denies_domain(q.questions.front().name.text());
+  }
+  if (denied) {
+    ++stats.denied_domain;
     out = Outcome::kDeniedDomain;
-    co_return encode_or_empty(make_response(q, rcode::kNxDomain, options_.advertised_udp_payload));
+    co_return encode_or_empty(make_response(q, rcode::kNxDomain, options.advertised_udp_payload));
   }
 
   std::string reply;
   Message answer;
   std::error_code ec = asio::error::timed_out;
-  for (unsigned attempt = 0; attempt < options_.tries && ec; ++attempt) {
-    const udp::endpoint& upstream = options_.upstreams[attempt % options_.upstreams.size()];
+  for (unsigned attempt = 0; attempt < options.tries && ec; ++attempt) {
+    const udp::endpoint& upstream = options.upstreams[attempt % options.upstreams.size()];
     if (transport == Transport::kUdp) {
       ec = co_await ask_udp(upstream, query, q, reply, answer);
       if (!ec && answer.header.tc()) {
-        ++stats_.tcp_retries;
+        ++stats.tcp_retries;
         ec = co_await ask_tcp(upstream, query, q, reply, answer);
       }
     } else {
@@ -325,124 +381,132 @@ awaitable<std::string> Forwarder::resolve(std::string query, Transport transport
     }
   }
   if (ec) {
-    ++stats_.servfail;
+    ++stats.servfail;
     out = Outcome::kServFail;
-    co_return encode_or_empty(make_response(q, rcode::kServFail, options_.advertised_udp_payload));
+    co_return encode_or_empty(make_response(q, rcode::kServFail, options.advertised_udp_payload));
   }
 
-  switch (check_answer(answer, policy_)) {
+  policy::AnswerVerdict verdict = policy::AnswerVerdict::kPass;
+  {
+    std::lock_guard lock(use_mutex);
+    if (stopped) {
+      out = Outcome::kDropped;
+      co_return std::string{};
+    }
+    verdict = check_answer(answer, *policy);
+    // Pinned before the guest can read the answer, so its first connection finds the pin.
+    if (verdict == policy::AnswerVerdict::kPass) pins->record(answer, pins->now());
+  }
+  switch (verdict) {
     case policy::AnswerVerdict::kPass:
       break;
     case policy::AnswerVerdict::kDeniedDomain:
-      ++stats_.denied_domain;
+      ++stats.denied_domain;
       out = Outcome::kDeniedDomain;
-      co_return encode_or_empty(make_response(q, rcode::kNxDomain, options_.advertised_udp_payload));
+      co_return encode_or_empty(make_response(q, rcode::kNxDomain, options.advertised_udp_payload));
     case policy::AnswerVerdict::kRebinding:
-      ++stats_.rebinding;
+      ++stats.rebinding;
       out = Outcome::kRebinding;
-      co_return encode_or_empty(make_response(q, rcode::kNxDomain, options_.advertised_udp_payload));
+      co_return encode_or_empty(make_response(q, rcode::kNxDomain, options.advertised_udp_payload));
   }
 
-  // Pinned before the guest can read the answer, so its first connection finds the pin.
-  pins_.record(answer, pins_.now());
   set_id(reply, q.header.id);
   if (transport == Transport::kUdp) {
-    const std::size_t limit = std::min(q.udp_payload_limit(), options_.max_udp_payload);
+    const std::size_t limit = std::min(q.udp_payload_limit(), options.max_udp_payload);
     if (reply.size() > std::max<std::size_t>(limit, kMinUdpPayload)) {
       Message cut = truncated(answer);
       cut.header.id = q.header.id;
-      ++stats_.truncated;
+      ++stats.truncated;
       out = Outcome::kTruncated;
       co_return encode_or_empty(cut);
     }
   }
-  ++stats_.answered;
+  ++stats.answered;
   out = Outcome::kAnswered;
   co_return reply;
 }
 
 // ---- guest servers ----
 
-awaitable<void> Forwarder::udp_loop(std::shared_ptr<udp::socket> socket) {
+awaitable<void> Forwarder::Core::udp_loop(std::shared_ptr<Core> self, std::shared_ptr<udp::socket> socket) {
   std::string buffer(kMaxMessageBytes, '\0');
-  auto state = state_;
-  while (!state->stopped) {
+  while (!is_stopped()) {
     udp::endpoint from;
     auto [ec, n] = co_await socket->async_receive_from(asio::buffer(buffer), from, kTuple);
     if (ec) {
-      if (state->stopped || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
+      if (is_stopped() || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
       continue;  // e.g. an ICMP error reported on the socket
     }
-    if (state->udp_in_flight >= options_.max_udp_in_flight) {
-      ++stats_.dropped;
+    if (udp_in_flight >= options.max_udp_in_flight) {
+      ++stats.dropped;
       continue;
     }
-    ++state->udp_in_flight;
-    asio::co_spawn(strand_, udp_query(socket, buffer.substr(0, n), from), asio::detached);
+    ++udp_in_flight;
+    asio::co_spawn(strand, udp_query(self, socket, buffer.substr(0, n), from), asio::detached);
   }
 }
 
-awaitable<void> Forwarder::udp_query(std::shared_ptr<udp::socket> socket, std::string query, udp::endpoint from) {
+awaitable<void> Forwarder::Core::udp_query(std::shared_ptr<Core> self, std::shared_ptr<udp::socket> socket,
+                                           std::string query, udp::endpoint from) {
   struct Release {
-    std::shared_ptr<State> state;
-    ~Release() { --state->udp_in_flight; }
-  } release{state_};
-  const std::string reply = co_await resolve(std::move(query), Transport::kUdp);
-  if (reply.empty() || state_->stopped) co_return;
+    Core* core;
+    ~Release() { --core->udp_in_flight; }
+  } release{self.get()};
+  const std::string reply = co_await resolve(std::move(query), Transport::kUdp, nullptr);
+  if (reply.empty() || is_stopped()) co_return;
   co_await socket->async_send_to(asio::buffer(reply), from, kTuple);
 }
 
-awaitable<void> Forwarder::tcp_accept_loop(std::shared_ptr<tcp::acceptor> acceptor) {
-  auto state = state_;
-  while (!state->stopped) {
+awaitable<void> Forwarder::Core::tcp_accept_loop(std::shared_ptr<Core> self, std::shared_ptr<tcp::acceptor> acceptor) {
+  while (!is_stopped()) {
     auto [ec, socket] = co_await acceptor->async_accept(kTuple);
     if (ec) {
-      if (state->stopped || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
+      if (is_stopped() || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
       // Out of descriptors or similar: back off briefly instead of spinning.
-      asio::steady_timer pause(strand_, std::chrono::milliseconds(100));
+      asio::steady_timer pause(strand, std::chrono::milliseconds(100));
       co_await pause.async_wait(kTuple);
       continue;
     }
-    if (state->tcp_clients >= options_.max_tcp_clients) {
+    if (tcp_clients >= options.max_tcp_clients) {
       std::error_code ignored;
       socket.close(ignored);
-      ++stats_.dropped;
+      ++stats.dropped;
       continue;
     }
-    ++state->tcp_clients;
-    asio::co_spawn(strand_, tcp_client(std::move(socket)), asio::detached);
+    ++tcp_clients;
+    asio::co_spawn(strand, tcp_client(self, std::move(socket)), asio::detached);
   }
 }
 
-awaitable<void> Forwarder::tcp_client(tcp::socket socket) {
+awaitable<void> Forwarder::Core::tcp_client(std::shared_ptr<Core> self, tcp::socket socket) {
   struct Registration {
-    std::shared_ptr<State> state;
+    Core* core;
     tcp::socket* socket;
     ~Registration() {
-      state->clients.erase(socket);
-      --state->tcp_clients;
+      core->clients.erase(socket);
+      --core->tcp_clients;
     }
-  } registration{state_, &socket};
-  state_->clients.insert(&socket);
-  asio::steady_timer deadline(strand_);
-  while (!state_->stopped) {
-    deadline.expires_after(options_.tcp_idle_timeout);
+  } registration{self.get(), &socket};
+  clients.insert(&socket);
+  asio::steady_timer deadline(strand);
+  while (!is_stopped()) {
+    deadline.expires_after(options.tcp_idle_timeout);
     unsigned char length[2];
     auto got_length = co_await (asio::async_read(socket, asio::buffer(length), kTuple) || deadline.async_wait(kTuple));
     if (got_length.index() == 1 || std::get<0>(std::get<0>(got_length))) break;
     const std::size_t size = (std::size_t{length[0]} << 8) | length[1];
     if (size == 0) break;
     std::string query(size, '\0');
-    deadline.expires_after(options_.try_timeout);
+    deadline.expires_after(options.try_timeout);
     auto got = co_await (asio::async_read(socket, asio::buffer(query), kTuple) || deadline.async_wait(kTuple));
     if (got.index() == 1 || std::get<0>(std::get<0>(got))) break;
-    const std::string reply = co_await resolve(std::move(query), Transport::kTcp);
-    if (reply.empty() || state_->stopped) break;
+    const std::string reply = co_await resolve(std::move(query), Transport::kTcp, nullptr);
+    if (reply.empty() || is_stopped()) break;
     std::string framed(2, '\0');
     framed[0] = static_cast<char>(reply.size() >> 8);
     framed[1] = static_cast<char>(reply.size() & 0xff);
     framed += reply;
-    deadline.expires_after(options_.try_timeout);
+    deadline.expires_after(options.try_timeout);
     auto written = co_await (asio::async_write(socket, asio::buffer(framed), kTuple) || deadline.async_wait(kTuple));
     if (written.index() == 1 || std::get<0>(std::get<0>(written))) break;
   }

@@ -16,7 +16,6 @@
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/ip/udp.hpp>
-#include <asio/strand.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -75,11 +74,12 @@ class Forwarder {
  public:
   enum class Transport : std::uint8_t { kUdp, kTcp };
 
-  // `pins` and `policy` are not owned and must outlive the forwarder. Throws ConfigError when
+  // `pins` and `policy` are not owned; they must outlive the forwarder object (not its
+  // coroutines: after stop() or destruction no coroutine touches them). Throws ConfigError when
   // options.upstreams is empty and resolv.conf names no resolver.
   Forwarder(asio::any_io_executor executor, ForwarderOptions options, PinSet& pins,
             const policy::Policy& policy);
-  ~Forwarder();
+  ~Forwarder();  // stop()
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;
 
@@ -93,35 +93,22 @@ class Forwarder {
   // port in `bound_port`.
   std::error_code listen(const asio::ip::address& address, std::uint16_t port, std::uint16_t& bound_port);
 
-  // Closes every listening socket and guest connection; in-flight upstream tries end at their
-  // timeout. The forwarder may be destroyed once its io_context has run out of its work.
+  // Stops answering: from its return on, no coroutine reads the policy or writes the pin set;
+  // listening sockets and guest connections are closed on the strand; in-flight upstream tries
+  // end at their timeout. Safe from any thread, and more than once.
   void stop();
 
   // Resolves one query as a guest on `transport` would get it: the bytes to send back (empty
   // when dropped). The core of both servers; exposed for tests and for the gateway's own use.
   asio::awaitable<std::string> resolve(std::string query, Transport transport, Outcome* outcome = nullptr);
 
-  const ForwarderStats& stats() const noexcept { return stats_; }
-  const ForwarderOptions& options() const noexcept { return options_; }
+  const ForwarderStats& stats() const noexcept;
+  const ForwarderOptions& options() const noexcept;
+
+  struct Core;  // shared with the coroutines, which may outlive this object
 
  private:
-  struct State;
-  asio::awaitable<void> udp_loop(std::shared_ptr<asio::ip::udp::socket> socket);
-  asio::awaitable<void> udp_query(std::shared_ptr<asio::ip::udp::socket> socket, std::string query,
-                                  asio::ip::udp::endpoint from);
-  asio::awaitable<void> tcp_accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor);
-  asio::awaitable<void> tcp_client(asio::ip::tcp::socket socket);
-  asio::awaitable<std::error_code> ask_udp(const asio::ip::udp::endpoint& upstream, const std::string& query,
-                                           const Message& parsed, std::string& reply, Message& answer);
-  asio::awaitable<std::error_code> ask_tcp(const asio::ip::udp::endpoint& upstream, const std::string& query,
-                                           const Message& parsed, std::string& reply, Message& answer);
-
-  asio::strand<asio::any_io_executor> strand_;
-  ForwarderOptions options_;
-  PinSet& pins_;
-  const policy::Policy& policy_;
-  ForwarderStats stats_;
-  std::shared_ptr<State> state_;
+  std::shared_ptr<Core> core_;
 };
 
 }  // namespace airlock::dns

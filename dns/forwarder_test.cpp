@@ -393,6 +393,33 @@ TEST_F(ForwarderTest, UnansweredUpstreamGivesServfailAfterEveryTry) {
   ::close(sink);
 }
 
+TEST_F(ForwarderTest, DestroyedWhileQueriesAreInFlight) {
+  // Queries wait on an upstream that never answers; the forwarder and its policy go away while
+  // the io_context keeps running. The pending tries finish without touching either.
+  const int sink = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(sink, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(sink, reinterpret_cast<sockaddr*>(&a), &len);
+  ForwarderOptions options;
+  options.upstreams = {{asio::ip::make_address("127.0.0.1"), ntohs(a.sin_port)}};
+  options.try_timeout = 200ms;
+  start({}, options);
+  std::vector<std::thread> guests;
+  for (int i = 0; i < 4; ++i) {
+    guests.emplace_back([this, i] { udp_exchange(port_, query_wire("api.test.example", type::kA, {}, static_cast<std::uint16_t>(i)), 1s); });
+  }
+  std::this_thread::sleep_for(100ms);
+  forwarder_.reset();
+  policy_.reset();
+  for (auto& g : guests) g.join();  // no answer: the forwarder is gone
+  std::this_thread::sleep_for(500ms);  // the in-flight tries time out on the io thread
+  EXPECT_EQ(pins_.size(), 0u);
+  ::close(sink);
+}
+
 TEST_F(ForwarderTest, SecondResolverUsedWhenTheFirstFails) {
   ForwarderOptions options;
   // The first resolver refuses (nothing listens), the second is dnsmasq.
