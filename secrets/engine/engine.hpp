@@ -100,9 +100,16 @@ class RequestRewriter {
   // Appends to `to_upstream` the bytes now safe to forward; to `to_guest` any reply the engine
   // owes the guest itself (an interim `100 Continue` when it buffers a body it must rewrite).
   // Once kBlocked is returned, blocked() holds the verdict and every later call returns kBlocked.
+  // On kBlocked, what this call appended to `to_upstream` is only the requests that completed
+  // before the blocked one (pipelining); nothing of the blocked request from this call. Bytes of
+  // a streamed body released by earlier calls cannot be recalled: reset the upstream.
+  // `to_upstream` holds substituted values: the caller writes it out and wipes it.
+  // Bytes held back between calls: a tail that could begin a placeholder form (< 6 × the
+  // longest placeholder), released as soon as it cannot, and always at a message's end.
   Status feed(std::string_view in, std::string& to_upstream, std::string& to_guest);
   // The guest closed its sending side: flush what is held, or block an incomplete request
-  // whose held bytes contain a placeholder.
+  // whose held bytes contain a placeholder. An incomplete head, or an incomplete body the
+  // engine was buffering to rewrite, is not forwarded.
   Status finish(std::string& to_upstream);
 
   const std::optional<Block>& blocked() const noexcept;
