@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -174,6 +175,33 @@ void init_signal_set(sigset_t* set) {
   for (const int s : kForwardedSignals) sigaddset(set, s);
 }
 
+// -t: a pty from the guest's own devpts (so `tty` and ttyname work inside); the master is sent
+// to the parent, which copies it to and from the host's terminal.
+void open_guest_pty(ChildPlan& plan) {
+  const int master = ::open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) fail("open", "/dev/pts/ptmx");
+  int unlock = 0;
+  if (::ioctl(master, TIOCSPTLCK, &unlock) != 0) fail("unlock pty", nullptr);
+  plan.tty_slave = ::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+  if (plan.tty_slave < 0) fail("open pty peer", nullptr);
+  char byte = 't';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &master, sizeof(int));
+  if (::sendmsg(plan.tty_socket, &msg, MSG_NOSIGNAL) != 1) fail("send pty", nullptr);
+  ::close(master);
+  ::close(plan.tty_socket);
+}
+
 [[noreturn]] void exec_command(ChildPlan& plan) {
   for (int s = 1; s < NSIG; ++s) {
     if (s != SIGKILL && s != SIGSTOP) ::signal(s, SIG_DFL);
@@ -245,6 +273,7 @@ void child_main(ChildPlan& plan) {
   if (::sethostname(plan.hostname.data(), plan.hostname.size()) != 0) fail("sethostname", nullptr);
   loopback_up();
   set_up_filesystem(plan);
+  if (plan.tty_socket >= 0) open_guest_pty(plan);
 
   std::vector<int>& drop = plan.drop_caps;
   drop_capabilities(drop);

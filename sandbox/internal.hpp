@@ -122,7 +122,8 @@ struct ChildPlan {
   std::vector<char*> argv, envp;  // null-terminated views of the storage
   std::vector<sock_filter> seccomp;
   std::vector<int> drop_caps;
-  int tty_slave = -1;
+  int tty_socket = -1;  // -t: the pty is made in the guest's devpts; its master goes back here
+  int tty_slave = -1;   // (child only) the command's terminal
 };
 
 // The child side of clone3: sets up the guest, forks the command, becomes its init.

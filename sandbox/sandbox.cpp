@@ -379,20 +379,14 @@ struct Sandbox::Impl {
     Fd status_r(status[0]), status_w(status[1]);
     Fd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
     if (!exe) throw_errno("open /proc/self/exe");
-    Fd tty_slave;
+    Fd tty_parent, tty_child;
     if (options.tty) {
-      tty_master.reset(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
-      if (!tty_master || ::grantpt(tty_master.get()) != 0 || ::unlockpt(tty_master.get()) != 0) {
-        throw_errno("posix_openpt");
-      }
-      char name[64];
-      if (::ptsname_r(tty_master.get(), name, sizeof name) != 0) throw_errno("ptsname");
-      tty_slave.reset(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
-      if (!tty_slave) throw_errno("open pty");
-      // The guest's root owns it, so the command can set modes on its terminal.
-      (void)!::fchown(tty_slave.get(), options.host_id_base, options.host_id_base);
-      plan.tty_slave = tty_slave.get();
-      plan.keep_fds.push_back(tty_slave.get());
+      int pair[2];
+      if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) throw_errno("socketpair");
+      tty_parent.reset(pair[0]);
+      tty_child.reset(pair[1]);
+      plan.tty_socket = tty_child.get();
+      plan.keep_fds.push_back(tty_child.get());
     }
     plan.sync_fd = sync_r.get();
     plan.status_fd = status_w.get();
@@ -421,7 +415,7 @@ struct Sandbox::Impl {
     pidfd.reset(child_pidfd);
     sync_r.reset();
     status_w.reset();
-    tty_slave.reset();
+    tty_child.reset();
     root_mount.reset();
 
     try {
@@ -439,11 +433,33 @@ struct Sandbox::Impl {
       volume_fds.clear();
       sync_w.reset();
       read_status(status_r.get());
-      if (options.tty) start_tty_pump();
+      if (options.tty) {
+        receive_tty_master(tty_parent.get());
+        start_tty_pump();
+      }
     } catch (...) {
       kill_and_reap();
       throw;
     }
+  }
+
+  void receive_tty_master(int sock) {
+    pollfd p{sock, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) throw SandboxError("the guest's terminal did not arrive");
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    if (::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1) throw_errno("receive the guest's terminal");
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    if (c == nullptr || c->cmsg_type != SCM_RIGHTS) throw SandboxError("no terminal from the guest");
+    int fd = -1;
+    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    tty_master.reset(fd);
   }
 
   // -t: the host terminal in raw mode, its bytes copied to and from the guest's pty.
