@@ -270,6 +270,21 @@ TEST_F(ForwarderTest, HardCodedAddressNeverPinned) {
   EXPECT_EQ(pins_.names_for(ip("198.51.100.7"), clock_), (std::vector<std::string>{"api.test.example"}));
 }
 
+TEST_F(ForwarderTest, DomainRuleAllowsOnlyAfterTheLookup) {
+  start({"allow@api.test.example:tcp:443"});
+  const policy::Flow flow{ip("198.51.100.7"), policy::Protocol::kTcp, 443, "api.test.example"};
+  // A hard-coded address with a matching SNI: not pinned, so the domain rule does not match.
+  EXPECT_EQ(policy_->decide(flow, &pins_).action, policy::Action::kDeny);
+  parsed(udp_exchange(port_, query_wire("alias.test.example")));
+  EXPECT_EQ(policy_->decide(flow, &pins_).action, policy::Action::kAllow);
+  EXPECT_EQ(policy_->decide(flow, &pins_).rule, 0u);
+  // The same address with another SNI, or the pin once expired: denied again.
+  EXPECT_EQ(policy_->decide({flow.destination, flow.protocol, flow.port, "other.test.example"}, &pins_).action,
+            policy::Action::kDeny);
+  clock_ += 301s;
+  EXPECT_EQ(policy_->decide(flow, &pins_).action, policy::Action::kDeny);
+}
+
 TEST_F(ForwarderTest, RebindingAnswersBecomeNxdomain) {
   start();
   for (const char* n : {"rebind.test.example", "meta.test.example"}) {
