@@ -1,0 +1,52 @@
+#pragma once
+// The gateway's two outputs for people: the audit log (JSON lines, one record per connection,
+// substitution and violation; never a value) and human-readable lines on stderr with a level.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace airlock::gateway {
+
+enum class LogLevel : unsigned char { kError, kWarn, kInfo, kDebug };
+// "error", "warn", "info", "debug" ("trace" is debug). nullopt for anything else.
+std::optional<LogLevel> parse_log_level(std::string_view text);
+std::string_view to_string(LogLevel level) noexcept;
+
+class Logger {
+ public:
+  explicit Logger(LogLevel level = LogLevel::kInfo, std::FILE* out = stderr) : level_(level), out_(out) {}
+  bool enabled(LogLevel level) const noexcept { return level <= level_; }
+  // One line: "airlock gateway: <level>: <message>". Control bytes in `message` are escaped.
+  void log(LogLevel level, std::string_view message);
+
+ private:
+  LogLevel level_;
+  std::FILE* out_;
+  std::mutex mutex_;
+};
+
+class AuditLog {
+ public:
+  // Appends to `path` (created with mode 0600). An empty path disables the log.
+  // Throws ConfigError when the file cannot be opened.
+  explicit AuditLog(const std::string& path);
+  ~AuditLog();
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  bool enabled() const noexcept { return fd_ >= 0; }
+  // Writes `record` with a "time" field (RFC 3339, UTC, milliseconds) first, as one line.
+  void write(const nlohmann::ordered_json& record);
+
+ private:
+  int fd_ = -1;
+  std::mutex mutex_;
+};
+
+std::string utc_timestamp();
+
+}  // namespace airlock::gateway

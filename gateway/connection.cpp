@@ -1,0 +1,669 @@
+// One connection's life: destination, first-flight classification, interception, the engine on
+// the request direction, the splice back, and its audit record.
+#include "gateway/core.hpp"
+#include "gateway/proxy_request.hpp"
+#include "gateway/resolved_pins.hpp"
+#include "gateway/socket_util.hpp"
+#include "gateway/streams.hpp"
+#include "tls/client_hello.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace airlock::gateway {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+using asio::redirect_error;
+using asio::use_awaitable;
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::ordered_json;
+
+void wipe(std::string& s) {
+  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
+  s.clear();
+}
+
+struct Connection {
+  Core& core;
+  std::uint64_t id;
+  ListenerKind kind;
+  tcp::socket guest;
+  tcp::socket upstream;
+  asio::steady_timer watchdog;
+  Clock::time_point started = Clock::now();
+  Clock::time_point deadline;
+  Clock::time_point last_activity = Clock::now();
+  bool streaming = false;  // the deadline follows activity (idle timeout)
+  bool finished = false;
+  bool timed_out = false;
+  bool aborted = false;    // closed on purpose (block, reset, timeout): the pumps just stop
+
+  std::optional<SocketAddress> client;
+  std::optional<SocketAddress> destination;
+  std::string authority;       // proxy: what the client asked for (host:port)
+  std::string authority_host;
+  std::string sni;
+  std::string handling = "none";
+  std::string decision = "closed";
+  std::string detail;
+  std::uint64_t bytes_up = 0;
+  std::uint64_t bytes_down = 0;
+  ResolvedPins own_pins;       // the gateway's own resolution (proxy, standalone)
+  const secrets::PinQuery* pins = &own_pins;
+
+  Connection(Core& c, tcp::socket s, ListenerKind k)
+      : core(c), id(c.next_id++), kind(k), guest(std::move(s)), upstream(guest.get_executor()),
+        watchdog(guest.get_executor()), deadline(Clock::now() + c.options.timeouts.first_flight + std::chrono::seconds(1)) {}
+
+  void phase(std::chrono::milliseconds limit) {
+    streaming = false;
+    deadline = Clock::now() + limit;
+    watchdog.cancel();  // the watchdog re-reads the deadline
+  }
+  void stream() {
+    streaming = true;
+    last_activity = Clock::now();
+    watchdog.cancel();
+  }
+  void touch() { last_activity = Clock::now(); }
+  // Closes both sides; with `reset_guest` the guest sees a TCP reset.
+  void close_all(bool reset_guest) {
+    aborted = true;
+    std::error_code ec;
+    if (reset_guest && guest.is_open()) set_reset_on_close(guest.native_handle());
+    guest.close(ec);
+    upstream.close(ec);
+  }
+  Json base_record(const char* event) const {
+    Json r;
+    r["event"] = event;
+    r["connection"] = id;
+    if (destination) r["destination"] = destination->to_string();
+    r["sni"] = sni;
+    return r;
+  }
+};
+
+asio::awaitable<void> run_watchdog(std::shared_ptr<Connection> c) {
+  while (!c->finished) {
+    auto due = c->streaming ? c->last_activity + c->core.options.timeouts.idle : c->deadline;
+    if (Clock::now() >= due) {
+      c->timed_out = true;
+      c->close_all(false);
+      co_return;
+    }
+    c->watchdog.expires_at(due);
+    std::error_code ec;
+    co_await c->watchdog.async_wait(redirect_error(use_awaitable, ec));
+  }
+}
+
+asio::awaitable<IoResult> read_until(tcp::socket& socket, char* buf, std::size_t size, Clock::time_point until) {
+  asio::steady_timer timer(socket.get_executor());
+  timer.expires_at(until);
+  IoResult r;
+  std::error_code timer_ec;
+  auto which = co_await (socket.async_read_some(asio::buffer(buf, size), redirect_error(use_awaitable, r.error)) ||
+                         timer.async_wait(redirect_error(use_awaitable, timer_ec)));
+  if (which.index() == 1) {
+    r.error = asio::error::timed_out;
+  } else {
+    r.bytes = std::get<0>(which);
+  }
+  co_return r;
+}
+
+asio::awaitable<std::vector<IpAddress>> resolve(const std::string& host, std::uint16_t port, Clock::time_point until) {
+  auto executor = co_await asio::this_coro::executor;
+  tcp::resolver resolver(executor);
+  asio::steady_timer timer(executor);
+  timer.expires_at(until);
+  std::error_code ec, timer_ec;
+  std::vector<IpAddress> out;
+  auto which = co_await (resolver.async_resolve(host, std::to_string(port), redirect_error(use_awaitable, ec)) ||
+                         timer.async_wait(redirect_error(use_awaitable, timer_ec)));
+  if (which.index() != 0 || ec) co_return out;
+  for (const auto& entry : std::get<0>(which)) {
+    auto address = entry.endpoint().address();
+    std::optional<IpAddress> ip;
+    if (address.is_v6() && address.to_v6().is_v4_mapped())
+      ip = IpAddress::parse(asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string());
+    else
+      ip = IpAddress::parse(address.to_string());
+    if (ip && std::find(out.begin(), out.end(), *ip) == out.end()) out.push_back(*ip);
+  }
+  co_return out;
+}
+
+asio::awaitable<std::error_code> connect_to(tcp::socket& socket, const SocketAddress& to, Clock::time_point until) {
+  std::error_code ec;
+  if (socket.is_open()) socket.close(ec);
+  asio::ip::address address = asio::ip::make_address(to.ip.to_string(), ec);
+  if (ec) co_return ec;
+  tcp::endpoint endpoint(address, to.port);
+  asio::steady_timer timer(socket.get_executor());
+  timer.expires_at(until);
+  std::error_code timer_ec;
+  auto which = co_await (socket.async_connect(endpoint, redirect_error(use_awaitable, ec)) ||
+                         timer.async_wait(redirect_error(use_awaitable, timer_ec)));
+  if (which.index() == 1) {
+    socket.close(timer_ec);
+    co_return std::error_code(asio::error::timed_out);
+  }
+  if (!ec) socket.set_option(tcp::no_delay(true), timer_ec);
+  co_return ec;
+}
+
+asio::awaitable<std::error_code> write_raw(tcp::socket& socket, std::string_view text) {
+  std::error_code ec;
+  co_await asio::async_write(socket, asio::buffer(text.data(), text.size()), redirect_error(use_awaitable, ec));
+  co_return ec;
+}
+
+// What the request direction runs through: the engine's rewriter, its scanner, or nothing.
+struct Filter {
+  std::optional<secrets::RequestRewriter> rewriter;
+  std::optional<secrets::StreamScanner> scanner;
+
+  secrets::Status feed(std::string_view in, std::string& out, std::string& to_guest) {
+    if (rewriter) return rewriter->feed(in, out, to_guest);
+    if (scanner) return scanner->feed(in, out);
+    out.append(in);
+    return secrets::Status::kOk;
+  }
+  secrets::Status finish(std::string& out) {
+    if (rewriter) return rewriter->finish(out);
+    if (scanner) return scanner->finish(out);
+    return secrets::Status::kOk;
+  }
+  const secrets::Block* blocked() const {
+    if (rewriter && rewriter->blocked()) return &*rewriter->blocked();
+    if (scanner && scanner->blocked()) return &*scanner->blocked();
+    return nullptr;
+  }
+  std::vector<secrets::Substitution> take() {
+    if (rewriter) return rewriter->take_substitutions();
+    return {};
+  }
+};
+
+void record_substitutions(Connection& c, Filter& filter) {
+  for (const auto& s : filter.take()) {
+    c.core.substitutions++;
+    Json r = c.base_record("substitution");
+    r["secret"] = s.secret_env;
+    r["host"] = s.host;
+    r["location"] = secrets::to_string(s.location);
+    c.core.audit.write(r);
+    if (c.core.logger.enabled(LogLevel::kDebug))
+      c.core.logger.log(LogLevel::kDebug, "connection " + std::to_string(c.id) + ": substituted " + s.secret_env +
+                                              " for " + s.host + " in " + std::string(secrets::to_string(s.location)));
+  }
+}
+
+void handle_block(Connection& c, const secrets::Block& block) {
+  Core& core = c.core;
+  core.blocked++;
+  c.decision = block.violation ? "violation" : "blocked";
+  Json r = c.base_record(block.violation ? "violation" : "blocked");
+  r["secret"] = block.secret_env;
+  r["host"] = block.host;
+  r["location"] = secrets::to_string(block.location);
+  r["action"] = to_string(block.action);
+  r["reason"] = block.reason;
+  if (c.client) r["client"] = c.client->to_string();
+  core.audit.write(r);
+  std::string message = "connection " + std::to_string(c.id) + " to " +
+                        (c.destination ? c.destination->to_string() : std::string("?")) +
+                        (c.sni.empty() ? std::string() : " (SNI " + c.sni + ")") + ": " +
+                        (block.violation ? "secret violation" : "request blocked") +
+                        (block.secret_env.empty() ? std::string() : ", secret " + block.secret_env) + ", host " +
+                        block.host + ", " + std::string(secrets::to_string(block.location)) + ": " + block.reason;
+  if (!block.violation) {
+    core.logger.log(LogLevel::kWarn, message);
+  } else if (block.action == ViolationAction::kBlockAndTerminate) {
+    core.logger.log(LogLevel::kError, message + " (block-and-terminate)");
+    if (core.options.on_terminate) core.options.on_terminate(message);
+  } else if (block.action == ViolationAction::kBlock) {
+    core.logger.log(LogLevel::kInfo, message);
+  } else {
+    core.logger.log(LogLevel::kWarn, message);
+  }
+  c.close_all(true);
+}
+
+asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Stream& to, Filter& filter) {
+  std::string buf(c->core.options.buffer_bytes, '\0');
+  std::string out, to_guest;
+  while (!c->aborted) {
+    IoResult r = co_await from.read_some(buf.data(), buf.size());
+    if (c->aborted) break;
+    if (r.error) {
+      if (r.error != asio::error::eof) {
+        c->detail = "guest: " + r.error.message();
+        c->close_all(true);
+        break;
+      }
+      secrets::Status status = filter.finish(out);
+      record_substitutions(*c, filter);
+      if (status == secrets::Status::kBlocked) {
+        wipe(out);
+        handle_block(*c, *filter.blocked());
+        break;
+      }
+      if (!out.empty()) {
+        std::error_code ec = co_await to.write_all(out);
+        wipe(out);
+        if (ec) break;
+      }
+      co_await to.shutdown_send();
+      break;
+    }
+    c->touch();
+    c->bytes_up += r.bytes;
+    secrets::Status status = filter.feed(std::string_view(buf.data(), r.bytes), out, to_guest);
+    record_substitutions(*c, filter);
+    if (!to_guest.empty()) {
+      co_await from.write_all(to_guest);
+      to_guest.clear();
+    }
+    if (status == secrets::Status::kBlocked) {
+      wipe(out);
+      handle_block(*c, *filter.blocked());
+      break;
+    }
+    if (!out.empty()) {
+      std::error_code ec = co_await to.write_all(out);
+      wipe(out);  // it may hold a substituted value
+      if (ec) {
+        if (!c->aborted) {
+          c->detail = "upstream write: " + ec.message();
+          c->close_all(true);
+        }
+        break;
+      }
+    }
+  }
+  OPENSSL_cleanse(buf.data(), buf.size());
+}
+
+asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to) {
+  std::string buf(c->core.options.buffer_bytes, '\0');
+  while (!c->aborted) {
+    IoResult r = co_await from.read_some(buf.data(), buf.size());
+    if (c->aborted) break;
+    if (r.error) {
+      if (r.error == asio::error::eof) {
+        co_await to.shutdown_send();
+      } else {
+        c->detail = "upstream: " + r.error.message();
+        c->close_all(true);  // an upstream reset reaches the guest as a reset
+      }
+      break;
+    }
+    c->touch();
+    c->bytes_down += r.bytes;
+    std::error_code ec = co_await to.write_all(std::string_view(buf.data(), r.bytes));
+    if (ec) {
+      if (!c->aborted) {
+        c->detail = "guest write: " + ec.message();
+        c->close_all(true);
+      }
+      break;
+    }
+  }
+  OPENSSL_cleanse(buf.data(), buf.size());
+}
+
+enum class FilterKind { kNone, kRewriter, kScanner };
+
+asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream& upstream, FilterKind kind,
+                           secrets::Transport transport) {
+  secrets::ConnectionContext context;
+  context.transport = transport;
+  context.sni = c->sni;
+  context.destination = c->destination->ip;
+  context.port = c->destination->port;
+  context.pins = c->pins;
+  Filter filter;
+  const secrets::SecretSet& set = *c->core.options.secrets;
+  if (kind == FilterKind::kRewriter) filter.rewriter.emplace(set, context);
+  if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
+  c->decision = "forwarded";
+  c->stream();
+  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest));
+}
+
+enum class FirstFlight { kTls, kTlsUnparsed, kHttp, kOpaque };
+
+std::optional<FirstFlight> classify(std::string_view first, tls::ClientHelloInfo& hello) {
+  if (first.empty()) return std::nullopt;
+  if (static_cast<unsigned char>(first[0]) == 0x16) {
+    hello = tls::peek_client_hello(first);
+    switch (hello.status) {
+      case tls::PeekStatus::kHello: return FirstFlight::kTls;
+      case tls::PeekStatus::kNeedMore: return std::nullopt;
+      case tls::PeekStatus::kNotTls: return FirstFlight::kOpaque;
+      case tls::PeekStatus::kInvalid: return FirstFlight::kTlsUnparsed;
+    }
+  }
+  if (looks_like_http_request(first)) return FirstFlight::kHttp;
+  bool method_prefix = first.size() < 24 && std::all_of(first.begin(), first.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; });
+  if (method_prefix) return std::nullopt;
+  return FirstFlight::kOpaque;
+}
+
+asio::awaitable<bool> ensure_upstream(std::shared_ptr<Connection> c) {
+  if (c->upstream.is_open()) co_return true;
+  c->phase(c->core.options.timeouts.connect + std::chrono::seconds(1));
+  std::error_code ec = co_await connect_to(c->upstream, *c->destination, Clock::now() + c->core.options.timeouts.connect);
+  if (ec) {
+    c->decision = "connect_failed";
+    c->detail = ec.message();
+    c->close_all(true);  // like the destination refusing
+    co_return false;
+  }
+  co_return true;
+}
+
+// Standalone pin mode: resolve `name` with the host resolver and pin the destination for it.
+asio::awaitable<void> resolve_own_pins(std::shared_ptr<Connection> c, const std::string& name) {
+  if (c->core.options.pins || c->kind == ListenerKind::kProxy || name.empty()) co_return;
+  c->phase(c->core.options.timeouts.connect + std::chrono::seconds(1));
+  auto ips = co_await resolve(name, c->destination->port, Clock::now() + c->core.options.timeouts.connect);
+  c->own_pins = ResolvedPins(name, std::move(ips));
+}
+
+asio::awaitable<void> intercept(std::shared_ptr<Connection> c, const std::string& first) {
+  Core& core = c->core;
+  core.intercepted++;
+  c->handling = "intercept";
+  if (!co_await ensure_upstream(c)) co_return;
+  c->phase(core.options.timeouts.handshake);
+  tls::SslPtr upstream_ssl = core.upstream->new_session(c->sni, c->destination->ip);
+  if (!upstream_ssl) {
+    c->decision = "internal_error";
+    c->close_all(true);
+    co_return;
+  }
+  TlsStream upstream(c->upstream, std::move(upstream_ssl));
+  if (std::error_code ec = co_await upstream.handshake()) {
+    long verify = SSL_get_verify_result(upstream.ssl());
+    c->decision = "upstream_tls_failed";
+    c->detail = verify != X509_V_OK ? std::string("certificate: ") + X509_verify_cert_error_string(verify)
+                                    : (ec == tls_error() ? tls::openssl_error_text() : ec.message());
+    core.logger.log(LogLevel::kWarn, "connection " + std::to_string(c->id) + " to " + c->destination->to_string() +
+                                         " (SNI " + (c->sni.empty() ? std::string("none") : c->sni) +
+                                         "): upstream TLS failed, guest closed: " + c->detail);
+    c->close_all(true);
+    co_return;
+  }
+  std::string leaf_name = c->sni.empty() ? c->destination->ip.to_string() : c->sni;
+  std::shared_ptr<X509> leaf = core.minter->leaf_for(leaf_name);
+  tls::SslPtr guest_ssl = leaf ? tls::new_guest_session(core.guest_context.get(), leaf.get(), core.minter->leaf_key()) : nullptr;
+  if (!guest_ssl) {
+    c->decision = "internal_error";
+    c->detail = "no leaf certificate";
+    c->close_all(true);
+    co_return;
+  }
+  TlsStream guest(c->guest, std::move(guest_ssl));
+  guest.preload(first);
+  c->phase(core.options.timeouts.handshake);
+  if (std::error_code ec = co_await guest.handshake()) {
+    c->decision = "guest_tls_failed";
+    c->detail = ec == tls_error() ? tls::openssl_error_text() : ec.message();
+    c->close_all(false);
+    co_return;
+  }
+  co_await pump(c, guest, upstream, FilterKind::kRewriter, secrets::Transport::kTlsVerified);
+}
+
+asio::awaitable<void> forward_plain(std::shared_ptr<Connection> c, const std::string& first, FilterKind kind,
+                                    secrets::Transport transport) {
+  if (!co_await ensure_upstream(c)) co_return;
+  TcpStream guest(c->guest);
+  TcpStream upstream(c->upstream);
+  // The first flight goes through the same path (and filter) as everything after it.
+  struct Preloaded final : Stream {
+    TcpStream& inner;
+    std::string pending;
+    Preloaded(TcpStream& s, std::string bytes) : inner(s), pending(std::move(bytes)) {}
+    asio::awaitable<IoResult> read_some(char* out, std::size_t size) override {
+      if (!pending.empty()) {
+        IoResult r;
+        r.bytes = std::min(size, pending.size());
+        std::copy_n(pending.data(), r.bytes, out);
+        pending.erase(0, r.bytes);
+        co_return r;
+      }
+      co_return co_await inner.read_some(out, size);
+    }
+    asio::awaitable<std::error_code> write_all(std::string_view data) override { return inner.write_all(data); }
+    asio::awaitable<std::error_code> shutdown_send() override { return inner.shutdown_send(); }
+  } preloaded(guest, first);
+  co_await pump(c, preloaded, upstream, kind, transport);
+}
+
+void finish(Connection& c) {
+  if (c.finished) return;
+  c.finished = true;
+  Json r;
+  r["event"] = "connection";
+  r["connection"] = c.id;
+  r["listener"] = c.kind == ListenerKind::kProxy ? "proxy" : "transparent";
+  if (c.client) r["client"] = c.client->to_string();
+  if (c.destination) r["destination"] = c.destination->to_string();
+  if (c.kind == ListenerKind::kProxy) r["authority"] = c.authority;
+  r["sni"] = c.sni;
+  r["handling"] = c.handling;
+  r["decision"] = c.timed_out && c.decision != "violation" && c.decision != "blocked" ? "timeout" : c.decision;
+  if (!c.detail.empty()) r["detail"] = c.detail;
+  r["bytes_up"] = c.bytes_up;
+  r["bytes_down"] = c.bytes_down;
+  r["duration_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - c.started).count();
+  c.core.audit.write(r);
+  if (c.core.logger.enabled(LogLevel::kDebug)) c.core.logger.log(LogLevel::kDebug, r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+asio::awaitable<void> run(std::shared_ptr<Connection> c) {
+  Core& core = c->core;
+  const GatewayTimeouts& t = core.options.timeouts;
+  const int fd = c->guest.native_handle();
+  std::error_code ignored;
+  c->guest.set_option(tcp::no_delay(true), ignored);
+  c->client = peer_address(fd);
+  std::string first;  // the guest's first flight (what follows a CONNECT head)
+  bool absolute_http = false;
+
+  if (c->kind == ListenerKind::kTransparent) {
+    auto original = original_destination(fd);
+    auto local = local_address(fd);
+    if (!original || (local && *original == *local)) {
+      c->decision = "no_original_destination";  // not redirected here: never connect to ourselves
+      co_return;
+    }
+    c->destination = original;
+    if (core.options.pins) c->pins = core.options.pins;
+  } else {
+    c->phase(t.first_flight + std::chrono::seconds(1));  // a backstop; the reads below time out first
+    const auto until = Clock::now() + t.first_flight;
+    ProxyRequest request;
+    std::string buf(4096, '\0');
+    while ((request = parse_proxy_request(first)).kind == ProxyRequest::Kind::kNeedMore) {
+      IoResult r = co_await read_until(c->guest, buf.data(), std::min(buf.size(), kMaxProxyHead - first.size()), until);
+      if (r.error) {
+        c->decision = r.error == asio::error::timed_out ? "first_flight_timeout" : "closed_before_request";
+        co_return;
+      }
+      first.append(buf.data(), r.bytes);
+    }
+    if (request.kind == ProxyRequest::Kind::kBad) {
+      c->decision = "bad_proxy_request";
+      c->detail = request.error;
+      co_await write_raw(c->guest, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      co_return;
+    }
+    c->authority_host = request.host;
+    c->authority = (request.host.find(':') != std::string::npos ? "[" + request.host + "]" : request.host) + ":" +
+                   std::to_string(request.port);
+    c->phase(t.connect * 2 + std::chrono::seconds(1));
+    std::vector<IpAddress> ips;
+    if (auto literal = IpAddress::parse(request.host)) ips.push_back(*literal);
+    else ips = co_await resolve(request.host, request.port, Clock::now() + t.connect);
+    std::error_code ec = asio::error::host_not_found;
+    for (const auto& ip : ips) {
+      ec = co_await connect_to(c->upstream, SocketAddress{ip, request.port}, Clock::now() + t.connect);
+      if (!ec) {
+        c->destination = SocketAddress{ip, request.port};
+        break;
+      }
+    }
+    if (ec) {
+      c->decision = ips.empty() ? "resolve_failed" : "connect_failed";
+      c->detail = ec.message();
+      co_await write_raw(c->guest, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      co_return;
+    }
+    // The gateway connects only to what it resolved for this authority: the pin holds by construction.
+    c->own_pins = ResolvedPins(request.host, std::move(ips));
+    if (request.kind == ProxyRequest::Kind::kConnect) {
+      first.erase(0, request.head_bytes);
+      if (co_await write_raw(c->guest, "HTTP/1.1 200 Connection established\r\n\r\n")) co_return;
+    } else {
+      absolute_http = true;
+    }
+  }
+
+  FirstFlight kind = FirstFlight::kHttp;
+  tls::ClientHelloInfo hello;
+  if (!absolute_http) {
+    const bool intercept_port = core.intercepts_port(c->destination->port);
+    const auto start = Clock::now();
+    const auto until = start + t.first_flight;
+    // A silent client on a port we do not intercept may be waiting for the server to speak first.
+    const auto silent_until = intercept_port ? until : start + std::min(t.server_first, t.first_flight);
+    c->phase(t.first_flight + std::chrono::seconds(1));
+    std::string buf(4096, '\0');
+    while (true) {
+      if (auto decided = classify(first, hello)) {
+        kind = *decided;
+        break;
+      }
+      std::size_t room = std::min(buf.size(), tls::kMaxClientHelloBytes - std::min(first.size(), tls::kMaxClientHelloBytes));
+      IoResult r = co_await read_until(c->guest, buf.data(), std::max<std::size_t>(room, 1), first.empty() ? silent_until : until);
+      if (r.error == asio::error::timed_out && first.empty()) {
+        kind = FirstFlight::kOpaque;
+        break;
+      }
+      if (r.error) {
+        c->decision = r.error == asio::error::timed_out ? "first_flight_timeout" : "closed_during_first_flight";
+        co_return;
+      }
+      first.append(buf.data(), r.bytes);
+    }
+  }
+
+  switch (kind) {
+    case FirstFlight::kTls: {
+      c->sni = hello.sni;
+      if (c->kind == ListenerKind::kProxy && !c->sni.empty() && c->sni != c->authority_host) {
+        // Domain fronting through the proxy: the tunnel was asked for one host, the TLS names another.
+        c->own_pins = ResolvedPins();
+        Json r = c->base_record("misaligned");
+        r["authority"] = c->authority;
+        r["reason"] = "CONNECT authority differs from the TLS SNI: no substitution on this connection";
+        core.audit.write(r);
+        core.logger.log(LogLevel::kWarn, "connection " + std::to_string(c->id) + ": CONNECT " + c->authority +
+                                             " carries SNI " + c->sni + ": no substitution");
+      }
+      if (core.intercepts_port(c->destination->port) && !core.bypassed(c->sni)) {
+        co_await resolve_own_pins(c, c->sni);
+        co_await intercept(c, first);
+      } else {
+        c->handling = core.bypassed(c->sni) ? "bypass" : "tls_passthrough";
+        co_await forward_plain(c, first, FilterKind::kNone, secrets::Transport::kOpaque);
+      }
+      break;
+    }
+    case FirstFlight::kHttp:
+      c->handling = "http";
+      co_await resolve_own_pins(c, host_header(first));
+      co_await forward_plain(c, first, FilterKind::kRewriter, secrets::Transport::kPlainHttp);
+      break;
+    case FirstFlight::kTlsUnparsed:
+    case FirstFlight::kOpaque:
+      c->handling = kind == FirstFlight::kOpaque ? "opaque" : "tls_unparsed";
+      co_await forward_plain(c, first, FilterKind::kScanner, secrets::Transport::kOpaque);
+      break;
+  }
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_connection(Core& core, tcp::socket guest, ListenerKind kind) {
+  struct ActiveGuard {
+    Core& core;
+    ~ActiveGuard() { core.active--; }
+  } active{core};
+  auto c = std::make_shared<Connection>(core, std::move(guest), kind);
+  // Written even if the frame is destroyed at shutdown (no asio calls there).
+  struct FinishGuard {
+    std::shared_ptr<Connection> c;
+    ~FinishGuard() {
+      if (!c->finished) {
+        if (c->decision == "forwarded") c->decision = "stopped";
+        finish(*c);
+      }
+    }
+  } finish_guard{c};
+  asio::co_spawn(c->guest.get_executor(), run_watchdog(c), asio::detached);
+  co_await run(c);
+  finish(*c);
+  c->watchdog.cancel();
+}
+
+Core::Core(GatewayOptions opts) : options(std::move(opts)), logger(options.log_level), audit(options.audit_log_path) {
+  if (!options.secrets) throw ConfigError("the gateway needs a secret set (it may be empty)");
+  if (options.buffer_bytes < 1024) options.buffer_bytes = 1024;
+  if (!options.ca_certificate_file.empty() || !options.ca_key_file.empty()) {
+    if (options.ca_certificate_file.empty() || options.ca_key_file.empty())
+      throw ConfigError("a configured CA needs both its certificate and its key file");
+    minter.emplace(tls::CertificateAuthority::load(options.ca_certificate_file, options.ca_key_file));
+  } else {
+    minter.emplace(tls::CertificateAuthority::load_or_create(options.home.empty() ? tls::default_home() : options.home));
+  }
+  guest_context = tls::make_guest_context();
+  upstream = std::make_unique<tls::UpstreamVerifier>(options.network.upstream_cas, options.system_roots_dir);
+}
+
+bool Core::intercepts_port(std::uint16_t port) const {
+  const auto& ports = options.network.intercept_ports;
+  return std::find(ports.begin(), ports.end(), port) != ports.end();
+}
+
+bool Core::bypassed(std::string_view sni) const {
+  if (sni.empty()) return false;
+  for (const auto& pattern : options.network.tls_bypass)
+    if (pattern.matches(sni)) return true;
+  return false;
+}
+
+}  // namespace airlock::gateway

@@ -1,0 +1,45 @@
+#pragma once
+// Internal to the gateway: what every connection shares (read-only after start, or atomic).
+#include "gateway/audit_log.hpp"
+#include "gateway/gateway.hpp"
+#include "tls/certificate_authority.hpp"
+#include "tls/contexts.hpp"
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+
+namespace airlock::gateway {
+
+enum class ListenerKind : unsigned char { kTransparent, kProxy };
+
+struct Core {
+  GatewayOptions options;
+  Logger logger;
+  AuditLog audit;
+  std::optional<tls::LeafMinter> minter;
+  tls::SslCtxPtr guest_context;
+  std::unique_ptr<tls::UpstreamVerifier> upstream;
+
+  std::atomic<std::uint64_t> next_id{1};
+  std::atomic<std::uint64_t> accepted{0};
+  std::atomic<std::uint64_t> active{0};
+  std::atomic<std::uint64_t> rejected_over_limit{0};
+  std::atomic<std::uint64_t> intercepted{0};
+  std::atomic<std::uint64_t> substitutions{0};
+  std::atomic<std::uint64_t> blocked{0};
+  std::atomic<bool> stopping{false};
+
+  explicit Core(GatewayOptions opts);
+  bool intercepts_port(std::uint16_t port) const;
+  bool bypassed(std::string_view sni) const;
+};
+
+// Runs one accepted connection to its end. `core.active` was incremented by the acceptor and is
+// decremented here, however the coroutine ends (even when its frame is destroyed at shutdown).
+asio::awaitable<void> serve_connection(Core& core, asio::ip::tcp::socket guest, ListenerKind kind);
+
+}  // namespace airlock::gateway

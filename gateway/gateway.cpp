@@ -1,0 +1,212 @@
+#include "gateway/gateway.hpp"
+
+#include "gateway/core.hpp"
+#include "gateway/socket_util.hpp"
+
+#include <airlock/errors.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+namespace airlock::gateway {
+
+using asio::ip::tcp;
+
+struct Gateway::Impl {
+  struct Listener {
+    std::unique_ptr<tcp::acceptor> acceptor;
+    ListenerKind kind;
+    std::string endpoint;
+  };
+
+  Core core;
+  std::vector<std::unique_ptr<asio::io_context>> contexts;  // [0] also runs the acceptors
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::vector<std::thread> threads;
+  std::vector<Listener> listeners;
+  std::atomic<std::size_t> next_context{0};
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool started = false;
+  bool stopping = false;
+  bool stopped = false;
+
+  explicit Impl(GatewayOptions options) : core(std::move(options)) {}
+
+  asio::io_context& pick_context() { return *contexts[next_context++ % contexts.size()]; }
+
+  void add_listener(std::unique_ptr<tcp::acceptor> acceptor, ListenerKind kind) {
+    auto local = local_address(acceptor->native_handle());
+    listeners.push_back({std::move(acceptor), kind, local ? local->to_string() : std::string("?")});
+  }
+
+  void bind(const std::string& text, ListenerKind kind) {
+    auto address = parse_listen_address(text);
+    if (!address) throw ConfigError("bad listen address " + quote_for_message(text) + " (want IP:PORT)");
+    std::error_code ec;
+    tcp::endpoint endpoint(asio::ip::make_address(address->ip.to_string(), ec), address->port);
+    auto acceptor = std::make_unique<tcp::acceptor>(*contexts[0]);
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) throw ConfigError("cannot listen on " + text + ": " + ec.message());
+    add_listener(std::move(acceptor), kind);
+  }
+
+  void adopt(int fd, ListenerKind kind) {
+    auto local = local_address(fd);
+    if (!local) throw ConfigError("listening descriptor " + std::to_string(fd) + " is not a bound TCP socket");
+    std::error_code ec;
+    auto acceptor = std::make_unique<tcp::acceptor>(*contexts[0]);
+    acceptor->assign(local->ip.is_v4() ? tcp::v4() : tcp::v6(), fd, ec);
+    if (ec) throw ConfigError("cannot adopt listening descriptor " + std::to_string(fd) + ": " + ec.message());
+    add_listener(std::move(acceptor), kind);
+  }
+
+  asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind) {
+    asio::steady_timer backoff(acceptor.get_executor());
+    while (!core.stopping) {
+      asio::io_context& target = pick_context();
+      tcp::socket socket(target);
+      std::error_code ec;
+      co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor.is_open() || core.stopping) break;
+        // Out of descriptors or similar: pause instead of spinning.
+        core.logger.log(LogLevel::kWarn, "accept failed: " + ec.message());
+        backoff.expires_after(std::chrono::milliseconds(100));
+        co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
+      }
+      core.accepted++;
+      if (core.active.load() >= core.options.max_connections) {
+        core.rejected_over_limit++;
+        set_reset_on_close(socket.native_handle());
+        socket.close(ec);
+        continue;
+      }
+      core.active++;
+      asio::co_spawn(target, serve_connection(core, std::move(socket), kind), [this](std::exception_ptr error) {
+        if (!error) return;
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          core.logger.log(LogLevel::kError, std::string("connection ended by an exception: ") + e.what());
+        }
+      });
+    }
+  }
+};
+
+Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Gateway::~Gateway() { stop(); }
+
+void Gateway::start() {
+  std::lock_guard lock(impl_->mutex);
+  if (impl_->started) return;
+  Impl& s = *impl_;
+  int threads = s.core.options.threads > 0 ? s.core.options.threads
+                                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 0; i < threads; ++i) {
+    s.contexts.push_back(std::make_unique<asio::io_context>(1));
+    s.guards.push_back(asio::make_work_guard(*s.contexts.back()));
+  }
+  const GatewayOptions& o = s.core.options;
+  for (int fd : o.transparent_fds) s.adopt(fd, ListenerKind::kTransparent);
+  for (int fd : o.proxy_fds) s.adopt(fd, ListenerKind::kProxy);
+  if (!o.transparent_listen.empty()) s.bind(o.transparent_listen, ListenerKind::kTransparent);
+  if (!o.proxy_listen.empty()) s.bind(o.proxy_listen, ListenerKind::kProxy);
+  if (s.listeners.empty()) throw ConfigError("the gateway has no listener (give a transparent or a proxy address)");
+  for (auto& l : s.listeners)
+    asio::co_spawn(*s.contexts[0], s.accept_loop(*l.acceptor, l.kind), asio::detached);
+  for (auto& ctx : s.contexts) {
+    s.threads.emplace_back([&s, io = ctx.get()] {
+      while (true) {
+        try {
+          io->run();
+          return;
+        } catch (const std::exception& e) {
+          s.core.logger.log(LogLevel::kError, std::string("event loop: ") + e.what());
+        }
+      }
+    });
+  }
+  s.started = true;
+  for (auto& l : s.listeners)
+    s.core.logger.log(LogLevel::kInfo, std::string(l.kind == ListenerKind::kProxy ? "proxy" : "transparent") +
+                                            " listener on " + l.endpoint);
+}
+
+void Gateway::stop() {
+  Impl& s = *impl_;
+  {
+    std::unique_lock lock(s.mutex);
+    if (!s.started || s.stopped) return;
+    if (s.stopping) {
+      s.changed.wait(lock, [&] { return s.stopped; });
+      return;
+    }
+    s.stopping = true;
+  }
+  s.core.stopping = true;
+  std::promise<void> closed;
+  asio::post(*s.contexts[0], [&] {
+    std::error_code ec;
+    for (auto& l : s.listeners) l.acceptor->close(ec);
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  auto deadline = std::chrono::steady_clock::now() + s.core.options.timeouts.stop_grace;
+  while (s.core.active.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (auto& g : s.guards) g.reset();
+  for (auto& ctx : s.contexts) ctx->stop();
+  for (auto& t : s.threads) t.join();
+  // Acceptors first, then the acceptor context (its frames hold sockets of the other contexts),
+  // then the rest; destroying a context destroys its connections and closes their sockets.
+  s.listeners.clear();
+  s.contexts[0].reset();
+  for (auto& ctx : s.contexts) ctx.reset();
+  s.guards.clear();
+  s.threads.clear();
+  {
+    std::lock_guard lock(s.mutex);
+    s.stopped = true;
+  }
+  s.changed.notify_all();
+}
+
+void Gateway::wait() {
+  std::unique_lock lock(impl_->mutex);
+  impl_->changed.wait(lock, [&] { return impl_->stopped || !impl_->started; });
+}
+
+GatewayEndpoints Gateway::endpoints() const {
+  GatewayEndpoints out;
+  for (const auto& l : impl_->listeners)
+    (l.kind == ListenerKind::kProxy ? out.proxy : out.transparent).push_back(l.endpoint);
+  return out;
+}
+
+GatewayCounters Gateway::counters() const {
+  const Core& c = impl_->core;
+  return {c.accepted.load(), c.active.load(), c.rejected_over_limit.load(), c.intercepted.load(),
+          c.substitutions.load(), c.blocked.load()};
+}
+
+std::string Gateway::ca_certificate_pem() const { return impl_->core.minter->ca().certificate_pem(); }
+
+}  // namespace airlock::gateway

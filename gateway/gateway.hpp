@@ -1,0 +1,101 @@
+#pragma once
+// The TLS-intercepting gateway (issue 4): accepts every TCP connection of a sandbox (transparent
+// listener, original destination from SO_ORIGINAL_DST) or of other workloads (explicit proxy:
+// CONNECT and absolute-form HTTP), classifies the first flight, intercepts TLS on the intercepted
+// ports, runs the secrets engine on requests and forwards them to the original destination.
+//
+// Threads: one io_context per thread (default: one per core); connections are spread over them
+// and each connection lives on one thread (no locking on the data path).
+#include "gateway/audit_log.hpp"
+
+#include <airlock/secret.hpp>
+#include <secrets/engine/engine.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace airlock::gateway {
+
+struct GatewayTimeouts {
+  std::chrono::milliseconds first_flight{10'000};  // the client's first bytes (ClientHello / request)
+  std::chrono::milliseconds server_first{1'000};   // silence before a non-intercepted port is spliced
+  std::chrono::milliseconds connect{10'000};       // TCP connect upstream
+  std::chrono::milliseconds handshake{10'000};     // each TLS handshake
+  std::chrono::milliseconds idle{300'000};         // no bytes either way
+  std::chrono::milliseconds stop_grace{5'000};     // stop(): time for open connections to finish
+};
+
+struct GatewayOptions {
+  std::shared_ptr<const secrets::SecretSet> secrets;  // required
+  NetworkConfig network;
+  std::vector<int> transparent_fds;  // already-bound listening sockets to adopt (the gateway owns them)
+  std::vector<int> proxy_fds;
+  std::string transparent_listen;  // or addresses to bind ("127.0.0.1:15001"; port 0: any)
+  std::string proxy_listen;
+  std::string audit_log_path;      // empty: no audit log
+  std::string home;                // CA directory; empty: $AIRLOCK_HOME or ~/.airlock
+  std::string ca_certificate_file; // both set: use this CA instead of the one under `home`
+  std::string ca_key_file;
+  int threads = 0;                 // 0: one per core
+  // The sandbox's DNS pin set. nullptr: standalone pin mode (weaker): the gateway resolves the
+  // SNI (or the plain-HTTP Host) with the host resolver and pins the destination for that name
+  // when it is among the answers. CONNECT tunnels always use the gateway's own resolution.
+  const secrets::PinQuery* pins = nullptr;
+  // Called (from a gateway thread) after a block-and-terminate violation. Must not call stop() or
+  // wait() inline; signal another thread instead.
+  std::function<void(const std::string& reason)> on_terminate;
+  GatewayTimeouts timeouts;
+  std::size_t max_connections = 10'000;
+  std::size_t buffer_bytes = 16 * 1024;  // per direction: at most this much is read before it is written on
+  LogLevel log_level = LogLevel::kInfo;
+  std::string system_roots_dir = "/etc/ssl/certs";  // upstream trust besides network.upstream_cas
+};
+
+struct GatewayEndpoints {
+  std::vector<std::string> transparent;  // "127.0.0.1:15001"
+  std::vector<std::string> proxy;
+};
+
+struct GatewayCounters {
+  std::uint64_t accepted = 0;
+  std::uint64_t active = 0;
+  std::uint64_t rejected_over_limit = 0;
+  std::uint64_t intercepted = 0;
+  std::uint64_t substitutions = 0;
+  std::uint64_t blocked = 0;
+};
+
+class Gateway {
+ public:
+  // Loads the CA, the upstream trust and the audit log. Throws ConfigError.
+  explicit Gateway(GatewayOptions options);
+  ~Gateway();  // stops if running
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Binds or adopts the listeners and starts the threads; returns once listening.
+  // Throws ConfigError (bad address, bind failure, no listener at all).
+  void start();
+  // Graceful stop: stop accepting, give open connections `stop_grace` to finish, then close the
+  // rest. Idempotent; safe from any thread except a gateway thread.
+  void stop();
+  // Blocks until stop() has completed.
+  void wait();
+
+  GatewayEndpoints endpoints() const;
+  GatewayCounters counters() const;
+  // The PEM certificate of the CA the guests must trust.
+  std::string ca_certificate_pem() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace airlock::gateway

@@ -1,0 +1,510 @@
+#include "gateway/gateway.hpp"
+
+#include "gateway/proxy_request.hpp"
+#include "gateway/resolved_pins.hpp"
+#include "gateway/socket_util.hpp"
+#include "tls/certificate_authority.hpp"
+#include "tls/contexts.hpp"
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+namespace airlock::gateway {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kFakeValue = "fake-value-7f3a9c";  // an obviously fake secret value
+
+// ---- pure pieces ----
+
+TEST(ProxyRequest, Connect) {
+  auto r = parse_proxy_request("CONNECT API.Example.com.:443 HTTP/1.1\r\nHost: api.example.com:443\r\n\r\nXYZ");
+  ASSERT_EQ(r.kind, ProxyRequest::Kind::kConnect);
+  EXPECT_EQ(r.host, "api.example.com");
+  EXPECT_EQ(r.port, 443);
+  EXPECT_EQ(r.head_bytes, std::string("CONNECT API.Example.com.:443 HTTP/1.1\r\nHost: api.example.com:443\r\n\r\n").size());
+  auto v6 = parse_proxy_request("CONNECT [2001:db8::1]:8443 HTTP/1.1\r\n\r\n");
+  ASSERT_EQ(v6.kind, ProxyRequest::Kind::kConnect);
+  EXPECT_EQ(v6.host, "2001:db8::1");
+  EXPECT_EQ(v6.port, 8443);
+  EXPECT_EQ(parse_proxy_request("CONNECT a.example:443 HTTP/1.1\r\n").kind, ProxyRequest::Kind::kNeedMore);
+  EXPECT_EQ(parse_proxy_request("CONNECT a.exa").kind, ProxyRequest::Kind::kNeedMore);
+}
+
+TEST(ProxyRequest, AbsoluteForm) {
+  auto r = parse_proxy_request("GET http://a.example:8080/x?y HTTP/1.1\r\n");
+  ASSERT_EQ(r.kind, ProxyRequest::Kind::kAbsoluteHttp);
+  EXPECT_EQ(r.host, "a.example");
+  EXPECT_EQ(r.port, 8080);
+  auto d = parse_proxy_request("POST http://a.example HTTP/1.0\r\n");
+  ASSERT_EQ(d.kind, ProxyRequest::Kind::kAbsoluteHttp);
+  EXPECT_EQ(d.port, 80);
+}
+
+TEST(ProxyRequest, Bad) {
+  for (const char* bad : {"CONNECT a.example HTTP/1.1\r\n\r\n",      // no port
+                          "CONNECT a.example:0 HTTP/1.1\r\n\r\n",
+                          "CONNECT a.example:70000 HTTP/1.1\r\n\r\n",
+                          "CONNECT 2001:db8::1:443 HTTP/1.1\r\n\r\n",  // unbracketed v6
+                          "CONNECT a/b:443 HTTP/1.1\r\n\r\n",
+                          "CONNECT a.example:443 HTTP/2\r\n\r\n",
+                          "GET /path HTTP/1.1\r\n",                    // origin-form to a proxy
+                          "GET https://a.example/ HTTP/1.1\r\n",
+                          "GET http://user@a.example/ HTTP/1.1\r\n",
+                          "get http://a.example/ HTTP/1.1\r\n",
+                          "GET  http://a.example/ HTTP/1.1\r\n"}) {
+    EXPECT_EQ(parse_proxy_request(bad).kind, ProxyRequest::Kind::kBad) << bad;
+  }
+  EXPECT_EQ(parse_proxy_request(std::string(kMaxProxyHead, 'A')).kind, ProxyRequest::Kind::kBad);
+  std::string huge = "CONNECT a.example:443 HTTP/1.1\r\n" + std::string(kMaxProxyHead, 'x');
+  EXPECT_EQ(parse_proxy_request(huge).kind, ProxyRequest::Kind::kBad);
+}
+
+TEST(ProxyRequest, HostHeaderAndHttpSniffing) {
+  EXPECT_EQ(host_header("GET / HTTP/1.1\r\nAccept: */*\r\nhOsT:  A.Example:8080 \r\n\r\n"), "a.example");
+  EXPECT_EQ(host_header("GET / HTTP/1.1\r\nHost: a.example\r\n"), "");  // incomplete head
+  EXPECT_EQ(host_header("GET / HTTP/1.1\r\n\r\n"), "");
+  EXPECT_TRUE(looks_like_http_request("GET / HTTP/1.1"));
+  EXPECT_TRUE(looks_like_http_request("PROPFIND /"));
+  EXPECT_FALSE(looks_like_http_request("GET"));
+  EXPECT_FALSE(looks_like_http_request("get / HTTP/1.1"));
+  EXPECT_FALSE(looks_like_http_request("SSH-2.0-OpenSSH"));
+}
+
+TEST(ResolvedPins, PinsOnlyTheResolvedNameAndAddresses) {
+  ResolvedPins pins("API.example.com.", {IpAddress::v4(203, 0, 113, 5), *IpAddress::parse("2001:db8::5")});
+  auto exact = HostPattern::parse("api.example.com");
+  auto wild = HostPattern::parse("*.example.com");
+  auto other = HostPattern::parse("other.example.com");
+  EXPECT_TRUE(pins.pinned(IpAddress::v4(203, 0, 113, 5), exact));
+  EXPECT_TRUE(pins.pinned(*IpAddress::parse("2001:db8::5"), wild));
+  EXPECT_FALSE(pins.pinned(IpAddress::v4(203, 0, 113, 6), exact));
+  EXPECT_FALSE(pins.pinned(IpAddress::v4(203, 0, 113, 5), other));
+  EXPECT_FALSE(ResolvedPins().pinned(IpAddress::v4(203, 0, 113, 5), exact));
+}
+
+TEST(SocketUtil, ParseListenAddress) {
+  auto a = parse_listen_address("127.0.0.1:15001");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->to_string(), "127.0.0.1:15001");
+  auto b = parse_listen_address("[::1]:3128");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->to_string(), "[::1]:3128");
+  EXPECT_EQ(parse_listen_address(":3128")->to_string(), "0.0.0.0:3128");
+  EXPECT_FALSE(parse_listen_address("localhost:80"));
+  EXPECT_FALSE(parse_listen_address("127.0.0.1"));
+  EXPECT_FALSE(parse_listen_address("127.0.0.1:99999"));
+}
+
+TEST(AuditLog, WritesJsonLinesWithTimeFirst) {
+  fs::path path = fs::temp_directory_path() / ("airlock-audit-" + std::to_string(::getpid()) + ".jsonl");
+  fs::remove(path);
+  {
+    AuditLog log(path);
+    nlohmann::ordered_json r;
+    r["event"] = "connection";
+    r["sni"] = std::string("bad\xff\n");
+    log.write(r);
+    log.write(r);
+  }
+  std::ifstream in(path);
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["event"], "connection");
+    EXPECT_EQ(line.rfind("{\"time\":", 0), 0u);
+  }
+  EXPECT_EQ(lines, 2);
+  EXPECT_EQ(fs::status(path).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  fs::remove(path);
+}
+
+// ---- the gateway against a real TLS upstream on loopback ----
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/airlock-gw-test-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+int listen_loopback(std::uint16_t& port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::listen(fd, 64);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+int connect_loopback(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// A TLS server for "localhost" that answers each request with the request head it received.
+class EchoUpstream {
+ public:
+  explicit EchoUpstream(tls::LeafMinter& minter) : ctx_(tls::make_guest_context()) {
+    leaf_ = minter.leaf_for("localhost");
+    key_ = minter.leaf_key();
+    EVP_PKEY_up_ref(key_);
+    listen_fd_ = listen_loopback(port_);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~EchoUpstream() {
+    stop_ = true;
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(listen_fd_);
+    EVP_PKEY_free(key_);
+  }
+  std::uint16_t port() const { return port_; }
+  std::vector<std::string> received() {
+    std::lock_guard lock(mutex_);
+    return received_;
+  }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      timeval tv{5, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      tls::SslPtr ssl = tls::new_guest_session(ctx_.get(), leaf_.get(), key_);
+      SSL_set_fd(ssl.get(), fd);
+      if (SSL_accept(ssl.get()) == 1) {
+        std::string head;
+        char buf[4096];
+        while (head.find("\r\n\r\n") == std::string::npos) {
+          int n = SSL_read(ssl.get(), buf, sizeof buf);
+          if (n <= 0) break;
+          head.append(buf, static_cast<std::size_t>(n));
+        }
+        if (!head.empty()) {
+          {
+            std::lock_guard lock(mutex_);
+            received_.push_back(head);
+          }
+          std::string response = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(head.size()) +
+                                 "\r\nConnection: close\r\n\r\n" + head;
+          SSL_write(ssl.get(), response.data(), static_cast<int>(response.size()));
+          SSL_shutdown(ssl.get());
+        }
+      }
+      ::close(fd);
+    }
+  }
+  tls::SslCtxPtr ctx_;
+  std::shared_ptr<X509> leaf_;
+  EVP_PKEY* key_ = nullptr;
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::mutex mutex_;
+  std::vector<std::string> received_;
+};
+
+struct ClientResult {
+  bool tunnel = false;     // CONNECT answered 200
+  bool handshake = false;  // TLS with the gateway's leaf verified for `sni`
+  std::string response;    // everything read after the request
+  bool reset = false;      // the read ended in ECONNRESET
+};
+
+ClientResult via_proxy(std::uint16_t proxy_port, const std::string& connect_authority, const std::string& sni,
+                       const std::string& request, const std::string& ca_pem) {
+  ClientResult out;
+  int fd = connect_loopback(proxy_port);
+  if (fd < 0) return out;
+  std::string connect = "CONNECT " + connect_authority + " HTTP/1.1\r\nHost: " + connect_authority + "\r\n\r\n";
+  ::send(fd, connect.data(), connect.size(), MSG_NOSIGNAL);
+  std::string head;
+  char c;
+  while (head.find("\r\n\r\n") == std::string::npos && ::recv(fd, &c, 1, 0) == 1) head.push_back(c);
+  out.tunnel = head.rfind("HTTP/1.1 200", 0) == 0;
+  if (!out.tunnel) {
+    ::close(fd);
+    return out;
+  }
+  tls::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
+  BIO* bio = BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size()));
+  X509* ca = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  X509_STORE_add_cert(store, ca);
+  X509_free(ca);
+  BIO_free(bio);
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  tls::SslPtr ssl(SSL_new(ctx.get()));
+  SSL_set_tlsext_host_name(ssl.get(), sni.c_str());
+  SSL_set1_host(ssl.get(), sni.c_str());
+  SSL_set_fd(ssl.get(), fd);
+  out.handshake = SSL_connect(ssl.get()) == 1;
+  if (out.handshake) {
+    SSL_write(ssl.get(), request.data(), static_cast<int>(request.size()));
+    char buf[4096];
+    while (true) {
+      int n = SSL_read(ssl.get(), buf, sizeof buf);
+      if (n <= 0) {
+        out.reset = errno == ECONNRESET && SSL_get_error(ssl.get(), n) == SSL_ERROR_SYSCALL;
+        break;
+      }
+      out.response.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ERR_clear_error();
+  ::close(fd);
+  return out;
+}
+
+struct GatewayFixture : ::testing::Test {
+  TempDir dir;
+  tls::LeafMinter upstream_ca{tls::CertificateAuthority::generate("test upstream CA")};
+  std::unique_ptr<EchoUpstream> upstream;
+  std::unique_ptr<Gateway> gateway;
+  std::vector<std::string> terminations;
+  std::mutex terminations_mutex;
+  fs::path audit_path;
+
+  std::function<void(GatewayOptions&)> tweak;
+  void start(const std::string& allowed_host, ViolationAction action = ViolationAction::kUnset, bool trust_upstream = true) {
+    upstream = std::make_unique<EchoUpstream>(upstream_ca);
+    std::vector<SecretBinding> secrets;
+    secrets.push_back(SecretBuilder().env("KEY").value(kFakeValue).allow_host(allowed_host).on_violation(action).build());
+    auto set = std::make_shared<secrets::SecretSet>(std::move(secrets), ViolationAction::kUnset);
+    GatewayOptions o;
+    o.secrets = set;
+    o.network.intercept_ports = {upstream->port()};
+    if (trust_upstream) {
+      fs::path ca = dir.path / "upstream-ca.pem";
+      std::ofstream(ca) << upstream_ca.ca().certificate_pem();
+      o.network.upstream_cas.push_back(UpstreamCa{std::nullopt, ca});
+    }
+    o.system_roots_dir = "";
+    o.proxy_listen = "127.0.0.1:0";
+    o.home = dir.path / "home";
+    audit_path = dir.path / "audit.jsonl";
+    o.audit_log_path = audit_path;
+    o.threads = 2;
+    o.log_level = LogLevel::kError;
+    o.timeouts.stop_grace = std::chrono::milliseconds(200);
+    o.on_terminate = [this](const std::string& reason) {
+      std::lock_guard lock(terminations_mutex);
+      terminations.push_back(reason);
+    };
+    if (tweak) tweak(o);
+    gateway = std::make_unique<Gateway>(std::move(o));
+    gateway->start();
+  }
+  std::uint16_t proxy_port() {
+    auto ep = gateway->endpoints().proxy.at(0);
+    return static_cast<std::uint16_t>(std::stoi(ep.substr(ep.rfind(':') + 1)));
+  }
+  std::string authority() { return "localhost:" + std::to_string(upstream->port()); }
+  std::string audit() {
+    std::ifstream in(audit_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  std::vector<nlohmann::json> audit_events(const std::string& event) {
+    std::vector<nlohmann::json> out;
+    std::istringstream in(audit());
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line);
+      if (j["event"] == event) out.push_back(j);
+    }
+    return out;
+  }
+  void TearDown() override {
+    if (gateway) gateway->stop();
+    EXPECT_EQ(audit().find(kFakeValue), std::string::npos) << "the audit log holds the value";
+  }
+};
+
+TEST_F(GatewayFixture, ConnectTunnelSubstitutesForTheAllowedHost) {
+  start("localhost");
+  ClientResult r = via_proxy(proxy_port(), authority(), "localhost",
+                             "GET /v1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: close\r\n\r\n",
+                             gateway->ca_certificate_pem());
+  ASSERT_TRUE(r.tunnel);
+  ASSERT_TRUE(r.handshake);
+  auto got = upstream->received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_NE(got[0].find(std::string("X-Api-Key: ") + kFakeValue + "\r\n"), std::string::npos) << got[0];
+  EXPECT_EQ(got[0].find("$MSB_KEY"), std::string::npos);
+  EXPECT_NE(r.response.find("200 OK"), std::string::npos);
+  gateway->stop();
+  auto subs = audit_events("substitution");
+  ASSERT_EQ(subs.size(), 1u);
+  EXPECT_EQ(subs[0]["secret"], "KEY");
+  EXPECT_EQ(subs[0]["host"], "localhost");
+  auto conns = audit_events("connection");
+  ASSERT_EQ(conns.size(), 1u);
+  EXPECT_EQ(conns[0]["handling"], "intercept");
+  EXPECT_EQ(conns[0]["decision"], "forwarded");
+  EXPECT_EQ(conns[0]["sni"], "localhost");
+  EXPECT_GT(conns[0]["bytes_up"].get<int>(), 0);
+}
+
+TEST_F(GatewayFixture, DisallowedHostIsResetAndNothingIsSent) {
+  start("api.example.com");
+  ClientResult r = via_proxy(proxy_port(), authority(), "localhost",
+                             "GET / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer $MSB_KEY\r\n\r\n",
+                             gateway->ca_certificate_pem());
+  ASSERT_TRUE(r.handshake);
+  EXPECT_TRUE(r.reset);
+  EXPECT_EQ(r.response, "");
+  EXPECT_TRUE(upstream->received().empty());
+  gateway->stop();
+  auto v = audit_events("violation");
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0]["secret"], "KEY");
+  EXPECT_EQ(v[0]["action"], "block-and-log");
+  EXPECT_TRUE(terminations.empty());
+}
+
+TEST_F(GatewayFixture, BlockAndTerminateCallsTheHook) {
+  start("api.example.com", ViolationAction::kBlockAndTerminate);
+  ClientResult r = via_proxy(proxy_port(), authority(), "localhost",
+                             "GET /?k=$MSB_KEY HTTP/1.1\r\nHost: localhost\r\n\r\n", gateway->ca_certificate_pem());
+  EXPECT_TRUE(r.reset);
+  EXPECT_TRUE(upstream->received().empty());
+  gateway->stop();
+  ASSERT_EQ(terminations.size(), 1u);
+  EXPECT_NE(terminations[0].find("KEY"), std::string::npos);
+  EXPECT_EQ(terminations[0].find(kFakeValue), std::string::npos);
+}
+
+TEST_F(GatewayFixture, ConnectAuthorityDifferentFromSniGetsNoSubstitution) {
+  start("localhost");
+  // The tunnel goes to 127.0.0.1 by IP while the TLS names localhost: misaligned.
+  ClientResult r = via_proxy(proxy_port(), "127.0.0.1:" + std::to_string(upstream->port()), "localhost",
+                             "GET / HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\n\r\n", gateway->ca_certificate_pem());
+  ASSERT_TRUE(r.handshake);
+  for (const auto& got : upstream->received()) EXPECT_EQ(got.find(kFakeValue), std::string::npos);
+  gateway->stop();
+  EXPECT_EQ(audit_events("misaligned").size(), 1u);
+  EXPECT_TRUE(audit_events("substitution").empty());
+}
+
+TEST_F(GatewayFixture, HostHeaderDifferentFromSniGetsNoSubstitution) {
+  start("localhost");
+  ClientResult r = via_proxy(proxy_port(), authority(), "localhost",
+                             "GET / HTTP/1.1\r\nHost: other.example\r\nX-Api-Key: $MSB_KEY\r\n\r\n", gateway->ca_certificate_pem());
+  ASSERT_TRUE(r.handshake);
+  for (const auto& got : upstream->received()) EXPECT_EQ(got.find(kFakeValue), std::string::npos);
+  gateway->stop();
+  EXPECT_TRUE(audit_events("substitution").empty());
+}
+
+TEST_F(GatewayFixture, UntrustedUpstreamClosesTheGuest) {
+  start("localhost", ViolationAction::kUnset, /*trust_upstream=*/false);
+  ClientResult r = via_proxy(proxy_port(), authority(), "localhost",
+                             "GET / HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\n\r\n", gateway->ca_certificate_pem());
+  EXPECT_TRUE(r.tunnel);
+  EXPECT_FALSE(r.handshake);
+  EXPECT_TRUE(upstream->received().empty());
+  gateway->stop();
+  auto conns = audit_events("connection");
+  ASSERT_EQ(conns.size(), 1u);
+  EXPECT_EQ(conns[0]["decision"], "upstream_tls_failed");
+}
+
+TEST_F(GatewayFixture, BadProxyRequestGets400) {
+  start("localhost");
+  int fd = connect_loopback(proxy_port());
+  std::string req = "GET /relative HTTP/1.1\r\n\r\n";
+  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  char buf[256];
+  ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(n)).rfind("HTTP/1.1 400", 0), 0u);
+  ::close(fd);
+}
+
+TEST_F(GatewayFixture, SilentClientTimesOutWhileOthersAreServed) {
+  tweak = [](GatewayOptions& o) { o.timeouts.first_flight = std::chrono::milliseconds(600); };
+  start("localhost");
+  auto started = std::chrono::steady_clock::now();
+  int idle = connect_loopback(proxy_port());  // never sends anything
+  ClientResult r = via_proxy(proxy_port(), authority(), "localhost",
+                             "GET / HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\n\r\n", gateway->ca_certificate_pem());
+  EXPECT_TRUE(r.handshake);
+  EXPECT_EQ(upstream->received().size(), 1u);
+  char buf[8];
+  EXPECT_EQ(::recv(idle, buf, sizeof buf, 0), 0);  // closed by the gateway after the first-flight timeout
+  auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(waited, std::chrono::milliseconds(500));
+  EXPECT_LT(waited, std::chrono::seconds(5));
+  ::close(idle);
+  gateway->stop();
+  int timeouts = 0;
+  for (const auto& c : audit_events("connection")) timeouts += c["decision"] == "first_flight_timeout";
+  EXPECT_EQ(timeouts, 1);
+}
+
+TEST_F(GatewayFixture, ConnectionLimitRejectsExtraConnections) {
+  upstream = std::make_unique<EchoUpstream>(upstream_ca);
+  std::vector<SecretBinding> secrets;
+  auto set = std::make_shared<secrets::SecretSet>(std::move(secrets), ViolationAction::kUnset);
+  GatewayOptions o;
+  o.secrets = set;
+  o.proxy_listen = "127.0.0.1:0";
+  o.home = dir.path / "home";
+  o.max_connections = 2;
+  o.threads = 1;
+  o.log_level = LogLevel::kError;
+  o.timeouts.stop_grace = std::chrono::milliseconds(100);
+  gateway = std::make_unique<Gateway>(std::move(o));
+  gateway->start();
+  int a = connect_loopback(proxy_port()), b = connect_loopback(proxy_port());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  int c = connect_loopback(proxy_port());
+  char buf[8];
+  EXPECT_LE(::recv(c, buf, sizeof buf, 0), 0);  // reset or closed at once
+  EXPECT_EQ(gateway->counters().rejected_over_limit, 1u);
+  ::close(a);
+  ::close(b);
+  ::close(c);
+}
+
+}  // namespace
+}  // namespace airlock::gateway

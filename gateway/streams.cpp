@@ -1,0 +1,148 @@
+#include "gateway/streams.hpp"
+
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include <openssl/err.h>
+
+namespace airlock::gateway {
+
+using asio::redirect_error;
+using asio::use_awaitable;
+
+std::error_code tls_error() { return std::make_error_code(std::errc::protocol_error); }
+
+asio::awaitable<void> WriteGate::lock() {
+  while (held_) {
+    // Re-arming cancels pending waits, so only the first waiter arms; unlock() wakes them all.
+    if (waiters_++ == 0) timer_.expires_at(asio::steady_timer::time_point::max());
+    std::error_code ec;
+    co_await timer_.async_wait(redirect_error(use_awaitable, ec));
+    --waiters_;
+  }
+  held_ = true;
+}
+
+void WriteGate::unlock() {
+  held_ = false;
+  timer_.cancel();
+}
+
+asio::awaitable<IoResult> TcpStream::read_some(char* out, std::size_t size) {
+  IoResult r;
+  r.bytes = co_await socket_.async_read_some(asio::buffer(out, size), redirect_error(use_awaitable, r.error));
+  co_return r;
+}
+
+asio::awaitable<std::error_code> TcpStream::write_all(std::string_view data) {
+  co_await gate_.lock();
+  std::error_code ec;
+  co_await asio::async_write(socket_, asio::buffer(data.data(), data.size()), redirect_error(use_awaitable, ec));
+  gate_.unlock();
+  co_return ec;
+}
+
+asio::awaitable<std::error_code> TcpStream::shutdown_send() {
+  co_await gate_.lock();
+  std::error_code ec;
+  socket_.shutdown(asio::socket_base::shutdown_send, ec);
+  gate_.unlock();
+  co_return ec;
+}
+
+TlsStream::TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl)
+    : socket_(socket), ssl_(std::move(ssl)), gate_(socket.get_executor()), in_(16 * 1024), out_(16 * 1024 + 512) {
+  rbio_ = BIO_new(BIO_s_mem());
+  wbio_ = BIO_new(BIO_s_mem());
+  BIO_set_mem_eof_return(rbio_, -1);  // empty means "retry", not end of stream
+  BIO_set_mem_eof_return(wbio_, -1);
+  SSL_set_bio(ssl_.get(), rbio_, wbio_);
+}
+
+void TlsStream::preload(std::string_view bytes) {
+  if (!bytes.empty()) BIO_write(rbio_, bytes.data(), static_cast<int>(bytes.size()));
+}
+
+asio::awaitable<std::error_code> TlsStream::flush() {
+  co_await gate_.lock();
+  std::error_code ec;
+  while (!ec && BIO_ctrl_pending(wbio_) > 0) {
+    int n = BIO_read(wbio_, out_.data(), static_cast<int>(out_.size()));
+    if (n <= 0) break;
+    co_await asio::async_write(socket_, asio::buffer(out_.data(), static_cast<std::size_t>(n)),
+                               redirect_error(use_awaitable, ec));
+  }
+  gate_.unlock();
+  co_return ec;
+}
+
+asio::awaitable<std::error_code> TlsStream::fill() {
+  std::error_code ec;
+  std::size_t n = co_await socket_.async_read_some(asio::buffer(in_), redirect_error(use_awaitable, ec));
+  if (ec) co_return ec;
+  BIO_write(rbio_, in_.data(), static_cast<int>(n));
+  co_return ec;
+}
+
+asio::awaitable<std::error_code> TlsStream::handshake() {
+  while (true) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(ssl_.get());
+    int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), r);
+    // Whatever the handshake produced goes out first (including a fatal alert).
+    if (std::error_code ec = co_await flush()) co_return ec;
+    if (r == 1) co_return std::error_code{};
+    if (err != SSL_ERROR_WANT_READ) co_return tls_error();
+    if (std::error_code ec = co_await fill()) co_return ec;
+  }
+}
+
+asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
+  IoResult result;
+  while (true) {
+    ERR_clear_error();
+    std::size_t n = 0;
+    int r = SSL_read_ex(ssl_.get(), out, size, &n);
+    int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), r);
+    if (BIO_ctrl_pending(wbio_) > 0) {  // e.g. a KeyUpdate answer
+      if (std::error_code ec = co_await flush()) {
+        result.error = ec;
+        co_return result;
+      }
+    }
+    if (r == 1) {
+      result.bytes = n;
+      co_return result;
+    }
+    if (err == SSL_ERROR_WANT_READ) {
+      if (std::error_code ec = co_await fill()) {
+        result.error = ec;
+        co_return result;
+      }
+      continue;
+    }
+    result.error = err == SSL_ERROR_ZERO_RETURN ? std::error_code(asio::error::eof) : tls_error();
+    co_return result;
+  }
+}
+
+asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
+  if (data.empty()) co_return std::error_code{};
+  ERR_clear_error();
+  std::size_t written = 0;
+  // Memory BIOs take everything at once; the socket write below is the backpressure.
+  if (SSL_write_ex(ssl_.get(), data.data(), data.size(), &written) != 1 || written != data.size()) co_return tls_error();
+  co_return co_await flush();
+}
+
+asio::awaitable<std::error_code> TlsStream::shutdown_send() {
+  ERR_clear_error();
+  SSL_shutdown(ssl_.get());  // queues close_notify; reading continues until the peer's
+  std::error_code ec = co_await flush();
+  std::error_code ignored;
+  socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+  co_return ec;
+}
+
+}  // namespace airlock::gateway

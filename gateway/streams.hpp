@@ -1,0 +1,85 @@
+#pragma once
+// Internal to the gateway: the byte streams a connection pumps between (a plain TCP socket or a
+// TLS session over one), with writers serialized per stream. Single-threaded: every stream of a
+// connection lives on that connection's io_context.
+#include "tls/openssl_types.hpp"
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace airlock::gateway {
+
+// An async mutex for one executor: one writer at a time, in arrival order of wake-ups.
+class WriteGate {
+ public:
+  explicit WriteGate(const asio::any_io_executor& executor) : timer_(executor) {}
+  asio::awaitable<void> lock();
+  void unlock();
+
+ private:
+  bool held_ = false;
+  int waiters_ = 0;
+  asio::steady_timer timer_;
+};
+
+struct IoResult {
+  std::size_t bytes = 0;
+  std::error_code error;  // asio::error::eof at the end of the stream (clean or not)
+};
+
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  virtual asio::awaitable<IoResult> read_some(char* out, std::size_t size) = 0;
+  virtual asio::awaitable<std::error_code> write_all(std::string_view data) = 0;
+  // Ends our sending side (TLS close_notify, then TCP FIN); reading stays possible.
+  virtual asio::awaitable<std::error_code> shutdown_send() = 0;
+};
+
+class TcpStream final : public Stream {
+ public:
+  explicit TcpStream(asio::ip::tcp::socket& socket) : socket_(socket), gate_(socket.get_executor()) {}
+  asio::awaitable<IoResult> read_some(char* out, std::size_t size) override;
+  asio::awaitable<std::error_code> write_all(std::string_view data) override;
+  asio::awaitable<std::error_code> shutdown_send() override;
+
+ private:
+  asio::ip::tcp::socket& socket_;
+  WriteGate gate_;
+};
+
+// TLS over a TCP socket with memory BIOs, so bytes already read while peeking (the ClientHello)
+// can be handed to OpenSSL first.
+class TlsStream final : public Stream {
+ public:
+  TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl);
+  SSL* ssl() const noexcept { return ssl_.get(); }
+  void preload(std::string_view bytes);
+  asio::awaitable<std::error_code> handshake();
+  asio::awaitable<IoResult> read_some(char* out, std::size_t size) override;
+  asio::awaitable<std::error_code> write_all(std::string_view data) override;
+  asio::awaitable<std::error_code> shutdown_send() override;
+
+ private:
+  asio::awaitable<std::error_code> flush();
+  asio::awaitable<std::error_code> fill();
+  asio::ip::tcp::socket& socket_;
+  tls::SslPtr ssl_;
+  BIO* rbio_ = nullptr;  // owned by ssl_
+  BIO* wbio_ = nullptr;
+  WriteGate gate_;
+  std::vector<char> in_;
+  std::vector<char> out_;
+};
+
+// The error a failed TLS operation reports (details are in the OpenSSL error queue / verify result).
+std::error_code tls_error();
+
+}  // namespace airlock::gateway
