@@ -262,11 +262,12 @@ void child_main(ChildPlan& plan) {
   while ((n = ::read(plan.sync_fd, &go, 1)) < 0 && errno == EINTR) {
   }
   if (n != 1 || go != 'g') _exit(kExitSetupFailed);  // the parent gave up or died
-  ::close(plan.sync_fd);
 
   // Become the guest's root (host id base); the parent has written the id maps.
-  if (::setresgid(0, 0, 0) != 0) fail("setresgid", nullptr);
-  if (::setresuid(0, 0, 0) != 0) fail("setresuid", nullptr);
+  // Raw system calls: glibc's wrappers would wait for the parent's other threads, which were
+  // not copied into this process.
+  if (::syscall(SYS_setresgid, 0, 0, 0) != 0) fail("setresgid", nullptr);
+  if (::syscall(SYS_setresuid, 0, 0, 0) != 0) fail("setresuid", nullptr);
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);  // a credential change cleared it
   ::umask(022);
   if (::unshare(CLONE_NEWCGROUP) != 0) fail("unshare", "cgroup namespace");
@@ -279,11 +280,19 @@ void child_main(ChildPlan& plan) {
   drop_capabilities(drop);
   install_seccomp(plan.seccomp);
 
+  // The network is ready when the parent says so; only then may the command run.
+  while ((n = ::read(plan.sync_fd, &go, 1)) < 0 && errno == EINTR) {
+  }
+  if (n != 1 || go != 'n') _exit(kExitSetupFailed);
+  ::close(plan.sync_fd);
+
   sigset_t set;
   init_signal_set(&set);
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
   ::signal(SIGCHLD, SIG_DFL);
-  const pid_t command = ::fork();
+  // The raw system call, not fork(): glibc's fork takes the allocator's locks, which another
+  // thread of the parent may have held at clone time (their copies here are never released).
+  const pid_t command = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, 0));
   if (command < 0) fail("fork", nullptr);
   if (command == 0) exec_command(plan);
   if (plan.tty_slave >= 0) ::close(plan.tty_slave);

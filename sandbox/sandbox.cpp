@@ -421,7 +421,6 @@ struct Sandbox::Impl {
     try {
       write_id_maps();
       idmap_volumes(plan);
-      if (options.network) configure_link();
       cgroups = std::make_unique<detail::CgroupLimits>(id, options.limits);
       cgroups->apply(pid, warnings);
       if (!cgroups->paths().empty()) {
@@ -429,8 +428,12 @@ struct Sandbox::Impl {
         for (const std::string& path : cgroups->paths()) list += path + "\n";
         detail::write_file(state_dir + "/cgroups", list);
       }
+      // The guest builds its file system while the link is configured; it starts the command
+      // only after the second byte.
       if (::write(sync_w.get(), "g", 1) != 1) throw_errno("release the guest");
       volume_fds.clear();
+      if (options.network) configure_link();
+      if (::write(sync_w.get(), "n", 1) != 1) throw_errno("release the guest");
       sync_w.reset();
       read_status(status_r.get());
       if (options.tty) {
