@@ -1,0 +1,629 @@
+"""End-to-end tests of `airlock gateway` (issue 4) with real clients and a real HTTPS upstream.
+
+Topology (all namespaces created and removed here; documentation addresses only):
+
+  client netns  192.0.2.2 ──veth── 192.0.2.1  gateway netns  198.51.100.1 ──veth── 198.51.100.2  upstream netns
+  (curl, requests, node)           airlock gateway: transparent :15001            nginx on 203.0.113.10/.11/.13
+                                   (nftables redirect of TCP 443/8443/9000),       python servers on .12 / .10:9000
+                                   explicit proxy 192.0.2.1:3128
+
+The gateway netns has no forwarding: the gateway is the only way out. Names resolve through
+/etc/netns/<ns>/hosts (bind-mounted by `ip netns exec`), so the gateway's standalone pin source
+(resolve_pins_with_host_dns) sees the same answers as the clients.
+
+Assertions are made on what the upstream received (nginx access log, JSON-escaped), never on
+what the gateway says it did. The secret value is obviously fake and is checked to be absent
+from every gateway output and every client output.
+"""
+
+import base64
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
+FAKE = "fake-e2e-value-4b1d9"  # an obviously fake secret value
+PH = "$MSB_API_KEY"
+TAG = str(os.getpid() % 100000)
+CL, GW, UP = f"alc{TAG}", f"alg{TAG}", f"alu{TAG}"
+PY = "/usr/bin/python3"
+
+HOSTS = {
+    "api.example.com": "203.0.113.10",
+    "other.example.com": "203.0.113.11",
+    "reset.example.com": "203.0.113.12",
+    "untrusted.example.com": "203.0.113.13",
+    "bypass.example.com": "203.0.113.10",
+}
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not AIRLOCK, reason="needs root and AIRLOCK_BIN")
+
+
+def sh(*args, check=True, timeout=60, **kw):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def in_ns(ns, *args, **kw):
+    return sh("ip", "netns", "exec", ns, *args, **kw)
+
+
+class Env:
+    """Everything the tests share: namespaces, certificates, upstream servers, one gateway."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="airlock-gw-e2e-")
+        self.procs = []
+        self.gateway = None
+        self.outputs = []  # every client output, checked for the value at the end
+
+    # ---- setup ----
+    def setup(self):
+        self.make_namespaces()
+        self.make_certificates()
+        self.start_nginx()
+        self.start_python_servers()
+        self.write_config("gateway.toml", "block-and-log")
+        self.gateway = self.start_gateway("gateway.toml", transparent="0.0.0.0:15001", proxy="192.0.2.1:3128",
+                                          audit="audit.jsonl", stderr="gateway.stderr")
+        sh(AIRLOCK, "ca", "export", self.path("gateway-ca.pem"), env=self.gateway_env())
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def make_namespaces(self):
+        for ns in (CL, GW, UP):
+            sh("ip", "netns", "add", ns)
+            in_ns(ns, "ip", "link", "set", "lo", "up")
+        sh("ip", "link", "add", f"vc{TAG}", "type", "veth", "peer", "name", f"vg{TAG}")
+        sh("ip", "link", "set", f"vc{TAG}", "netns", CL)
+        sh("ip", "link", "set", f"vg{TAG}", "netns", GW)
+        sh("ip", "link", "add", f"vh{TAG}", "type", "veth", "peer", "name", f"vu{TAG}")
+        sh("ip", "link", "set", f"vh{TAG}", "netns", GW)
+        sh("ip", "link", "set", f"vu{TAG}", "netns", UP)
+        in_ns(CL, "ip", "addr", "add", "192.0.2.2/24", "dev", f"vc{TAG}")
+        in_ns(CL, "ip", "link", "set", f"vc{TAG}", "up")
+        in_ns(CL, "ip", "route", "add", "default", "via", "192.0.2.1")
+        in_ns(GW, "ip", "addr", "add", "192.0.2.1/24", "dev", f"vg{TAG}")
+        in_ns(GW, "ip", "link", "set", f"vg{TAG}", "up")
+        in_ns(GW, "ip", "addr", "add", "198.51.100.1/24", "dev", f"vh{TAG}")
+        in_ns(GW, "ip", "link", "set", f"vh{TAG}", "up")
+        in_ns(GW, "ip", "route", "add", "203.0.113.0/24", "via", "198.51.100.2")
+        in_ns(UP, "ip", "addr", "add", "198.51.100.2/24", "dev", f"vu{TAG}")
+        in_ns(UP, "ip", "link", "set", f"vu{TAG}", "up")
+        in_ns(UP, "ip", "route", "add", "default", "via", "198.51.100.1")
+        for last in (10, 11, 12, 13):
+            in_ns(UP, "ip", "addr", "add", f"203.0.113.{last}/32", "dev", "lo")
+        rules = self.path("nft.conf")
+        with open(rules, "w") as f:
+            f.write(textwrap.dedent(f"""\
+                table ip airlock_e2e {{
+                  chain prerouting {{
+                    type nat hook prerouting priority dstnat; policy accept;
+                    iifname "vg{TAG}" ip daddr != 192.0.2.1 tcp dport {{ 443, 8443, 9000 }} redirect to :15001
+                  }}
+                }}
+                """))
+        in_ns(GW, "nft", "-f", rules)
+        hosts = "127.0.0.1 localhost\n" + "".join(f"{ip} {name}\n" for name, ip in HOSTS.items())
+        for ns in (CL, GW):
+            os.makedirs(f"/etc/netns/{ns}", exist_ok=True)
+            with open(f"/etc/netns/{ns}/hosts", "w") as f:
+                f.write(hosts)
+
+    def make_certificates(self):
+        def ca(name):
+            sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+               "-keyout", self.path(f"{name}.key"), "-out", self.path(f"{name}.pem"), "-days", "2",
+               "-subj", f"/CN=airlock e2e {name}", "-addext", "basicConstraints=critical,CA:TRUE",
+               "-addext", "keyUsage=critical,keyCertSign")
+
+        def leaf(name, issuer, sans):
+            sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+               "-keyout", self.path(f"{name}.key"), "-out", self.path(f"{name}.csr"), "-subj", f"/CN={name}")
+            with open(self.path(f"{name}.ext"), "w") as f:
+                f.write(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+            sh("openssl", "x509", "-req", "-in", self.path(f"{name}.csr"), "-CA", self.path(f"{issuer}.pem"),
+               "-CAkey", self.path(f"{issuer}.key"), "-CAcreateserial", "-out", self.path(f"{name}.pem"),
+               "-days", "2", "-extfile", self.path(f"{name}.ext"))
+
+        ca("test-ca")
+        ca("rogue-ca")
+        leaf("server", "test-ca", ",".join(f"DNS:{n}" for n in HOSTS) + ",IP:203.0.113.10")
+        leaf("untrusted", "rogue-ca", "DNS:untrusted.example.com")
+
+    def start_nginx(self):
+        d = self.dir
+        conf = self.path("nginx.conf")
+        with open(conf, "w") as f:
+            f.write(textwrap.dedent(f"""\
+                load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
+                worker_processes 2;
+                daemon off;
+                pid {d}/nginx.pid;
+                error_log {d}/nginx-error.log warn;
+                events {{ worker_connections 8192; }}
+                http {{
+                  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+                  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+                  client_body_buffer_size 1m; client_max_body_size 8m;
+                  log_format rx escape=json '{{"sni":"$ssl_server_name","host":"$host","uri":"$request_uri",'
+                                            '"authorization":"$http_authorization","x_api_key":"$http_x_api_key",'
+                                            '"body":"$request_body","server":"$server_addr:$server_port"}}';
+                  access_log {d}/access.log rx;
+                  server {{
+                    listen 203.0.113.10:443 ssl; listen 203.0.113.11:443 ssl; listen 203.0.113.10:8443 ssl;
+                    ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
+                    location / {{ echo_read_request_body; echo "ok"; }}
+                  }}
+                  server {{
+                    listen 203.0.113.13:443 ssl;
+                    ssl_certificate {d}/untrusted.pem; ssl_certificate_key {d}/untrusted.key;
+                    location / {{ echo "untrusted"; }}
+                  }}
+                }}
+                """))
+        p = subprocess.Popen(["ip", "netns", "exec", UP, "nginx", "-c", conf, "-p", d],
+                             stdout=subprocess.DEVNULL, stderr=open(self.path("nginx.stderr"), "w"))
+        self.procs.append(p)
+        wait_for(lambda: in_ns(UP, "ss", "-ltn", check=False).stdout.count(":443 ") >= 3, "nginx listening")
+
+    def start_python_servers(self):
+        # reset.example.com: answers with part of a body, then resets the connection.
+        # 203.0.113.10:9000: plain TCP that reads to EOF (half-close), then answers and closes.
+        script = self.path("servers.py")
+        with open(script, "w") as f:
+            f.write(textwrap.dedent(f"""\
+                import socket, ssl, struct, threading
+                def reset_server():
+                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                    ctx.load_cert_chain("{self.path('server.pem')}", "{self.path('server.key')}")
+                    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(("203.0.113.12", 443)); s.listen(64)
+                    while True:
+                        c, _ = s.accept()
+                        try:
+                            t = ctx.wrap_socket(c, server_side=True)
+                            data = b""
+                            while b"\\r\\n\\r\\n" not in data:
+                                chunk = t.recv(4096)
+                                if not chunk: break
+                                data += chunk
+                            t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 100000\\r\\n\\r\\n" + b"x" * 1000)
+                            t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                            t.close()  # an abortive close: the gateway sees a reset mid-body
+                        except Exception:
+                            c.close()
+                def half_close_server():
+                    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(("203.0.113.10", 9000)); s.listen(64)
+                    while True:
+                        c, _ = s.accept()
+                        n = 0
+                        while True:
+                            chunk = c.recv(65536)
+                            if not chunk: break
+                            n += len(chunk)
+                        c.sendall(b"got %d bytes\\n" % n)
+                        c.close()
+                threading.Thread(target=reset_server, daemon=True).start()
+                half_close_server()
+                """))
+        p = subprocess.Popen(["ip", "netns", "exec", UP, PY, script], stdout=subprocess.DEVNULL,
+                             stderr=open(self.path("servers.stderr"), "w"))
+        self.procs.append(p)
+        wait_for(lambda: ":9000 " in in_ns(UP, "ss", "-ltn", check=False).stdout, "python servers listening")
+
+    def write_config(self, name, action):
+        with open(self.path(name), "w") as f:
+            f.write(textwrap.dedent(f"""\
+                [network]
+                on_secret_violation = "{action}"
+                tls_bypass = ["bypass.example.com"]
+                [[network.upstream_ca]]
+                file = "{self.path('test-ca.pem')}"
+
+                [[secret]]
+                env = "API_KEY"
+                value_from = "env:AIRLOCK_E2E_API_KEY"
+                allow_hosts = ["api.example.com"]
+                inject = {{ headers = true, basic_auth = true, query = true, body = true }}
+
+                [gateway]
+                resolve_pins_with_host_dns = true
+                home = "{self.path('home')}"
+                """))
+
+    def gateway_env(self):
+        env = dict(os.environ)
+        env["AIRLOCK_E2E_API_KEY"] = FAKE
+        env["AIRLOCK_HOME"] = self.path("home")
+        return env
+
+    def start_gateway(self, config, transparent=None, proxy=None, audit=None, stderr="gw.stderr"):
+        args = ["ip", "netns", "exec", GW, AIRLOCK, "gateway", "--config", self.path(config)]
+        if transparent:
+            args += ["--transparent", transparent]
+        if proxy:
+            args += ["--proxy", proxy]
+        if audit:
+            args += ["--audit-log", self.path(audit)]
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.path(stderr), "w"),
+                             env=self.gateway_env(), text=True)
+        self.procs.append(p)
+        ready, _, _ = select.select([p.stdout], [], [], 20)
+        assert ready, "the gateway did not print its ready line"
+        line = p.stdout.readline()
+        assert line.startswith("airlock gateway ready "), line
+        return p
+
+    # ---- teardown ----
+    def teardown(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        for ns in (CL, GW, UP):
+            sh("ip", "netns", "del", ns, check=False)
+            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---- helpers for tests ----
+    def client(self, *args, timeout=30, check=False):
+        r = in_ns(CL, *args, check=check, timeout=timeout)
+        self.outputs.append(r.stdout + r.stderr)
+        return r
+
+    def curl(self, *args, timeout=30):
+        return self.client("curl", "-sS", "--max-time", "15", "--cacert", self.path("gateway-ca.pem"), *args,
+                           timeout=timeout)
+
+    def python(self, code, timeout=60):
+        return self.client(PY, "-c", textwrap.dedent(code), timeout=timeout)
+
+    def received(self, marker):
+        """The upstream's access-log records whose URI contains `marker`."""
+        out = []
+        try:
+            with open(self.path("access.log")) as f:
+                for line in f:
+                    rec = json.loads(line)
+                    if marker in rec["uri"]:
+                        out.append(rec)
+        except FileNotFoundError:
+            pass
+        return out
+
+    def wait_received(self, marker, count=1, timeout=5):
+        wait_for(lambda: len(self.received(marker)) >= count, f"upstream received {marker}", timeout)
+        return self.received(marker)
+
+    def audit(self, name="audit.jsonl"):
+        try:
+            with open(self.path(name)) as f:
+                return [json.loads(line) for line in f]
+        except FileNotFoundError:
+            return []
+
+
+def wait_for(predicate, what, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = Env()
+    try:
+        e.setup()
+        yield e
+        # Every output the gateway and the clients produced is free of the value.
+        for name in ("audit.jsonl", "gateway.stderr", "terminate.stderr", "terminate-audit.jsonl"):
+            if os.path.exists(e.path(name)):
+                with open(e.path(name)) as f:
+                    assert FAKE not in f.read(), f"{name} holds the value"
+        for out in e.outputs:
+            assert FAKE not in out, "a client saw the value"
+    finally:
+        e.teardown()
+
+
+def by_conn(records, event):
+    return [r for r in records if r["event"] == event]
+
+
+# ---------------------------------------------------------------- substitution, allowed host
+
+
+def test_transparent_curl_every_scope(env):
+    r = env.curl("-H", f"X-Api-Key: {PH}", "-H", f"Authorization: Bearer {PH}",
+                 "--data-binary", f"token={PH}", f"https://api.example.com/t-scopes?key={PH}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "ok\n"
+    [rec] = env.wait_received("/t-scopes")
+    assert rec["x_api_key"] == FAKE
+    assert rec["authorization"] == f"Bearer {FAKE}"
+    assert rec["uri"] == f"/t-scopes?key={FAKE}"
+    assert rec["body"] == f"token={FAKE}"
+    assert rec["sni"] == "api.example.com"
+
+
+def test_transparent_curl_basic_auth(env):
+    r = env.curl("-u", f"user:{PH}", "https://api.example.com/t-basic")
+    assert r.returncode == 0, r.stderr
+    [rec] = env.wait_received("/t-basic")
+    assert rec["authorization"] == "Basic " + base64.b64encode(f"user:{FAKE}".encode()).decode()
+
+
+def test_transparent_python_requests(env):
+    r = env.python(f"""
+        import requests
+        r = requests.get("https://api.example.com/t-requests", headers={{"X-Api-Key": "{PH}"}},
+                         verify="{env.path('gateway-ca.pem')}", timeout=15)
+        print(r.status_code, r.text.strip())
+    """)
+    assert r.stdout.strip() == "200 ok", r.stderr
+    [rec] = env.wait_received("/t-requests")
+    assert rec["x_api_key"] == FAKE
+
+
+def test_transparent_node_https(env):
+    script = f"""
+        const https = require("https");
+        https.get("https://api.example.com/t-node", {{headers: {{"X-Api-Key": "{PH}"}}}}, (res) => {{
+          let body = ""; res.on("data", (d) => body += d); res.on("end", () => console.log(res.statusCode, body.trim()));
+        }}).on("error", (e) => {{ console.log("error", e.code); }});
+    """
+    r = env.client("env", f"NODE_EXTRA_CA_CERTS={env.path('gateway-ca.pem')}", "node", "-e", textwrap.dedent(script))
+    assert r.stdout.strip() == "200 ok", r.stderr
+    [rec] = env.wait_received("/t-node")
+    assert rec["x_api_key"] == FAKE
+
+
+def test_proxy_curl(env):
+    r = env.curl("-x", "http://192.0.2.1:3128", "-H", f"X-Api-Key: {PH}", "https://api.example.com/p-curl")
+    assert r.returncode == 0, r.stderr
+    [rec] = env.wait_received("/p-curl")
+    assert rec["x_api_key"] == FAKE
+
+
+def test_proxy_python_requests_env(env):
+    r = env.python(f"""
+        import os, requests
+        os.environ["HTTPS_PROXY"] = "http://192.0.2.1:3128"
+        r = requests.post("https://api.example.com/p-requests", data="x={PH}",
+                          headers={{"Authorization": "Bearer {PH}"}},
+                          verify="{env.path('gateway-ca.pem')}", timeout=15)
+        print(r.status_code, r.text.strip())
+    """)
+    assert r.stdout.strip() == "200 ok", r.stderr
+    [rec] = env.wait_received("/p-requests")
+    assert rec["authorization"] == f"Bearer {FAKE}"
+    assert rec["body"] == f"x={FAKE}"
+
+
+def test_proxy_node_connect(env):
+    script = f"""
+        const http = require("http"), https = require("https");
+        const req = http.request({{host: "192.0.2.1", port: 3128, method: "CONNECT", path: "api.example.com:443"}});
+        req.on("connect", (res, socket) => {{
+          https.get({{host: "api.example.com", path: "/p-node", socket, agent: false,
+                      headers: {{"X-Api-Key": "{PH}"}}}}, (r) => {{
+            let b = ""; r.on("data", (d) => b += d); r.on("end", () => {{ console.log(r.statusCode, b.trim()); socket.destroy(); }});
+          }}).on("error", (e) => console.log("error", e.code));
+        }});
+        req.on("error", (e) => console.log("error", e.code));
+        req.end();
+    """
+    r = env.client("env", f"NODE_EXTRA_CA_CERTS={env.path('gateway-ca.pem')}", "node", "-e", textwrap.dedent(script))
+    assert r.stdout.strip() == "200 ok", r.stderr
+    [rec] = env.wait_received("/p-node")
+    assert rec["x_api_key"] == FAKE
+
+
+# ---------------------------------------------------------------- no substitution
+
+
+def test_disallowed_host_gets_nothing_and_a_reset(env):
+    r = env.curl("-H", f"X-Api-Key: {PH}", "https://other.example.com/d-other")
+    assert r.returncode == 56, (r.returncode, r.stderr)  # CURLE_RECV_ERROR
+    assert "reset by peer" in r.stderr
+    time.sleep(0.5)
+    assert env.received("/d-other") == []
+    viol = [v for v in by_conn(env.audit(), "violation") if v["sni"] == "other.example.com"]
+    assert viol and viol[-1]["secret"] == "API_KEY" and viol[-1]["action"] == "block-and-log"
+
+
+def test_forged_sni_to_a_hard_coded_ip(env):
+    # SNI api.example.com, but the TCP destination is other.example.com's address.
+    r = env.curl("--resolve", "api.example.com:443:203.0.113.11", "-H", f"X-Api-Key: {PH}",
+                 "https://api.example.com/f-forged")
+    assert r.returncode != 0
+    time.sleep(0.5)
+    for rec in env.received("/f-forged"):
+        assert FAKE not in json.dumps(rec)
+    assert env.received("/f-forged") == []
+
+
+def test_host_header_differs_from_sni(env):
+    r = env.curl("-H", "Host: other.example.com", "-H", f"X-Api-Key: {PH}", "https://api.example.com/h-front")
+    assert r.returncode != 0
+    time.sleep(0.5)
+    for rec in env.received("/h-front"):
+        assert FAKE not in json.dumps(rec)
+
+
+def test_connect_authority_differs_from_sni(env):
+    r = env.python(f"""
+        import socket, ssl
+        s = socket.create_connection(("192.0.2.1", 3128), timeout=10)
+        s.sendall(b"CONNECT other.example.com:443 HTTP/1.1\\r\\nHost: other.example.com:443\\r\\n\\r\\n")
+        head = b""
+        while b"\\r\\n\\r\\n" not in head:
+            head += s.recv(1)
+        print(head.split(b"\\r\\n")[0].decode())
+        ctx = ssl.create_default_context(cafile="{env.path('gateway-ca.pem')}")
+        t = ctx.wrap_socket(s, server_hostname="api.example.com")
+        t.sendall(b"GET /c-misaligned HTTP/1.1\\r\\nHost: api.example.com\\r\\nX-Api-Key: {PH}\\r\\nConnection: close\\r\\n\\r\\n")
+        try:
+            print(t.recv(100).split(b"\\r\\n")[0].decode() or "closed")
+        except OSError as e:
+            print("error", type(e).__name__)
+    """)
+    assert r.stdout.splitlines()[0].startswith("HTTP/1.1 200"), r.stdout + r.stderr
+    time.sleep(0.5)
+    for rec in env.received("/c-misaligned"):
+        assert FAKE not in json.dumps(rec)
+    assert any(a["event"] == "misaligned" and a["sni"] == "api.example.com" for a in env.audit())
+
+
+def test_bypassed_host_is_spliced_untouched(env):
+    # The bypassed host's real certificate reaches the client (it trusts the upstream's test CA).
+    r = env.client("curl", "-sS", "--max-time", "15", "--cacert", env.path("test-ca.pem"),
+                   "-H", f"X-Api-Key: {PH}", "https://bypass.example.com/b-bypass")
+    assert r.returncode == 0, r.stderr
+    [rec] = env.wait_received("/b-bypass")
+    assert rec["x_api_key"] == PH  # no substitution, no detection
+    conns = [c for c in by_conn(env.audit(), "connection") if c.get("sni") == "bypass.example.com"]
+    wait_for(lambda: any(c.get("sni") == "bypass.example.com" for c in by_conn(env.audit(), "connection")), "audit")
+    conns = [c for c in by_conn(env.audit(), "connection") if c.get("sni") == "bypass.example.com"]
+    assert conns[-1]["handling"] == "bypass"
+
+
+def test_unverifiable_upstream_fails_closed(env):
+    r = env.curl("-H", f"X-Api-Key: {PH}", "https://untrusted.example.com/u-rogue")
+    assert r.returncode != 0
+    wait_for(lambda: any(c.get("sni") == "untrusted.example.com" for c in by_conn(env.audit(), "connection")), "audit")
+    conns = [c for c in by_conn(env.audit(), "connection") if c.get("sni") == "untrusted.example.com"]
+    assert conns[-1]["decision"] == "upstream_tls_failed"
+
+
+def test_audit_records_substitutions_without_the_value(env):
+    subs = by_conn(env.audit(), "substitution")
+    locations = {s["location"] for s in subs if s["host"] == "api.example.com" and s["secret"] == "API_KEY"}
+    assert {"header", "query", "body", "basic auth"} <= locations, locations
+    conns = by_conn(env.audit(), "connection")
+    assert any(c["handling"] == "intercept" and c["decision"] == "forwarded" and c["bytes_up"] > 0 for c in conns)
+    with open(env.path("audit.jsonl")) as f:
+        assert FAKE not in f.read()
+
+
+def test_block_and_terminate_exits_the_gateway(env):
+    env.write_config("terminate.toml", "block-and-terminate")
+    p = env.start_gateway("terminate.toml", proxy="192.0.2.1:3129", audit="terminate-audit.jsonl",
+                          stderr="terminate.stderr")
+    r = env.curl("-x", "http://192.0.2.1:3129", "-H", f"X-Api-Key: {PH}", "https://other.example.com/k-term")
+    assert r.returncode != 0
+    assert p.wait(15) == 3
+    viol = by_conn(env.audit("terminate-audit.jsonl"), "violation")
+    assert viol and viol[0]["action"] == "block-and-terminate"
+    with open(env.path("terminate.stderr")) as f:
+        err = f.read()
+    assert "block-and-terminate" in err and "API_KEY" in err and FAKE not in err
+    assert env.received("/k-term") == []
+
+
+# ---------------------------------------------------------------- robustness
+
+
+def test_slow_hello_does_not_stop_others(env):
+    slow = subprocess.Popen(["ip", "netns", "exec", CL, PY, "-c", textwrap.dedent("""
+        import socket, time
+        s = socket.create_connection(("203.0.113.10", 443))
+        s.sendall(b"\\x16\\x03\\x01\\x02\\x00\\x01")  # a ClientHello that never finishes
+        time.sleep(30)
+    """)])
+    try:
+        time.sleep(0.5)
+        r = env.curl("-H", f"X-Api-Key: {PH}", "https://api.example.com/s-other")
+        assert r.returncode == 0, r.stderr
+        [rec] = env.wait_received("/s-other")
+        assert rec["x_api_key"] == FAKE
+    finally:
+        slow.kill()
+        slow.wait()
+
+
+def test_upstream_reset_mid_response(env):
+    r = env.curl("https://reset.example.com/r-reset")
+    assert r.returncode in (18, 56), (r.returncode, r.stderr)  # partial body, or the reset itself
+    r = env.curl("https://api.example.com/r-after")
+    assert r.returncode == 0, r.stderr
+
+
+def test_half_close_on_opaque_tcp(env):
+    r = env.python("""
+        import socket
+        s = socket.create_connection(("203.0.113.10", 9000), timeout=10)
+        s.sendall(b"z" * 100000)
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk: break
+            data += chunk
+        print(data.decode().strip())
+    """)
+    assert r.stdout.strip() == "got 100000 bytes", r.stderr
+
+
+def test_opaque_tcp_with_a_placeholder_is_blocked(env):
+    r = env.python(f"""
+        import socket
+        s = socket.create_connection(("203.0.113.10", 9000), timeout=10)
+        s.sendall(b"hello {PH} there")
+        s.shutdown(socket.SHUT_WR)
+        try:
+            print(s.recv(100).decode().strip() or "closed")
+        except ConnectionResetError:
+            print("reset")
+    """)
+    assert r.stdout.strip() == "reset", r.stdout + r.stderr
+
+
+def count_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_thousand_concurrent_connections(env):
+    pid = env.gateway.pid
+    baseline = count_fds(pid)
+    r = env.python(f"""
+        import asyncio, resource, ssl
+        resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+        ctx = ssl.create_default_context(cafile="{env.path('gateway-ca.pem')}")
+        N = 1000
+        opened = asyncio.Event(); count = 0
+        async def one(i):
+            global count
+            r, w = await asyncio.open_connection("203.0.113.10", 443, ssl=ctx, server_hostname="api.example.com")
+            count += 1
+            if count == N: opened.set()
+            await asyncio.wait_for(opened.wait(), 60)   # all N are open at once
+            w.write(b"GET /m-many HTTP/1.1\\r\\nHost: api.example.com\\r\\nConnection: close\\r\\n\\r\\n")
+            data = await r.read()
+            w.close()
+            return data.startswith(b"HTTP/1.1 200")
+        async def main():
+            results = await asyncio.gather(*(one(i) for i in range(N)), return_exceptions=True)
+            print(sum(1 for x in results if x is True))
+        asyncio.run(main())
+    """, timeout=180)
+    assert r.stdout.strip() == "1000", r.stdout + r.stderr[-2000:]
+    wait_for(lambda: count_fds(pid) <= baseline, f"gateway descriptors back to {baseline}", timeout=20)
+    assert env.gateway.poll() is None
