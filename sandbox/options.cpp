@@ -143,12 +143,36 @@ std::vector<std::string> build_guest_env(const EnvRequest& request,
   return out;
 }
 
-std::string gateway_ruleset(std::uint16_t transparent_port, std::uint16_t dns_port) {
+std::vector<std::string> default_blocked_destinations() {
+  return {"0.0.0.0/8",      "10.0.0.0/8",     "100.64.0.0/10",  "127.0.0.0/8",
+          "169.254.0.0/16", "172.16.0.0/12",  "192.0.0.0/24",   "192.168.0.0/16",
+          "198.18.0.0/15",  "224.0.0.0/4",    "240.0.0.0/4",    "::/127",
+          "::ffff:0:0/96",  "64:ff9b:1::/48", "fc00::/7",       "fe80::/10",
+          "ff00::/8"};
+}
+
+std::string gateway_ruleset(std::uint16_t transparent_port, std::uint16_t dns_port,
+                            const std::vector<std::string>& blocked) {
+  for (const std::string& cidr : blocked) {
+    if (cidr.empty() || cidr.find_first_not_of("0123456789abcdefABCDEF.:/") != std::string::npos) {
+      throw ConfigError("blocked destination " + cidr + ": not an address or CIDR");
+    }
+  }
   const std::string gw = std::string("\"") + kGatewayIf + "\"";
   const std::string tp = std::to_string(transparent_port);
   const std::string dp = std::to_string(dns_port);
   std::string r;
   r += "table inet airlock {\n";
+  // Before the redirect (which rewrites the destination): blocked destinations get a reset.
+  r += "  chain guard {\n";
+  r += "    type filter hook prerouting priority -150; policy accept;\n";
+  // One rule per entry: sets would refuse overlapping intervals (a host address in 10/8).
+  for (const std::string& cidr : blocked) {
+    r += "    iifname " + gw + " tcp dport != 53 " +
+         (cidr.find(':') == std::string::npos ? "ip" : "ip6") + " daddr " + cidr +
+         " reject with tcp reset\n";
+  }
+  r += "  }\n";
   r += "  chain prerouting {\n";
   r += "    type nat hook prerouting priority dstnat; policy accept;\n";
   r += "    iifname " + gw + " udp dport 53 redirect to :" + dp + "\n";

@@ -163,5 +163,23 @@ TEST(GatewayRuleset, RedirectsTcpAndDnsDropsTheRest) {
   EXPECT_LT(r.find("tcp dport 53 redirect"), r.find("meta l4proto tcp redirect"));
 }
 
+TEST(GatewayRuleset, BlockedDestinationsAreResetBeforeTheRedirect) {
+  const std::string r = gateway_ruleset(15001, 15053, {"10.0.0.0/8", "10.1.2.3/32", "fc00::/7"});
+  EXPECT_THAT(r, HasSubstr("type filter hook prerouting priority -150; policy accept;\n"
+                           "    iifname \"gw0\" tcp dport != 53 ip daddr 10.0.0.0/8 reject with tcp reset\n"
+                           "    iifname \"gw0\" tcp dport != 53 ip daddr 10.1.2.3/32 reject with tcp reset\n"
+                           "    iifname \"gw0\" tcp dport != 53 ip6 daddr fc00::/7 reject with tcp reset\n"));
+  EXPECT_THROW(gateway_ruleset(1, 2, {"10.0.0.0/8; flush ruleset"}), ConfigError);
+  EXPECT_THROW(gateway_ruleset(1, 2, {""}), ConfigError);
+}
+
+TEST(GatewayRuleset, DefaultBlockedDestinationsCoverMetadataLoopbackAndPrivate) {
+  const auto blocked = default_blocked_destinations();
+  for (const char* cidr : {"169.254.0.0/16", "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12",
+                           "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fe80::/10", "::ffff:0:0/96"}) {
+    EXPECT_THAT(blocked, ::testing::Contains(cidr));
+  }
+}
+
 }  // namespace
 }  // namespace airlock::sandbox

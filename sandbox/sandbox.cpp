@@ -3,6 +3,8 @@
 #include "sandbox/internal.hpp"
 
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -101,11 +103,33 @@ int open_socket(int family, int type, std::uint16_t port) {
 
 }  // namespace
 
+std::vector<std::string> host_interface_addresses() {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr) continue;
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (a->ifa_addr->sa_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, buf, sizeof buf);
+      out.push_back(std::string(buf) + "/32");
+    } else if (a->ifa_addr->sa_family == AF_INET6) {
+      ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr, buf, sizeof buf);
+      out.push_back(std::string(buf) + "/128");
+    }
+  }
+  ::freeifaddrs(list);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 struct Sandbox::Impl {
   SandboxOptions options;
   std::string id;
   std::string state_dir;
   std::vector<std::string> env;
+  std::vector<SecretBinding> secrets_for_env;  // to rebuild env in trust_ca(); never enters the guest
   std::vector<std::string> warnings;
 
   Fd gateway_netns;
@@ -150,8 +174,15 @@ struct Sandbox::Impl {
       detail::write_file("/proc/sys/net/ipv6/conf/all/forwarding", "0\n");
     });
     gateway_netns.reset(fd);
+    std::vector<std::string> blocked;
+    if (options.blocked_destinations) {
+      blocked = *options.blocked_destinations;
+    } else {
+      blocked = default_blocked_destinations();
+      for (std::string& a : host_interface_addresses()) blocked.push_back(std::move(a));
+    }
     detail::run_tool({detail::find_tool("nft"), "-f", "-"},
-                     gateway_ruleset(kTransparentPort, kDnsPort), gateway_netns.get());
+                     gateway_ruleset(kTransparentPort, kDnsPort, blocked), gateway_netns.get());
     in_netns_thread(gateway_netns.get(), [&] {
       sockets.transparent.push_back(open_socket(AF_INET, SOCK_STREAM, kTransparentPort));
       sockets.transparent.push_back(open_socket(AF_INET6, SOCK_STREAM, kTransparentPort));
@@ -667,6 +698,7 @@ Sandbox::Sandbox(SandboxOptions options, const std::vector<SecretBinding>& secre
     }
   }
   s.env = build_guest_env(s.options.env, secrets, s.options.host_env, !s.options.ca_pem.empty());
+  for (const SecretBinding& secret : secrets) s.secrets_for_env.push_back(secret.clone());
   s.id = random_id();
   s.create_state_dir();
   if (s.options.network) s.create_gateway_netns();
@@ -679,6 +711,13 @@ const std::string& Sandbox::id() const noexcept { return impl_->id; }
 GatewaySockets Sandbox::take_gateway_sockets() { return std::exchange(impl_->sockets, {}); }
 
 int Sandbox::gateway_netns_fd() const noexcept { return impl_->gateway_netns.get(); }
+
+void Sandbox::trust_ca(const std::string& pem) {
+  if (impl_->pid != 0) throw SandboxError("trust_ca() after start()");
+  impl_->options.ca_pem = pem;
+  impl_->env = build_guest_env(impl_->options.env, impl_->secrets_for_env, impl_->options.host_env,
+                               !pem.empty());
+}
 
 void Sandbox::start() { impl_->start(); }
 

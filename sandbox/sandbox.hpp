@@ -88,9 +88,18 @@ inline constexpr std::uint16_t kDnsPort = 15053;
 inline constexpr const char* kGatewayIf = "gw0";
 inline constexpr const char* kGuestIf = "eth0";
 
-// The nftables ruleset of the gateway namespace: every TCP connection from the guest is
-// redirected to the transparent port, DNS (UDP and TCP 53) to the DNS port, the rest dropped.
-std::string gateway_ruleset(std::uint16_t transparent_port, std::uint16_t dns_port);
+// The nftables ruleset of the gateway namespace: DNS (UDP and TCP 53, to any address) goes to
+// the DNS port; TCP to a `blocked` destination (CIDR text, v4 or v6) is reset right there;
+// every other TCP connection goes to the transparent port; everything else is dropped.
+std::string gateway_ruleset(std::uint16_t transparent_port, std::uint16_t dns_port,
+                            const std::vector<std::string>& blocked = {});
+
+// Destinations no guest connection may reach through the gateway, whatever it asks: loopback,
+// private, CGNAT (the sandbox link itself), link-local (cloud metadata), multicast, reserved,
+// ULA, IPv4-mapped IPv6 — plus, in the sandbox, every address of the host's interfaces.
+std::vector<std::string> default_blocked_destinations();
+// The host's own interface addresses (as /32 and /128 CIDRs).
+std::vector<std::string> host_interface_addresses();
 
 struct SandboxOptions {
   std::vector<std::string> command;  // argv; argv[0] looked up in the guest's PATH
@@ -102,6 +111,9 @@ struct SandboxOptions {
   std::string ca_pem;        // airlock's CA certificate (PEM, public); empty: no CA trust added
   Limits limits;
   bool network = true;       // false: a guest netns with loopback only (no gateway)
+  // TCP destinations reset in the gateway namespace before they reach the gateway.
+  // Default: default_blocked_destinations() and host_interface_addresses().
+  std::optional<std::vector<std::string>> blocked_destinations;
   std::string state_root = "/run/airlock";
   uid_t host_id_base = 100000;  // guest ids 0..65535 map to host_id_base..+65535
   HostEnv host_env;          // lookup for --env-pass, TERM and LANG; default: getenv
@@ -136,6 +148,10 @@ class Sandbox {
   GatewaySockets take_gateway_sockets();
   // An fd of the gateway namespace (owned by the sandbox), -1 when network is off.
   int gateway_netns_fd() const noexcept;
+
+  // The gateway's CA certificate (PEM): merged into the guest's CA bundle, and the CA variables
+  // are set. Before start() only.
+  void trust_ca(const std::string& pem);
 
   // Creates the guest and starts the command. Throws SandboxError on setup failure; a command
   // that cannot be found or executed is reported by wait() as 126/127 with a message on stderr.
