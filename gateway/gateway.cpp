@@ -9,6 +9,7 @@
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/ip/v6_only.hpp>
 #include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
@@ -51,6 +52,18 @@ struct Gateway::Impl {
     listeners.push_back({std::move(acceptor), kind, local ? local->to_string() : std::string("?")});
   }
 
+  // `text` is one address or a comma-separated list ("0.0.0.0:15001,[::]:15001").
+  void bind_all(const std::string& text, ListenerKind kind) {
+    std::size_t start = 0;
+    while (start <= text.size()) {
+      std::size_t comma = text.find(',', start);
+      std::string one = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (!one.empty()) bind(one, kind);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+
   void bind(const std::string& text, ListenerKind kind) {
     auto address = parse_listen_address(text);
     if (!address) throw ConfigError("bad listen address " + quote_for_message(text) + " (want IP:PORT)");
@@ -59,6 +72,9 @@ struct Gateway::Impl {
     auto acceptor = std::make_unique<tcp::acceptor>(*contexts[0]);
     acceptor->open(endpoint.protocol(), ec);
     if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    // IPv6 listeners take IPv6 only, so "[::]:P" and "0.0.0.0:P" can both be bound (and an IPv4
+    // connection never arrives v4-mapped, where its original destination would be unreadable).
+    if (!ec && endpoint.protocol() == tcp::v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
     if (!ec) acceptor->bind(endpoint, ec);
     if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) throw ConfigError("cannot listen on " + text + ": " + ec.message());
@@ -127,8 +143,8 @@ void Gateway::start() {
   const GatewayOptions& o = s.core.options;
   for (int fd : o.transparent_fds) s.adopt(fd, ListenerKind::kTransparent);
   for (int fd : o.proxy_fds) s.adopt(fd, ListenerKind::kProxy);
-  if (!o.transparent_listen.empty()) s.bind(o.transparent_listen, ListenerKind::kTransparent);
-  if (!o.proxy_listen.empty()) s.bind(o.proxy_listen, ListenerKind::kProxy);
+  s.bind_all(o.transparent_listen, ListenerKind::kTransparent);
+  s.bind_all(o.proxy_listen, ListenerKind::kProxy);
   if (s.listeners.empty()) throw ConfigError("the gateway has no listener (give a transparent or a proxy address)");
   for (auto& l : s.listeners)
     asio::co_spawn(*s.contexts[0], s.accept_loop(*l.acceptor, l.kind), asio::detached);

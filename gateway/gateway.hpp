@@ -35,7 +35,8 @@ struct GatewayOptions {
   NetworkConfig network;
   std::vector<int> transparent_fds;  // already-bound listening sockets to adopt (the gateway owns them)
   std::vector<int> proxy_fds;
-  std::string transparent_listen;  // or addresses to bind ("127.0.0.1:15001"; port 0: any)
+  std::string transparent_listen;  // or addresses to bind ("127.0.0.1:15001"; port 0: any; a
+                                   // comma-separated list binds each: "0.0.0.0:15001,[::]:15001")
   std::string proxy_listen;
   std::string audit_log_path;      // empty: no audit log
   std::string home;                // CA directory; empty: $AIRLOCK_HOME or ~/.airlock
