@@ -35,6 +35,7 @@ using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::ordered_json;
 
+// Wipes the bytes and keeps the capacity (the buffer is reused for the next write).
 void wipe(std::string& s) {
   if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
   s.clear();
@@ -252,6 +253,9 @@ void handle_block(Connection& c, const secrets::Block& block) {
 asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Stream& to, Filter& filter) {
   std::string buf(c->core.options.buffer_bytes, '\0');
   std::string out, to_guest;
+  // Room for what one read can become, so appending substituted bytes does not reallocate and
+  // leave an unwiped copy behind in freed memory.
+  out.reserve(2 * c->core.options.buffer_bytes + 16 * 1024);
   while (!c->aborted) {
     IoResult r = co_await from.read_some(buf.data(), buf.size());
     if (c->aborted) break;

@@ -6,6 +6,9 @@
 
 #include <openssl/err.h>
 
+#include <algorithm>
+#include <array>
+
 namespace airlock::gateway {
 
 using asio::redirect_error;
@@ -52,7 +55,10 @@ asio::awaitable<std::error_code> TcpStream::shutdown_send() {
 }
 
 TlsStream::TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl)
-    : socket_(socket), ssl_(std::move(ssl)), gate_(socket.get_executor()), in_(16 * 1024), out_(16 * 1024 + 512) {
+    : socket_(socket), ssl_(std::move(ssl)), gate_(socket.get_executor()) {
+  std::error_code ignored;
+  socket_.non_blocking(true, ignored);  // fill() reads only after readiness, never blocking the thread
+  SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);  // idle connections give their record buffers back
   rbio_ = BIO_new(BIO_s_mem());
   wbio_ = BIO_new(BIO_s_mem());
   BIO_set_mem_eof_return(rbio_, -1);  // empty means "retry", not end of stream
@@ -67,10 +73,14 @@ void TlsStream::preload(std::string_view bytes) {
 asio::awaitable<std::error_code> TlsStream::flush() {
   co_await gate_.lock();
   std::error_code ec;
+  // The ciphertext is moved out of the BIO only while it is being written, so an idle
+  // connection holds no output buffer.
+  std::string out;
   while (!ec && BIO_ctrl_pending(wbio_) > 0) {
-    int n = BIO_read(wbio_, out_.data(), static_cast<int>(out_.size()));
+    out.resize(std::min<std::size_t>(BIO_ctrl_pending(wbio_), 64 * 1024));
+    int n = BIO_read(wbio_, out.data(), static_cast<int>(out.size()));
     if (n <= 0) break;
-    co_await asio::async_write(socket_, asio::buffer(out_.data(), static_cast<std::size_t>(n)),
+    co_await asio::async_write(socket_, asio::buffer(out.data(), static_cast<std::size_t>(n)),
                                redirect_error(use_awaitable, ec));
   }
   gate_.unlock();
@@ -78,11 +88,19 @@ asio::awaitable<std::error_code> TlsStream::flush() {
 }
 
 asio::awaitable<std::error_code> TlsStream::fill() {
-  std::error_code ec;
-  std::size_t n = co_await socket_.async_read_some(asio::buffer(in_), redirect_error(use_awaitable, ec));
-  if (ec) co_return ec;
-  BIO_write(rbio_, in_.data(), static_cast<int>(n));
-  co_return ec;
+  // Wait for readability without a buffer, then read into a per-thread scratch buffer: an idle
+  // connection holds no input buffer either.
+  thread_local std::array<char, 16 * 1024> scratch;
+  while (true) {
+    std::error_code ec;
+    co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, ec));
+    if (ec) co_return ec;
+    std::size_t n = socket_.read_some(asio::buffer(scratch), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+    if (ec) co_return ec;
+    BIO_write(rbio_, scratch.data(), static_cast<int>(n));
+    co_return ec;
+  }
 }
 
 asio::awaitable<std::error_code> TlsStream::handshake() {

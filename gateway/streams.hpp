@@ -75,8 +75,6 @@ class TlsStream final : public Stream {
   BIO* rbio_ = nullptr;  // owned by ssl_
   BIO* wbio_ = nullptr;
   WriteGate gate_;
-  std::vector<char> in_;
-  std::vector<char> out_;
 };
 
 // The error a failed TLS operation reports (details are in the OpenSSL error queue / verify result).
