@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <fstream>
@@ -188,6 +189,18 @@ class SignalForwarder {
   std::thread thread_;
 };
 
+// AIRLOCK_TIMING=1: phase times on stderr (for benchmarks; no values, only labels and ms).
+void phase(const char* label) {
+  static const bool on = std::getenv("AIRLOCK_TIMING") != nullptr;
+  static const auto start = std::chrono::steady_clock::now();
+  if (on) {
+    std::cerr << "airlock: timing: " << label << " "
+              << std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::steady_clock::now() - start).count() / 1000.0
+              << " ms\n";
+  }
+}
+
 void close_all(sandbox::GatewaySockets& sockets) {
   for (auto* list : {&sockets.transparent, &sockets.dns_udp, &sockets.dns_tcp}) {
     for (int fd : *list) ::close(fd);
@@ -238,6 +251,7 @@ class NetworkServices {
       if (forwarder_->serve_tcp_fd(fd)) throw sandbox::SandboxError("DNS: cannot serve TCP");
     }
     dns_thread_ = std::thread([this] { io_.run(); });
+    phase("dns started");
 
     const auto level = gateway::parse_log_level(settings.log_level.empty() ? "warn" : settings.log_level);
     if (!level) throw ConfigError("log level " + settings.log_level + " is not one of error, warn, info, debug");
@@ -255,6 +269,7 @@ class NetworkServices {
     options.on_terminate = [&box](const std::string& reason) { box.terminate(reason); };
     gateway_ = std::make_unique<gateway::Gateway>(std::move(options));
     sockets.transparent.clear();  // the gateway owns them now
+    phase("gateway constructed");
     gateway_->start();
     box.trust_ca(gateway_->ca_certificate_pem());
   }
@@ -288,6 +303,7 @@ class NetworkServices {
 #endif
 
 int run(const RunArgs& args) {
+  phase("begin");
   if (args.command.empty()) throw ConfigError("no command given (airlock run [OPTIONS] -- CMD...)");
   std::vector<SecretBinding> secrets;
   NetworkConfig network;
@@ -310,6 +326,7 @@ int run(const RunArgs& args) {
   ::signal(SIGPIPE, SIG_IGN);  // the gateway writes to sockets the guest may have closed
 
   sandbox::Sandbox box(make_options(args), secrets);
+  phase("gateway namespace ready");
   sandbox::GatewaySockets sockets = box.take_gateway_sockets();
 #ifdef AIRLOCK_RUN_HAS_GATEWAY
   std::vector<SecretBinding> for_gateway;
@@ -330,12 +347,21 @@ int run(const RunArgs& args) {
   if (!args.dns_servers.empty()) throw ConfigError("--dns-server: this build has no DNS forwarder");
 #endif
 
+  phase("gateway and dns started");
   box.start();
-  for (const std::string& w : box.warnings()) std::cerr << "airlock: warning: " << w << "\n";
+  phase("sandbox started");
+  std::size_t printed = 0;
+  for (; printed < box.warnings().size(); ++printed) {
+    std::cerr << "airlock: warning: " << box.warnings()[printed] << "\n";
+  }
   sandbox::ExitStatus status;
   {
     SignalForwarder forwarder(box);
     status = box.wait();
+  }
+  phase("command ended");
+  for (; printed < box.warnings().size(); ++printed) {
+    std::cerr << "airlock: " << box.warnings()[printed] << "\n";
   }
   switch (status.kind) {
     case sandbox::ExitStatus::Kind::kTerminated:
@@ -347,6 +373,10 @@ int run(const RunArgs& args) {
     case sandbox::ExitStatus::Kind::kExited:
       break;
   }
+#ifdef AIRLOCK_RUN_HAS_GATEWAY
+  services.reset();
+#endif
+  phase("gateway stopped");
   return status.code;
 }
 

@@ -292,6 +292,7 @@ void child_main(ChildPlan& plan) {
   ::signal(SIGCHLD, SIG_DFL);
   // The raw system call, not fork(): glibc's fork takes the allocator's locks, which another
   // thread of the parent may have held at clone time (their copies here are never released).
+  (void)!::write(g_status_fd, "R", 1);  // set up: the parent need not wait for the init's exec
   const pid_t command = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, 0));
   if (command < 0) fail("fork", nullptr);
   if (command == 0) exec_command(plan);

@@ -54,6 +54,10 @@ void write_file(const std::string& path, std::string_view content, int mode = 06
 // Whole file, up to `limit` bytes; nullopt when it cannot be opened.
 std::optional<std::string> read_small_file(const std::string& path, std::size_t limit = 8u << 20);
 
+// Creates the veth pair (gateway side in `gateway_netns`, eth0 in `guest_netns`), addresses on
+// both ends and the guest's default routes, over rtnetlink. Throws SandboxError.
+void configure_link(int gateway_netns, int guest_netns);
+
 // The seccomp filter of every guest process, compiled to classic BPF by libseccomp.
 std::vector<sock_filter> build_seccomp_program();
 

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -101,6 +102,16 @@ int open_socket(int family, int type, std::uint16_t port) {
   return fd.release();
 }
 
+// AIRLOCK_TIMING=1: setup phases on stderr (labels and milliseconds only).
+void trace(const char* label) {
+  static const bool on = std::getenv("AIRLOCK_TIMING") != nullptr;
+  static const auto start = std::chrono::steady_clock::now();
+  if (on) {
+    std::fprintf(stderr, "airlock: timing: sandbox %s %.1f ms\n", label,
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> host_interface_addresses() {
@@ -134,12 +145,16 @@ struct Sandbox::Impl {
 
   Fd gateway_netns;
   GatewaySockets sockets;
+  std::thread rules_loader;
+  std::string rules_error;
   std::unique_ptr<detail::CgroupLimits> cgroups;
 
   Fd pidfd;
   pid_t pid = 0;
   bool reaped = false;
   Fd tty_master;
+  Fd status_r;                 // the guest's report pipe (read end)
+  std::string status_pending;  // read past 'R' before the guest ended
   std::thread tty_pump;
   std::atomic<bool> tty_stop{false};
   std::atomic<bool> tty_done{false};
@@ -164,26 +179,17 @@ struct Sandbox::Impl {
     if (::mkdir((state_dir + "/stage").c_str(), 0755) != 0) throw_errno("mkdir stage");
   }
 
+  // The namespace and the gateway's sockets now; the nftables rules on a helper thread, so the
+  // caller can build the gateway meanwhile (start() waits for them: no guest before the rules).
   void create_gateway_netns() {
     int fd = -1;
     in_netns_thread(-1, [&] {
       fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
       if (fd < 0) throw_errno("open netns");
+      gateway_netns.reset(fd);
       // Forwarding is off in a new namespace; say so anyway, the design depends on it.
       detail::write_file("/proc/sys/net/ipv4/ip_forward", "0\n");
       detail::write_file("/proc/sys/net/ipv6/conf/all/forwarding", "0\n");
-    });
-    gateway_netns.reset(fd);
-    std::vector<std::string> blocked;
-    if (options.blocked_destinations) {
-      blocked = *options.blocked_destinations;
-    } else {
-      blocked = default_blocked_destinations();
-      for (std::string& a : host_interface_addresses()) blocked.push_back(std::move(a));
-    }
-    detail::run_tool({detail::find_tool("nft"), "-f", "-"},
-                     gateway_ruleset(kTransparentPort, kDnsPort, blocked), gateway_netns.get());
-    in_netns_thread(gateway_netns.get(), [&] {
       sockets.transparent.push_back(open_socket(AF_INET, SOCK_STREAM, kTransparentPort));
       sockets.transparent.push_back(open_socket(AF_INET6, SOCK_STREAM, kTransparentPort));
       sockets.dns_udp.push_back(open_socket(AF_INET, SOCK_DGRAM, kDnsPort));
@@ -191,32 +197,32 @@ struct Sandbox::Impl {
       sockets.dns_tcp.push_back(open_socket(AF_INET, SOCK_STREAM, kDnsPort));
       sockets.dns_tcp.push_back(open_socket(AF_INET6, SOCK_STREAM, kDnsPort));
     });
+    std::vector<std::string> blocked;
+    if (options.blocked_destinations) {
+      blocked = *options.blocked_destinations;
+    } else {
+      blocked = default_blocked_destinations();
+      for (std::string& a : host_interface_addresses()) blocked.push_back(std::move(a));
+    }
+    std::string rules = gateway_ruleset(kTransparentPort, kDnsPort, blocked);  // may throw
+    rules_loader = std::thread([this, rules = std::move(rules)] {
+      try {
+        detail::run_tool({detail::find_tool("nft"), "-f", "-"}, rules, gateway_netns.get());
+      } catch (const std::exception& e) {
+        rules_error = e.what();
+      }
+    });
+  }
+
+  void wait_for_rules() {
+    if (rules_loader.joinable()) rules_loader.join();
+    if (!rules_error.empty()) throw SandboxError("gateway namespace rules: " + rules_error);
   }
 
   void configure_link() {
-    const std::string ip = detail::find_tool("ip");
-    std::string gw;
-    gw += "link add " + std::string(kGatewayIf) + " type veth peer name " + kGuestIf +
-          " netns " + std::to_string(pid) + "\n";
-    gw += "link set lo up\n";
-    gw += "addr add " + std::string(LinkAddresses::kGatewayV4) + "/" +
-          std::to_string(LinkAddresses::kPrefixV4) + " dev " + kGatewayIf + "\n";
-    gw += "addr add " + std::string(LinkAddresses::kGatewayV6) + "/" +
-          std::to_string(LinkAddresses::kPrefixV6) + " dev " + kGatewayIf + " nodad\n";
-    gw += "link set " + std::string(kGatewayIf) + " up\n";
-    detail::run_tool({ip, "-batch", "-"}, gw, gateway_netns.get());
-
     Fd guest_ns(::open(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
     if (!guest_ns) throw_errno("open guest netns");
-    std::string g;
-    g += "addr add " + std::string(LinkAddresses::kGuestV4) + "/" +
-         std::to_string(LinkAddresses::kPrefixV4) + " dev " + kGuestIf + "\n";
-    g += "addr add " + std::string(LinkAddresses::kGuestV6) + "/" +
-         std::to_string(LinkAddresses::kPrefixV6) + " dev " + kGuestIf + " nodad\n";
-    g += "link set " + std::string(kGuestIf) + " up\n";
-    g += "route add default via " + std::string(LinkAddresses::kGatewayV4) + "\n";
-    g += "route add default via " + std::string(LinkAddresses::kGatewayV6) + "\n";
-    detail::run_tool({ip, "-batch", "-"}, g, guest_ns.get());
+    detail::configure_link(gateway_netns.get(), guest_ns.get());
   }
 
   // Volumes show host ids as the guest's (host root's files belong to the guest's root), so a
@@ -397,9 +403,13 @@ struct Sandbox::Impl {
 
   void start() {
     if (pid != 0) throw SandboxError("the sandbox was already started");
+    wait_for_rules();
     std::vector<Fd> volume_fds;
+    trace("start");
     detail::ChildPlan plan = make_plan(volume_fds);
+    trace("plan");
     Fd root_mount = build_root_mount(plan);
+    trace("root mount");
     plan.root_mount_fd = root_mount.get();
     plan.keep_fds.push_back(root_mount.get());
 
@@ -407,7 +417,8 @@ struct Sandbox::Impl {
     if (::pipe2(sync, O_CLOEXEC) != 0) throw_errno("pipe");
     Fd sync_r(sync[0]), sync_w(sync[1]);
     if (::pipe2(status, O_CLOEXEC) != 0) throw_errno("pipe");
-    Fd status_r(status[0]), status_w(status[1]);
+    status_r.reset(status[0]);
+    Fd status_w(status[1]);
     Fd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
     if (!exe) throw_errno("open /proc/self/exe");
     Fd tty_parent, tty_child;
@@ -443,6 +454,7 @@ struct Sandbox::Impl {
     if (rc == 0) detail::child_main(plan);  // never returns
     if (rc < 0) throw_errno("clone3");
     pid = static_cast<pid_t>(rc);
+    trace("cloned");
     pidfd.reset(child_pidfd);
     sync_r.reset();
     status_w.reset();
@@ -463,10 +475,13 @@ struct Sandbox::Impl {
       // only after the second byte.
       if (::write(sync_w.get(), "g", 1) != 1) throw_errno("release the guest");
       volume_fds.clear();
+      trace("released");
       if (options.network) configure_link();
+      trace("link");
       if (::write(sync_w.get(), "n", 1) != 1) throw_errno("release the guest");
       sync_w.reset();
       read_status(status_r.get());
+      trace("guest ready");
       if (options.tty) {
         receive_tty_master(tty_parent.get());
         start_tty_pump();
@@ -556,11 +571,12 @@ struct Sandbox::Impl {
     }
   }
 
-  // Reads the child's report until every writer closed it (both execs happened).
+  // Reads the child's report up to 'R' (the command was forked; the init's own exec is not
+  // waited for) or a setup failure. What follows 'R' is read by wait(), once the guest ended.
   void read_status(int fd) {
     std::string text;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    for (;;) {
+    while (text.empty() || (text[0] == 'S' && text.size() < 4096)) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) throw SandboxError("the sandbox did not finish starting in time");
@@ -573,14 +589,32 @@ struct Sandbox::Impl {
       const ssize_t n = ::read(fd, buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
-      if (text.size() < 4096) text.append(buf, static_cast<std::size_t>(n));
+      text.append(buf, static_cast<std::size_t>(n));
     }
-    if (text.empty()) return;
+    if (text.empty()) throw SandboxError("sandbox setup failed: the guest exited during setup");
     if (text[0] == 'S') throw SandboxError("sandbox setup failed: " + text.substr(1));
-    if (text[0] == 'X') {
-      const int err = std::atoi(text.c_str() + 1);
-      warnings.push_back("cannot run '" + options.command.front() + "': " + std::strerror(err));
+    status_pending = text.substr(1);
+  }
+
+  // After the guest ended: an exec failure of the command ("X<errno>") or a late setup failure.
+  void drain_status() {
+    if (!status_r) return;
+    const int flags = ::fcntl(status_r.get(), F_GETFL);
+    ::fcntl(status_r.get(), F_SETFL, flags | O_NONBLOCK);
+    char buf[1024];
+    ssize_t n;
+    while (status_pending.size() < 4096 && (n = ::read(status_r.get(), buf, sizeof buf)) > 0) {
+      status_pending.append(buf, static_cast<std::size_t>(n));
     }
+    status_r.reset();
+    if (status_pending.empty()) return;
+    if (status_pending[0] == 'X') {
+      const int err = std::atoi(status_pending.c_str() + 1);
+      warnings.push_back("cannot run '" + options.command.front() + "': " + std::strerror(err));
+    } else if (status_pending[0] == 'S') {
+      warnings.push_back("sandbox setup failed: " + status_pending.substr(1));
+    }
+    status_pending.clear();
   }
 
   void kill_and_reap() {
@@ -621,6 +655,7 @@ struct Sandbox::Impl {
     }
     reaped = true;
     stop_tty_pump();
+    drain_status();
     ExitStatus result;
     std::lock_guard lock(mu);
     if (terminated) {
@@ -649,6 +684,7 @@ struct Sandbox::Impl {
   }
 
   void teardown() noexcept {
+    if (rules_loader.joinable()) rules_loader.join();
     try {
       kill_and_reap();
     } catch (...) {
