@@ -70,6 +70,7 @@ class World:
         sh("ip", "-n", UPNS, "link", "set", UP_IF, "up")
         sh("ip", "-n", UPNS, "link", "set", "lo", "up")
         self.make_certificates()
+        self.make_repo()
         self.start_nginx()
         self.start_dnsmasq()
 
@@ -85,6 +86,19 @@ class World:
                     "basicConstraints=CA:FALSE\n")
         sh("openssl", "x509", "-req", "-in", p("server.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
            "-CAcreateserial", "-out", p("server.pem"), "-days", "2", "-extfile", p("server.ext"))
+
+    def make_repo(self):
+        """A bare repository served over dumb HTTP (static files) by nginx."""
+        work, bare = self.path("work"), self.path("repo.git")
+        sh("git", "init", "-q", "-b", "main", work)
+        with open(os.path.join(work, "README"), "w") as f:
+            f.write("cloned through airlock\n")
+        sh("git", "-C", work, "add", "README")
+        sh("git", "-C", work, "-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid",
+           "commit", "-q", "-m", "init")
+        sh("git", "clone", "-q", "--bare", work, bare)
+        sh("git", "-C", bare, "update-server-info")
+        sh("chmod", "-R", "a+rX", bare)
 
     def start_nginx(self):
         d = self.dir
@@ -108,6 +122,7 @@ class World:
                     ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
                     location / {{ echo "ok"; }}
                     location /echo/ {{ echo "received: $http_authorization"; }}
+                    location /repo.git/ {{ root {d}; }}
                   }}
                 }}
                 """))
@@ -267,6 +282,18 @@ def test_node_fetch_and_https(world):
         (rec,) = world.received(marker)
         assert rec["authorization"] == "Bearer " + world.value
     assert world.received("fetch-evil") == []
+
+
+def test_git_clone_over_https(world):
+    proc = world.run(["/bin/sh", "-c",
+                      'git -c http.extraHeader="Authorization: Bearer $API_KEY" clone -q '
+                      f'https://{ALLOWED}/repo.git /tmp/r && cat /tmp/r/README'])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "cloned through airlock\n"
+    records = world.received("/repo.git/")
+    assert records, "the upstream saw no git request"
+    for rec in records:
+        assert rec["authorization"] == "Bearer " + world.value
 
 
 def test_hard_coded_ip_with_forged_sni_gets_no_value(world):
