@@ -60,6 +60,8 @@ struct Connection {
   std::optional<SocketAddress> destination;
   std::string authority;       // proxy: what the client asked for (host:port)
   std::string authority_host;
+  std::uint16_t authority_port = 0;
+  bool absolute_http = false;  // explicit proxy, plain HTTP in absolute form
   std::string sni;
   std::string handling = "none";
   std::string decision = "closed";
@@ -178,10 +180,43 @@ asio::awaitable<std::error_code> write_raw(tcp::socket& socket, std::string_view
   co_return ec;
 }
 
+// On an explicit-proxy plain-HTTP connection every request must name the authority the
+// connection was opened for: a keep-alive client that moves on to another host would otherwise
+// have its request sent to the first one. Runs its own parser over the same bytes as the engine.
+class AuthorityCheck final : private http::RequestSink {
+ public:
+  AuthorityCheck(std::string host, std::uint16_t port) : host_(std::move(host)), port_(port) {}
+  // False when a request in `in` targets another authority (or is not absolute-form).
+  bool accept(std::string_view in) {
+    if (done_) return true;
+    std::size_t used = parser_.parse(in, *this);
+    // The engine judges malformed framing; after an upgrade the stream is no longer HTTP.
+    if (parser_.error() != http::ParseError::kNone || parser_.upgraded() || used < in.size()) done_ = true;
+    return !misrouted_;
+  }
+
+ private:
+  void on_head(http::RequestHead& head) override {
+    std::string host;
+    std::uint16_t port = 0;
+    if (!absolute_http_authority(head.view(head.target), host, port) || host != host_ || port != port_) misrouted_ = true;
+  }
+  void on_body(std::string_view) override {}
+  void on_framing(http::FramingKind, std::string_view) override {}
+  void on_message_end() override {}
+
+  std::string host_;
+  std::uint16_t port_;
+  http::RequestParser parser_;
+  bool misrouted_ = false;
+  bool done_ = false;
+};
+
 // What the request direction runs through: the engine's rewriter, its scanner, or nothing.
 struct Filter {
   std::optional<secrets::RequestRewriter> rewriter;
   std::optional<secrets::StreamScanner> scanner;
+  std::optional<AuthorityCheck> authority;
 
   secrets::Status feed(std::string_view in, std::string& out, std::string& to_guest) {
     if (rewriter) return rewriter->feed(in, out, to_guest);
@@ -282,6 +317,12 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
     }
     c->touch();
     c->bytes_up += r.bytes;
+    if (filter.authority && !filter.authority->accept(std::string_view(buf.data(), r.bytes))) {
+      // Not forwarded; closed (not reset) so the client retries on a fresh proxy connection.
+      c->decision = "proxy_authority_changed";
+      c->close_all(false);
+      break;
+    }
     secrets::Status status = filter.feed(std::string_view(buf.data(), r.bytes), out, to_guest);
     record_substitutions(*c, filter);
     if (!to_guest.empty()) {
@@ -349,6 +390,7 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   Filter filter;
   const secrets::SecretSet& set = *c->core.options.secrets;
   if (kind == FilterKind::kRewriter) filter.rewriter.emplace(set, context);
+  if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority.emplace(c->authority_host, c->authority_port);
   if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
   c->decision = "forwarded";
   c->stream();
@@ -526,6 +568,7 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
       co_return;
     }
     c->authority_host = request.host;
+    c->authority_port = request.port;
     c->authority = (request.host.find(':') != std::string::npos ? "[" + request.host + "]" : request.host) + ":" +
                    std::to_string(request.port);
     c->phase(t.connect * 2 + std::chrono::seconds(1));
@@ -553,6 +596,7 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
       if (co_await write_raw(c->guest, "HTTP/1.1 200 Connection established\r\n\r\n")) co_return;
     } else {
       absolute_http = true;
+      c->absolute_http = true;
     }
   }
 

@@ -76,6 +76,19 @@ TEST(ProxyRequest, Bad) {
   EXPECT_EQ(parse_proxy_request(huge).kind, ProxyRequest::Kind::kBad);
 }
 
+TEST(ProxyRequest, AbsoluteAuthority) {
+  std::string host;
+  std::uint16_t port = 0;
+  ASSERT_TRUE(absolute_http_authority("http://A.example:8080/x", host, port));
+  EXPECT_EQ(host, "a.example");
+  EXPECT_EQ(port, 8080);
+  ASSERT_TRUE(absolute_http_authority("HTTP://a.example?q", host, port));
+  EXPECT_EQ(port, 80);
+  EXPECT_FALSE(absolute_http_authority("/x", host, port));
+  EXPECT_FALSE(absolute_http_authority("https://a.example/", host, port));
+  EXPECT_FALSE(absolute_http_authority("http://u:p@a.example/", host, port));
+}
+
 TEST(ProxyRequest, HostHeaderAndHttpSniffing) {
   EXPECT_EQ(host_header("GET / HTTP/1.1\r\nAccept: */*\r\nhOsT:  A.Example:8080 \r\n\r\n"), "a.example");
   EXPECT_EQ(host_header("GET / HTTP/1.1\r\nHost: a.example\r\n"), "");  // incomplete head

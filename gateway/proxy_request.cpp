@@ -114,13 +114,18 @@ ProxyRequest parse_proxy_request(std::string_view data) {
   }
   if (iequals_prefix(target, "https://")) return bad("absolute-form https:// target (use CONNECT)");
   if (!iequals_prefix(target, "http://")) return bad("not an absolute-form http:// target");
+  if (!absolute_http_authority(target, out.host, out.port)) return bad("bad target authority");
+  out.kind = ProxyRequest::Kind::kAbsoluteHttp;
+  return out;
+}
+
+bool absolute_http_authority(std::string_view target, std::string& host, std::uint16_t& port) {
+  if (!iequals_prefix(target, "http://")) return false;
   std::string_view rest = target.substr(7);
   std::size_t end = rest.find_first_of("/?#");
   std::string_view authority = rest.substr(0, end);
-  if (authority.find('@') != std::string_view::npos) return bad("userinfo in the target");
-  if (!split_authority(authority, 80, out.host, out.port)) return bad("bad target authority");
-  out.kind = ProxyRequest::Kind::kAbsoluteHttp;
-  return out;
+  if (authority.find('@') != std::string_view::npos) return false;  // userinfo
+  return split_authority(authority, 80, host, port);
 }
 
 std::string host_header(std::string_view data) {

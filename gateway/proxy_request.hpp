@@ -26,6 +26,9 @@ ProxyRequest parse_proxy_request(std::string_view data);
 // Splits `host:port` / `[v6]:port` (port required for CONNECT, default `default_port` otherwise).
 bool split_authority(std::string_view authority, std::uint16_t default_port, std::string& host, std::uint16_t& port);
 
+// The authority of an absolute-form `http://host[:port]/...` target; false for any other form.
+bool absolute_http_authority(std::string_view target, std::string& host, std::uint16_t& port);
+
 // The first Host header's host part in a complete request head inside `data` (for the
 // standalone pin source on plain HTTP); empty when absent or the head is incomplete.
 std::string host_header(std::string_view data);

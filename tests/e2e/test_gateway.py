@@ -177,7 +177,7 @@ class Env:
                   access_log {d}/access.log rx;
                   server {{
                     listen 203.0.113.10:443 ssl; listen 203.0.113.11:443 ssl; listen 203.0.113.10:8443 ssl;
-                    listen [2001:db8:2::10]:443 ssl; listen 203.0.113.10:80;
+                    listen [2001:db8:2::10]:443 ssl; listen 203.0.113.10:80; listen 203.0.113.11:80;
                     ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
                     location / {{ echo_read_request_body; echo "ok"; }}
                   }}
@@ -720,3 +720,28 @@ def test_sigterm_stops_gracefully(env):
     finally:
         idle.kill()
         idle.wait()
+
+
+def test_proxy_plain_http_keep_alive_never_goes_to_the_wrong_host(env):
+    # Two absolute-form requests for two hosts: curl reuses the proxy connection for the second.
+    r = env.client("curl", "-sS", "--max-time", "15", "-x", "http://192.0.2.1:3128",
+                   "http://api.example.com/pa-first", "http://other.example.com/pa-second")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "ok\nok\n"
+    [first] = env.wait_received("/pa-first")
+    [second] = env.wait_received("/pa-second")
+    assert first["server"] == "203.0.113.10:80"
+    assert second["server"] == "203.0.113.11:80"  # not the first connection's upstream
+    r = env.python("""
+        import socket
+        s = socket.create_connection(("192.0.2.1", 3128), timeout=10)
+        s.sendall(b"GET http://api.example.com/pa-raw1 HTTP/1.1\\r\\nHost: api.example.com\\r\\n\\r\\n")
+        data = b""
+        while b"ok" not in data:
+            data += s.recv(4096)
+        s.sendall(b"GET http://other.example.com/pa-raw2 HTTP/1.1\\r\\nHost: other.example.com\\r\\n\\r\\n")
+        print(repr(s.recv(4096)))
+    """)
+    assert r.stdout.strip() == "b''", r.stdout + r.stderr
+    time.sleep(0.5)
+    assert env.received("/pa-raw2") == []
