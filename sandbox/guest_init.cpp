@@ -134,6 +134,9 @@ void set_up_filesystem(ChildPlan& plan) {
   do_mount("shm", plan.shm_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
   do_mount("tmp", plan.tmp_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
   do_mount("home", plan.home_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700");
+  // The host's /run holds its daemons' unix sockets (a path socket is reachable from any network
+  // namespace): the guest gets an empty one.
+  do_mount("run", plan.run_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
 
   for (const ChildPlan::Bind& b : plan.volumes) {
     // Targets under a tmpfs mounted above need their mount point created there.

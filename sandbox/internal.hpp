@@ -108,7 +108,7 @@ struct ChildPlan {
   };
   std::vector<Bind> volumes;
 
-  std::string proc_dir, sys_dir, dev_dir, pts_dir, shm_dir, tmp_dir, home_dir;
+  std::string proc_dir, sys_dir, dev_dir, pts_dir, shm_dir, tmp_dir, home_dir, run_dir;
   struct DevNode {
     std::string host;    // /dev/null
     std::string target;  // root/dev/null

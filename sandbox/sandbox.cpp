@@ -312,7 +312,7 @@ struct Sandbox::Impl {
     const std::string lower = options.rootfs.empty() ? "/" : options.rootfs;
 
     // Mount points (for --rootfs trees that lack them) and /etc for the files below.
-    for (const char* d : {"/proc", "/sys", "/dev", "/tmp", "/root", "/etc"}) {
+    for (const char* d : {"/proc", "/sys", "/dev", "/tmp", "/root", "/run", "/etc"}) {
       plan.upper_dirs.push_back(d);
     }
     plan.proc_dir = r + "/proc";
@@ -322,6 +322,7 @@ struct Sandbox::Impl {
     plan.shm_dir = r + "/dev/shm";
     plan.tmp_dir = r + "/tmp";
     plan.home_dir = r + "/root";
+    plan.run_dir = r + "/run";
     for (const char* n : {"null", "zero", "full", "random", "urandom", "tty"}) {
       plan.dev_nodes.push_back({std::string("/dev/") + n, r + "/dev/" + n});
     }

@@ -9,6 +9,8 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <cstring>
 #include <unistd.h>
 
 #include <atomic>
@@ -446,6 +448,58 @@ TEST(Sandbox, MemoryAndPidLimitsHold) {
   const int procs = std::stoi(r.out.substr(r.out.find("procs=") + 6));
   EXPECT_LE(procs, 24);
   EXPECT_GE(procs, 10);
+}
+
+TEST(Sandbox, SeccompRefusesEachDeniedSystemCall) {
+  // x86-64 numbers; each call's arguments are harmless if it were allowed by mistake.
+  SandboxOptions o;
+  o.command = {"/usr/bin/python3", "-c", R"(
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+calls = {'ptrace': (101, 0), 'process_vm_readv': (310, 1, 0, 0, 0, 0, 0), 'bpf': (321, 0, 0, 0),
+         'perf_event_open': (298, 0, 0, -1, -1, 0), 'add_key': (248, 0, 0, 0, 0, 0),
+         'request_key': (249, 0, 0, 0, 0), 'keyctl': (250, 0), 'init_module': (175, 0, 0, 0),
+         'finit_module': (313, -1, 0, 0), 'delete_module': (176, 0, 0), 'kexec_load': (246, 0, 0, 0, 0),
+         'kexec_file_load': (320, -1, -1, 0, 0, 0), 'open_by_handle_at': (304, -1, 0, 0),
+         'userfaultfd': (323, 0), 'iopl': (172, 0), 'ioperm': (173, 0, 0, 0), 'swapon': (167, 0, 0),
+         'swapoff': (168, 0), 'reboot': (169, 0, 0, 0, 0), 'setns': (308, -1, 0),
+         'unshare_user': (272, 0x10000000), 'unshare_net': (272, 0x40000000),
+         'clone_newns': (56, 0x00020000 | 17, 0, 0, 0, 0), 'mount': (165, 0, 0, 0, 0, 0),
+         'umount2': (166, 0, 0), 'pivot_root': (155, 0, 0), 'open_tree': (428, -1, 0, 0),
+         'fsopen': (430, 0, 0), 'move_mount': (429, -1, 0, -1, 0, 0), 'clone3': (435, 0, 0)}
+for name, args in calls.items():
+    r = libc.syscall(*[ctypes.c_long(a) for a in args])
+    print(name, r, os.strerror(ctypes.get_errno()) if r < 0 else 'ALLOWED')
+)"};
+  const Outcome r = run(std::move(o));
+  EXPECT_EQ(r.status.code, 0) << r.out;
+  for (const char* name : {"ptrace", "process_vm_readv", "bpf", "perf_event_open", "add_key",
+                           "request_key", "keyctl", "init_module", "finit_module", "delete_module",
+                           "kexec_load", "kexec_file_load", "open_by_handle_at", "userfaultfd",
+                           "iopl", "ioperm", "swapon", "swapoff", "reboot", "setns",
+                           "unshare_user", "unshare_net", "clone_newns", "mount", "umount2",
+                           "pivot_root", "open_tree", "fsopen", "move_mount"}) {
+    EXPECT_THAT("\n" + r.out, HasSubstr(std::string("\n") + name + " -1 Operation not permitted\n"))
+        << name << "\n" << r.out;
+  }
+  EXPECT_THAT(r.out, HasSubstr("\nclone3 -1 Function not implemented\n"));
+  EXPECT_THAT(r.out, Not(HasSubstr("ALLOWED")));
+}
+
+TEST(Sandbox, HostUnixSocketsUnderRunAreOutOfReach) {
+  const std::string path = "/run/airlock-sandbox-test.sock";
+  ::unlink(path.c_str());
+  const int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ::chmod(path.c_str(), 0666);
+  ASSERT_EQ(::listen(s, 4), 0);
+  const Outcome r = run(sh("ls -A /run | wc -l; test -e " + path + " && echo visible"));
+  ::close(s);
+  ::unlink(path.c_str());
+  EXPECT_EQ(r.out, "0\n");
 }
 
 }  // namespace
