@@ -711,6 +711,9 @@ Sandbox::Sandbox(SandboxOptions options, const std::vector<SecretBinding>& secre
   Impl& s = *impl_;
   s.options = std::move(options);
   if (s.options.command.empty()) throw ConfigError("no command to run");
+  if (::geteuid() != 0) {
+    throw SandboxError("the sandbox needs root (namespaces, id maps, nftables); run airlock as root");
+  }
   if (!s.options.host_env) {
     s.options.host_env = [](const std::string& name) -> std::optional<std::string> {
       const char* v = ::getenv(name.c_str());
