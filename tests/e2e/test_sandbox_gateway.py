@@ -27,7 +27,9 @@ TAG = str(os.getpid() % 100000)
 UPNS = f"alsbu{TAG}"
 HOST_IF, UP_IF = f"alsbh{TAG}", f"alsbp{TAG}"
 HOST_IP, UP_IP = "203.0.113.201", "203.0.113.202"
+HOST_IP6, UP_IP6 = "2001:db8:a1e2::1", "2001:db8:a1e2::2"
 ALLOWED, EVIL = "api.upstream.test", "evil.upstream.test"
+ALLOWED6 = "api6.upstream.test"  # AAAA only
 
 
 def sh(*args, check=True, timeout=60, **kw):
@@ -69,6 +71,8 @@ class World:
         sh("ip", "-n", UPNS, "addr", "add", f"{UP_IP}/30", "dev", UP_IF)
         sh("ip", "-n", UPNS, "link", "set", UP_IF, "up")
         sh("ip", "-n", UPNS, "link", "set", "lo", "up")
+        sh("ip", "addr", "add", f"{HOST_IP6}/64", "dev", HOST_IF, "nodad")
+        sh("ip", "-n", UPNS, "addr", "add", f"{UP_IP6}/64", "dev", UP_IF, "nodad")
         self.make_certificates()
         self.make_repo()
         self.start_nginx()
@@ -82,7 +86,7 @@ class World:
         sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
            "-keyout", p("server.key"), "-out", p("server.csr"), "-subj", "/CN=upstream.test")
         with open(p("server.ext"), "w") as f:
-            f.write(f"subjectAltName=DNS:{ALLOWED},DNS:{EVIL}\nextendedKeyUsage=serverAuth\n"
+            f.write(f"subjectAltName=DNS:{ALLOWED},DNS:{EVIL},DNS:{ALLOWED6}\nextendedKeyUsage=serverAuth\n"
                     "basicConstraints=CA:FALSE\n")
         sh("openssl", "x509", "-req", "-in", p("server.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
            "-CAcreateserial", "-out", p("server.pem"), "-days", "2", "-extfile", p("server.ext"))
@@ -118,7 +122,7 @@ class World:
                                             '"authorization":"$http_authorization"}}';
                   access_log {d}/access.log rx;
                   server {{
-                    listen {UP_IP}:443 ssl;
+                    listen {UP_IP}:443 ssl; listen [{UP_IP6}]:443 ssl;
                     ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
                     location / {{ echo "ok"; }}
                     location /echo/ {{ echo "received: $http_authorization"; }}
@@ -137,7 +141,8 @@ class World:
             ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
              "--listen-address=127.0.0.1", f"--port={self.dns_port}", "--user=root",
              f"--pid-file={self.path('dnsmasq.pid')}", f"--address=/{ALLOWED}/{UP_IP}",
-             f"--address=/{EVIL}/{UP_IP}", "--log-facility=" + self.path("dnsmasq.log")],
+             f"--address=/{EVIL}/{UP_IP}", f"--address=/{ALLOWED6}/{UP_IP6}",
+             "--log-facility=" + self.path("dnsmasq.log")],
             stdout=subprocess.DEVNULL, stderr=open(self.path("dnsmasq.stderr"), "w")))
         wait_for(lambda: f":{self.dns_port} " in sh("ss", "-lun", check=False).stdout, "dnsmasq listening")
 
@@ -153,7 +158,7 @@ class World:
                 [[secret]]
                 env = "API_KEY"
                 value_from = "env:AIRLOCK_E2E_SB_API_KEY"
-                allow_hosts = ["{ALLOWED}"]
+                allow_hosts = ["{ALLOWED}", "{ALLOWED6}"]
 
                 [gateway]
                 home = "{self.path('home')}"
@@ -282,6 +287,15 @@ def test_node_fetch_and_https(world):
         (rec,) = world.received(marker)
         assert rec["authorization"] == "Bearer " + world.value
     assert world.received("fetch-evil") == []
+
+
+def test_ipv6_upstream_through_the_guest_ula_link(world):
+    proc = world.run(["/bin/sh", "-c",
+                      f'curl -6 -sS -m 20 -H "Authorization: Bearer $API_KEY" {url(ALLOWED6, "v6-ok")}'])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
+    (rec,) = world.received("v6-ok")
+    assert rec["authorization"] == "Bearer " + world.value
 
 
 def test_git_clone_over_https(world):
