@@ -10,6 +10,8 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <sched.h>
 #include <cstring>
 #include <unistd.h>
 
@@ -500,6 +502,44 @@ TEST(Sandbox, HostUnixSocketsUnderRunAreOutOfReach) {
   ::close(s);
   ::unlink(path.c_str());
   EXPECT_EQ(r.out, "0\n");
+}
+
+// Runs `argv` inside the network namespace `netns_fd`; returns its stdout.
+std::string in_netns(int netns_fd, std::vector<std::string> argv) {
+  int out[2];
+  if (::pipe(out) != 0) return "";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    if (::setns(netns_fd, CLONE_NEWNET) != 0) _exit(126);
+    std::vector<char*> args;
+    for (std::string& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    _exit(127);
+  }
+  ::close(out[1]);
+  const std::string text = read_fd(out[0]);
+  ::close(out[0]);
+  ::waitpid(pid, nullptr, 0);
+  return text;
+}
+
+TEST(Sandbox, GatewayNamespaceHasTheRulesNoForwardingAndOnlyTheLink) {
+  std::string rules, forward, links;
+  const Outcome r = run(sh("sleep 0.5"), {}, [&](Sandbox& s) {
+    const int ns = s.gateway_netns_fd();
+    rules = in_netns(ns, {"/usr/sbin/nft", "list", "ruleset"});
+    forward = in_netns(ns, {"/bin/cat", "/proc/sys/net/ipv4/ip_forward",
+                            "/proc/sys/net/ipv6/conf/all/forwarding"});
+    links = in_netns(ns, {"/usr/sbin/ip", "-o", "-br", "link"});
+  });
+  EXPECT_EQ(r.status.code, 0);
+  EXPECT_THAT(rules, HasSubstr("table inet airlock {"));
+  EXPECT_THAT(rules, HasSubstr("redirect to :15001"));
+  EXPECT_THAT(rules, HasSubstr("ip daddr 169.254.0.0/16 reject with tcp reset"));
+  EXPECT_EQ(forward, "0\n0\n");
+  EXPECT_THAT(links, ::testing::MatchesRegex("lo +UNKNOWN.*\ngw0@if[0-9]+ +UP.*\n"));
 }
 
 }  // namespace

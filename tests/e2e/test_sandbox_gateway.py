@@ -333,6 +333,31 @@ def test_block_and_terminate_ends_the_sandbox(world):
     assert world.received("terminate") == []
 
 
+def test_dns_to_any_resolver_address_ends_at_the_forwarder(world):
+    # A hand-made query sent to public resolvers, over UDP and TCP: the answer is the one only
+    # the sandbox's forwarder (asking the test's dnsmasq) can give.
+    script = textwrap.dedent(f"""
+        import socket, struct
+        q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+        q += b"".join(bytes([len(p)]) + p.encode() for p in "{ALLOWED}".split(".")) + b"\\0"
+        q += struct.pack(">HH", 1, 1)
+        for server in ("8.8.8.8", "1.1.1.1"):
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)
+            u.sendto(q, (server, 53))
+            print(server, "udp", socket.inet_ntoa(u.recvfrom(512)[0][-4:]))
+            t = socket.create_connection((server, 53), timeout=5)
+            t.sendall(struct.pack(">H", len(q)) + q)
+            n = struct.unpack(">H", t.recv(2))[0]
+            data = b""
+            while len(data) < n:
+                data += t.recv(n - len(data))
+            print(server, "tcp", socket.inet_ntoa(data[-4:]))
+        """)
+    proc = world.run([PY, "-c", script])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "".join(f"{s} {t} {UP_IP}\n" for s in ("8.8.8.8", "1.1.1.1") for t in ("udp", "tcp"))
+
+
 def test_dns_answers_come_from_the_forwarder(world):
     proc = world.run(["/bin/sh", "-c", f"getent hosts {ALLOWED}; getent hosts {EVIL}"])
     assert proc.returncode == 0, proc.stderr
