@@ -494,6 +494,31 @@ TEST_F(GatewayFixture, SilentClientTimesOutWhileOthersAreServed) {
   EXPECT_EQ(timeouts, 1);
 }
 
+TEST_F(GatewayFixture, IdleConnectionsAreClosed) {
+  tweak = [](GatewayOptions& o) {
+    o.network.intercept_ports = {1};  // the upstream's port is spliced, not intercepted
+    o.timeouts.server_first = std::chrono::milliseconds(100);
+    o.timeouts.idle = std::chrono::milliseconds(500);
+  };
+  start("localhost");
+  int fd = connect_loopback(proxy_port());
+  std::string connect = "CONNECT " + authority() + " HTTP/1.1\r\n\r\n";
+  ::send(fd, connect.data(), connect.size(), MSG_NOSIGNAL);
+  char buf[256];
+  ASSERT_GT(::recv(fd, buf, sizeof buf, 0), 0);  // 200 Connection established
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(::recv(fd, buf, sizeof buf, 0), 0);  // then nothing either way until the idle timeout
+  auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(waited, std::chrono::milliseconds(450));
+  EXPECT_LT(waited, std::chrono::seconds(3));
+  ::close(fd);
+  gateway->stop();
+  auto conns = audit_events("connection");
+  ASSERT_EQ(conns.size(), 1u);
+  EXPECT_EQ(conns[0]["handling"], "opaque");
+  EXPECT_EQ(conns[0]["decision"], "timeout");
+}
+
 TEST_F(GatewayFixture, ConnectionLimitRejectsExtraConnections) {
   upstream = std::make_unique<EchoUpstream>(upstream_ca);
   std::vector<SecretBinding> secrets;
