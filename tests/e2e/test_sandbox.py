@@ -365,6 +365,17 @@ def test_nothing_is_left_after_exit():
     assert not re.search(r"^airlock-[0-9a-f]{8}\b", names, re.M)
 
 
+def test_setup_failure_exits_3_and_leaves_nothing():
+    before_state, before_ns = state_dirs(), netns_with_gw0()
+    proc = airlock_run(["--volume", "/nonexistent-airlock-e2e:/x"], ["true"])
+    assert proc.returncode == 3
+    assert proc.stderr == "airlock: error: --volume /nonexistent-airlock-e2e: No such file or directory\n"
+    bad_dns = airlock_run(["--dns-server", "not-an-ip"], ["true"])
+    assert bad_dns.returncode == 2
+    assert state_dirs() == before_state
+    assert netns_with_gw0() == before_ns
+
+
 def test_crash_leaves_state_that_gc_removes():
     before, before_ns = state_dirs(), netns_with_gw0()
     p = subprocess.Popen([AIRLOCK, "run", "--pids", "50", "--", "/bin/sh", "-c",
