@@ -514,7 +514,7 @@ void finish(Connection& c) {
   Json r;
   r["event"] = "connection";
   r["connection"] = c.id;
-  r["listener"] = c.kind == ListenerKind::kProxy ? "proxy" : "transparent";
+  r["mode"] = c.kind == ListenerKind::kProxy ? "proxy" : "transparent";
   if (c.client) r["client"] = c.client->to_string();
   if (c.destination) r["destination"] = c.destination->to_string();
   if (c.kind == ListenerKind::kProxy) r["authority"] = c.authority;

@@ -537,6 +537,10 @@ def test_audit_records_substitutions_without_the_value(env):
     assert {"header", "query", "body", "basic auth"} <= locations, locations
     conns = by_conn(env.audit(), "connection")
     assert any(c["handling"] == "intercept" and c["decision"] == "forwarded" and c["bytes_up"] > 0 for c in conns)
+    assert {"proxy", "transparent"} <= {c["mode"] for c in conns}
+    assert all(c["client"].startswith(("192.0.2.2:", "[2001:db8:1::2]:")) for c in conns if c["mode"] == "transparent")
+    assert any(c["destination"] == "203.0.113.10:443" and c["sni"] == "api.example.com" and c["bytes_down"] > 0
+               for c in conns)
     with open(env.path("audit.jsonl")) as f:
         assert FAKE not in f.read()
 
