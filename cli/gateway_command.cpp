@@ -119,6 +119,13 @@ int run_gateway(const GatewayArgs& args) {
 void add_gateway_command(CLI::App& app) {
   auto args = std::make_shared<GatewayArgs>();
   CLI::App* command = app.add_subcommand("gateway", "Run the airlock gateway on its own (transparent or explicit proxy)");
+  command->footer(
+      "DNS pins: a CONNECT tunnel is pinned to the addresses the gateway resolved for its authority. Transparent "
+      "connections have no sandbox DNS here: with [gateway] resolve_pins_with_host_dns = true the gateway resolves "
+      "the SNI (or Host) with this host's resolver and pins the original destination when it is among the answers "
+      "(a weaker, standalone mode: the workload's own DNS is not seen); otherwise nothing is pinned for them and no "
+      "placeholder is substituted on transparent connections.\n"
+      "Exit status: 0 after SIGTERM/SIGINT, 3 after a block-and-terminate violation, 2 on a configuration error.");
   command->add_option("--config", args->config, "the airlock.toml with secrets, [network] and [gateway]")->required();
   command->add_option("--transparent", args->transparent, "transparent listener (redirected traffic), e.g. 127.0.0.1:15001");
   command->add_option("--proxy", args->proxy, "explicit HTTP proxy listener (CONNECT / absolute-form), e.g. 127.0.0.1:3128");
