@@ -712,7 +712,18 @@ def test_direct_connection_to_the_transparent_port_is_closed(env):
 
 
 def test_sigterm_stops_gracefully(env):
-    p = env.start_gateway("gateway.toml", proxy="192.0.2.1:3130", stderr="sigterm.stderr")
+    # Readiness through --ready-fd as well as stdout.
+    r_fd, w_fd = os.pipe()
+    p = subprocess.Popen(["ip", "netns", "exec", GW, AIRLOCK, "gateway", "--config", env.path("gateway.toml"),
+                          "--proxy", "192.0.2.1:3130", "--ready-fd", str(w_fd)], pass_fds=(w_fd,),
+                         stdout=subprocess.DEVNULL, stderr=open(env.path("sigterm.stderr"), "w"), env=env.gateway_env())
+    env.procs.append(p)
+    os.close(w_fd)
+    ready, _, _ = select.select([r_fd], [], [], 20)
+    assert ready
+    assert os.read(r_fd, 200).decode() == "airlock gateway ready transparent=- proxy=192.0.2.1:3130\n"
+    assert os.read(r_fd, 200) == b""  # the gateway closed its end
+    os.close(r_fd)
     idle = subprocess.Popen(["ip", "netns", "exec", CL, PY, "-c",
                              "import socket, time; s = socket.create_connection(('192.0.2.1', 3130)); time.sleep(30)"])
     try:
