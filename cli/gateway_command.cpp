@@ -26,6 +26,8 @@ struct GatewayArgs {
   std::string proxy;
   std::string audit_log;
   std::string log_level;
+  std::string ca_cert;
+  std::string ca_key;
   int ready_fd = -1;
   int threads = 0;
 };
@@ -73,6 +75,8 @@ int run_gateway(const GatewayArgs& args) {
   options.proxy_listen = settings.proxy_listen;
   options.audit_log_path = settings.audit_log;
   options.home = settings.home;
+  options.ca_certificate_file = args.ca_cert;
+  options.ca_key_file = args.ca_key;
   options.threads = args.threads;
   options.log_level = *level;
   options.pins = settings.resolve_pins_with_host_dns ? nullptr : &no_pins;
@@ -131,6 +135,8 @@ void add_gateway_command(CLI::App& app) {
   command->add_option("--proxy", args->proxy, "explicit HTTP proxy listener (CONNECT / absolute-form), e.g. 127.0.0.1:3128");
   command->add_option("--audit-log", args->audit_log, "append JSON-lines audit records to this file");
   command->add_option("--log-level", args->log_level, "error, warn, info (default), debug");
+  command->add_option("--ca-cert", args->ca_cert, "use this CA certificate (PEM) instead of the one under the home directory");
+  command->add_option("--ca-key", args->ca_key, "the key (PEM) of --ca-cert");
   command->add_option("--ready-fd", args->ready_fd, "also write the ready line to this descriptor, then close it");
   command->add_option("--threads", args->threads, "event-loop threads (default: one per core)");
   command->callback([args] {

@@ -266,13 +266,19 @@ class Env:
         return env
 
     def start_gateway(self, config, transparent=None, proxy=None, audit=None, stderr="gw.stderr"):
-        args = ["ip", "netns", "exec", GW, AIRLOCK, "gateway", "--config", self.path(config)]
+        args = ["--config", self.path(config)]
         if transparent:
             args += ["--transparent", transparent]
         if proxy:
             args += ["--proxy", proxy]
         if audit:
             args += ["--audit-log", self.path(audit)]
+        return self.start_gateway_args(args, stderr)
+
+    def start_gateway_args(self, extra, stderr, config="gateway.toml"):
+        args = ["ip", "netns", "exec", GW, AIRLOCK, "gateway"] + extra
+        if "--config" not in extra:
+            args += ["--config", self.path(config)]
         p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.path(stderr), "w"),
                              env=self.gateway_env(), text=True)
         self.procs.append(p)
@@ -785,3 +791,16 @@ def test_no_sni_gets_an_ip_certificate_and_no_substitution(env):
     assert r.returncode == 56, r.stderr
     time.sleep(0.3)
     assert env.received("/n-leak") == []
+
+
+def test_configured_ca_files(env):
+    """--ca-cert/--ca-key: leaves come from the given CA (here the test CA itself)."""
+    p = env.start_gateway_args(["--proxy", "192.0.2.1:3131", "--ca-cert", env.path("test-ca.pem"),
+                                "--ca-key", env.path("test-ca.key")], "ca-files.stderr")
+    r = env.client("curl", "-sS", "--max-time", "15", "--cacert", env.path("test-ca.pem"), "-x", "http://192.0.2.1:3131",
+                   "-H", f"X-Api-Key: {PH}", "https://api.example.com/ca-files")
+    assert r.returncode == 0, r.stderr
+    [rec] = env.wait_received("/ca-files")
+    assert rec["x_api_key"] == FAKE
+    p.terminate()
+    assert p.wait(10) == 0
