@@ -286,13 +286,12 @@ void handle_block(Connection& c, const secrets::Block& block) {
 }
 
 asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Stream& to, Filter& filter) {
-  std::string buf(c->core.options.buffer_bytes, '\0');
+  const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
   std::string out, to_guest;
-  // Room for what one read can become, so appending substituted bytes does not reallocate and
-  // leave an unwiped copy behind in freed memory.
-  out.reserve(2 * c->core.options.buffer_bytes + 16 * 1024);
   while (!c->aborted) {
-    IoResult r = co_await from.read_some(buf.data(), buf.size());
+    // Read into the thread's scratch buffer; everything below uses it before the next suspension.
+    char* buf = pump_scratch();
+    IoResult r = co_await from.read_some(buf, size);
     if (c->aborted) break;
     if (r.error) {
       if (r.error != asio::error::eof) {
@@ -317,13 +316,17 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
     }
     c->touch();
     c->bytes_up += r.bytes;
-    if (filter.authority && !filter.authority->accept(std::string_view(buf.data(), r.bytes))) {
+    if (filter.authority && !filter.authority->accept(std::string_view(buf, r.bytes))) {
       // Not forwarded; closed (not reset) so the client retries on a fresh proxy connection.
       c->decision = "proxy_authority_changed";
       c->close_all(false);
       break;
     }
-    secrets::Status status = filter.feed(std::string_view(buf.data(), r.bytes), out, to_guest);
+    // Room for what this read can become, so appending substituted bytes does not reallocate and
+    // leave an unwiped copy behind in freed memory.
+    out.reserve(2 * r.bytes + 4096);
+    secrets::Status status = filter.feed(std::string_view(buf, r.bytes), out, to_guest);
+    OPENSSL_cleanse(buf, r.bytes);
     record_substitutions(*c, filter);
     if (!to_guest.empty()) {
       co_await from.write_all(to_guest);
@@ -337,6 +340,7 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
     if (!out.empty()) {
       std::error_code ec = co_await to.write_all(out);
       wipe(out);  // it may hold a substituted value
+      std::string().swap(out);  // an idle connection keeps no output buffer
       if (ec) {
         if (!c->aborted) {
           c->detail = "upstream write: " + ec.message();
@@ -346,13 +350,13 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
       }
     }
   }
-  OPENSSL_cleanse(buf.data(), buf.size());
 }
 
 asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to) {
-  std::string buf(c->core.options.buffer_bytes, '\0');
+  const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
   while (!c->aborted) {
-    IoResult r = co_await from.read_some(buf.data(), buf.size());
+    char* buf = pump_scratch();  // valid until we suspend: write_all takes it before it waits
+    IoResult r = co_await from.read_some(buf, size);
     if (c->aborted) break;
     if (r.error) {
       if (r.error == asio::error::eof) {
@@ -365,7 +369,7 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     }
     c->touch();
     c->bytes_down += r.bytes;
-    std::error_code ec = co_await to.write_all(std::string_view(buf.data(), r.bytes));
+    std::error_code ec = co_await to.write_all(std::string_view(buf, r.bytes));
     if (ec) {
       if (!c->aborted) {
         c->detail = "guest write: " + ec.message();
@@ -374,7 +378,6 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       break;
     }
   }
-  OPENSSL_cleanse(buf.data(), buf.size());
 }
 
 enum class FilterKind { kNone, kRewriter, kScanner };
@@ -437,7 +440,7 @@ asio::awaitable<void> resolve_own_pins(std::shared_ptr<Connection> c, const std:
   c->own_pins = ResolvedPins(name, std::move(ips));
 }
 
-asio::awaitable<void> intercept(std::shared_ptr<Connection> c, const std::string& first) {
+asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first) {
   Core& core = c->core;
   core.intercepted++;
   c->handling = "intercept";
@@ -472,6 +475,8 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, const std::string
   }
   TlsStream guest(c->guest, std::move(guest_ssl));
   guest.preload(first);
+  wipe(first);
+  first.shrink_to_fit();  // the hello is in OpenSSL's hands now
   c->phase(core.options.timeouts.handshake);
   if (std::error_code ec = co_await guest.handshake()) {
     c->decision = "guest_tls_failed";
@@ -482,7 +487,7 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, const std::string
   co_await pump(c, guest, upstream, FilterKind::kRewriter, secrets::Transport::kTlsVerified);
 }
 
-asio::awaitable<void> forward_plain(std::shared_ptr<Connection> c, const std::string& first, FilterKind kind,
+asio::awaitable<void> forward_plain(std::shared_ptr<Connection> c, std::string first, FilterKind kind,
                                     secrets::Transport transport) {
   if (!co_await ensure_upstream(c)) co_return;
   TcpStream guest(c->guest);
@@ -498,13 +503,14 @@ asio::awaitable<void> forward_plain(std::shared_ptr<Connection> c, const std::st
         r.bytes = std::min(size, pending.size());
         std::copy_n(pending.data(), r.bytes, out);
         pending.erase(0, r.bytes);
+        if (pending.empty()) std::string().swap(pending);
         co_return r;
       }
       co_return co_await inner.read_some(out, size);
     }
     asio::awaitable<std::error_code> write_all(std::string_view data) override { return inner.write_all(data); }
     asio::awaitable<std::error_code> shutdown_send() override { return inner.shutdown_send(); }
-  } preloaded(guest, first);
+  } preloaded(guest, std::move(first));
   co_await pump(c, preloaded, upstream, kind, transport);
 }
 
@@ -644,22 +650,22 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
       }
       if (core.intercepts_port(c->destination->port) && !core.bypassed(c->sni)) {
         co_await resolve_own_pins(c, c->sni);
-        co_await intercept(c, first);
+        co_await intercept(c, std::move(first));
       } else {
         c->handling = core.bypassed(c->sni) ? "bypass" : "tls_passthrough";
-        co_await forward_plain(c, first, FilterKind::kNone, secrets::Transport::kOpaque);
+        co_await forward_plain(c, std::move(first), FilterKind::kNone, secrets::Transport::kOpaque);
       }
       break;
     }
     case FirstFlight::kHttp:
       c->handling = "http";
       co_await resolve_own_pins(c, host_header(first));
-      co_await forward_plain(c, first, FilterKind::kRewriter, secrets::Transport::kPlainHttp);
+      co_await forward_plain(c, std::move(first), FilterKind::kRewriter, secrets::Transport::kPlainHttp);
       break;
     case FirstFlight::kTlsUnparsed:
     case FirstFlight::kOpaque:
       c->handling = kind == FirstFlight::kOpaque ? "opaque" : "tls_unparsed";
-      co_await forward_plain(c, first, FilterKind::kScanner, secrets::Transport::kOpaque);
+      co_await forward_plain(c, std::move(first), FilterKind::kScanner, secrets::Transport::kOpaque);
       break;
   }
 }

@@ -4,6 +4,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include <algorithm>
@@ -32,17 +33,34 @@ void WriteGate::unlock() {
   timer_.cancel();
 }
 
+char* pump_scratch() noexcept {
+  thread_local std::array<char, kScratchBytes> scratch;
+  return scratch.data();
+}
+
+TcpStream::TcpStream(asio::ip::tcp::socket& socket) : socket_(socket), gate_(socket.get_executor()) {
+  std::error_code ignored;
+  socket_.non_blocking(true, ignored);  // reads happen only after readiness, never blocking the thread
+}
+
 asio::awaitable<IoResult> TcpStream::read_some(char* out, std::size_t size) {
   IoResult r;
-  r.bytes = co_await socket_.async_read_some(asio::buffer(out, size), redirect_error(use_awaitable, r.error));
-  co_return r;
+  while (true) {
+    co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, r.error));
+    if (r.error) co_return r;
+    r.bytes = socket_.read_some(asio::buffer(out, size), r.error);
+    if (r.error == asio::error::would_block || r.error == asio::error::try_again) continue;
+    co_return r;
+  }
 }
 
 asio::awaitable<std::error_code> TcpStream::write_all(std::string_view data) {
+  std::string copy(data);  // `data` may be scratch; it is ours only until we suspend
   co_await gate_.lock();
   std::error_code ec;
-  co_await asio::async_write(socket_, asio::buffer(data.data(), data.size()), redirect_error(use_awaitable, ec));
+  co_await asio::async_write(socket_, asio::buffer(copy.data(), copy.size()), redirect_error(use_awaitable, ec));
   gate_.unlock();
+  OPENSSL_cleanse(copy.data(), copy.size());  // it may have held a substituted value
   co_return ec;
 }
 
@@ -123,15 +141,17 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
     std::size_t n = 0;
     int r = SSL_read_ex(ssl_.get(), out, size, &n);
     int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), r);
-    if (BIO_ctrl_pending(wbio_) > 0) {  // e.g. a KeyUpdate answer
+    if (r == 1) {
+      // No suspension between filling `out` and returning it (it may be shared scratch); what
+      // SSL_read queued for the peer (e.g. a KeyUpdate answer) goes out with the next flush.
+      result.bytes = n;
+      co_return result;
+    }
+    if (BIO_ctrl_pending(wbio_) > 0) {
       if (std::error_code ec = co_await flush()) {
         result.error = ec;
         co_return result;
       }
-    }
-    if (r == 1) {
-      result.bytes = n;
-      co_return result;
     }
     if (err == SSL_ERROR_WANT_READ) {
       if (std::error_code ec = co_await fill()) {

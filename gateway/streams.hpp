@@ -34,10 +34,18 @@ struct IoResult {
   std::error_code error;  // asio::error::eof at the end of the stream (clean or not)
 };
 
+// Connections hold no read buffer while they wait: a stream waits for readiness, then reads
+// synchronously into the buffer it is given, usually the thread's scratch buffer. Bytes read into
+// scratch are valid only until the reader next suspends (every connection of the thread shares it).
+char* pump_scratch() noexcept;
+inline constexpr std::size_t kScratchBytes = 16 * 1024;
+
 class Stream {
  public:
   virtual ~Stream() = default;
   virtual asio::awaitable<IoResult> read_some(char* out, std::size_t size) = 0;
+  // `data` needs to stay valid only until this coroutine first suspends: implementations copy
+  // (or encrypt) it before they wait.
   virtual asio::awaitable<std::error_code> write_all(std::string_view data) = 0;
   // Ends our sending side (TLS close_notify, then TCP FIN); reading stays possible.
   virtual asio::awaitable<std::error_code> shutdown_send() = 0;
@@ -45,7 +53,7 @@ class Stream {
 
 class TcpStream final : public Stream {
  public:
-  explicit TcpStream(asio::ip::tcp::socket& socket) : socket_(socket), gate_(socket.get_executor()) {}
+  explicit TcpStream(asio::ip::tcp::socket& socket);
   asio::awaitable<IoResult> read_some(char* out, std::size_t size) override;
   asio::awaitable<std::error_code> write_all(std::string_view data) override;
   asio::awaitable<std::error_code> shutdown_send() override;
