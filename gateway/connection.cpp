@@ -435,8 +435,13 @@ asio::awaitable<bool> ensure_upstream(std::shared_ptr<Connection> c) {
 // Standalone pin mode: resolve `name` with the host resolver and pin the destination for it.
 asio::awaitable<void> resolve_own_pins(std::shared_ptr<Connection> c, const std::string& name) {
   if (c->core.options.pins || c->kind == ListenerKind::kProxy || name.empty()) co_return;
+  if (auto held = c->core.resolved.find(name, c->destination->ip)) {
+    c->own_pins = ResolvedPins(name, std::move(*held));
+    co_return;
+  }
   c->phase(c->core.options.timeouts.connect + std::chrono::seconds(1));
   auto ips = co_await resolve(name, c->destination->port, Clock::now() + c->core.options.timeouts.connect);
+  if (!ips.empty()) c->core.resolved.store(name, ips);
   c->own_pins = ResolvedPins(name, std::move(ips));
 }
 
@@ -706,6 +711,25 @@ Core::Core(GatewayOptions opts) : options(std::move(opts)), logger(options.log_l
   }
   guest_context = tls::make_guest_context();
   upstream = std::make_unique<tls::UpstreamVerifier>(options.network.upstream_cas, options.system_roots_dir);
+}
+
+std::optional<std::vector<IpAddress>> ResolveCache::find(const std::string& name, const IpAddress& destination) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(name);
+  if (it == entries_.end()) return std::nullopt;
+  if (std::chrono::steady_clock::now() - it->second.resolved > kHold) {
+    entries_.erase(it);
+    return std::nullopt;
+  }
+  const auto& a = it->second.addresses;
+  if (std::find(a.begin(), a.end(), destination) == a.end()) return std::nullopt;  // ask again
+  return a;
+}
+
+void ResolveCache::store(const std::string& name, const std::vector<IpAddress>& addresses) {
+  std::lock_guard lock(mutex_);
+  if (entries_.size() >= kMaxNames && !entries_.count(name)) entries_.clear();  // bounded; refills on demand
+  entries_[name] = Entry{addresses, std::chrono::steady_clock::now()};
 }
 
 bool Core::intercepts_port(std::uint16_t port) const {

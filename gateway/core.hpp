@@ -9,6 +9,10 @@
 #include <asio/ip/tcp.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 #include <memory>
 #include <optional>
 
@@ -16,8 +20,28 @@ namespace airlock::gateway {
 
 enum class ListenerKind : unsigned char { kTransparent, kProxy };
 
+// The standalone pin source's answers, kept like the sandbox keeps DNS pins (secrets-spec §3: at
+// least 5 minutes), so a burst of connections to one name does not resolve it each time.
+class ResolveCache {
+ public:
+  static constexpr std::chrono::minutes kHold{5};
+  static constexpr std::size_t kMaxNames = 4096;
+  // The held answers for `name` when they are fresh and include `destination`.
+  std::optional<std::vector<IpAddress>> find(const std::string& name, const IpAddress& destination);
+  void store(const std::string& name, const std::vector<IpAddress>& addresses);
+
+ private:
+  struct Entry {
+    std::vector<IpAddress> addresses;
+    std::chrono::steady_clock::time_point resolved;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
 struct Core {
   GatewayOptions options;
+  ResolveCache resolved;
   Logger logger;
   AuditLog audit;
   std::optional<tls::LeafMinter> minter;

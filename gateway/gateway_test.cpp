@@ -1,5 +1,6 @@
 #include "gateway/gateway.hpp"
 
+#include "gateway/core.hpp"
 #include "gateway/proxy_request.hpp"
 #include "gateway/resolved_pins.hpp"
 #include "gateway/socket_util.hpp"
@@ -110,6 +111,18 @@ TEST(ResolvedPins, PinsOnlyTheResolvedNameAndAddresses) {
   EXPECT_FALSE(pins.pinned(IpAddress::v4(203, 0, 113, 6), exact));
   EXPECT_FALSE(pins.pinned(IpAddress::v4(203, 0, 113, 5), other));
   EXPECT_FALSE(ResolvedPins().pinned(IpAddress::v4(203, 0, 113, 5), exact));
+}
+
+TEST(ResolveCache, HeldAnswersServeOnlyTheirAddresses) {
+  ResolveCache cache;
+  auto a = IpAddress::v4(203, 0, 113, 5), b = IpAddress::v4(203, 0, 113, 6);
+  EXPECT_FALSE(cache.find("api.example.com", a));
+  cache.store("api.example.com", {a});
+  auto held = cache.find("api.example.com", a);
+  ASSERT_TRUE(held);
+  EXPECT_EQ(*held, std::vector<IpAddress>{a});
+  EXPECT_FALSE(cache.find("api.example.com", b));  // not among the answers: resolve again
+  EXPECT_FALSE(cache.find("other.example.com", a));
 }
 
 TEST(SocketUtil, ParseListenAddress) {
