@@ -451,7 +451,7 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first
   c->handling = "intercept";
   if (!co_await ensure_upstream(c)) co_return;
   c->phase(core.options.timeouts.handshake);
-  tls::SslPtr upstream_ssl = core.upstream->new_session(c->sni, c->destination->ip);
+  tls::SslPtr upstream_ssl = core.upstream->new_session(c->sni, c->destination->ip, c->destination->port);
   if (!upstream_ssl) {
     c->decision = "internal_error";
     c->close_all(true);

@@ -3,6 +3,10 @@
 #include <airlock/errors.hpp>
 
 #include <openssl/err.h>
+
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -34,6 +38,53 @@ void require_ca_file(const std::string& file) {
   BIO_free(bio);
   if (!cert) throw ConfigError("the upstream CA file " + quote_for_message(file) + " holds no PEM certificate");
   X509_free(cert);
+}
+
+}  // namespace
+
+// Client sessions by "context|sni|ip|port", bounded; filled by OpenSSL's new-session callback.
+struct UpstreamVerifier::SessionCache {
+  static constexpr std::size_t kMaxSessions = 4096;
+  mutable std::mutex mutex;
+  std::unordered_map<std::string, SSL_SESSION*> sessions;
+  ~SessionCache() { clear(); }
+  void clear() {
+    for (auto& [key, session] : sessions) SSL_SESSION_free(session);
+    sessions.clear();
+  }
+};
+
+namespace {
+
+struct SessionKey {
+  UpstreamVerifier::SessionCache* cache;
+  std::string key;
+};
+
+int session_key_index() {
+  static const int index = SSL_get_ex_new_index(
+      0, nullptr, nullptr, nullptr,
+      [](void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<SessionKey*>(ptr); });
+  return index;
+}
+
+// Called after a handshake that passed verification (TLS 1.2) or when a TLS 1.3 ticket arrives
+// after one. A copy is kept: OpenSSL marks a connection's own session unresumable when the
+// connection ends without close_notify, which is how many upstream connections end.
+int store_session(SSL* ssl, SSL_SESSION* original) {
+  auto* key = static_cast<SessionKey*>(SSL_get_ex_data(ssl, session_key_index()));
+  if (!key || SSL_get_verify_result(ssl) != X509_V_OK) return 0;
+  SSL_SESSION* session = SSL_SESSION_dup(original);
+  if (!session) return 0;
+  std::lock_guard lock(key->cache->mutex);
+  auto& sessions = key->cache->sessions;
+  if (sessions.size() >= UpstreamVerifier::SessionCache::kMaxSessions && !sessions.count(key->key)) key->cache->clear();
+  auto [it, inserted] = sessions.emplace(key->key, session);
+  if (!inserted) {
+    SSL_SESSION_free(it->second);
+    it->second = session;
+  }
+  return 0;  // the original stays with OpenSSL
 }
 
 }  // namespace
@@ -70,8 +121,15 @@ SslPtr new_guest_session(SSL_CTX* context, X509* leaf, EVP_PKEY* key) {
   return ssl;
 }
 
+UpstreamVerifier::~UpstreamVerifier() = default;
+
+std::size_t UpstreamVerifier::cached_sessions() const {
+  std::lock_guard lock(sessions_->mutex);
+  return sessions_->sessions.size();
+}
+
 UpstreamVerifier::UpstreamVerifier(const std::vector<UpstreamCa>& cas, std::string system_roots_dir)
-    : system_roots_dir_(std::move(system_roots_dir)) {
+    : system_roots_dir_(std::move(system_roots_dir)), sessions_(std::make_unique<SessionCache>()) {
   std::vector<std::string> global;
   for (const auto& ca : cas) {
     require_ca_file(ca.pem_file);
@@ -112,6 +170,10 @@ SslCtxPtr UpstreamVerifier::make_context(const std::vector<std::string>& ca_file
       throw ConfigError("cannot load the upstream CA file " + quote_for_message(file) + ": " + openssl_error_text());
   }
   SSL_CTX_set_alpn_protos(ctx.get(), kHttp11Alpn, sizeof kHttp11Alpn);
+  // Resumption saves the upstream handshake most of its cost; the cache is ours (keyed by SNI,
+  // address and port), never OpenSSL's internal one.
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx.get(), store_session);
   return ctx;
 }
 
@@ -122,9 +184,17 @@ SSL_CTX* UpstreamVerifier::context_for(std::string_view sni) const {
   return global_.get();
 }
 
-SslPtr UpstreamVerifier::new_session(std::string_view sni, const IpAddress& destination) const {
-  SslPtr ssl(SSL_new(context_for(sni)));
+SslPtr UpstreamVerifier::new_session(std::string_view sni, const IpAddress& destination, std::uint16_t port) const {
+  SSL_CTX* ctx = context_for(sni);
+  SslPtr ssl(SSL_new(ctx));
   if (!ssl) return nullptr;
+  auto* key = new SessionKey{sessions_.get(), std::to_string(reinterpret_cast<std::uintptr_t>(ctx)) + "|" +
+                                                  std::string(sni) + "|" + destination.to_string() + "|" +
+                                                  std::to_string(port)};
+  if (SSL_set_ex_data(ssl.get(), session_key_index(), key) != 1) {
+    delete key;
+    return nullptr;
+  }
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl.get());
   std::string name(sni);
   if (!name.empty() && IpAddress::parse(name)) {
@@ -139,6 +209,11 @@ SslPtr UpstreamVerifier::new_session(std::string_view sni, const IpAddress& dest
   }
   SSL_set_verify(ssl.get(), SSL_VERIFY_PEER, nullptr);
   SSL_set_connect_state(ssl.get());
+  {
+    std::lock_guard lock(sessions_->mutex);
+    auto it = sessions_->sessions.find(key->key);
+    if (it != sessions_->sessions.end() && SSL_SESSION_is_resumable(it->second)) SSL_set_session(ssl.get(), it->second);
+  }
   return ssl;
 }
 

@@ -6,6 +6,8 @@
 #include <airlock/secret.hpp>
 #include <common/ip_address.hpp>
 
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,10 +33,19 @@ class UpstreamVerifier {
   // `system_roots_dir` empty: no system roots (tests).
   explicit UpstreamVerifier(const std::vector<UpstreamCa>& cas, std::string system_roots_dir = kSystemRootsDir);
 
+  ~UpstreamVerifier();
+  UpstreamVerifier(const UpstreamVerifier&) = delete;
+  UpstreamVerifier& operator=(const UpstreamVerifier&) = delete;
+
   SSL_CTX* context_for(std::string_view sni) const;
   // A client SSL for a connection to `destination`: sends `sni` and verifies the chain and that
   // the certificate names `sni` (or, with no SNI, the destination IP). nullptr on OpenSSL failure.
-  SslPtr new_session(std::string_view sni, const IpAddress& destination) const;
+  // A session from an earlier verified handshake with the same SNI, address and port is offered
+  // for resumption (sessions are only kept from handshakes that passed verification).
+  SslPtr new_session(std::string_view sni, const IpAddress& destination, std::uint16_t port = 0) const;
+  std::size_t cached_sessions() const;
+
+  struct SessionCache;
 
  private:
   struct PatternContext {
@@ -45,6 +56,7 @@ class UpstreamVerifier {
   std::string system_roots_dir_;
   SslCtxPtr global_;
   std::vector<PatternContext> per_pattern_;
+  std::unique_ptr<SessionCache> sessions_;
 };
 
 // The OpenSSL error queue as one line (and cleared), for logs. Never holds payload bytes.

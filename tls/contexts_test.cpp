@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <openssl/err.h>
+
 namespace airlock::tls {
 namespace {
 
@@ -86,6 +88,34 @@ TEST_F(Fixture, NoSniVerifiesTheDestinationIp) {
   EXPECT_TRUE(connects(verifier, trusted, "203.0.113.7", "", IpAddress::v4(203, 0, 113, 7)));
   EXPECT_FALSE(connects(verifier, trusted, "203.0.113.7", "", IpAddress::v4(203, 0, 113, 8)));
   EXPECT_FALSE(connects(verifier, trusted, "api.example.com", "", IpAddress::v4(203, 0, 113, 7)));
+}
+
+TEST_F(Fixture, ResumesOnlyVerifiedSessionsForTheSameNameAndAddress) {
+  LeafMinter trusted(CertificateAuthority::generate());
+  UpstreamVerifier verifier({UpstreamCa{std::nullopt, write_ca("ca.pem", trusted)}});
+  // A server that issues tickets (the guest context does not).
+  SslCtxPtr server_ctx(SSL_CTX_new(TLS_server_method()));
+  auto leaf = trusted.leaf_for("api.example.com");
+  SSL_CTX_use_certificate(server_ctx.get(), leaf.get());
+  SSL_CTX_use_PrivateKey(server_ctx.get(), trusted.leaf_key());
+  auto connect = [&](const char* sni, const IpAddress& ip, std::uint16_t port) {
+    SslPtr server(SSL_new(server_ctx.get()));
+    SSL_set_accept_state(server.get());
+    SslPtr client = verifier.new_session(sni, ip, port);
+    bool ok = testing::handshake(client.get(), server.get());
+    char byte;
+    SSL_read(client.get(), &byte, 1);  // takes in the TLS 1.3 tickets sent after the handshake
+    ERR_clear_error();
+    return std::make_pair(ok && SSL_get_verify_result(client.get()) == X509_V_OK, SSL_session_reused(client.get()) == 1);
+  };
+  auto ip = IpAddress::v4(203, 0, 113, 7);
+  EXPECT_EQ(connect("api.example.com", ip, 443), std::make_pair(true, false));
+  EXPECT_EQ(verifier.cached_sessions(), 1u);
+  EXPECT_EQ(connect("api.example.com", ip, 443), std::make_pair(true, true));
+  EXPECT_EQ(connect("api.example.com", IpAddress::v4(203, 0, 113, 8), 443), std::make_pair(true, false));
+  EXPECT_EQ(connect("api.example.com", ip, 8443), std::make_pair(true, false));
+  // Another name never resumes a session verified for the first one (and fails verification).
+  EXPECT_EQ(connect("www.example.com", ip, 443).first, false);
 }
 
 TEST_F(Fixture, NoSystemRootsMeansNothingVerifies) {
