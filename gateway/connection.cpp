@@ -327,6 +327,7 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
     out.reserve(2 * r.bytes + 4096);
     secrets::Status status = filter.feed(std::string_view(buf, r.bytes), out, to_guest);
     OPENSSL_cleanse(buf, r.bytes);
+    if (out.empty()) std::string().swap(out);  // the engine is holding the bytes: keep no reservation
     record_substitutions(*c, filter);
     if (!to_guest.empty()) {
       co_await from.write_all(to_guest);
