@@ -315,6 +315,24 @@ Match match_at(const SecretSet::Compiled& c, const unsigned char* d, std::size_t
   std::size_t nf = 0;
   bool partial = false;
   bool raw_list_done = false;  // by_first[b] tried in full
+  // Tries each wanted candidate at p; true (with result filled) on the first full match.
+  const auto try_candidates = [&](std::span<const std::uint32_t> candidates) noexcept {
+    for (const std::uint32_t s : candidates) {
+      if (want != nullptr && want[s] == 0) continue;
+      std::uint32_t length = 0;
+      std::uint8_t forms = 0;
+      const Match::Kind k = match_one(c.placeholders[s], d, n, p, &length, &forms);
+      if (k == Match::kFound) {
+        result.kind = Match::kFound;
+        result.secret = s;
+        result.length = length;
+        result.forms = forms;
+        return true;
+      }
+      if (k == Match::kPartial) partial = true;
+    }
+    return false;
+  };
   if (c.trigger[b] & SecretSet::Compiled::kTriggerRaw) {
     // Quick reject of the raw candidates in the common case: a raw first byte (e.g. `$`) not
     // followed by the prefix every candidate shares, and no escape that could encode the rest.
@@ -330,20 +348,7 @@ Match match_at(const SecretSet::Compiled& c, const unsigned char* d, std::size_t
       // Without escapes in reach, only the raw candidates narrowed by the next byte can match.
       const std::span<const std::uint32_t> cands =
           escape ? std::span<const std::uint32_t>(c.by_first[b]) : raw_candidates(c, d, n, p);
-      for (const std::uint32_t s : cands) {
-        if (want != nullptr && want[s] == 0) continue;
-        std::uint32_t length = 0;
-        std::uint8_t forms = 0;
-        const Match::Kind k = match_one(c.placeholders[s], d, n, p, &length, &forms);
-        if (k == Match::kFound) {
-          result.kind = Match::kFound;
-          result.secret = s;
-          result.length = length;
-          result.forms = forms;
-          return result;
-        }
-        if (k == Match::kPartial) partial = true;
-      }
+      if (try_candidates(cands)) return result;
     }
   }
   if (b == '%') {
@@ -365,20 +370,7 @@ Match match_at(const SecretSet::Compiled& c, const unsigned char* d, std::size_t
   }
   for (std::size_t f = 0; f < nf; ++f) {
     if (firsts[f] == b && raw_list_done) continue;
-    for (const std::uint32_t s : c.by_first[firsts[f]]) {
-      if (want != nullptr && want[s] == 0) continue;
-      std::uint32_t length = 0;
-      std::uint8_t forms = 0;
-      const Match::Kind k = match_one(c.placeholders[s], d, n, p, &length, &forms);
-      if (k == Match::kFound) {
-        result.kind = Match::kFound;
-        result.secret = s;
-        result.length = length;
-        result.forms = forms;
-        return result;
-      }
-      if (k == Match::kPartial) partial = true;
-    }
+    if (try_candidates(c.by_first[firsts[f]])) return result;
   }
   if (partial) result.kind = Match::kPartial;
   return result;
