@@ -156,7 +156,8 @@ SslCtxPtr UpstreamVerifier::make_context(const std::vector<std::string>& ca_file
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   if (!system_roots_dir_.empty()) {
-    SSL_CTX_set_default_verify_paths(ctx.get());
+    // The configured roots only (on Debian also OpenSSL's defaults): loading the default paths too
+    // parsed the same bundle twice per context, at every gateway start.
     std::string bundle = system_roots_dir_ + "/ca-certificates.crt";
     if (BIO* probe = BIO_new_file(bundle.c_str(), "r")) {
       BIO_free(probe);
