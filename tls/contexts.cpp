@@ -148,24 +148,13 @@ UpstreamVerifier::UpstreamVerifier(const std::vector<UpstreamCa>& cas, std::stri
   }
 }
 
-SslCtxPtr UpstreamVerifier::make_context(const std::vector<std::string>& ca_files) const {
+UpstreamVerifier::VerifyContext UpstreamVerifier::make_context(const std::vector<std::string>& ca_files) const {
   SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) throw ConfigError("cannot create a TLS context: " + openssl_error_text());
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION);
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
-  if (!system_roots_dir_.empty()) {
-    // The configured roots only (on Debian also OpenSSL's defaults): loading the default paths too
-    // parsed the same bundle twice per context, at every gateway start.
-    std::string bundle = system_roots_dir_ + "/ca-certificates.crt";
-    if (BIO* probe = BIO_new_file(bundle.c_str(), "r")) {
-      BIO_free(probe);
-      SSL_CTX_load_verify_file(ctx.get(), bundle.c_str());
-    }
-    SSL_CTX_load_verify_dir(ctx.get(), system_roots_dir_.c_str());
-    ERR_clear_error();  // a missing system bundle is not an error; verification just has fewer roots
-  }
   for (const auto& file : ca_files) {
     if (SSL_CTX_load_verify_file(ctx.get(), file.c_str()) != 1)
       throw ConfigError("cannot load the upstream CA file " + quote_for_message(file) + ": " + openssl_error_text());
@@ -175,14 +164,31 @@ SslCtxPtr UpstreamVerifier::make_context(const std::vector<std::string>& ca_file
   // address and port), never OpenSSL's internal one.
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   SSL_CTX_sess_set_new_cb(ctx.get(), store_session);
+  return {std::move(ctx)};
+}
+
+SSL_CTX* UpstreamVerifier::with_system_roots(const VerifyContext& verify) const {
+  SSL_CTX* ctx = verify.context.get();
+  std::call_once(*verify.roots_loaded, [&] {
+    if (system_roots_dir_.empty()) return;
+    // The configured roots only (on Debian also OpenSSL's defaults): loading the default paths too
+    // parsed the same bundle twice per context.
+    std::string bundle = system_roots_dir_ + "/ca-certificates.crt";
+    if (BIO* probe = BIO_new_file(bundle.c_str(), "r")) {
+      BIO_free(probe);
+      SSL_CTX_load_verify_file(ctx, bundle.c_str());
+    }
+    SSL_CTX_load_verify_dir(ctx, system_roots_dir_.c_str());
+    ERR_clear_error();  // a missing system bundle is not an error; verification just has fewer roots
+  });
   return ctx;
 }
 
 SSL_CTX* UpstreamVerifier::context_for(std::string_view sni) const {
   if (!sni.empty())
     for (const auto& pc : per_pattern_)
-      if (pc.pattern.matches(sni)) return pc.context.get();
-  return global_.get();
+      if (pc.pattern.matches(sni)) return with_system_roots(pc.verify);
+  return with_system_roots(global_);
 }
 
 SslPtr UpstreamVerifier::new_session(std::string_view sni, const IpAddress& destination, std::uint16_t port) const {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,7 @@ class UpstreamVerifier {
   UpstreamVerifier(const UpstreamVerifier&) = delete;
   UpstreamVerifier& operator=(const UpstreamVerifier&) = delete;
 
+  // The context for `sni`, its system roots loaded (on the first call for that context).
   SSL_CTX* context_for(std::string_view sni) const;
   // A client SSL for a connection to `destination`: sends `sni` and verifies the chain and that
   // the certificate names `sni` (or, with no SNI, the destination IP). nullptr on OpenSSL failure.
@@ -48,13 +50,21 @@ class UpstreamVerifier {
   struct SessionCache;
 
  private:
+  // The system roots go into a context when it is first used, not at construction: parsing the
+  // system bundle costs tens of milliseconds with OpenSSL 3, which every `airlock run` paid at
+  // start even when nothing connected upstream.
+  struct VerifyContext {
+    SslCtxPtr context;
+    std::unique_ptr<std::once_flag> roots_loaded = std::make_unique<std::once_flag>();
+  };
   struct PatternContext {
     HostPattern pattern;
-    SslCtxPtr context;
+    VerifyContext verify;
   };
-  SslCtxPtr make_context(const std::vector<std::string>& ca_files) const;
+  VerifyContext make_context(const std::vector<std::string>& ca_files) const;
+  SSL_CTX* with_system_roots(const VerifyContext& verify) const;
   std::string system_roots_dir_;
-  SslCtxPtr global_;
+  VerifyContext global_;
   std::vector<PatternContext> per_pattern_;
   std::unique_ptr<SessionCache> sessions_;
 };

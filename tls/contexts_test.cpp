@@ -124,6 +124,16 @@ TEST_F(Fixture, NoSystemRootsMeansNothingVerifies) {
   EXPECT_FALSE(connects(verifier, some, "api.example.com", "api.example.com"));
 }
 
+TEST_F(Fixture, SystemRootsAreReadAtFirstUse) {
+  LeafMinter system(CertificateAuthority::generate());
+  LeafMinter other(CertificateAuthority::generate());
+  UpstreamVerifier verifier({}, dir.string());
+  // The bundle appears after construction: only a verifier that reads it lazily trusts it.
+  std::ofstream(dir / "ca-certificates.crt") << system.ca().certificate_pem();
+  EXPECT_TRUE(connects(verifier, system, "api.example.com", "api.example.com"));
+  EXPECT_FALSE(connects(verifier, other, "api.example.com", "api.example.com"));
+}
+
 TEST_F(Fixture, BadCaFilesAreConfigErrors) {
   EXPECT_THROW(UpstreamVerifier({UpstreamCa{std::nullopt, (dir / "missing.pem").string()}}), ConfigError);
   std::ofstream(dir / "junk.pem") << "not a certificate\n";
