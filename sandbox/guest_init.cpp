@@ -301,14 +301,15 @@ void child_main(ChildPlan& plan) {
   if (command == 0) exec_command(plan);
   if (plan.tty_slave >= 0) ::close(plan.tty_slave);
 
-  // Become a fresh init: re-executing this binary leaves none of the parent's memory (which
-  // held secret values) in a process inside the sandbox. Signals stay blocked across exec.
+  // Become a fresh init (init.c from a memfd, else this binary again): an exec leaves none of the
+  // parent's memory (which held secret values) in a process inside the sandbox. Signals stay
+  // blocked across exec.
   char pid_text[16];
   std::snprintf(pid_text, sizeof pid_text, "%d", static_cast<int>(command));
   char* init_argv[] = {const_cast<char*>(kInitArgv0), pid_text, nullptr};
   char* init_env[] = {nullptr};
   ::syscall(SYS_execveat, plan.exe_fd, "", init_argv, init_env, AT_EMPTY_PATH);
-  // The binary cannot run in this root (--rootfs without its libraries): stay as we are.
+  // Re-executing this binary failed (--rootfs without its libraries): stay as we are.
   ::close(plan.exe_fd);
   ::close(plan.status_fd);
   run_init(command);

@@ -88,7 +88,7 @@ void remove_cgroup_dir(const std::string& path);
 struct ChildPlan {
   int sync_fd = -1;    // read: one byte 'g' when the parent finished (maps, network, cgroup)
   int status_fd = -1;  // write, close-on-exec: "S<message>" setup failure, "X<errno>" exec failure
-  int exe_fd = -1;     // this binary, re-executed as the guest's init
+  int exe_fd = -1;     // guest_init_executable(), executed as the guest's init
   std::vector<int> keep_fds;  // ascending; everything else is closed in the child
 
   int root_mount_fd = -1;      // the detached overlay the parent built
@@ -129,6 +129,10 @@ struct ChildPlan {
   int tty_socket = -1;  // -t: the pty is made in the guest's devpts; its master goes back here
   int tty_slave = -1;   // (child only) the command's terminal
 };
+
+// The executable of the guest's init: a sealed memfd holding the small init (init.c), or this
+// binary (/proc/self/exe, whose constructor runs the same init) where no memfd can be executed.
+Fd guest_init_executable();
 
 // The child side of clone3: sets up the guest, forks the command, becomes its init.
 [[noreturn]] void child_main(ChildPlan& plan);

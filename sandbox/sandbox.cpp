@@ -420,8 +420,7 @@ struct Sandbox::Impl {
     if (::pipe2(status, O_CLOEXEC) != 0) throw_errno("pipe");
     status_r.reset(status[0]);
     Fd status_w(status[1]);
-    Fd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
-    if (!exe) throw_errno("open /proc/self/exe");
+    Fd exe = detail::guest_init_executable();
     Fd tty_parent, tty_child;
     if (options.tty) {
       int pair[2];

@@ -129,6 +129,17 @@ TEST(Sandbox, GuestSeesOnlyItsOwnProcesses) {
   EXPECT_THAT(r.out, HasSubstr("airlock-sandbox-init 2"));
 }
 
+TEST(Sandbox, GuestInitMapsNothingOfAirlock) {
+  // PID 1 is the small freestanding init: none of this process's code or libraries (nor the
+  // memory that held secret values) is mapped in it.
+  const Outcome r = run(sh("cat /proc/1/maps"));
+  EXPECT_EQ(r.status.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("memfd:airlock-sandbox-init"));
+  EXPECT_THAT(r.out, Not(HasSubstr("libc.so")));
+  EXPECT_THAT(r.out, Not(HasSubstr("libcrypto")));
+  EXPECT_THAT(r.out, Not(HasSubstr("[heap]")));
+}
+
 TEST(Sandbox, SecretValueIsInNoProcEnvironOrCmdline) {
   const Outcome r = run(sh("cat /proc/*/environ /proc/*/cmdline 2>/dev/null | tr '\\0' '\\n'; echo END"),
                     one_secret());
