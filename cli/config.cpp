@@ -1,4 +1,5 @@
 #include "cli/config.hpp"
+#include "cli/egress.hpp"
 
 #include <toml++/toml.h>
 
@@ -95,7 +96,7 @@ ViolationAction get_action(const Context& ctx, const toml::node& node, std::stri
 
 void parse_network(const Context& ctx, const toml::table& table, const std::string& base_dir, NetworkConfig& out) {
   check_keys(ctx, table, "[network]",
-             {"on_secret_violation", "intercept_ports", "tls_bypass", "max_body_bytes", "upstream_ca"});
+             {"on_secret_violation", "intercept_ports", "tls_bypass", "max_body_bytes", "upstream_ca", "egress"});
   NetworkBuilder builder;
   {
     if (const toml::node* n = table.get("on_secret_violation")) {
@@ -120,6 +121,19 @@ void parse_network(const Context& ctx, const toml::table& table, const std::stri
         } catch (const ConfigError& e) {
           ctx.fail(n, e.what());
         }
+      }
+    }
+    if (const toml::node* n = table.get("egress")) {
+      const toml::array* rules = n->as_array();
+      if (rules == nullptr) ctx.fail(n, "egress must be an array of rules, e.g. [\"allow@api.example.com:tcp:443\"]");
+      for (const toml::node& rule : *rules) {
+        const std::string text = get_string(ctx, rule, "egress rules");
+        try {
+          parse_egress_rule(text);
+        } catch (const ConfigError& e) {
+          ctx.fail(rule, e.what());
+        }
+        builder.config().egress.push_back(text);
       }
     }
     if (const toml::node* n = table.get("max_body_bytes")) {

@@ -261,6 +261,26 @@ TEST_F(ConfigTest, TypeErrors) {
             std::string::npos);
 }
 
+TEST_F(ConfigTest, EgressRules) {
+  const AirlockConfig c = parse("[network]\negress = [\"allow@10.1.2.0/24:tcp:80,443\", \"deny@*.evil.example\", "
+                                "\"deny@203.0.113.9:udp\"]\n");
+  EXPECT_EQ(c.sandbox.network.egress,
+            (std::vector<std::string>{"allow@10.1.2.0/24:tcp:80,443", "deny@*.evil.example", "deny@203.0.113.9:udp"}));
+  EXPECT_NE(summarize_config(c).find("egress:               allow@10.1.2.0/24:tcp:80,443, deny@*.evil.example, "),
+            std::string::npos);
+  // Each error names the line and the rule.
+  EXPECT_NE(error("[network]\negress = \"allow@public\"\n").find("test.toml:2: egress must be an array"),
+            std::string::npos);
+  EXPECT_NE(error("[network]\negress = [\"permit@public\"]\n").find("test.toml:2: rule 'permit@public'"),
+            std::string::npos);
+  EXPECT_NE(error("[network]\negress = [\"allow@10.0.0.0/33\"]\n").find("rule 'allow@10.0.0.0/33'"),
+            std::string::npos);
+  EXPECT_NE(error("[network]\negress = [\n  \"allow@8.8.8.8:udp:53\"]\n").find("test.toml:3: rule 'allow@8.8.8.8:udp:53': "
+                                                                            "airlock relays TCP and DNS only"),
+            std::string::npos);
+  EXPECT_NE(error("[network]\negress = [1]\n").find("must be a string"), std::string::npos);
+}
+
 TEST_F(ConfigTest, InvalidTomlHasALine) {
   EXPECT_EQ(error("[network]\nmax_body_bytes = = 3\n").rfind("test.toml:2: not valid TOML: ", 0), 0u);
 }

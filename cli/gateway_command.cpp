@@ -1,6 +1,7 @@
 // `airlock gateway`: the gateway on its own, as a transparent or explicit (CONNECT) proxy.
 #include "cli/commands.hpp"
 #include "cli/config.hpp"
+#include "cli/egress.hpp"
 
 #include <airlock/errors.hpp>
 #include <gateway/gateway.hpp>
@@ -28,6 +29,7 @@ struct GatewayArgs {
   std::string log_level;
   std::string ca_cert;
   std::string ca_key;
+  std::vector<std::string> egress;
   int ready_fd = -1;
   int threads = 0;
 };
@@ -80,6 +82,7 @@ int run_gateway(const GatewayArgs& args) {
   options.threads = args.threads;
   options.log_level = *level;
   options.pins = settings.resolve_pins_with_host_dns ? nullptr : &no_pins;
+  options.policy = make_egress_policy(args.egress, config.sandbox.network.egress);
 
   std::atomic<bool> terminate{false};
   options.on_terminate = [&terminate](const std::string&) { terminate = true; };
@@ -129,6 +132,8 @@ void add_gateway_command(CLI::App& app) {
       "the SNI (or Host) with this host's resolver and pins the original destination when it is among the answers "
       "(a weaker, standalone mode: the workload's own DNS is not seen); otherwise nothing is pinned for them and no "
       "placeholder is substituted on transparent connections.\n"
+      "Egress: --egress rules, then [network] egress, then the defaults (allow public TCP, deny the rest): a "
+      "denied connection is reset (a CONNECT gets 403) and audited with the rule.\n"
       "Exit status: 0 after SIGTERM/SIGINT, 3 after a block-and-terminate violation, 2 on a configuration error.");
   command->add_option("--config", args->config, "the airlock.toml with secrets, [network] and [gateway]")->required();
   command->add_option("--transparent", args->transparent, "transparent listener (redirected traffic), e.g. 127.0.0.1:15001");
@@ -137,6 +142,9 @@ void add_gateway_command(CLI::App& app) {
   command->add_option("--log-level", args->log_level, "error, warn, info (default), debug");
   command->add_option("--ca-cert", args->ca_cert, "use this CA certificate (PEM) instead of the one under the home directory");
   command->add_option("--ca-key", args->ca_key, "the key (PEM) of --ca-cert");
+  command->add_option("--egress", args->egress,
+                      "RULE: an egress rule, before the config file's (allow@10.1.2.0/24:tcp:443, deny@metadata)")
+      ->allow_extra_args(false);
   command->add_option("--ready-fd", args->ready_fd, "also write the ready line to this descriptor, then close it");
   command->add_option("--threads", args->threads, "event-loop threads (default: one per core)");
   command->callback([args] {

@@ -9,16 +9,12 @@
 
 #include "sandbox/sandbox.hpp"
 
-// The gateway and the DNS forwarder are wired in when this build has them.
-#if __has_include("gateway/gateway.hpp") && __has_include("dns/forwarder.hpp")
-#define AIRLOCK_RUN_HAS_GATEWAY 1
+#include "cli/egress.hpp"
 #include "dns/forwarder.hpp"
 #include "dns/pin_set.hpp"
 #include "gateway/gateway.hpp"
-#include "policy/policy.hpp"
 
 #include <asio/io_context.hpp>
-#endif
 
 #include <poll.h>
 #include <signal.h>
@@ -54,6 +50,7 @@ struct RunArgs {
   std::uint64_t pids = 0;
   std::string ca_cert;
   std::vector<std::string> dns_servers;
+  std::vector<std::string> egress;
   std::vector<std::string> command;
 };
 
@@ -208,7 +205,6 @@ void close_all(sandbox::GatewaySockets& sockets) {
   }
 }
 
-#ifdef AIRLOCK_RUN_HAS_GATEWAY
 // `IP`, `IP:PORT` or `[IPv6]:PORT`.
 asio::ip::udp::endpoint parse_dns_server(const std::string& text) {
   std::string host = text;
@@ -239,11 +235,12 @@ class NetworkServices {
   // Takes the sockets it serves out of `sockets` (what is left there is the caller's to close).
   NetworkServices(sandbox::Sandbox& box, sandbox::GatewaySockets& sockets,
                   std::vector<SecretBinding> secrets, const NetworkConfig& network,
-                  const GatewaySettings& settings, const std::vector<std::string>& dns_servers)
-      : pins_([] { return dns::PinClock::now(); }), policy_({}, host_addresses()) {
+                  const GatewaySettings& settings, const std::vector<std::string>& dns_servers,
+                  std::shared_ptr<const policy::Policy> policy)
+      : pins_([] { return dns::PinClock::now(); }), policy_(std::move(policy)) {
     dns::ForwarderOptions dns_options;
     for (const std::string& server : dns_servers) dns_options.upstreams.push_back(parse_dns_server(server));
-    forwarder_ = std::make_unique<dns::Forwarder>(io_.get_executor(), dns_options, pins_, policy_);
+    forwarder_ = std::make_unique<dns::Forwarder>(io_.get_executor(), dns_options, pins_, *policy_);
     for (int fd : std::exchange(sockets.dns_udp, {})) {
       if (forwarder_->serve_udp_fd(fd)) throw sandbox::SandboxError("DNS: cannot serve UDP");
     }
@@ -266,6 +263,7 @@ class NetworkServices {
     options.home = settings.home;
     options.log_level = *level;
     options.pins = &pins_;
+    options.policy = policy_;
     options.on_terminate = [&box](const std::string& reason) { box.terminate(reason); };
     gateway_ = std::make_unique<gateway::Gateway>(std::move(options));
     sockets.transparent.clear();  // the gateway owns them now
@@ -285,22 +283,13 @@ class NetworkServices {
   }
 
  private:
-  static std::vector<IpAddress> host_addresses() {
-    std::vector<IpAddress> out;
-    for (const std::string& cidr : sandbox::host_interface_addresses()) {
-      if (auto ip = IpAddress::parse(cidr.substr(0, cidr.find('/')))) out.push_back(*ip);
-    }
-    return out;
-  }
-
   dns::PinSet pins_;
-  policy::Policy policy_;
+  std::shared_ptr<const policy::Policy> policy_;
   asio::io_context io_;
   std::unique_ptr<dns::Forwarder> forwarder_;
   std::thread dns_thread_;
   std::unique_ptr<gateway::Gateway> gateway_;
 };
-#endif
 
 int run(const RunArgs& args) {
   phase("begin");
@@ -325,27 +314,22 @@ int run(const RunArgs& args) {
 
   ::signal(SIGPIPE, SIG_IGN);  // the gateway writes to sockets the guest may have closed
 
-  sandbox::Sandbox box(make_options(args), secrets);
+  auto policy = make_egress_policy(args.egress, network.egress);
+  sandbox::SandboxOptions options = make_options(args);
+  options.blocked_destinations = guard_destinations(*policy);
+  sandbox::Sandbox box(std::move(options), secrets);
   phase("gateway namespace ready");
   sandbox::GatewaySockets sockets = box.take_gateway_sockets();
-#ifdef AIRLOCK_RUN_HAS_GATEWAY
   std::vector<SecretBinding> for_gateway;
   for (const SecretBinding& s : secrets) for_gateway.push_back(s.clone());
   std::unique_ptr<NetworkServices> services;
   try {
-    services = std::make_unique<NetworkServices>(box, sockets, std::move(for_gateway),
-                                                 network, settings, args.dns_servers);
+    services = std::make_unique<NetworkServices>(box, sockets, std::move(for_gateway), network, settings,
+                                                 args.dns_servers, std::move(policy));
   } catch (...) {
     close_all(sockets);
     throw;
   }
-#else
-  // This build has no gateway: the sandbox keeps its namespace and rules but no listener, so
-  // every TCP connection is refused and DNS gets no answer.
-  close_all(sockets);
-  (void)network;
-  if (!args.dns_servers.empty()) throw ConfigError("--dns-server: this build has no DNS forwarder");
-#endif
 
   phase("gateway and dns started");
   box.start();
@@ -373,9 +357,7 @@ int run(const RunArgs& args) {
     case sandbox::ExitStatus::Kind::kExited:
       break;
   }
-#ifdef AIRLOCK_RUN_HAS_GATEWAY
   services.reset();
-#endif
   phase("gateway stopped");
   return status.code;
 }
@@ -412,6 +394,10 @@ void add_run_command(CLI::App& app) {
   command->add_option("--dns-server", args->dns_servers,
                       "IP[:PORT]: the resolver the sandbox's DNS forwarder asks (default: the "
                       "host's /etc/resolv.conf)")
+      ->allow_extra_args(false);
+  command->add_option("--egress", args->egress,
+                      "RULE: an egress rule, before the config file's (allow@api.example.com:tcp:443, "
+                      "deny@private, allow@10.1.2.0/24:tcp:80; default: allow public TCP, deny the rest)")
       ->allow_extra_args(false);
   command->add_option("command", args->command, "the command and its arguments (after --)");
   command->footer(

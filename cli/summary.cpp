@@ -58,6 +58,9 @@ std::string summarize_config(const AirlockConfig& config) {
     const UpstreamCa& ca = n.upstream_cas[i];
     out << (i ? ", " : "") << ca.pem_file << " for " << (ca.for_hosts ? ca.for_hosts->text() : "every host");
   }
+  out << "\n  egress:               ";
+  for (const std::string& rule : n.egress) out << rule << ", ";
+  out << "then allow@public:tcp, allow@host:any:53, deny the rest";
   const GatewaySettings& g = config.gateway;
   out << "\ngateway:\n";
   out << "  transparent_listen:   " << or_default(g.transparent_listen) << "\n";

@@ -433,6 +433,23 @@ asio::awaitable<bool> ensure_upstream(std::shared_ptr<Connection> c) {
   co_return true;
 }
 
+// The egress policy's verdict on a TCP flow to `to`; `sni` as the first flight gave it.
+std::optional<policy::Decision> deny_decision(const Connection& c, const SocketAddress& to, std::string_view sni) {
+  const policy::Policy* p = c.core.options.policy.get();
+  if (p == nullptr) return std::nullopt;
+  policy::Decision d = p->decide(policy::Flow{to.ip, policy::Protocol::kTcp, to.port, sni}, c.pins);
+  if (d.allowed()) return std::nullopt;
+  return d;
+}
+
+void record_denial(Connection& c, const policy::Decision& d) {
+  c.core.denied++;
+  c.decision = "denied";
+  c.detail = c.core.options.policy->explain(d);
+  c.core.logger.log(LogLevel::kWarn, "connection " + std::to_string(c.id) + " to " + c.destination->to_string() +
+                                         (c.sni.empty() ? "" : " (SNI " + c.sni + ")") + " denied: " + c.detail);
+}
+
 // Standalone pin mode: resolve `name` with the host resolver and pin the destination for it.
 asio::awaitable<void> resolve_own_pins(std::shared_ptr<Connection> c, const std::string& name) {
   if (c->core.options.pins || c->kind == ListenerKind::kProxy || name.empty()) co_return;
@@ -449,7 +466,6 @@ asio::awaitable<void> resolve_own_pins(std::shared_ptr<Connection> c, const std:
 asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first) {
   Core& core = c->core;
   core.intercepted++;
-  c->handling = "intercept";
   if (!co_await ensure_upstream(c)) co_return;
   c->phase(core.options.timeouts.handshake);
   tls::SslPtr upstream_ssl = core.upstream->new_session(c->sni, c->destination->ip, c->destination->port);
@@ -587,13 +603,24 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
     std::vector<IpAddress> ips;
     if (auto literal = IpAddress::parse(request.host)) ips.push_back(*literal);
     else ips = co_await resolve(request.host, request.port, Clock::now() + t.connect);
+    // The gateway connects only to what it resolved for this authority: the pin holds by construction.
+    c->own_pins = ResolvedPins(request.host, ips);
     std::error_code ec = asio::error::host_not_found;
+    std::optional<policy::Decision> denied;
     for (const auto& ip : ips) {
-      ec = co_await connect_to(c->upstream, SocketAddress{ip, request.port}, Clock::now() + t.connect);
+      const SocketAddress to{ip, request.port};
+      if ((denied = deny_decision(*c, to, {}))) continue;  // never even a SYN to a denied address
+      ec = co_await connect_to(c->upstream, to, Clock::now() + t.connect);
       if (!ec) {
-        c->destination = SocketAddress{ip, request.port};
+        c->destination = to;
         break;
       }
+    }
+    if (!c->destination && denied) {
+      c->destination = SocketAddress{ips.back(), request.port};
+      record_denial(*c, *denied);
+      co_await write_raw(c->guest, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      co_return;
     }
     if (ec) {
       c->decision = ips.empty() ? "resolve_failed" : "connect_failed";
@@ -601,8 +628,6 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
       co_await write_raw(c->guest, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       co_return;
     }
-    // The gateway connects only to what it resolved for this authority: the pin holds by construction.
-    c->own_pins = ResolvedPins(request.host, std::move(ips));
     if (request.kind == ProxyRequest::Kind::kConnect) {
       first.erase(0, request.head_bytes);
       if (co_await write_raw(c->guest, "HTTP/1.1 200 Connection established\r\n\r\n")) co_return;
@@ -641,6 +666,9 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
     }
   }
 
+  bool intercepting = false;
+  FilterKind filter = FilterKind::kScanner;
+  secrets::Transport transport = secrets::Transport::kOpaque;
   switch (kind) {
     case FirstFlight::kTls: {
       c->sni = hello.sni;
@@ -655,25 +683,34 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
                                              " carries SNI " + c->sni + ": no substitution");
       }
       if (core.intercepts_port(c->destination->port) && !core.bypassed(c->sni)) {
+        c->handling = "intercept";
+        intercepting = true;
         co_await resolve_own_pins(c, c->sni);
-        co_await intercept(c, std::move(first));
       } else {
         c->handling = core.bypassed(c->sni) ? "bypass" : "tls_passthrough";
-        co_await forward_plain(c, std::move(first), FilterKind::kNone, secrets::Transport::kOpaque);
+        filter = FilterKind::kNone;
       }
       break;
     }
     case FirstFlight::kHttp:
       c->handling = "http";
+      filter = FilterKind::kRewriter;
+      transport = secrets::Transport::kPlainHttp;
       co_await resolve_own_pins(c, host_header(first));
-      co_await forward_plain(c, std::move(first), FilterKind::kRewriter, secrets::Transport::kPlainHttp);
       break;
     case FirstFlight::kTlsUnparsed:
     case FirstFlight::kOpaque:
       c->handling = kind == FirstFlight::kOpaque ? "opaque" : "tls_unparsed";
-      co_await forward_plain(c, std::move(first), FilterKind::kScanner, secrets::Transport::kOpaque);
       break;
   }
+  // Decided once the first flight named its host (the SNI): domain rules need it.
+  if (auto denied = deny_decision(*c, *c->destination, c->sni)) {
+    record_denial(*c, *denied);
+    c->close_all(true);
+    co_return;
+  }
+  if (intercepting) co_await intercept(c, std::move(first));
+  else co_await forward_plain(c, std::move(first), filter, transport);
 }
 
 }  // namespace

@@ -55,6 +55,7 @@ struct Core {
   std::atomic<std::uint64_t> intercepted{0};
   std::atomic<std::uint64_t> substitutions{0};
   std::atomic<std::uint64_t> blocked{0};
+  std::atomic<std::uint64_t> denied{0};
   std::atomic<bool> stopping{false};
 
   explicit Core(GatewayOptions opts);

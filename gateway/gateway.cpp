@@ -220,7 +220,7 @@ GatewayEndpoints Gateway::endpoints() const {
 GatewayCounters Gateway::counters() const {
   const Core& c = impl_->core;
   return {c.accepted.load(), c.active.load(), c.rejected_over_limit.load(), c.intercepted.load(),
-          c.substitutions.load(), c.blocked.load()};
+          c.substitutions.load(), c.blocked.load(), c.denied.load()};
 }
 
 std::string Gateway::ca_certificate_pem() const { return impl_->core.minter->ca().certificate_pem(); }

@@ -9,6 +9,7 @@
 #include "gateway/audit_log.hpp"
 
 #include <airlock/secret.hpp>
+#include <policy/policy.hpp>
 #include <secrets/engine/engine.hpp>
 
 #include <chrono>
@@ -47,6 +48,11 @@ struct GatewayOptions {
   // SNI (or the plain-HTTP Host) with the host resolver and pins the destination for that name
   // when it is among the answers. CONNECT tunnels always use the gateway's own resolution.
   const secrets::PinQuery* pins = nullptr;
+  // The egress policy, decided for every connection once its first flight is read (with the TLS
+  // SNI) and, for the explicit proxy, for each resolved address before connecting. A denied
+  // connection is reset (the proxy answers 403) and audited with the rule that denied it.
+  // nullptr: no egress policy, every destination is allowed.
+  std::shared_ptr<const policy::Policy> policy;
   // Called (from a gateway thread) after a block-and-terminate violation. Must not call stop() or
   // wait() inline; signal another thread instead.
   std::function<void(const std::string& reason)> on_terminate;
@@ -69,6 +75,7 @@ struct GatewayCounters {
   std::uint64_t intercepted = 0;
   std::uint64_t substitutions = 0;
   std::uint64_t blocked = 0;
+  std::uint64_t denied = 0;  // by the egress policy
 };
 
 class Gateway {

@@ -427,6 +427,54 @@ TEST_F(GatewayFixture, DisallowedHostIsResetAndNothingIsSent) {
   EXPECT_TRUE(terminations.empty());
 }
 
+std::shared_ptr<const policy::Policy> egress(std::vector<std::string> rules) {
+  return std::make_shared<const policy::Policy>(policy::Policy::from_text(rules));
+}
+
+TEST_F(GatewayFixture, PolicyDeniesBeforeConnecting) {
+  tweak = [](GatewayOptions& o) { o.policy = egress({}); };  // the defaults: loopback is not public
+  start("localhost");
+  ClientResult r = via_proxy(proxy_port(), authority(), "localhost",
+                             "GET / HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\n\r\n", gateway->ca_certificate_pem());
+  EXPECT_FALSE(r.tunnel);  // 403, no tunnel
+  EXPECT_TRUE(upstream->received().empty());
+  EXPECT_EQ(gateway->counters().denied, 1u);
+  gateway->stop();
+  auto conns = audit_events("connection");
+  ASSERT_EQ(conns.size(), 1u);
+  EXPECT_EQ(conns[0]["decision"], "denied");
+  EXPECT_EQ(conns[0]["detail"], "no rule allows it");
+}
+
+TEST_F(GatewayFixture, PolicyAllowsWhatARuleAllows) {
+  tweak = [](GatewayOptions& o) { o.policy = egress({"allow@loopback:tcp"}); };
+  start("localhost");
+  ClientResult r = via_proxy(proxy_port(), authority(), "localhost",
+                             "GET / HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: close\r\n\r\n",
+                             gateway->ca_certificate_pem());
+  ASSERT_TRUE(r.handshake);
+  ASSERT_EQ(upstream->received().size(), 1u);
+  EXPECT_NE(upstream->received()[0].find(kFakeValue), std::string::npos);
+  EXPECT_EQ(gateway->counters().denied, 0u);
+}
+
+TEST_F(GatewayFixture, PolicyDeniesByTheSniAfterTheFirstFlight) {
+  // The address is allowed; the TLS names a denied domain: reset before anything goes upstream.
+  tweak = [](GatewayOptions& o) { o.policy = egress({"deny@*.evil.example", "allow@loopback:tcp"}); };
+  start("localhost");
+  ClientResult r = via_proxy(proxy_port(), "127.0.0.1:" + std::to_string(upstream->port()), "x.evil.example",
+                             "GET / HTTP/1.1\r\nHost: x.evil.example\r\n\r\n", gateway->ca_certificate_pem());
+  EXPECT_TRUE(r.tunnel);
+  EXPECT_FALSE(r.handshake);
+  EXPECT_TRUE(upstream->received().empty());
+  gateway->stop();
+  auto conns = audit_events("connection");
+  ASSERT_EQ(conns.size(), 1u);
+  EXPECT_EQ(conns[0]["decision"], "denied");
+  EXPECT_EQ(conns[0]["detail"], "deny@*.evil.example");
+  EXPECT_EQ(conns[0]["sni"], "x.evil.example");
+}
+
 TEST_F(GatewayFixture, BlockAndTerminateCallsTheHook) {
   start("api.example.com", ViolationAction::kBlockAndTerminate);
   ClientResult r = via_proxy(proxy_port(), authority(), "localhost",

@@ -68,6 +68,8 @@ bool in_table(const std::vector<Cidr>& t, const IpAddress& ip) noexcept {
 
 }  // namespace
 
+const std::vector<Cidr>& group_ranges(Group group) { return table(group); }
+
 IpAddress canonical(const IpAddress& ip) noexcept {
   if (ip.is_v4()) return ip;
   if (!std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), ip.bytes.begin())) return ip;

@@ -42,6 +42,8 @@ enum class Group : std::uint8_t {
 };
 std::string_view to_string(Group group) noexcept;  // "public", "private", "link-local", ...
 std::optional<Group> parse_group(std::string_view text) noexcept;
+// The ranges a group is made of (empty for public and host, which are defined otherwise).
+const std::vector<Cidr>& group_ranges(Group group);
 
 // Reserved, unspecified, documentation, benchmarking and other special-purpose space that is in
 // no named group (0/8, 192.0.2/24, 240/4, ::/128, 2001:db8::/32, anything outside 2000::/3, ...).

@@ -96,6 +96,49 @@ bool Policy::answer_address_allowed(const IpAddress& ip) const {
   return false;
 }
 
+namespace {
+
+bool overlap(const Cidr& a, const Cidr& b) {
+  const IpAddress x = canonical(a.network), y = canonical(b.network);
+  if (x.is_v4() != y.is_v4()) return false;
+  return a.contains(y) || b.contains(x);
+}
+
+}  // namespace
+
+bool Policy::opens(const Cidr& range) const {
+  for (std::size_t i = 0; i < configured_; ++i) {
+    const Rule& rule = rules_[i];
+    if (rule.action != Action::kAllow) continue;
+    if (const auto* cidr = std::get_if<Cidr>(&rule.destination)) {
+      if (overlap(*cidr, range)) return true;
+    } else if (const auto* group = std::get_if<Group>(&rule.destination)) {
+      if (*group == Group::kPublic) continue;
+      if (*group == Group::kHost) {
+        for (const IpAddress& ip : groups_.host_addresses())
+          if (range.contains(ip)) return true;
+        continue;
+      }
+      for (const Cidr& member : group_ranges(*group))
+        if (overlap(member, range)) return true;
+    }
+  }
+  return false;
+}
+
+std::string Policy::explain(const Decision& decision) const {
+  switch (decision.rule) {
+    case Decision::kNoRule: return "no rule allows it";
+    case Decision::kQuic: return "QUIC (UDP 443) is dropped so clients fall back to TCP";
+    case Decision::kDnsOverTls: return "DNS over TLS (TCP 853) would bypass the sandbox's DNS";
+    default: break;
+  }
+  if (decision.rule >= rules_.size()) return "?";
+  std::string text = rules_[decision.rule].to_string();
+  if (decision.rule >= configured_) text += " (default)";
+  return text;
+}
+
 AnswerVerdict Policy::check_answer(std::span<const std::string> names, std::span<const IpAddress> addresses) const {
   for (const auto& name : names) {
     if (denies_domain(name)) return AnswerVerdict::kDeniedDomain;

@@ -83,6 +83,15 @@ class Policy {
   // configured IP, CIDR or (non-public) group rule containing it is an allow.
   bool answer_address_allowed(const IpAddress& ip) const;
 
+  // True when a configured allow rule names an address, CIDR or group (other than public) that
+  // overlaps `range`: a coarser filter in front of the policy (the sandbox's nftables guard)
+  // must let that range through and leave the decision to decide().
+  bool opens(const Cidr& range) const;
+
+  // What a decision means, for audit records and errors: the rule's canonical text
+  // ("deny@private"), or why a built-in verdict was taken.
+  std::string explain(const Decision& decision) const;
+
   // The rebind filter's decision for one answer: `names` are the query name and its CNAME
   // chain (text form), `addresses` every A/AAAA address the answer carries.
   AnswerVerdict check_answer(std::span<const std::string> names,

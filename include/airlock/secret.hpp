@@ -148,6 +148,10 @@ struct NetworkConfig {
   std::vector<HostPattern> tls_bypass;     // spliced as opaque bytes: no substitution, no detection
   std::vector<UpstreamCa> upstream_cas;
   std::size_t max_body_bytes = kDefaultMaxBodyBytes;
+  // Egress rules in their one-line form (`allow@api.example.com:tcp:443`, `deny@private`; the
+  // syntax is in policy/rule.hpp), first match wins; the defaults (allow public TCP, DNS to the
+  // gateway, deny the rest) follow them. Checked where the config is loaded.
+  std::vector<std::string> egress;
 };
 
 class NetworkBuilder {

@@ -246,6 +246,8 @@ class Env:
                 [network]
                 on_secret_violation = "{action}"
                 tls_bypass = ["bypass.example.com"]
+                # The test upstreams live in documentation space, which the default policy denies.
+                egress = ["allow@203.0.113.0/24:tcp", "allow@[2001:db8:2::/64]:tcp"]
                 [[network.upstream_ca]]
                 file = "{self.path('test-ca.pem')}"
 
@@ -472,6 +474,18 @@ def test_disallowed_host_gets_nothing_and_a_reset(env):
     assert env.received("/d-other") == []
     viol = [v for v in by_conn(env.audit(), "violation") if v["sni"] == "other.example.com"]
     assert viol and viol[-1]["secret"] == "API_KEY" and viol[-1]["action"] == "block-and-log"
+
+
+def test_egress_policy_denies_what_no_rule_allows(env):
+    # The config allows 203.0.113.0/24; the upstream's link address 198.51.100.2 is documentation
+    # space too, and no rule allows it: the proxy answers 403, a redirected connection is reset.
+    r = env.curl("-x", "http://192.0.2.1:3128", "https://198.51.100.2/p-denied")
+    assert r.returncode == 56 and "403" in r.stderr, (r.returncode, r.stderr)
+    r = env.curl(f"http://198.51.100.2/t-denied")
+    assert r.returncode in (52, 56), (r.returncode, r.stderr)
+    denied = [c for c in by_conn(env.audit(), "connection") if c["decision"] == "denied"]
+    assert {(c["mode"], c["destination"], c["detail"]) for c in denied} >= {
+        ("proxy", "198.51.100.2:443", "no rule allows it"), ("transparent", "198.51.100.2:80", "no rule allows it")}
 
 
 def test_forged_sni_to_a_hard_coded_ip(env):

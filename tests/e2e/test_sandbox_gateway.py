@@ -4,7 +4,9 @@ server with the placeholder; only the allowed host receives the value.
   sandbox ── its gateway (in the `airlock run` process, upstream sockets in the host netns)
       host netns 203.0.113.201 ──veth── 203.0.113.202 upstream netns (nginx, TLS, test CA)
   DNS: the sandbox's forwarder asks a dnsmasq on the host's loopback (--dns-server), which
-  answers api.upstream.test and evil.upstream.test with 203.0.113.202.
+  answers api.upstream.test and evil.upstream.test with 203.0.113.202 (alias.upstream.test is a
+  CNAME to api.upstream.test; rebind.upstream.test and meta.upstream.test point into private and
+  metadata space).
 
 Assertions are made on what the upstream received (nginx's JSON access log). The fake value is
 checked to be absent from everything the sandbox and airlock print.
@@ -30,6 +32,11 @@ HOST_IP, UP_IP = "203.0.113.201", "203.0.113.202"
 HOST_IP6, UP_IP6 = "2001:db8:a1e2::1", "2001:db8:a1e2::2"
 ALLOWED, EVIL = "api.upstream.test", "evil.upstream.test"
 ALLOWED6 = "api6.upstream.test"  # AAAA only
+ALIAS = "alias.upstream.test"     # CNAME to ALLOWED
+REBIND, META = "rebind.upstream.test", "meta.upstream.test"  # answers in private / metadata space
+# The upstream lives in documentation space, which the default policy (public addresses only)
+# denies: the tests allow it by address unless they say otherwise.
+UPSTREAM_EGRESS = (f"allow@{UP_IP}:tcp:443", f"allow@[{UP_IP6}]:tcp:443")
 
 
 def sh(*args, check=True, timeout=60, **kw):
@@ -58,6 +65,7 @@ class World:
         self.procs = []
         self.value = "sk-airlock-e2e-FAKE-" + secrets.token_hex(8)
         self.dns_port = free_port()
+        self.configs = 0
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -86,7 +94,7 @@ class World:
         sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
            "-keyout", p("server.key"), "-out", p("server.csr"), "-subj", "/CN=upstream.test")
         with open(p("server.ext"), "w") as f:
-            f.write(f"subjectAltName=DNS:{ALLOWED},DNS:{EVIL},DNS:{ALLOWED6}\nextendedKeyUsage=serverAuth\n"
+            f.write(f"subjectAltName=DNS:{ALLOWED},DNS:{EVIL},DNS:{ALLOWED6},DNS:{ALIAS}\nextendedKeyUsage=serverAuth\n"
                     "basicConstraints=CA:FALSE\n")
         sh("openssl", "x509", "-req", "-in", p("server.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
            "-CAcreateserial", "-out", p("server.pem"), "-days", "2", "-extfile", p("server.ext"))
@@ -140,36 +148,39 @@ class World:
         self.procs.append(subprocess.Popen(
             ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
              "--listen-address=127.0.0.1", f"--port={self.dns_port}", "--user=root",
-             f"--pid-file={self.path('dnsmasq.pid')}", f"--address=/{ALLOWED}/{UP_IP}",
-             f"--address=/{EVIL}/{UP_IP}", f"--address=/{ALLOWED6}/{UP_IP6}",
+             f"--pid-file={self.path('dnsmasq.pid')}", f"--host-record={ALLOWED},{UP_IP}",
+             f"--address=/{EVIL}/{UP_IP}", f"--address=/{ALLOWED6}/{UP_IP6}", f"--cname={ALIAS},{ALLOWED}",
+             f"--address=/{REBIND}/10.1.2.3", f"--address=/{META}/169.254.169.254",
              "--log-facility=" + self.path("dnsmasq.log")],
             stdout=subprocess.DEVNULL, stderr=open(self.path("dnsmasq.stderr"), "w")))
         wait_for(lambda: f":{self.dns_port} " in sh("ss", "-lun", check=False).stdout, "dnsmasq listening")
 
-    def write_config(self, action="block-and-log"):
-        path = self.path(f"airlock-{action}.toml")
+    def write_config(self, action, egress):
+        self.configs += 1
+        path = self.path(f"airlock-{self.configs}.toml")
         with open(path, "w") as f:
             f.write(textwrap.dedent(f"""\
                 [network]
                 on_secret_violation = "{action}"
+                egress = {json.dumps(list(egress))}
                 [[network.upstream_ca]]
                 file = "{self.path('ca.pem')}"
 
                 [[secret]]
                 env = "API_KEY"
                 value_from = "env:AIRLOCK_E2E_SB_API_KEY"
-                allow_hosts = ["{ALLOWED}", "{ALLOWED6}"]
+                allow_hosts = ["{ALLOWED}", "{ALLOWED6}", "{ALIAS}"]
 
                 [gateway]
                 home = "{self.path('home')}"
                 """))
         return path
 
-    def run(self, cmd, action="block-and-log", timeout=90, args=()):
+    def run(self, cmd, action="block-and-log", timeout=90, args=(), egress=UPSTREAM_EGRESS):
         env = dict(os.environ)
         env["AIRLOCK_E2E_SB_API_KEY"] = self.value
         env["AIRLOCK_HOME"] = self.path("home")
-        proc = subprocess.run([AIRLOCK, "run", "--config", self.write_config(action),
+        proc = subprocess.run([AIRLOCK, "run", "--config", self.write_config(action, egress),
                                "--dns-server", f"127.0.0.1:{self.dns_port}", *args, "--", *cmd],
                               capture_output=True, text=True, env=env, timeout=timeout)
         assert self.value not in proc.stdout + proc.stderr, "the value reached the sandbox or a log"
@@ -362,3 +373,83 @@ def test_dns_answers_come_from_the_forwarder(world):
     proc = world.run(["/bin/sh", "-c", f"getent hosts {ALLOWED}; getent hosts {EVIL}"])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [UP_IP, ALLOWED, UP_IP, EVIL]
+
+
+def curl(host, marker, extra=""):
+    """A shell line: curl with the placeholder, then the exit status."""
+    return f'curl -sS -m 20 {extra} -H "Authorization: Bearer $API_KEY" {url(host, marker)}; echo "rc=$?"'
+
+
+def test_default_policy_denies_documentation_space(world):
+    # No egress rule: 203.0.113.0/24 is not public, so the connection is reset before any upstream.
+    proc = world.run(["/bin/sh", "-c", curl(ALLOWED, "default-deny")], egress=())
+    assert proc.returncode == 0, proc.stderr
+    assert "rc=0" not in proc.stdout
+    assert len(world.received("default-deny")) == 0
+    assert f"to {UP_IP}:443 (SNI {ALLOWED}) denied: no rule allows it" in proc.stderr
+
+
+def test_domain_rule_allows_only_its_name_after_a_lookup(world):
+    # First the right name without a lookup (nothing pinned yet), then with one, then another
+    # name for the same address.
+    egress = (f"allow@{ALLOWED}:tcp:443",)
+    lines = [curl(ALLOWED, "dom-nolookup", f"--resolve {ALLOWED}:443:{UP_IP}"), curl(ALLOWED, "dom-ok"),
+             curl(EVIL, "dom-evil")]
+    proc = world.run(["/bin/sh", "-c", ";".join(lines)], egress=egress)
+    assert proc.returncode == 0, proc.stderr
+    assert len(world.received("dom-nolookup")) == 0
+    (ok,) = world.received("dom-ok")
+    assert ok["authorization"] == "Bearer " + world.value
+    assert len(world.received("dom-evil")) == 0
+    assert proc.stdout.count("rc=0") == 1 and "ok\nrc=0\n" in proc.stdout
+    assert proc.stderr.count(f"(SNI {ALLOWED}) denied: no rule allows it") == 1
+    assert f"(SNI {EVIL}) denied: no rule allows it" in proc.stderr
+
+
+def test_a_cname_chain_pins_the_alias_and_carries_the_value(world):
+    proc = world.run(["/bin/sh", "-c", curl(ALIAS, "cname")], egress=(f"allow@{ALIAS}:tcp:443",))
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = world.received("cname")
+    assert rec["sni"] == ALIAS
+    assert rec["authorization"] == "Bearer " + world.value
+
+
+def test_address_rules_are_exact_about_ports(world):
+    proc = world.run(["/bin/sh", "-c", curl(ALLOWED, "port-deny")], egress=(f"allow@{UP_IP}:tcp:8443",))
+    assert len(world.received("port-deny")) == 0
+    assert "rc=0" not in proc.stdout
+    assert f"to {UP_IP}:443 (SNI {ALLOWED}) denied: no rule allows it" in proc.stderr
+
+
+def test_a_deny_rule_before_an_allow_wins(world):
+    egress = (f"deny@{EVIL}", f"allow@{UP_IP}:tcp:443")
+    proc = world.run(["/bin/sh", "-c", curl(ALLOWED, "order-ok") + ";" + curl(EVIL, "order-evil", f"--resolve {EVIL}:443:{UP_IP}")],
+                     egress=egress)
+    assert len(world.received("order-ok")) == 1
+    assert len(world.received("order-evil")) == 0
+    assert f"(SNI {EVIL}) denied: deny@{EVIL}" in proc.stderr
+
+
+def test_dns_over_tls_is_refused_even_to_an_allowed_address(world):
+    proc = world.run(["/bin/sh", "-c", f"curl -sS -m 10 https://{UP_IP}:853/; echo rc=$?"], egress=(f"allow@{UP_IP}",))
+    assert "rc=0" not in proc.stdout
+    assert "denied: DNS over TLS (TCP 853) would bypass the sandbox's DNS" in proc.stderr
+
+
+def test_denied_names_and_rebinding_answers_are_nxdomain(world):
+    script = textwrap.dedent(f"""
+        import socket
+        for name in ("{ALLOWED}", "{EVIL}", "{REBIND}", "{META}"):
+            try:
+                print(name, socket.gethostbyname(name))
+            except socket.gaierror:
+                print(name, "nxdomain")
+        """)
+    proc = world.run([PY, "-c", script], egress=(f"deny@{EVIL}",) + UPSTREAM_EGRESS)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"{ALLOWED} {UP_IP}", f"{EVIL} nxdomain", f"{REBIND} nxdomain",
+                                        f"{META} nxdomain"]
+    # An explicit address rule lets that private answer through (and only that one).
+    proc = world.run([PY, "-c", script], egress=("allow@10.1.2.3:tcp:443",) + UPSTREAM_EGRESS)
+    assert proc.stdout.splitlines() == [f"{ALLOWED} {UP_IP}", f"{EVIL} {UP_IP}", f"{REBIND} 10.1.2.3",
+                                        f"{META} nxdomain"]
