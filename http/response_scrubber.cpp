@@ -1,0 +1,342 @@
+#include <http/response_scrubber.hpp>
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+namespace airlock::http {
+namespace {
+
+enum class Form { kRaw, kBase64, kBase64Url, kJson, kJsonSlash, kPercent };
+
+constexpr char kBase64Chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr char kBase64UrlChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+constexpr char kLowerHex[] = "0123456789abcdef";
+constexpr char kUpperHex[] = "0123456789ABCDEF";
+
+bool is_unreserved(unsigned char c) noexcept {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+         c == '_' || c == '~';
+}
+
+// Writes one form of `value` through put(char), so a caller can size a buffer, then fill it,
+// without a growing string leaving copies behind. For base64, `shift` unknown bytes precede the
+// value; only the characters made of value bits alone are written.
+template <typename Put>
+void encode(Form form, std::size_t shift, std::string_view value, Put&& put) {
+  switch (form) {
+    case Form::kRaw:
+      for (char c : value) put(c);
+      return;
+    case Form::kBase64:
+    case Form::kBase64Url: {
+      const char* chars = form == Form::kBase64 ? kBase64Chars : kBase64UrlChars;
+      auto byte = [&](std::size_t i) -> unsigned {
+        return i >= shift && i - shift < value.size() ? static_cast<unsigned char>(value[i - shift]) : 0u;
+      };
+      // Character j holds bits [6j, 6j + 6) of the shifted bytes.
+      const std::size_t begin = (8 * shift + 5) / 6;
+      const std::size_t end = 8 * (shift + value.size()) / 6;
+      for (std::size_t j = begin; j < end; ++j) {
+        const std::size_t b = 6 * j / 8, off = 6 * j % 8;
+        const unsigned window = (byte(b) << 8) | byte(b + 1);
+        put(chars[(window >> (10 - off)) & 63]);
+      }
+      return;
+    }
+    case Form::kJson:
+    case Form::kJsonSlash:
+      for (char ch : value) {
+        const auto c = static_cast<unsigned char>(ch);
+        const char* shortcut = c == '"'    ? "\\\""
+                               : c == '\\' ? "\\\\"
+                               : c == '\b' ? "\\b"
+                               : c == '\f' ? "\\f"
+                               : c == '\n' ? "\\n"
+                               : c == '\r' ? "\\r"
+                               : c == '\t' ? "\\t"
+                               : c == '/' && form == Form::kJsonSlash ? "\\/"
+                                                                      : nullptr;
+        if (shortcut != nullptr) {
+          put(shortcut[0]);
+          put(shortcut[1]);
+        } else if (c < 0x20) {
+          for (char x : {'\\', 'u', '0', '0', kLowerHex[c >> 4], kLowerHex[c & 15]}) put(x);
+        } else {
+          put(ch);
+        }
+      }
+      return;
+    case Form::kPercent:
+      for (char ch : value) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (is_unreserved(c)) {
+          put(ch);
+        } else {
+          put('%');
+          put(kUpperHex[c >> 4]);
+          put(kUpperHex[c & 15]);
+        }
+      }
+      return;
+  }
+}
+
+struct FormSpec {
+  Form form;
+  std::size_t shift;
+};
+constexpr FormSpec kFormSpecs[] = {
+    {Form::kRaw, 0},       {Form::kBase64, 0},    {Form::kBase64, 1},    {Form::kBase64, 2},
+    {Form::kBase64Url, 0}, {Form::kBase64Url, 1}, {Form::kBase64Url, 2}, {Form::kJson, 0},
+    {Form::kJsonSlash, 0}, {Form::kPercent, 0},
+};
+constexpr std::size_t kMaxStride = 64;
+// A base64 form this short is a piece of a value, too common to mask.
+constexpr std::size_t kMinBase64Form = 4;
+
+std::uint32_t load_u32(const unsigned char* p) noexcept {
+  std::uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// The filter's hash of the `gram` (1-4) bytes at `piece`.
+std::uint32_t hash_piece(const unsigned char* piece, std::size_t gram) noexcept {
+  std::uint32_t g = 0;
+  if (gram == 4) {
+    g = load_u32(piece);
+  } else {
+    for (std::size_t i = 0; i < gram; ++i) g = (g << 8) | piece[i];
+  }
+  return g * 0x9E3779B1u;
+}
+
+enum class Relation { kNone, kPartial, kFull };
+
+// Whether x and y agree on their first k bytes. A loop, not memcmp: the edge checks call this
+// for many candidates that differ within a byte or two.
+bool same_start(const char* x, const char* y, std::size_t k) noexcept {
+  std::size_t i = 0;
+  while (i < k && x[i] == y[i]) ++i;
+  return i == k;
+}
+
+// How `form` relates to the bytes a then b: it spans them from their start (kFull), they end
+// while still matching it (kPartial), or they differ from it.
+Relation relate(std::string_view form, std::string_view a, std::string_view b) noexcept {
+  const std::size_t k = std::min(form.size(), a.size());
+  if (!same_start(form.data(), a.data(), k)) return Relation::kNone;
+  const std::string_view rest = form.substr(k);
+  const std::size_t k2 = std::min(rest.size(), b.size());
+  if (!same_start(rest.data(), b.data(), k2)) return Relation::kNone;
+  return k2 == rest.size() ? Relation::kFull : Relation::kPartial;
+}
+
+}  // namespace
+
+ScrubForms::ScrubForms(const std::vector<SecretBinding>& secrets) {
+  // All forms go into one locked buffer: size them, then write them.
+  std::vector<std::size_t> sizes;
+  std::size_t total = 0;
+  for (const SecretBinding& s : secrets) {
+    for (const FormSpec& spec : kFormSpecs) {
+      std::size_t n = 0;
+      encode(spec.form, spec.shift, s.value().expose(), [&](char) { ++n; });
+      sizes.push_back(n);
+      total += n;
+    }
+  }
+  std::string buffer(total, '\0');
+  std::size_t at = 0;
+  for (const SecretBinding& s : secrets) {
+    for (const FormSpec& spec : kFormSpecs) encode(spec.form, spec.shift, s.value().expose(), [&](char c) { buffer[at++] = c; });
+  }
+  form_bytes_ = SecretValue::take(buffer);
+
+  const std::string_view all = form_bytes_.expose();
+  at = 0;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    const std::string_view text = all.substr(at, sizes[i]);
+    at += sizes[i];
+    const Form form = kFormSpecs[i % std::size(kFormSpecs)].form;
+    const bool base64 = form == Form::kBase64 || form == Form::kBase64Url;
+    if (text.empty() || (base64 && text.size() < kMinBase64Form)) continue;
+    if (std::find(forms_.begin(), forms_.end(), text) != forms_.end()) continue;  // two values, or forms, alike
+    by_first_byte_[static_cast<unsigned char>(text[0])].push_back(static_cast<std::uint32_t>(forms_.size()));
+    forms_.push_back(text);
+    shortest_ = shortest_ == 0 ? text.size() : std::min(shortest_, text.size());
+    longest_ = std::max(longest_, text.size());
+  }
+  if (!forms_.empty()) build_table();
+}
+
+void ScrubForms::build_table() {
+  gram_ = std::min<std::size_t>(4, shortest_);
+  // Any stride up to shortest_ - gram_ + 1 finds every occurrence; the cap bounds the table for
+  // long values (keys, certificates).
+  stride_ = std::min<std::size_t>(shortest_ - gram_ + 1, kMaxStride);
+  const std::size_t entries = forms_.size() * stride_;
+  // At 16 filter bits per pair, about 6 % of the sampled positions of unrelated data pass it;
+  // buckets hold about one pair.
+  const auto log2_ceil = [](std::size_t x, unsigned lo, unsigned hi) {
+    return std::clamp(static_cast<unsigned>(std::bit_width(x - 1)), lo, hi);
+  };
+  const unsigned filter_log = log2_ceil(16 * entries, 9, 24);
+  const unsigned bucket_log = log2_ceil(entries, 4, 20);
+  filter_shift_ = 32 - filter_log;
+  bucket_shift_ = 32 - bucket_log;
+  const std::size_t filter_bytes = (std::size_t{1} << filter_log) / 8;
+  const std::size_t buckets = std::size_t{1} << bucket_log;
+
+  std::string table(filter_bytes + (buckets + 1) * 4 + entries * sizeof(Sample), '\0');
+  unsigned char* filter = reinterpret_cast<unsigned char*>(table.data());
+  unsigned char* starts = filter + filter_bytes;
+  unsigned char* samples = starts + (buckets + 1) * 4;
+  auto each_sample = [&](auto&& visit) {
+    for (std::uint32_t f = 0; f < forms_.size(); ++f) {
+      for (std::uint32_t o = 0; o < stride_; ++o) {
+        visit(hash_piece(reinterpret_cast<const unsigned char*>(forms_[f].data()) + o, gram_), Sample{f, o});
+      }
+    }
+  };
+  // Counting sort of the pairs by bucket.
+  std::vector<std::uint32_t> fill(buckets + 1, 0);
+  each_sample([&](std::uint32_t hash, Sample) {
+    filter[(hash >> filter_shift_) / 8] |= static_cast<unsigned char>(1u << ((hash >> filter_shift_) % 8));
+    ++fill[(hash >> bucket_shift_) + 1];
+  });
+  for (std::size_t b = 0; b < buckets; ++b) fill[b + 1] += fill[b];
+  std::memcpy(starts, fill.data(), (buckets + 1) * 4);
+  each_sample([&](std::uint32_t hash, Sample s) {
+    std::memcpy(samples + std::size_t{fill[hash >> bucket_shift_]++} * sizeof(Sample), &s, sizeof s);
+  });
+  OPENSSL_cleanse(fill.data(), fill.size() * sizeof(fill[0]));
+  table_ = SecretValue::take(table);
+  filter_ = reinterpret_cast<const unsigned char*>(table_.expose().data());
+  starts_ = filter_ + filter_bytes;
+  samples_ = starts_ + (buckets + 1) * 4;
+}
+
+template <typename OnMatch>
+void ScrubForms::find_all(std::string_view data, OnMatch&& on_match) const noexcept {
+  const auto* d = reinterpret_cast<const unsigned char*>(data.data());
+  const std::size_t n = data.size();
+  if (forms_.empty() || n < shortest_) return;
+  // Locals, so the loop does not reload members after each write to the output.
+  const unsigned char* const filter = filter_;
+  const unsigned char* const starts = starts_;
+  const unsigned char* const samples = samples_;
+  const unsigned filter_shift = filter_shift_, bucket_shift = bucket_shift_;
+  const std::size_t gram = gram_, stride = stride_, last_sample = n - gram;
+  for (std::size_t a = 0; a <= last_sample; a += stride) {
+    const std::uint32_t hash = hash_piece(d + a, gram);
+    const std::uint32_t bit = hash >> filter_shift;
+    if ((filter[bit / 8] & (1u << (bit % 8))) == 0) continue;
+    const std::size_t bucket = hash >> bucket_shift;
+    const std::uint32_t first = load_u32(starts + bucket * 4), last = load_u32(starts + bucket * 4 + 4);
+    for (std::uint32_t i = first; i < last; ++i) {
+      Sample s;
+      std::memcpy(&s, samples + std::size_t{i} * sizeof(Sample), sizeof s);
+      const std::string_view form = forms_[s.form];
+      if (s.offset > a || a - s.offset + form.size() > n) continue;
+      // Most pairs here only share the hash: compare the sampled piece before the whole form.
+      const auto* piece = reinterpret_cast<const unsigned char*>(form.data()) + s.offset;
+      if (gram == 4 ? load_u32(piece) != load_u32(d + a) : std::memcmp(piece, d + a, gram) != 0) continue;
+      const std::size_t p = a - s.offset;
+      if (std::memcmp(d + p, form.data(), form.size()) == 0) on_match(p, p + form.size());
+    }
+  }
+}
+
+ResponseScrubber::ResponseScrubber(const ScrubForms& forms)
+    : forms_(&forms), held_(forms.longest() > 0 ? forms.longest() - 1 : 0) {}
+
+ResponseScrubber::~ResponseScrubber() {
+  if (!held_.empty()) OPENSSL_cleanse(held_.data(), held_.size());
+}
+
+void ResponseScrubber::feed(std::string_view in, std::string& out) { scrub(in, out, false); }
+
+void ResponseScrubber::flush(std::string& out) { scrub({}, out, true); }
+
+// The stream C is the held bytes, then `in`; positions below are in C.
+void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushing) {
+  const ScrubForms& f = *forms_;
+  if (f.forms_.empty()) {
+    out.append(in);
+    return;
+  }
+  const std::size_t held = held_size_;
+  const std::size_t n = held + in.size();
+  const std::string_view held_bytes(reinterpret_cast<const char*>(held_.data()), held);
+  // How the forms starting with C[p] relate to C[p, n); calls visit(form length, relation).
+  auto relate_at = [&](std::size_t p, auto&& visit) {
+    const std::string_view a = p < held ? held_bytes.substr(p) : in.substr(p - held);
+    const std::string_view b = p < held ? in : std::string_view();
+    for (const std::uint32_t i : f.by_first_byte_[static_cast<unsigned char>(a[0])]) {
+      const std::string_view form = f.forms_[i];
+      visit(form.size(), relate(form, a, b));
+    }
+  };
+
+  // The tail to hold: from the first position whose bytes to the end begin some form.
+  std::size_t tail = n;
+  for (std::size_t p = n - std::min(n, f.longest_ - 1); p < n && tail == n; ++p) {
+    relate_at(p, [&](std::size_t, Relation r) {
+      if (r == Relation::kPartial) tail = p;
+    });
+  }
+
+  // Emit C[held_emitted_, end): the bytes before the tail, or everything when flushing.
+  const std::size_t end = flushing ? n : tail;
+  const std::size_t base = out.size();
+  if (end > held_emitted_) {
+    const std::size_t from_held = std::min(end, held);
+    if (held_emitted_ < from_held) out.append(held_bytes.substr(held_emitted_, from_held - held_emitted_));
+    if (end > held) out.append(in.substr(std::max(held_emitted_, held) - held, end - std::max(held_emitted_, held)));
+  }
+  std::size_t carry = held_masked_ > tail ? held_masked_ - tail : 0;
+  auto mask = [&](std::size_t from, std::size_t to) {
+    const std::size_t lo = std::max(from, held_emitted_), hi = std::min(to, end);
+    if (lo < hi) std::memset(out.data() + base + (lo - held_emitted_), kMask, hi - lo);
+  };
+  // An occurrence that starts before the tail and ends in it: the tail's first bytes stay marked,
+  // since the next call no longer sees where it started. One that starts in the tail is found
+  // again next time.
+  auto mask_occurrence = [&](std::size_t from, std::size_t to) {
+    mask(from, to);
+    if (from < tail && to > tail) carry = std::max(carry, to - tail);
+  };
+  mask(0, held_masked_);
+  for (std::size_t p = 0; p < held; ++p) {
+    relate_at(p, [&](std::size_t length, Relation r) {
+      if (r == Relation::kFull) mask_occurrence(p, p + length);
+    });
+  }
+  f.find_all(in, [&](std::size_t from, std::size_t to) { mask_occurrence(held + from, held + to); });
+  if (flushing && n - tail >= kMinMaskedPrefix) mask(tail, n);
+
+  held_emitted_ = std::max(held_emitted_, end) > tail ? std::max(held_emitted_, end) - tail : 0;
+  held_masked_ = carry;
+  keep_tail(tail, in);
+}
+
+// The held bytes become C[from, end).
+void ResponseScrubber::keep_tail(std::size_t from, std::string_view in) {
+  const std::size_t old_size = held_size_;
+  std::size_t size = 0;
+  if (from < old_size) {
+    size = old_size - from;
+    std::memmove(held_.data(), held_.data() + from, size);
+  }
+  const std::string_view rest = in.substr(std::max(from, old_size) - old_size);
+  if (!rest.empty()) std::memcpy(held_.data() + size, rest.data(), rest.size());
+  size += rest.size();
+  if (size < old_size) OPENSSL_cleanse(held_.data() + size, old_size - size);
+  held_size_ = size;
+}
+
+}  // namespace airlock::http

@@ -1,0 +1,118 @@
+#pragma once
+// Response scrubbing (DESIGN invariant 5): bytes an upstream sends back toward the guest lose
+// every secret value they echo. Pure: bytes in, bytes out, no I/O.
+//
+// Each value is looked for in these forms, as exact, case-sensitive bytes:
+//  - raw;
+//  - base64 and base64url, at the three byte alignments, without the edge characters that also
+//    carry bits of neighbouring bytes (so 1-2 edge characters of an encoded value stay), when
+//    such a form is at least 4 characters long;
+//  - JSON-escaped, when the value holds `"`, `\`, `/` or a control character: `\"`, `\\`, `\b`
+//    `\f` `\n` `\r` `\t`, `\u00xx` (lower-case hex) for other control characters, with `/` both
+//    kept and escaped as `\/`;
+//  - percent-encoded (RFC 3986: all but ALPHA DIGIT - . _ ~ as upper-case %XX), when the value
+//    holds a byte that is encoded.
+// Not covered: other spellings of those codecs (lower-case %xx, `+` for space, \u escapes of
+// printable characters), compressed bodies, and values cut by transfer framing (chunk lines).
+//
+// Every occurrence, overlapping or adjacent ones included, becomes as many '*' bytes as it
+// spans, so the output is exactly as long as the input and framing (Content-Length, chunk
+// sizes) stays right.
+#include <airlock/secret.hpp>
+#include <airlock/secret_value.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace airlock::http {
+
+// Every form of every value, compiled once per sandbox or gateway (from SecretSet::secrets())
+// and shared read-only by every ResponseScrubber (thread-safe to read). The forms, and the
+// lookup table derived from their bytes, live in SecretValue memory: locked, non-dumpable,
+// wiped when this is destroyed.
+class ScrubForms {
+ public:
+  // Throws std::bad_alloc only (control path).
+  explicit ScrubForms(const std::vector<SecretBinding>& secrets);
+
+  std::size_t count() const noexcept { return forms_.size(); }  // distinct forms
+  std::size_t longest() const noexcept { return longest_; }      // bytes; 0 when there are none
+
+ private:
+  friend class ResponseScrubber;
+  // Sampling: every form is at least shortest_ bytes long, so with stride_ <= shortest_ - gram_ + 1
+  // an occurrence covers one of the positions 0, stride_, 2*stride_, ... of a buffer, at an
+  // offset below stride_, with the gram_ bytes there inside it. Those bytes are hashed: one bit
+  // of the filter says whether any (form, offset) pair has that hash; only then is its bucket
+  // of pairs checked.
+  struct Sample {
+    std::uint32_t form;
+    std::uint32_t offset;
+  };
+  void build_table();
+  // Calls on_match(begin, end) for every occurrence of a form that lies wholly in `data`.
+  template <typename OnMatch>
+  void find_all(std::string_view data, OnMatch&& on_match) const noexcept;
+
+  SecretValue form_bytes_;                 // every form, back to back
+  std::vector<std::string_view> forms_;    // the distinct ones, viewing form_bytes_
+  std::array<std::vector<std::uint32_t>, 256> by_first_byte_;  // form indices
+  std::size_t shortest_ = 0;
+  std::size_t longest_ = 0;
+  std::size_t gram_ = 0;    // min(4, shortest_)
+  std::size_t stride_ = 0;
+  unsigned filter_shift_ = 0;  // hash >> filter_shift_: the filter bit
+  unsigned bucket_shift_ = 0;  // hash >> bucket_shift_: the bucket
+  // Filter bits, bucket starts (uint32, one more than buckets), Sample entries in bucket order.
+  // It is made from the forms' bytes, so it is kept like them.
+  SecretValue table_;
+  const unsigned char* filter_ = nullptr;  // into table_
+  const unsigned char* starts_ = nullptr;
+  const unsigned char* samples_ = nullptr;
+};
+
+// The scrubber for one response stream (one HTTP/1 connection's responses, or one HTTP/2
+// stream). Holds back at most forms.longest() - 1 bytes; never throws on its own (appending to
+// `out` can only fail to allocate).
+//
+// Trade-off of flush(): held bytes that match the first 4 or more bytes of a form are masked
+// even if what follows turns out not to complete it; held prefixes of 1-3 bytes are emitted as
+// they are. So when a value is split by a pause long enough for the caller to flush, at most 3
+// bytes of its start reach the guest; the rest is still masked when it arrives, because the
+// scrubber remembers the emitted prefix as context.
+class ResponseScrubber {
+ public:
+  explicit ResponseScrubber(const ScrubForms& forms);  // `forms` must outlive this
+  ~ResponseScrubber();  // wipes the held bytes
+  ResponseScrubber(const ResponseScrubber&) = delete;
+  ResponseScrubber& operator=(const ResponseScrubber&) = delete;
+
+  // Appends to `out` every byte of `in` (and of earlier held bytes) that can no longer be part
+  // of a form, with occurrences masked; holds back a tail that is a proper prefix of some form.
+  void feed(std::string_view in, std::string& out);
+  // Held bytes not yet emitted.
+  std::size_t pending() const noexcept { return held_size_ - held_emitted_; }
+  // No more bytes soon (or end of stream): emits the held bytes, following the rule above.
+  void flush(std::string& out);
+
+ private:
+  static constexpr char kMask = '*';
+  static constexpr std::size_t kMinMaskedPrefix = 4;
+  void scrub(std::string_view in, std::string& out, bool flushing);
+  void keep_tail(std::size_t from, std::string_view in);
+
+  const ScrubForms* forms_;
+  // The stream's last bytes that may begin a form (never more than longest() - 1): the first
+  // held_emitted_ of them were emitted by flush(), the first held_masked_ belong to an
+  // occurrence that started before them.
+  std::vector<unsigned char> held_;
+  std::size_t held_size_ = 0;
+  std::size_t held_emitted_ = 0;
+  std::size_t held_masked_ = 0;
+};
+
+}  // namespace airlock::http

@@ -1,0 +1,350 @@
+// Values here are made up by the tests. Assertions never print scrubbed data (a failure would
+// show the value it let through): SameBytes reports lengths and the first differing offset only.
+#include <http/response_scrubber.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace airlock::http {
+namespace {
+
+constexpr std::string_view kAlnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+::testing::AssertionResult SameBytes(std::string_view actual, std::string_view expected) {
+  if (actual == expected) return ::testing::AssertionSuccess();
+  std::size_t i = 0;
+  while (i < actual.size() && i < expected.size() && actual[i] == expected[i]) ++i;
+  return ::testing::AssertionFailure() << "output differs from the expected bytes at offset " << i << " (lengths "
+                                       << actual.size() << " and " << expected.size() << ")";
+}
+
+std::string stars(std::size_t n) { return std::string(n, '*'); }
+
+// A made-up value: `length` characters of `alphabet`, with those of `extra` (which a test needs)
+// spread through them.
+std::string make_value(std::size_t length, std::string_view extra = {}, std::string_view alphabet = kAlnum) {
+  static std::mt19937 rng(20240611);
+  std::string v;
+  for (std::size_t i = 0; i < length; ++i) v += alphabet[rng() % alphabet.size()];
+  for (std::size_t i = 0; i < extra.size(); ++i) v.insert(v.begin() + static_cast<std::ptrdiff_t>((i * 7 + 3) % (v.size() + 1)), extra[i]);
+  return v;
+}
+
+ScrubForms forms_of(const std::vector<std::string>& values) {
+  std::vector<SecretBinding> secrets;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    secrets.push_back(SecretBuilder().env("KEY" + std::to_string(i)).value(values[i]).allow_host("api.example.com").build());
+  }
+  return ScrubForms(secrets);
+}
+
+// Feeds the chunks, then flushes.
+std::string scrub(const ScrubForms& forms, const std::vector<std::string_view>& chunks) {
+  ResponseScrubber s(forms);
+  std::string out;
+  for (std::string_view c : chunks) s.feed(c, out);
+  s.flush(out);
+  return out;
+}
+std::string scrub(const ScrubForms& forms, std::string_view in) { return scrub(forms, std::vector{in}); }
+
+// Same output whatever the chunking: at every single and every pair of split points, and byte by byte.
+void expect_same_at_every_split(const ScrubForms& forms, std::string_view in, std::string_view expected) {
+  ASSERT_TRUE(SameBytes(scrub(forms, in), expected)) << "fed whole";
+  for (std::size_t i = 0; i <= in.size(); ++i) {
+    ASSERT_TRUE(SameBytes(scrub(forms, {in.substr(0, i), in.substr(i)}), expected)) << "split at " << i;
+  }
+  for (std::size_t i = 0; i <= in.size(); i += 3) {
+    for (std::size_t j = i; j <= in.size(); ++j) {
+      ASSERT_TRUE(SameBytes(scrub(forms, {in.substr(0, i), in.substr(i, j - i), in.substr(j)}), expected))
+          << "split at " << i << " and " << j;
+    }
+  }
+  std::vector<std::string_view> bytes;
+  for (std::size_t i = 0; i < in.size(); ++i) bytes.push_back(in.substr(i, 1));
+  ASSERT_TRUE(SameBytes(scrub(forms, bytes), expected)) << "byte by byte";
+}
+
+// Standard base64 with padding, written independently of the scrubber's encoder.
+std::string base64(std::string_view bytes, bool url = false) {
+  const char* chars = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                          : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    const std::size_t n = std::min<std::size_t>(3, bytes.size() - i);
+    std::uint32_t v = 0;
+    for (std::size_t k = 0; k < 3; ++k) v = (v << 8) | (k < n ? static_cast<unsigned char>(bytes[i + k]) : 0u);
+    for (std::size_t k = 0; k < 4; ++k) out += k <= n ? chars[(v >> (18 - 6 * k)) & 63] : '=';
+  }
+  return out;
+}
+
+TEST(ResponseScrubber, RawValueMaskedWithSameLength) {
+  const std::string v = make_value(32);
+  const ScrubForms forms = forms_of({v});
+  const std::string in = "{\"echo\": \"" + v + "\", \"n\": 1}\r\n";
+  const std::string expected = "{\"echo\": \"" + stars(v.size()) + "\", \"n\": 1}\r\n";
+  expect_same_at_every_split(forms, in, expected);
+}
+
+TEST(ResponseScrubber, ValueAtStartEndAndAlone) {
+  const std::string v = make_value(20);
+  const ScrubForms forms = forms_of({v});
+  EXPECT_TRUE(SameBytes(scrub(forms, v), stars(v.size())));
+  EXPECT_TRUE(SameBytes(scrub(forms, v + "tail"), stars(v.size()) + "tail"));
+  EXPECT_TRUE(SameBytes(scrub(forms, "head" + v), "head" + stars(v.size())));
+}
+
+TEST(ResponseScrubber, CaseSensitive) {
+  const std::string v = make_value(20, "", "abcdefghijklmnopqrstuvwxyz");
+  std::string upper = v;
+  for (char& c : upper) c = static_cast<char>(c - 'a' + 'A');
+  const ScrubForms forms = forms_of({v});
+  EXPECT_TRUE(SameBytes(scrub(forms, "x" + upper + "y"), "x" + upper + "y"));
+}
+
+TEST(ResponseScrubber, Base64AtEveryAlignment) {
+  for (bool url : {false, true}) {
+    // '+' and '/' in the standard alphabet become '-' and '_' in base64url; the value's bytes
+    // are chosen so that both appear in its encodings.
+    const std::string v = make_value(24, "\xfb\xff\xfe>?");
+    const ScrubForms forms = forms_of({v});
+    for (std::size_t shift = 0; shift < 3; ++shift) {
+      for (std::size_t after = 0; after < 3; ++after) {
+        const std::string bytes = std::string(shift, 'q') + v + std::string(after, 'z');
+        const std::string encoded = base64(bytes, url);
+        // The characters made of value bits alone.
+        const std::size_t begin = (8 * shift + 5) / 6, end = 8 * (shift + v.size()) / 6;
+        std::string expected = encoded;
+        expected.replace(begin, end - begin, stars(end - begin));
+        const std::string in = "data=" + encoded + ";";
+        EXPECT_TRUE(SameBytes(scrub(forms, in), "data=" + expected + ";"))
+            << (url ? "base64url" : "base64") << " shift " << shift << " after " << after;
+      }
+    }
+  }
+}
+
+TEST(ResponseScrubber, Base64SplitEverywhere) {
+  const std::string v = make_value(16);
+  const ScrubForms forms = forms_of({v});
+  const std::string encoded = base64(v);  // 16 bytes: 21 full characters, then a partial one and "=="
+  const std::string in = "auth " + encoded + "\n";
+  const std::string expected = "auth " + stars(21) + encoded.substr(21) + "\n";
+  expect_same_at_every_split(forms, in, expected);
+}
+
+TEST(ResponseScrubber, JsonEscapedWithAndWithoutSlash) {
+  const std::string a = make_value(10), b = make_value(10), c = make_value(10);
+  const std::string v = a + "\"/" + b + "\\\n" + c + '\x01';
+  const std::string plain = a + "\\\"/" + b + "\\\\\\n" + c + "\\u0001";     // JSON.stringify, json.dumps
+  const std::string slash = a + "\\\"\\/" + b + "\\\\\\n" + c + "\\u0001";  // PHP json_encode
+  const ScrubForms forms = forms_of({v});
+  expect_same_at_every_split(forms, "{\"v\":\"" + plain + "\"}", "{\"v\":\"" + stars(plain.size()) + "\"}");
+  EXPECT_TRUE(SameBytes(scrub(forms, "{\"v\":\"" + slash + "\"}"), "{\"v\":\"" + stars(slash.size()) + "\"}"));
+  EXPECT_TRUE(SameBytes(scrub(forms, v), stars(v.size())));
+}
+
+TEST(ResponseScrubber, PercentEncoded) {
+  const std::string a = make_value(12), b = make_value(12);
+  const std::string v = a + "+/=" + b + "-._~";
+  const std::string encoded = a + "%2B%2F%3D" + b + "-._~";
+  const ScrubForms forms = forms_of({v});
+  expect_same_at_every_split(forms, "GET /?k=" + encoded + " HTTP/1.1", "GET /?k=" + stars(encoded.size()) + " HTTP/1.1");
+}
+
+TEST(ResponseScrubber, OverlappingAndAdjacentOccurrences) {
+  const std::string x = make_value(6);
+  const std::string v = x + x + x;  // occurs at every multiple of x in a run of x
+  const ScrubForms forms = forms_of({v});
+  const std::string run = x + x + x + x + x;
+  expect_same_at_every_split(forms, "<" + run + ">", "<" + stars(run.size()) + ">");
+  expect_same_at_every_split(forms, v + v + "." + v, stars(2 * v.size()) + "." + stars(v.size()));
+}
+
+TEST(ResponseScrubber, ValuesThatArePrefixesOfEachOther) {
+  const std::string shorter = make_value(12);
+  const std::string longer = shorter + make_value(10);
+  const ScrubForms forms = forms_of({shorter, longer});
+  // The shorter alone, the longer, and the shorter followed by a different continuation.
+  const std::string in = shorter + "|" + longer + "|" + shorter + "!" + longer.substr(shorter.size() + 1);
+  const std::string expected = stars(shorter.size()) + "|" + stars(longer.size()) + "|" + stars(shorter.size()) + "!" +
+                               longer.substr(shorter.size() + 1);
+  expect_same_at_every_split(forms, in, expected);
+}
+
+TEST(ResponseScrubber, ManySecrets) {
+  std::vector<std::string> values;
+  for (int i = 0; i < 50; ++i) values.push_back(make_value(8 + i % 30));
+  const ScrubForms forms = forms_of(values);
+  std::string in, expected;
+  for (std::size_t i = 0; i < values.size(); i += 7) {
+    in += "<" + values[i] + ">";
+    expected += "<" + stars(values[i].size()) + ">";
+  }
+  expect_same_at_every_split(forms, in, expected);
+}
+
+TEST(ResponseScrubber, LongValue) {
+  // Longer than the sampling stride's cap, in raw and base64 forms.
+  const std::string v = make_value(300, "+/");
+  const ScrubForms forms = forms_of({v});
+  const std::string encoded = base64(v);  // 302 bytes: 402 full characters, then "w==" or alike
+  const std::string in = "[" + v + "," + encoded + "]";
+  const std::string expected = "[" + stars(v.size()) + "," + stars(402) + encoded.substr(402) + "]";
+  expect_same_at_every_split(forms, in, expected);
+}
+
+TEST(ResponseScrubber, ShortValue) {
+  const std::string v = make_value(2);
+  const ScrubForms forms = forms_of({v});
+  expect_same_at_every_split(forms, "a" + v + v + "b" + v.substr(0, 1), "a" + stars(2 * v.size()) + "b" + v.substr(0, 1));
+}
+
+TEST(ResponseScrubber, HoldsBackOnlyAPrefixOfAForm) {
+  const std::string v = make_value(20);
+  const ScrubForms forms = forms_of({v});
+  ResponseScrubber s(forms);
+  std::string out;
+  s.feed("hello " + v.substr(0, 7), out);
+  EXPECT_TRUE(SameBytes(out, "hello "));
+  EXPECT_EQ(s.pending(), 7u);
+  s.feed(v.substr(7, 5), out);
+  EXPECT_EQ(s.pending(), 12u);
+  // Not the value after all: everything goes out unmasked.
+  s.feed("#", out);
+  EXPECT_TRUE(SameBytes(out, "hello " + v.substr(0, 12) + "#"));
+  EXPECT_EQ(s.pending(), 0u);
+}
+
+TEST(ResponseScrubber, PendingNeverExceedsLongestFormMinusOne) {
+  const std::string v = make_value(30, "/\"");
+  const ScrubForms forms = forms_of({v});
+  ResponseScrubber s(forms);
+  std::string out;
+  // A run of the value's prefixes of every length, byte by byte.
+  std::string in;
+  for (std::size_t k = 1; k < v.size(); ++k) in += v.substr(0, k);
+  for (char c : in) {
+    s.feed(std::string_view(&c, 1), out);
+    ASSERT_LT(s.pending(), forms.longest());
+  }
+  s.flush(out);
+  EXPECT_EQ(out.size(), in.size());
+}
+
+TEST(ResponseScrubber, FlushMasksAHeldPrefixOfFourOrMore) {
+  const std::string v = make_value(20);
+  const ScrubForms forms = forms_of({v});
+  ResponseScrubber s(forms);
+  std::string out;
+  s.feed("ab" + v.substr(0, 4), out);
+  s.flush(out);
+  EXPECT_TRUE(SameBytes(out, "ab****"));
+  EXPECT_EQ(s.pending(), 0u);
+  // The rest of the value, after the pause, is masked too.
+  s.feed(v.substr(4, 9), out);
+  s.feed(v.substr(13) + "cd", out);
+  s.flush(out);
+  EXPECT_TRUE(SameBytes(out, "ab" + stars(v.size()) + "cd"));
+}
+
+TEST(ResponseScrubber, FlushEmitsAHeldPrefixOfThreeOrLessButMasksTheContinuation) {
+  const std::string v = make_value(20);
+  const ScrubForms forms = forms_of({v});
+  ResponseScrubber s(forms);
+  std::string out;
+  s.feed("ab" + v.substr(0, 3), out);
+  s.flush(out);
+  EXPECT_TRUE(SameBytes(out, "ab" + v.substr(0, 3)));
+  EXPECT_EQ(s.pending(), 0u);
+  s.feed(v.substr(3) + "cd", out);
+  s.flush(out);
+  EXPECT_TRUE(SameBytes(out, "ab" + v.substr(0, 3) + stars(v.size() - 3) + "cd"));
+}
+
+TEST(ResponseScrubber, ContinuationMaskedAcrossSeveralFlushes) {
+  const std::string v = make_value(20);
+  const ScrubForms forms = forms_of({v});
+  ResponseScrubber s(forms);
+  std::string out;
+  for (char c : v) {
+    s.feed(std::string_view(&c, 1), out);
+    s.flush(out);
+  }
+  // The first 3 bytes went out before the held prefix reached 4 bytes.
+  EXPECT_TRUE(SameBytes(out, v.substr(0, 3) + stars(v.size() - 3)));
+}
+
+TEST(ResponseScrubber, FlushMasksAFourBytePrefixEvenIfTheValueDoesNotFollow) {
+  // The documented trade-off: a 4-byte prefix held at a pause is masked whatever comes next.
+  const std::string v = make_value(20);
+  const ScrubForms forms = forms_of({v});
+  ResponseScrubber s(forms);
+  std::string out;
+  s.feed(v.substr(0, 4), out);
+  s.flush(out);
+  s.feed("!", out);
+  s.flush(out);
+  EXPECT_TRUE(SameBytes(out, "****!"));
+}
+
+TEST(ResponseScrubber, FlushMasksAWholeOccurrenceInsideAShortHeldPrefix) {
+  // "x" + v is held (it may begin the longer value) and, at 3 bytes, emitted by flush; v inside
+  // it is a whole occurrence all the same.
+  const std::string v = make_value(2);
+  const std::string longer = "x" + v + make_value(10);
+  const ScrubForms forms = forms_of({v, longer});
+  ResponseScrubber s(forms);
+  std::string out;
+  s.feed("x" + v, out);
+  EXPECT_EQ(s.pending(), 3u);
+  s.flush(out);
+  EXPECT_TRUE(SameBytes(out, "x**"));
+}
+
+TEST(ResponseScrubber, EmptyInput) {
+  const ScrubForms forms = forms_of({make_value(20)});
+  ResponseScrubber s(forms);
+  std::string out;
+  s.feed("", out);
+  s.flush(out);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(s.pending(), 0u);
+}
+
+TEST(ResponseScrubber, NoSecretsPassesBytesThrough) {
+  const ScrubForms forms({});
+  EXPECT_EQ(forms.count(), 0u);
+  EXPECT_EQ(forms.longest(), 0u);
+  ResponseScrubber s(forms);
+  std::string out;
+  const std::string in = "HTTP/1.1 200 OK\r\n\r\n" + make_value(100, "*%\\\"/");
+  s.feed(in, out);
+  EXPECT_EQ(s.pending(), 0u);
+  s.flush(out);
+  EXPECT_TRUE(SameBytes(out, in));
+}
+
+TEST(ScrubForms, CountsDistinctForms) {
+  // Upper-case letters (and '/') never give base64 characters 62 or 63, so base64url is the
+  // same as base64. Plain: raw and base64 at 3 alignments.
+  constexpr std::string_view kUpper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  const std::string v = make_value(30, "", kUpper);
+  EXPECT_EQ(forms_of({v}).count(), 4u);
+  EXPECT_EQ(forms_of({v, v}).count(), 4u);  // the same value twice is one set of forms
+  // '/' adds the JSON form that escapes it and the percent form (the JSON form that keeps it is
+  // the raw value). The longest is base64 at shift 0 or 2: 41 characters for 31 bytes.
+  const ScrubForms slashed = forms_of({make_value(30, "/", kUpper)});
+  EXPECT_EQ(slashed.count(), 6u);
+  EXPECT_EQ(slashed.longest(), 41u);
+}
+
+}  // namespace
+}  // namespace airlock::http
