@@ -353,14 +353,37 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
   }
 }
 
-asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to) {
+// Once per connection, when a response first echoes a value (masked before the guest sees it).
+void record_scrub(Connection& c) {
+  Json r = c.base_record("scrubbed");
+  r["reason"] = "a response echoed a secret value (or an encoding of it); masked before the guest";
+  c.core.audit.write(r);
+  c.core.logger.log(LogLevel::kWarn, "connection " + std::to_string(c.id) + " to " + c.destination->to_string() +
+                                         (c.sni.empty() ? "" : " (SNI " + c.sni + ")") +
+                                         ": a response echoed a secret value; masked");
+}
+
+// Upstream to guest. With `forms`, every value the responses echo is masked (same length, so the
+// framing holds); the scrubber may hold back the start of a possible value, and lets it go
+// (masked when it is 4 bytes or more) once no more bytes are ready to read.
+asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to,
+                                const http::ScrubForms* forms) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
+  std::optional<http::ResponseScrubber> scrubber;
+  if (forms != nullptr && forms->count() > 0) scrubber.emplace(*forms);
+  std::string scrubbed;
+  bool reported = false;
   while (!c->aborted) {
     char* buf = pump_scratch();  // valid until we suspend: write_all takes it before it waits
     IoResult r = co_await from.read_some(buf, size);
     if (c->aborted) break;
     if (r.error) {
       if (r.error == asio::error::eof) {
+        if (scrubber && scrubber->pending() > 0) {
+          scrubbed.clear();
+          scrubber->flush(scrubbed);
+          if (co_await to.write_all(scrubbed)) break;
+        }
         co_await to.shutdown_send();
       } else {
         c->detail = "upstream: " + r.error.message();
@@ -370,7 +393,19 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     }
     c->touch();
     c->bytes_down += r.bytes;
-    std::error_code ec = co_await to.write_all(std::string_view(buf, r.bytes));
+    std::string_view chunk(buf, r.bytes);
+    if (scrubber) {
+      const std::uint64_t masked = scrubber->masked_bytes();
+      scrubbed.clear();
+      scrubber->feed(chunk, scrubbed);
+      if (scrubber->pending() > 0 && !from.readable_now()) scrubber->flush(scrubbed);
+      if (scrubber->masked_bytes() != masked) {
+        OPENSSL_cleanse(buf, r.bytes);  // it held a value
+        if (!std::exchange(reported, true)) record_scrub(*c);
+      }
+      chunk = scrubbed;
+    }
+    std::error_code ec = co_await to.write_all(chunk);
     if (ec) {
       if (!c->aborted) {
         c->detail = "guest write: " + ec.message();
@@ -398,7 +433,9 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
   c->decision = "forwarded";
   c->stream();
-  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest));
+  // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
+  const http::ScrubForms* forms = kind == FilterKind::kNone || !c->core.scrub_forms ? nullptr : &*c->core.scrub_forms;
+  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, forms));
 }
 
 enum class FirstFlight { kTls, kTlsUnparsed, kHttp, kOpaque };
@@ -749,6 +786,7 @@ Core::Core(GatewayOptions opts) : options(std::move(opts)), logger(options.log_l
   }
   guest_context = tls::make_guest_context();
   upstream = std::make_unique<tls::UpstreamVerifier>(options.network.upstream_cas, options.system_roots_dir);
+  if (!options.secrets->secrets().empty()) scrub_forms.emplace(options.secrets->secrets());
 }
 
 std::optional<std::vector<IpAddress>> ResolveCache::find(const std::string& name, const IpAddress& destination) {

@@ -2,6 +2,7 @@
 // Internal to the gateway: what every connection shares (read-only after start, or atomic).
 #include "gateway/audit_log.hpp"
 #include "gateway/gateway.hpp"
+#include "http/response_scrubber.hpp"
 #include "tls/certificate_authority.hpp"
 #include "tls/contexts.hpp"
 
@@ -47,6 +48,7 @@ struct Core {
   std::optional<tls::LeafMinter> minter;
   tls::SslCtxPtr guest_context;
   std::unique_ptr<tls::UpstreamVerifier> upstream;
+  std::optional<http::ScrubForms> scrub_forms;  // every form of every value; empty with no secrets
 
   std::atomic<std::uint64_t> next_id{1};
   std::atomic<std::uint64_t> accepted{0};

@@ -397,7 +397,11 @@ TEST_F(GatewayFixture, ConnectTunnelSubstitutesForTheAllowedHost) {
   EXPECT_NE(got[0].find(std::string("X-Api-Key: ") + kFakeValue + "\r\n"), std::string::npos) << got[0];
   EXPECT_EQ(got[0].find("$MSB_KEY"), std::string::npos);
   EXPECT_NE(r.response.find("200 OK"), std::string::npos);
+  // The upstream echoes the head it received: the value comes back masked, length kept.
+  EXPECT_EQ(r.response.find(kFakeValue), std::string::npos);
+  EXPECT_NE(r.response.find("X-Api-Key: " + std::string(std::strlen(kFakeValue), '*') + "\r\n"), std::string::npos);
   gateway->stop();
+  ASSERT_EQ(audit_events("scrubbed").size(), 1u);
   auto subs = audit_events("substitution");
   ASSERT_EQ(subs.size(), 1u);
   EXPECT_EQ(subs[0]["secret"], "KEY");

@@ -72,6 +72,11 @@ asio::awaitable<std::error_code> TcpStream::shutdown_send() {
   co_return ec;
 }
 
+bool TcpStream::readable_now() {
+  std::error_code ec;
+  return socket_.available(ec) > 0;
+}
+
 TlsStream::TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl)
     : socket_(socket), ssl_(std::move(ssl)), gate_(socket.get_executor()) {
   std::error_code ignored;
@@ -172,6 +177,11 @@ asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
   // Memory BIOs take everything at once; the socket write below is the backpressure.
   if (SSL_write_ex(ssl_.get(), data.data(), data.size(), &written) != 1 || written != data.size()) co_return tls_error();
   co_return co_await flush();
+}
+
+bool TlsStream::readable_now() {
+  std::error_code ec;
+  return SSL_pending(ssl_.get()) > 0 || BIO_ctrl_pending(rbio_) > 0 || socket_.available(ec) > 0;
 }
 
 asio::awaitable<std::error_code> TlsStream::shutdown_send() {

@@ -49,6 +49,8 @@ class Stream {
   virtual asio::awaitable<std::error_code> write_all(std::string_view data) = 0;
   // Ends our sending side (TLS close_notify, then TCP FIN); reading stays possible.
   virtual asio::awaitable<std::error_code> shutdown_send() = 0;
+  // Whether read_some() would return bytes without waiting (false when unsure).
+  virtual bool readable_now() { return false; }
 };
 
 class TcpStream final : public Stream {
@@ -57,6 +59,7 @@ class TcpStream final : public Stream {
   asio::awaitable<IoResult> read_some(char* out, std::size_t size) override;
   asio::awaitable<std::error_code> write_all(std::string_view data) override;
   asio::awaitable<std::error_code> shutdown_send() override;
+  bool readable_now() override;
 
  private:
   asio::ip::tcp::socket& socket_;
@@ -74,6 +77,7 @@ class TlsStream final : public Stream {
   asio::awaitable<IoResult> read_some(char* out, std::size_t size) override;
   asio::awaitable<std::error_code> write_all(std::string_view data) override;
   asio::awaitable<std::error_code> shutdown_send() override;
+  bool readable_now() override;
 
  private:
   asio::awaitable<std::error_code> flush();

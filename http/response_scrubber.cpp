@@ -301,7 +301,10 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
   std::size_t carry = held_masked_ > tail ? held_masked_ - tail : 0;
   auto mask = [&](std::size_t from, std::size_t to) {
     const std::size_t lo = std::max(from, held_emitted_), hi = std::min(to, end);
-    if (lo < hi) std::memset(out.data() + base + (lo - held_emitted_), kMask, hi - lo);
+    if (lo < hi) {
+      std::memset(out.data() + base + (lo - held_emitted_), kMask, hi - lo);
+      masked_bytes_ += hi - lo;
+    }
   };
   // An occurrence that starts before the tail and ends in it: the tail's first bytes stay marked,
   // since the next call no longer sees where it started. One that starts in the tail is found

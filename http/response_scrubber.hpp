@@ -98,6 +98,8 @@ class ResponseScrubber {
   std::size_t pending() const noexcept { return held_size_ - held_emitted_; }
   // No more bytes soon (or end of stream): emits the held bytes, following the rule above.
   void flush(std::string& out);
+  // How many emitted bytes were masked so far (a byte covered by two occurrences may count twice).
+  std::uint64_t masked_bytes() const noexcept { return masked_bytes_; }
 
  private:
   static constexpr char kMask = '*';
@@ -113,6 +115,7 @@ class ResponseScrubber {
   std::size_t held_size_ = 0;
   std::size_t held_emitted_ = 0;
   std::size_t held_masked_ = 0;
+  std::uint64_t masked_bytes_ = 0;
 };
 
 }  // namespace airlock::http

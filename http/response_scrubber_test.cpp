@@ -93,6 +93,19 @@ TEST(ResponseScrubber, RawValueMaskedWithSameLength) {
   expect_same_at_every_split(forms, in, expected);
 }
 
+TEST(ResponseScrubber, CountsMaskedBytes) {
+  const std::string v = make_value(24);
+  const ScrubForms forms = forms_of({v});
+  ResponseScrubber scrubber(forms);
+  std::string out;
+  scrubber.feed("nothing to see " + v.substr(0, 10), out);
+  EXPECT_EQ(scrubber.masked_bytes(), 0u);
+  scrubber.feed(v.substr(10) + " after", out);
+  scrubber.flush(out);
+  EXPECT_EQ(scrubber.masked_bytes(), v.size());
+  EXPECT_TRUE(SameBytes(out, "nothing to see " + stars(v.size()) + " after"));
+}
+
 TEST(ResponseScrubber, ValueAtStartEndAndAlone) {
   const std::string v = make_value(20);
   const ScrubForms forms = forms_of({v});

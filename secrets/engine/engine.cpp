@@ -528,7 +528,11 @@ struct RequestRewriter::Impl final : http::RequestSink {
       }
       head_out.append(rv.substr(pos, f.value.offset - pos));
       const std::string_view value = head.view(f.value);
-      if (track_cl && iequals(name, "content-length")) {
+      if (iequals(name, "accept-encoding")) {
+        // This host may receive a value, so its responses must stay readable to the response
+        // scrubber: a compressed echo would carry the value past it.
+        head_out.append("identity");
+      } else if (track_cl && iequals(name, "content-length")) {
         cl_offsets.push_back(head_out.size());
         cl_lengths.push_back(value.size());
         head_out.append(value);
@@ -579,7 +583,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
     }
     const bool buffer = mode == Mode::kBuffer;
     const bool drop_expect = buffer && head.expect_continue;
-    if (!any_headers && !any_basic && !any_query && !buffer) {
+    if (!any_headers && !any_basic && !any_query && !any_body) {
       out->append(head.raw);
     } else {
       if (!rewrite_head(head, drop_expect, buffer)) return;

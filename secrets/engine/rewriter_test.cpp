@@ -216,6 +216,14 @@ std::vector<Case> cases() {
       same("eligible_percent_form_kept", get("X-K: %24MSB_KEY\r\n")),
       same("eligible_json_form_in_body_kept", post("", R"({"k":"\u0024MSB_BK"})")),
       same("no_placeholder", get("Accept: */*\r\nUser-Agent: t/1\r\n")),
+      // A host that may receive a value gets only identity responses (the scrubber must read them).
+      ok("accept_encoding_identity_where_eligible", get("Accept-Encoding: gzip, br\r\nX: $MSB_KEY\r\n"),
+         get("Accept-Encoding: identity\r\nX: " + kKey + "\r\n")),
+      ok("accept_encoding_identity_without_placeholder", get("accept-encoding:gzip\r\n"),
+         get("accept-encoding:identity\r\n")),
+      same("accept_encoding_kept_where_nothing_is_eligible",
+           "GET / HTTP/1.1\r\nHost: evil.example\r\nAccept-Encoding: gzip\r\n\r\n")
+          .on(Setup::kTlsEvil),
       same("dollar_text", get("X-Price: $5 and $MSB and %24 and \\u00\r\n")),
 
       // ---- gates, each failing alone ----
