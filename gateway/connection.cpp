@@ -643,10 +643,13 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
     // The gateway connects only to what it resolved for this authority: the pin holds by construction.
     c->own_pins = ResolvedPins(request.host, ips);
     std::error_code ec = asio::error::host_not_found;
-    std::optional<policy::Decision> denied;
+    std::optional<std::pair<SocketAddress, policy::Decision>> denied;  // the first denied address
     for (const auto& ip : ips) {
       const SocketAddress to{ip, request.port};
-      if ((denied = deny_decision(*c, to, {}))) continue;  // never even a SYN to a denied address
+      if (auto d = deny_decision(*c, to, {})) {  // never even a SYN to a denied address
+        if (!denied) denied.emplace(to, *d);
+        continue;
+      }
       ec = co_await connect_to(c->upstream, to, Clock::now() + t.connect);
       if (!ec) {
         c->destination = to;
@@ -654,8 +657,8 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
       }
     }
     if (!c->destination && denied) {
-      c->destination = SocketAddress{ips.back(), request.port};
-      record_denial(*c, *denied);
+      c->destination = denied->first;
+      record_denial(*c, denied->second);
       co_await write_raw(c->guest, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       co_return;
     }
