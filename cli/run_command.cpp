@@ -237,9 +237,13 @@ class NetworkServices {
                   std::vector<SecretBinding> secrets, const NetworkConfig& network,
                   const GatewaySettings& settings, const std::vector<std::string>& dns_servers,
                   std::shared_ptr<const policy::Policy> policy)
-      : pins_([] { return dns::PinClock::now(); }), policy_(std::move(policy)) {
+      : pins_([] { return dns::PinClock::now(); }),
+        policy_(std::move(policy)),
+        logger_(log_level(settings)),
+        dns_audit_(settings.audit_log) {
     dns::ForwarderOptions dns_options;
     for (const std::string& server : dns_servers) dns_options.upstreams.push_back(parse_dns_server(server));
+    dns_options.on_refused = [this](std::string_view name, dns::Outcome outcome) { record_refusal(name, outcome); };
     forwarder_ = std::make_unique<dns::Forwarder>(io_.get_executor(), dns_options, pins_, *policy_);
     for (int fd : std::exchange(sockets.dns_udp, {})) {
       if (forwarder_->serve_udp_fd(fd)) throw sandbox::SandboxError("DNS: cannot serve UDP");
@@ -250,8 +254,6 @@ class NetworkServices {
     dns_thread_ = std::thread([this] { io_.run(); });
     phase("dns started");
 
-    const auto level = gateway::parse_log_level(settings.log_level.empty() ? "warn" : settings.log_level);
-    if (!level) throw ConfigError("log level " + settings.log_level + " is not one of error, warn, info, debug");
     gateway::GatewayOptions options;
     secrets::EngineOptions engine;
     engine.max_body_bytes = network.max_body_bytes;
@@ -261,7 +263,7 @@ class NetworkServices {
     options.transparent_fds = sockets.transparent;
     options.audit_log_path = settings.audit_log;
     options.home = settings.home;
-    options.log_level = *level;
+    options.log_level = log_level(settings);
     options.pins = &pins_;
     options.policy = policy_;
     options.on_terminate = [&box](const std::string& reason) { box.terminate(reason); };
@@ -283,8 +285,30 @@ class NetworkServices {
   }
 
  private:
+  static gateway::LogLevel log_level(const GatewaySettings& settings) {
+    const auto level = gateway::parse_log_level(settings.log_level.empty() ? "warn" : settings.log_level);
+    if (!level) throw ConfigError("log level " + settings.log_level + " is not one of error, warn, info, debug");
+    return *level;
+  }
+
+  // A query the policy answered NXDOMAIN: audited beside the gateway's records, and warned.
+  void record_refusal(std::string_view name, dns::Outcome outcome) {
+    nlohmann::ordered_json r;
+    r["event"] = "dns_refused";
+    r["name"] = name;
+    r["reason"] = dns::to_string(outcome);
+    dns_audit_.write(r);
+    logger_.log(gateway::LogLevel::kWarn,
+                "DNS " + std::string(name) + ": NXDOMAIN, " +
+                    (outcome == dns::Outcome::kRebinding
+                         ? "the answer pointed into private, loopback, link-local, metadata or host space"
+                         : "denied by the egress policy"));
+  }
+
   dns::PinSet pins_;
   std::shared_ptr<const policy::Policy> policy_;
+  gateway::Logger logger_;
+  gateway::AuditLog dns_audit_;  // the same file as the gateway's (appended line by line)
   asio::io_context io_;
   std::unique_ptr<dns::Forwarder> forwarder_;
   std::thread dns_thread_;

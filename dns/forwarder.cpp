@@ -358,6 +358,7 @@ awaitable<std::string> Forwarder::Core::resolve(std::string query, Transport tra
       co_return std::string{};
     }
     denied = policy->denies_domain(q.questions.front().name.text());
+    if (denied && options.on_refused) options.on_refused(q.questions.front().name.text(), Outcome::kDeniedDomain);
   }
   if (denied) {
     ++stats.denied_domain;
@@ -396,6 +397,10 @@ awaitable<std::string> Forwarder::Core::resolve(std::string query, Transport tra
     verdict = check_answer(answer, *policy);
     // Pinned before the guest can read the answer, so its first connection finds the pin.
     if (verdict == policy::AnswerVerdict::kPass) pins->record(answer, pins->now());
+    else if (options.on_refused)
+      options.on_refused(q.questions.front().name.text(), verdict == policy::AnswerVerdict::kRebinding
+                                                              ? Outcome::kRebinding
+                                                              : Outcome::kDeniedDomain);
   }
   switch (verdict) {
     case policy::AnswerVerdict::kPass:

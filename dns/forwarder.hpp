@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,22 +28,6 @@
 #include <vector>
 
 namespace airlock::dns {
-
-struct ForwarderOptions {
-  // Resolvers, tried in turn (port 53 unless given). Empty: read_resolv_conf().
-  std::vector<asio::ip::udp::endpoint> upstreams;
-  std::chrono::milliseconds try_timeout{2000};  // per upstream try, UDP or TCP
-  unsigned tries = 2;                           // upstream tries per query, over the resolvers in turn
-  std::uint16_t max_udp_payload = 4096;         // cap on the guest's EDNS size
-  std::uint16_t advertised_udp_payload = 1232;  // EDNS size in responses the forwarder makes itself
-  std::size_t max_udp_in_flight = 256;          // guest UDP queries being resolved; more are dropped
-  std::size_t max_tcp_clients = 64;             // guest TCP connections; more are closed at once
-  std::chrono::milliseconds tcp_idle_timeout{10000};  // a guest TCP connection waiting for a query
-};
-
-// Control path: the `nameserver` lines of a resolv.conf (port 53). Throws ConfigError when the
-// file cannot be read or names no resolver.
-std::vector<asio::ip::udp::endpoint> read_resolv_conf(const std::string& path = "/etc/resolv.conf");
 
 // What happened to one query (for the audit log and tests).
 enum class Outcome : std::uint8_t {
@@ -56,6 +41,27 @@ enum class Outcome : std::uint8_t {
   kDropped,       // not answered (a response, not a query; unreadable header)
 };
 std::string_view to_string(Outcome outcome) noexcept;
+
+struct ForwarderOptions {
+  // Resolvers, tried in turn (port 53 unless given). Empty: read_resolv_conf().
+  std::vector<asio::ip::udp::endpoint> upstreams;
+  std::chrono::milliseconds try_timeout{2000};  // per upstream try, UDP or TCP
+  unsigned tries = 2;                           // upstream tries per query, over the resolvers in turn
+  std::uint16_t max_udp_payload = 4096;         // cap on the guest's EDNS size
+  std::uint16_t advertised_udp_payload = 1232;  // EDNS size in responses the forwarder makes itself
+  std::size_t max_udp_in_flight = 256;          // guest UDP queries being resolved; more are dropped
+  std::size_t max_tcp_clients = 64;             // guest TCP connections; more are closed at once
+  std::chrono::milliseconds tcp_idle_timeout{10000};  // a guest TCP connection waiting for a query
+  // Told of every query answered NXDOMAIN by policy (kDeniedDomain, kRebinding) with the query
+  // name, for the audit log. Called on the forwarder's strand, never after stop() has returned;
+  // it must not call back into the forwarder.
+  std::function<void(std::string_view name, Outcome outcome)> on_refused;
+};
+
+// Control path: the `nameserver` lines of a resolv.conf (port 53). Throws ConfigError when the
+// file cannot be read or names no resolver.
+std::vector<asio::ip::udp::endpoint> read_resolv_conf(const std::string& path = "/etc/resolv.conf");
+
 
 struct ForwarderStats {
   std::atomic<std::uint64_t> queries{0};

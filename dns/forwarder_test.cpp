@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include <airlock/errors.hpp>
@@ -324,6 +325,26 @@ TEST_F(ForwarderTest, DeniedDomainsGetNxdomainWithoutAskingUpstream) {
   EXPECT_EQ(f.header.rcode(), rcode::kNxDomain);
   EXPECT_TRUE(pins_.names_for(ip("198.51.100.66"), clock_).empty());
   EXPECT_EQ(forwarder_->stats().denied_domain.load(), 2u);
+}
+
+TEST_F(ForwarderTest, RefusalsAreReportedWithTheQueryName) {
+  std::mutex mutex;
+  std::vector<std::pair<std::string, Outcome>> refused;
+  ForwarderOptions options;
+  options.on_refused = [&](std::string_view n, Outcome o) {
+    std::lock_guard lock(mutex);
+    refused.emplace_back(std::string(n), o);
+  };
+  start({"deny@*.blocked.test.example"}, options);
+  parsed(udp_exchange(port_, query_wire("api.test.example")));
+  parsed(udp_exchange(port_, query_wire("x.blocked.test.example")));
+  parsed(udp_exchange(port_, query_wire("front.test.example")));  // a CNAME into the denied suffix
+  parsed(tcp_exchange(port_, query_wire("rebind.test.example")));
+  forwarder_->stop();
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(refused, (std::vector<std::pair<std::string, Outcome>>{{"x.blocked.test.example", Outcome::kDeniedDomain},
+                                                                    {"front.test.example", Outcome::kDeniedDomain},
+                                                                    {"rebind.test.example", Outcome::kRebinding}}));
 }
 
 TEST_F(ForwarderTest, TruncatedUpstreamAnswerIsRetriedOverTcp) {
