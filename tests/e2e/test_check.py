@@ -4,6 +4,8 @@ import subprocess
 
 import pytest
 
+from netlab import assert_absent, run_clean
+
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 FAKE = "sk-FAKE-e2e-check-6b1d9c0e"  # distinctive, obviously fake
 
@@ -13,10 +15,7 @@ def run_check(tmp_path, text, env=None, name="airlock.toml"):
     path.write_text(text)
     full_env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     full_env.update(env or {})
-    proc = subprocess.run([AIRLOCK, "check", str(path)], capture_output=True, text=True,
-                          env=full_env, timeout=30)
-    assert FAKE not in proc.stdout + proc.stderr, "the value leaked into check's output"
-    return proc, str(path)
+    return run_clean(FAKE, [AIRLOCK, "check", str(path)], "check's output", timeout=30, env=full_env), str(path)
 
 
 VALID = """
@@ -48,6 +47,8 @@ def test_valid_summary_shows_placeholders_not_values(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     out = proc.stdout
+    # No fragment of either value, not even the file's.
+    assert_absent("FAKE", out, "check's summary")
     assert out.startswith(path + ": OK\n")
     assert "secrets: 2\n" in out
     assert "placeholder:          $MSB_OPENAI_API_KEY\n" in out
@@ -58,17 +59,14 @@ def test_valid_summary_shows_placeholders_not_values(tmp_path):
     assert "violation action:     block-and-terminate (resolved network-wide)\n" in out
     assert "intercept_ports:      443, 8443\n" in out
     assert "tls_bypass:           *.pinned.example\n" in out
-    # No fragment of either value, not even the file's.
-    assert "FAKE" not in out
 
 
 def test_example_config_checks(tmp_path):
     example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "airlock.toml")
     env = dict(os.environ, OPENAI_API_KEY=FAKE)
-    proc = subprocess.run([AIRLOCK, "check", example], capture_output=True, text=True, env=env, timeout=30)
+    proc = run_clean(FAKE, [AIRLOCK, "check", example], "check's output", timeout=30, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "$MSB_OPENAI_API_KEY" in proc.stdout
-    assert FAKE not in proc.stdout + proc.stderr
 
 
 def test_inline_value_is_rejected(tmp_path):

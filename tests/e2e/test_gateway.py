@@ -13,21 +13,21 @@ The gateway netns has no forwarding: the gateway is the only way out. Names reso
 
 Assertions are made on what the upstream received (nginx access log, JSON-escaped), never on
 what the gateway says it did. The secret value is obviously fake and is checked to be absent
-from every gateway output and every client output.
+from every gateway output and every client output; no assertion prints it.
 """
 
 import base64
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
-import tempfile
 import textwrap
 import time
 
 import pytest
+
+from netlab import Lab, assert_absent, assert_equal_secret, in_ns, run_clean, sh, wait_for, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
 FAKE = "fake-e2e-value-4b1d9"  # an obviously fake secret value
@@ -48,22 +48,14 @@ HOSTS = {
 assert os.geteuid() == 0 and AIRLOCK, "these tests need root and AIRLOCK_BIN"
 
 
-def sh(*args, check=True, timeout=60, **kw):
-    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=timeout, **kw)
-
-
-def in_ns(ns, *args, **kw):
-    return sh("ip", "netns", "exec", ns, *args, **kw)
-
-
 class Env:
     """Everything the tests share: namespaces, certificates, upstream servers, one gateway."""
 
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="airlock-gw-e2e-")
-        self.procs = []
+    def __init__(self, lab):
+        self.lab = lab
+        self.path = lab.path
+        self.upstream = None  # nginx's access log
         self.gateway = None
-        self.outputs = []  # every client output, checked for the value at the end
 
     # ---- setup ----
     def setup(self):
@@ -77,19 +69,11 @@ class Env:
                                           audit="audit.jsonl", stderr="gateway.stderr")
         sh(AIRLOCK, "ca", "export", self.path("gateway-ca.pem"), env=self.gateway_env())
 
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
     def make_namespaces(self):
         for ns in (CL, GW, UP):
-            sh("ip", "netns", "add", ns)
-            in_ns(ns, "ip", "link", "set", "lo", "up")
-        sh("ip", "link", "add", f"vc{TAG}", "type", "veth", "peer", "name", f"vg{TAG}")
-        sh("ip", "link", "set", f"vc{TAG}", "netns", CL)
-        sh("ip", "link", "set", f"vg{TAG}", "netns", GW)
-        sh("ip", "link", "add", f"vh{TAG}", "type", "veth", "peer", "name", f"vu{TAG}")
-        sh("ip", "link", "set", f"vh{TAG}", "netns", GW)
-        sh("ip", "link", "set", f"vu{TAG}", "netns", UP)
+            self.lab.netns(ns)
+        self.lab.veth(f"vc{TAG}", f"vg{TAG}", CL, GW)
+        self.lab.veth(f"vh{TAG}", f"vu{TAG}", GW, UP)
         in_ns(CL, "ip", "addr", "add", "192.0.2.2/24", "dev", f"vc{TAG}")
         in_ns(CL, "ip", "link", "set", f"vc{TAG}", "up")
         in_ns(CL, "ip", "route", "add", "default", "via", "192.0.2.1")
@@ -112,155 +96,113 @@ class Env:
         in_ns(UP, "ip", "-6", "addr", "add", "2001:db8:3::2/64", "dev", f"vu{TAG}", "nodad")
         in_ns(UP, "ip", "-6", "addr", "add", "2001:db8:2::10/128", "dev", "lo")
         in_ns(UP, "ip", "-6", "route", "add", "default", "via", "2001:db8:3::1")
-        rules = self.path("nft.conf")
-        with open(rules, "w") as f:
-            f.write(textwrap.dedent(f"""\
-                table ip airlock_e2e {{
-                  chain prerouting {{
-                    type nat hook prerouting priority dstnat; policy accept;
-                    iifname "vg{TAG}" ip daddr != 192.0.2.1 tcp dport {{ 80, 443, 8443, 9000 }} redirect to :15001
-                  }}
-                }}
-                table ip6 airlock_e2e6 {{
-                  chain prerouting {{
-                    type nat hook prerouting priority dstnat; policy accept;
-                    iifname "vg{TAG}" ip6 daddr != 2001:db8:1::1 tcp dport 443 redirect to :15001
-                  }}
-                }}
-                """))
-        in_ns(GW, "nft", "-f", rules)
+        in_ns(GW, "nft", "-f", self.lab.write("nft.conf", textwrap.dedent(f"""\
+            table ip airlock_e2e {{
+              chain prerouting {{
+                type nat hook prerouting priority dstnat; policy accept;
+                iifname "vg{TAG}" ip daddr != 192.0.2.1 tcp dport {{ 80, 443, 8443, 9000 }} redirect to :15001
+              }}
+            }}
+            table ip6 airlock_e2e6 {{
+              chain prerouting {{
+                type nat hook prerouting priority dstnat; policy accept;
+                iifname "vg{TAG}" ip6 daddr != 2001:db8:1::1 tcp dport 443 redirect to :15001
+              }}
+            }}
+            """)))
         hosts = "127.0.0.1 localhost\n" + "".join(f"{ip} {name}\n" for name, ip in HOSTS.items())
-        for ns in (CL, GW):
-            os.makedirs(f"/etc/netns/{ns}", exist_ok=True)
-            with open(f"/etc/netns/{ns}/hosts", "w") as f:
-                # The gateway also learns api.example.com's IPv6 address; clients reach it with --resolve.
-                f.write(hosts + ("2001:db8:2::10 api.example.com\n" if ns == GW else ""))
+        self.lab.netns_file(CL, "hosts", hosts)
+        # The gateway also learns api.example.com's IPv6 address; clients reach it with --resolve.
+        self.lab.netns_file(GW, "hosts", hosts + "2001:db8:2::10 api.example.com\n")
 
     def make_certificates(self):
-        def ca(name):
-            sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-               "-keyout", self.path(f"{name}.key"), "-out", self.path(f"{name}.pem"), "-days", "2",
-               "-subj", f"/CN=airlock e2e {name}", "-addext", "basicConstraints=critical,CA:TRUE",
-               "-addext", "keyUsage=critical,keyCertSign")
-
-        def leaf(name, issuer, sans):
-            sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-               "-keyout", self.path(f"{name}.key"), "-out", self.path(f"{name}.csr"), "-subj", f"/CN={name}")
-            with open(self.path(f"{name}.ext"), "w") as f:
-                f.write(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
-            sh("openssl", "x509", "-req", "-in", self.path(f"{name}.csr"), "-CA", self.path(f"{issuer}.pem"),
-               "-CAkey", self.path(f"{issuer}.key"), "-CAcreateserial", "-out", self.path(f"{name}.pem"),
-               "-days", "2", "-extfile", self.path(f"{name}.ext"))
-
-        ca("test-ca")
-        ca("rogue-ca")
-        leaf("server", "test-ca", ",".join(f"DNS:{n}" for n in HOSTS) + ",IP:203.0.113.10")
-        leaf("untrusted", "rogue-ca", "DNS:untrusted.example.com")
+        self.lab.ca("test-ca")
+        self.lab.ca("rogue-ca")
+        self.lab.leaf("server", "test-ca", ",".join(f"DNS:{n}" for n in HOSTS) + ",IP:203.0.113.10")
+        self.lab.leaf("untrusted", "rogue-ca", "DNS:untrusted.example.com")
 
     def start_nginx(self):
-        d = self.dir
-        conf = self.path("nginx.conf")
-        with open(conf, "w") as f:
-            f.write(textwrap.dedent(f"""\
-                load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
-                worker_processes 2;
-                daemon off;
-                pid {d}/nginx.pid;
-                error_log {d}/nginx-error.log warn;
-                events {{ worker_connections 8192; }}
-                http {{
-                  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
-                  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-                  client_body_buffer_size 1m; client_max_body_size 8m;
-                  log_format rx escape=json '{{"sni":"$ssl_server_name","host":"$host","uri":"$request_uri",'
-                                            '"authorization":"$http_authorization","x_api_key":"$http_x_api_key",'
-                                            '"body":"$request_body","server":"$server_addr:$server_port"}}';
-                  access_log {d}/access.log rx;
-                  server {{
-                    listen 203.0.113.10:443 ssl; listen 203.0.113.11:443 ssl; listen 203.0.113.10:8443 ssl;
-                    listen [2001:db8:2::10]:443 ssl; listen 203.0.113.10:80; listen 203.0.113.11:80;
-                    ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
-                    location / {{ echo_read_request_body; echo "ok"; }}
-                  }}
-                  server {{
-                    listen 203.0.113.13:443 ssl;
-                    ssl_certificate {d}/untrusted.pem; ssl_certificate_key {d}/untrusted.key;
-                    location / {{ echo "untrusted"; }}
-                  }}
-                }}
-                """))
-        p = subprocess.Popen(["ip", "netns", "exec", UP, "nginx", "-c", conf, "-p", d],
-                             stdout=subprocess.DEVNULL, stderr=open(self.path("nginx.stderr"), "w"))
-        self.procs.append(p)
-        wait_for(lambda: in_ns(UP, "ss", "-ltn", check=False).stdout.count(":443 ") >= 4, "nginx listening")
+        d = self.lab.dir
+        self.upstream = self.lab.nginx(UP, {
+            "sni": "$ssl_server_name", "host": "$host", "uri": "$request_uri", "authorization": "$http_authorization",
+            "x_api_key": "$http_x_api_key", "body": "$request_body", "server": "$server_addr:$server_port",
+        }, f"""\
+            client_body_buffer_size 1m; client_max_body_size 8m;
+            server {{
+              listen 203.0.113.10:443 ssl; listen 203.0.113.11:443 ssl; listen 203.0.113.10:8443 ssl;
+              listen [2001:db8:2::10]:443 ssl; listen 203.0.113.10:80; listen 203.0.113.11:80;
+              ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
+              location / {{ echo_read_request_body; echo "ok"; }}
+            }}
+            server {{
+              listen 203.0.113.13:443 ssl;
+              ssl_certificate {d}/untrusted.pem; ssl_certificate_key {d}/untrusted.key;
+              location / {{ echo "untrusted"; }}
+            }}
+            """, workers=2, connections=8192)
 
     def start_python_servers(self):
         # reset.example.com: answers with part of a body, then resets the connection.
         # 203.0.113.10:9000: plain TCP that reads to EOF (half-close), then answers and closes.
-        script = self.path("servers.py")
-        with open(script, "w") as f:
-            f.write(textwrap.dedent(f"""\
-                import socket, ssl, struct, threading
-                def reset_server():
-                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                    ctx.load_cert_chain("{self.path('server.pem')}", "{self.path('server.key')}")
-                    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind(("203.0.113.12", 443)); s.listen(64)
-                    while True:
-                        c, _ = s.accept()
-                        try:
-                            t = ctx.wrap_socket(c, server_side=True)
-                            data = b""
-                            while b"\\r\\n\\r\\n" not in data:
-                                chunk = t.recv(4096)
-                                if not chunk: break
-                                data += chunk
-                            t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 100000\\r\\n\\r\\n" + b"x" * 1000)
-                            t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                            t.close()  # an abortive close: the gateway sees a reset mid-body
-                        except Exception:
-                            c.close()
-                def half_close_server():
-                    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind(("203.0.113.10", 9000)); s.listen(64)
-                    while True:
-                        c, _ = s.accept()
-                        n = 0
-                        while True:
-                            chunk = c.recv(65536)
+        script = self.lab.write("servers.py", textwrap.dedent(f"""\
+            import socket, ssl, struct, threading
+            def reset_server():
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain("{self.path('server.pem')}", "{self.path('server.key')}")
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("203.0.113.12", 443)); s.listen(64)
+                while True:
+                    c, _ = s.accept()
+                    try:
+                        t = ctx.wrap_socket(c, server_side=True)
+                        data = b""
+                        while b"\\r\\n\\r\\n" not in data:
+                            chunk = t.recv(4096)
                             if not chunk: break
-                            n += len(chunk)
-                        c.sendall(b"got %d bytes\\n" % n)
+                            data += chunk
+                        t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 100000\\r\\n\\r\\n" + b"x" * 1000)
+                        t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        t.close()  # an abortive close: the gateway sees a reset mid-body
+                    except Exception:
                         c.close()
-                threading.Thread(target=reset_server, daemon=True).start()
-                half_close_server()
-                """))
-        p = subprocess.Popen(["ip", "netns", "exec", UP, PY, script], stdout=subprocess.DEVNULL,
-                             stderr=open(self.path("servers.stderr"), "w"))
-        self.procs.append(p)
-        wait_for(lambda: ":9000 " in in_ns(UP, "ss", "-ltn", check=False).stdout, "python servers listening")
+            def half_close_server():
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("203.0.113.10", 9000)); s.listen(64)
+                while True:
+                    c, _ = s.accept()
+                    n = 0
+                    while True:
+                        chunk = c.recv(65536)
+                        if not chunk: break
+                        n += len(chunk)
+                    c.sendall(b"got %d bytes\\n" % n)
+                    c.close()
+            threading.Thread(target=reset_server, daemon=True).start()
+            half_close_server()
+            """))
+        self.lab.start(["ip", "netns", "exec", UP, PY, script], "servers.stderr")
+        wait_listening(UP, ["203.0.113.12:443", "203.0.113.10:9000"], "python servers listening")
 
     def write_config(self, name, action):
-        with open(self.path(name), "w") as f:
-            f.write(textwrap.dedent(f"""\
-                [network]
-                on_secret_violation = "{action}"
-                tls_bypass = ["bypass.example.com"]
-                # The test upstreams live in documentation space, which the default policy denies.
-                egress = ["allow@203.0.113.0/24:tcp", "allow@[2001:db8:2::/64]:tcp"]
-                [[network.upstream_ca]]
-                file = "{self.path('test-ca.pem')}"
+        self.lab.write(name, textwrap.dedent(f"""\
+            [network]
+            on_secret_violation = "{action}"
+            tls_bypass = ["bypass.example.com"]
+            # The test upstreams live in documentation space, which the default policy denies.
+            egress = ["allow@203.0.113.0/24:tcp", "allow@[2001:db8:2::/64]:tcp"]
+            [[network.upstream_ca]]
+            file = "{self.path('test-ca.pem')}"
 
-                [[secret]]
-                env = "API_KEY"
-                value_from = "env:AIRLOCK_E2E_API_KEY"
-                allow_hosts = ["api.example.com"]
-                inject = {{ headers = true, basic_auth = true, query = true, body = true }}
+            [[secret]]
+            env = "API_KEY"
+            value_from = "env:AIRLOCK_E2E_API_KEY"
+            allow_hosts = ["api.example.com"]
+            inject = {{ headers = true, basic_auth = true, query = true, body = true }}
 
-                [gateway]
-                resolve_pins_with_host_dns = true
-                home = "{self.path('home')}"
-                """))
+            [gateway]
+            resolve_pins_with_host_dns = true
+            home = "{self.path('home')}"
+            """))
 
     def gateway_env(self):
         env = dict(os.environ)
@@ -282,35 +224,18 @@ class Env:
         args = ["ip", "netns", "exec", GW, AIRLOCK, "gateway"] + extra
         if "--config" not in extra:
             args += ["--config", self.path(config)]
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.path(stderr), "w"),
-                             env=self.gateway_env(), text=True)
-        self.procs.append(p)
+        p = self.lab.start(args, stderr, stdout=subprocess.PIPE, env=self.gateway_env(), text=True)
         ready, _, _ = select.select([p.stdout], [], [], 20)
         assert ready, "the gateway did not print its ready line"
         line = p.stdout.readline()
+        assert_absent(FAKE, line, "the gateway's ready line")
         assert line.startswith("airlock gateway ready "), line
         return p
 
-    # ---- teardown ----
-    def teardown(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        for ns in (CL, GW, UP):
-            sh("ip", "netns", "del", ns, check=False)
-            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
     # ---- helpers for tests ----
-    def client(self, *args, timeout=30, check=False):
-        r = in_ns(CL, *args, check=check, timeout=timeout)
-        self.outputs.append(r.stdout + r.stderr)
-        return r
+    def client(self, *args, timeout=30):
+        """Runs a client in the client netns; its output must not hold the value."""
+        return run_clean(FAKE, ["ip", "netns", "exec", CL, *args], "a client's output", timeout=timeout)
 
     def curl(self, *args, timeout=30):
         return self.client("curl", "-sS", "--max-time", "15", "--cacert", self.path("gateway-ca.pem"), *args,
@@ -319,55 +244,28 @@ class Env:
     def python(self, code, timeout=60):
         return self.client(PY, "-c", textwrap.dedent(code), timeout=timeout)
 
-    def received(self, marker):
-        """The upstream's access-log records whose URI contains `marker`."""
-        out = []
-        try:
-            with open(self.path("access.log")) as f:
-                for line in f:
-                    rec = json.loads(line)
-                    if marker in rec["uri"]:
-                        out.append(rec)
-        except FileNotFoundError:
-            pass
-        return out
-
-    def wait_received(self, marker, count=1, timeout=5):
-        wait_for(lambda: len(self.received(marker)) >= count, f"upstream received {marker}", timeout)
-        return self.received(marker)
-
     def audit(self, name="audit.jsonl"):
+        """The audit records, after checking that the log does not hold the value."""
         try:
             with open(self.path(name)) as f:
-                return [json.loads(line) for line in f]
+                text = f.read()
         except FileNotFoundError:
             return []
-
-
-def wait_for(predicate, what, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+        assert_absent(FAKE, text, name)
+        return [json.loads(line) for line in text.splitlines()]
 
 
 @pytest.fixture(scope="module")
 def env():
-    e = Env()
-    try:
+    with Lab("airlock-gw-e2e-") as lab:
+        e = Env(lab)
         e.setup()
         yield e
-        # Every output the gateway and the clients produced is free of the value.
+        # Every output the gateway produced is free of the value (clients are checked as they run).
         for name in ("audit.jsonl", "gateway.stderr", "terminate.stderr", "terminate-audit.jsonl"):
             if os.path.exists(e.path(name)):
                 with open(e.path(name)) as f:
-                    assert FAKE not in f.read(), f"{name} holds the value"
-        for out in e.outputs:
-            assert FAKE not in out, "a client saw the value"
-    finally:
-        e.teardown()
+                    assert_absent(FAKE, f.read(), name)
 
 
 def by_conn(records, event):
@@ -382,19 +280,20 @@ def test_transparent_curl_every_scope(env):
                  "--data-binary", f"token={PH}", f"https://api.example.com/t-scopes?key={PH}")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "ok\n"
-    [rec] = env.wait_received("/t-scopes")
-    assert rec["x_api_key"] == FAKE
-    assert rec["authorization"] == f"Bearer {FAKE}"
-    assert rec["uri"] == f"/t-scopes?key={FAKE}"
-    assert rec["body"] == f"token={FAKE}"
+    [rec] = env.upstream.wait_received("/t-scopes")
+    assert_equal_secret(rec["x_api_key"], FAKE, "X-Api-Key")
+    assert_equal_secret(rec["authorization"], f"Bearer {FAKE}", "Authorization")
+    assert_equal_secret(rec["uri"], f"/t-scopes?key={FAKE}", "the request target")
+    assert_equal_secret(rec["body"], f"token={FAKE}", "the body")
     assert rec["sni"] == "api.example.com"
 
 
 def test_transparent_curl_basic_auth(env):
     r = env.curl("-u", f"user:{PH}", "https://api.example.com/t-basic")
     assert r.returncode == 0, r.stderr
-    [rec] = env.wait_received("/t-basic")
-    assert rec["authorization"] == "Basic " + base64.b64encode(f"user:{FAKE}".encode()).decode()
+    [rec] = env.upstream.wait_received("/t-basic")
+    assert_equal_secret(rec["authorization"], "Basic " + base64.b64encode(f"user:{FAKE}".encode()).decode(),
+                        "Authorization")
 
 
 def test_transparent_python_requests(env):
@@ -405,8 +304,8 @@ def test_transparent_python_requests(env):
         print(r.status_code, r.text.strip())
     """)
     assert r.stdout.strip() == "200 ok", r.stderr
-    [rec] = env.wait_received("/t-requests")
-    assert rec["x_api_key"] == FAKE
+    [rec] = env.upstream.wait_received("/t-requests")
+    assert_equal_secret(rec["x_api_key"], FAKE, "X-Api-Key")
 
 
 def test_transparent_node_https(env):
@@ -418,15 +317,15 @@ def test_transparent_node_https(env):
     """
     r = env.client("env", f"NODE_EXTRA_CA_CERTS={env.path('gateway-ca.pem')}", "node", "-e", textwrap.dedent(script))
     assert r.stdout.strip() == "200 ok", r.stderr
-    [rec] = env.wait_received("/t-node")
-    assert rec["x_api_key"] == FAKE
+    [rec] = env.upstream.wait_received("/t-node")
+    assert_equal_secret(rec["x_api_key"], FAKE, "X-Api-Key")
 
 
 def test_proxy_curl(env):
     r = env.curl("-x", "http://192.0.2.1:3128", "-H", f"X-Api-Key: {PH}", "https://api.example.com/p-curl")
     assert r.returncode == 0, r.stderr
-    [rec] = env.wait_received("/p-curl")
-    assert rec["x_api_key"] == FAKE
+    [rec] = env.upstream.wait_received("/p-curl")
+    assert_equal_secret(rec["x_api_key"], FAKE, "X-Api-Key")
 
 
 def test_proxy_python_requests_env(env):
@@ -439,9 +338,9 @@ def test_proxy_python_requests_env(env):
         print(r.status_code, r.text.strip())
     """)
     assert r.stdout.strip() == "200 ok", r.stderr
-    [rec] = env.wait_received("/p-requests")
-    assert rec["authorization"] == f"Bearer {FAKE}"
-    assert rec["body"] == f"x={FAKE}"
+    [rec] = env.upstream.wait_received("/p-requests")
+    assert_equal_secret(rec["authorization"], f"Bearer {FAKE}", "Authorization")
+    assert_equal_secret(rec["body"], f"x={FAKE}", "the body")
 
 
 def test_proxy_node_connect(env):
@@ -459,8 +358,8 @@ def test_proxy_node_connect(env):
     """
     r = env.client("env", f"NODE_EXTRA_CA_CERTS={env.path('gateway-ca.pem')}", "node", "-e", textwrap.dedent(script))
     assert r.stdout.strip() == "200 ok", r.stderr
-    [rec] = env.wait_received("/p-node")
-    assert rec["x_api_key"] == FAKE
+    [rec] = env.upstream.wait_received("/p-node")
+    assert_equal_secret(rec["x_api_key"], FAKE, "X-Api-Key")
 
 
 # ---------------------------------------------------------------- no substitution
@@ -471,7 +370,7 @@ def test_disallowed_host_gets_nothing_and_a_reset(env):
     assert r.returncode == 56, (r.returncode, r.stderr)  # CURLE_RECV_ERROR
     assert "reset by peer" in r.stderr
     time.sleep(0.5)
-    assert env.received("/d-other") == []
+    env.upstream.assert_not_received("/d-other")
     viol = [v for v in by_conn(env.audit(), "violation") if v["sni"] == "other.example.com"]
     assert viol and viol[-1]["secret"] == "API_KEY" and viol[-1]["action"] == "block-and-log"
 
@@ -481,7 +380,7 @@ def test_egress_policy_denies_what_no_rule_allows(env):
     # space too, and no rule allows it: the proxy answers 403, a redirected connection is reset.
     r = env.curl("-x", "http://192.0.2.1:3128", "https://198.51.100.2/p-denied")
     assert r.returncode == 56 and "403" in r.stderr, (r.returncode, r.stderr)
-    r = env.curl(f"http://198.51.100.2/t-denied")
+    r = env.curl("http://198.51.100.2/t-denied")
     assert r.returncode in (52, 56), (r.returncode, r.stderr)
     denied = [c for c in by_conn(env.audit(), "connection") if c["decision"] == "denied"]
     assert {(c["mode"], c["destination"], c["detail"]) for c in denied} >= {
@@ -494,17 +393,17 @@ def test_forged_sni_to_a_hard_coded_ip(env):
                  "https://api.example.com/f-forged")
     assert r.returncode != 0
     time.sleep(0.5)
-    for rec in env.received("/f-forged"):
-        assert FAKE not in json.dumps(rec)
-    assert env.received("/f-forged") == []
+    for rec in env.upstream.received("/f-forged"):
+        assert_absent(FAKE, json.dumps(rec), "the upstream's record")
+    env.upstream.assert_not_received("/f-forged")
 
 
 def test_host_header_differs_from_sni(env):
     r = env.curl("-H", "Host: other.example.com", "-H", f"X-Api-Key: {PH}", "https://api.example.com/h-front")
     assert r.returncode != 0
     time.sleep(0.5)
-    for rec in env.received("/h-front"):
-        assert FAKE not in json.dumps(rec)
+    for rec in env.upstream.received("/h-front"):
+        assert_absent(FAKE, json.dumps(rec), "the upstream's record")
 
 
 def test_connect_authority_differs_from_sni(env):
@@ -526,8 +425,8 @@ def test_connect_authority_differs_from_sni(env):
     """)
     assert r.stdout.splitlines()[0].startswith("HTTP/1.1 200"), r.stdout + r.stderr
     time.sleep(0.5)
-    for rec in env.received("/c-misaligned"):
-        assert FAKE not in json.dumps(rec)
+    for rec in env.upstream.received("/c-misaligned"):
+        assert_absent(FAKE, json.dumps(rec), "the upstream's record")
     assert any(a["event"] == "misaligned" and a["sni"] == "api.example.com" for a in env.audit())
 
 
@@ -536,8 +435,8 @@ def test_bypassed_host_is_spliced_untouched(env):
     r = env.client("curl", "-sS", "--max-time", "15", "--cacert", env.path("test-ca.pem"),
                    "-H", f"X-Api-Key: {PH}", "https://bypass.example.com/b-bypass")
     assert r.returncode == 0, r.stderr
-    [rec] = env.wait_received("/b-bypass")
-    assert rec["x_api_key"] == PH  # no substitution, no detection
+    [rec] = env.upstream.wait_received("/b-bypass")
+    assert_equal_secret(rec["x_api_key"], PH, "X-Api-Key")  # no substitution, no detection
     conns = [c for c in by_conn(env.audit(), "connection") if c.get("sni") == "bypass.example.com"]
     wait_for(lambda: any(c.get("sni") == "bypass.example.com" for c in by_conn(env.audit(), "connection")), "audit")
     conns = [c for c in by_conn(env.audit(), "connection") if c.get("sni") == "bypass.example.com"]
@@ -563,7 +462,7 @@ def test_audit_records_substitutions_without_the_value(env):
     assert any(c["destination"] == "203.0.113.10:443" and c["sni"] == "api.example.com" and c["bytes_down"] > 0
                for c in conns)
     with open(env.path("audit.jsonl")) as f:
-        assert FAKE not in f.read()
+        assert_absent(FAKE, f.read(), "audit.jsonl")
 
 
 def test_block_and_terminate_exits_the_gateway(env):
@@ -577,8 +476,9 @@ def test_block_and_terminate_exits_the_gateway(env):
     assert viol and viol[0]["action"] == "block-and-terminate"
     with open(env.path("terminate.stderr")) as f:
         err = f.read()
-    assert "block-and-terminate" in err and "API_KEY" in err and FAKE not in err
-    assert env.received("/k-term") == []
+    assert_absent(FAKE, err, "terminate.stderr")
+    assert "block-and-terminate" in err and "API_KEY" in err
+    env.upstream.assert_not_received("/k-term")
 
 
 # ---------------------------------------------------------------- robustness
@@ -595,8 +495,8 @@ def test_slow_hello_does_not_stop_others(env):
         time.sleep(0.5)
         r = env.curl("-H", f"X-Api-Key: {PH}", "https://api.example.com/s-other")
         assert r.returncode == 0, r.stderr
-        [rec] = env.wait_received("/s-other")
-        assert rec["x_api_key"] == FAKE
+        [rec] = env.upstream.wait_received("/s-other")
+        assert_equal_secret(rec["x_api_key"], FAKE, "X-Api-Key")
     finally:
         slow.kill()
         slow.wait()
@@ -681,8 +581,8 @@ def test_ipv6_transparent(env):
     r = env.curl("--resolve", "api.example.com:443:[2001:db8:2::10]", "-H", f"X-Api-Key: {PH}",
                  "https://api.example.com/v6-scopes")
     assert r.returncode == 0, r.stderr
-    [rec] = env.wait_received("/v6-scopes")
-    assert rec["x_api_key"] == FAKE
+    [rec] = env.upstream.wait_received("/v6-scopes")
+    assert_equal_secret(rec["x_api_key"], FAKE, "X-Api-Key")
     assert rec["server"] == "2001:db8:2::10:443"
     wait_for(lambda: any(c.get("destination") == "[2001:db8:2::10]:443" for c in by_conn(env.audit(), "connection")),
              "the IPv6 original destination in the audit log")
@@ -693,27 +593,27 @@ def test_h2_is_refused_so_clients_fall_back(env):
                  "https://api.example.com/h2-fallback")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "1.1"
-    [rec] = env.wait_received("/h2-fallback")
-    assert rec["x_api_key"] == FAKE
+    [rec] = env.upstream.wait_received("/h2-fallback")
+    assert_equal_secret(rec["x_api_key"], FAKE, "X-Api-Key")
 
 
 def test_plain_http_is_forwarded_and_scanned(env):
     r = env.client("curl", "-sS", "--max-time", "15", "http://api.example.com/ph-clean")
     assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
-    assert env.wait_received("/ph-clean")[0]["sni"] == ""
+    assert env.upstream.wait_received("/ph-clean")[0]["sni"] == ""
     # The secret requires TLS identity: over plain HTTP its placeholder is a violation.
     r = env.client("curl", "-sS", "--max-time", "15", "-H", f"X-Api-Key: {PH}", "http://api.example.com/ph-leak")
     assert r.returncode == 56, (r.returncode, r.stderr)
     time.sleep(0.5)
-    assert env.received("/ph-leak") == []
+    env.upstream.assert_not_received("/ph-leak")
 
 
 def test_tls_on_a_port_not_intercepted_is_spliced(env):
     r = env.client("curl", "-sS", "--max-time", "15", "--cacert", env.path("test-ca.pem"), "-H", f"X-Api-Key: {PH}",
                    "https://api.example.com:8443/tp-8443")
     assert r.returncode == 0, r.stderr
-    [rec] = env.wait_received("/tp-8443")
-    assert rec["x_api_key"] == PH
+    [rec] = env.upstream.wait_received("/tp-8443")
+    assert_equal_secret(rec["x_api_key"], PH, "X-Api-Key")
     wait_for(lambda: any(c["handling"] == "tls_passthrough" for c in by_conn(env.audit(), "connection")), "audit")
 
 
@@ -735,10 +635,9 @@ def test_direct_connection_to_the_transparent_port_is_closed(env):
 def test_sigterm_stops_gracefully(env):
     # Readiness through --ready-fd as well as stdout.
     r_fd, w_fd = os.pipe()
-    p = subprocess.Popen(["ip", "netns", "exec", GW, AIRLOCK, "gateway", "--config", env.path("gateway.toml"),
-                          "--proxy", "192.0.2.1:3130", "--ready-fd", str(w_fd)], pass_fds=(w_fd,),
-                         stdout=subprocess.DEVNULL, stderr=open(env.path("sigterm.stderr"), "w"), env=env.gateway_env())
-    env.procs.append(p)
+    p = env.lab.start(["ip", "netns", "exec", GW, AIRLOCK, "gateway", "--config", env.path("gateway.toml"),
+                       "--proxy", "192.0.2.1:3130", "--ready-fd", str(w_fd)], "sigterm.stderr", pass_fds=(w_fd,),
+                      env=env.gateway_env())
     os.close(w_fd)
     ready, _, _ = select.select([r_fd], [], [], 20)
     assert ready
@@ -764,8 +663,8 @@ def test_proxy_plain_http_keep_alive_never_goes_to_the_wrong_host(env):
                    "http://api.example.com/pa-first", "http://other.example.com/pa-second")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "ok\nok\n"
-    [first] = env.wait_received("/pa-first")
-    [second] = env.wait_received("/pa-second")
+    [first] = env.upstream.wait_received("/pa-first")
+    [second] = env.upstream.wait_received("/pa-second")
     assert first["server"] == "203.0.113.10:80"
     assert second["server"] == "203.0.113.11:80"  # not the first connection's upstream
     r = env.python("""
@@ -780,7 +679,7 @@ def test_proxy_plain_http_keep_alive_never_goes_to_the_wrong_host(env):
     """)
     assert r.stdout.strip() == "b''", r.stdout + r.stderr
     time.sleep(0.5)
-    assert env.received("/pa-raw2") == []
+    env.upstream.assert_not_received("/pa-raw2")
 
 
 @pytest.mark.parametrize("form,args", [
@@ -793,7 +692,7 @@ def test_encoded_placeholders_to_a_disallowed_host_are_violations(env, form, arg
     r = env.curl(*args)
     assert r.returncode == 56, (form, r.returncode, r.stderr)
     time.sleep(0.3)
-    assert env.received(f"/e-{form}") == []
+    env.upstream.assert_not_received(f"/e-{form}")
     wait_for(lambda: len(by_conn(env.audit(), "violation")) > before, "a violation record")
 
 
@@ -801,11 +700,11 @@ def test_no_sni_gets_an_ip_certificate_and_no_substitution(env):
     # By IP: the leaf carries an IP SAN, the upstream is verified by its IP SAN.
     r = env.curl("https://203.0.113.10/n-plain")
     assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
-    assert env.wait_received("/n-plain")[0]["sni"] == ""
+    assert env.upstream.wait_received("/n-plain")[0]["sni"] == ""
     r = env.curl("-H", f"X-Api-Key: {PH}", "https://203.0.113.10/n-leak")
     assert r.returncode == 56, r.stderr
     time.sleep(0.3)
-    assert env.received("/n-leak") == []
+    env.upstream.assert_not_received("/n-leak")
 
 
 def test_configured_ca_files(env):
@@ -815,7 +714,7 @@ def test_configured_ca_files(env):
     r = env.client("curl", "-sS", "--max-time", "15", "--cacert", env.path("test-ca.pem"), "-x", "http://192.0.2.1:3131",
                    "-H", f"X-Api-Key: {PH}", "https://api.example.com/ca-files")
     assert r.returncode == 0, r.stderr
-    [rec] = env.wait_received("/ca-files")
-    assert rec["x_api_key"] == FAKE
+    [rec] = env.upstream.wait_received("/ca-files")
+    assert_equal_secret(rec["x_api_key"], FAKE, "X-Api-Key")
     p.terminate()
     assert p.wait(10) == 0

@@ -1,0 +1,260 @@
+"""What the end-to-end tests share: running commands, waiting, a Lab that owns a temporary
+directory and undoes everything made for it (namespaces, links, files under /etc/netns,
+processes), test certificates, nginx with a JSON access log, dnsmasq, and assertions that never
+print a secret value.
+
+Each test file keeps its own topology and configs; this module only knows how to build them.
+Not a test file itself (CMake runs test_*.py); pytest finds it beside the tests, from any cwd.
+"""
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
+
+# ---------------------------------------------------------------- secrets in test output
+
+
+def fake_value():
+    """A fresh, obviously fake secret value."""
+    return "sk-airlock-e2e-FAKE-" + secrets.token_hex(8)
+
+
+def assert_absent(secret, text, where):
+    """Fails, naming `where`, if `secret` occurs in `text`; prints neither."""
+    __tracebackhide__ = True
+    if secret in text:
+        raise AssertionError(f"{where} holds the secret value")
+
+
+def _fingerprint(text):
+    return f"{len(text)} chars, sha256 {hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def assert_equal_secret(actual, expected, where):
+    """actual == expected where either may hold a secret value: a failure reports lengths, hash
+    prefixes and the first differing offset, never the text."""
+    __tracebackhide__ = True
+    if actual != expected:
+        at = next((i for i, (a, e) in enumerate(zip(actual, expected)) if a != e), min(len(actual), len(expected)))
+        raise AssertionError(f"{where}: got {_fingerprint(actual)}, expected {_fingerprint(expected)}; "
+                             f"they differ from offset {at}")
+
+
+def run_clean(secret, args, where, timeout=60, **kw):
+    """Runs args (text output captured) whose args or environment may hold `secret`: the output must
+    not hold it, and neither a timeout nor the result's repr (which assertion explanations print)
+    shows it. secret=None: nothing to hide."""
+    __tracebackhide__ = True
+    try:
+        proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{where} timed out after {timeout} s") from None
+    if secret is not None:
+        assert_absent(secret, proc.stdout + proc.stderr, where)
+        proc.args = [a.replace(secret, "<secret>") for a in proc.args]
+    return proc
+
+
+# ---------------------------------------------------------------- commands and waiting
+
+
+def sh(*args, check=True, timeout=60, **kw):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def in_ns(ns, *args, **kw):
+    return sh("ip", "netns", "exec", ns, *args, **kw)
+
+
+def wait_for(predicate, what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def listening(ns, proto="tcp"):
+    """Local addresses with a listener ("203.0.113.10:443", "[2001:db8::1]:443") in ns (None: ours)."""
+    cmd = ("ss", "-H", "-ltn" if proto == "tcp" else "-lun")
+    out = (in_ns(ns, *cmd, check=False) if ns else sh(*cmd, check=False)).stdout
+    return {fields[3] for fields in map(str.split, out.splitlines()) if len(fields) > 3}
+
+
+def wait_listening(ns, addresses, what, proto="tcp", timeout=15):
+    wait_for(lambda: set(addresses) <= listening(ns, proto), what, timeout)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc, timeout=10):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ---------------------------------------------------------------- the lab
+
+
+class Lab:
+    """A temporary directory and everything made for one test module. close() (or leaving a `with`
+    block) undoes it all, newest first, also after a failure half-way through a setup."""
+
+    def __init__(self, prefix):
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        self._undo = [lambda: shutil.rmtree(self.dir, ignore_errors=True)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        errors = []
+        while self._undo:
+            try:
+                self._undo.pop()()
+            except Exception as e:  # undo the rest first
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        return self.path(name)
+
+    # ---- network
+
+    def netns(self, name):
+        sh("ip", "netns", "add", name)
+        self._undo.append(lambda: sh("ip", "netns", "del", name, check=False))
+        in_ns(name, "ip", "link", "set", "lo", "up")
+
+    def veth(self, a, b, ns_a=None, ns_b=None):
+        """A veth pair a - b, each end moved into its namespace (None: ours)."""
+        sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+        self._undo.append(lambda: sh("ip", *(("-n", ns_a) if ns_a else ()), "link", "del", a, check=False))
+        for dev, ns in ((a, ns_a), (b, ns_b)):
+            if ns:
+                sh("ip", "link", "set", dev, "netns", ns)
+
+    def netns_file(self, ns, name, text):
+        """/etc/netns/<ns>/<name>, which `ip netns exec` bind-mounts over /etc/<name>."""
+        d = f"/etc/netns/{ns}"
+        os.makedirs(d, exist_ok=True)
+        self._undo.append(lambda: shutil.rmtree(d, ignore_errors=True))
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+
+    # ---- processes
+
+    def start(self, args, stderr, stdout=subprocess.DEVNULL, **kw):
+        """Starts args with stderr to the file `stderr` in the lab; close() stops it."""
+        with open(self.path(stderr), "w") as err:
+            p = subprocess.Popen(args, stdout=stdout, stderr=err, **kw)
+        self._undo.append(lambda: stop(p))
+        return p
+
+    # ---- certificates
+
+    def ca(self, name):
+        """A self-signed P-256 test CA: <name>.pem, <name>.key."""
+        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", self.path(f"{name}.key"), "-out", self.path(f"{name}.pem"), "-days", "2",
+           "-subj", f"/CN=airlock e2e {name}", "-addext", "basicConstraints=critical,CA:TRUE",
+           "-addext", "keyUsage=critical,keyCertSign")
+
+    def leaf(self, name, issuer, sans):
+        """A server certificate <name>.pem, <name>.key for sans ("DNS:a,IP:b"), signed by the CA issuer."""
+        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", self.path(f"{name}.key"), "-out", self.path(f"{name}.csr"), "-subj", f"/CN={name}")
+        ext = self.write(f"{name}.ext", f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+        sh("openssl", "x509", "-req", "-in", self.path(f"{name}.csr"), "-CA", self.path(f"{issuer}.pem"),
+           "-CAkey", self.path(f"{issuer}.key"), "-CAcreateserial", "-out", self.path(f"{name}.pem"),
+           "-days", "2", "-extfile", ext)
+
+    # ---- servers
+
+    def nginx(self, ns, log_fields, http, workers=1, connections=256):
+        """Starts nginx (with the echo module) in ns. `http` is the rest of its http block (settings
+        and servers); each request is logged as one JSON object of log_fields (name: nginx variable).
+        Waits for every `listen` address in `http`; returns the access log."""
+        d = self.dir
+        log_format = "{" + ",".join(f'"{name}":"{var}"' for name, var in log_fields.items()) + "}"
+        conf = self.write("nginx.conf", f"""\
+load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
+worker_processes {workers};
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+events {{ worker_connections {connections}; }}
+http {{
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  log_format rx escape=json '{log_format}';
+  access_log {d}/access.log rx;
+{textwrap.indent(textwrap.dedent(http), "  ")}}}
+""")
+        self.start(["ip", "netns", "exec", ns, "nginx", "-c", conf, "-p", d], "nginx.stderr")
+        wait_listening(ns, re.findall(r"\blisten\s+([^\s;]+)", http), "nginx listening")
+        return AccessLog(self.path("access.log"))
+
+    def dnsmasq(self, records):
+        """Starts dnsmasq on 127.0.0.1 answering only from records (dnsmasq options such as
+        --host-record=NAME,IP); returns its port."""
+        port = free_port()
+        self.start(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+                    "--listen-address=127.0.0.1", f"--port={port}", "--user=root",
+                    f"--pid-file={self.path('dnsmasq.pid')}", f"--log-facility={self.path('dnsmasq.log')}",
+                    *records], "dnsmasq.stderr")
+        wait_listening(None, [f"127.0.0.1:{port}"], "dnsmasq listening", proto="udp")
+        return port
+
+
+class AccessLog:
+    """What the upstream really received. Records hold secret values: never print one."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def received(self, marker):
+        """The records whose URI contains marker."""
+        try:
+            with open(self.path) as f:
+                return [rec for rec in map(json.loads, f) if marker in rec["uri"]]
+        except FileNotFoundError:
+            return []
+
+    def count(self, marker):
+        return len(self.received(marker))
+
+    def wait_received(self, marker, count=1, timeout=5):
+        wait_for(lambda: self.count(marker) >= count, f"upstream received {marker}", timeout)
+        return self.received(marker)
+
+    def assert_not_received(self, marker):
+        __tracebackhide__ = True
+        n = self.count(marker)
+        if n:
+            raise AssertionError(f"the upstream received {n} request(s) for {marker}")
