@@ -108,6 +108,7 @@ class World:
 
             [gateway]
             home = "{self.path('home')}"
+            audit_log = "{self.path('audit.jsonl')}"
             """))
 
     def run(self, cmd, action="block-and-log", timeout=90, args=(), egress=UPSTREAM_EGRESS):
@@ -118,6 +119,13 @@ class World:
         return run_clean(self.value, [AIRLOCK, "run", "--config", self.write_config(action, egress),
                                       "--dns-server", f"127.0.0.1:{self.dns_port}", *args, "--", *cmd],
                          "airlock run's output", timeout=timeout, env=env)
+
+    def audit(self):
+        """The audit records of every run so far (checked to be free of the value)."""
+        with open(self.path("audit.jsonl")) as f:
+            text = f.read()
+        assert_absent(self.value, text, "the audit log")
+        return [json.loads(line) for line in text.splitlines()]
 
     def assert_bearer_value(self, rec):
         """The upstream received `Authorization: Bearer <the value>`."""
@@ -317,6 +325,8 @@ def test_default_policy_denies_documentation_space(world):
     assert "rc=0" not in proc.stdout
     world.upstream.assert_not_received("default-deny")
     assert f"to {UP_IP}:443 (SNI {ALLOWED}) denied: no rule allows it" in proc.stderr
+    assert any(r["event"] == "connection" and r["decision"] == "denied" and r["sni"] == ALLOWED and
+               r["detail"] == "no rule allows it" for r in world.audit())
 
 
 def test_domain_rule_allows_only_its_name_after_a_lookup(world):
@@ -379,6 +389,11 @@ def test_denied_names_and_rebinding_answers_are_nxdomain(world):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [f"{ALLOWED} {UP_IP}", f"{EVIL} nxdomain", f"{REBIND} nxdomain",
                                         f"{META} nxdomain"]
+    # Each refusal is warned about and audited (a resolver may ask more than once).
+    assert f"DNS {EVIL}: NXDOMAIN, denied by the egress policy" in proc.stderr
+    assert f"DNS {REBIND}: NXDOMAIN, the answer pointed into private" in proc.stderr
+    refused = {(r["name"], r["reason"]) for r in world.audit() if r["event"] == "dns_refused"}
+    assert {(EVIL, "denied-domain"), (REBIND, "rebinding"), (META, "rebinding")} <= refused
     # An explicit address rule lets that private answer through (and only that one).
     proc = world.run([PY, "-c", script], egress=("allow@10.1.2.3:tcp:443",) + UPSTREAM_EGRESS)
     assert proc.stdout.splitlines() == [f"{ALLOWED} {UP_IP}", f"{EVIL} {UP_IP}", f"{REBIND} 10.1.2.3",
