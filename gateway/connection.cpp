@@ -543,6 +543,7 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first
     c->close_all(false);
     co_return;
   }
+  ack_now(c->guest.native_handle());  // the client's Finished gets no reply (no session tickets)
   co_await pump(c, guest, upstream, FilterKind::kRewriter, secrets::Transport::kTlsVerified);
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 namespace airlock::gateway {
@@ -96,6 +97,11 @@ std::optional<SocketAddress> parse_listen_address(std::string_view text) {
 void set_reset_on_close(int fd) {
   linger l{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
+void ack_now(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }
 
 }  // namespace airlock::gateway

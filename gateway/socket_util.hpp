@@ -29,4 +29,8 @@ std::optional<SocketAddress> parse_listen_address(std::string_view text);
 // Makes the next close() send a TCP reset (SO_LINGER {1, 0}).
 void set_reset_on_close(int fd);
 
+// Sends a pending delayed ACK now (TCP_QUICKACK). A TLS client whose last handshake flight gets
+// no answer otherwise waits for it (Nagle) before it sends its request: about 40 ms per connection.
+void ack_now(int fd);
+
 }  // namespace airlock::gateway
