@@ -142,6 +142,16 @@ asio::awaitable<std::error_code> TlsStream::handshake() {
 asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
   IoResult result;
   while (true) {
+    // Nothing buffered anywhere: wait first, without record buffers. SSL_read would only answer
+    // WANT_READ, and some read paths (e.g. after post-handshake messages) keep the 17 KiB read
+    // buffer that SSL_MODE_RELEASE_BUFFERS would otherwise give back.
+    if (!SSL_has_pending(ssl_.get()) && BIO_ctrl_pending(rbio_) == 0) {
+      SSL_free_buffers(ssl_.get());
+      if (std::error_code ec = co_await fill()) {
+        result.error = ec;
+        co_return result;
+      }
+    }
     ERR_clear_error();
     std::size_t n = 0;
     int r = SSL_read_ex(ssl_.get(), out, size, &n);
