@@ -270,5 +270,17 @@ TEST(Policy, ExplainsEachKindOfDecision) {
             "QUIC (UDP 443) is dropped so clients fall back to TCP");
 }
 
+TEST(Policy, AnAllowListEndsWithDenyPublic) {
+  // The README's recipe: only api.example.com over HTTPS, nothing else public.
+  const Policy p = make({"allow@api.example.com:tcp:443", "deny@public"});
+  FakePins pins;
+  pins.pins = {{ip("8.8.4.4"), "api.example.com"}};
+  EXPECT_EQ(decide(p, "8.8.4.4", kTcp, 443, "api.example.com", &pins), kAllow);
+  EXPECT_EQ(decide(p, "8.8.4.4", kTcp, 80, "", &pins), kDeny);
+  EXPECT_EQ(decide(p, "8.8.8.8", kTcp, 443, "api.example.com", &pins), kDeny);  // not pinned
+  EXPECT_EQ(decide(p, "1.1.1.1", kTcp, 443, "", &pins), kDeny);
+  EXPECT_EQ(decide(p, "192.0.2.53", kUdp, 53), kAllow);  // DNS to the gateway still works
+}
+
 }  // namespace
 }  // namespace airlock::policy
