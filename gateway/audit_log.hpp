@@ -39,7 +39,8 @@ class AuditLog {
   AuditLog& operator=(const AuditLog&) = delete;
 
   bool enabled() const noexcept { return fd_ >= 0; }
-  // Writes `record` with a "time" field (RFC 3339, UTC, milliseconds) first, as one line.
+  // Writes `record` (a JSON object without a "time" member) with a "time" field (RFC 3339, UTC,
+  // milliseconds) first, as one line.
   void write(const nlohmann::ordered_json& record);
 
  private:
