@@ -38,6 +38,35 @@ char* pump_scratch() noexcept {
   return scratch.data();
 }
 
+namespace {
+
+// Ciphertext on its way between a socket and a memory BIO, used without suspending in between
+// (fill, flush): an idle connection holds no such buffer.
+constexpr std::size_t kCipherScratchBytes = 64 * 1024;
+char* cipher_scratch() noexcept {
+  thread_local std::array<char, kCipherScratchBytes> scratch;
+  return scratch.data();
+}
+
+// SSL_get_error needs an empty error queue before each call; clearing an empty one costs more
+// than looking at it.
+void clear_tls_errors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
+// Writes what the socket takes now without waiting; `sent` is how much it took.
+std::error_code send_now(asio::ip::tcp::socket& socket, std::string_view data, std::size_t& sent) {
+  std::error_code ec;
+  sent = socket.write_some(asio::buffer(data.data(), data.size()), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    sent = 0;
+    ec.clear();
+  }
+  return ec;
+}
+
+}  // namespace
+
 TcpStream::TcpStream(asio::ip::tcp::socket& socket) : socket_(socket), gate_(socket.get_executor()) {
   std::error_code ignored;
   socket_.non_blocking(true, ignored);  // reads happen only after readiness, never blocking the thread
@@ -55,6 +84,13 @@ asio::awaitable<IoResult> TcpStream::read_some(char* out, std::size_t size) {
 }
 
 asio::awaitable<std::error_code> TcpStream::write_all(std::string_view data) {
+  // No writer ahead of us: the socket usually takes everything at once, straight from `data`.
+  if (!gate_.held()) {
+    std::size_t sent = 0;
+    if (std::error_code ec = send_now(socket_, data, sent)) co_return ec;
+    data.remove_prefix(sent);
+    if (data.empty()) co_return std::error_code{};
+  }
   std::string copy(data);  // `data` may be scratch; it is ours only until we suspend
   co_await gate_.lock();
   std::error_code ec;
@@ -94,17 +130,32 @@ void TlsStream::preload(std::string_view bytes) {
 }
 
 asio::awaitable<std::error_code> TlsStream::flush() {
+  // The ciphertext is moved out of the BIO only while it is being written, so an idle
+  // connection holds no output buffer. With no writer ahead of us it goes out through the
+  // thread's scratch buffer without waiting; only what the socket does not take now is copied.
+  std::string out;
+  if (!gate_.held()) {
+    char* buf = cipher_scratch();
+    while (out.empty() && BIO_ctrl_pending(wbio_) > 0) {
+      int n = BIO_read(wbio_, buf, static_cast<int>(kCipherScratchBytes));
+      if (n <= 0) break;
+      std::size_t sent = 0;
+      if (std::error_code ec = send_now(socket_, std::string_view(buf, static_cast<std::size_t>(n)), sent)) co_return ec;
+      out.assign(buf + sent, static_cast<std::size_t>(n) - sent);
+    }
+    if (out.empty()) co_return std::error_code{};
+  }
   co_await gate_.lock();
   std::error_code ec;
-  // The ciphertext is moved out of the BIO only while it is being written, so an idle
-  // connection holds no output buffer.
-  std::string out;
-  while (!ec && BIO_ctrl_pending(wbio_) > 0) {
-    out.resize(std::min<std::size_t>(BIO_ctrl_pending(wbio_), 64 * 1024));
-    int n = BIO_read(wbio_, out.data(), static_cast<int>(out.size()));
-    if (n <= 0) break;
-    co_await asio::async_write(socket_, asio::buffer(out.data(), static_cast<std::size_t>(n)),
-                               redirect_error(use_awaitable, ec));
+  while (!ec) {
+    if (out.empty()) {
+      out.resize(std::min<std::size_t>(BIO_ctrl_pending(wbio_), kCipherScratchBytes));
+      int n = out.empty() ? 0 : BIO_read(wbio_, out.data(), static_cast<int>(out.size()));
+      if (n <= 0) break;
+      out.resize(static_cast<std::size_t>(n));
+    }
+    co_await asio::async_write(socket_, asio::buffer(out.data(), out.size()), redirect_error(use_awaitable, ec));
+    out.clear();
   }
   gate_.unlock();
   co_return ec;
@@ -113,22 +164,23 @@ asio::awaitable<std::error_code> TlsStream::flush() {
 asio::awaitable<std::error_code> TlsStream::fill() {
   // Wait for readability without a buffer, then read into a per-thread scratch buffer: an idle
   // connection holds no input buffer either.
-  thread_local std::array<char, 16 * 1024> scratch;
   while (true) {
     std::error_code ec;
     co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, ec));
     if (ec) co_return ec;
-    std::size_t n = socket_.read_some(asio::buffer(scratch), ec);
+    char* buf = cipher_scratch();
+    // At most what a pump reads at once: the memory BIO keeps the largest size it has held.
+    std::size_t n = socket_.read_some(asio::buffer(buf, kScratchBytes), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
     if (ec) co_return ec;
-    BIO_write(rbio_, scratch.data(), static_cast<int>(n));
+    BIO_write(rbio_, buf, static_cast<int>(n));
     co_return ec;
   }
 }
 
 asio::awaitable<std::error_code> TlsStream::handshake() {
   while (true) {
-    ERR_clear_error();
+    clear_tls_errors();
     int r = SSL_do_handshake(ssl_.get());
     int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), r);
     // Whatever the handshake produced goes out first (including a fatal alert).
@@ -152,7 +204,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
         co_return result;
       }
     }
-    ERR_clear_error();
+    clear_tls_errors();
     std::size_t n = 0;
     int r = SSL_read_ex(ssl_.get(), out, size, &n);
     int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), r);
@@ -182,7 +234,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
 
 asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
   if (data.empty()) co_return std::error_code{};
-  ERR_clear_error();
+  clear_tls_errors();
   std::size_t written = 0;
   // Memory BIOs take everything at once; the socket write below is the backpressure.
   if (SSL_write_ex(ssl_.get(), data.data(), data.size(), &written) != 1 || written != data.size()) co_return tls_error();
@@ -195,7 +247,7 @@ bool TlsStream::readable_now() {
 }
 
 asio::awaitable<std::error_code> TlsStream::shutdown_send() {
-  ERR_clear_error();
+  clear_tls_errors();
   SSL_shutdown(ssl_.get());  // queues close_notify; reading continues until the peer's
   std::error_code ec = co_await flush();
   std::error_code ignored;

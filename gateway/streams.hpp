@@ -22,6 +22,7 @@ class WriteGate {
   explicit WriteGate(const asio::any_io_executor& executor) : timer_(executor) {}
   asio::awaitable<void> lock();
   void unlock();
+  bool held() const noexcept { return held_; }
 
  private:
   bool held_ = false;
