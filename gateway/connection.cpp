@@ -325,8 +325,8 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
     // Room for what this read can become, so appending substituted bytes does not reallocate and
     // leave an unwiped copy behind in freed memory.
     out.reserve(2 * r.bytes + 4096);
+    // `buf` holds only what the guest sent, which never contains a value; `out` may, and is wiped.
     secrets::Status status = filter.feed(std::string_view(buf, r.bytes), out, to_guest);
-    OPENSSL_cleanse(buf, r.bytes);
     if (out.empty()) std::string().swap(out);  // the engine is holding the bytes: keep no reservation
     record_substitutions(*c, filter);
     if (!to_guest.empty()) {
