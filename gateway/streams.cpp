@@ -198,8 +198,12 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
     // WANT_READ, and some read paths (e.g. after post-handshake messages) keep the 17 KiB read
     // buffer that SSL_MODE_RELEASE_BUFFERS would otherwise give back.
     if (!SSL_has_pending(ssl_.get()) && BIO_ctrl_pending(rbio_) == 0) {
+      // What an earlier SSL_read queued for the peer (e.g. a KeyUpdate answer) goes out first.
+      std::error_code ec;
+      if (BIO_ctrl_pending(wbio_) > 0) ec = co_await flush();
       SSL_free_buffers(ssl_.get());
-      if (std::error_code ec = co_await fill()) {
+      if (!ec) ec = co_await fill();
+      if (ec) {
         result.error = ec;
         co_return result;
       }
