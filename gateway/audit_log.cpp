@@ -47,6 +47,21 @@ void Logger::log(LogLevel level, std::string_view message) {
   }
   line.push_back('\n');
   std::lock_guard lock(mutex_);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - window_start_ >= std::chrono::seconds(1)) {
+    window_start_ = now;
+    window_lines_ = 0;
+  }
+  if (level != LogLevel::kError && window_lines_ >= kMaxLinesPerSecond) {
+    ++suppressed_;
+    return;
+  }
+  ++window_lines_;
+  if (suppressed_ > 0) {
+    std::fprintf(out_, "airlock gateway: warn: %llu more lines not shown (over %u a second; the audit log has every record)\n",
+                 static_cast<unsigned long long>(suppressed_), kMaxLinesPerSecond);
+    suppressed_ = 0;
+  }
   std::fwrite(line.data(), 1, line.size(), out_);
   std::fflush(out_);
 }

@@ -3,6 +3,8 @@
 // substitution and violation; never a value) and human-readable lines on stderr with a level.
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <mutex>
 #include <optional>
@@ -21,12 +23,20 @@ class Logger {
   explicit Logger(LogLevel level = LogLevel::kInfo, std::FILE* out = stderr) : level_(level), out_(out) {}
   bool enabled(LogLevel level) const noexcept { return level <= level_; }
   // One line: "airlock gateway: <level>: <message>". Control bytes in `message` are escaped.
+  // Below error level, at most kMaxLinesPerSecond lines a second: a guest that repeats what gets
+  // logged (a denied or blocked connection in a loop) can neither flood the host's terminal nor
+  // stall the gateway on a slow stderr. The next line that is shown says how many were not (the
+  // audit log keeps every record).
   void log(LogLevel level, std::string_view message);
+  static constexpr unsigned kMaxLinesPerSecond = 20;
 
  private:
   LogLevel level_;
   std::FILE* out_;
   std::mutex mutex_;
+  std::chrono::steady_clock::time_point window_start_{};
+  unsigned window_lines_ = 0;
+  std::uint64_t suppressed_ = 0;
 };
 
 class AuditLog {

@@ -138,6 +138,29 @@ TEST(SocketUtil, ParseListenAddress) {
   EXPECT_FALSE(parse_listen_address("127.0.0.1:99999"));
 }
 
+TEST(Logger, AtMostTwentyLinesASecondBelowError) {
+  std::FILE* out = std::tmpfile();
+  ASSERT_NE(out, nullptr);
+  {
+    Logger logger(LogLevel::kInfo, out);
+    for (int i = 0; i < 50; ++i) logger.log(LogLevel::kWarn, "denied " + std::to_string(i));
+    logger.log(LogLevel::kError, "an error is always shown");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    logger.log(LogLevel::kInfo, "after a second");
+  }
+  std::rewind(out);
+  std::vector<std::string> lines;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, out)) lines.emplace_back(buf);
+  std::fclose(out);
+  ASSERT_EQ(lines.size(), 23u);
+  EXPECT_EQ(lines[19], "airlock gateway: warn: denied 19\n");
+  // The next line shown (here an error, which is never held back) first says what was not.
+  EXPECT_EQ(lines[20], "airlock gateway: warn: 30 more lines not shown (over 20 a second; the audit log has every record)\n");
+  EXPECT_EQ(lines[21], "airlock gateway: error: an error is always shown\n");
+  EXPECT_EQ(lines[22], "airlock gateway: info: after a second\n");
+}
+
 TEST(AuditLog, WritesJsonLinesWithTimeFirst) {
   fs::path path = fs::temp_directory_path() / ("airlock-audit-" + std::to_string(::getpid()) + ".jsonl");
   fs::remove(path);
