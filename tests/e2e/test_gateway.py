@@ -149,49 +149,35 @@ class Env:
         # N bytes in one TLS record, the rest 0.4 s later in another.
         script = self.lab.write("servers.py", textwrap.dedent(f"""\
             import os, socket, ssl, struct, threading, time
-            def split_server():
-                value = os.environ["AIRLOCK_E2E_SPLIT_VALUE"].encode()
+            def tls_server(address, answer):  # TLS on address:443; `answer` replies to each request head
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 ctx.load_cert_chain("{self.path('server.pem')}", "{self.path('server.key')}")
                 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("203.0.113.14", 443)); s.listen(64)
+                s.bind((address, 443)); s.listen(64)
                 while True:
                     c, _ = s.accept()
                     try:
                         t = ctx.wrap_socket(c, server_side=True)
-                        data = b""
-                        while b"\\r\\n\\r\\n" not in data:
+                        head = b""
+                        while b"\\r\\n\\r\\n" not in head:
                             chunk = t.recv(4096)
                             if not chunk: break
-                            data += chunk
-                        cut = int(data.split(b" ")[1].rsplit(b"/", 1)[1])
-                        body = b"[" + value + b"]\\n"
-                        t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n" % len(body)
-                                  + body[:1 + cut])
-                        time.sleep(0.4)
-                        t.sendall(body[1 + cut:])
-                        t.close()
+                            head += chunk
+                        answer(t, head)
                     except Exception:
                         c.close()
-            def reset_server():
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                ctx.load_cert_chain("{self.path('server.pem')}", "{self.path('server.key')}")
-                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("203.0.113.12", 443)); s.listen(64)
-                while True:
-                    c, _ = s.accept()
-                    try:
-                        t = ctx.wrap_socket(c, server_side=True)
-                        data = b""
-                        while b"\\r\\n\\r\\n" not in data:
-                            chunk = t.recv(4096)
-                            if not chunk: break
-                            data += chunk
-                        t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 100000\\r\\n\\r\\n" + b"x" * 1000)
-                        t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                        t.close()  # an abortive close: the gateway sees a reset mid-body
-                    except Exception:
-                        c.close()
+            def reset_answer(t, head):
+                t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 100000\\r\\n\\r\\n" + b"x" * 1000)
+                t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                t.close()  # an abortive close: the gateway sees a reset mid-body
+            def split_answer(t, head):
+                cut = int(head.split(b" ")[1].rsplit(b"/", 1)[1])
+                body = b"[" + os.environ["AIRLOCK_E2E_SPLIT_VALUE"].encode() + b"]\\n"
+                t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n" % len(body)
+                          + body[:1 + cut])
+                time.sleep(0.4)
+                t.sendall(body[1 + cut:])
+                t.close()
             def half_close_server():
                 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("203.0.113.10", 9000)); s.listen(64)
@@ -204,8 +190,8 @@ class Env:
                         n += len(chunk)
                     c.sendall(b"got %d bytes\\n" % n)
                     c.close()
-            threading.Thread(target=reset_server, daemon=True).start()
-            threading.Thread(target=split_server, daemon=True).start()
+            threading.Thread(target=tls_server, args=("203.0.113.12", reset_answer), daemon=True).start()
+            threading.Thread(target=tls_server, args=("203.0.113.14", split_answer), daemon=True).start()
             half_close_server()
             """))
         self.lab.start(["ip", "netns", "exec", UP, PY, script], "servers.stderr",
