@@ -38,7 +38,8 @@ std::shared_ptr<const policy::Policy> make_egress_policy(const std::vector<std::
 
 std::vector<std::string> guard_destinations(const policy::Policy& policy) {
   std::vector<std::string> all = sandbox::default_blocked_destinations();
-  for (std::string& a : sandbox::host_interface_addresses()) all.push_back(std::move(a));
+  // The policy's `host` group already holds this host's addresses: no second interface walk.
+  for (const IpAddress& ip : policy.groups().host_addresses()) all.push_back(policy::Cidr::host(ip).to_string());
   std::vector<std::string> kept;
   for (std::string& text : all) {
     auto range = policy::Cidr::parse(text);

@@ -1,5 +1,7 @@
 #include "cli/config.hpp"
 
+#include <policy/policy.hpp>
+
 #include <sstream>
 
 namespace airlock::cli {
@@ -60,7 +62,9 @@ std::string summarize_config(const AirlockConfig& config) {
   }
   out << "\n  egress:               ";
   for (const std::string& rule : n.egress) out << rule << ", ";
-  out << "then allow@public:tcp, allow@host:any:53, deny the rest";
+  out << "then";
+  for (const policy::Rule& rule : policy::Policy::default_rules()) out << " " << rule.to_string() << ",";
+  out << " deny the rest";
   const GatewaySettings& g = config.gateway;
   out << "\ngateway:\n";
   out << "  transparent_listen:   " << or_default(g.transparent_listen) << "\n";
