@@ -94,6 +94,11 @@ struct Connection {
     guest.close(ec);
     upstream.close(ec);
   }
+  // How log lines name it: "connection 7 to 203.0.113.2:443 (SNI api.example.com)".
+  std::string describe() const {
+    return "connection " + std::to_string(id) + " to " + (destination ? destination->to_string() : std::string("?")) +
+           (sni.empty() ? std::string() : " (SNI " + sni + ")");
+  }
   Json base_record(const char* event) const {
     Json r;
     r["event"] = event;
@@ -266,9 +271,7 @@ void handle_block(Connection& c, const secrets::Block& block) {
   r["reason"] = block.reason;
   if (c.client) r["client"] = c.client->to_string();
   core.audit.write(r);
-  std::string message = "connection " + std::to_string(c.id) + " to " +
-                        (c.destination ? c.destination->to_string() : std::string("?")) +
-                        (c.sni.empty() ? std::string() : " (SNI " + c.sni + ")") + ": " +
+  std::string message = c.describe() + ": " +
                         (block.violation ? "secret violation" : "request blocked") +
                         (block.secret_env.empty() ? std::string() : ", secret " + block.secret_env) + ", host " +
                         block.host + ", " + std::string(secrets::to_string(block.location)) + ": " + block.reason;
@@ -358,9 +361,7 @@ void record_scrub(Connection& c) {
   Json r = c.base_record("scrubbed");
   r["reason"] = "a response echoed a secret value (or an encoding of it); masked before the guest";
   c.core.audit.write(r);
-  c.core.logger.log(LogLevel::kWarn, "connection " + std::to_string(c.id) + " to " + c.destination->to_string() +
-                                         (c.sni.empty() ? "" : " (SNI " + c.sni + ")") +
-                                         ": a response echoed a secret value; masked");
+  c.core.logger.log(LogLevel::kWarn, c.describe() + ": a response echoed a secret value; masked");
 }
 
 // Upstream to guest. With `forms`, every value the responses echo is masked (same length, so the
@@ -370,7 +371,7 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
                                 const http::ScrubForms* forms) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
   std::optional<http::ResponseScrubber> scrubber;
-  if (forms != nullptr && forms->count() > 0) scrubber.emplace(*forms);
+  if (forms != nullptr) scrubber.emplace(*forms);
   std::string scrubbed;
   bool reported = false;
   while (!c->aborted) {
@@ -483,8 +484,7 @@ void record_denial(Connection& c, const policy::Decision& d) {
   c.core.denied++;
   c.decision = "denied";
   c.detail = c.core.options.policy->explain(d);
-  c.core.logger.log(LogLevel::kWarn, "connection " + std::to_string(c.id) + " to " + c.destination->to_string() +
-                                         (c.sni.empty() ? "" : " (SNI " + c.sni + ")") + " denied: " + c.detail);
+  c.core.logger.log(LogLevel::kWarn, c.describe() + " denied: " + c.detail);
 }
 
 // Standalone pin mode: resolve `name` with the host resolver and pin the destination for it.
@@ -517,9 +517,7 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first
     c->decision = "upstream_tls_failed";
     c->detail = verify != X509_V_OK ? std::string("certificate: ") + X509_verify_cert_error_string(verify)
                                     : (ec == tls_error() ? tls::openssl_error_text() : ec.message());
-    core.logger.log(LogLevel::kWarn, "connection " + std::to_string(c->id) + " to " + c->destination->to_string() +
-                                         " (SNI " + (c->sni.empty() ? std::string("none") : c->sni) +
-                                         "): upstream TLS failed, guest closed: " + c->detail);
+    core.logger.log(LogLevel::kWarn, c->describe() + ": upstream TLS failed, guest closed: " + c->detail);
     c->close_all(true);
     co_return;
   }

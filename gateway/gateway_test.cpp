@@ -402,6 +402,13 @@ struct GatewayFixture : ::testing::Test {
     }
     return out;
   }
+  // Stops the gateway (every record written) and returns its one connection record.
+  nlohmann::json only_connection() {
+    gateway->stop();
+    auto conns = audit_events("connection");
+    EXPECT_EQ(conns.size(), 1u);
+    return conns.empty() ? nlohmann::json::object() : conns.front();
+  }
   void TearDown() override {
     if (gateway) gateway->stop();
     EXPECT_EQ(audit().find(kFakeValue), std::string::npos) << "the audit log holds the value";
@@ -429,12 +436,11 @@ TEST_F(GatewayFixture, ConnectTunnelSubstitutesForTheAllowedHost) {
   ASSERT_EQ(subs.size(), 1u);
   EXPECT_EQ(subs[0]["secret"], "KEY");
   EXPECT_EQ(subs[0]["host"], "localhost");
-  auto conns = audit_events("connection");
-  ASSERT_EQ(conns.size(), 1u);
-  EXPECT_EQ(conns[0]["handling"], "intercept");
-  EXPECT_EQ(conns[0]["decision"], "forwarded");
-  EXPECT_EQ(conns[0]["sni"], "localhost");
-  EXPECT_GT(conns[0]["bytes_up"].get<int>(), 0);
+  const auto conn = only_connection();
+  EXPECT_EQ(conn["handling"], "intercept");
+  EXPECT_EQ(conn["decision"], "forwarded");
+  EXPECT_EQ(conn["sni"], "localhost");
+  EXPECT_GT(conn["bytes_up"].get<int>(), 0);
 }
 
 TEST_F(GatewayFixture, DisallowedHostIsResetAndNothingIsSent) {
@@ -466,11 +472,9 @@ TEST_F(GatewayFixture, PolicyDeniesBeforeConnecting) {
   EXPECT_FALSE(r.tunnel);  // 403, no tunnel
   EXPECT_TRUE(upstream->received().empty());
   EXPECT_EQ(gateway->counters().denied, 1u);
-  gateway->stop();
-  auto conns = audit_events("connection");
-  ASSERT_EQ(conns.size(), 1u);
-  EXPECT_EQ(conns[0]["decision"], "denied");
-  EXPECT_EQ(conns[0]["detail"], "no rule allows it");
+  const auto conn = only_connection();
+  EXPECT_EQ(conn["decision"], "denied");
+  EXPECT_EQ(conn["detail"], "no rule allows it");
 }
 
 TEST_F(GatewayFixture, PolicyAllowsWhatARuleAllows) {
@@ -494,12 +498,10 @@ TEST_F(GatewayFixture, PolicyDeniesByTheSniAfterTheFirstFlight) {
   EXPECT_TRUE(r.tunnel);
   EXPECT_FALSE(r.handshake);
   EXPECT_TRUE(upstream->received().empty());
-  gateway->stop();
-  auto conns = audit_events("connection");
-  ASSERT_EQ(conns.size(), 1u);
-  EXPECT_EQ(conns[0]["decision"], "denied");
-  EXPECT_EQ(conns[0]["detail"], "deny@*.evil.example");
-  EXPECT_EQ(conns[0]["sni"], "x.evil.example");
+  const auto conn = only_connection();
+  EXPECT_EQ(conn["decision"], "denied");
+  EXPECT_EQ(conn["detail"], "deny@*.evil.example");
+  EXPECT_EQ(conn["sni"], "x.evil.example");
 }
 
 TEST_F(GatewayFixture, BlockAndTerminateCallsTheHook) {
@@ -543,10 +545,8 @@ TEST_F(GatewayFixture, UntrustedUpstreamClosesTheGuest) {
   EXPECT_TRUE(r.tunnel);
   EXPECT_FALSE(r.handshake);
   EXPECT_TRUE(upstream->received().empty());
-  gateway->stop();
-  auto conns = audit_events("connection");
-  ASSERT_EQ(conns.size(), 1u);
-  EXPECT_EQ(conns[0]["decision"], "upstream_tls_failed");
+  const auto conn = only_connection();
+  EXPECT_EQ(conn["decision"], "upstream_tls_failed");
 }
 
 TEST_F(GatewayFixture, BadProxyRequestGets400) {
@@ -600,11 +600,9 @@ TEST_F(GatewayFixture, IdleConnectionsAreClosed) {
   EXPECT_GE(waited, std::chrono::milliseconds(450));
   EXPECT_LT(waited, std::chrono::seconds(3));
   ::close(fd);
-  gateway->stop();
-  auto conns = audit_events("connection");
-  ASSERT_EQ(conns.size(), 1u);
-  EXPECT_EQ(conns[0]["handling"], "opaque");
-  EXPECT_EQ(conns[0]["decision"], "timeout");
+  const auto conn = only_connection();
+  EXPECT_EQ(conn["handling"], "opaque");
+  EXPECT_EQ(conn["decision"], "timeout");
 }
 
 TEST_F(GatewayFixture, ConnectionLimitRejectsExtraConnections) {

@@ -247,7 +247,7 @@ asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
 
 bool TlsStream::readable_now() {
   std::error_code ec;
-  return SSL_pending(ssl_.get()) > 0 || BIO_ctrl_pending(rbio_) > 0 || socket_.available(ec) > 0;
+  return SSL_has_pending(ssl_.get()) || BIO_ctrl_pending(rbio_) > 0 || socket_.available(ec) > 0;
 }
 
 asio::awaitable<std::error_code> TlsStream::shutdown_send() {
