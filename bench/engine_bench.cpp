@@ -9,9 +9,10 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench/bodies.hpp"
+
 #include <cstring>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -40,25 +41,12 @@ std::unique_ptr<SecretSet> make_set(int n, bool body_scope) {
 
 // JSON-like text without placeholder triggers ('$', '%', '\').
 std::string text_body() {
-  static const char* words[] = {"alpha", "beta", "gamma", "delta", "{\"id\":", "12345,", "\"name\":", "\"value\"",
-                                "true,", "null}", "[1,2,3]", "lorem", "ipsum", "dolor", "sit", "amet\n"};
-  std::mt19937 rng(7);
-  std::string s;
-  while (s.size() < kBody) {
-    s += words[rng() % 16];
-    s += ' ';
-  }
-  s.resize(kBody);
-  return s;
+  return bench::words_body({"alpha", "beta", "gamma", "delta", "{\"id\":", "12345,", "\"name\":", "\"value\"",
+                          "true,", "null}", "[1,2,3]", "lorem", "ipsum", "dolor", "sit", "amet\n"}, kBody);
 }
 
 // Uniform random bytes: about 3 in 256 bytes are triggers, none a placeholder.
-std::string random_body() {
-  std::mt19937 rng(11);
-  std::string s(kBody, '\0');
-  for (char& c : s) c = static_cast<char>(rng());
-  return s;
-}
+std::string random_body() { return bench::random_body(kBody); }
 
 const std::string kSmallRequest =
     "GET /v1/models?limit=20 HTTP/1.1\r\n"

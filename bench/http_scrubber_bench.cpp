@@ -5,6 +5,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench/bodies.hpp"
+
 #include <random>
 #include <string>
 #include <vector>
@@ -34,24 +36,11 @@ const ScrubForms& forms(int n) {
 }
 
 std::string text_body() {
-  static const char* words[] = {"{\"id\":", "12345,", "\"name\":", "\"value\",", "\"url\":", "\"https:\\/\\/x.example\\/a\",",
-                                "true,", "null}", "[1,2,3]", "lorem", "ipsum", "dolor", "sit", "amet\n", "Zm9vYmFy", "=="};
-  std::mt19937 rng(7);
-  std::string s;
-  while (s.size() < kBody) {
-    s += words[rng() % 16];
-    s += ' ';
-  }
-  s.resize(kBody);
-  return s;
+  return bench::words_body({"{\"id\":", "12345,", "\"name\":", "\"value\",", "\"url\":", "\"https:\\/\\/x.example\\/a\",",
+                          "true,", "null}", "[1,2,3]", "lorem", "ipsum", "dolor", "sit", "amet\n", "Zm9vYmFy", "=="}, kBody);
 }
 
-std::string random_body() {
-  std::mt19937 rng(11);
-  std::string s(kBody, '\0');
-  for (char& c : s) c = static_cast<char>(rng());
-  return s;
-}
+std::string random_body() { return bench::random_body(kBody); }
 
 const std::string& body(bool text) {
   static const std::string t = text_body(), r = random_body();
