@@ -230,3 +230,45 @@ def test_an_answer_for_another_name_never_pins_the_allowed_name(world, evil):
     records = world.audit()
     assert [r for r in records if r["event"] == "substitution"] == []
     assert any(r["event"] == "violation" and r["destination"] == f"{ATTACKER_IP}:80" for r in records)
+
+
+@pytest.mark.parametrize("name,address", [(NAT64_NAME, NAT64_META), (SIX_TO_FOUR_NAME, SIX_TO_FOUR_META)])
+def test_ipv6_forms_of_the_metadata_address_are_refused_for_an_allowed_name(world, name, address):
+    # An allowed domain whose AAAA embeds 169.254.169.254 (NAT64 well-known prefix, 6to4). Before
+    # the fix the answer passed the rebind filter (the prefix counted as merely "reserved"), the
+    # pin let the domain rule allow the flow, the guard did not cover the prefix, and the gateway
+    # connected to the metadata server's NAT64/6to4 form with the value.
+    marker = "meta-" + name.split(".")[0]
+    url = f"https://{name}/{marker}"
+    lines = [lookup(name, "AF_INET6"),
+             f'curl -sS -m 15 -6 -H "Authorization: Bearer $API_KEY" {url}; echo "rc=$?"',
+             # The literal, with the name forced: the guard and the gateway must refuse it too.
+             f'curl -sS -m 15 --resolve {name}:443:[{address}] -H "Authorization: Bearer $API_KEY" '
+             f'{url}-literal; echo "rc=$?"']
+    proc = world.run(["/bin/sh", "-c", ";".join(lines)], egress=(f"allow@{name}:tcp:443",))
+    assert proc.returncode == 0, proc.stderr
+    world.servers.assert_not_received(marker)
+    assert "rc=0" not in proc.stdout
+    assert f"nxdomain {name}" in proc.stdout
+    assert f"DNS {name}: NXDOMAIN, the answer pointed into private" in proc.stderr
+    refused = {(r["name"], r["reason"]) for r in world.audit() if r["event"] == "dns_refused"}
+    assert (name, "rebinding") in refused
+
+
+def test_a_metadata_deny_covers_the_nat64_and_6to4_forms_when_their_prefixes_are_allowed(world):
+    # The user allows the NAT64 and 6to4 prefixes (which opens them in the guard) but denies the
+    # metadata group first: the gateway itself must see 64:ff9b::a9fe:a9fe and 2002:a9fe:a9fe::
+    # as metadata. Before the fix neither form was in the group and the gateway connected.
+    lines = [f'curl -sS -m 15 --resolve {name}:443:[{address}] https://{name}/{marker}; echo "rc=$?"'
+             for name, address, marker in ((NAT64_NAME, NAT64_META, "gwdeny-nat64"),
+                                           (SIX_TO_FOUR_NAME, SIX_TO_FOUR_META, "gwdeny-6to4"))]
+    proc = world.run(["/bin/sh", "-c", ";".join(lines)],
+                     egress=("deny@metadata", "allow@[64:ff9b::/96]:tcp:443", "allow@[2002::/16]:tcp:443"))
+    assert proc.returncode == 0, proc.stderr
+    world.servers.assert_not_received("gwdeny-")
+    assert "rc=0" not in proc.stdout
+    for address in (NAT64_META, SIX_TO_FOUR_META):
+        assert f"to [{address}]:443 (SNI " in proc.stderr and "denied: deny@metadata" in proc.stderr, proc.stderr
+    denied = [r for r in world.audit() if r["event"] == "connection" and r["decision"] == "denied"]
+    assert {r["destination"] for r in denied} == {f"[{NAT64_META}]:443", f"[{SIX_TO_FOUR_META}]:443"}
+    assert {r["detail"] for r in denied} == {"deny@metadata"}
