@@ -75,9 +75,7 @@ def rdata(kind, data):
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1], flush=True)
-while True:
-    q, peer = s.recvfrom(4096)
-    if len(q) < 17: continue
+def answer(q):
     qid, flags = struct.unpack(">HH", q[:4])
     pos, labels = 12, []
     while pos < len(q) and q[pos] != 0:
@@ -88,7 +86,13 @@ while True:
     body = b"".join(name(o) + struct.pack(">HHIH", TYPES[k], 1, 60, len(rdata(k, d))) + rdata(k, d)
                     for o, k, d in records)
     header = struct.pack(">HHHHHH", qid, 0x8180 | (flags & 0x0100), 1, len(records), 0, 0)
-    s.sendto(header + question + body, peer)
+    return header + question + body
+while True:
+    q, peer = s.recvfrom(4096)
+    try:
+        s.sendto(answer(q), peer)
+    except Exception as e:  # a query this responder cannot read: no answer
+        print("unanswered:", e, file=sys.stderr, flush=True)
 '''
 
 
@@ -136,11 +140,12 @@ class World:
         with open(self.path("zone.json"), "w") as f:
             json.dump(ZONE, f)
         script = self.lab.write("responder.py", RESPONDER)
-        out = open(self.path("responder.port"), "w+")
-        self.lab.start(["ip", "netns", "exec", NS, PY, script, self.path("zone.json")], "responder.stderr", stdout=out)
-        wait_for(lambda: out.seek(0) == 0 and out.read().strip(), "the DNS responder's port")
-        out.seek(0)
-        self.dns_port = int(out.read())
+        with open(self.path("responder.port"), "w+") as out:
+            self.lab.start(["ip", "netns", "exec", NS, PY, script, self.path("zone.json")], "responder.stderr",
+                           stdout=out)
+            wait_for(lambda: out.seek(0) == 0 and out.read().strip(), "the DNS responder's port")
+            out.seek(0)
+            self.dns_port = int(out.read())
         wait_listening(NS, [f"127.0.0.1:{self.dns_port}"], "the DNS responder", proto="udp")
 
     def write_config(self, egress):
