@@ -120,6 +120,10 @@ struct ViewPlan {
 ViewPlan plan_view(const SandboxOptions& options, const std::vector<SecretBinding>& secrets,
                    std::vector<std::string>& warnings);
 
+// Adds to a libseccomp filter (scmp_filter_ctx) the rules against set-id files and device nodes
+// (mode_rules.cpp).
+void add_file_mode_rules(void* filter);
+
 // The seccomp filter of every guest process, compiled to classic BPF by libseccomp.
 std::vector<sock_filter> build_seccomp_program();
 

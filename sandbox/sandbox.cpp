@@ -426,18 +426,9 @@ struct Sandbox::Impl {
     });
     for (const detail::Share* s : order) {
       const std::string what = s->workspace ? "workspace " + s->host : "--volume " + s->host;
-      Fd tree;
-      if (s->overlay) {
-        share_layers.push_back(new_tmpfs("0755", 0));
-        const std::string layers = fd_path(share_layers.back());
-        make_dirs(layers + "/upper");
-        make_dirs(layers + "/work");
-        tree = new_overlay(s->host, layers, 0);
-      } else {
-        tree.reset(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, s->host.c_str(),
-                                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)));
-        if (!tree) throw_errno(what);
-      }
+      Fd tree(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, s->host.c_str(),
+                                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)));
+      if (!tree) throw_errno(what);
       const std::uint64_t set = attrs | (s->read_only ? MOUNT_ATTR_RDONLY : 0);
       if (!set_attrs(tree, set, idmap_for(s->disk_uid, s->disk_gid), what, true)) {
         if (!s->read_only) {
@@ -447,6 +438,24 @@ struct Sandbox::Impl {
         }
         set_attrs(tree, set, -1, what);
         warnings.push_back(what + ": the file system cannot map ids; the guest sees its owners as nobody");
+      }
+      if (s->overlay) {
+        // The id-mapped tree is the lower layer; the writes go to a tmpfs dropped at exit.
+        share_layers.push_back(new_tmpfs("0755", 0));
+        const std::string layers = fd_path(share_layers.back());
+        make_dirs(layers + "/upper");
+        make_dirs(layers + "/work");
+        // The merged top directory takes the upper one's owner and mode: the guest's root, as
+        // the workspace's own top directory shows through the id map.
+        struct stat top {};
+        const auto root_id = static_cast<uid_t>(lease->range().first);
+        if (::stat(s->host.c_str(), &top) != 0 || ::chmod((layers + "/upper").c_str(), top.st_mode & 07777) != 0 ||
+            (top.st_uid == s->disk_uid && ::chown((layers + "/upper").c_str(), root_id, root_id) != 0)) {
+          throw_errno(what + ": overlay");
+        }
+        Fd overlay = new_overlay(fd_path(tree), layers, attrs);
+        mount_fds.push_back(std::move(tree));
+        tree = std::move(overlay);
       }
       add_bind(plan, std::move(tree), plan.root + s->guest, s->directory, false);
     }
