@@ -184,7 +184,9 @@ struct Scan {
       const std::string child = join(guest, name);
       if (S_ISREG(st.st_mode)) {
         file(::dirfd(d), e->d_name, st, share, child);
-      } else if (S_ISDIR(st.st_mode) && guest_may(st, share, S_IXGRP, S_IXOTH)) {
+      } else if (S_ISDIR(st.st_mode) && guest_may(st, share, S_IXGRP, S_IXOTH) &&
+                 !(name == "objects" && guest.size() >= 5 && guest.compare(guest.size() - 5, 5, "/.git") == 0)) {
+        // (git's object store is zlib-compressed: a raw value cannot occur in it)
         const int sub = ::openat(::dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (sub >= 0) dir(sub, share, child, depth + 1);
       }
