@@ -33,6 +33,7 @@ struct ScanLimits {
   std::uint64_t max_file_bytes = 4u << 20;  // larger files are not read
   std::size_t max_files = 20000;            // regular files read at most
   std::chrono::milliseconds max_time{2000}; // then the scan stops (and says so)
+  std::uint64_t max_copy_bytes = 64u << 20; // rewritten copies in all; past it, shown empty
 };
 
 // A contiguous range of host ids: [first, first + count).

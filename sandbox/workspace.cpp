@@ -116,6 +116,7 @@ struct Scan {
   std::chrono::steady_clock::time_point deadline;
   std::size_t files = 0;
   std::uint64_t bytes = 0;
+  std::uint64_t copied = 0;  // bytes of rewritten copies
   std::string stopped;  // why the scan stopped early, empty when it did not
   std::vector<ViewPlan::Cover> covers;
   std::string buffer;
@@ -163,7 +164,13 @@ struct Scan {
     if (!rewritten) return;
     std::string why = "it holds the value of ";
     for (std::size_t i = 0; i < found.size(); ++i) why += (i ? ", " : "") + names[found[i]];
-    if (rewritten->empty()) why += " (shown empty: replacing left a value)";
+    if (copied + rewritten->size() > limits.max_copy_bytes) {
+      rewritten->clear();
+      why += " (shown empty: the rewritten copies reached their bound)";
+    } else if (rewritten->empty()) {
+      why += " (shown empty: replacing left a value)";
+    }
+    copied += rewritten->size();
     covers.push_back({guest, std::move(*rewritten), static_cast<unsigned>(st.st_mode & 0777), why});
   }
 
@@ -340,7 +347,7 @@ ViewPlan plan_view(const SandboxOptions& options, const std::vector<SecretBindin
   if (values.empty() && sources.empty()) return plan;
 
   const auto begin = std::chrono::steady_clock::now();
-  Scan scan{values, names, sources, options.scan, begin + options.scan.max_time, 0, 0, {}, {}, {}};
+  Scan scan{values, names, sources, options.scan, begin + options.scan.max_time, 0, 0, 0, {}, {}, {}};
   for (const Share& s : plan.shares) {
     if (!s.directory) {
       const std::string parent = fs::path(s.host).parent_path().string();

@@ -37,7 +37,8 @@ def in_sandbox(script, args=(), **kw):
 
 
 def state_dirs():
-    return set(glob.glob(STATE_ROOT + "/*"))
+    """Per-sandbox state directories (not the shared directory of id leases)."""
+    return set(glob.glob(STATE_ROOT + "/*")) - {STATE_ROOT + "/ids"}
 
 
 def netns_with_gw0():
