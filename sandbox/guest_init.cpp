@@ -131,8 +131,13 @@ void cover(const ChildPlan::Cover& c) {
     off += static_cast<std::size_t>(n);
   }
   ::close(fd);
-  do_mount(c.staging.c_str(), c.target.c_str(), nullptr, MS_BIND, nullptr);
-  (void)::mount(nullptr, c.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, nullptr);
+  // EACCES: a directory on the way is closed to the guest's root, which then cannot read the
+  // file either.
+  if (::mount(c.staging.c_str(), c.target.c_str(), nullptr, MS_BIND, nullptr) == 0) {
+    (void)::mount(nullptr, c.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, nullptr);
+  } else if (errno != EACCES) {
+    fail("mount", c.target.c_str());
+  }
   if (::unlink(c.staging.c_str()) != 0) fail("unlink", c.staging.c_str());
 }
 

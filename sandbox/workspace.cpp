@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <sstream>
 
 namespace airlock::sandbox::detail {
 namespace {
@@ -67,6 +68,20 @@ std::string unshareable(const std::string& dir) {
   }
   if (is_under(dir, "/run/airlock") || is_under("/run/airlock", dir)) return "it holds airlock's state";
   return {};
+}
+
+// A home directory of /etc/passwd (or /root): never shared by default.
+bool is_home_directory(const std::string& dir) {
+  if (dir == "/root") return true;
+  std::istringstream passwd(read_small_file("/etc/passwd").value_or(""));
+  for (std::string line; std::getline(passwd, line);) {
+    std::istringstream fields(line);
+    std::string field;
+    for (int i = 0; i <= 5 && std::getline(fields, field, ':'); ++i) {
+      if (i == 5 && field == dir) return true;
+    }
+  }
+  return false;
 }
 
 std::string canonical_or_throw(const std::string& path, const std::string& what) {
@@ -218,7 +233,11 @@ void resolve_workspace(const SandboxOptions& options, ViewPlan& plan, std::vecto
       return;
     }
     dir = canonical_or_throw(buf, "the current directory");
-    if (const std::string why = unshareable(dir); !why.empty()) {
+    std::string why = unshareable(dir);
+    if (why.empty() && is_home_directory(dir)) {
+      why = "it is a home directory, with the user's keys and history; a project inside it is shared by default";
+    }
+    if (!why.empty()) {
       warnings.push_back("the current directory " + dir + " is not shared with the guest (" + why +
                          "); pass --workdir DIR, or --no-workdir to say so");
       return;

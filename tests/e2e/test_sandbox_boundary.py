@@ -108,6 +108,13 @@ def test_readme_example_works_from_a_users_home_and_its_files_are_the_users():
         os.mkdir(project)
         os.chown(project, user.pw_uid, user.pw_gid)
         check_readme_example(project, user.pw_uid, user.pw_gid)
+        # The home directory itself (keys, history) is not shared by default: only a project in it.
+        os.makedirs(os.path.join(user.pw_dir, ".ssh"), exist_ok=True)
+        write(os.path.join(user.pw_dir, ".ssh", "id_e2e"), "PRIVATE KEY\n", mode=0o600, owner=user.pw_uid)
+        proc = airlock([], ["sh", "-c", f"pwd; cat {user.pw_dir}/.ssh/id_e2e 2>&1; true"], cwd=user.pw_dir)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == f"/root\ncat: {user.pw_dir}/.ssh/id_e2e: No such file or directory\n"
+        assert f"the current directory {user.pw_dir} is not shared" in proc.stderr
         # Under sudo the invoking user is SUDO_UID, wherever the project lies.
         with directory("/srv", owner=user.pw_uid) as other:
             os.chown(other, user.pw_uid, user.pw_gid)
