@@ -490,6 +490,7 @@ struct Sandbox::Impl {
                       {"/proc/self/fd/2", r + "/dev/stderr"},
                       {"pts/ptmx", r + "/dev/ptmx"}};
     add_shares(plan);
+    trace("shares");
 
     plan.hostname = "airlock";
     plan.cwd = view.cwd.empty() ? "/root" : view.cwd;
@@ -521,6 +522,7 @@ struct Sandbox::Impl {
     std::vector<std::uint64_t> owners;
     for (const detail::Share& s : view.shares) owners.push_back(s.disk_uid), owners.push_back(s.disk_gid);
     lease = detail::IdLease::acquire(options.state_root, options.id_pool, owners);
+    trace("id lease");
     detail::ChildPlan plan = make_plan();
     trace("plan");
     Fd root_mount = build_root_mount(plan);
