@@ -477,7 +477,7 @@ void add_run_command(CLI::App& app) {
 
   auto state_root = std::make_shared<std::string>("/run/airlock");
   CLI::App* gc = app.add_subcommand(
-      "gc", "Remove what crashed sandboxes left behind (state, cgroups, airlock-* namespaces)");
+      "gc", "Remove what crashed sandboxes left behind (state, id leases, cgroups, airlock-* namespaces)");
   gc->add_option("--state-dir", *state_root, "where sandboxes record their owner")
       ->capture_default_str();
   gc->callback([state_root] {

@@ -1,6 +1,7 @@
 #pragma once
 // The sandbox of `airlock run`: user, mount, PID, network, UTS, IPC and cgroup namespaces around
-// one command, a throw-away overlay over the host's root (or --rootfs), a clean environment with
+// one command, an allow-listed view of the host (the system read-only, the workspace and the
+// volumes id-mapped to their owners; or --rootfs), a clean environment with
 // placeholders, and a private gateway network namespace whose listening sockets are handed to the
 // gateway. Control path: errors throw SandboxError (or ConfigError for bad options).
 #include <airlock/errors.hpp>

@@ -91,15 +91,6 @@ std::string canonical_or_throw(const std::string& path, const std::string& what)
   return c.string();
 }
 
-std::optional<std::uint64_t> env_id(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return std::nullopt;
-  char* end = nullptr;
-  const unsigned long long id = std::strtoull(v, &end, 10);
-  if (*end != '\0' || id == 0 || id >= 0xFFFFFFFFull) return std::nullopt;
-  return id;
-}
-
 // Pseudo file systems the scan does not read (reading some of their files has effects).
 bool pseudo_fs(int dir_fd) {
   struct statfs s {};
@@ -245,38 +236,23 @@ void resolve_workspace(const SandboxOptions& options, ViewPlan& plan, std::vecto
   }
   Share w;
   w.host = dir;
-  w.guest = options.rootfs.empty() ? dir : dir;
+  w.guest = dir;
   w.workspace = true;
   w.overlay = options.workspace == SandboxOptions::Workspace::kOverlay;
   plan.shares.push_back(std::move(w));
 }
 
-// Who owns what the guest's root creates: through the workspace, the user who ran airlock
-// (SUDO_UID/SUDO_GID under sudo, else the workspace's owner: only root can run airlock, so its
-// real uid says nothing); through a volume the same user, never root (then the volume's owner,
-// or nobody).
+// Who owns what the guest's root creates in a share: the owner of the shared directory (the
+// user whose project or data it is; airlock runs as root, so its own uid says nothing, and
+// SUDO_UID is unreliable: kept by `sudo -i`, absent under su, systemd or CI). Root only for a
+// workspace root owns itself (e.g. /root/project); never for a volume (there: nobody, and the
+// guest can write nothing in it).
 void resolve_owners(ViewPlan& plan) {
-  std::uint64_t uid = 0, gid = 0;
-  const auto sudo_uid = env_id("SUDO_UID");
-  const auto sudo_gid = env_id("SUDO_GID");
-  if (sudo_uid && sudo_gid) {
-    uid = *sudo_uid;
-    gid = *sudo_gid;
-  } else if (!plan.shares.empty() && plan.shares.front().workspace) {
-    struct stat st {};
-    if (::stat(plan.shares.front().host.c_str(), &st) == 0) {
-      uid = st.st_uid;
-      gid = st.st_gid;
-    }
-  }
   for (Share& s : plan.shares) {
-    s.disk_uid = uid;
-    s.disk_gid = gid;
-    if (s.workspace || uid != 0) continue;
     struct stat st {};
-    if (::stat(s.host.c_str(), &st) == 0 && st.st_uid != 0) {
+    if (::stat(s.host.c_str(), &st) == 0 && (st.st_uid != 0 || s.workspace)) {
       s.disk_uid = st.st_uid;
-      s.disk_gid = st.st_gid;
+      s.disk_gid = st.st_uid == 0 ? 0 : st.st_gid;
     } else {
       s.disk_uid = kNobody;
       s.disk_gid = kNobody;

@@ -115,14 +115,17 @@ def test_readme_example_works_from_a_users_home_and_its_files_are_the_users():
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == f"/root\ncat: {user.pw_dir}/.ssh/id_e2e: No such file or directory\n"
         assert f"the current directory {user.pw_dir} is not shared" in proc.stderr
-        # Under sudo the invoking user is SUDO_UID, wherever the project lies.
-        with directory("/srv", owner=user.pw_uid) as other:
-            os.chown(other, user.pw_uid, user.pw_gid)
-            proc = airlock([], ["sh", "-c", "echo x > made.txt"], cwd=other,
-                           env=host_env(SUDO_UID=str(user.pw_uid), SUDO_GID=str(user.pw_gid)))
-            assert proc.returncode == 0, proc.stderr
-            st = os.stat(os.path.join(other, "made.txt"))
-            assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)
+        # Whoever runs airlock (root, or a user through sudo): the project's owner owns what the
+        # guest makes in it, also in the user's volumes.
+        data = os.path.join(user.pw_dir, "data")
+        os.mkdir(data)
+        os.chown(data, user.pw_uid, user.pw_gid)
+        proc = airlock(["-v", f"{data}:/data"], ["sh", "-c", "echo x > made.txt; echo y > /data/made.txt"],
+                       cwd=project, env=host_env(SUDO_UID="0", SUDO_GID="0"))
+        assert proc.returncode == 0, proc.stderr
+        for path in (os.path.join(project, "made.txt"), os.path.join(data, "made.txt")):
+            st = os.stat(path)
+            assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid), path
 
 
 def test_workdir_no_workdir_and_overlay():
