@@ -812,12 +812,17 @@ struct Sandbox::Impl {
     gateway_netns.reset();  // the last reference: the namespace and the veth pair go with it
     cgroups.reset();
     lease.reset();  // the guest is gone: its ids are free again
+    idmaps.clear();
+    root_layers.reset();
+    etc_layers.reset();
+    share_layers.clear();
     if (!state_dir.empty()) {
       ::rmdir((state_dir + "/stage").c_str());
       ::unlink((state_dir + "/cgroups").c_str());
       ::unlink((state_dir + "/owner").c_str());
       ::rmdir(state_dir.c_str());
     }
+    trace("teardown done");
   }
 };
 
