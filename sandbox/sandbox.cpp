@@ -255,8 +255,8 @@ struct Sandbox::Impl {
     return Fd(check(::syscall(SYS_fsmount, ctx.get(), FSMOUNT_CLOEXEC, attrs), "fsmount tmpfs"));
   }
 
-  // An overlay of `lower` with a fresh upper layer (upper/ and work/ under `layers`, a tmpfs
-  // the overlay keeps alive), after `fill` prepared the upper layer.
+  // An overlay of `lower` with upper/ and work/ under `layers` (a tmpfs, filled by the caller
+  // beforehand, which the overlay keeps alive).
   static Fd new_overlay(const std::string& lower, const std::string& layers, unsigned attrs) {
     Fd ctx(check(::syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC), "fsopen overlay"));
     for (const auto& [key, value] : {std::pair<const char*, std::string>{"lowerdir", lower},
