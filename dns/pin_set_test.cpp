@@ -1,5 +1,7 @@
 #include "dns/pin_set.hpp"
 
+#include "common/concat.hpp"
+
 #include "dns/answer.hpp"
 
 #include <gtest/gtest.h>
@@ -58,8 +60,8 @@ TEST(Chain, StopsAtLoopsAndLength) {
   EXPECT_EQ(follow_chain(m).names, (std::vector<std::string>{"a.example", "b.example"}));
   Message longer = answer_for("n0.example");
   for (int i = 0; i < 40; ++i) {
-    longer.answers.push_back(Record::cname(name("n" + std::to_string(i) + ".example"),
-                                           name("n" + std::to_string(i + 1) + ".example"), 60));
+    longer.answers.push_back(Record::cname(name(concat("n", std::to_string(i), ".example")),
+                                           name(concat("n", std::to_string(i + 1), ".example")), 60));
   }
   longer.answers.push_back(Record::a_or_aaaa(name("n40.example"), ip("198.51.100.1"), 60));
   const auto c = follow_chain(longer);
@@ -184,7 +186,7 @@ TEST(PinSetBounds, EvictsExpiredFirstThenSoonestToExpire) {
 
 TEST(PinSetBounds, ManyNamesForOneAddressStayBounded) {
   PinSet pins([] { return t0; }, PinSetOptions{.min_hold = 10s, .max_hold = 1000s, .max_entries = 100});
-  for (int i = 0; i < 1000; ++i) pins.pin(ip("198.51.100.1"), "n" + std::to_string(i) + ".example", 100s, t0);
+  for (int i = 0; i < 1000; ++i) pins.pin(ip("198.51.100.1"), concat("n", std::to_string(i), ".example"), 100s, t0);
   EXPECT_EQ(pins.size(), 100u);
   EXPECT_TRUE(pins.pinned_at(ip("198.51.100.1"), pat("n999.example"), t0));
   EXPECT_FALSE(pins.pinned_at(ip("198.51.100.1"), pat("n0.example"), t0));
@@ -196,7 +198,7 @@ TEST(PinSetThreads, ConcurrentReadsAndWrites) {
   std::atomic<long> misses{0};
   std::thread writer([&] {
     for (int i = 0; i < 20000; ++i) {
-      pins.pin(IpAddress::v4(203, 0, 113, static_cast<std::uint8_t>(i % 200)), "w" + std::to_string(i % 300) + ".example",
+      pins.pin(IpAddress::v4(203, 0, 113, static_cast<std::uint8_t>(i % 200)), concat("w", std::to_string(i % 300), ".example"),
                50s, t0);
     }
   });
