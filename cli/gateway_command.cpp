@@ -1,10 +1,12 @@
 // `airlock gateway`: the gateway on its own, as a transparent or explicit (CONNECT) proxy.
+#include "cli/admin_metrics.hpp"
 #include "cli/commands.hpp"
 #include "cli/config.hpp"
 #include "cli/egress.hpp"
 #include "cli/sidecar.hpp"
 
 #include <airlock/errors.hpp>
+#include <gateway/admin_server.hpp>
 #include <gateway/gateway.hpp>
 #include <gateway/resolved_pins.hpp>
 
@@ -42,6 +44,7 @@ struct GatewayArgs {
   std::uint16_t dns_port = 15053;
   std::vector<std::string> dns_servers;
   std::string export_ca;
+  std::string admin;  // admin listener (metrics, health): loopback or unix:/path; off when empty
 };
 
 struct InitRedirectArgs {
@@ -147,15 +150,29 @@ int run_gateway(const GatewayArgs& args) {
   raise_descriptor_limit();
 
   gateway::Gateway gw(std::move(options));
+  // Up before the gateway serves, so /readyz says 503 until it does and again while it stops.
+  std::atomic<bool> ready{false};
+  std::unique_ptr<gateway::AdminServer> admin;
+  if (!args.admin.empty()) {
+    admin = std::make_unique<gateway::AdminServer>(
+        args.admin, gateway::AdminHandlers{
+                        [&gw, &dns, &ready] {
+                          return gateway::render_prometheus(
+                              gateway_metrics(gw.counters(), dns ? &dns->stats() : nullptr, ready.load()));
+                        },
+                        [&ready] { return ready.load(); }});
+  }
   gw.start();
+  ready = true;
   gateway::GatewayEndpoints endpoints = gw.endpoints();
   if (!args.export_ca.empty()) export_ca_certificate(gw.ca_certificate_pem(), args.export_ca);
-  std::string ready = "airlock gateway ready transparent=" + join(endpoints.transparent) + " proxy=" + join(endpoints.proxy);
-  if (dns) ready += " dns=" + join(dns->endpoints());
-  ready += "\n";
-  std::cout << ready << std::flush;
+  std::string ready_line = "airlock gateway ready transparent=" + join(endpoints.transparent) + " proxy=" + join(endpoints.proxy);
+  if (dns) ready_line += " dns=" + join(dns->endpoints());
+  if (admin) ready_line += " admin=" + admin->endpoint();
+  ready_line += "\n";
+  std::cout << ready_line << std::flush;
   if (args.ready_fd >= 0) {
-    ssize_t ignored = ::write(args.ready_fd, ready.data(), ready.size());
+    ssize_t ignored = ::write(args.ready_fd, ready_line.data(), ready_line.size());
     (void)ignored;
     ::close(args.ready_fd);
   }
@@ -165,7 +182,9 @@ int run_gateway(const GatewayArgs& args) {
     int sig = sigtimedwait(&signals, nullptr, &tick);
     if (sig > 0) break;
   }
+  ready = false;
   gw.stop();
+  admin.reset();
   dns.reset();
   if (terminate) {
     std::cerr << "airlock gateway: exiting after a block-and-terminate violation\n";
@@ -213,6 +232,9 @@ void add_gateway_command(CLI::App& app) {
   command->add_option("--dns-server", args->dns_servers,
                       "with --sidecar: IP[:PORT] of the resolver the DNS forwarder asks (default: /etc/resolv.conf)")
       ->allow_extra_args(false);
+  command->add_option("--admin", args->admin,
+                      "admin listener: GET /metrics (Prometheus), /healthz, /readyz; 127.0.0.1:PORT, [::1]:PORT or "
+                      "unix:/path (off by default)");
   command->add_option("--export-ca", args->export_ca,
                       "write the CA certificate (PEM) to this file once listening (a volume the workload trusts)");
 

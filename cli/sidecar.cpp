@@ -117,13 +117,17 @@ int run_with_redirect(const SidecarRedirect& redirect, UserIds user, const std::
     throw std::runtime_error(std::string("fork: ") + std::strerror(e));
   }
   if (child == 0) {
+    const pid_t keeper = ::getppid();
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // the keeper gone: stop too (the redirect stays, closed)
     if (::setgroups(0, nullptr) != 0 || ::setresgid(user.gid, user.gid, user.gid) != 0 ||
         ::setresuid(user.uid, user.uid, user.uid) != 0 || ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
       std::cerr << "airlock gateway: error: cannot drop to uid " << user.uid << ": " << std::strerror(errno) << "\n";
       std::_Exit(2);
     }
+    // The keeper gone: stop too (the redirect stays, closed). After the uid change, which clears
+    // it; a keeper that died before this line is seen by getppid.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != keeper) std::_Exit(2);
     ::prctl(PR_SET_DUMPABLE, 0);  // a uid change re-evaluates it: the values stay out of core dumps and ptrace
     int status = 2;
     try {

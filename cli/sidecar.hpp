@@ -53,6 +53,7 @@ class SidecarDns {
   SidecarDns& operator=(const SidecarDns&) = delete;
   const dns::PinSet& pins() const noexcept { return pins_; }
   std::vector<std::string> endpoints() const { return endpoints_; }
+  const dns::ForwarderStats& stats() const noexcept { return forwarder_->stats(); }
 
  private:
   void record_refusal(std::string_view name, dns::Outcome outcome);
