@@ -126,6 +126,17 @@ int run_gateway(const GatewayArgs& args) {
   options.log_level = *level;
   options.pins = settings.resolve_pins_with_host_dns ? nullptr : &no_pins;
   options.policy = make_egress_policy(args.egress, config.sandbox.network.egress);
+  // Signals are taken synchronously by this thread; every thread started from
+  // here on (DNS, gateway, admin) inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  raise_descriptor_limit();
+
   // The sidecar sees the workload's DNS (the redirect sends it here): its answers are the pin set,
   // as in `airlock run`, and the host-DNS mode does not apply.
   std::unique_ptr<SidecarDns> dns;
@@ -138,16 +149,6 @@ int run_gateway(const GatewayArgs& args) {
 
   std::atomic<bool> terminate{false};
   options.on_terminate = [&terminate](const std::string&) { terminate = true; };
-
-  // Signals are taken synchronously by this thread; every gateway thread inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
-  raise_descriptor_limit();
 
   gateway::Gateway gw(std::move(options));
   // Up before the gateway serves, so /readyz says 503 until it does and again while it stops.

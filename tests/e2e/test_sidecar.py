@@ -310,7 +310,25 @@ def test_dns_to_any_server_is_answered_by_the_gateway(pod):
     proc = pod.app(PY, "-c", script, dns_query("api.example.com").hex())
     assert proc.returncode == 0, proc.stderr
     assert dns_a_answers(bytes.fromhex(proc.stdout.strip())) == ["203.0.113.10"]
+    tcp = textwrap.dedent(f"""\
+        import socket, struct, sys
+        q = bytes.fromhex(sys.argv[1])
+        s = socket.create_connection(("203.0.113.54", 53), timeout=5)
+        s.sendall(struct.pack(">H", len(q)) + q)
+        n = struct.unpack(">H", s.recv(2))[0]
+        data = b""
+        while len(data) < n:
+            data += s.recv(n - len(data))
+        print(data.hex())
+        """)
+    proc = pod.app(PY, "-c", tcp, dns_query("api.example.com").hex())
+    assert proc.returncode == 0, proc.stderr
+    assert dns_a_answers(bytes.fromhex(proc.stdout.strip())) == ["203.0.113.10"]
     assert "api.example.com" not in open(pod.path("attacker-dns.log")).read()
+    # The control: asked directly (from its own namespace), the attacker's server answers and logs.
+    out = in_ns(NET, PY, "-c", script, dns_query("api.example.com").hex()).stdout
+    assert dns_a_answers(bytes.fromhex(out.strip())) == ["203.0.113.66"]
+    wait_for(lambda: "api.example.com" in open(pod.path("attacker-dns.log")).read(), "the attacker's log")
 
 
 def test_own_name_resolution_earns_no_substitution(pod):
