@@ -8,6 +8,7 @@ database. Nothing else of the host is in it, so a library the package uses but d
 makes `airlock --help` fail there (the test shows that it would, with libssl3 left out).
 """
 import glob
+import json
 import os
 import re
 import shutil
@@ -265,3 +266,30 @@ def test_deb_installs_into_a_clean_debian_12_root_and_runs():
         assert not os.path.lexists(os.path.join(root, "usr/bin/airlock"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- warnings as errors: ours, not a consumer's
+
+
+def _configure(tmp_path, source, *args):
+    build = tmp_path / "b"
+    sh("cmake", "-S", str(source), "-B", str(build), "-G", "Ninja", "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON", *args,
+       timeout=300)
+    commands = json.load(open(build / "compile_commands.json"))
+    return [c for c in commands if "/secrets/host_pattern.cpp" in c["file"]]
+
+
+def test_werror_for_our_builds_not_for_a_project_that_embeds_airlock(tmp_path):
+    # Top level (a user's `cmake -S airlock`): -Werror.
+    [ours] = _configure(tmp_path / "top", SOURCE)
+    assert "-Werror" in ours["command"] and "-Wall" in ours["command"]
+    # Embedded with add_subdirectory: warnings stay on, errors are the consumer's choice.
+    consumer = tmp_path / "consumer"
+    consumer.mkdir()
+    (consumer / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.25)\nproject(consumer CXX)\n"
+        f"add_subdirectory({SOURCE} airlock)\n")
+    [embedded] = _configure(tmp_path / "embedded", consumer)
+    assert "-Werror" not in embedded["command"] and "-Wall" in embedded["command"]
+    [forced] = _configure(tmp_path / "forced", consumer, "-DAIRLOCK_WERROR=ON")
+    assert "-Werror" in forced["command"]
