@@ -410,6 +410,19 @@ def test_tcp_to_an_unallowed_port_is_reset_by_the_gateway(pod):
                for r in pod.audit_records())
 
 
+def test_app_connecting_to_the_gateways_own_listener_gets_nothing(pod):
+    """Straight to the transparent listener (loopback is not redirected): no original destination
+    but the listener itself, which the gateway must not connect to (a loop) and does not."""
+    accepted = sum(1 for r in pod.audit_records() if r["event"] == "connection")
+    for url in ("http://127.0.0.1:15001/", "http://[::1]:15001/"):
+        proc = pod.app("curl", "-sS", "-m", "5", url)
+        assert proc.returncode != 0
+    time.sleep(0.3)
+    records = [r for r in pod.audit_records() if r["event"] == "connection"][accepted:]
+    # One record each, closed at once: no loop of connections to itself.
+    assert [r["decision"] for r in records] == ["no_original_destination"] * 2
+
+
 def test_init_redirect_refuses_root_and_needs_net_admin(pod):
     proc = subprocess.run(["ip", "netns", "exec", POD, AIRLOCK, "gateway", "init-redirect", "--gateway-uid=0"],
                           capture_output=True, text=True, timeout=30)
