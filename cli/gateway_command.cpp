@@ -149,6 +149,8 @@ int run_gateway(const GatewayArgs& args) {
 
   std::atomic<bool> terminate{false};
   options.on_terminate = [&terminate](const std::string&) { terminate = true; };
+  RecordMetrics record_metrics;  // outlives the gateway (declared before it)
+  if (!args.admin.empty()) options.on_record = [&record_metrics](const nlohmann::ordered_json& r) { record_metrics.observe(r); };
 
   gateway::Gateway gw(std::move(options));
   // Up before the gateway serves, so /readyz says 503 until it does and again while it stops.
@@ -157,9 +159,9 @@ int run_gateway(const GatewayArgs& args) {
   if (!args.admin.empty()) {
     admin = std::make_unique<gateway::AdminServer>(
         args.admin, gateway::AdminHandlers{
-                        [&gw, &dns, &ready] {
-                          return gateway::render_prometheus(
-                              gateway_metrics(gw.counters(), dns ? &dns->stats() : nullptr, ready.load()));
+                        [&gw, &dns, &ready, &record_metrics] {
+                          return gateway::render_prometheus(gateway_metrics(
+                              gw.counters(), dns ? &dns->stats() : nullptr, ready.load(), &record_metrics));
                         },
                         [&ready] { return ready.load(); }});
   }

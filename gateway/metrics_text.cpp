@@ -33,9 +33,17 @@ std::string render_prometheus(const std::vector<MetricFamily>& families) {
     if (!valid_name(f.name, true)) throw std::invalid_argument("bad metric name: " + f.name);
     out.append("# HELP ").append(f.name).append(" ");
     append_escaped(out, f.help, false);
-    out.append("\n# TYPE ").append(f.name).append(f.type == MetricFamily::Type::kCounter ? " counter\n" : " gauge\n");
+    out.append("\n# TYPE ").append(f.name);
+    switch (f.type) {
+      case MetricFamily::Type::kCounter: out += " counter\n"; break;
+      case MetricFamily::Type::kGauge: out += " gauge\n"; break;
+      case MetricFamily::Type::kHistogram: out += " histogram\n"; break;
+    }
     for (const MetricSample& s : f.samples) {
-      out += f.name;
+      if (!s.suffix.empty() && s.suffix != "_bucket" && s.suffix != "_sum" && s.suffix != "_count") {
+        throw std::invalid_argument("bad sample suffix: " + s.suffix);
+      }
+      out.append(f.name).append(s.suffix);
       if (!s.labels.empty()) {
         out += '{';
         for (std::size_t i = 0; i < s.labels.size(); ++i) {

@@ -10,12 +10,16 @@
 namespace airlock::gateway {
 
 struct MetricSample {
-  std::vector<std::pair<std::string, std::string>> labels;  // name, value
+  using Labels = std::vector<std::pair<std::string, std::string>>;  // name, value
+  MetricSample(Labels labels_, std::uint64_t value_, std::string suffix_ = {})
+      : labels(std::move(labels_)), value(value_), suffix(std::move(suffix_)) {}
+  Labels labels;
   std::uint64_t value = 0;
+  std::string suffix;  // a histogram's "_bucket" (with an "le" label), "_sum" or "_count"
 };
 
 struct MetricFamily {
-  enum class Type : std::uint8_t { kCounter, kGauge };
+  enum class Type : std::uint8_t { kCounter, kGauge, kHistogram };
   std::string name;  // [a-zA-Z_:][a-zA-Z0-9_:]*; counters end in _total
   std::string help;
   Type type = Type::kCounter;

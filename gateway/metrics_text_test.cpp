@@ -38,6 +38,21 @@ TEST(MetricsText, EscapesLabelValuesAndHelp) {
             "airlock_build_info{version=\"0.1.0\",commit=\"a\\\"b\\\\c\\nd\"} 1\n");
 }
 
+TEST(MetricsText, RendersAHistogram) {
+  std::vector<MetricFamily> families = {
+      {"airlock_connection_duration_milliseconds", "How long connections lasted.", MetricFamily::Type::kHistogram,
+       {{{{"le", "10"}}, 1, "_bucket"}, {{{"le", "+Inf"}}, 2, "_bucket"}, {{}, 1005, "_sum"}, {{}, 2, "_count"}}},
+  };
+  EXPECT_EQ(render_prometheus(families),
+            "# HELP airlock_connection_duration_milliseconds How long connections lasted.\n"
+            "# TYPE airlock_connection_duration_milliseconds histogram\n"
+            "airlock_connection_duration_milliseconds_bucket{le=\"10\"} 1\n"
+            "airlock_connection_duration_milliseconds_bucket{le=\"+Inf\"} 2\n"
+            "airlock_connection_duration_milliseconds_sum 1005\n"
+            "airlock_connection_duration_milliseconds_count 2\n");
+  EXPECT_THROW(render_prometheus({{"h", "", MetricFamily::Type::kHistogram, {{{}, 1, "_max"}}}}), std::invalid_argument);
+}
+
 TEST(MetricsText, RefusesBadNames) {
   EXPECT_THROW(render_prometheus({{"1bad", "", MetricFamily::Type::kGauge, {}}}), std::invalid_argument);
   EXPECT_THROW(render_prometheus({{"a b", "", MetricFamily::Type::kGauge, {}}}), std::invalid_argument);

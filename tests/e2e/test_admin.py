@@ -109,6 +109,14 @@ def test_metrics_parse_as_prometheus_text_and_count_traffic(gateway):
     families, _ = gateway.metrics()
     assert sample(families, "airlock_connections_accepted") == accepted + 3
     assert sample(families, "airlock_connections_rejected", reason="over_limit") == 0
+    # From the audit records (there is no audit log file here): each ended connection by decision,
+    # and its duration in the histogram.
+    wait_for(lambda: sample(gateway.metrics()[0], "airlock_connections", decision="denied") == 3, "three denied records")
+    families, _ = gateway.metrics()
+    assert families["airlock_connection_duration_milliseconds"].type == "histogram"
+    buckets = {s.labels["le"]: s.value for s in families["airlock_connection_duration_milliseconds"].samples
+               if s.name.endswith("_bucket")}
+    assert buckets["+Inf"] == 3 and list(buckets.values()) == sorted(buckets.values())
     # The build names the commit, as `airlock version` does.
     [info] = families["airlock_build_info"].samples
     assert sh(AIRLOCK, "version").stdout == f"airlock {info.labels['version']} ({info.labels['commit']})\n"

@@ -109,9 +109,11 @@ class Pod:
         for arg in command:
             if arg == "airlock":
                 arg = AIRLOCK
+            scheme = "unix:" if arg.startswith("unix:") else ""
+            path = arg[len(scheme):]
             for m in mounts:
-                if arg == m or arg.startswith(m + "/"):
-                    arg = self.in_pod(m) + arg[len(m):]
+                if path == m or path.startswith(m + "/"):
+                    arg = scheme + self.in_pod(m) + path[len(m):]
                     break
             out.append(arg)
         return out
@@ -501,6 +503,34 @@ def test_sidecar_refuses_to_serve_as_root_and_user_zero(tmp_path):
     assert proc.returncode == 2 and "--user 0" in proc.stderr
 
 
+def test_metrics_of_the_pod_parse_and_count_what_happened(pod):
+    """Scraped from the manifest's admin socket after the tests above: the substitutions, the
+    violations, the denial and the DNS answers the pod saw are counted; no value in it."""
+    from prometheus_client.parser import text_string_to_metric_families
+    args = pod.pod_args(SIDECAR["command"])
+    path = args[args.index("--admin") + 1][5:]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    head, _, body = data.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 200")
+    assert_absent(pod.value, body, "/metrics")
+    samples = {(x.name, tuple(sorted(x.labels.items()))): x.value
+               for f in text_string_to_metric_families(body) for x in f.samples}
+    assert samples[("airlock_substitutions_by_secret_total", (("secret", SECRET_ENV),))] >= 2  # IPv4 and IPv6
+    assert samples[("airlock_violations_total", (("action", "block-and-log"),))] >= 2  # other host, look-alike
+    assert samples[("airlock_connections_total", (("decision", "denied"),))] >= 1  # port 8080
+    assert samples[("airlock_dns_responses_total", (("outcome", "answered"),))] >= 3
+    assert samples[("airlock_ready", ())] == 1
+    assert samples[("airlock_connection_duration_milliseconds_count", ())] == \
+        sum(v for (n, _), v in samples.items() if n == "airlock_connections_total")
+
+
 # ---------------------------------------------------------------- the manifest itself
 
 
@@ -528,6 +558,12 @@ def test_manifest_names_what_this_test_relies_on():
     for c in POD_SPEC["initContainers"] + POD_SPEC["containers"]:
         mounted = {m["name"] for m in c.get("volumeMounts", [])}
         assert (secret_volumes <= mounted) == (c is SIDECAR), c["name"]
+    # The admin socket's volume, too, is the sidecar's alone.
+    admin = side_cmd[side_cmd.index("--admin") + 1]
+    assert admin.startswith("unix:/")
+    [admin_mount] = [m for m in SIDECAR["volumeMounts"] if admin[5:].startswith(m["mountPath"] + "/")]
+    for c in POD_SPEC["initContainers"] + POD_SPEC["containers"]:
+        assert (admin_mount["name"] in {m["name"] for m in c.get("volumeMounts", [])}) == (c is SIDECAR), c["name"]
     export = side_cmd[side_cmd.index("--export-ca") + 1]
     [ca_mount] = [m for m in APP["volumeMounts"] if export.startswith(m["mountPath"] + "/")]
     assert ca_mount["readOnly"] is True and APP_ENV["SSL_CERT_FILE"] == export
