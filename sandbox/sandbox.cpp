@@ -202,7 +202,7 @@ struct Sandbox::Impl {
       blocked = *options.blocked_destinations;
     } else {
       blocked = default_blocked_destinations();
-      for (std::string& a : host_interface_addresses()) blocked.push_back(std::move(a));
+      for (std::string& a : with_ipv4_embeddings(host_interface_addresses())) blocked.push_back(std::move(a));
     }
     std::string rules = gateway_ruleset(kTransparentPort, kDnsPort, blocked);  // may throw
     rules_loader = std::thread([this, rules = std::move(rules)] {

@@ -96,8 +96,14 @@ std::string gateway_ruleset(std::uint16_t transparent_port, std::uint16_t dns_po
 
 // Destinations no guest connection may reach through the gateway, whatever it asks: loopback,
 // private, CGNAT (the sandbox link itself), link-local (cloud metadata), multicast, reserved,
-// ULA, IPv4-mapped IPv6 — plus, in the sandbox, every address of the host's interfaces.
+// ULA, site-local, IPv4-mapped IPv6, and every IPv6 form of those IPv4 ranges
+// (with_ipv4_embeddings; NAT64 local-use 64:ff9b:1::/48 and Teredo 2001::/32 whole) — plus, in
+// the sandbox, every address of the host's interfaces and their IPv6 forms.
 std::vector<std::string> default_blocked_destinations();
+// `cidrs`, then for each IPv4 network among them the IPv6 networks that embed it at a fixed
+// place: IPv4-mapped (::ffff:a.b.c.d/96+n), IPv4-compatible, NAT64 64:ff9b::/96 and 6to4
+// (policy::embedding_networks). Entries that are not CIDRs are kept as they are.
+std::vector<std::string> with_ipv4_embeddings(std::vector<std::string> cidrs);
 // The host's own interface addresses (as /32 and /128 CIDRs).
 std::vector<std::string> host_interface_addresses();
 
