@@ -96,6 +96,7 @@ AuditLog::~AuditLog() {
 }
 
 void AuditLog::write(const nlohmann::ordered_json& record) {
+  if (observer_) observer_(record);
   if (fd_ < 0) return;
   // Replacement instead of throwing on invalid UTF-8: a hostile SNI or authority cannot break the log.
   // The record is serialized once and "time" spliced in front (no copy of the record as JSON).

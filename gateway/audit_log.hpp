@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -49,6 +50,10 @@ class AuditLog {
   AuditLog& operator=(const AuditLog&) = delete;
 
   bool enabled() const noexcept { return fd_ >= 0; }
+  // Also hands every record to `observer` (the admin listener's metrics), file or no file. Set
+  // before the gateway starts; called on the writing thread, so it must be quick and thread-safe.
+  using Observer = std::function<void(const nlohmann::ordered_json& record)>;
+  void set_observer(Observer observer) { observer_ = std::move(observer); }
   // Writes `record` (a JSON object without a "time" member) with a "time" field (RFC 3339, UTC,
   // milliseconds) first, as one line.
   void write(const nlohmann::ordered_json& record);
@@ -56,6 +61,7 @@ class AuditLog {
  private:
   int fd_ = -1;
   std::mutex mutex_;
+  Observer observer_;
 };
 
 std::string utc_timestamp();

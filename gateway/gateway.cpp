@@ -126,7 +126,9 @@ struct Gateway::Impl {
   }
 };
 
-Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  if (impl_->core.options.on_record) impl_->core.audit.set_observer(impl_->core.options.on_record);
+}
 
 Gateway::~Gateway() { stop(); }
 

@@ -56,6 +56,8 @@ struct GatewayOptions {
   // Called (from a gateway thread) after a block-and-terminate violation. Must not call stop() or
   // wait() inline; signal another thread instead.
   std::function<void(const std::string& reason)> on_terminate;
+  // Sees every audit record as it is written (also without an audit log file), e.g. for metrics.
+  AuditLog::Observer on_record;
   GatewayTimeouts timeouts;
   std::size_t max_connections = 10'000;
   std::size_t buffer_bytes = 16 * 1024;  // per direction: at most this much is read before it is written on
