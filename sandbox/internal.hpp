@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,8 +59,20 @@ std::optional<std::string> read_small_file(const std::string& path, std::size_t 
 // both ends and the guest's default routes, over rtnetlink. Throws SandboxError.
 void configure_link(int gateway_netns, int guest_netns);
 
-// The seccomp filter of every guest process, compiled to classic BPF by libseccomp.
+// The seccomp filter of every guest process, compiled to classic BPF by libseccomp (seccomp.cpp;
+// docs/security.md says what it denies and what stays allowed, and why).
 std::vector<sock_filter> build_seccomp_program();
+
+// A set of 32-bit values as aligned blocks: value v is in block (mask, base) when
+// (v & mask) == base. seccomp compares one argument once per rule, so "anything but these
+// values" becomes one rule per block of the complement.
+struct ValueBlock {
+  std::uint32_t mask = 0;
+  std::uint32_t base = 0;
+  friend bool operator==(const ValueBlock&, const ValueBlock&) = default;
+};
+// The fewest aligned blocks covering every 32-bit value not in `allowed`.
+std::vector<ValueBlock> blocks_except(std::vector<std::uint32_t> allowed);
 
 // Capabilities a guest root keeps in its bounding set (Docker's default set); all others go.
 std::vector<int> kept_capabilities();

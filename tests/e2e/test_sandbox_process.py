@@ -50,3 +50,95 @@ def test_a_separator_without_a_command_is_a_usage_error():
     proc = subprocess.run([AIRLOCK, "run", "--"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "no command" in proc.stderr
+
+
+# --- system calls and sockets ---------------------------------------------------------------
+
+DENIED_CALLS = r"""
+import ctypes, errno, json, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+HIGH = 1 << 32
+NR = dict(io_uring_setup=425, io_uring_enter=426, io_uring_register=427, bpf=321, perf_event_open=298,
+          userfaultfd=323, keyctl=250, add_key=248, request_key=249, kexec_load=246, open_by_handle_at=304,
+          name_to_handle_at=303, pidfd_getfd=438, kcmp=312, fsopen=430, open_tree=428, move_mount=429,
+          mount_setattr=442, personality=135, ioctl=16, socket=41, ptrace=101, setns=308)
+def call(name, *args):
+    r = libc.syscall(ctypes.c_long(NR[name]), *[ctypes.c_long(a) for a in args])
+    return 0 if r >= 0 else ctypes.get_errno()
+buf = ctypes.create_string_buffer(b"x")
+out = {
+  "io_uring_setup": call("io_uring_setup", 8, ctypes.addressof(ctypes.create_string_buffer(120))),
+  "io_uring_enter": call("io_uring_enter", 0, 0, 0, 0, 0),
+  "io_uring_register": call("io_uring_register", 0, 0, 0, 0),
+  "bpf": call("bpf", 0, 0, 0), "perf_event_open": call("perf_event_open", 0, 0, -1, -1, 0),
+  "userfaultfd": call("userfaultfd", 0), "keyctl": call("keyctl", 0, 0),
+  "add_key": call("add_key", 0, 0, 0, 0, 0), "request_key": call("request_key", 0, 0, 0, 0),
+  "kexec_load": call("kexec_load", 0, 0, 0, 0), "open_by_handle_at": call("open_by_handle_at", -1, 0, 0),
+  "name_to_handle_at": call("name_to_handle_at", -1, 0, 0, 0, 0), "pidfd_getfd": call("pidfd_getfd", -1, 0, 0),
+  "kcmp": call("kcmp", 1, 1, 0, 0, 0), "fsopen": call("fsopen", 0, 0), "open_tree": call("open_tree", -1, 0, 0),
+  "move_mount": call("move_mount", -1, 0, -1, 0, 0), "mount_setattr": call("mount_setattr", -1, 0, 0, 0, 0),
+  "ptrace": call("ptrace", 0, 0, 0, 0), "setns": call("setns", -1, 0),
+  "personality(ADDR_NO_RANDOMIZE)": call("personality", 0x0040000),
+  "personality(READ_IMPLIES_EXEC|high)": call("personality", HIGH | 0x0400000),
+  "ioctl(TIOCSTI)": call("ioctl", 0, 0x5412, ctypes.addressof(buf)),
+  "ioctl(TIOCSTI|high)": call("ioctl", 0, HIGH | 0x5412, ctypes.addressof(buf)),
+  "ioctl(TIOCLINUX)": call("ioctl", 0, 0x541C, ctypes.addressof(buf)),
+}
+for name, family, proto in [("AF_VSOCK", 40, 0), ("AF_PACKET", 17, 0), ("AF_ALG", 38, 0), ("AF_KEY", 15, 2),
+                            ("NETLINK_KOBJECT_UEVENT", 16, 15), ("NETLINK_GENERIC", 16, 16),
+                            ("NETLINK_NETFILTER", 16, 12)]:
+    out["socket(%s)" % name] = call("socket", family, socket.SOCK_DGRAM if family == 16 else socket.SOCK_STREAM, proto)
+print(json.dumps(out))
+"""
+
+
+def test_denied_system_calls_fail_with_eperm_inside_the_guest():
+    import json
+    proc = python(DENIED_CALLS, timeout=30, text=True)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    not_denied = {k: os.strerror(v) if v else "succeeded" for k, v in results.items() if v != 1}  # EPERM
+    assert not not_denied, not_denied
+
+
+COMMON_TOOLS = r"""
+set -e
+cd /tmp
+python3 - <<'PY'
+import asyncio, http.server, json, socket, ssl, subprocess, threading, urllib.request
+ssl.create_default_context()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+open("hello.txt", "w").write("hello\n")
+assert urllib.request.urlopen("http://127.0.0.1:%d/hello.txt" % server.server_port).read() == b"hello\n"
+async def main():
+    proc = await asyncio.create_subprocess_exec("true")
+    await proc.wait()
+asyncio.run(main())
+socket.getaddrinfo("localhost", 80)
+import os; os.system("curl -fsS http://127.0.0.1:%d/hello.txt > curl.txt" % server.server_port)
+server.shutdown()
+print("python ok")
+PY
+test "$(cat curl.txt)" = hello && echo "curl ok"
+git init -q repo && cd repo && git config user.email a@b.c && git config user.name t
+echo x > f && git add f && git commit -qm one && git log --oneline | grep -q one && echo "git ok"
+cd /tmp && node -e '
+const http = require("http"), cp = require("child_process"), fs = require("fs"), { Worker } = require("worker_threads");
+new Worker("1", { eval: true }).on("exit", () => {
+  const s = http.createServer((q, r) => r.end("node")).listen(0, "127.0.0.1", async () => {
+    const body = await (await fetch("http://127.0.0.1:" + s.address().port)).text();
+    fs.writeFileSync("n.txt", body + cp.execSync("echo sub").toString());
+    s.close();
+    console.log(fs.readFileSync("n.txt", "utf8") === "nodesub\n" ? "node ok" : "node wrong");
+  });
+});'
+ip -o addr show eth0 >/dev/null && ss -tan >/dev/null && echo "iproute ok"
+"""
+
+
+def test_common_tools_still_work_under_the_filter():
+    proc = run([], ["/bin/sh", "-c", COMMON_TOOLS], timeout=120, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["python", "ok", "curl", "ok", "git", "ok", "node", "ok", "iproute", "ok"], proc.stderr
