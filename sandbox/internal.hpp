@@ -5,7 +5,10 @@
 #include <linux/filter.h>
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
+#include <optional>
+#include <thread>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -96,6 +99,43 @@ class CgroupLimits {
 };
 void remove_cgroup_dir(const std::string& path);
 
+// Host terminals stay outside (stdio_relay.cpp): each of the host's fds 0..2 that is a terminal
+// reaches the guest as a pipe this relay copies to and from it (or as /dev/null with -t, where
+// the command gets its own pty). Bounded: one 64 KiB buffer per direction, one thread, no polling
+// tick.
+class StdioRelay {
+ public:
+  explicit StdioRelay(bool own_pty);
+  ~StdioRelay();
+  StdioRelay(const StdioRelay&) = delete;
+  StdioRelay& operator=(const StdioRelay&) = delete;
+
+  // What the guest gets as fd i (>= 3, for the child to dup2), or -1: it inherits the host's.
+  int guest_fd(int i) const noexcept;
+  void close_guest_ends() noexcept;  // the parent's copies, once the child has its own
+  void start();
+  // After the guest ended: stops reading the host's stdin, copies what is left of the guest's
+  // output until EOF or `drain`, and joins the relay.
+  void finish(std::chrono::milliseconds drain);
+
+ private:
+  struct Channel {
+    bool to_guest = false;  // host fd 0 -> pipe; else pipe -> host fd 1 or 2
+    int host_fd = -1;
+    Fd pipe;                // the relay's end
+    std::array<char, 65536> buffer{};
+    std::size_t offset = 0, length = 0;
+    bool done = false;
+  };
+  void run();
+
+  Fd guest_ends_[3];
+  std::vector<Channel> channels_;
+  Fd stop_;
+  int drain_ms_ = 0;
+  std::thread thread_;
+};
+
 // Everything the guest's first process needs, prepared by the parent so that the child runs
 // only system calls between clone and exec (the parent may have other threads).
 struct ChildPlan {
@@ -139,6 +179,7 @@ struct ChildPlan {
   std::vector<char*> argv, envp;  // null-terminated views of the storage
   std::vector<sock_filter> seccomp;
   std::vector<int> drop_caps;
+  int stdio[3] = {-1, -1, -1};  // dup2'd onto 0..2 first (StdioRelay::guest_fd), -1: inherited
   int tty_socket = -1;  // -t: the pty is made in the guest's devpts; its master goes back here
   int tty_slave = -1;   // (child only) the command's terminal
 };

@@ -160,6 +160,7 @@ struct Sandbox::Impl {
   Fd status_r;                 // the guest's report pipe (read end)
   std::string status_pending;  // read past 'R' before the guest ended
   std::thread tty_pump;
+  std::unique_ptr<detail::StdioRelay> stdio_relay;
   std::atomic<bool> tty_stop{false};
   std::atomic<bool> tty_done{false};
   bool tty_raw = false;
@@ -434,6 +435,8 @@ struct Sandbox::Impl {
       plan.tty_socket = tty_child.get();
       plan.keep_fds.push_back(tty_child.get());
     }
+    stdio_relay = std::make_unique<detail::StdioRelay>(options.tty);
+    for (int i = 0; i < 3; ++i) plan.stdio[i] = stdio_relay->guest_fd(i);
     plan.sync_fd = sync_r.get();
     plan.status_fd = status_w.get();
     plan.exe_fd = exe.get();
@@ -464,6 +467,7 @@ struct Sandbox::Impl {
     status_w.reset();
     tty_child.reset();
     root_mount.reset();
+    stdio_relay->close_guest_ends();
 
     try {
       write_id_maps();
@@ -490,6 +494,7 @@ struct Sandbox::Impl {
         receive_tty_master(tty_parent.get());
         start_tty_pump();
       }
+      stdio_relay->start();
     } catch (...) {
       kill_and_reap();
       throw;
@@ -659,6 +664,7 @@ struct Sandbox::Impl {
     }
     reaped = true;
     stop_tty_pump();
+    if (stdio_relay) stdio_relay->finish(std::chrono::seconds(1));
     drain_status();
     ExitStatus result;
     std::lock_guard lock(mu);
@@ -694,6 +700,7 @@ struct Sandbox::Impl {
     } catch (...) {
     }
     stop_tty_pump();
+    stdio_relay.reset();
     for (auto* list : {&sockets.transparent, &sockets.dns_udp, &sockets.dns_tcp}) {
       for (int fd : *list) ::close(fd);
       list->clear();

@@ -142,3 +142,161 @@ def test_common_tools_still_work_under_the_filter():
     proc = run([], ["/bin/sh", "-c", COMMON_TOOLS], timeout=120, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.split() == ["python", "ok", "curl", "ok", "git", "ok", "node", "ok", "iproute", "ok"], proc.stderr
+
+
+# --- the terminal ---------------------------------------------------------------------------
+
+# In a child that leaves the command's session (so it has no controlling terminal, with or
+# without -t), every terminal the guest can reach (its fds 0-2 and every /proc/*/fd/* it can
+# open, the init's included) is made the controlling terminal (TIOCSCTTY) and sent input
+# (TIOCSTI). The marker is built at run time so that no output of the guest contains it.
+TERMINAL_ATTACK = r"""
+import fcntl, glob, os, sys, termios, time
+marker = "".join(reversed("DETCEJNI-KCOLRIA")).encode()
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    os.setsid()
+    paths = [None, None, None] + glob.glob("/proc/[0-9]*/fd/*")
+    tried = queued = 0
+    for i, path in enumerate(paths):
+        try:
+            fd = os.dup(i) if path is None else os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        if os.isatty(fd):
+            tried += 1
+            try:
+                fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+            except OSError:
+                pass
+            try:
+                for b in marker:
+                    fcntl.ioctl(fd, termios.TIOCSTI, bytes([b]))
+                queued += 1
+            except OSError:
+                pass
+        os.close(fd)
+    os.write(w, b"%d %d" % (tried, queued))
+    os._exit(0)
+os.close(w)
+os.waitpid(child, 0)
+result = os.read(r, 100).decode()
+time.sleep(0.3)
+os.set_blocking(0, False)
+try:
+    got = os.read(0, 65536)
+except OSError:
+    got = b""
+print("ttys-tried-and-queued", result, "stdin-saw-injection" if marker in got else "stdin-clean")
+"""
+
+MARKER = b"AIRLOCK-INJECTED"
+
+
+def read_available(fd):
+    out = b""
+    while select.select([fd], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+@pytest.mark.parametrize("flags", [[], ["-t"]], ids=["pipes", "own-pty"])
+def test_guest_cannot_queue_input_on_a_host_pty_that_no_session_controls(flags):
+    # airlock's stdin and stdout are ptys that no session controls (the child starts a new
+    # session and opens none); the attack targets whichever it can reach.
+    in_master, in_slave = os.openpty()
+    out_master, out_slave = os.openpty()
+    try:
+        for fd in (in_slave, out_slave):
+            tty.setraw(fd)  # queued input is readable at once, without a newline
+        proc = subprocess.Popen([AIRLOCK, "run", *flags, "--", "python3", "-c", TERMINAL_ATTACK],
+                                stdin=in_slave, stdout=out_slave, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        output = b""
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            output += read_available(out_master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            raise AssertionError("airlock run did not finish")
+        output += read_available(out_master)
+        stderr = proc.stderr.read()
+        assert proc.returncode == 0, stderr
+        summary = output.replace(b"\r", b"").decode(errors="replace")
+        assert "ttys-tried-and-queued" in summary, summary + stderr.decode()
+        # Nothing reached either host pty's input queue, and nothing came back through the relay.
+        assert MARKER not in read_available(in_slave)
+        assert MARKER not in read_available(out_slave)
+        assert MARKER not in output
+        assert "stdin-clean" in summary, summary
+        tried, queued = map(int, summary.split("ttys-tried-and-queued", 1)[1].split()[:2])
+        assert queued == 0, summary
+        if not flags:
+            assert tried == 0, summary  # without -t the guest holds no terminal at all
+    finally:
+        for fd in (in_master, in_slave, out_master, out_slave):
+            os.close(fd)
+
+
+def test_without_t_a_terminal_is_relayed_through_pipes_with_eof_and_status_intact():
+    master, slave = os.openpty()
+    try:
+        tty.setraw(slave)
+        script = ("import os, sys; print([os.isatty(i) for i in range(3)]); data = sys.stdin.read(); "
+                  "print(len(data), data[:5]); sys.stderr.write('err\\n'); sys.exit(7)")
+        proc = subprocess.Popen([AIRLOCK, "run", "--", "python3", "-c", script],
+                                stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        # 200 KiB in: more than a pipe and the relay's buffer hold, so flow control is exercised.
+        payload = b"hello" + b"x" * (200 * 1024 - 5)
+        os.write(master, payload)
+        time.sleep(0.5)
+        # EOF on a terminal: ^D in canonical mode, once the raw bytes have been read.
+        attrs = termios.tcgetattr(slave)
+        attrs[3] |= termios.ICANON
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        os.write(master, b"\x04")
+        output = b""
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            output += read_available(master)
+        output += read_available(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.returncode == 7
+        text = output.replace(b"\r", b"").decode()
+        assert "[False, False, False]" in text, text
+        assert f"{len(payload)} hello" in text, text
+        assert "err\n" in text, text
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_relay_does_not_spin_while_the_guest_waits():
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([AIRLOCK, "run", "--", "sleep", "2"], stdin=slave, stdout=slave,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        time.sleep(1.0)
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        before = int(fields[11]) + int(fields[12])  # utime + stime, clock ticks
+        time.sleep(0.8)
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        after = int(fields[11]) + int(fields[12])
+        proc.wait(timeout=30)
+        assert proc.returncode == 0
+        assert after - before <= 2, f"airlock used {after - before} ticks in 0.8 s while idle"
+    finally:
+        os.close(master)
+        os.close(slave)
