@@ -152,6 +152,8 @@ struct Sandbox::Impl {
   // Compiled on its own thread from the constructor on (libseccomp takes ~1.5 ms for the
   // argument rules): start() only collects it.
   std::future<std::vector<sock_filter>> seccomp_program;
+  // The trust files for the CA given to trust_ca() (~1.5 ms: the Java store), built meanwhile.
+  std::future<std::vector<detail::ChildPlan::File>> trust_files;
 
   Fd pidfd;
   pid_t pid = 0;
@@ -344,15 +346,9 @@ struct Sandbox::Impl {
                                 "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                                 "127.0.1.1\tairlock\n"});
     plan.upper_files.push_back({"/etc/hostname", "airlock\n"});
-    if (!options.ca_pem.empty()) {
-      std::string bundle =
-          detail::read_small_file((lower == "/" ? "" : lower) + kGuestCaBundle).value_or("");
-      if (!bundle.empty() && bundle.back() != '\n') bundle += '\n';
-      bundle += "# airlock gateway CA\n";
-      bundle += options.ca_pem;
-      if (bundle.back() != '\n') bundle += '\n';
-      plan.upper_files.push_back({kGuestCaBundle, bundle});
-      plan.upper_files.push_back({kGuestCaBundleRhel, bundle});
+    for (detail::ChildPlan::File& f : trust_files.valid() ? trust_files.get()
+                                                           : detail::guest_trust_files(lower, options.ca_pem)) {
+      plan.upper_files.push_back(std::move(f));
     }
 
     for (const Volume& v : options.volumes) {
@@ -765,9 +761,16 @@ int Sandbox::gateway_netns_fd() const noexcept { return impl_->gateway_netns.get
 
 void Sandbox::trust_ca(const std::string& pem) {
   if (impl_->pid != 0) throw SandboxError("trust_ca() after start()");
-  impl_->options.ca_pem = pem;
+  // Added to what the guest already trusts (--ca-cert), once.
+  std::string& trusted = impl_->options.ca_pem;
+  if (!pem.empty() && trusted.find(pem) == std::string::npos) {
+    if (!trusted.empty() && trusted.back() != '\n') trusted += '\n';
+    trusted += pem;
+  }
   impl_->env = build_guest_env(impl_->options.env, impl_->secrets_for_env, impl_->options.host_env,
-                               !pem.empty());
+                               !trusted.empty());
+  impl_->trust_files = std::async(std::launch::async, detail::guest_trust_files,
+                                  impl_->options.rootfs.empty() ? "/" : impl_->options.rootfs, trusted);
 }
 
 void Sandbox::start() { impl_->start(); }
