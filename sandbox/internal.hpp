@@ -188,8 +188,6 @@ struct ChildPlan {
 // bundles (the system's from `lower_root` plus ca_pem), OpenSSL hash-directory entries, and the
 // Java trust store. Empty when ca_pem is.
 std::vector<ChildPlan::File> guest_trust_files(const std::string& lower_root, const std::string& ca_pem);
-// Every certificate of a PEM bundle as trusted entries of a PKCS12 store Java reads (DER).
-std::string java_trust_store(const std::string& pem_bundle);
 
 // The executable of the guest's init: a sealed memfd holding the small init (init.c), or this
 // binary (/proc/self/exe, whose constructor runs the same init) where no memfd can be executed.
