@@ -300,3 +300,44 @@ def test_relay_does_not_spin_while_the_guest_waits():
     finally:
         os.close(master)
         os.close(slave)
+
+
+def read_until(fd, needle, proc, timeout=30):
+    out = b""
+    deadline = time.monotonic() + timeout
+    while needle not in out.replace(b"\r", b"") and time.monotonic() < deadline and proc.poll() is None:
+        out += read_available(fd)
+    return out.replace(b"\r", b"")
+
+
+def test_with_t_the_guest_pty_follows_resizes_and_keys_raise_signals_inside():
+    import fcntl
+    import signal
+    import struct
+    master, slave = os.openpty()
+    proc = None
+    try:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        script = ('trap "stty size; echo winch" WINCH; trap "echo got-int; exit 5" INT; '
+                  'stty size; echo ready; while :; do sleep 0.1; done')
+        proc = subprocess.Popen([AIRLOCK, "run", "-t", "--", "/bin/sh", "-c", script],
+                                stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        out = read_until(master, b"ready\n", proc)
+        assert b"24 80\nready\n" in out, out
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        proc.send_signal(signal.SIGWINCH)
+        out = read_until(master, b"winch\n", proc)
+        assert b"40 120\nwinch\n" in out, out
+        os.write(master, b"\x03")  # ^C: a byte in raw mode, SIGINT from the guest's own pty
+        out = read_until(master, b"got-int\n", proc)
+        assert b"got-int\n" in out, out
+        proc.wait(timeout=30)
+        assert proc.returncode == 5
+        # airlock put the host terminal back as it found it (not raw).
+        assert termios.tcgetattr(slave)[3] & termios.ICANON
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
