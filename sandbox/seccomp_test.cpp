@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -182,6 +183,38 @@ TEST(SeccompFilter, WhatCommandsUseStaysAllowed) {
   ::close(pipe_fds[0]);
   ::close(pipe_fds[1]);
 }
+
+// Another system call ABI would see none of the rules: the filter kills the process instead.
+int signal_of_call_under_filter(void (*call)()) {
+  std::vector<sock_filter> program = build_seccomp_program();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    sock_fprog prog{static_cast<unsigned short>(program.size()), program.data()};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+      _exit(99);
+    }
+    call();
+    _exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFSIGNALED(status) ? WTERMSIG(status) : -WEXITSTATUS(status);
+}
+
+#if defined(__x86_64__)
+TEST(SeccompFilter, X32AndI386CallsAreKilledNotLetThrough) {
+  // io_uring_setup through the x32 ABI (number | 0x40000000).
+  EXPECT_EQ(signal_of_call_under_filter([] { ::syscall(0x40000000L | SYS_io_uring_setup, 8, 0); }), SIGSYS);
+  // socketcall(SYS_SOCKET) through int 0x80, the i386 ABI.
+  EXPECT_EQ(signal_of_call_under_filter([] {
+              long r;
+              __asm__ volatile("int $0x80" : "=a"(r) : "a"(102L), "b"(1L), "c"(0L) : "memory");
+              (void)r;
+            }),
+            SIGSYS);
+}
+#endif
 
 TEST(SeccompFilter, ProgramFitsTheKernelLimit) {
   EXPECT_LT(build_seccomp_program().size(), 4096u);  // BPF_MAXINSNS
