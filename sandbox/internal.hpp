@@ -74,8 +74,8 @@ struct ValueBlock {
   std::uint32_t base = 0;
   friend bool operator==(const ValueBlock&, const ValueBlock&) = default;
 };
-// The fewest aligned blocks covering every 32-bit value not in `allowed`.
-std::vector<ValueBlock> blocks_except(std::vector<std::uint32_t> allowed);
+// The fewest aligned blocks covering every value in [0, end) not in `allowed`.
+std::vector<ValueBlock> blocks_except(std::vector<std::uint32_t> allowed, std::uint64_t end = 1ull << 32);
 
 // Capabilities a guest root keeps in its bounding set (Docker's default set); all others go.
 std::vector<int> kept_capabilities();

@@ -149,7 +149,7 @@ struct Sandbox::Impl {
   std::thread rules_loader;
   std::string rules_error;
   std::unique_ptr<detail::CgroupLimits> cgroups;
-  // Compiled on its own thread from the constructor on (libseccomp takes ~1.5 ms for the
+  // Compiled on its own thread from the constructor on (libseccomp takes ~0.5 ms for the
   // argument rules): start() only collects it.
   std::future<std::vector<sock_filter>> seccomp_program;
   // The trust files for the CA given to trust_ca() (~1.5 ms: the Java store), built meanwhile.

@@ -21,7 +21,7 @@
 
 namespace airlock::sandbox::detail {
 
-std::vector<ValueBlock> blocks_except(std::vector<std::uint32_t> allowed) {
+std::vector<ValueBlock> blocks_except(std::vector<std::uint32_t> allowed, std::uint64_t end) {
   std::sort(allowed.begin(), allowed.end());
   allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
   std::vector<ValueBlock> out;
@@ -36,10 +36,11 @@ std::vector<ValueBlock> blocks_except(std::vector<std::uint32_t> allowed) {
   };
   std::uint64_t next = 0;
   for (const std::uint32_t v : allowed) {
+    if (v >= end) break;
     if (v > next) cover(next, v - 1ull);
     next = v + 1ull;
   }
-  cover(next, 0xffffffffull);
+  if (next < end) cover(next, end - 1);
   return out;
 }
 
@@ -72,6 +73,10 @@ constexpr const char* kDenied[] = {
 // not namespaced (on a VM it reaches the hypervisor's host), the rest are kernel code nobody here
 // needs (packet, alg, key, xdp, bluetooth, can, tipc, rds, ...).
 constexpr std::uint32_t kAllowedFamilies[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
+// The kernel itself refuses a family >= AF_MAX (46 today) and a netlink protocol >= MAX_LINKS
+// (32): the rules cover the values below these bounds, fewer rules for libseccomp to compile.
+constexpr std::uint64_t kFamiliesEnd = 64;
+constexpr std::uint64_t kNetlinkEnd = 32;
 // Netlink: routes and addresses (getifaddrs, ip), socket diagnostics (ss), audit (the kernel
 // refuses it in a user namespace; tools like sudo expect that answer). Not uevents, generic
 // netlink, netfilter, xfrm, connector and the others.
@@ -151,12 +156,12 @@ std::vector<sock_filter> build_seccomp_program() {
   f.deny("clone3", SCMP_ACT_ERRNO(ENOSYS));
 
   const std::vector<std::uint32_t> families(std::begin(kAllowedFamilies), std::end(kAllowedFamilies));
-  for (const ValueBlock& b : blocks_except(families)) {
+  for (const ValueBlock& b : blocks_except(families, kFamiliesEnd)) {
     f.deny("socket", {low32_in(0, b)});
     f.deny("socketpair", {low32_in(0, b)});
   }
   const std::vector<std::uint32_t> netlink(std::begin(kAllowedNetlink), std::end(kAllowedNetlink));
-  for (const ValueBlock& b : blocks_except(netlink)) {
+  for (const ValueBlock& b : blocks_except(netlink, kNetlinkEnd)) {
     f.deny("socket", {low32_is(0, AF_NETLINK), low32_in(2, b)});
   }
   const std::vector<std::uint32_t> personas(std::begin(kAllowedPersonality), std::end(kAllowedPersonality));

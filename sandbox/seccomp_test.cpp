@@ -50,6 +50,16 @@ TEST(BlocksExcept, CoverExactlyTheComplement) {
   for (const ValueBlock& b : blocks) EXPECT_EQ(b.base & ~b.mask, 0u);
 }
 
+TEST(BlocksExcept, StopAtTheEndGiven) {
+  const std::vector<ValueBlock> blocks = blocks_except({1, 2, 10, 16}, 64);
+  for (std::uint32_t v = 0; v < 200; ++v) {
+    const bool denied = v < 64 && v != 1 && v != 2 && v != 10 && v != 16;
+    EXPECT_EQ(covered(blocks, v), denied) << v;
+  }
+  EXPECT_EQ(blocks.size(), 11u);
+  EXPECT_EQ(blocks_except({0}, 1).size(), 0u);
+}
+
 struct Probe {
   std::string what;
   std::function<long()> call;  // a raw system call: -errno on failure, >= 0 on success
