@@ -79,8 +79,9 @@ std::vector<ChildPlan::File> guest_trust_files(const std::string& lower_root, co
 
   // Java: Debian's and Fedora's JDKs read these paths; JAVA_TOOL_OPTIONS points every other JVM
   // at the first.
+  // (No store when no certificate decodes: a --rootfs without a bundle and a broken --ca-cert.)
   const std::string store = tls::java_trust_store(bundle);
-  if (store.empty()) throw SandboxError("cannot build the guest's Java trust store: no certificate");
+  if (store.empty()) return files;
   files.push_back({kGuestJavaTrustStore, store});
   constexpr const char* kFedoraJava = "/etc/pki/ca-trust/extracted/java/cacerts";
   if (exists(prefix + kFedoraJava)) files.push_back({kFedoraJava, store});

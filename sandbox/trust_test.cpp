@@ -28,5 +28,13 @@ TEST(GuestTrustFiles, BundleHashEntryAndJavaStore) {
   EXPECT_FALSE(files[3].content.empty());
 }
 
+TEST(GuestTrustFiles, ACertificateThatDoesNotDecodeGivesTheBundlesOnly) {
+  const std::string broken = "-----BEGIN CERTIFICATE-----\nMIIfake\n-----END CERTIFICATE-----\n";
+  const std::vector<ChildPlan::File> files = guest_trust_files("/nonexistent-root", broken);
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files[0].path, kGuestCaBundle);
+  EXPECT_EQ(files[1].path, kGuestCaBundleRhel);
+}
+
 }  // namespace
 }  // namespace airlock::sandbox::detail

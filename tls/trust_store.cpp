@@ -88,8 +88,24 @@ std::optional<std::string> base64_decode(std::string_view text) {
   return out;
 }
 
+// One whole DER SEQUENCE, by its header alone (what a certificate is on the outside): a block
+// that decodes to anything else would make Java reject the whole store.
+bool is_one_der_sequence(std::string_view der) {
+  if (der.size() < 2 || static_cast<unsigned char>(der[0]) != 0x30) return false;
+  const unsigned first = static_cast<unsigned char>(der[1]);
+  std::size_t header = 2, length = first;
+  if (first >= 0x80) {
+    const std::size_t n = first & 0x7f;
+    if (n == 0 || n > 4 || der.size() < 2 + n) return false;
+    length = 0;
+    for (std::size_t i = 0; i < n; ++i) length = (length << 8) | static_cast<unsigned char>(der[2 + i]);
+    header += n;
+  }
+  return header + length == der.size();
+}
+
 // The DER of each certificate in a PEM text (decoded, not parsed: a block that is not base64 of
-// a DER SEQUENCE is skipped).
+// one DER SEQUENCE is skipped).
 std::vector<std::string> certificate_ders(std::string_view pem) {
   static constexpr std::string_view kBegin = "-----BEGIN CERTIFICATE-----";
   static constexpr std::string_view kEnd = "-----END CERTIFICATE-----";
@@ -101,7 +117,7 @@ std::vector<std::string> certificate_ders(std::string_view pem) {
     if (end == std::string_view::npos) break;
     pos = end + kEnd.size();
     std::optional<std::string> der = base64_decode(pem.substr(start, end - start));
-    if (!der || der->size() < 2 || static_cast<unsigned char>((*der)[0]) != 0x30) continue;
+    if (!der || !is_one_der_sequence(*der)) continue;
     out.push_back(std::move(*der));
   }
   return out;

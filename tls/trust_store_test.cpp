@@ -88,6 +88,9 @@ TEST(JavaTrustStore, NoCertificateGivesNothing) {
   EXPECT_EQ(java_trust_store("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"), "");
   EXPECT_EQ(java_trust_store("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), "");  // not DER
   EXPECT_EQ(java_trust_store("-----BEGIN CERTIFICATE-----\nMIIB"), "");  // no end line
+  // A SEQUENCE header whose length is not the block's.
+  EXPECT_EQ(java_trust_store("-----BEGIN CERTIFICATE-----\nMIIfake\n-----END CERTIFICATE-----\n"), "");
+  EXPECT_EQ(java_trust_store("-----BEGIN CERTIFICATE-----\nMAMCAQ==\n-----END CERTIFICATE-----\n"), "");
 }
 
 }  // namespace
