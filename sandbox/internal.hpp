@@ -1,6 +1,7 @@
 #pragma once
 // Internals of the sandbox module shared by its .cpp files. Not an API.
 #include "sandbox/sandbox.hpp"
+#include "tls/trust_store.hpp"
 
 #include <linux/filter.h>
 #include <sys/types.h>
@@ -65,6 +66,8 @@ void configure_link(int gateway_netns, int guest_netns);
 // The seccomp filter of every guest process, compiled to classic BPF by libseccomp (seccomp.cpp;
 // docs/security.md says what it denies and what stays allowed, and why).
 std::vector<sock_filter> build_seccomp_program();
+// The same program, compiled at build time and embedded (seccomp_image.cpp): what guests get.
+std::vector<sock_filter> embedded_seccomp_program();
 
 // A set of 32-bit values as aligned blocks: value v is in block (mask, base) when
 // (v & mask) == base. seccomp compares one argument once per rule, so "anything but these
@@ -184,10 +187,18 @@ struct ChildPlan {
   int tty_slave = -1;   // (child only) the command's terminal
 };
 
-// The guest's trust files (trust.cpp) for `ca_pem` (the gateway's CA and --ca-cert): the PEM
-// bundles (the system's from `lower_root` plus ca_pem), OpenSSL hash-directory entries, and the
-// Java trust store. Empty when ca_pem is.
-std::vector<ChildPlan::File> guest_trust_files(const std::string& lower_root, const std::string& ca_pem);
+// The system's certificates under `lower_root` (trust.cpp): the PEM bundle, and its certificates
+// wrapped for the Java trust store (~1 ms, so the Sandbox reads them on a thread from the start).
+struct SystemTrust {
+  std::string lower_root;
+  std::string bundle;
+  tls::TrustedBags java;
+};
+SystemTrust read_system_trust(const std::string& lower_root);
+// The guest's trust files for `ca_pem` (the gateway's CA and --ca-cert): the PEM bundles (the
+// system's plus ca_pem), OpenSSL hash-directory entries, and the Java trust store. Empty when
+// ca_pem is.
+std::vector<ChildPlan::File> guest_trust_files(const SystemTrust& system, const std::string& ca_pem);
 
 // The executable of the guest's init: a sealed memfd holding the small init (init.c), or this
 // binary (/proc/self/exe, whose constructor runs the same init) where no memfd can be executed.

@@ -149,11 +149,8 @@ struct Sandbox::Impl {
   std::thread rules_loader;
   std::string rules_error;
   std::unique_ptr<detail::CgroupLimits> cgroups;
-  // Compiled on its own thread from the constructor on (libseccomp takes ~0.5 ms for the
-  // argument rules): start() only collects it.
-  std::future<std::vector<sock_filter>> seccomp_program;
-  // The trust files for the CA given to trust_ca() (~1.5 ms: the Java store), built meanwhile.
-  std::future<std::vector<detail::ChildPlan::File>> trust_files;
+  // The system's certificates for the guest's trust stores (~1 ms), read meanwhile.
+  std::future<detail::SystemTrust> system_trust;
 
   Fd pidfd;
   pid_t pid = 0;
@@ -346,9 +343,12 @@ struct Sandbox::Impl {
                                 "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                                 "127.0.1.1\tairlock\n"});
     plan.upper_files.push_back({"/etc/hostname", "airlock\n"});
-    for (detail::ChildPlan::File& f : trust_files.valid() ? trust_files.get()
-                                                           : detail::guest_trust_files(lower, options.ca_pem)) {
-      plan.upper_files.push_back(std::move(f));
+    if (!options.ca_pem.empty()) {
+      const detail::SystemTrust system =
+          system_trust.valid() ? system_trust.get() : detail::read_system_trust(lower);
+      for (detail::ChildPlan::File& f : detail::guest_trust_files(system, options.ca_pem)) {
+        plan.upper_files.push_back(std::move(f));
+      }
     }
 
     for (const Volume& v : options.volumes) {
@@ -390,7 +390,7 @@ struct Sandbox::Impl {
     plan.argv.push_back(nullptr);
     for (std::string& e : plan.env_storage) plan.envp.push_back(e.data());
     plan.envp.push_back(nullptr);
-    plan.seccomp = seccomp_program.get();
+    plan.seccomp = detail::embedded_seccomp_program();
 
     const auto kept = detail::kept_capabilities();
     int last = CAP_LAST_CAP;
@@ -745,7 +745,10 @@ Sandbox::Sandbox(SandboxOptions options, const std::vector<SecretBinding>& secre
   }
   s.env = build_guest_env(s.options.env, secrets, s.options.host_env, !s.options.ca_pem.empty());
   for (const SecretBinding& secret : secrets) s.secrets_for_env.push_back(secret.clone());
-  s.seccomp_program = std::async(std::launch::async, detail::build_seccomp_program);
+  if (s.options.network || !s.options.ca_pem.empty()) {  // a CA will be trusted
+    s.system_trust = std::async(std::launch::async, detail::read_system_trust,
+                                s.options.rootfs.empty() ? std::string("/") : s.options.rootfs);
+  }
   s.id = random_id();
   s.create_state_dir();
   if (s.options.network) s.create_gateway_netns();
@@ -769,8 +772,6 @@ void Sandbox::trust_ca(const std::string& pem) {
   }
   impl_->env = build_guest_env(impl_->options.env, impl_->secrets_for_env, impl_->options.host_env,
                                !trusted.empty());
-  impl_->trust_files = std::async(std::launch::async, detail::guest_trust_files,
-                                  impl_->options.rootfs.empty() ? "/" : impl_->options.rootfs, trusted);
 }
 
 void Sandbox::start() { impl_->start(); }

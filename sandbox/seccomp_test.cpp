@@ -226,6 +226,13 @@ TEST(SeccompFilter, X32AndI386CallsAreKilledNotLetThrough) {
 }
 #endif
 
+TEST(SeccompFilter, TheEmbeddedProgramIsTheOneTheRulesCompileTo) {
+  const std::vector<sock_filter> built = build_seccomp_program();
+  const std::vector<sock_filter> embedded = embedded_seccomp_program();
+  ASSERT_EQ(embedded.size(), built.size());
+  EXPECT_EQ(std::memcmp(embedded.data(), built.data(), built.size() * sizeof(sock_filter)), 0);
+}
+
 TEST(SeccompFilter, ProgramFitsTheKernelLimit) {
   EXPECT_LT(build_seccomp_program().size(), 4096u);  // BPF_MAXINSNS
 }

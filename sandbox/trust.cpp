@@ -47,11 +47,19 @@ bool exists(const std::string& path) {
 
 }  // namespace
 
-std::vector<ChildPlan::File> guest_trust_files(const std::string& lower_root, const std::string& ca_pem) {
+SystemTrust read_system_trust(const std::string& lower_root) {
+  SystemTrust system;
+  system.lower_root = lower_root;
+  system.bundle = read_small_file((lower_root == "/" ? "" : lower_root) + kGuestCaBundle).value_or("");
+  tls::add_trusted_certificates(system.java, system.bundle);
+  return system;
+}
+
+std::vector<ChildPlan::File> guest_trust_files(const SystemTrust& system, const std::string& ca_pem) {
   std::vector<ChildPlan::File> files;
   if (ca_pem.empty()) return files;
-  const std::string prefix = lower_root == "/" ? "" : lower_root;
-  std::string bundle = read_small_file(prefix + kGuestCaBundle).value_or("");
+  const std::string prefix = system.lower_root == "/" ? "" : system.lower_root;
+  std::string bundle = system.bundle;
   if (!bundle.empty() && bundle.back() != '\n') bundle += '\n';
   bundle += "# airlock gateway CA\n";
   bundle += ca_pem;
@@ -80,7 +88,9 @@ std::vector<ChildPlan::File> guest_trust_files(const std::string& lower_root, co
   // Java: Debian's and Fedora's JDKs read these paths; JAVA_TOOL_OPTIONS points every other JVM
   // at the first.
   // (No store when no certificate decodes: a --rootfs without a bundle and a broken --ca-cert.)
-  const std::string store = tls::java_trust_store(bundle);
+  tls::TrustedBags java = system.java;
+  tls::add_trusted_certificates(java, ca_pem);
+  const std::string store = tls::java_trust_store(java);
   if (store.empty()) return files;
   files.push_back({kGuestJavaTrustStore, store});
   constexpr const char* kFedoraJava = "/etc/pki/ca-trust/extracted/java/cacerts";

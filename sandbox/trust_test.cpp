@@ -13,9 +13,9 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(GuestTrustFiles, BundleHashEntryAndJavaStore) {
-  EXPECT_TRUE(guest_trust_files("/", "").empty());
+  EXPECT_TRUE(guest_trust_files(read_system_trust("/"), "").empty());
   const std::string ca = tls::testing::self_signed_pem("airlock test CA");
-  const std::vector<ChildPlan::File> files = guest_trust_files("/nonexistent-root", ca);
+  const std::vector<ChildPlan::File> files = guest_trust_files(read_system_trust("/nonexistent-root"), ca);
   std::vector<std::string> paths;
   for (const ChildPlan::File& f : files) paths.push_back(f.path);
   ASSERT_GE(files.size(), 4u);
@@ -30,7 +30,7 @@ TEST(GuestTrustFiles, BundleHashEntryAndJavaStore) {
 
 TEST(GuestTrustFiles, ACertificateThatDoesNotDecodeGivesTheBundlesOnly) {
   const std::string broken = "-----BEGIN CERTIFICATE-----\nMIIfake\n-----END CERTIFICATE-----\n";
-  const std::vector<ChildPlan::File> files = guest_trust_files("/nonexistent-root", broken);
+  const std::vector<ChildPlan::File> files = guest_trust_files(read_system_trust("/nonexistent-root"), broken);
   ASSERT_EQ(files.size(), 2u);
   EXPECT_EQ(files[0].path, kGuestCaBundle);
   EXPECT_EQ(files[1].path, kGuestCaBundleRhel);

@@ -125,26 +125,34 @@ std::vector<std::string> certificate_ders(std::string_view pem) {
 
 }  // namespace
 
-std::string java_trust_store(std::string_view pem_bundle) {
+void add_trusted_certificates(TrustedBags& bags, std::string_view pem) {
   using namespace der;
-  const std::vector<std::string> certs = certificate_ders(pem_bundle);
-  if (certs.empty()) return {};
-  std::string bags;
-  for (std::size_t i = 0; i < certs.size(); ++i) {
+  for (const std::string& cert : certificate_ders(pem)) {
     // Java takes a certificate without a key as a trusted entry only when its bag carries the
     // trusted-key-usage attribute (what `keytool -importcert` and `openssl pkcs12 -jdktrust` add).
     const std::string attributes =
-        sequence(kFriendlyName + set(bmp_string("airlock-trust-" + std::to_string(i)))) +
+        sequence(kFriendlyName + set(bmp_string("airlock-trust-" + std::to_string(bags.count)))) +
         sequence(kTrustedKeyUsage + set(kAnyExtendedKeyUsage));
-    bags += sequence(kCertBag + explicit0(sequence(kX509Cert + explicit0(octets(certs[i])))) +
-                     set(attributes));
+    bags.der += sequence(kCertBag + explicit0(sequence(kX509Cert + explicit0(octets(cert)))) + set(attributes));
+    ++bags.count;
   }
+}
+
+std::string java_trust_store(const TrustedBags& bags) {
+  using namespace der;
+  if (bags.count == 0) return {};
   // PFX v3 whose authenticated safe holds one unencrypted data safe (certificates are public).
   // No MAC: without a password (javax.net.ssl.trustStorePassword unset) Java does not check one,
   // and with one (keytool -storepass changeit) it checks only a MAC that is there.
-  const std::string safe = sequence(kData + explicit0(octets(sequence(bags))));
+  const std::string safe = sequence(kData + explicit0(octets(sequence(bags.der))));
   const std::string auth_safe = sequence(kData + explicit0(octets(sequence(safe))));
   return sequence(tlv(0x02, std::string(1, '\x03')) + auth_safe);
+}
+
+std::string java_trust_store(std::string_view pem_bundle) {
+  TrustedBags bags;
+  add_trusted_certificates(bags, pem_bundle);
+  return java_trust_store(bags);
 }
 
 }  // namespace airlock::tls
