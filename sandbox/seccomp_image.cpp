@@ -3,25 +3,17 @@
 // build_seccomp_program() compiles now.
 #include "sandbox/internal.hpp"
 
-#include <cstring>
-
-__asm__(".section .rodata\n"
-        ".balign 16\n"
-        "airlock_seccomp_program_begin:\n"
-        ".incbin \"" AIRLOCK_SECCOMP_PROGRAM_FILE "\"\n"
-        "airlock_seccomp_program_end:\n"
-        ".previous\n");
-extern "C" const char airlock_seccomp_program_begin[];
-extern "C" const char airlock_seccomp_program_end[];
-
 namespace airlock::sandbox::detail {
+namespace {
+
+constexpr sock_filter kProgram[] = {
+#include AIRLOCK_SECCOMP_PROGRAM_FILE
+};
+
+}  // namespace
 
 std::vector<sock_filter> embedded_seccomp_program() {
-  const auto size = static_cast<std::size_t>(airlock_seccomp_program_end - airlock_seccomp_program_begin);
-  if (size == 0 || size % sizeof(sock_filter) != 0) throw SandboxError("the embedded seccomp program is damaged");
-  std::vector<sock_filter> program(size / sizeof(sock_filter));
-  std::memcpy(program.data(), airlock_seccomp_program_begin, size);
-  return program;
+  return std::vector<sock_filter>(std::begin(kProgram), std::end(kProgram));
 }
 
 }  // namespace airlock::sandbox::detail
