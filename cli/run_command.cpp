@@ -412,7 +412,7 @@ int run(const RunArgs& args) {
 
 }  // namespace
 
-void add_run_command(CLI::App& app) {
+void add_run_command(CLI::App& app, std::optional<std::vector<std::string>> after_separator) {
   auto args = std::make_shared<RunArgs>();
   CLI::App* command = app.add_subcommand(
       "run", "Run a command in a sandbox whose environment holds placeholders, not secrets");
@@ -464,7 +464,9 @@ void add_run_command(CLI::App& app) {
   command->footer(
       "Exit status: the command's; 124 timeout; 125 terminated (block-and-terminate); "
       "126/127 cannot run / not found; 2 usage or config error; 3 sandbox setup failed.");
-  command->callback([args] {
+  command->callback([args, after_separator = std::move(after_separator)] {
+    // After `--`: verbatim, never seen by the option parser.
+    if (after_separator) args->command.insert(args->command.end(), after_separator->begin(), after_separator->end());
     int code = 0;
     try {
       code = run(*args);
