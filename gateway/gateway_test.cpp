@@ -613,7 +613,7 @@ TEST_F(GatewayFixture, ConnectionLimitRejectsExtraConnections) {
   o.secrets = set;
   o.proxy_listen = "127.0.0.1:0";
   o.home = dir.path / "home";
-  o.max_connections = 2;
+  o.limits.connections = 2;
   o.threads = 1;
   o.log_level = LogLevel::kError;
   o.timeouts.stop_grace = std::chrono::milliseconds(100);
