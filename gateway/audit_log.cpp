@@ -149,7 +149,7 @@ bool AuditLog::write(const nlohmann::ordered_json& record) {
   const bool written = lost_ == lost_reported_ && append(text);
   if (written && failing_) {
     failing_ = false;
-    if (logger_) logger_->log(LogLevel::kWarn, "the audit log is written again; " + std::to_string(lost_) +
+    if (logger_) logger_->log(LogLevel::kError, "the audit log is written again; " + std::to_string(lost_) +
                                                    " records were lost in all (an audit_lost record says so)");
   }
   if (!written) {

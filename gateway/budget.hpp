@@ -19,6 +19,7 @@ struct BudgetLimits {
   std::size_t client_connections = 1'000;                    // one client's
   // The last `reserve_connections` of `connections` admit only a client that holds fewer than
   // `light_client_connections`: one client that fills the gateway leaves room for the others.
+  // The gateway keeps it at most a tenth of `connections`.
   std::size_t reserve_connections = 1'000;
   std::size_t light_client_connections = 16;
 };

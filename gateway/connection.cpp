@@ -361,7 +361,7 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
     if (r.error) {
       const bool truncated = r.error == tls_truncated();
       if (r.error != asio::error::eof && !truncated) {
-        c->detail = "guest: " + r.error.message();
+        if (c->detail.empty()) c->detail = "guest: " + r.error.message();  // the first cause is kept
         c->close_all(true);
         break;
       }

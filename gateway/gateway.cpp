@@ -158,6 +158,7 @@ BudgetLimits fit_descriptor_limit(BudgetLimits limits) {
     const std::size_t room = nofile.rlim_cur > 2 * kMargin ? (nofile.rlim_cur - kMargin) / 2 : 1;
     limits.connections = std::min(limits.connections, room);
   }
+  limits.reserve_connections = std::min(limits.reserve_connections, limits.connections / 10);
   return limits;
 }
 
