@@ -481,3 +481,88 @@ def test_a_full_audit_log_blocks_substitutions_and_recovers(env):
         assert "the audit log is written again" in env.stderr("full")
     finally:
         in_ns(GW, "nft", "delete", "table", "ip", "airlock_limits_full", check=False)
+
+
+# ---------------------------------------------------------------- §8 (c) standalone budget
+
+
+def rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_stalled_uploads_are_bounded_per_client_and_in_total(env):
+    # 20 uploads of declared 16,000,000-byte bodies to the body-injected host, 15 MB sent each,
+    # then stalled. Before the budget the gateway held all of them (~290 MiB); now one client
+    # may make it hold 48 MiB, the gateway 64 MiB, and another client still gets its request in.
+    mib = 1 << 20
+    gw = env.start_gateway("budget", port=15004, extra=f"""\
+        memory_budget = {64 * mib}
+        client_memory_budget = {48 * mib}
+        """)
+    in_ns(GW, "nft", "add", "table", "ip", "airlock_limits_budget")
+    in_ns(GW, "nft", "add", "chain", "ip", "airlock_limits_budget", "pre",
+          "{ type nat hook prerouting priority dstnat - 1; policy accept; }")
+    in_ns(GW, "nft", "add", "rule", "ip", "airlock_limits_budget", "pre", f'iifname "vlg{TAG}"', "ip", "daddr", API,
+          "tcp", "dport", "443", "redirect", "to", ":15004")
+    # `ip netns exec` execs the gateway: the same pid.
+    baseline = rss(gw.pid)
+    uploader = textwrap.dedent(f"""
+        import socket, ssl, sys, time
+        ctx = ssl.create_default_context(cafile=sys.argv[1])
+        held, refused = [], 0
+        chunk = b"a" * 65536
+        for i in range(int(sys.argv[3])):
+            try:
+                s = socket.create_connection(("{API}", 443), timeout=20, source_address=(sys.argv[2], 0))
+                t = ctx.wrap_socket(s, server_hostname="api.limits.test")
+                t.sendall(b"POST /up-%d HTTP/1.1\\r\\nHost: api.limits.test\\r\\nContent-Length: 16000000\\r\\n\\r\\n" % i)
+                sent = 0
+                while sent < 15_000_000:
+                    sent += t.send(chunk)
+                held.append(t)
+            except OSError:
+                refused += 1
+        print("held", len(held), "refused", refused, flush=True)
+        sys.stdin.readline()
+    """)
+    try:
+        hog = subprocess.Popen(["ip", "netns", "exec", CL, PY, "-c", uploader, env.path("gateway-ca.pem"), "192.0.2.2",
+                                "20"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            peak = 0
+            line = ""
+            import select
+            while not line:
+                peak = max(peak, rss(gw.pid))
+                if select.select([hog.stdout], [], [], 0.05)[0]:
+                    line = hog.stdout.readline()
+            held, refused = int(line.split()[1]), int(line.split()[3])
+            peak = max(peak, rss(gw.pid))
+            r = env.python(f"""
+                import socket, ssl, sys
+                ctx = ssl.create_default_context(cafile=sys.argv[1])
+                s = socket.create_connection(("{API}", 443), timeout=20, source_address=(sys.argv[2], 0))
+                t = ctx.wrap_socket(s, server_hostname="api.limits.test")
+                body = b"token={PH}"
+                t.sendall(b"POST /up-other HTTP/1.1\\r\\nHost: api.limits.test\\r\\nContent-Length: %d\\r\\n"
+                          b"Connection: close\\r\\n\\r\\n" % len(body) + body)
+                print(t.recv(100).split(b"\\r\\n")[0].decode())
+            """, source="192.0.2.3")
+        finally:
+            hog.stdin.close()
+            hog.wait(30)
+    finally:
+        in_ns(GW, "nft", "delete", "table", "ip", "airlock_limits_budget", check=False)
+    growth = peak - baseline
+    print(f"standalone gateway RSS grew {growth / mib:.1f} MiB; {held} uploads held, {refused} blocked")
+    assert growth < 64 * mib, f"grew {growth / mib:.1f} MiB ({held} held, {refused} refused)"
+    assert held == 3 and refused == 17, (held, refused)  # 3 x 16,000,000 fit the client's 48 MiB
+    assert r.stdout.strip() == "HTTP/1.1 200 OK", r.stdout + r.stderr
+    (rec,) = env.upstream("/up-other")
+    assert_equal_secret(rec["body"], f"token={FAKE}", "the other client's body")
+    blocked = [c for c in env.audit("budget") if c["event"] == "blocked"]
+    assert len(blocked) == 17 and all("memory budget of this client" in c["reason"] for c in blocked), blocked[:2]
