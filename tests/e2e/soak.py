@@ -289,6 +289,9 @@ class Soak:
             p.stdin.write("\n")
             p.stdin.close()
             p.wait(30)
+        deadline = time.monotonic() + 30  # the next baseline is taken once they are closed
+        while fds(self.pid) > before_fds and time.monotonic() < deadline:
+            time.sleep(0.1)
         return cost
 
     def round(self, counts, head_wait):
