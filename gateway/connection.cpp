@@ -16,8 +16,9 @@
 #include <asio/write.hpp>
 
 #include <openssl/crypto.h>
-#include <malloc.h>
 #include <openssl/x509.h>
+
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
@@ -382,7 +383,8 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
         wipe(out);
         if (ec) break;
       }
-      if (truncated) co_await to.shutdown_send_truncated();  // (no co_await in a ?: : g++ 12 frees it twice)
+      // Passed on as it came (not with a ?: around co_await: g++ 12 destroys that frame twice).
+      if (truncated) co_await to.shutdown_send_truncated();
       else co_await to.shutdown_send();
       break;
     }
