@@ -143,7 +143,7 @@ GUEST = textwrap.dedent("""
 
 
 def test_large_stalled_bodies_keep_airlock_under_the_sandbox_budget(world):
-    n = int(os.environ.get("BUDGET_N", "24"))
+    n = 24
     env = dict(os.environ, AIRLOCK_E2E_BUDGET_KEY=world.value, AIRLOCK_HOME=world.path("home"))
     p = subprocess.Popen([AIRLOCK, "run", "--config", world.config, "--dns-server", f"127.0.0.1:{world.dns_port}",
                           "--memory", "64M", "--", PY, "-c", GUEST, HOST, str(n)],
