@@ -180,6 +180,10 @@ bool RequestParser::at_message_boundary() const noexcept {
   return state_ == State::kMessageStart || state_ == State::kUpgraded;
 }
 
+bool RequestParser::in_head() const noexcept {
+  return state_ >= State::kEmptyLineLf && state_ <= State::kHeadEndLf;
+}
+
 std::size_t RequestParser::fail(ParseError error, std::size_t at) noexcept {
   error_ = error;
   state_ = State::kFailed;

@@ -99,6 +99,7 @@ class RequestParser {
   ParseError error() const noexcept { return error_; }
   bool upgraded() const noexcept;
   bool at_message_boundary() const noexcept;  // no partial message buffered or in flight
+  bool in_head() const noexcept;  // a request head has begun and not ended (its empty line not yet seen)
 
  private:
   // The implementation owns the state machine; see request_parser.cpp.

@@ -40,6 +40,8 @@ const EngineOptions& SecretSet::options() const noexcept { return options_; }
 namespace {
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+// A buffered body's buffer is given back at the message end when larger than this.
+constexpr std::size_t kKeptBodyBytes = 64 * 1024;
 
 char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -156,7 +158,9 @@ struct RequestRewriter::Impl final : http::RequestSink {
   ~Impl() override {
     wipe(head_out);
     wipe(body_out);
-    wipe(body_buf);
+    // Guest bytes only (never a value): freed, not wiped; wiping its whole capacity would touch
+    // every page of a body reserved at its declared length but never sent.
+    std::string().swap(body_buf);
     wipe(scratch);
     wipe(decoded);
     wipe(encoded);
@@ -750,9 +754,11 @@ struct RequestRewriter::Impl final : http::RequestSink {
       out->append(body_out);
       wipe(body_out);
       wipe(head_out);
+      std::string().swap(body_out);  // a keep-alive connection keeps no body-sized buffer
     }
     body_det.reset();
     body_buf.clear();
+    if (body_buf.capacity() > kKeptBodyBytes) std::string().swap(body_buf);
     mode = Mode::kPassthrough;
     in_message = false;
     verbatim_tail = 0;
@@ -871,6 +877,13 @@ std::vector<Substitution> RequestRewriter::take_substitutions() {
   out.swap(impl_->subs);
   return out;
 }
+std::size_t RequestRewriter::held_bytes() const noexcept {
+  const Impl& m = *impl_;
+  return m.head_out.capacity() + m.body_out.capacity() + m.body_buf.capacity() + m.window.capacity() +
+         m.scratch.capacity() + m.decoded.capacity() + m.encoded.capacity() + m.reencoded.capacity() +
+         m.held.capacity();
+}
+bool RequestRewriter::in_head() const noexcept { return !impl_->upgraded && impl_->parser.in_head(); }
 
 // ---- StreamScanner ----
 

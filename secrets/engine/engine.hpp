@@ -115,6 +115,12 @@ class RequestRewriter {
   const std::optional<Block>& blocked() const noexcept;
   std::vector<Substitution> take_substitutions();  // since the last call
 
+  // What the rewriter holds between calls, in bytes of buffer capacity (a body being buffered to
+  // rewrite counts its declared length from its head on): the gateway's memory budget.
+  std::size_t held_bytes() const noexcept;
+  // Inside a request head (its first byte seen, its empty line not yet): the gateway's head deadline.
+  bool in_head() const noexcept;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
