@@ -674,7 +674,8 @@ struct RequestRewriter::Impl final : http::RequestSink {
     return true;
   }
 
-  // A complete piece (chunk framing, trailers): violations only.
+  // A complete piece (chunk framing, trailers): violations only, every form the head is
+  // searched for (raw, percent, JSON, base64 and base64url at each alignment).
   bool detect_whole(std::string_view data, Location loc) {
     bool found = false;
     const auto* d = reinterpret_cast<const unsigned char*>(data.data());
@@ -683,7 +684,18 @@ struct RequestRewriter::Impl final : http::RequestSink {
       found = true;
       return false;
     });
-    return !found;
+    return !found && detect_base64(data, loc);
+  }
+
+  // Base64 and base64url forms only (rewrite_body finds the others in a buffered body).
+  bool detect_base64(std::string_view data, Location loc) {
+    std::size_t at = 0;
+    const Match m = find_base64_form(cs, data, not_eligible.data(), &at);
+    if (m.kind == Match::kFound) {
+      violation(m.secret, loc, m.forms);
+      return false;
+    }
+    return true;
   }
 
   void on_body(std::string_view data) override {
@@ -698,6 +710,8 @@ struct RequestRewriter::Impl final : http::RequestSink {
         body_buf.append(data);
         break;
       case Mode::kRechunk:
+        // rewrite_body sees raw, percent and JSON forms; the stream detector adds base64 ones.
+        if (any_not_eligible && !detect(body_det, data, Location::kBody)) return;
         rechunk(data, false);
         break;
     }
@@ -722,6 +736,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
         if (mode == Mode::kPassthrough) {
           if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
         } else if (mode == Mode::kRechunk) {
+          if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
           rechunk({}, true);
           if (block) return;
         }
@@ -739,6 +754,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
     if (mode == Mode::kPassthrough) {
       if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
     } else if (mode == Mode::kBuffer) {
+      if (any_not_eligible && !detect_base64(body_buf, Location::kBody)) return;
       body_out.clear();
       body_out.reserve(body_buf.size() + body_buf.size() / 8 + 64);
       rewrite_body(body_buf, true, body_out);

@@ -4,9 +4,11 @@
 // byte. Values are fake.
 #include <secrets/engine/engine.hpp>
 #include <secrets/engine/engine_test_util.hpp>
+#include <secrets/engine/matcher.hpp>
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -160,6 +162,35 @@ std::vector<SecretSpec> other_secrets() {
 std::vector<SecretSpec> crlf_secrets() {
   return {{"CRLF", kCrlf, {"api.example.com"}, scopes(true, true, true, false)},
           {"NUL", kNul, {"api.example.com"}, scopes(true, false, false, false)}};
+}
+
+// The base64 of `prefix` then `placeholder` then `suffix`: the placeholder at alignment
+// prefix.size() % 3. With `url`, in the base64url alphabet and without padding.
+std::string b64(const std::string& prefix, const std::string& placeholder, const std::string& suffix = "yy",
+                bool url = false) {
+  std::string t = base64_encode(prefix + placeholder + suffix);
+  if (url) {
+    while (!t.empty() && t.back() == '=') t.pop_back();
+    for (char& ch : t) ch = ch == '+' ? '-' : ch == '/' ? '_' : ch;
+  }
+  return t;
+}
+// A secret whose placeholder's base64 holds '+' and '/' (so base64url differs from base64).
+std::vector<SecretSpec> tilde_secrets() {
+  return {{"KEY", kKey, {"api.example.com"}, scopes(true, true, false, false)},
+          {"BK", kBk, {"api.example.com"}, scopes(false, false, false, true)},
+          {"TILDE", "tilde-FAKE", {"other.example.net"}, {}, true, false, "PH~~~?~~~?"}};
+}
+// Chunked body cut every `every` bytes into chunks.
+std::string chunks_of(const std::string& body, std::size_t every) {
+  std::string out;
+  for (std::size_t i = 0; i < body.size(); i += every) {
+    const std::string piece = body.substr(i, every);
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%zx", piece.size());
+    out += std::string(hex) + "\r\n" + piece + "\r\n";
+  }
+  return out + "0\r\n\r\n";
 }
 
 std::vector<Case> cases() {
@@ -334,6 +365,49 @@ std::vector<Case> cases() {
       viol("trailer_passthrough", chunked("", "3\r\nabc\r\n0\r\nX-T: %24MSB_OTHER\r\n\r\n"), "OTHER",
            Location::kTrailer, "(percent-encoded)")
           .with(other_secrets()),
+      // Bodies and trailers are searched for the head's base64 forms too (issue 12 item 7): each
+      // alignment, base64url, streamed (passthrough), re-chunked and buffered bodies, split
+      // across reads (every split point below) and across chunks.
+      viol("base64_body_align0", post("", "d=" + b64("", "$MSB_OTHER")), "OTHER", Location::kBody, "(base64)")
+          .with(other_secrets()),
+      viol("base64_body_align1", post("", "d=" + b64("x", "$MSB_OTHER")), "OTHER", Location::kBody, "(base64)")
+          .with(other_secrets()),
+      viol("base64_body_align2", post("", "d=" + b64("xx", "$MSB_OTHER")), "OTHER", Location::kBody, "(base64)")
+          .with(other_secrets()),
+      viol("base64_body_json", post("", "{\"t\":\"" + b64("u:", "$MSB_OTHER", "") + "\"}"), "OTHER", Location::kBody,
+           "(base64)")
+          .with(other_secrets()),
+      viol("base64url_body", post("", "t=" + b64("", "PH~~~?~~~?", "", true)), "TILDE", Location::kBody, "(base64)")
+          .with(tilde_secrets()),
+      viol("base64url_body_align1", post("", "t=" + b64("a", "PH~~~?~~~?", "b", true)), "TILDE", Location::kBody,
+           "(base64)")
+          .with(tilde_secrets()),
+      viol("base64_body_standard_alphabet_with_slash", post("", "t=" + b64("", "PH~~~?~~~?", "")), "TILDE",
+           Location::kBody, "(base64)")
+          .with(tilde_secrets()),
+      viol("base64_split_across_chunks_passthrough", chunked("", chunks_of("d=" + b64("x", "$MSB_OTHER"), 3)), "OTHER",
+           Location::kBody, "(base64)")
+          .with(other_secrets()),
+      viol("base64_trailer", chunked("", "3\r\nabc\r\n0\r\nX-T: " + b64("xx", "$MSB_OTHER") + "\r\n\r\n"), "OTHER",
+           Location::kTrailer, "(base64)")
+          .with(other_secrets()),
+      viol("base64_chunk_extension", chunked("", "3;e=" + b64("", "$MSB_OTHER") + "\r\nabc\r\n0\r\n\r\n"), "OTHER",
+           Location::kBody, "(base64)")
+          .with(other_secrets()),
+      viol("base64_in_buffered_body", post("", "$MSB_BK " + b64("x", "$MSB_OTHER")), "OTHER", Location::kBody,
+           "(base64)"),
+      viol("base64_in_rechunked_body", chunked("", chunks_of("$MSB_BK " + b64("xx", "$MSB_OTHER"), 4)), "OTHER",
+           Location::kBody, "(base64)"),
+      viol("base64url_in_buffered_body", post("", "$MSB_BK " + b64("", "PH~~~?~~~?", "", true)), "TILDE",
+           Location::kBody, "(base64)")
+          .with(tilde_secrets()),
+      viol("base64_after_upgrade", "GET /ws HTTP/1.1\r\n" + kH + "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n" +
+                                       "frame " + b64("x", "$MSB_KEY"),
+           "KEY", Location::kStream, "(base64)")
+          .forwarded_before("GET /ws HTTP/1.1\r\n" + kH + "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+      // The eligible secret's own base64 is not a violation (it is not substituted either).
+      same("base64_of_eligible_in_body_kept", post("", "d=" + b64("x", "$MSB_KEY"))),
+      same("base64_prefix_only_in_body", post("", "d=" + b64("", "$MSB_OTHER").substr(0, 8) + "!!")).with(other_secrets()),
       same("chunked_passthrough_clean", chunked("", "3;x=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n")).with(other_secrets()),
       same("body_passthrough_clean", post("", "a=1&b=%20%2F&c=\\n$5")).with(other_secrets()),
       viol("chunk_extension", chunked("", "3;a=$MSB_OTHER\r\nabc\r\n0\r\n\r\n"), "OTHER", Location::kBody, "(raw)"),

@@ -67,6 +67,9 @@ TEST_F(ScannerTest, EveryFormIsAViolationAtEverySplit) {
       {"{\"k\":\"\\u0024MSB_OTHER\"}", "(JSON-escaped)"},
       {"x $MSB_OTHER", "(raw)"},
       {"$MSB_KEY", "(raw)"},
+      {"AUTH JE1TQl9LRVk=\r\n", "(base64)"},        // $MSB_KEY
+      {"AUTH eCRNU0JfS0VZeQ\r\n", "(base64)"},      // x$MSB_KEYy
+      {"AUTH eHgkTVNCX0tFWQ==\r\n", "(base64)"},    // xx$MSB_KEY
   };
   for (const auto& [in, form] : table) {
     for (std::size_t a = 0; a <= in.size(); ++a) {
@@ -82,6 +85,9 @@ TEST_F(ScannerTest, EveryFormIsAViolationAtEverySplit) {
         EXPECT_EQ(r.block->reason.find("FAKE"), std::string::npos);
         // Nothing of the placeholder went out.
         EXPECT_EQ(r.out.find("$MSB_"), std::string::npos);
+        if (form == "(base64)") {
+          EXPECT_LE(r.out.size(), 8u);  // at most "AUTH " and the edge characters
+        }
       }
     }
   }
