@@ -130,10 +130,12 @@ std::vector<std::string> ResponseHead::codings(std::string_view name) const {
   return out;
 }
 
-bool ResponseReader::take_line(std::string_view in, std::size_t& i, std::size_t limit, bool& too_long) {
+bool ResponseReader::take_line(std::string_view in, std::size_t& i, std::size_t used, std::size_t limit,
+                               bool& too_long) {
   const std::size_t lf = in.find('\n', i);
   const std::size_t end = lf == std::string_view::npos ? in.size() : lf;
-  if (line_.size() + (end - i) > limit) {
+  if (used + (end - i) > limit) {  // `used`: what the section (head, trailers, line) already holds
+    i += limit - std::min(used, limit);  // up to the limit, so the error is at the same byte however split
     too_long = true;
     return false;
   }
@@ -159,7 +161,7 @@ ResponseReader::Event ResponseReader::feed(std::string_view in, std::size_t& use
       case State::kFields: {
         bool too_long = false;
         const std::size_t before = i;
-        const bool line = take_line(in, i, limits_.max_head - std::min(head_bytes_, limits_.max_head), too_long);
+        const bool line = take_line(in, i, head_bytes_, limits_.max_head, too_long);
         head_bytes_ += i - before;
         if (too_long) {
           event = fail(ResponseError::kHeadTooLarge);
@@ -188,10 +190,10 @@ ResponseReader::Event ResponseReader::feed(std::string_view in, std::size_t& use
       case State::kChunkDataEnd:
       case State::kTrailers: {
         bool too_long = false;
-        const std::size_t limit = state_ == State::kTrailers ? limits_.max_trailers - std::min(trailer_bytes_, limits_.max_trailers)
-                                                             : limits_.max_chunk_line;
+        const bool trailers = state_ == State::kTrailers;
         const std::size_t before = i;
-        const bool line = take_line(in, i, limit, too_long);
+        const bool line = take_line(in, i, trailers ? trailer_bytes_ : line_.size(),
+                                    trailers ? limits_.max_trailers : limits_.max_chunk_line, too_long);
         if (state_ == State::kTrailers) trailer_bytes_ += i - before;
         if (too_long) {
           event = fail(state_ == State::kTrailers ? ResponseError::kTrailersTooLarge : ResponseError::kBadChunk);

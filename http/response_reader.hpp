@@ -94,7 +94,7 @@ class ResponseReader {
     return Event::kError;
   }
   // Takes bytes of `in` into line_ until LF; true when a whole line (CR stripped) is there.
-  bool take_line(std::string_view in, std::size_t& i, std::size_t limit, bool& too_long);
+  bool take_line(std::string_view in, std::size_t& i, std::size_t used, std::size_t limit, bool& too_long);
   Event on_status_line();
   Event on_field_line();
   Event on_head_end();

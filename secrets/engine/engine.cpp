@@ -622,8 +622,9 @@ struct RequestRewriter::Impl final : http::RequestSink {
         continue;
       }
       head_out.append(rv.substr(pos, f.value.offset - pos));
-      const std::string_view value = head.view(f.value);
-      if (edit.kind == FieldEdit::kReplace) {
+      // An edited value (Upgrade without h2c, Connection without TE) is substituted like any other.
+      const std::string_view value = edit.kind == FieldEdit::kReplace ? std::string_view(edit.value) : head.view(f.value);
+      if (edit.kind == FieldEdit::kReplace && iequals(name, "accept-encoding")) {
         head_out.append(edit.value);
       } else if (track_cl && iequals(name, "content-length")) {
         cl_offsets.push_back(head_out.size());

@@ -423,102 +423,109 @@ Match match_at(const SecretSet::Compiled& c, const unsigned char* d, std::size_t
   return result;
 }
 
+// One carry for both searches: the stream from the first position where a form of either kind
+// (raw/percent/JSON, or base64) may still begin. A match is reported only when no form still open
+// starts before it, so that any split of the stream reports the same first match as one feed.
 bool StreamDetector::feed(std::string_view data, const std::uint8_t* want, Match* found, std::uint64_t* found_at) {
-  // Base64 first: its carry is measured against the stream before this feed.
-  if (!feed_base64(data, want, found, found_at)) return false;
-  return feed_forms(data, want, found, found_at);
-}
-
-bool StreamDetector::feed_base64(std::string_view data, const std::uint8_t* want, Match* found,
-                                 std::uint64_t* found_at) {
   const SecretSet::Compiled& c = *c_;
-  if (c.base64_forms.empty()) return true;
-  std::size_t at = 0;
-  if (!b64_carry_.empty()) {
-    // A form that began in the carry ends within the next max_base64_form bytes.
-    window_.assign(b64_carry_);
-    window_.append(data.substr(0, std::min(data.size(), c.max_base64_form)));
-    const Match m = find_base64_form(c, window_, want, &at);
-    if (m.kind == Match::kFound) {
-      *found = m;
-      *found_at = offset_ - b64_carry_.size() + at;
-      return false;
+  constexpr std::uint64_t kNowhere = ~std::uint64_t{0};
+  const std::uint64_t start = offset_ - carry_.size();  // stream offset of carry_[0]
+  Match best;
+  std::uint64_t best_at = kNowhere;
+  auto offer = [&](const Match& m, std::uint64_t at) {
+    if (at < best_at) {
+      best = m;
+      best_at = at;
     }
-  }
-  const Match m = find_base64_form(c, data, want, &at);
-  if (m.kind == Match::kFound) {
-    *found = m;
-    *found_at = offset_ + at;
-    return false;
-  }
-  // The new carry: the tail of (carry, data) that still begins a form.
-  const std::size_t keep = c.max_base64_form - 1;
-  if (data.size() >= keep) {
-    const std::string_view tail = data.substr(data.size() - keep);
-    b64_carry_.assign(tail.substr(base64_partial_start(c, tail, want)));
-  } else {
-    window_.assign(b64_carry_);
-    window_.append(data);
-    const std::string_view tail = std::string_view(window_).substr(window_.size() - std::min(window_.size(), keep));
-    b64_carry_.assign(tail.substr(base64_partial_start(c, tail, want)));
-  }
-  return true;
-}
-
-bool StreamDetector::feed_forms(std::string_view data, const std::uint8_t* want, Match* found, std::uint64_t* found_at) {
-  const SecretSet::Compiled& c = *c_;
-  bool hit = false;
-  Match hm;
-  std::size_t hpos = 0;
-  auto on_match = [&](std::size_t pos, const Match& m) {
-    hit = true;
-    hm = m;
-    hpos = pos;
-    return false;
   };
-  if (!carry_.empty()) {
-    const std::size_t take = std::min(data.size(), c.max_form);
-    window_.assign(carry_);
-    window_.append(data.substr(0, take));
-    const std::size_t climit = carry_.size();
-    const auto* w = reinterpret_cast<const unsigned char*>(window_.data());
-    const std::size_t stop = scan_forms(c, w, 0, window_.size(), climit, want, false, on_match);
-    if (hit) {
-      *found = hm;
-      *found_at = offset_ - carry_.size() + hpos;
+  auto first_form = [&](const unsigned char* d, std::size_t n, std::size_t limit, std::uint64_t base) {
+    bool hit = false;
+    const std::size_t stop = scan_forms(c, d, 0, n, limit, want, false, [&](std::size_t pos, const Match& m) {
+      offer(m, base + pos);
+      hit = true;
       return false;
+    });
+    return hit ? n : stop;  // where a form is still open (n: none)
+  };
+  std::uint64_t open_at = kNowhere;  // the first position where a raw form is still open
+  bool data_scanned = false;
+  if (!carry_.empty()) {
+    // Forms that begin in the carry end within the next max_form bytes.
+    window_.assign(carry_);
+    window_.append(data.substr(0, std::min(data.size(), c.max_form)));
+    const auto* w = reinterpret_cast<const unsigned char*>(window_.data());
+    const std::size_t stop = first_form(w, window_.size(), carry_.size(), start);
+    if (stop < carry_.size()) {
+      open_at = start + stop;  // still open: then all of `data` is in the window
+      data_scanned = true;     // and the raw scan resumes there next time
     }
-    if (stop < climit) {
-      // A form still open: only possible when all of `data` is in the window.
-      carry_.assign(window_, stop, std::string::npos);
-      offset_ += data.size();
-      return true;
+    std::size_t at = 0;
+    if (!c.base64_forms.empty()) {
+      const Match m = find_base64_form(c, window_, want, &at);
+      if (m.kind == Match::kFound && at < carry_.size()) offer(m, start + at);
     }
-    carry_.clear();
   }
   const auto* d = reinterpret_cast<const unsigned char*>(data.data());
-  const std::size_t stop = scan_forms(c, d, 0, data.size(), data.size(), want, false, on_match);
-  if (hit) {
-    *found = hm;
-    *found_at = offset_ + hpos;
+  if (!data_scanned) {
+    const std::size_t stop = first_form(d, data.size(), data.size(), offset_);
+    if (stop < data.size()) open_at = std::min(open_at, offset_ + stop);
+  }
+  if (!c.base64_forms.empty()) {
+    std::size_t at = 0;
+    const Match m = find_base64_form(c, data, want, &at);
+    if (m.kind == Match::kFound) offer(m, offset_ + at);
+    // The tail of the stream that may begin a base64 form.
+    const std::size_t keep = c.max_base64_form - 1;
+    std::string_view tail;
+    if (data.size() >= keep) {
+      tail = data.substr(data.size() - keep);
+    } else {
+      window_.assign(carry_);
+      window_.append(data);
+      tail = std::string_view(window_).substr(window_.size() - std::min(window_.size(), keep));
+    }
+    const std::size_t p = base64_partial_start(c, tail, want);
+    if (p < tail.size()) open_at = std::min(open_at, offset_ + data.size() - (tail.size() - p));
+  }
+  if (best_at != kNowhere && best_at < open_at) {
+    *found = best;
+    *found_at = best_at;
     return false;
   }
-  if (stop < data.size()) carry_.assign(data.substr(stop));
-  offset_ += data.size();
+  // Keep the stream from the first open form (a match after it waits for the form to settle).
+  const std::uint64_t end = offset_ + data.size();
+  if (open_at == kNowhere) {
+    carry_.clear();
+  } else if (open_at >= offset_) {
+    carry_.assign(data.substr(static_cast<std::size_t>(open_at - offset_)));
+  } else {
+    window_.assign(carry_, static_cast<std::size_t>(open_at - start), std::string::npos);
+    window_.append(data);
+    carry_.swap(window_);
+  }
+  offset_ = end;
   return true;
 }
 
 bool StreamDetector::finish(const std::uint8_t* want, Match* found, std::uint64_t* found_at) {
-  b64_carry_.clear();  // a base64 form still open at the end is no form (a whole one was found)
   if (carry_.empty()) return true;
   bool hit = false;
+  const std::uint64_t start = offset_ - carry_.size();
   const auto* w = reinterpret_cast<const unsigned char*>(carry_.data());
   scan_forms(*c_, w, 0, carry_.size(), carry_.size(), want, true, [&](std::size_t pos, const Match& m) {
     hit = true;
     *found = m;
-    *found_at = offset_ - carry_.size() + pos;
+    *found_at = start + pos;
     return false;
   });
+  // A base64 form whole in the carry (one still open at the end is no form).
+  std::size_t at = 0;
+  const Match m = c_->base64_forms.empty() ? Match{} : find_base64_form(*c_, carry_, want, &at);
+  if (m.kind == Match::kFound && (!hit || start + at < *found_at)) {
+    hit = true;
+    *found = m;
+    *found_at = start + at;
+  }
   carry_.clear();
   return !hit;
 }

@@ -117,23 +117,16 @@ class StreamDetector {
   // End of the stream (or of a message): scans what the carry still holds as complete data
   // (a partial form is no form), then drops it. Same result convention as feed().
   bool finish(const std::uint8_t* want, Match* found, std::uint64_t* found_at);
-  void reset() noexcept {
-    carry_.clear();
-    b64_carry_.clear();
-  }
-  // Both carries are suffixes of the stream: the longer one holds every undecided byte.
-  std::size_t carry_size() const noexcept { return std::max(carry_.size(), b64_carry_.size()); }
+  void reset() noexcept { carry_.clear(); }
+  std::size_t carry_size() const noexcept { return carry_.size(); }
   std::uint64_t offset() const noexcept { return offset_; }  // bytes fed so far
 
  private:
-  // Base64 and base64url forms (the head finds them with find_base64_form): the stream's tail
-  // that begins one is kept, so a form cut by a read is found when the rest arrives.
-  bool feed_base64(std::string_view data, const std::uint8_t* want, Match* found, std::uint64_t* found_at);
-  bool feed_forms(std::string_view data, const std::uint8_t* want, Match* found, std::uint64_t* found_at);
-
   const SecretSet::Compiled* c_;
-  std::string carry_;      // raw, percent and JSON forms still open
-  std::string b64_carry_;  // a base64 form still open
+  // The stream from the first position where a form may still begin: raw, percent and JSON
+  // forms (as scan_forms leaves them open), and base64 and base64url ones (the forms the head
+  // finds with find_base64_form), so a form cut by a read is found when the rest arrives.
+  std::string carry_;
   std::string window_;
   std::uint64_t offset_ = 0;
 };

@@ -163,6 +163,10 @@ TEST_F(MatcherTest, StreamDetectorIsSplitInvariant) {
       "data: " + base64_encode("xy$MSB_OTHER") + " end",
       "u=Pz4_Pj8- and more",
       "not quite: " + base64_encode("$MSB_OTHER").substr(0, 10) + "!",
+      // A base64 form and a raw one close together: the first one is reported however cut.
+      "E1TQl9" + base64_encode("$MSB_KEY") + "$MSB_OTHER@",
+      base64_encode("x$MSB_KEY").substr(0, 12) + "$MSB_OTHER" + base64_encode("x$MSB_KEY").substr(12),
+      "$MSB_OTH" + base64_encode("$MSB_KEY") + "ER",
   };
   for (const std::string& s : streams) {
     StreamDetector whole(c);

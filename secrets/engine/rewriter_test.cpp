@@ -963,6 +963,13 @@ TEST(RewriterUpgrade, H2cAmongOthersLeavesTheOthers) {
   EXPECT_TRUE(fw[0].upgrade);
 }
 
+TEST(RewriterUpgrade, EditedFieldsAreStillSubstituted) {
+  // Found by the fuzzer: the Upgrade value left after removing h2c kept a raw placeholder.
+  Conn c;
+  ASSERT_EQ(c.feed(get("Upgrade: h2c, $MSB_KEY\r\nConnection: Upgrade\r\n")), Status::kOk);
+  EXPECT_EQ(c.up, get("Upgrade: " + kKey + "\r\nConnection: Upgrade\r\nAccept-Encoding: identity\r\n"));
+}
+
 TEST(RewriterUpgrade, H2cKeptWhereNoValueMayFlow) {
   Conn c("evil.example");
   const std::string req = "GET / HTTP/1.1\r\nHost: evil.example\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n";
