@@ -196,8 +196,10 @@ class AuthorityCheck final : private http::RequestSink {
   bool accept(std::string_view in) {
     if (done_) return !misrouted_;
     if (parser_.awaiting_upgrade()) {
-      held_.append(in.substr(0, secrets::RequestRewriter::kMaxHeldAfterUpgrade + 1 - std::min(held_.size(), secrets::RequestRewriter::kMaxHeldAfterUpgrade + 1)));
-      return !misrouted_;  // the engine blocks what goes past its own bound
+      // Bounded like the engine's hold, which blocks the connection past it.
+      constexpr std::size_t kMax = secrets::RequestRewriter::kMaxHeldAfterUpgrade;
+      if (held_.size() < kMax) held_.append(in.substr(0, kMax - held_.size()));
+      return !misrouted_;
     }
     std::size_t used = parser_.parse(in, *this);
     if (parser_.awaiting_upgrade()) {
