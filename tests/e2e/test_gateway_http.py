@@ -103,6 +103,8 @@ class Env(base.Env):
                             data = t.recv(65536)
                             if not data:
                                 return
+                    elif lines[0].startswith("HEAD "):  # the length of what a GET would get, no body
+                        t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\n")
                     else:
                         t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
             def main():
@@ -426,3 +428,24 @@ def test_a_base64url_placeholder_split_across_chunks_is_a_violation(env):
     # chunk completed the form; the upstream connection is then reset, the request never served.
     time.sleep(0.3)
     assert all(rec["status"] != "200" for rec in env.upstream.received("/b64url-chunks"))
+
+
+# ---------------------------------------------------------------- responses paired with requests
+
+def test_keep_alive_head_then_gets_are_paired_with_their_responses(env):
+    # The response reader must know a HEAD response has no body (its Content-Length says 3):
+    # otherwise the next response would be read as that body and the connection lost.
+    r = env.python("""
+        import requests
+        s = requests.Session()
+        h = {"Authorization": "Bearer $MSB_RESP_KEY"}
+        ca = %r
+        out = [s.head("https://resp.example.com/ka-head", headers=h, verify=ca, timeout=10).status_code]
+        for i in range(3):
+            out.append(s.get("https://resp.example.com/ka-get-%%d" %% i, headers=h, verify=ca, timeout=10).text.strip())
+        print(out)
+    """ % env.path("gateway-ca.pem"))
+    assert r.stdout.strip() == "[200, 'ok', 'ok', 'ok']", r.stdout + r.stderr
+    for path in ("/ka-head", "/ka-get-0", "/ka-get-1", "/ka-get-2"):
+        [rec] = env.received(path)
+        assert rec["value_arrived"], path
