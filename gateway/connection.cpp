@@ -5,6 +5,7 @@
 #include "gateway/resolved_pins.hpp"
 #include "gateway/socket_util.hpp"
 #include "gateway/streams.hpp"
+#include "http/response_reader.hpp"
 #include "tls/client_hello.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -199,11 +200,32 @@ class AuthorityCheck final : private http::RequestSink {
   AuthorityCheck(std::string host, std::uint16_t port) : host_(std::move(host)), port_(port) {}
   // False when a request in `in` targets another authority (or is not absolute-form).
   bool accept(std::string_view in) {
-    if (done_) return true;
+    if (done_) return !misrouted_;
+    if (parser_.awaiting_upgrade()) {
+      // Bounded like the engine's hold, which blocks the connection past it.
+      constexpr std::size_t kMax = secrets::RequestRewriter::kMaxHeldAfterUpgrade;
+      if (held_.size() < kMax) held_.append(in.substr(0, kMax - held_.size()));
+      return !misrouted_;
+    }
     std::size_t used = parser_.parse(in, *this);
-    // The engine judges malformed framing; after an upgrade the stream is no longer HTTP.
-    if (parser_.error() != http::ParseError::kNone || parser_.upgraded() || used < in.size()) done_ = true;
+    if (parser_.awaiting_upgrade()) {
+      held_.assign(in.substr(used));  // HTTP again or the new protocol: the answer decides
+    } else if (parser_.error() != http::ParseError::kNone || used < in.size()) {
+      done_ = true;  // the engine judges malformed framing
+    }
     return !misrouted_;
+  }
+  // The answer to an upgrade request: after a refusal the held bytes are requests to check.
+  bool upgrade_answered(bool switched) {
+    if (!parser_.awaiting_upgrade()) return !misrouted_;
+    parser_.resolve_upgrade(switched);
+    std::string held;
+    held.swap(held_);
+    if (switched) {
+      done_ = true;  // the rest is the new protocol, not HTTP
+      return !misrouted_;
+    }
+    return accept(held);
   }
 
  private:
@@ -219,6 +241,7 @@ class AuthorityCheck final : private http::RequestSink {
   std::string host_;
   std::uint16_t port_;
   http::RequestParser parser_;
+  std::string held_;  // guest bytes after an upgrade request, until its answer
   bool misrouted_ = false;
   bool done_ = false;
 };
@@ -228,6 +251,7 @@ struct Filter {
   std::optional<secrets::RequestRewriter> rewriter;
   std::optional<secrets::StreamScanner> scanner;
   std::optional<AuthorityCheck> authority;
+  std::optional<http::ResponseReader> responses;  // with the rewriter: the responses' framing
 
   secrets::Status feed(std::string_view in, std::string& out, std::string& to_guest) {
     if (rewriter) return rewriter->feed(in, out, to_guest);
@@ -351,6 +375,96 @@ void handle_block(Connection& c, const secrets::Block& block) {
   c.close_all(true);
 }
 
+// ---- The response side's view of the requests (issue 12 items 3, 4) ----
+
+void expect_responses(Filter& filter) {
+  if (!filter.rewriter || !filter.responses) return;
+  for (const secrets::ForwardedRequest& r : filter.rewriter->take_forwarded())
+    filter.responses->expect(http::ResponseExpectation{.head = r.head, .connect = r.connect, .upgrade = r.upgrade});
+}
+
+// A response the guest must not get (compressed where a value may be echoed, malformed
+// framing): it is not forwarded, the guest sees a reset, the audit log says why.
+void block_response(Connection& c, const std::string& reason) {
+  c.core.blocked++;
+  c.decision = "blocked";
+  Json r = c.base_record("blocked");
+  r["direction"] = "response";
+  r["reason"] = reason;
+  if (c.client) r["client"] = c.client->to_string();
+  c.core.audit.write(r);
+  c.core.logger.log(LogLevel::kWarn, c.describe() + ": response blocked: " + reason);
+  c.close_all(true);
+}
+
+// Item 3: where a value may have reached this upstream, only identity (chunked at most)
+// responses are readable by the scrubber; anything else would carry an echo past it.
+std::optional<std::string> unreadable_coding(const http::ResponseHead& head) {
+  for (const std::string& coding : head.codings("content-encoding"))
+    if (coding != "identity") return "Content-Encoding " + coding;
+  for (const std::string& coding : head.codings("transfer-encoding"))
+    if (coding != "chunked") return "Transfer-Encoding " + coding;
+  return std::nullopt;
+}
+
+// Item 4: the answer to an upgrade request (or CONNECT) decides what the guest's held bytes
+// are; after a refusal they are requests again, checked and rewritten, and sent here.
+asio::awaitable<bool> answer_upgrade(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream, bool switched) {
+  if (filter.authority && !filter.authority->upgrade_answered(switched)) {
+    c->decision = "proxy_authority_changed";
+    c->close_all(false);
+    co_return false;
+  }
+  std::string out, to_guest;
+  const secrets::Status status = filter.rewriter->upgrade_answered(switched, out, to_guest);
+  record_substitutions(*c, filter);
+  expect_responses(filter);
+  if (status == secrets::Status::kBlocked) {
+    wipe(out);
+    handle_block(*c, *filter.blocked());
+    co_return false;
+  }
+  std::error_code ec = out.empty() ? std::error_code{} : co_await upstream.write_all(out);
+  wipe(out);
+  if (ec && !c->aborted) {
+    c->detail = "upstream write: " + ec.message();
+    c->close_all(true);
+  }
+  co_return !ec && !c->aborted;
+}
+
+// Reads the response heads in `bytes` (what is about to reach the guest, already scrubbed).
+// False when the connection was closed.
+asio::awaitable<bool> check_responses(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream,
+                                      std::string_view bytes) {
+  http::ResponseReader* reader = filter.responses ? &*filter.responses : nullptr;
+  while (reader != nullptr && !bytes.empty()) {
+    std::size_t used = 0;
+    const http::ResponseReader::Event event = reader->feed(bytes, used);
+    bytes.remove_prefix(used);
+    if (event == http::ResponseReader::Event::kError) {
+      block_response(*c, "malformed response: " + std::string(http::to_string(reader->error())));
+      co_return false;
+    }
+    if (event == http::ResponseReader::Event::kOpaque) {
+      filter.responses.reset();  // switched: the rest of the stream is the new protocol
+      co_return true;
+    }
+    if (event != http::ResponseReader::Event::kHead) continue;
+    const http::ResponseHead& head = reader->head();
+    if (filter.rewriter->values_may_flow()) {
+      if (auto coding = unreadable_coding(head)) {
+        block_response(*c, "a response with " + *coding + " from a host that may have received a secret value: "
+                               "not forwarded (the scrubber reads only identity bodies)");
+        co_return false;
+      }
+    }
+    const bool answers_upgrade = !head.interim && (head.request.upgrade || head.request.connect);
+    if (answers_upgrade && !co_await answer_upgrade(c, filter, upstream, head.switched)) co_return false;
+  }
+  co_return true;
+}
+
 asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Stream& to, Filter& filter) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
   std::string out, to_guest;
@@ -409,6 +523,7 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
       break;
     }
     const bool recorded = record_substitutions(*c, filter);
+    expect_responses(filter);  // before the requests leave: their responses may come at once
     if (!to_guest.empty()) {
       co_await from.write_all(to_guest);
       to_guest.clear();
@@ -451,7 +566,7 @@ void record_scrub(Connection& c) {
 // framing holds); the scrubber may hold back the start of a possible value, and lets it go
 // (masked when it is 4 bytes or more) once no more bytes are ready to read.
 asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to,
-                                const http::ScrubForms* forms) {
+                                const http::ScrubForms* forms, Filter& filter) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
   std::optional<http::ResponseScrubber> scrubber;
   if (forms != nullptr) scrubber.emplace(*forms);
@@ -467,6 +582,7 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
         if (scrubber && scrubber->pending() > 0) {
           scrubbed.clear();
           scrubber->flush(scrubbed);
+          if (filter.responses && !co_await check_responses(c, filter, from, scrubbed)) break;
           if (co_await to.write_all(scrubbed)) break;
         }
         // A response cut short by a bare FIN must not look complete to the guest: no close_notify.
@@ -493,6 +609,14 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       }
       chunk = scrubbed;
     }
+    if (filter.responses) {
+      // check_responses may suspend (to answer an upgrade): the bytes must outlive the scratch.
+      if (!scrubber) {
+        scrubbed.assign(chunk);
+        chunk = scrubbed;
+      }
+      if (!co_await check_responses(c, filter, from, chunk)) break;
+    }
     std::error_code ec = co_await to.write_all(chunk);
     if (ec) {
       if (!c->aborted) {
@@ -516,14 +640,17 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   context.pins = c->pins;
   Filter filter;
   const secrets::SecretSet& set = *c->core.options.secrets;
-  if (kind == FilterKind::kRewriter) filter.rewriter.emplace(set, context);
+  if (kind == FilterKind::kRewriter) {
+    filter.rewriter.emplace(set, context);
+    filter.responses.emplace();
+  }
   if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority.emplace(c->authority_host, c->authority_port);
   if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
   c->decision = "forwarded";
   c->stream();
   // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
   const http::ScrubForms* forms = kind == FilterKind::kNone || !c->core.scrub_forms ? nullptr : &*c->core.scrub_forms;
-  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, forms));
+  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, forms, filter));
 }
 
 enum class FirstFlight { kTls, kTlsUnparsed, kHttp, kOpaque };
