@@ -15,5 +15,6 @@ void add_check_command(CLI::App& app);    // check_command.cpp
 void add_ca_command(CLI::App& app);       // ca_command.cpp
 void add_gateway_command(CLI::App& app);  // gateway_command.cpp
 void add_run_command(CLI::App& app);      // run_command.cpp
+void add_serve_command(CLI::App& app);    // serve_command.cpp
 
 }  // namespace airlock::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   airlock::cli::add_version_command(app);
   airlock::cli::add_check_command(app);
   airlock::cli::add_run_command(app);
+  airlock::cli::add_serve_command(app);
   airlock::cli::add_gateway_command(app);
   airlock::cli::add_ca_command(app);
   try {
