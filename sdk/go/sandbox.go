@@ -321,12 +321,23 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// childEnv is this process's environment without any variable that holds a secret's value:
-// a value exported on the host (os.Getenv's source) must not be inherited by airlock, where
-// /proc/PID/environ would show it to anyone allowed to read that process.
+// childEnv is the environment airlock is started with: only the variables it uses (PATH, HOME,
+// TMPDIR, the locale, TERM and AIRLOCK_*), and none that holds a secret's value. The user's
+// environment often holds credentials (the seeds read them with os.Getenv); anything airlock
+// inherited would show in /proc/PID/environ to whoever may read that process.
 func childEnv(secrets []SecretEntry) []string {
 	var out []string
 	for _, kv := range os.Environ() {
+		name := kv
+		if i := strings.IndexByte(kv, '='); i >= 0 {
+			name = kv[:i]
+		}
+		switch {
+		case name == "PATH", name == "HOME", name == "TMPDIR", name == "LANG", name == "TERM",
+			strings.HasPrefix(name, "LC_"), strings.HasPrefix(name, "AIRLOCK_"):
+		default:
+			continue
+		}
 		keep := true
 		for _, s := range secrets {
 			if s.Value != "" && strings.Contains(kv, s.Value) {
