@@ -157,7 +157,7 @@ class Sandbox:
         if first.get("type") != "started":
             self._kill()
             message = first.get("message") or first.get("reason") or "airlock serve ended before the sandbox started"
-            raise (ConfigError if "spec:" in message else AirlockError)(message)
+            raise (ConfigError if first.get("code") == 2 else AirlockError)(message)
         self.id = first.get("sandbox", "")
         self.placeholders = dict(first.get("placeholders", {}))
 
