@@ -166,7 +166,7 @@ class Session {
     drain_audit();
     ::close(wake_);
     ::close(agent_);
-    ::close(audit_read_);
+    if (audit_read_ >= 0) ::close(audit_read_);
     if (user_audit_ >= 0) ::close(user_audit_);
     return code;
   }
@@ -221,7 +221,7 @@ class Session {
                        {audit_read_, POLLIN, 0},
                        {wake_, POLLIN, 0}};
       if (::poll(fds, 4, -1) < 0 && errno != EINTR) throw std::runtime_error("poll failed");
-      if (fds[2].revents) read_audit();
+      if (fds[2].revents && !read_audit()) audit_read_done();
       if (fds[1].revents & POLLOUT) write_agent();
       if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
         if (!read_agent()) return sandbox_ended();
@@ -367,10 +367,11 @@ class Session {
     return code;
   }
 
-  void read_audit() {
+  // False at the end of the pipe (every writer closed it) or when nothing could be read.
+  bool read_audit() {
     char buf[16 << 10];
     const ssize_t n = ::read(audit_read_, buf, sizeof buf);
-    if (n <= 0) return;
+    if (n <= 0) return false;
     audit_.append(buf, static_cast<std::size_t>(n));
     std::size_t nl;
     while ((nl = audit_.find('\n')) != std::string::npos) {
@@ -380,12 +381,21 @@ class Session {
       if (line.find("\"event\":\"violation\"") != std::string::npos) events_.send(machine::ViolationEvent{line});
     }
     if (audit_.size() > (1u << 20)) audit_.clear();  // one absurd record: dropped, not grown
+    return true;
+  }
+  // The pipe's writers are gone (they never are while the gateway runs): stop polling it.
+  void audit_read_done() {
+    ::close(audit_read_);
+    audit_read_ = -1;
   }
   void drain_audit_until_quiet() {
+    if (audit_read_ < 0) return;
     pollfd p{audit_read_, POLLIN, 0};
-    while (::poll(&p, 1, 20) == 1 && (p.revents & POLLIN)) read_audit();
+    while (::poll(&p, 1, 20) == 1 && (p.revents & (POLLIN | POLLHUP)) && read_audit()) {
+    }
   }
   void drain_audit() {
+    if (audit_read_ < 0) return;
     ::fcntl(audit_read_, F_SETFL, O_NONBLOCK);
     drain_audit_until_quiet();
   }
