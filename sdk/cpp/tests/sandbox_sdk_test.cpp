@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -156,6 +157,24 @@ void expect_in_no_process(const std::string& value) {
   EXPECT_GT(checked, 10);
 }
 
+// No regular file under these roots (other than the upstream's log, which is meant to hold what it
+// received) holds value.
+void expect_in_no_file(const std::string& value) {
+  namespace fs = std::filesystem;
+  const std::string skip = lab("AIRLOCK_LAB_ACCESS_LOG");
+  for (const std::string& root : {lab("AIRLOCK_HOME"), std::string("/run/airlock"), lab("AIRLOCK_LAB_DIR"), std::string("/tmp")}) {
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec), end;
+         !ec && it != end; it.increment(ec)) {
+      std::error_code e2;
+      if (!it->is_regular_file(e2) || it->is_symlink(e2) || it->path() == skip || it->file_size(e2) > (4u << 20)) continue;
+      std::ifstream in(it->path(), std::ios::binary);
+      const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      EXPECT_EQ(data.find(value), std::string::npos) << it->path() << " holds the value";
+    }
+  }
+}
+
 TEST(LabCppSandbox, TheValueReachesOnlyItsHost) {
   const std::string value = fake_value("OPENAI");
   ::setenv("OPENAI_API_KEY", value.c_str(), 1);  // as a user's program would hold it
@@ -177,6 +196,7 @@ TEST(LabCppSandbox, TheValueReachesOnlyItsHost) {
   EXPECT_THAT(r.stdout_bytes + r.stderr_bytes, Not(HasSubstr(value)));
   ::unsetenv("OPENAI_API_KEY");
   expect_in_no_process(value);
+  expect_in_no_file(value);
 }
 
 TEST(LabCppSandbox, BlockAndTerminateStopsTheSandbox) {
