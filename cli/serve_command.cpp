@@ -254,6 +254,21 @@ class Session {
       stop_requested_ = true;
       return;
     }
+    if (const auto* cancel = std::get_if<machine::CancelRequest>(&request)) {
+      if (current_ && current_->id == cancel->id) {
+        agent_out_ += machine::encode_kill_frame();  // its exit is reported as usual
+        write_agent();
+        return;
+      }
+      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        if (it->id == cancel->id) {
+          events_.send(machine::ErrorEvent{cancel->id, "cancelled before it ran"});
+          queue_.erase(it);
+          return;
+        }
+      }
+      return;  // already ended: nothing to cancel
+    }
     machine::RunRequest& run = std::get<machine::RunRequest>(request);
     try {
       machine::check_run_request(run, spec_.config.secrets);

@@ -58,7 +58,8 @@ Request parse_request(std::string_view line) {
   const Json j = parse_object(line, what);
   const std::string type = j["type"].get<std::string>();
   if (type == "stop") return StopRequest{};
-  if (type != "run") fail(what, "unknown type " + quote_for_message(type) + " (run, stop)");
+  if (type == "cancel") return CancelRequest{get_unsigned(j, "id", what)};
+  if (type != "run") fail(what, "unknown type " + quote_for_message(type) + " (run, cancel, stop)");
   RunRequest r;
   r.id = get_unsigned(j, "id", what);
   if (!j.contains("argv") || !j["argv"].is_array() || j["argv"].empty()) fail(what, "argv must be a non-empty array of strings");
@@ -93,6 +94,9 @@ std::string encode_request(const Request& request) {
   Json j;
   if (std::holds_alternative<StopRequest>(request)) {
     j["type"] = "stop";
+  } else if (const auto* c = std::get_if<CancelRequest>(&request)) {
+    j["type"] = "cancel";
+    j["id"] = c->id;
   } else {
     const RunRequest& r = std::get<RunRequest>(request);
     j["type"] = "run";
@@ -294,6 +298,8 @@ std::string encode_run_frame(const RunRequest& request) {
   frame.append(payload);
   return frame;
 }
+
+std::string encode_kill_frame() { return std::string("K\0\0\0\0", kFrameHeaderBytes); }
 
 std::optional<AgentExit> parse_exit_payload(std::string_view payload) {
   const std::size_t nul = payload.find('\0');

@@ -26,7 +26,11 @@ struct RunRequest {
   std::optional<std::uint64_t> timeout_ms;
 };
 struct StopRequest {};
-using Request = std::variant<RunRequest, StopRequest>;
+// Kills a running command's process group (its exit is reported as usual), or drops a queued one.
+struct CancelRequest {
+  std::uint64_t id = 0;
+};
+using Request = std::variant<RunRequest, StopRequest, CancelRequest>;
 
 inline constexpr std::size_t kMaxStdinBytes = 8u << 20;
 inline constexpr std::size_t kMaxOutputBytes = 8u << 20;  // per stream; more is dropped (truncated)
@@ -83,7 +87,7 @@ std::optional<std::string> base64_decode(std::string_view text);
 //
 // A frame: type (1 byte), payload length (4 bytes, little endian), payload.
 //   airlock -> agent  'R' run: "<argc>\0<envc>\0<timeout_ms or 0>\0<cwd>\0" argv... env "K=V"... each
-//                     NUL-terminated, then the stdin bytes.
+//                     NUL-terminated, then the stdin bytes; 'K' (empty) kill the running command.
 //   agent -> airlock  'O' stdout bytes, 'E' stderr bytes, 'X' "<code>\0<timed out: 0|1>\0" (the
 //                     command ended; its output frames came before), 'H' hello (ready).
 
@@ -94,6 +98,7 @@ inline constexpr std::size_t kMaxAgentFrameBytes = 64u << 10;
 // The agent adds the request's variables to (or replaces them in) its own environment, which is
 // the sandbox's (with the placeholders).
 std::string encode_run_frame(const RunRequest& request);
+std::string encode_kill_frame();
 
 struct AgentFrame {
   char type = 0;

@@ -36,6 +36,8 @@ TEST(MachineProtocol, RunRequestRoundTrips) {
   EXPECT_EQ(back.stdin_bytes, r.stdin_bytes);
   EXPECT_EQ(back.timeout_ms, 1500u);
   EXPECT_TRUE(std::holds_alternative<StopRequest>(parse_request(R"({"type":"stop"})")));
+  EXPECT_EQ(std::get<CancelRequest>(parse_request(encode_request(CancelRequest{9}))).id, 9u);
+  EXPECT_EQ(encode_kill_frame(), std::string("K\0\0\0\0", 5));
 }
 
 TEST(MachineProtocol, BadRequestsAreErrors) {

@@ -161,14 +161,15 @@ static void run(char* payload, size_t size, int sigchld) {
   int status = 0, exited = 0, timed_out = 0;
   static char buf[CHUNK];
   for (;;) {
-    struct pollfd fds[4] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {in[1], POLLOUT, 0}, {sigchld, POLLIN, 0}};
+    struct pollfd fds[5] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {in[1], POLLOUT, 0}, {sigchld, POLLIN, 0},
+                            {exited ? -1 : ctl, POLLIN, 0}};
     int wait_ms = -1;
     if (deadline && !timed_out) {
       long left = deadline - now_ms();
       wait_ms = left > 0 ? (int)left : 0;
     }
     if (exited) wait_ms = 0;  // drain what is already there, then stop
-    int n = poll(fds, 4, wait_ms);
+    int n = poll(fds, 5, wait_ms);
     if (n < 0 && errno != EINTR) die("poll");
     int got_output = 0;
     for (int k = 0; k < 2; ++k) {
@@ -198,6 +199,14 @@ static void run(char* payload, size_t size, int sigchld) {
       struct signalfd_siginfo info;
       while (read(sigchld, &info, sizeof info) > 0) {
       }
+    }
+    if (fds[4].revents & (POLLIN | POLLHUP)) {
+      // While a command runs, airlock sends only 'K': kill it (its exit is reported as usual).
+      unsigned char k[5];
+      if (read_full(ctl, k, sizeof k) != 0) _exit(0);  // airlock is gone
+      if (k[0] != 'K' || k[1] | k[2] | k[3] | k[4]) die("unexpected frame");
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
     }
     if (!exited && waitpid(pid, &status, WNOHANG) == pid) exited = 1;
     if (deadline && !timed_out && !exited && now_ms() >= deadline) {
@@ -241,6 +250,7 @@ int main(void) {
     unsigned char header[5];
     if (read_full(ctl, header, sizeof header) != 0) return 0;  // airlock closed the channel
     uint32_t n = header[1] | (header[2] << 8) | (header[3] << 16) | ((uint32_t)header[4] << 24);
+    if (header[0] == 'K' && n == 0) continue;  // a kill for a command that had already ended
     if (header[0] != 'R' || n > MAX_REQUEST) die("unexpected frame");
     char* payload = malloc(n + 1);
     if (!payload) die("malloc");

@@ -564,8 +564,9 @@ type runRequest struct {
 }
 
 // Exec runs a command and waits for it. A non-zero exit status is a Result, not an error; an
-// error means the command did not run to its end (refused, or the sandbox stopped). The
-// context's deadline, if sooner than cmd.Timeout, becomes the command's timeout.
+// error means the command did not run to its end (refused, cancelled, or the sandbox stopped).
+// The context's deadline, if sooner than cmd.Timeout, becomes the command's timeout; cancelling
+// the context kills the command.
 func (sb *Sandbox) Exec(ctx context.Context, cmd Command) (*Result, error) {
 	if len(cmd.Args) == 0 || cmd.Args[0] == "" {
 		return nil, errors.New("airlock: Exec: no command")
@@ -612,6 +613,9 @@ func (sb *Sandbox) Exec(ctx context.Context, cmd Command) (*Result, error) {
 		return &Result{Stdout: e.Stdout, Stderr: e.Stderr, ExitCode: e.Code, TimedOut: e.TimedOut,
 			Truncated: e.StdoutTruncated || e.StderrTruncated}, nil
 	case <-ctx.Done():
+		// Kill the command (or drop it from the queue) so that later commands do not wait
+		// behind it; its answer is then discarded.
+		_ = sb.send(map[string]any{"type": "cancel", "id": id})
 		return nil, ctx.Err()
 	}
 }

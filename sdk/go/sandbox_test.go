@@ -84,6 +84,25 @@ func TestExitCodesOutputStdinDirAndEnv(t *testing.T) {
 	}
 }
 
+func TestCancellingTheContextKillsTheCommand(t *testing.T) {
+	needAirlock(t)
+	sb, _ := create(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		cancel()
+	}()
+	start := time.Now()
+	if _, err := sb.Run(ctx, "sleep", "60"); err != context.Canceled {
+		t.Fatalf("got %v", err)
+	}
+	// The next command runs at once: the cancelled one was killed, not left to block the queue.
+	r := run(t, sb, "pgrep -x sleep || echo no-sleep")
+	if string(r.Stdout) != "no-sleep\n" || time.Since(start) > 20*time.Second {
+		t.Fatalf("stdout %q after %v", r.Stdout, time.Since(start))
+	}
+}
+
 func TestStopEndsTheSandbox(t *testing.T) {
 	needAirlock(t)
 	sb, _ := create(t)

@@ -16,7 +16,7 @@ EXPECTED = [
     "TestViolationActionStrings", "TestSecretEnvCopiesEveryOption", "TestTheSeedsValidationRules",
     "TestAPlaceholderInsideAnotherIsRefused", "TestTheLastNonEmptyOnViolationWinsNetworkWide",
     "TestWithImageNeedsALocalDirectory", "TestRunsShareTheSandbox", "TestExitCodesOutputStdinDirAndEnv",
-    "TestStopEndsTheSandbox", "TestAirlocksOwnValidationReachesTheCaller", "TestARunCarryingTheValueIsRefused",
+    "TestStopEndsTheSandbox", "TestCancellingTheContextKillsTheCommand", "TestAirlocksOwnValidationReachesTheCaller", "TestARunCarryingTheValueIsRefused",
     "TestWithImageALocalRootFileSystem", "TestTheValueIsInNoProcessAndNoFile", "TestExportedValueChild",
     "TestViolationActionIsAppliedNetworkWide",
     "ExampleWithImage", "ExampleCreateSandbox", "ExampleWithSecrets", "ExampleSecret_Env",
