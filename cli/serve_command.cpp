@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -101,6 +102,16 @@ class LineReader {
   std::string buffer_;
 };
 
+// SIGTERM and SIGHUP stop the sandbox (read from a signalfd). Blocked before any thread starts so
+// that every thread inherits the mask; the sandbox's processes start with a clean one.
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
 sandbox::SandboxOptions sandbox_options(const machine::Spec& spec) {
   sandbox::SandboxOptions options;
   // The agent is this process's fd 0 when the sandbox starts (see start_agent).
@@ -152,6 +163,8 @@ class Session {
     for (const std::string& w : box_->warnings()) events_.send(machine::WarningEvent{w});
 
     wake_ = ::eventfd(0, EFD_CLOEXEC);
+    const sigset_t stopping = stop_signals();
+    signals_ = ::signalfd(-1, &stopping, SFD_CLOEXEC | SFD_NONBLOCK);
     waiter_ = std::thread([this] {
       status_ = box_->wait();
       const std::uint64_t one = 1;
@@ -165,6 +178,7 @@ class Session {
     sandbox_.services.reset();
     drain_audit();
     ::close(wake_);
+    ::close(signals_);
     ::close(agent_);
     if (audit_read_ >= 0) ::close(audit_read_);
     if (user_audit_ >= 0) ::close(user_audit_);
@@ -216,11 +230,21 @@ class Session {
         return 0;
       }
       send_next_run();
-      pollfd fds[4] = {{control_open ? control_ : -1, POLLIN, 0},
+      pollfd fds[5] = {{control_open ? control_ : -1, POLLIN, 0},
                        {agent_, static_cast<short>(POLLIN | (agent_out_.empty() ? 0 : POLLOUT)), 0},
                        {audit_read_, POLLIN, 0},
-                       {wake_, POLLIN, 0}};
-      if (::poll(fds, 4, -1) < 0 && errno != EINTR) throw std::runtime_error("poll failed");
+                       {wake_, POLLIN, 0},
+                       {signals_, POLLIN, 0}};
+      if (::poll(fds, 5, -1) < 0 && errno != EINTR) throw std::runtime_error("poll failed");
+      if (fds[4].revents) {
+        // SIGTERM or SIGHUP: stop as if asked, and say so.
+        signalfd_siginfo info{};
+        (void)!::read(signals_, &info, sizeof info);
+        const int sig = static_cast<int>(info.ssi_signo);
+        finish_run_with_error("airlock serve received signal " + std::to_string(sig));
+        events_.send(machine::StoppedEvent{128 + sig, "airlock serve received signal " + std::to_string(sig)});
+        return 128 + sig;
+      }
       if (fds[2].revents && !read_audit()) audit_read_done();
       if (fds[1].revents & POLLOUT) write_agent();
       if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -416,6 +440,7 @@ class Session {
   }
 
   int control_;
+  int signals_ = -1;
   EventSink events_;
   LineReader& reader_;
   machine::Spec spec_;
@@ -444,6 +469,11 @@ int serve(int control) {
   }
   ::fcntl(control, F_SETFD, FD_CLOEXEC);  // never inherited by anything airlock starts
   ::signal(SIGPIPE, SIG_IGN);
+  // A terminal's Ctrl-C reaches every process of its foreground group: the program that started
+  // this serve decides what it means (closing the channel stops the sandbox).
+  ::signal(SIGINT, SIG_IGN);
+  const sigset_t stopping = stop_signals();
+  ::pthread_sigmask(SIG_BLOCK, &stopping, nullptr);
   EventSink events(control);
   LineReader reader(control);
   std::optional<std::string> first;

@@ -218,3 +218,13 @@ def test_a_spec_command_runs_once_then_the_sandbox_stops(serve):
     (x,) = [e for e in events if e["type"] == "exited"]
     assert x["id"] == 0 and x["code"] == 5 and x["stdout"] == b"one-shot\n"
     assert events[-1]["code"] == 0
+
+
+def test_sigint_is_left_to_the_caller_and_sigterm_stops(serve):
+    s = started(serve)
+    s.proc.send_signal(2)  # a terminal's Ctrl-C reaches the whole foreground group
+    assert run(s, 1, ["echo", "still"])["stdout"] == b"still\n"
+    s.proc.terminate()
+    events = s.events_until("stopped")
+    assert events[-1]["code"] == 128 + 15
+    assert s.close() == 128 + 15
