@@ -52,16 +52,53 @@ bool write_all(int fd, std::string_view bytes) {
   return true;
 }
 
+// Events to the client. Answers (started, exited, error, stopped) are written at once, blocking:
+// the client waits for them. Violations come from the guest, at its pace: they are queued and
+// written as the socket takes them, and past kMaxQueuedBytes dropped and counted, so a guest
+// looping on violations while the client reads nothing never blocks this loop (and with it the
+// audit pipe and the gateway threads that write to it).
 class EventSink {
  public:
   explicit EventSink(int fd) : fd_(fd) {}
   void send(const Event& e) {
-    if (!write_all(fd_, machine::encode_event(e))) gone_ = true;
+    out_ += machine::encode_event(e);
+    flush(true);
   }
+  void send_droppable(const Event& e) {
+    if (out_.size() > kMaxQueuedBytes) {
+      ++dropped_;
+      return;
+    }
+    if (dropped_ > 0) {
+      out_ += machine::encode_event(machine::WarningEvent{
+          std::to_string(dropped_) + " violation events were dropped (the client did not read them; the audit log has them)"});
+      dropped_ = 0;
+    }
+    out_ += machine::encode_event(e);
+    flush(false);
+  }
+  // Writes what is queued; without `block`, only what the socket takes now.
+  void flush(bool block) {
+    while (!out_.empty() && !gone_) {
+      const ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | (block ? 0 : MSG_DONTWAIT));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && !block && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n <= 0) {
+        gone_ = true;
+        out_.clear();
+        return;
+      }
+      out_.erase(0, static_cast<std::size_t>(n));
+    }
+  }
+  bool pending() const noexcept { return !out_.empty(); }
   bool gone() const noexcept { return gone_; }
 
  private:
+  static constexpr std::size_t kMaxQueuedBytes = 1u << 20;
   int fd_;
+  std::string out_;
+  std::uint64_t dropped_ = 0;
   bool gone_ = false;
 };
 
@@ -230,7 +267,8 @@ class Session {
         return 0;
       }
       send_next_run();
-      pollfd fds[5] = {{control_open ? control_ : -1, POLLIN, 0},
+      const short control_events = static_cast<short>(POLLIN | (events_.pending() ? POLLOUT : 0));
+      pollfd fds[5] = {{control_open ? control_ : -1, control_events, 0},
                        {agent_, static_cast<short>(POLLIN | (agent_out_.empty() ? 0 : POLLOUT)), 0},
                        {audit_read_, POLLIN, 0},
                        {wake_, POLLIN, 0},
@@ -251,7 +289,8 @@ class Session {
         if (!read_agent()) return sandbox_ended();
       }
       if (fds[3].revents) return sandbox_ended();
-      if (fds[0].revents) {
+      if (fds[0].revents & POLLOUT) events_.flush(false);
+      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
         try {
           if (!reader_.fill()) {
             // The SDK is gone (its process ended or it closed the channel): so is the sandbox.
@@ -417,7 +456,7 @@ class Session {
       const std::string line = audit_.substr(0, nl);
       audit_.erase(0, nl + 1);
       if (user_audit_ >= 0) (void)write_all(user_audit_, line + "\n");
-      if (line.find("\"event\":\"violation\"") != std::string::npos) events_.send(machine::ViolationEvent{line});
+      if (line.find("\"event\":\"violation\"") != std::string::npos) events_.send_droppable(machine::ViolationEvent{line});
     }
     if (audit_.size() > (1u << 20)) audit_.clear();  // one absurd record: dropped, not grown
     return true;

