@@ -85,7 +85,8 @@ class Sandbox {
   const std::string& id() const noexcept;
   // What the sandbox sees in env_var instead of the value ("" if no such secret).
   std::string placeholder(std::string_view env_var) const;
-  // The gateway's audit records of violations so far (JSON objects; never a value).
+  // The gateway's audit records of violations so far (JSON objects; never a value): the first
+  // 1000, as a guest can loop on violations (the audit log has every one).
   const std::vector<std::string>& violations() const noexcept;
   bool stopped() const noexcept;
   // Why it stopped ("" after stop()), and airlock's exit status (125 block-and-terminate).

@@ -54,6 +54,7 @@ std::string airlock_binary(const SandboxSettings& settings) {
 }  // namespace
 
 struct Sandbox::Impl {
+  static constexpr std::size_t kMaxViolationsKept = 1000;
   pid_t pid = -1;
   int control = -1;
   std::string buffer;  // bytes read from airlock, not yet a whole line
@@ -91,7 +92,10 @@ struct Sandbox::Impl {
 
   // Records what every event says about the sandbox; true for the ones a caller waits for.
   void note(const machine::Event& e) {
-    if (const auto* v = std::get_if<machine::ViolationEvent>(&e)) violations.push_back(v->record);
+    // A guest can loop on violations: the first kMaxViolationsKept are kept (the audit log has all).
+    if (const auto* v = std::get_if<machine::ViolationEvent>(&e); v != nullptr && violations.size() < kMaxViolationsKept) {
+      violations.push_back(v->record);
+    }
     if (const auto* s = std::get_if<machine::StoppedEvent>(&e)) {
       stopped = true;
       stop_code = s->code;

@@ -488,7 +488,9 @@ func (sb *Sandbox) dispatch(e event) {
 		}
 	case "violation":
 		sb.mu.Lock()
-		sb.viol = append(sb.viol, e.Record)
+		if len(sb.viol) < MaxViolationsKept { // a guest can loop on violations: bounded
+			sb.viol = append(sb.viol, e.Record)
+		}
 		sb.mu.Unlock()
 	case "stopped":
 		sb.finish(e.Code, e.Reason)
@@ -526,7 +528,11 @@ func (sb *Sandbox) ID() string { return sb.id }
 // Placeholder is what the sandbox sees in envVar in place of the secret's value.
 func (sb *Sandbox) Placeholder(envVar string) string { return sb.placeholders[envVar] }
 
-// Violations are the violations recorded so far.
+// MaxViolationsKept is how many violation records a Sandbox keeps (the first ones; the audit log,
+// WithAuditLog, has every one).
+const MaxViolationsKept = 1000
+
+// Violations are the violations recorded so far (at most MaxViolationsKept).
 func (sb *Sandbox) Violations() []Violation {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()

@@ -41,6 +41,9 @@ class RunResult:
         return self.exit_code == 0
 
 
+# How many violation records a Sandbox keeps (the first ones; the audit log has every one).
+MAX_VIOLATIONS_KEPT = 1000
+
 # The variables airlock uses; nothing else of the caller's environment (which often holds
 # credentials) is passed on, so /proc/<airlock>/environ cannot show one.
 _KEPT_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "TERM")
@@ -203,7 +206,8 @@ class Sandbox:
                 slot["done"].set()
         elif t == "violation":
             with self._lock:
-                self.violations.append(e.get("record", {}))
+                if len(self.violations) < MAX_VIOLATIONS_KEPT:  # a guest can loop on violations: bounded
+                    self.violations.append(e.get("record", {}))
         elif t == "stopped":
             self._finish(e.get("code"), e.get("reason", ""))
 
