@@ -72,9 +72,11 @@ type sandboxConfig struct {
 type SandboxOption func(*sandboxConfig)
 
 // WithImage sets the sandbox's root file system. airlock pulls no images: the image must be a
-// local directory holding an unpacked root file system (e.g. from `docker export`). Anything
-// else (a registry reference such as "python:3.12") makes CreateSandbox return an error. Without
-// WithImage the sandbox sees the host's system read-only.
+// local directory (a path starting with "/", "./" or "../") holding either a root file system
+// (e.g. from `docker export`) or an OCI image layout (e.g. `skopeo copy docker://python:3.12
+// oci:DIR`), which is unpacked once into airlock's image cache. Anything else (a registry
+// reference such as "python:3.12") makes CreateSandbox return an error. Without WithImage the
+// sandbox sees the host's system read-only.
 func WithImage(image string) SandboxOption {
 	return func(c *sandboxConfig) { c.image, c.imageSet = image, true }
 }
@@ -239,8 +241,22 @@ type spec struct {
 	Gateway specGateway       `json:"gateway"`
 }
 
-// rootFS maps WithImage to a root file system directory, or explains why it cannot.
-func rootFS(image string) (string, error) {
+// imageCache is where OCI layouts are unpacked: <airlock home>/images.
+func imageCache(home string) string {
+	if home == "" {
+		home = os.Getenv("AIRLOCK_HOME")
+	}
+	if home == "" {
+		if h, err := os.UserHomeDir(); err == nil {
+			home = filepath.Join(h, ".airlock")
+		}
+	}
+	return filepath.Join(home, "images")
+}
+
+// rootFS maps WithImage to a root file system directory (a directory as it is, an OCI image
+// layout unpacked into the image cache), or explains why it cannot.
+func rootFS(image, home string) (string, error) {
 	if image == "" {
 		return "", errors.New("airlock: WithImage: the image is empty")
 	}
@@ -254,12 +270,19 @@ func rootFS(image string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("airlock: WithImage(%q): %v", image, err)
 		}
+		if st.IsDir() && isOCILayout(abs) {
+			root, err := ociRootFS(abs, imageCache(home))
+			if err != nil {
+				return "", fmt.Errorf("airlock: WithImage(%q): OCI image layout: %v", image, err)
+			}
+			return root, nil
+		}
 		if st.IsDir() {
 			return abs, nil
 		}
 		return "", fmt.Errorf("airlock: WithImage(%q): not a directory; airlock needs an unpacked root file system", image)
 	}
-	return "", fmt.Errorf("airlock: WithImage(%q): airlock does not pull images; give a local directory holding an unpacked root file system (e.g. `docker export $(docker create %s) | tar -x -C DIR`), or leave WithImage out to use the host's system read-only", image, image)
+	return "", fmt.Errorf("airlock: WithImage(%q): airlock does not pull images; give a local directory holding a root file system or an OCI image layout (e.g. `skopeo copy docker://%s oci:DIR`), or leave WithImage out to use the host's system read-only", image, image)
 }
 
 func buildSpec(name string, c *sandboxConfig) (*spec, error) {
@@ -287,7 +310,7 @@ func buildSpec(name string, c *sandboxConfig) (*spec, error) {
 		s.Network.UpstreamCAs = append(s.Network.UpstreamCAs, specUpstreamCA{File: abs})
 	}
 	if c.imageSet {
-		root, err := rootFS(c.image)
+		root, err := rootFS(c.image, c.home)
 		if err != nil {
 			return nil, err
 		}

@@ -18,7 +18,8 @@ EXPECTED = [
     "TestWithImageNeedsALocalDirectory", "TestRunsShareTheSandbox", "TestExitCodesOutputStdinDirAndEnv",
     "TestStopEndsTheSandbox", "TestCancellingTheContextKillsTheCommand", "TestAirlocksOwnValidationReachesTheCaller", "TestARunCarryingTheValueIsRefused",
     "TestWithImageALocalRootFileSystem", "TestTheValueIsInNoProcessAndNoFile", "TestExportedValueChild",
-    "TestViolationActionIsAppliedNetworkWide",
+    "TestViolationActionIsAppliedNetworkWide", "TestOCILayersAreAppliedInOrderWithWhiteouts",
+    "TestOCILayersCannotEscapeTheRoot", "TestOCIDigestsAreChecked", "TestWithImageAnOCILayout",
     "ExampleWithImage", "ExampleCreateSandbox", "ExampleWithSecrets", "ExampleSecret_Env",
 ]
 
