@@ -536,10 +536,16 @@ func (sb *Sandbox) finish(code int, reason string) {
 	close(sb.done)
 }
 
+// kill ends airlock: closing the channel makes it stop the sandbox and clean up; SIGKILL only
+// if it does not exit in time (what it leaves then, `airlock gc` removes).
 func (sb *Sandbox) kill() {
-	_ = sb.cmd.Process.Kill()
 	sb.conn.Close()
-	<-sb.exited
+	select {
+	case <-sb.exited:
+	case <-time.After(10 * time.Second):
+		_ = sb.cmd.Process.Kill()
+		<-sb.exited
+	}
 }
 
 // Name is the name given to CreateSandbox.

@@ -289,10 +289,14 @@ class Sandbox:
         self._reader.join(5)
 
     def _kill(self):
-        if self._proc.poll() is None:
+        """Closing the channel makes airlock stop the sandbox and clean up; SIGKILL only if it
+        does not exit in time (what it leaves then, `airlock gc` removes)."""
+        self._sock.close()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-        self._sock.close()
 
     def __enter__(self):
         return self
