@@ -10,6 +10,7 @@ fake values themselves):
   AIRLOCK_BIN, AIRLOCK_HOME          the airlock binary, its state directory
   AIRLOCK_LAB_DNS                    IP:PORT of the dnsmasq
   AIRLOCK_LAB_EGRESS                 comma-separated egress rules that let the sandbox reach the upstream
+  AIRLOCK_LAB_EGRESS_HTTP            the rule for its plain HTTP port (80)
   AIRLOCK_LAB_CA                     the test CA (PEM) the upstream's certificate chains to
   AIRLOCK_LAB_ACCESS_LOG             nginx's JSON access log (sni, host, uri, authorization)
   AIRLOCK_LAB_DIR                    the lab's directory (the tests skip it when scanning for values)
@@ -44,7 +45,7 @@ def start(prefix, tag_base):
         access = lab.nginx(upns, {"sni": "$ssl_server_name", "host": "$host", "uri": "$request_uri",
                                   "authorization": "$http_authorization"}, f"""\
             server {{
-              listen {up_ip}:443 ssl;
+              listen {up_ip}:443 ssl; listen {up_ip}:80;
               ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
               location / {{ echo "ok"; }}
             }}
@@ -56,6 +57,7 @@ def start(prefix, tag_base):
             "AIRLOCK_HOME": lab.path("home"),
             "AIRLOCK_LAB_DNS": f"127.0.0.1:{dns_port}",
             "AIRLOCK_LAB_EGRESS": f"allow@{up_ip}:tcp:443",
+            "AIRLOCK_LAB_EGRESS_HTTP": f"allow@{up_ip}:tcp:80",
             "AIRLOCK_LAB_CA": lab.path("ca.pem"),
             "AIRLOCK_LAB_ACCESS_LOG": access.path,
             "AIRLOCK_LAB_DIR": lab.dir,

@@ -150,3 +150,24 @@ def test_an_exported_value_is_not_inherited_by_airlock(lab, monkeypatch):
             .network(lab_network(lab)).create() as sb:
         assert sb.run("true").ok
         scan_proc({"EXPORTED": value})
+
+
+def test_require_tls_identity(lab):
+    # require_tls_identity(False) lets a secret be substituted over plain HTTP (weaker); by
+    # default a value is only put into TLS that airlock intercepted and verified.
+    plain, tls_only = fake("PLAIN"), fake("TLSONLY")
+    with (Sandbox.builder("w")
+          .secret(lambda s: s.env("PLAIN_KEY").value(plain).allow_host("api.example.com").require_tls_identity(False))
+          .secret(lambda s: s.env("TLS_KEY").value(tls_only).allow_host("api.stripe.com"))
+          .network(lambda n: lab_network(lab)(n).egress(lab["AIRLOCK_LAB_EGRESS_HTTP"]))
+          .log_output(tempfile.TemporaryFile()).create()) as sb:
+        r = sb.run('curl -sS -m 20 -o /dev/null -w "%{http_code}\\n" -H "Authorization: Bearer $PLAIN_KEY" '
+                   'http://api.example.com/py-plain; '
+                   'curl -sS -m 20 -o /dev/null -w "%{http_code}\\n" -H "Authorization: Bearer $TLS_KEY" '
+                   'http://api.stripe.com/py-plain-tls 2>/dev/null; true')
+        assert r.stdout == b"200\n000\n", r
+        assert got_bearer(lab, "py-plain", plain) == "the real value"
+        # The TLS-only secret's placeholder over plain HTTP is a violation: not forwarded at all.
+        assert received(lab, "py-plain-tls") == []
+        (v,) = sb.violations
+        assert v["secret"] == "TLS_KEY" and "no verified TLS identity" in v["reason"]
