@@ -139,7 +139,7 @@ type Result struct {
 
 // Command is a command to run with options beyond its arguments.
 type Command struct {
-	Args    []string  // Args[0] is looked up in the sandbox's PATH
+	Args    []string // Args[0] is looked up in the sandbox's PATH
 	Env     map[string]string
 	Dir     string
 	Stdin   []byte

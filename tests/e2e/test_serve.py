@@ -30,10 +30,6 @@ class Serve:
         self.sock.settimeout(60)
         self.file = ours.makefile("rb")
 
-    def send(self, obj):
-        self.sock.sendall((obj if isinstance(obj, (bytes, str)) and not isinstance(obj, dict) else
-                           json.dumps(obj)).encode() if not isinstance(obj, bytes) else obj)
-
     def request(self, obj):
         self.sock.sendall(json.dumps(obj).encode() + b"\n")
 

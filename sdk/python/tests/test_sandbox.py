@@ -1,9 +1,7 @@
 """Real sandboxes, no upstream: commands share the sandbox, results, errors, stop."""
-import io
 import os
 import shutil
 import subprocess
-import tempfile
 
 import pytest
 

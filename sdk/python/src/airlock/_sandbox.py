@@ -9,8 +9,7 @@ import subprocess
 import threading
 from typing import Dict, List, Optional, Sequence, Union
 
-from ._secrets import (ConfigError, NetworkBuilder, NetworkConfig, SecretBuilder, SecretEntry, ViolationAction,
-                       validate_secrets)
+from ._secrets import ConfigError, NetworkBuilder, NetworkConfig, SecretBuilder, SecretEntry, validate_secrets
 
 
 class AirlockError(RuntimeError):
