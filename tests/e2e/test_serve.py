@@ -148,13 +148,15 @@ def test_an_endless_line_is_refused_without_growing(serve):
 
 def test_closing_the_channel_stops_the_sandbox(serve):
     s = started(serve)
-    e = run(s, 1, ["sh", "-c", "sleep 300 & echo $!"])
+    marker = f"299.{os.getpid()}{int(time.time() * 1000) % 100000}"  # a sleep no one else runs
+    e = run(s, 1, ["sh", "-c", f"sleep {marker} & echo $!"])
     assert e["code"] == 0
+    assert [p for p in glob.glob("/proc/[0-9]*/cmdline") if _read(p) == f"sleep\x00{marker}\x00".encode()]
     t = time.monotonic()
     assert s.close() == 0
     assert time.monotonic() - t < 15
     # No process of that sandbox is left (its init is gone with its PID namespace).
-    left = [p for p in glob.glob("/proc/[0-9]*/cmdline") if _read(p).startswith(b"sleep\x00300")]
+    left = [p for p in glob.glob("/proc/[0-9]*/cmdline") if _read(p) == f"sleep\x00{marker}\x00".encode()]
     assert not left
 
 
