@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from netlab import fake_value
+from netlab import fake_value, wait_for
 
 import sdk_lab
 
@@ -151,13 +151,13 @@ def test_closing_the_channel_stops_the_sandbox(serve):
     marker = f"299.{os.getpid()}{int(time.time() * 1000) % 100000}"  # a sleep no one else runs
     e = run(s, 1, ["sh", "-c", f"sleep {marker} & echo $!"])
     assert e["code"] == 0
-    assert [p for p in glob.glob("/proc/[0-9]*/cmdline") if _read(p) == f"sleep\x00{marker}\x00".encode()]
+    mine = lambda: [p for p in glob.glob("/proc/[0-9]*/cmdline") if _read(p) == f"sleep\x00{marker}\x00".encode()]
+    wait_for(lambda: mine(), "the sandbox's sleep to start")  # forked before the echo, exec'd soon after
     t = time.monotonic()
     assert s.close() == 0
     assert time.monotonic() - t < 15
     # No process of that sandbox is left (its init is gone with its PID namespace).
-    left = [p for p in glob.glob("/proc/[0-9]*/cmdline") if _read(p) == f"sleep\x00{marker}\x00".encode()]
-    assert not left
+    assert not mine()
 
 
 def _read(path):
@@ -262,7 +262,7 @@ def test_a_violation_flood_while_the_client_reads_nothing_stalls_nothing(serve):
                    "gateway": {"home": env["AIRLOCK_HOME"]}})
         assert s.event()["type"] == "started"
         assert run(s, 1, ["sh", "-c", "cat > /tmp/flood.py"], stdin=base64.b64encode(FLOOD).decode())["code"] == 0
-        legit = ('curl -sS -m 4 -o /dev/null -w "%{http_code}\\n" -H "Authorization: Bearer $K" '
+        legit = ('curl -sS -m 10 -o /dev/null -w "%{http_code}\\n" -H "Authorization: Bearer $K" '
                  'https://api.example.com/flood-legit >> /tmp/legit.out 2>/dev/null')
         script = (f"python3 /tmp/flood.py 12 > /tmp/flood.out 2>&1 & "
                   f"(for i in 1 2 3 4 5 6 7 8; do sleep 1; {legit}; done) >/dev/null 2>&1 & echo started")
