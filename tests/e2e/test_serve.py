@@ -268,7 +268,8 @@ def test_a_violation_flood_while_the_client_reads_nothing_stalls_nothing(serve):
                   f"(for i in 1 2 3 4 5 6 7 8; do sleep 1; {legit}; done) >/dev/null 2>&1 & echo started")
         assert run(s, 2, ["sh", "-c", script])["stdout"] == b"started\n"
         time.sleep(14)  # reading nothing while the guest floods
-        s.request({"type": "run", "id": 3, "argv": ["sh", "-c", "cat /tmp/legit.out; cat /tmp/flood.out"]})
+        s.request({"type": "run", "id": 3, "argv": ["sh", "-c", "for i in $(seq 150); do [ -s /tmp/flood.out ] && break; sleep 0.2; done; "
+                                                     "cat /tmp/legit.out /tmp/flood.out"]})
         events = s.events_until("exited")
         out = events[-1]["stdout"].decode().split()
         violations = sum(e["type"] == "violation" for e in events)
