@@ -168,7 +168,8 @@ void parse_network(const Context& ctx, const toml::table& table, const std::stri
   out = builder.config();
 }
 
-SecretBinding parse_secret(const Context& ctx, const toml::table& table, const std::string& base_dir) {
+SecretBinding parse_secret(const Context& ctx, const toml::table& table, const std::string& base_dir,
+                           std::vector<std::string>& source_files) {
   // An inline value is refused before anything else, and without echoing it.
   if (const toml::node* v = table.get("value")) {
     const toml::node* env = table.get("env");
@@ -216,6 +217,7 @@ SecretBinding parse_secret(const Context& ctx, const toml::table& table, const s
     ctx.fail(table, named + "value_from is required (\"env:NAME\" or \"file:PATH\")");
   }
   const std::string source = get_string(ctx, *from, named + "value_from");
+  if (source.rfind("file:", 0) == 0 && source.size() > 5) source_files.push_back(resolve_path(base_dir, source.substr(5)));
   try {
     b.value(read_value_from(env, source, base_dir));
   } catch (const ConfigError& e) {
@@ -357,7 +359,7 @@ AirlockConfig parse_config(std::string_view toml_text, const std::string& origin
     throw ConfigError(origin + (line > 0 ? ":" + std::to_string(line) : std::string()) +
                       ": not valid TOML: " + redact_parse_error(e.description()));
   }
-  check_keys(ctx, root, "the top level", {"network", "secret", "gateway"});
+  check_keys(ctx, root, "the top level", {"network", "secret", "gateway", "sandbox"});
 
   AirlockConfig config;
   if (const toml::node* n = root.get("network")) {
@@ -369,7 +371,7 @@ AirlockConfig parse_config(std::string_view toml_text, const std::string& origin
       ctx.fail(n, "secrets must be written as [[secret]] tables");
     }
     for (const toml::node& item : *secrets) {
-      config.sandbox.secrets.push_back(parse_secret(ctx, *item.as_table(), base_dir));
+      config.sandbox.secrets.push_back(parse_secret(ctx, *item.as_table(), base_dir, config.secret_files));
     }
     try {
       validate_secret_set(config.sandbox.secrets);
@@ -378,6 +380,11 @@ AirlockConfig parse_config(std::string_view toml_text, const std::string& origin
     }
   }
   if (const toml::node* n = root.get("gateway")) parse_gateway(ctx, get_table(ctx, *n, "[gateway]"), config.gateway);
+  if (const toml::node* n = root.get("sandbox")) {
+    const toml::table& t = get_table(ctx, *n, "[sandbox]");
+    check_keys(ctx, t, "[sandbox]", {"id_range"});
+    if (const toml::node* r = t.get("id_range")) config.view.id_range = get_string(ctx, *r, "[sandbox] id_range");
+  }
   return config;
 }
 

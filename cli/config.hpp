@@ -4,6 +4,7 @@
 #include <airlock/secret.hpp>
 
 #include <string>
+#include <vector>
 
 namespace airlock::cli {
 
@@ -17,9 +18,16 @@ struct GatewaySettings {
   bool resolve_pins_with_host_dns = false;
 };
 
+// The `[sandbox]` table: how sandboxes are built on this host.
+struct ViewSettings {
+  std::string id_range;  // "FIRST-LAST": host ids reserved for sandboxes; empty: the default
+};
+
 struct AirlockConfig {
   SandboxConfig sandbox;
   GatewaySettings gateway;
+  ViewSettings view;
+  std::vector<std::string> secret_files;  // the `file:` sources of the secrets (never shown to a guest)
 };
 
 // Reads and validates a config file: every rule of secrets-spec §1/§2, unknown keys, types,

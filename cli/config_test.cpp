@@ -173,7 +173,7 @@ TEST_F(ConfigTest, InlineValueOfAnyTypeIsRejected) {
 
 TEST_F(ConfigTest, UnknownKeysAreErrors) {
   EXPECT_EQ(error("[netwrk]\n"),
-            "test.toml:1: unknown key \"netwrk\" in the top level (expected one of: network, secret, gateway)");
+            "test.toml:1: unknown key \"netwrk\" in the top level (expected one of: network, secret, gateway, sandbox)");
   EXPECT_NE(error("[network]\nintercept_port = [443]\n").find("test.toml:2: unknown key \"intercept_port\" in [network]"),
             std::string::npos);
   EXPECT_NE(error(kSecret + "alow_hosts = [\"x.example\"]\n").find("unknown key \"alow_hosts\" in [[secret]]"),
@@ -313,6 +313,28 @@ TEST_F(ConfigTest, SummaryShowsPlaceholdersNeverValues) {
   EXPECT_NE(summary.find("require_tls_identity: yes"), std::string::npos);
   EXPECT_NE(summary.find("violation action:     block-and-log"), std::string::npos);
   EXPECT_NE(summary.find("tls_bypass:           *.pinned.example"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace airlock::cli
+
+namespace airlock::cli {
+namespace {
+
+class ConfigViewTest : public ConfigTest {};
+
+TEST_F(ConfigViewTest, FileSourcesAreRecordedSoTheGuestNeverSeesThem) {
+  write("token", std::string(kFake) + "\n");
+  const AirlockConfig config = parse(
+      "[[secret]]\nenv = \"A\"\nvalue_from = \"file:token\"\nallow_hosts = [\"a.example.com\"]\n"
+      "[[secret]]\nenv = \"B\"\nvalue_from = \"env:HOME\"\nallow_hosts = [\"b.example.com\"]\n");
+  EXPECT_EQ(config.secret_files, (std::vector<std::string>{(dir_ / "token").string()}));
+}
+
+TEST_F(ConfigViewTest, SandboxTableTakesAnIdRange) {
+  EXPECT_EQ(parse("[sandbox]\nid_range = \"200000-265535\"\n").view.id_range, "200000-265535");
+  EXPECT_EQ(parse("").view.id_range, "");
+  EXPECT_NE(error("[sandbox]\nids = 1\n").find("ids"), std::string::npos);
 }
 
 }  // namespace

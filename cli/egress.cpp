@@ -39,7 +39,9 @@ std::shared_ptr<const policy::Policy> make_egress_policy(const std::vector<std::
 std::vector<std::string> guard_destinations(const policy::Policy& policy) {
   std::vector<std::string> all = sandbox::default_blocked_destinations();
   // The policy's `host` group already holds this host's addresses: no second interface walk.
-  for (const IpAddress& ip : policy.groups().host_addresses()) all.push_back(policy::Cidr::host(ip).to_string());
+  std::vector<std::string> hosts;
+  for (const IpAddress& ip : policy.groups().host_addresses()) hosts.push_back(policy::Cidr::host(ip).to_string());
+  for (std::string& text : sandbox::with_ipv4_embeddings(std::move(hosts))) all.push_back(std::move(text));
   std::vector<std::string> kept;
   for (std::string& text : all) {
     auto range = policy::Cidr::parse(text);

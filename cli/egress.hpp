@@ -20,8 +20,8 @@ std::shared_ptr<const policy::Policy> make_egress_policy(const std::vector<std::
                                                          const std::vector<std::string>& config_file);
 
 // The sandbox's nftables guard (TCP reset before the gateway): the default blocked ranges and
-// this host's addresses, less every range an allow rule of `policy` opens (the gateway decides
-// those).
+// this host's addresses, each with its IPv6 forms (sandbox::with_ipv4_embeddings), less every
+// range an allow rule of `policy` opens (the gateway decides those).
 std::vector<std::string> guard_destinations(const policy::Policy& policy);
 
 }  // namespace airlock::cli

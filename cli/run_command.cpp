@@ -39,6 +39,11 @@ struct RunArgs {
   std::vector<std::string> env_pass;
   std::vector<std::string> volumes;
   std::string rootfs;
+  std::string workdir;
+  bool no_workdir = false;
+  bool workdir_overlay = false;
+  bool print_view = false;
+  std::string id_range;
   bool tty = false;
   double timeout = 0;
   std::string memory;
@@ -92,7 +97,7 @@ SecretBinding secret_from_env(const std::string& spec) {
 }
 
 // `--secret-file ENV=PATH@HOST[,HOST...]`
-SecretBinding secret_from_file(const std::string& spec) {
+SecretBinding secret_from_file(const std::string& spec, std::vector<std::string>& source_files) {
   const std::size_t eq = spec.find('=');
   const std::size_t at = spec.rfind('@');
   if (eq == std::string::npos || eq == 0 || at == std::string::npos || at < eq + 2) {
@@ -102,6 +107,7 @@ SecretBinding secret_from_file(const std::string& spec) {
   const std::string path = spec.substr(eq + 1, at - eq - 1);
   char cwd[PATH_MAX];
   const std::string base = ::getcwd(cwd, sizeof cwd) != nullptr ? cwd : "/";
+  source_files.push_back(path.starts_with("/") ? path : base + "/" + path);
   SecretBuilder builder;
   builder.env(env).value(read_value_from(env, "file:" + path, base));
   add_hosts(builder, std::string_view(spec).substr(at + 1), "--secret-file " + env);
@@ -119,6 +125,14 @@ sandbox::SandboxOptions make_options(const RunArgs& args) {
   options.env.pass = args.env_pass;
   for (const std::string& v : args.volumes) options.volumes.push_back(sandbox::parse_volume(v));
   options.rootfs = args.rootfs;
+  if (args.no_workdir && (!args.workdir.empty() || args.workdir_overlay)) {
+    throw ConfigError("--no-workdir cannot be combined with --workdir or --workdir-overlay");
+  }
+  options.workdir = args.workdir;
+  options.workspace = args.no_workdir        ? sandbox::SandboxOptions::Workspace::kNone
+                      : args.workdir_overlay ? sandbox::SandboxOptions::Workspace::kOverlay
+                                             : sandbox::SandboxOptions::Workspace::kReadWrite;
+  if (!args.id_range.empty()) options.id_pool = sandbox::parse_id_range(args.id_range);
   options.tty = args.tty;
   if (args.timeout < 0) throw ConfigError("--timeout must be positive");
   if (args.timeout > 0) {
@@ -184,19 +198,30 @@ class SignalForwarder {
 
 int run(const RunArgs& args) {
   phase("begin");
-  if (args.command.empty()) throw ConfigError("no command given (airlock run [OPTIONS] -- CMD...)");
   std::vector<SecretBinding> secrets;
   NetworkConfig network;
   GatewaySettings settings;
+  std::vector<std::string> secret_files;
+  std::string id_range;
   if (!args.config.empty()) {
     AirlockConfig config = load_config(args.config);
     secrets = std::move(config.sandbox.secrets);
     network = std::move(config.sandbox.network);
     settings = std::move(config.gateway);
+    secret_files = std::move(config.secret_files);
+    id_range = config.view.id_range;
   }
   for (const std::string& spec : args.secrets) secrets.push_back(secret_from_env(spec));
-  for (const std::string& spec : args.secret_files) secrets.push_back(secret_from_file(spec));
+  for (const std::string& spec : args.secret_files) secrets.push_back(secret_from_file(spec, secret_files));
   validate_secret_set(secrets);
+  sandbox::SandboxOptions options = make_options(args);
+  if (args.id_range.empty() && !id_range.empty()) options.id_pool = sandbox::parse_id_range(id_range);
+  options.secret_files = std::move(secret_files);
+  if (args.print_view) {
+    std::cout << sandbox::describe_view(options, secrets);
+    return 0;
+  }
+  if (args.command.empty()) throw ConfigError("no command given (airlock run [OPTIONS] -- CMD...)");
 
   // Blocked before any thread starts, so every thread inherits the mask and only the
   // forwarder receives them.
@@ -205,7 +230,7 @@ int run(const RunArgs& args) {
 
   ::signal(SIGPIPE, SIG_IGN);  // the gateway writes to sockets the guest may have closed
 
-  SandboxWithNetwork sandbox = make_sandbox_with_network(make_options(args), secrets, network, settings,
+  SandboxWithNetwork sandbox = make_sandbox_with_network(std::move(options), secrets, network, settings,
                                                        args.egress, args.dns_servers);
   sandbox::Sandbox& box = *sandbox.box;
   box.start();
@@ -259,6 +284,19 @@ void add_run_command(CLI::App& app) {
   command->add_option("--volume,-v", args->volumes, "HOST:GUEST[:ro]: bind a host path")
       ->allow_extra_args(false);
   command->add_option("--rootfs", args->rootfs, "a directory to use as the guest's root");
+  command->add_option("--workdir", args->workdir,
+                      "DIR: the workspace, seen by the guest at the same path, read-write, as its working "
+                      "directory (default: the current directory)");
+  command->add_flag("--no-workdir", args->no_workdir, "share no directory (the command starts in HOME)");
+  command->add_flag("--workdir-overlay", args->workdir_overlay,
+                    "the guest may write in the workspace, but its writes go to a layer discarded at exit; "
+                    "the host copy stays untouched");
+  command->add_flag("--print-view", args->print_view,
+                    "print what the guest would see of the host (mounts, workspace, hidden and rewritten "
+                    "files) and exit");
+  command->add_option("--id-range", args->id_range,
+                      "FIRST-LAST: host ids reserved for sandboxes (each takes 65536 of them; default "
+                      "1879048192-2147352575)");
   command->add_flag("-t,--tty", args->tty, "give the command a terminal");
   command->add_option("--timeout", args->timeout, "seconds; then the sandbox is killed (exit 124)");
   command->add_option("--memory", args->memory, "memory limit, e.g. 512M (cgroups)");
@@ -292,7 +330,7 @@ void add_run_command(CLI::App& app) {
 
   auto state_root = std::make_shared<std::string>("/run/airlock");
   CLI::App* gc = app.add_subcommand(
-      "gc", "Remove what crashed sandboxes left behind (state, cgroups, airlock-* namespaces)");
+      "gc", "Remove what crashed sandboxes left behind (state, id leases, cgroups, airlock-* namespaces)");
   gc->add_option("--state-dir", *state_root, "where sandboxes record their owner")
       ->capture_default_str();
   gc->callback([state_root] {

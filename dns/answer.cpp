@@ -1,6 +1,7 @@
 #include "dns/answer.hpp"
 
 #include <algorithm>
+#include <optional>
 
 namespace airlock::dns {
 namespace {
@@ -36,30 +37,52 @@ void svcb_hints(const std::string& rdata, std::vector<IpAddress>& out) {
 
 }  // namespace
 
+namespace {
+
+bool asked_for(std::uint16_t qtype, std::uint16_t rtype) {
+  return rtype == qtype || (qtype == type::kAny && (rtype == type::kA || rtype == type::kAaaa));
+}
+
+}  // namespace
+
 AnswerChain follow_chain(const Message& answer) {
   AnswerChain chain;
   if (answer.questions.empty()) return chain;
-  std::vector<Name> names = {answer.questions.front().name};
-  std::vector<std::uint32_t> ttl_to = {UINT32_MAX};  // smallest CNAME TTL before names[i]
-  while (names.size() < kMaxChainNames) {
+  const Question& question = answer.questions.front();
+  std::vector<Name> names = {question.name};
+  std::uint32_t ttl = UINT32_MAX;  // the smallest CNAME TTL on the way to names.back()
+  for (;;) {
     const Name& current = names.back();
-    auto it = std::find_if(answer.answers.begin(), answer.answers.end(), [&](const Record& r) {
-      return r.type == type::kCname && r.klass == kClassIn && r.name == current;
-    });
-    if (it == answer.answers.end()) break;
-    auto target = it->cname_target();
-    if (!target || std::find(names.begin(), names.end(), *target) != names.end()) break;
-    ttl_to.push_back(std::min(ttl_to.back(), it->ttl));
-    names.push_back(std::move(*target));
+    std::optional<Name> next;
+    std::uint32_t link_ttl = 0;
+    for (const Record& r : answer.answers) {
+      if (r.type != type::kCname || r.klass != kClassIn || !(r.name == current)) continue;
+      auto target = r.cname_target();
+      if (!target || (next && !(*next == *target))) {
+        chain.end = ChainEnd::kFork;  // unreadable or a second, different target
+        break;
+      }
+      if (!next) link_ttl = r.ttl;
+      link_ttl = std::min(link_ttl, r.ttl);
+      next = std::move(target);
+    }
+    if (chain.end == ChainEnd::kFork || !next) break;
+    if (std::find(names.begin(), names.end(), *next) != names.end()) {
+      chain.end = ChainEnd::kLoop;
+      break;
+    }
+    if (names.size() == kMaxChainNames) {
+      chain.end = ChainEnd::kTooLong;
+      break;
+    }
+    ttl = std::min(ttl, link_ttl);
+    names.push_back(std::move(*next));
   }
-  for (const Record& r : answer.answers) {
-    if (r.klass != kClassIn) continue;
-    auto ip = r.address();
-    if (!ip) continue;
-    auto owner = std::find(names.begin(), names.end(), r.name);
-    if (owner == names.end()) continue;
-    const auto index = static_cast<std::size_t>(owner - names.begin());
-    chain.addresses.push_back({*ip, std::min(ttl_to[index], r.ttl)});
+  if (chain.end == ChainEnd::kEnd) {
+    for (const Record& r : answer.answers) {
+      if (r.klass != kClassIn || !asked_for(question.type, r.type) || !(r.name == names.back())) continue;
+      if (auto ip = r.address()) chain.addresses.push_back({*ip, std::min(ttl, r.ttl)});
+    }
   }
   chain.names.reserve(names.size());
   for (const Name& n : names) chain.names.push_back(n.text());

@@ -18,13 +18,27 @@ struct ChainAddress {
   std::uint32_t ttl = 0;  // the smallest TTL on the way: every CNAME link before it and itself
 };
 
-struct AnswerChain {
-  std::vector<std::string> names;         // Name::text() of the query name, then each CNAME target
-  std::vector<ChainAddress> addresses;    // class-IN A/AAAA answers owned by a name in `names`
+// How following the chain ended. Only kEnd yields addresses: an answer whose chain loops, runs
+// past kMaxChainNames or forks has no well-defined end, so it pins nothing.
+enum class ChainEnd : std::uint8_t {
+  kEnd,      // the last name owns no CNAME
+  kLoop,     // a CNAME points back at a name already on the chain
+  kTooLong,  // the kMaxChainNames-th name still owns a CNAME
+  kFork,     // a name on the chain owns CNAMEs with different targets
 };
 
-// Follows CNAME records in the answer section from the first question's name. Records that are
-// not on the chain are ignored. The chain stops at a loop or after kMaxChainNames names.
+struct AnswerChain {
+  std::vector<std::string> names;         // Name::text() of the query name, then each CNAME target
+  ChainEnd end = ChainEnd::kEnd;
+  // With kEnd: the class-IN address records of the asked type (A for A, AAAA for AAAA, both for
+  // ANY) owned by names.back(). Empty otherwise.
+  std::vector<ChainAddress> addresses;
+};
+
+// Follows CNAME records in the answer section from the first question's name (issue 12, item 1):
+// each step takes the CNAME owned by the current name wherever it sits in the section (order
+// does not matter, the anchor does), names compared case-insensitively. Records owned by names
+// off the chain, and address records owned by any chain name but the last, are ignored.
 AnswerChain follow_chain(const Message& answer);
 
 // Every address in the message, for the rebind filter: A/AAAA data in any section and the

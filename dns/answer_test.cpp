@@ -49,6 +49,28 @@ TEST(RebindFilter, PrivateAnswersAreRebinding) {
   EXPECT_EQ(check_answer(https, p), AnswerVerdict::kRebinding);
 }
 
+// Issue 12, item 2: an answer whose AAAA embeds a non-public IPv4 address is rebinding.
+TEST(RebindFilter, Ipv6FormsOfPrivateAddressesAreRebinding) {
+  const policy::Policy p({}, kHost);
+  auto aaaa = [](const char* address) {
+    return answer("api.example", {Record::a_or_aaaa(name("api.example"), ip(address), 60)});
+  };
+  for (const char* bad : {"64:ff9b::a9fe:a9fe", "64:ff9b::a00:1", "64:ff9b::7f00:1", "64:ff9b:1:a9fe:a9:fe00::",
+                          "64:ff9b:1::a00:1", "2002:a9fe:a9fe::", "2002:c0a8:101::1", "2002:c000:235::1",
+                          "::a9fe:a9fe", "::ffff:a9fe:a9fe", "2001:0:a9fe:a9fe::1", "2001:0:808:808::f5ff:fffe",
+                          "fec0::1"}) {
+    EXPECT_EQ(check_answer(aaaa(bad), p), AnswerVerdict::kRebinding) << bad;
+  }
+  for (const char* fine : {"64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111"}) {
+    EXPECT_EQ(check_answer(aaaa(fine), p), AnswerVerdict::kPass) << fine;
+  }
+  // An allow of the IPv4 range does not let its NAT64 form through; naming the form does.
+  const policy::Policy v4 = policy::Policy::from_text(std::vector<std::string>{"allow@169.254.169.254"}, kHost);
+  EXPECT_EQ(check_answer(aaaa("64:ff9b::a9fe:a9fe"), v4), AnswerVerdict::kRebinding);
+  const policy::Policy v6 = policy::Policy::from_text(std::vector<std::string>{"allow@[64:ff9b::a9fe:a9fe]"}, kHost);
+  EXPECT_EQ(check_answer(aaaa("64:ff9b::a9fe:a9fe"), v6), AnswerVerdict::kPass);
+}
+
 TEST(RebindFilter, ExplicitAddressRuleAllows) {
   const policy::Policy p = policy::Policy::from_text(
       std::vector<std::string>{"allow@10.0.0.0/24:tcp:443", "deny@*.blocked.example"}, kHost);

@@ -24,12 +24,13 @@ std::size_t PinSet::record(const Message& answer, PinTime now) {
   if (chain.addresses.empty()) return 0;
   std::size_t count = 0;
   std::unique_lock lock(mutex_);
+  // Credited to the query name only (docs/security.md, "What a DNS answer pins"): the chain's
+  // other names are the answer's claims about names nobody asked for.
+  const std::string& asked = chain.names.front();
   for (const auto& a : chain.addresses) {
     const auto hold = std::clamp(std::chrono::seconds(a.ttl), options_.min_hold, options_.max_hold);
-    for (const auto& name : chain.names) {
-      insert_locked(policy::canonical(a.ip), name, now + hold, now);
-      ++count;
-    }
+    insert_locked(policy::canonical(a.ip), asked, now + hold, now);
+    ++count;
   }
   return count;
 }

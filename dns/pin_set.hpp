@@ -39,9 +39,11 @@ class PinSet final : public secrets::PinQuery {
   explicit PinSet(NowFn now, PinSetOptions options = {});
 
   // Records an answer the guest is about to receive: follows the CNAME chain from the query
-  // name and pins every A/AAAA address at its end under the query name and every chain name,
-  // held for max(TTL, min_hold) (TTL capped at max_hold; a pin is never shortened). Only
-  // NOERROR responses to standard queries count. Returns the number of (address, name) pairs
+  // name (follow_chain: strict, anchored at the question) and pins each address of the asked
+  // type owned by the chain's last name under the query name alone, never under the chain's
+  // other names, held for max(TTL, min_hold) (TTL capped at max_hold; a pin is never
+  // shortened). A chain that loops, forks or is too long pins nothing. Only NOERROR responses
+  // to standard queries with one question count. Returns the number of (address, name) pairs
   // added or refreshed.
   std::size_t record(const Message& answer, PinTime now);
   // Pins one address under one name (normalized) for `hold`, clamped like record().

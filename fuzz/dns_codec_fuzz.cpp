@@ -4,7 +4,9 @@
 // a message that parses re-encodes (unless the uncompressed form exceeds 65535 bytes), the
 // re-encoding parses to an equal message and encodes to the same bytes again; the question-only
 // parse agrees with the full parse; every name's text form parses back to an equal name; the
-// chain, address and rebind helpers and the pin set accept whatever parsed.
+// chain, address and rebind helpers and the pin set accept whatever parsed. Pin provenance
+// (issue 12, item 1): a chain with no well-defined end has no addresses; what an answer pins is
+// pinned under the question name alone, and only addresses the chain yields.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -70,6 +72,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   const dns::AnswerChain chain = dns::follow_chain(m);
   check(chain.names.size() <= dns::kMaxChainNames);
+  check(chain.end == dns::ChainEnd::kEnd || chain.addresses.empty());
+  if (!m.questions.empty()) check(!chain.names.empty() && chain.names.front() == m.questions.front().name.text());
+  {
+    dns::PinSet fresh([] { return dns::PinTime{}; });
+    const std::size_t added = fresh.record(m, dns::PinTime{});
+    check(added <= chain.addresses.size());
+    for (const auto& a : chain.addresses) {
+      for (const std::string& n : fresh.names_for(a.ip, dns::PinTime{})) check(n == chain.names.front());
+    }
+    check(fresh.size() <= chain.addresses.size());
+  }
   static const policy::Policy policy = policy::Policy::from_text(
       std::vector<std::string>{"allow@10.0.0.0/24", "deny@*.blocked.example"},
       {*IpAddress::parse("192.0.2.53")});

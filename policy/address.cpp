@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <initializer_list>
 
 namespace airlock::policy {
 namespace {
@@ -20,6 +21,22 @@ bool prefix_equal(const IpAddress& a, const IpAddress& b, unsigned bits) noexcep
   return (a.bytes[whole] & mask) == (b.bytes[whole] & mask);
 }
 
+bool starts_with(const IpAddress& ip, std::initializer_list<std::uint8_t> prefix) noexcept {
+  return !ip.is_v4() && std::equal(prefix.begin(), prefix.end(), ip.bytes.begin());
+}
+
+// 64:ff9b::/96, the NAT64 well-known prefix (RFC 6052).
+bool is_nat64_well_known(const IpAddress& ip) noexcept {
+  return starts_with(ip, {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0});
+}
+
+IpAddress v4_at(const IpAddress& ip, std::initializer_list<unsigned> at, std::uint8_t flip = 0) noexcept {
+  IpAddress out;
+  std::size_t i = 0;
+  for (unsigned byte : at) out.bytes[i++] = static_cast<std::uint8_t>(ip.bytes[byte] ^ flip);
+  return out;
+}
+
 Cidr must(std::string_view text) {
   auto c = Cidr::parse(text);
   return *c;  // tables below are fixed and valid
@@ -28,7 +45,7 @@ Cidr must(std::string_view text) {
 const std::vector<Cidr>& table(Group group) {
   static const std::vector<Cidr> priv = {must("10.0.0.0/8"), must("172.16.0.0/12"),
                                          must("192.168.0.0/16"), must("100.64.0.0/10"),
-                                         must("fc00::/7")};
+                                         must("fc00::/7"), must("fec0::/10")};
   static const std::vector<Cidr> loopback = {must("127.0.0.0/8"), must("::1")};
   static const std::vector<Cidr> link_local = {must("169.254.0.0/16"), must("fe80::/10")};
   static const std::vector<Cidr> metadata = {must("169.254.169.254"), must("fd00:ec2::254")};
@@ -69,6 +86,54 @@ bool in_table(const std::vector<Cidr>& t, const IpAddress& ip) noexcept {
 }  // namespace
 
 const std::vector<Cidr>& group_ranges(Group group) { return table(group); }
+
+EmbeddedIpv4 embedded_ipv4(const IpAddress& ip) noexcept {
+  EmbeddedIpv4 e;
+  if (ip.is_v4()) return e;
+  auto add = [&](const IpAddress& v4) { e.readings[e.count++] = v4; };
+  if (is_nat64_well_known(ip) || starts_with(ip, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})) {
+    add(v4_at(ip, {12, 13, 14, 15}));  // NAT64 /96, IPv4-compatible
+  } else if (starts_with(ip, {0, 0x64, 0xff, 0x9b, 0, 1})) {
+    add(v4_at(ip, {6, 7, 9, 10}));     // local-use NAT64 at /48 (byte 8 is the u-octet)
+    add(v4_at(ip, {7, 9, 10, 11}));    // ... /56
+    add(v4_at(ip, {9, 10, 11, 12}));   // ... /64
+    add(v4_at(ip, {12, 13, 14, 15}));  // ... /96
+  } else if (starts_with(ip, {0x20, 0x02})) {
+    add(v4_at(ip, {2, 3, 4, 5}));      // 6to4
+  } else if (starts_with(ip, {0x20, 0x01, 0, 0})) {
+    add(v4_at(ip, {4, 5, 6, 7}));            // Teredo server
+    add(v4_at(ip, {12, 13, 14, 15}, 0xff));  // Teredo client, obfuscated
+  }
+  return e;
+}
+
+bool reaches(const Cidr& range, const IpAddress& ip) noexcept {
+  if (range.contains(ip)) return true;
+  for (const IpAddress& v4 : embedded_ipv4(canonical(ip)))
+    if (range.contains(v4)) return true;
+  return false;
+}
+
+std::vector<Cidr> embedding_networks(const Cidr& v4) {
+  if (!v4.network.is_v4()) return {};
+  const auto& a = v4.network.bytes;
+  auto v6 = [&](std::initializer_list<std::uint8_t> head, std::size_t at, unsigned offset) {
+    Cidr c;
+    c.network.family = IpAddress::Family::kV6;
+    std::copy(head.begin(), head.end(), c.network.bytes.begin());
+    std::copy(a.begin(), a.begin() + 4, c.network.bytes.begin() + static_cast<std::ptrdiff_t>(at));
+    c.prefix = static_cast<std::uint8_t>(offset + v4.prefix);
+    return c;
+  };
+  return {v6({}, 12, 96),                          // IPv4-compatible
+          v6({0, 0x64, 0xff, 0x9b}, 12, 96),       // NAT64 well-known
+          v6({0x20, 0x02}, 2, 16)};                // 6to4
+}
+
+const std::vector<Cidr>& scattered_embedding_prefixes() {
+  static const std::vector<Cidr> prefixes = {must("64:ff9b:1::/48"), must("2001::/32")};
+  return prefixes;
+}
 
 IpAddress canonical(const IpAddress& ip) noexcept {
   if (ip.is_v4()) return ip;
@@ -155,8 +220,9 @@ std::optional<Group> parse_group(std::string_view text) noexcept {
   return std::nullopt;
 }
 
-bool is_reserved(const IpAddress& ip) noexcept {
-  const IpAddress c = canonical(ip);
+namespace {
+
+bool own_range_reserved(const IpAddress& c) noexcept {
   if (!c.is_v4() && (c.bytes[0] & 0xe0) != 0x20) {
     // Outside 2000::/3 (global unicast): reserved unless a named group covers it.
     for (Group g : {Group::kPrivate, Group::kLoopback, Group::kLinkLocal, Group::kMulticast}) {
@@ -167,6 +233,16 @@ bool is_reserved(const IpAddress& ip) noexcept {
   return in_table(reserved_table(), c);
 }
 
+}  // namespace
+
+bool is_reserved(const IpAddress& ip) noexcept {
+  const IpAddress c = canonical(ip);
+  for (const IpAddress& v4 : embedded_ipv4(c))
+    if (own_range_reserved(v4)) return true;
+  if (is_nat64_well_known(c)) return false;  // what it embeds decides alone
+  return own_range_reserved(c);
+}
+
 AddressGroups::AddressGroups(std::vector<IpAddress> host_addresses) {
   host_.reserve(host_addresses.size());
   for (const auto& ip : host_addresses) host_.push_back(canonical(ip));
@@ -175,16 +251,23 @@ AddressGroups::AddressGroups(std::vector<IpAddress> host_addresses) {
 bool AddressGroups::contains(Group group, const IpAddress& ip) const noexcept {
   const IpAddress c = canonical(ip);
   switch (group) {
-    case Group::kHost:
-      return std::find(host_.begin(), host_.end(), c) != host_.end();
+    case Group::kHost: {
+      auto is_host = [&](const IpAddress& a) { return std::find(host_.begin(), host_.end(), a) != host_.end(); };
+      if (is_host(c)) return true;
+      const EmbeddedIpv4 e = embedded_ipv4(c);
+      return std::any_of(e.begin(), e.end(), is_host);
+    }
     case Group::kPublic:
       for (Group g : {Group::kPrivate, Group::kLoopback, Group::kLinkLocal, Group::kMetadata,
                       Group::kMulticast, Group::kHost}) {
         if (contains(g, c)) return false;
       }
       return !is_reserved(c);
-    default:
-      return in_table(table(group), c);
+    default: {
+      if (in_table(table(group), c)) return true;
+      const EmbeddedIpv4 e = embedded_ipv4(c);
+      return std::any_of(e.begin(), e.end(), [&](const IpAddress& v4) { return in_table(table(group), v4); });
+    }
   }
 }
 

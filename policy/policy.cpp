@@ -41,7 +41,11 @@ Policy Policy::from_text(std::span<const std::string> lines, std::vector<IpAddre
 }
 
 bool Policy::destination_matches(const Rule& rule, const Flow& flow, const secrets::PinQuery* pins) const {
-  if (const auto* cidr = std::get_if<Cidr>(&rule.destination)) return cidr->contains(flow.destination);
+  if (const auto* cidr = std::get_if<Cidr>(&rule.destination)) {
+    // A deny also covers the IPv6 forms that embed an address of its range; an allow names
+    // exactly what it allows.
+    return rule.action == Action::kDeny ? reaches(*cidr, flow.destination) : cidr->contains(flow.destination);
+  }
   if (const auto* group = std::get_if<Group>(&rule.destination)) return groups_.contains(*group, flow.destination);
   const auto& domain = std::get<DomainMatch>(rule.destination);
   auto pinned = [&] {
@@ -87,7 +91,7 @@ bool Policy::answer_address_allowed(const IpAddress& ip) const {
     const Rule& rule = rules_[i];
     bool contains = false;
     if (const auto* cidr = std::get_if<Cidr>(&rule.destination)) {
-      contains = cidr->contains(ip);
+      contains = rule.action == Action::kDeny ? reaches(*cidr, ip) : cidr->contains(ip);
     } else if (const auto* group = std::get_if<Group>(&rule.destination)) {
       contains = *group != Group::kPublic && groups_.contains(*group, ip);
     }
@@ -114,13 +118,21 @@ bool Policy::opens(const Cidr& range) const {
       if (overlap(*cidr, range)) return true;
     } else if (const auto* group = std::get_if<Group>(&rule.destination)) {
       if (*group == Group::kPublic) continue;
+      // A group holds the IPv6 forms of its IPv4 members too (AddressGroups::contains).
+      std::vector<Cidr> members;
       if (*group == Group::kHost) {
-        for (const IpAddress& ip : groups_.host_addresses())
-          if (range.contains(ip)) return true;
-        continue;
+        for (const IpAddress& ip : groups_.host_addresses()) members.push_back(Cidr::host(ip));
+      } else {
+        members = group_ranges(*group);
       }
-      for (const Cidr& member : group_ranges(*group))
+      for (const Cidr& member : members) {
         if (overlap(member, range)) return true;
+        if (!member.network.is_v4()) continue;
+        for (const Cidr& form : embedding_networks(member))
+          if (overlap(form, range)) return true;
+        for (const Cidr& form : scattered_embedding_prefixes())
+          if (overlap(form, range)) return true;
+      }
     }
   }
   return false;

@@ -65,8 +65,10 @@ class Policy {
   // The connection decision. Before any rule: UDP to port 443 (QUIC, which cannot be intercepted
   // or scanned) is denied so clients fall back to TCP, and TCP to port 853 (DNS over TLS, which
   // would bypass the pin set and denied domains) is denied; the gateway may decide to intercept
-  // such a flow instead and not ask. Then the rules, in order. IP, CIDR and group rules match on the destination address (an
-  // IPv4-mapped IPv6 address is taken as the IPv4 it embeds). Domain rules:
+  // such a flow instead and not ask. Then the rules, in order. IP, CIDR and group rules match on
+  // the destination address (an IPv4-mapped IPv6 address is taken as the IPv4 it embeds; a
+  // group holds every address that embeds one of its IPv4 members, see embedded_ipv4; a CIDR
+  // deny also matches those forms, a CIDR allow only the addresses it names). Domain rules:
   //   allow matches when `pins` holds the destination for a name the rule matches AND the SNI,
   //         when present, matches the rule too;
   //   deny  matches when the SNI matches the rule, or, with no SNI, when the destination is
@@ -79,12 +81,13 @@ class Policy {
   bool denies_domain(std::string_view name) const;
 
   // May a DNS answer point a name at `ip`? Public, multicast and reserved addresses may; an
-  // address in private, loopback, link-local, metadata or host space only when the first
-  // configured IP, CIDR or (non-public) group rule containing it is an allow.
+  // address in private, loopback, link-local, metadata or host space (itself or the IPv4 address
+  // it embeds) only when the first configured IP, CIDR or (non-public) group rule containing it
+  // is an allow.
   bool answer_address_allowed(const IpAddress& ip) const;
 
-  // True when a configured allow rule names an address, CIDR or group (other than public) that
-  // overlaps `range`: a coarser filter in front of the policy (the sandbox's nftables guard)
+  // True when a configured allow rule names an address, CIDR or group (other than public; with
+  // the IPv6 forms of its IPv4 members) that overlaps `range`: a coarser filter in front of the policy (the sandbox's nftables guard)
   // must let that range through and leave the decision to decide().
   bool opens(const Cidr& range) const;
 

@@ -259,6 +259,69 @@ TEST(Policy, OpensOnlyWhatAnAllowRuleNamesByAddress) {
   EXPECT_FALSE(make({"allow@10.1.2.0/24"}).opens(cidr("fc00::/7")));
 }
 
+// Issue 12, item 2: the IPv6 forms of a non-public IPv4 address are decided like it.
+const char* const kMetadataForms[] = {"169.254.169.254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe",
+                                      "64:ff9b:1:a9fe:a9:fe00::", "2002:a9fe:a9fe::", "::a9fe:a9fe",
+                                      "2001:0:a9fe:a9fe::", "2001:0:808:808::5601:5601"};
+
+TEST(Policy, EmbeddedFormsOfTheMetadataAddressAreNeverPublic) {
+  const Policy defaults = make({});
+  FakePins pins;
+  for (const char* form : kMetadataForms) pins.pins.push_back({ip(form), "api.example.com"});
+  const Policy domain = make({"allow@api.example.com:tcp:443", "deny@metadata"});
+  const Policy group_deny = make({"deny@link-local", "allow@api.example.com:tcp:443"});
+  for (const char* form : kMetadataForms) {
+    EXPECT_EQ(decide(defaults, form, kTcp, 80), Action::kDeny) << form;
+    EXPECT_FALSE(defaults.answer_address_allowed(ip(form))) << form;
+    EXPECT_EQ(decide(group_deny, form, kTcp, 443, "api.example.com", &pins), Action::kDeny) << form;
+    EXPECT_EQ(group_deny.explain(group_deny.decide(Flow{ip(form), kTcp, 443, "api.example.com"}, &pins)),
+              "deny@link-local") << form;
+  }
+  // A public address behind NAT64 is public (IPv6-only networks with DNS64); in 6to4 or Teredo
+  // it is reserved, so not public.
+  EXPECT_EQ(decide(defaults, "64:ff9b::808:808", kTcp, 443), Action::kAllow);
+  EXPECT_EQ(decide(defaults, "2002:808:808::1", kTcp, 443), Action::kDeny);
+  EXPECT_TRUE(defaults.answer_address_allowed(ip("64:ff9b::808:808")));
+  EXPECT_TRUE(defaults.answer_address_allowed(ip("2002:808:808::1")));
+}
+
+TEST(Policy, CidrDeniesCoverEmbeddedFormsAllowsNameExactly) {
+  const Policy p = make({"deny@10.0.0.0/8", "allow@[64:ff9b::/96]:tcp:443", "allow@[2002::/16]:tcp:443"});
+  for (const char* form : {"64:ff9b::a01:203", "2002:a01:203::1"}) {
+    EXPECT_EQ(decide(p, form, kTcp, 443), Action::kDeny) << form;
+    EXPECT_FALSE(p.answer_address_allowed(ip(form))) << form;
+  }
+  EXPECT_EQ(decide(p, "2002:c0a8:1::1", kTcp, 443), Action::kAllow);  // 192.168.0.1: no deny for it
+  // An allow of an IPv4 range does not allow its IPv6 forms (the user names what to reach).
+  const Policy a = make({"allow@10.1.2.0/24:tcp:443"});
+  EXPECT_EQ(decide(a, "10.1.2.3", kTcp, 443), Action::kAllow);
+  EXPECT_EQ(decide(a, "::ffff:10.1.2.3", kTcp, 443), Action::kAllow);  // the same socket address
+  EXPECT_EQ(decide(a, "64:ff9b::a01:203", kTcp, 443), Action::kDeny);
+  EXPECT_TRUE(a.answer_address_allowed(ip("10.1.2.3")));
+  EXPECT_FALSE(a.answer_address_allowed(ip("64:ff9b::a01:203")));
+  // Naming the NAT64 form itself allows it.
+  EXPECT_TRUE(make({"allow@[64:ff9b::a01:203]"}).answer_address_allowed(ip("64:ff9b::a01:203")));
+  // Group allows take the forms along: allow@private holds 64:ff9b::a01:203.
+  EXPECT_EQ(decide(make({"allow@private:tcp:443"}), "64:ff9b::a01:203", kTcp, 443), Action::kAllow);
+}
+
+TEST(Policy, OpensTheEmbeddedFormsOfAnAllowedGroup) {
+  auto cidr = [](std::string_view t) { return *Cidr::parse(t); };
+  const Policy p = make({"allow@link-local", "allow@10.1.2.0/24"});
+  EXPECT_TRUE(p.opens(cidr("64:ff9b::a9fe:0/112")));
+  EXPECT_TRUE(p.opens(cidr("2002:a9fe::/32")));
+  EXPECT_TRUE(p.opens(cidr("::169.254.0.0/112")));
+  EXPECT_TRUE(p.opens(cidr("64:ff9b:1::/48")));  // may hold link-local readings
+  EXPECT_TRUE(p.opens(cidr("2001::/32")));
+  EXPECT_FALSE(p.opens(cidr("64:ff9b::a00:0/104")));  // an IPv4 CIDR allow opens no IPv6 form
+  EXPECT_FALSE(p.opens(cidr("2002:a00::/24")));
+  EXPECT_FALSE(make({"allow@10.1.2.0/24"}).opens(cidr("2001::/32")));
+  const Policy host = make({"allow@host:tcp:8080"});
+  EXPECT_TRUE(host.opens(cidr("64:ff9b::c000:235")));  // 192.0.2.53
+  EXPECT_TRUE(host.opens(cidr("2002:c000:235::/48")));
+  EXPECT_FALSE(host.opens(cidr("2002:c000:236::/48")));
+}
+
 TEST(Policy, ExplainsEachKindOfDecision) {
   const Policy p = make({"deny@private"});
   EXPECT_EQ(p.explain(p.decide(Flow{ip("10.0.0.1"), kTcp, 443, {}}, nullptr)), "deny@private");

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,6 +59,71 @@ std::optional<std::string> read_small_file(const std::string& path, std::size_t 
 // both ends and the guest's default routes, over rtnetlink. Throws SandboxError.
 void configure_link(int gateway_netns, int guest_netns);
 
+// A slot of the id pool, held (flock on state_root/ids/<first id>) while the object lives.
+class IdLease {
+ public:
+  // The first slot of `pool` free of host users, groups, subordinate ranges, `also_busy` ids
+  // and live sandboxes. Throws SandboxError when none is left.
+  static std::unique_ptr<IdLease> acquire(const std::string& state_root, const IdRange& pool,
+                                          const std::vector<std::uint64_t>& also_busy);
+  ~IdLease();
+  const IdRange& range() const noexcept { return range_; }
+
+ private:
+  IdLease() = default;
+  IdRange range_;
+  std::string path_;
+  Fd lock_;
+};
+// Removes lease files no live sandbox holds (for `airlock gc`).
+std::vector<std::string> collect_stale_leases(const std::string& state_root);
+
+// A user namespace whose one mapping is host `disk_uid`/`disk_gid` <-> host `guest_root`: an
+// id-mapped mount made with it shows disk_uid's files as the guest's root's, and what the
+// guest's root creates is written as disk_uid. Every other id shows as nobody and cannot be
+// written.
+Fd make_idmap_userns(std::uint64_t disk_uid, std::uint64_t disk_gid, std::uint64_t guest_root);
+
+// A host path the guest sees: the workspace or a volume.
+struct Share {
+  std::string host;   // canonical
+  std::string guest;  // absolute
+  bool read_only = false;
+  bool workspace = false;
+  bool overlay = false;  // the workspace in a discarded layer
+  bool directory = true;
+  std::uint64_t disk_uid = 0, disk_gid = 0;  // who owns what the guest's root creates there
+};
+
+// What the guest sees of the host, decided before start (also printed by describe_view).
+struct ViewPlan {
+  std::vector<std::string> system_dirs;  // host dirs bound read-only at the same path
+  struct Link {
+    std::string path, target;
+  };
+  std::vector<Link> system_links;        // /bin -> usr/bin and the like
+  std::vector<std::string> etc_hidden;   // paths under /etc (relative) that are whited out
+  std::vector<std::string> root_hidden;  // --rootfs: guest paths whited out in its overlay
+  std::vector<Share> shares;             // the workspace first, then the volumes
+  struct Cover {
+    std::string guest;    // a file shown with `content` instead of its own
+    std::string content;  // the placeholder-rewritten copy, or empty (a secret's source)
+    unsigned mode = 0600;
+    std::string why;      // for stderr and describe_view: names the secrets, never a value
+  };
+  std::vector<Cover> covers;
+  std::string cwd;
+  std::vector<std::string> notes;  // the scan's figures and bounds
+};
+// Resolves the workspace, the owners and the system entries, and scans the workspace and the
+// volumes for the secrets' values. Throws ConfigError for a workspace that cannot be shared.
+ViewPlan plan_view(const SandboxOptions& options, const std::vector<SecretBinding>& secrets,
+                   std::vector<std::string>& warnings);
+
+// Adds to a libseccomp filter (scmp_filter_ctx) the rules against set-id files and device nodes
+// (mode_rules.cpp).
+void add_file_mode_rules(void* filter);
+
 // The seccomp filter of every guest process, compiled to classic BPF by libseccomp.
 std::vector<sock_filter> build_seccomp_program();
 
@@ -91,22 +157,23 @@ struct ChildPlan {
   int exe_fd = -1;     // guest_init_executable(), executed as the guest's init
   std::vector<int> keep_fds;  // ascending; everything else is closed in the child
 
-  int root_mount_fd = -1;      // the detached overlay the parent built
+  int root_mount_fd = -1;      // the detached root the parent built (tmpfs, or --rootfs overlay)
   std::string root;           // host dir (in the child's private mount ns) it is attached on
-  std::vector<std::string> upper_dirs;  // guest paths the parent creates in the upper layer
-  struct File {
-    std::string path;  // guest path, written by the parent in the upper layer
-    std::string content;
-  };
-  std::vector<File> upper_files;
 
   struct Bind {
-    int tree_fd = -1;         // detached mount (open_tree) of the host path
+    int tree_fd = -1;         // detached mount (open_tree, or an overlay) made by the parent
     std::string target;       // absolute, under root
-    std::string upper_target; // guest path, created in the upper layer by the parent
     bool directory = true;
+    bool early = false;       // system directories and /etc: before the guest's own tmpfs mounts
   };
-  std::vector<Bind> volumes;
+  std::vector<Bind> volumes;  // the system binds, then the workspace and volumes, parents first
+  struct Cover {
+    std::string staging;  // in the guest's /tmp: written, bound on target, then unlinked
+    std::string target;   // absolute, under root: a file shown with `content` instead
+    std::string content;
+    unsigned mode = 0600;
+  };
+  std::vector<Cover> covers;
 
   std::string proc_dir, sys_dir, dev_dir, pts_dir, shm_dir, tmp_dir, home_dir, run_dir;
   struct DevNode {

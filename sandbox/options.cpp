@@ -1,6 +1,8 @@
 // The pure parts of the sandbox: option parsing, the guest environment, the gateway ruleset.
 #include "sandbox/sandbox.hpp"
 
+#include <policy/address.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
@@ -143,12 +145,29 @@ std::vector<std::string> build_guest_env(const EnvRequest& request,
   return out;
 }
 
+std::vector<std::string> with_ipv4_embeddings(std::vector<std::string> cidrs) {
+  const std::size_t given = cidrs.size();
+  for (std::size_t i = 0; i < given; ++i) {
+    // IPv6 text stays as it is (Cidr::parse reads ::ffff:0:0/96 as 0.0.0.0/0).
+    if (cidrs[i].find(':') != std::string::npos) continue;
+    const auto range = policy::Cidr::parse(cidrs[i]);
+    if (!range) continue;
+    cidrs.push_back("::ffff:" + range->network.to_string() + "/" + std::to_string(96 + range->prefix));
+    for (const policy::Cidr& form : policy::embedding_networks(*range)) cidrs.push_back(form.to_string());
+  }
+  return cidrs;
+}
+
 std::vector<std::string> default_blocked_destinations() {
-  return {"0.0.0.0/8",      "10.0.0.0/8",     "100.64.0.0/10",  "127.0.0.0/8",
-          "169.254.0.0/16", "172.16.0.0/12",  "192.0.0.0/24",   "192.168.0.0/16",
-          "198.18.0.0/15",  "224.0.0.0/4",    "240.0.0.0/4",    "::/127",
-          "::ffff:0:0/96",  "64:ff9b:1::/48", "fc00::/7",       "fe80::/10",
-          "ff00::/8"};
+  std::vector<std::string> base = {
+      "0.0.0.0/8",      "10.0.0.0/8",     "100.64.0.0/10",  "127.0.0.0/8",  "169.254.0.0/16",
+      "172.16.0.0/12",  "192.0.0.0/24",   "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4",
+      "240.0.0.0/4",    "::/127",         "::ffff:0:0/96",  "fc00::/7",     "fec0::/10",
+      "fe80::/10",      "ff00::/8"};
+  // Where the embedded IPv4 address cannot be told by a prefix (NAT64 local-use, Teredo): the
+  // whole prefix, unless an allow rule opens it.
+  for (const policy::Cidr& p : policy::scattered_embedding_prefixes()) base.push_back(p.to_string());
+  return with_ipv4_embeddings(std::move(base));
 }
 
 std::string gateway_ruleset(std::uint16_t transparent_port, std::uint16_t dns_port,

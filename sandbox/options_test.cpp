@@ -181,5 +181,25 @@ TEST(GatewayRuleset, DefaultBlockedDestinationsCoverMetadataLoopbackAndPrivate) 
   }
 }
 
+TEST(GatewayRuleset, BlockedDestinationsHoldTheIpv6FormsOfEachIpv4Range) {
+  const auto blocked = default_blocked_destinations();
+  // 169.254.0.0/16 (metadata) as IPv4-mapped, IPv4-compatible, NAT64 /96 and 6to4; the prefixes
+  // whose embedding no prefix expresses, whole.
+  for (const char* cidr : {"::ffff:169.254.0.0/112", "::169.254.0.0/112", "64:ff9b::a9fe:0/112", "2002:a9fe::/32",
+                           "64:ff9b::a00:0/104", "2002:a00::/24", "2002:7f00::/24", "64:ff9b:1::/48", "2001::/32",
+                           "fec0::/10"}) {
+    EXPECT_THAT(blocked, ::testing::Contains(cidr));
+  }
+  // Not the whole NAT64 and 6to4 prefixes: their public forms are the gateway's to decide.
+  for (const char* cidr : {"64:ff9b::/96", "2002::/16", "::ffff:0.0.0.0/96"}) {
+    EXPECT_THAT(blocked, ::testing::Not(::testing::Contains(cidr)));
+  }
+  EXPECT_EQ(with_ipv4_embeddings({"192.0.2.1/32", "2001:db8::1/128", "x"}),
+            (std::vector<std::string>{"192.0.2.1/32", "2001:db8::1/128", "x", "::ffff:192.0.2.1/128",
+                                      "::192.0.2.1", "64:ff9b::c000:201", "2002:c000:201::/48"}));
+  // Every entry is one the ruleset accepts.
+  EXPECT_NO_THROW(gateway_ruleset(15001, 15053, blocked));
+}
+
 }  // namespace
 }  // namespace airlock::sandbox

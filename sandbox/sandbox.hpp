@@ -1,10 +1,13 @@
 #pragma once
 // The sandbox of `airlock run`: user, mount, PID, network, UTS, IPC and cgroup namespaces around
-// one command, a throw-away overlay over the host's root (or --rootfs), a clean environment with
+// one command, an allow-listed view of the host (the system read-only, the workspace and the
+// volumes id-mapped to their owners; or --rootfs), a clean environment with
 // placeholders, and a private gateway network namespace whose listening sockets are handed to the
 // gateway. Control path: errors throw SandboxError (or ConfigError for bad options).
 #include <airlock/errors.hpp>
 #include <airlock/secret.hpp>
+
+#include "sandbox/view.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -96,8 +99,14 @@ std::string gateway_ruleset(std::uint16_t transparent_port, std::uint16_t dns_po
 
 // Destinations no guest connection may reach through the gateway, whatever it asks: loopback,
 // private, CGNAT (the sandbox link itself), link-local (cloud metadata), multicast, reserved,
-// ULA, IPv4-mapped IPv6 — plus, in the sandbox, every address of the host's interfaces.
+// ULA, site-local, IPv4-mapped IPv6, and every IPv6 form of those IPv4 ranges
+// (with_ipv4_embeddings; NAT64 local-use 64:ff9b:1::/48 and Teredo 2001::/32 whole) — plus, in
+// the sandbox, every address of the host's interfaces and their IPv6 forms.
 std::vector<std::string> default_blocked_destinations();
+// `cidrs`, then for each IPv4 network among them the IPv6 networks that embed it at a fixed
+// place: IPv4-mapped (::ffff:a.b.c.d/96+n), IPv4-compatible, NAT64 64:ff9b::/96 and 6to4
+// (policy::embedding_networks). Entries that are not CIDRs are kept as they are.
+std::vector<std::string> with_ipv4_embeddings(std::vector<std::string> cidrs);
 // The host's own interface addresses (as /32 and /128 CIDRs).
 std::vector<std::string> host_interface_addresses();
 
@@ -105,8 +114,19 @@ struct SandboxOptions {
   std::vector<std::string> command;  // argv; argv[0] looked up in the guest's PATH
   EnvRequest env;
   std::vector<Volume> volumes;
-  std::string rootfs;        // empty: the host's root, read-only under a writable overlay
-  std::string cwd;           // empty: the host's cwd when it exists in the guest, else /
+  std::string rootfs;        // empty: the host's system directories, read-only (see view)
+  // The workspace: a host directory the guest sees at the same path, read-write, as its
+  // working directory. Empty: the current directory (unless it is / or a system or shared
+  // scratch directory: then none, with a warning).
+  std::string workdir;
+  enum class Workspace : std::uint8_t { kReadWrite, kOverlay, kNone };
+  Workspace workspace = Workspace::kReadWrite;  // kOverlay: writes go to a discarded layer
+  std::string cwd;           // empty: the workspace, else HOME
+  // Host files secrets were read from (--secret-file, value_from = "file:..."): never
+  // visible in the guest, wherever they lie.
+  std::vector<std::string> secret_files;
+  ScanLimits scan;           // the scan of the workspace and volumes for secret values
+  IdRange id_pool = kDefaultIdPool;  // host ids reserved for airlock's sandboxes
   bool tty = false;          // -t: a pseudo-terminal for the command
   std::string ca_pem;        // airlock's CA certificate (PEM, public); empty: no CA trust added
   Limits limits;
@@ -115,7 +135,6 @@ struct SandboxOptions {
   // Default: default_blocked_destinations() and host_interface_addresses().
   std::optional<std::vector<std::string>> blocked_destinations;
   std::string state_root = "/run/airlock";
-  uid_t host_id_base = 100000;  // guest ids 0..65535 map to host_id_base..+65535
   HostEnv host_env;          // lookup for --env-pass, TERM and LANG; default: getenv
 };
 
@@ -176,8 +195,12 @@ class Sandbox {
   std::unique_ptr<Impl> impl_;
 };
 
+// What the guest would see with these options (mounts, the workspace and its owner, hidden
+// and rewritten files, the scan's figures), one line each; runs the scan, starts nothing.
+std::string describe_view(const SandboxOptions& options, const std::vector<SecretBinding>& secrets);
+
 // Removes what sandboxes whose owner process is gone left behind: state directories under
-// state_root, cgroups, and network namespaces named airlock-*. Returns one line per removal.
+// state_root, their id leases, cgroups, and network namespaces named airlock-*. Returns one line per removal.
 std::vector<std::string> collect_garbage(const std::string& state_root = "/run/airlock");
 
 }  // namespace airlock::sandbox

@@ -196,6 +196,8 @@ std::vector<sock_filter> build_seccomp_program() {
     throw SandboxError("seccomp rule for clone3/unshare failed");
   }
 
+  add_file_mode_rules(ctx);
+
   Fd mem(::memfd_create("airlock-seccomp", MFD_CLOEXEC));
   if (!mem) throw_errno("memfd_create");
   if (seccomp_export_bpf(ctx, mem.get()) != 0) throw SandboxError("seccomp_export_bpf failed");
@@ -213,7 +215,8 @@ std::vector<sock_filter> build_seccomp_program() {
 std::vector<int> kept_capabilities() {
   return {CAP_CHOWN,   CAP_DAC_OVERRIDE,     CAP_FOWNER,  CAP_FSETID,       CAP_KILL,
           CAP_SETGID,  CAP_SETUID,           CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_NET_RAW,
-          CAP_SYS_CHROOT, CAP_MKNOD,         CAP_AUDIT_WRITE, CAP_SETFCAP};
+          CAP_SYS_CHROOT, CAP_MKNOD,         CAP_AUDIT_WRITE};  // not SETFCAP: no file capabilities
+                                                                  // can be written to the workspace
 }
 
 }  // namespace airlock::sandbox::detail
