@@ -156,6 +156,12 @@ sandbox::SandboxOptions sandbox_options(const machine::Spec& spec) {
   options.env.set = spec.env;
   for (const machine::Mount& m : spec.mounts) options.volumes.push_back({m.host, m.guest, m.read_only});
   options.rootfs = spec.rootfs;
+  options.workdir = spec.workspace.dir;
+  switch (spec.workspace.mode) {
+    case machine::Workspace::Mode::kReadWrite: options.workspace = sandbox::SandboxOptions::Workspace::kReadWrite; break;
+    case machine::Workspace::Mode::kOverlay: options.workspace = sandbox::SandboxOptions::Workspace::kOverlay; break;
+    case machine::Workspace::Mode::kNone: options.workspace = sandbox::SandboxOptions::Workspace::kNone; break;
+  }
   options.cwd = spec.workdir;
   if (spec.limits.timeout_ms) options.limits.timeout = std::chrono::milliseconds(*spec.limits.timeout_ms);
   options.limits.memory_bytes = spec.limits.memory_bytes;

@@ -244,8 +244,8 @@ void parse_env(const Json& e, Spec& spec) {
 Spec parse_tree(Json& root) {
   if (!root.is_object()) fail("the spec must be a JSON object");
   check_keys(root, "the top level",
-             {"version", "name", "secrets", "network", "mounts", "rootfs", "workdir", "env", "limits", "gateway",
-              "command"});
+             {"version", "name", "secrets", "network", "mounts", "rootfs", "workspace", "workdir", "env", "limits",
+              "gateway", "command"});
   if (!root.contains("version")) fail("version is required (this airlock speaks version 1)");
   if (!root["version"].is_number_unsigned() || root["version"].get<std::uint64_t>() != kVersion) {
     fail("version " + root["version"].dump() + " is not supported (this airlock speaks version 1)");
@@ -276,6 +276,21 @@ Spec parse_tree(Json& root) {
   if (root.contains("rootfs")) {
     spec.rootfs = string_of(root["rootfs"], "rootfs");
     if (!spec.rootfs.empty()) spec.rootfs = absolute_path(root["rootfs"], "rootfs");
+  }
+  if (root.contains("workspace")) {
+    const Json& w = object_at(root, "workspace", "workspace");
+    check_keys(w, "workspace", {"dir", "mode"});
+    if (w.contains("dir")) spec.workspace.dir = absolute_path(w["dir"], "workspace.dir");
+    if (w.contains("mode")) {
+      const std::string mode = string_of(w["mode"], "workspace.mode");
+      if (mode == "read-write") spec.workspace.mode = Workspace::Mode::kReadWrite;
+      else if (mode == "overlay") spec.workspace.mode = Workspace::Mode::kOverlay;
+      else if (mode == "none") spec.workspace.mode = Workspace::Mode::kNone;
+      else fail("workspace.mode " + quote_for_message(mode) + " is not one of read-write, overlay, none");
+    }
+    if (spec.workspace.mode == Workspace::Mode::kNone && !spec.workspace.dir.empty()) {
+      fail("workspace: a dir with mode none");
+    }
   }
   if (root.contains("workdir")) {
     spec.workdir = string_of(root["workdir"], "workdir");
@@ -379,6 +394,14 @@ std::string encode_spec(const Spec& spec) {
   for (const Mount& m : spec.mounts) mounts.push_back({{"host", m.host}, {"guest", m.guest}, {"read_only", m.read_only}});
   root["mounts"] = std::move(mounts);
   if (!spec.rootfs.empty()) root["rootfs"] = spec.rootfs;
+  if (!spec.workspace.dir.empty() || spec.workspace.mode != Workspace::Mode::kReadWrite) {
+    Json w = Json::object();
+    if (!spec.workspace.dir.empty()) w["dir"] = spec.workspace.dir;
+    w["mode"] = spec.workspace.mode == Workspace::Mode::kOverlay ? "overlay"
+                : spec.workspace.mode == Workspace::Mode::kNone  ? "none"
+                                                                 : "read-write";
+    root["workspace"] = std::move(w);
+  }
   if (!spec.workdir.empty()) root["workdir"] = spec.workdir;
   Json env = Json::object();
   for (const auto& [k, v] : spec.env) env[k] = v;

@@ -24,6 +24,13 @@ struct Mount {
   friend bool operator==(const Mount&, const Mount&) = default;
 };
 
+// The workspace: a host directory the guest sees at the same path as its working directory.
+struct Workspace {
+  enum class Mode : std::uint8_t { kReadWrite, kOverlay, kNone };
+  std::string dir;  // absolute; empty: airlock serve's current directory
+  Mode mode = Mode::kReadWrite;  // kOverlay: writes go to a discarded layer; kNone: no workspace
+};
+
 struct Limits {
   std::optional<std::uint64_t> timeout_ms;  // the sandbox's whole life
   std::optional<std::uint64_t> memory_bytes;
@@ -43,7 +50,8 @@ struct Spec {
   std::vector<std::string> dns_servers;  // IP[:PORT] the DNS forwarder asks; empty: the host's
   std::vector<Mount> mounts;
   std::string rootfs;               // a directory; empty: the host's system, read-only
-  std::string workdir;              // the guest's working directory; empty: the default
+  Workspace workspace;
+  std::string workdir;              // the guest's working directory; empty: the workspace
   std::vector<std::pair<std::string, std::string>> env;  // in the order given
   Limits limits;
   GatewaySpec gateway;

@@ -163,6 +163,20 @@ TEST(MachineSpec, EncodeThenParseIsTheSameSpec) {
   EXPECT_EQ(again.command, spec.command);
 }
 
+TEST(MachineSpec, Workspace) {
+  std::string text = R"({"version":1,"workspace":{"dir":"/srv/project","mode":"overlay"}})";
+  Spec spec = parse_spec(text);
+  EXPECT_EQ(spec.workspace.dir, "/srv/project");
+  EXPECT_EQ(spec.workspace.mode, Workspace::Mode::kOverlay);
+  std::string encoded = encode_spec(spec);
+  EXPECT_EQ(parse_spec(encoded).workspace.mode, Workspace::Mode::kOverlay);
+  std::string none = R"({"version":1,"workspace":{"mode":"none"}})";
+  EXPECT_EQ(parse_spec(none).workspace.mode, Workspace::Mode::kNone);
+  EXPECT_THAT(error_of(R"({"version":1,"workspace":{"mode":"rw"}})"), HasSubstr("read-write, overlay, none"));
+  EXPECT_THAT(error_of(R"({"version":1,"workspace":{"dir":"rel"}})"), HasSubstr("absolute"));
+  EXPECT_THAT(error_of(R"({"version":1,"workspace":{"dir":"/x","mode":"none"}})"), HasSubstr("mode none"));
+}
+
 TEST(MachineSpec, WipeZeroesTheBytes) {
   std::string s(64, 'v');
   const char* data = s.data();

@@ -36,7 +36,12 @@ struct SandboxSettings {
   std::string rootfs;   // a local directory with a root file system; empty: the host's, read-only
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<Mount> mounts;
-  std::string workdir;  // empty: the current directory, when the sandbox has it
+  // The workspace: a host directory the sandbox sees at the same path (empty: the current
+  // directory); kOverlay discards what the sandbox writes there, kNone gives it none.
+  enum class WorkspaceMode : std::uint8_t { kReadWrite, kOverlay, kNone };
+  std::string workspace;
+  WorkspaceMode workspace_mode = WorkspaceMode::kReadWrite;
+  std::string workdir;  // where commands start; empty: the workspace
   std::optional<std::chrono::milliseconds> timeout;  // the sandbox's whole life
   std::vector<std::string> dns_servers;              // "IP[:PORT]"; empty: the host's resolver
   std::string airlock_binary;  // empty: $AIRLOCK_BIN, else "airlock" on PATH

@@ -142,6 +142,10 @@ Sandbox Sandbox::start(SandboxConfig config, SandboxSettings settings) {
   spec.dns_servers = settings.dns_servers;
   for (const Mount& m : settings.mounts) spec.mounts.push_back({m.host, m.guest, m.read_only});
   spec.rootfs = settings.rootfs;
+  spec.workspace.dir = settings.workspace;
+  spec.workspace.mode = settings.workspace_mode == SandboxSettings::WorkspaceMode::kOverlay ? machine::Workspace::Mode::kOverlay
+                        : settings.workspace_mode == SandboxSettings::WorkspaceMode::kNone  ? machine::Workspace::Mode::kNone
+                                                                                           : machine::Workspace::Mode::kReadWrite;
   spec.workdir = settings.workdir;
   spec.env = settings.env;
   if (settings.timeout) spec.limits.timeout_ms = static_cast<std::uint64_t>(settings.timeout->count());

@@ -48,7 +48,17 @@ type Mount struct {
 	ReadOnly    bool
 }
 
+// WorkspaceMode says how the sandbox sees its workspace.
+type WorkspaceMode string
+
+const (
+	WorkspaceReadWrite WorkspaceMode = "read-write" // the default
+	WorkspaceOverlay   WorkspaceMode = "overlay"    // writes go to a layer discarded with the sandbox
+	WorkspaceNone      WorkspaceMode = "none"       // no workspace
+)
+
 type sandboxConfig struct {
+	workspace  *specWorkspace
 	image      string
 	imageSet   bool
 	secrets    []SecretEntry
@@ -100,6 +110,13 @@ func WithEnv(key, value string) SandboxOption {
 // WithMount binds a host path into the sandbox.
 func WithMount(m Mount) SandboxOption {
 	return func(c *sandboxConfig) { c.mounts = append(c.mounts, m) }
+}
+
+// WithWorkspace sets the workspace: a host directory the sandbox sees at the same path ("":
+// the current directory, the default), and how (WorkspaceReadWrite, WorkspaceOverlay, or
+// WorkspaceNone with dir "").
+func WithWorkspace(dir string, mode WorkspaceMode) SandboxOption {
+	return func(c *sandboxConfig) { c.workspace = &specWorkspace{Dir: dir, Mode: string(mode)} }
 }
 
 // WithWorkdir sets the directory commands start in (default: the current directory, which the
@@ -222,6 +239,11 @@ type specLimits struct {
 	PIDs        uint64  `json:"pids,omitempty"`
 }
 
+type specWorkspace struct {
+	Dir  string `json:"dir,omitempty"`
+	Mode string `json:"mode,omitempty"`
+}
+
 type specGateway struct {
 	Home     string `json:"home,omitempty"`
 	AuditLog string `json:"audit_log,omitempty"`
@@ -229,16 +251,17 @@ type specGateway struct {
 }
 
 type spec struct {
-	Version int               `json:"version"`
-	Name    string            `json:"name,omitempty"`
-	Secrets []specSecret      `json:"secrets"`
-	Network specNetwork       `json:"network"`
-	Mounts  []specMount       `json:"mounts,omitempty"`
-	RootFS  string            `json:"rootfs,omitempty"`
-	Workdir string            `json:"workdir,omitempty"`
-	Env     map[string]string `json:"env,omitempty"`
-	Limits  specLimits        `json:"limits"`
-	Gateway specGateway       `json:"gateway"`
+	Version   int               `json:"version"`
+	Name      string            `json:"name,omitempty"`
+	Secrets   []specSecret      `json:"secrets"`
+	Network   specNetwork       `json:"network"`
+	Mounts    []specMount       `json:"mounts,omitempty"`
+	RootFS    string            `json:"rootfs,omitempty"`
+	Workspace *specWorkspace    `json:"workspace,omitempty"`
+	Workdir   string            `json:"workdir,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	Limits    specLimits        `json:"limits"`
+	Gateway   specGateway       `json:"gateway"`
 }
 
 // imageCache is where OCI layouts are unpacked: <airlock home>/images.
@@ -318,6 +341,17 @@ func buildSpec(name string, c *sandboxConfig) (*spec, error) {
 	}
 	for _, m := range c.mounts {
 		s.Mounts = append(s.Mounts, specMount{Host: m.Host, Guest: m.Guest, ReadOnly: m.ReadOnly})
+	}
+	if c.workspace != nil {
+		w := *c.workspace
+		if w.Dir != "" {
+			abs, err := filepath.Abs(w.Dir)
+			if err != nil {
+				return nil, err
+			}
+			w.Dir = abs
+		}
+		s.Workspace = &w
 	}
 	s.Workdir = c.workdir
 	if len(c.env) > 0 {

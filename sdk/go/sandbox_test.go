@@ -103,6 +103,25 @@ func TestCancellingTheContextKillsTheCommand(t *testing.T) {
 	}
 }
 
+func TestWithWorkspace(t *testing.T) {
+	needAirlock(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.WriteFile(filepath.Join(dir, "README"), []byte("project\n"), 0o644)
+	sb, _ := create(t, m.WithWorkspace(dir, m.WorkspaceOverlay))
+	if r := run(t, sb, "pwd; echo changed > README; cat README"); string(r.Stdout) != dir+"\nchanged\n" {
+		t.Fatalf("%q %q", r.Stdout, r.Stderr)
+	}
+	sb.Stop()
+	if data, _ := os.ReadFile(filepath.Join(dir, "README")); string(data) != "project\n" {
+		t.Fatalf("the overlay wrote through: %q", data)
+	}
+	none, _ := create(t, m.WithWorkspace("", m.WorkspaceNone), m.WithWorkdir("/"))
+	if r := run(t, none, "test -e "+dir+"/README || echo absent"); string(r.Stdout) != "absent\n" {
+		t.Fatalf("%q", r.Stdout)
+	}
+}
+
 func TestStopEndsTheSandbox(t *testing.T) {
 	needAirlock(t)
 	sb, _ := create(t)

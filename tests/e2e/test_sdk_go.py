@@ -16,7 +16,7 @@ EXPECTED = [
     "TestViolationActionStrings", "TestSecretEnvCopiesEveryOption", "TestTheSeedsValidationRules",
     "TestAPlaceholderInsideAnotherIsRefused", "TestTheLastNonEmptyOnViolationWinsNetworkWide",
     "TestWithImageNeedsALocalDirectory", "TestRunsShareTheSandbox", "TestExitCodesOutputStdinDirAndEnv",
-    "TestStopEndsTheSandbox", "TestCancellingTheContextKillsTheCommand", "TestAirlocksOwnValidationReachesTheCaller", "TestARunCarryingTheValueIsRefused",
+    "TestStopEndsTheSandbox", "TestWithWorkspace", "TestCancellingTheContextKillsTheCommand", "TestAirlocksOwnValidationReachesTheCaller", "TestARunCarryingTheValueIsRefused",
     "TestWithImageALocalRootFileSystem", "TestTheValueIsInNoProcessAndNoFile", "TestExportedValueChild",
     "TestViolationActionIsAppliedNetworkWide", "TestOCILayersAreAppliedInOrderWithWhiteouts",
     "TestOCILayersCannotEscapeTheRoot", "TestOCIDigestsAreChecked", "TestWithImageAnOCILayout",

@@ -42,7 +42,7 @@ def test_python_sdk(lab_env):
     passed = set(re.findall(r"::(\w+)(?:\[[^\]]*\])? PASSED", out))
     for name in ("test_the_rust_builder_examples", "test_scopes_patterns_and_any_host", "test_require_tls_identity",
                  "test_dataclass_form_and_block_and_terminate", "test_an_exported_value_is_not_inherited_by_airlock",
-                 "test_runs_share_the_sandbox", "test_the_seeds_validation_rules", "test_image_is_a_local_root_file_system"):
+                 "test_runs_share_the_sandbox", "test_workspace_modes", "test_the_seeds_validation_rules", "test_image_is_a_local_root_file_system"):
         assert name in passed, out[-4000:]
     assert len(re.findall(r" PASSED", out)) >= 25, out[-4000:]
 

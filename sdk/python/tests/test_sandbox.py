@@ -75,3 +75,19 @@ def test_a_mount(airlock_bin, tmp_path):
     with Sandbox.create("w", mounts=[Mount(str(tmp_path), "/data", read_only=True)]) as sb:
         assert sb.run(["cat", "/data/f"]).stdout == b"mounted\n"
         assert sb.run("echo x > /data/g").exit_code != 0
+
+
+def test_workspace_modes(airlock_bin, tmp_path):
+    os.chmod(tmp_path, 0o755)
+    ws = tmp_path / "project"
+    ws.mkdir()
+    os.chmod(ws, 0o777)
+    (ws / "README").write_text("project file\n")
+    with Sandbox.create("w", workspace=str(ws)) as sb:
+        assert sb.run("pwd; cat README; echo made > new").stdout == f"{ws}\nproject file\n".encode()
+    assert (ws / "new").read_text() == "made\n"  # read-write: the host sees it
+    with Sandbox.create("w", workspace=str(ws), workspace_mode="overlay") as sb:
+        assert sb.run("echo changed > README; cat README").stdout == b"changed\n"
+    assert (ws / "README").read_text() == "project file\n"  # overlay: discarded
+    with Sandbox.builder("w").workspace(mode="none").workdir("/").create() as sb:
+        assert sb.run(["test", "-e", str(ws / "README")]).exit_code != 0

@@ -82,6 +82,7 @@ class Sandbox:
     @classmethod
     def create(cls, name="sandbox", *, secrets: Sequence[SecretEntry] = (), network: Optional[NetworkConfig] = None,
                image: Optional[str] = None, env: Optional[Dict[str, str]] = None, mounts: Sequence[Mount] = (),
+               workspace: Optional[str] = None, workspace_mode: str = "read-write",
                workdir: Optional[str] = None, timeout: Optional[float] = None, memory_bytes: Optional[int] = None,
                cpus: Optional[float] = None, pids: Optional[int] = None, airlock: Optional[str] = None,
                log_output=None, home: Optional[str] = None, audit_log: Optional[str] = None,
@@ -98,6 +99,10 @@ class Sandbox:
             spec["env"] = {str(k): str(v) for k, v in env.items()}
         if mounts:
             spec["mounts"] = [{"host": m.host, "guest": m.guest, "read_only": m.read_only} for m in mounts]
+        if workspace or workspace_mode != "read-write":
+            spec["workspace"] = {"mode": workspace_mode}  # read-write, overlay or none
+            if workspace:
+                spec["workspace"]["dir"] = os.path.abspath(workspace)
         if workdir:
             spec["workdir"] = workdir
         limits = {}
@@ -351,6 +356,12 @@ class SandboxBuilder:
 
     def volume(self, host, guest, read_only=False):
         self._mounts.append(Mount(host, guest, read_only))
+        return self
+
+    def workspace(self, path=None, mode="read-write"):
+        """The host directory the sandbox sees at the same path (None: the current directory),
+        read-write, "overlay" (writes discarded) or "none"."""
+        self._kw["workspace"], self._kw["workspace_mode"] = path, mode
         return self
 
     def workdir(self, path):
