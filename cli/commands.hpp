@@ -21,5 +21,6 @@ void add_gateway_command(CLI::App& app);  // gateway_command.cpp
 // `command`: what followed `--` on the command line (split_command_line), passed verbatim.
 void add_run_command(CLI::App& app,       // run_command.cpp
                      std::optional<std::vector<std::string>> command = std::nullopt);
+void add_serve_command(CLI::App& app);    // serve_command.cpp
 
 }  // namespace airlock::cli

@@ -10,11 +10,7 @@
 #include "sandbox/sandbox.hpp"
 
 #include "cli/egress.hpp"
-#include "dns/forwarder.hpp"
-#include "dns/pin_set.hpp"
-#include "gateway/gateway.hpp"
-
-#include <asio/io_context.hpp>
+#include "cli/network_services.hpp"
 
 #include <poll.h>
 #include <signal.h>
@@ -202,157 +198,14 @@ class SignalForwarder {
   std::thread thread_;
 };
 
-// AIRLOCK_TIMING=1: phase times on stderr (for benchmarks; no values, only labels and ms).
-void phase(const char* label) {
-  static const bool on = std::getenv("AIRLOCK_TIMING") != nullptr;
-  static const auto start = std::chrono::steady_clock::now();
-  if (on) {
-    std::cerr << "airlock: timing: " << label << " "
-              << std::chrono::duration_cast<std::chrono::microseconds>(
-                     std::chrono::steady_clock::now() - start).count() / 1000.0
-              << " ms\n";
-  }
-}
-
-void close_all(sandbox::GatewaySockets& sockets) {
-  for (auto* list : {&sockets.transparent, &sockets.dns_udp, &sockets.dns_tcp}) {
-    for (int fd : *list) ::close(fd);
-    list->clear();
-  }
-}
-
-// `IP`, `IP:PORT` or `[IPv6]:PORT`.
-asio::ip::udp::endpoint parse_dns_server(const std::string& text) {
-  std::string host = text;
-  std::uint16_t port = 53;
-  const std::size_t close = text.rfind(']');
-  const std::size_t colon = text.rfind(':');
-  if (text.starts_with("[") && close != std::string::npos) {
-    host = text.substr(1, close - 1);
-    if (close + 1 < text.size()) {
-      if (text[close + 1] != ':') throw ConfigError("--dns-server " + text + ": expected IP[:PORT]");
-      port = static_cast<std::uint16_t>(std::stoul(text.substr(close + 2)));
-    }
-  } else if (colon != std::string::npos && text.find(':') == colon) {
-    host = text.substr(0, colon);
-    port = static_cast<std::uint16_t>(std::stoul(text.substr(colon + 1)));
-  }
-  std::error_code ec;
-  const auto address = asio::ip::make_address(host, ec);
-  if (ec || port == 0) throw ConfigError("--dns-server " + text + ": expected IP[:PORT]");
-  return {address, port};
-}
-
-// The sandbox's side of the network: the DNS forwarder (filling the pin set) and the gateway,
-// both serving sockets that live in the sandbox's gateway namespace, their upstream sockets in
-// the host's. block-and-terminate ends the sandbox.
-class NetworkServices {
- public:
-  // Takes the sockets it serves out of `sockets` (what is left there is the caller's to close).
-  NetworkServices(sandbox::Sandbox& box, sandbox::GatewaySockets& sockets,
-                  std::vector<SecretBinding> secrets, const NetworkConfig& network,
-                  const GatewaySettings& settings, const std::vector<std::string>& dns_servers,
-                  std::shared_ptr<const policy::Policy> policy, const gateway::BudgetLimits& budget)
-      : pins_([] { return dns::PinClock::now(); }),
-        policy_(std::move(policy)),
-        logger_(log_level(settings)),
-        dns_audit_(settings.audit_log) {
-    dns::ForwarderOptions dns_options;
-    for (const std::string& server : dns_servers) dns_options.upstreams.push_back(parse_dns_server(server));
-    dns_options.on_refused = [this](std::string_view name, dns::Outcome outcome) { record_refusal(name, outcome); };
-    forwarder_ = std::make_unique<dns::Forwarder>(io_.get_executor(), dns_options, pins_, *policy_);
-    for (int fd : std::exchange(sockets.dns_udp, {})) {
-      if (forwarder_->serve_udp_fd(fd)) throw sandbox::SandboxError("DNS: cannot serve UDP");
-    }
-    for (int fd : std::exchange(sockets.dns_tcp, {})) {
-      if (forwarder_->serve_tcp_fd(fd)) throw sandbox::SandboxError("DNS: cannot serve TCP");
-    }
-    dns_thread_ = std::thread([this] { io_.run(); });
-    phase("dns started");
-
-    gateway::GatewayOptions options;
-    secrets::EngineOptions engine;
-    engine.max_body_bytes = network.max_body_bytes;
-    options.secrets = std::make_shared<secrets::SecretSet>(std::move(secrets),
-                                                           network.on_secret_violation, engine);
-    options.network = network;
-    options.transparent_fds = sockets.transparent;
-    options.audit_log_path = settings.audit_log;
-    options.home = settings.home;
-    options.log_level = log_level(settings);
-    options.pins = &pins_;
-    options.policy = policy_;
-    options.on_terminate = [&box](const std::string& reason) { box.terminate(reason); };
-    options.limits = budget;
-    options.audit_fail_open = settings.audit_fail_open;
-    gateway_ = std::make_unique<gateway::Gateway>(std::move(options));
-    sockets.transparent.clear();  // the gateway owns them now
-    phase("gateway constructed");
-    gateway_->start();
-    box.trust_ca(gateway_->ca_certificate_pem());
-  }
-
-  ~NetworkServices() {
-    if (gateway_) {
-      gateway_->stop();
-      gateway_->wait();
-    }
-    if (forwarder_) forwarder_->stop();
-    io_.stop();
-    if (dns_thread_.joinable()) dns_thread_.join();
-  }
-
- private:
-  static gateway::LogLevel log_level(const GatewaySettings& settings) {
-    const auto level = gateway::parse_log_level(settings.log_level.empty() ? "warn" : settings.log_level);
-    if (!level) throw ConfigError("log level " + settings.log_level + " is not one of error, warn, info, debug");
-    return *level;
-  }
-
-  // A query the policy answered NXDOMAIN: audited beside the gateway's records, and warned.
-  void record_refusal(std::string_view name, dns::Outcome outcome) {
-    nlohmann::ordered_json r;
-    r["event"] = "dns_refused";
-    r["name"] = name;
-    r["reason"] = dns::to_string(outcome);
-    dns_audit_.write(r);
-    logger_.log(gateway::LogLevel::kWarn,
-                "DNS " + std::string(name) + ": NXDOMAIN, " +
-                    (outcome == dns::Outcome::kRebinding
-                         ? "the answer pointed into private, loopback, link-local, metadata or host space"
-                         : "denied by the egress policy"));
-  }
-
-  dns::PinSet pins_;
-  std::shared_ptr<const policy::Policy> policy_;
-  gateway::Logger logger_;
-  gateway::AuditLog dns_audit_;  // the same file as the gateway's (appended line by line)
-  asio::io_context io_;
-  std::unique_ptr<dns::Forwarder> forwarder_;
-  std::thread dns_thread_;
-  std::unique_ptr<gateway::Gateway> gateway_;
-};
-
-// What this sandbox may make the gateway spend outside its cgroup. The sandbox is the gateway's
-// only client, so its budget is the gateway's: memory as much as --memory allows the guest
-// itself (kDefaultSandboxMemory without --memory), unless --gateway-memory or [gateway]
-// memory_budget says otherwise; connections kDefaultSandboxConnections unless --max-connections
-// or [gateway] max_connections says otherwise.
-constexpr std::uint64_t kDefaultSandboxMemory = 256u << 20;
-constexpr std::uint64_t kDefaultSandboxConnections = 1024;
-
-gateway::BudgetLimits sandbox_budget(const RunArgs& args, const GatewaySettings& settings) {
-  std::uint64_t memory = kDefaultSandboxMemory;
+// What this sandbox may make the gateway spend outside its cgroup (see sandbox_budget):
+// --gateway-memory over [gateway] memory_budget over --memory; --max-connections over
+// [gateway] max_connections.
+gateway::BudgetLimits run_budget(const RunArgs& args, const GatewaySettings& settings) {
+  std::optional<std::uint64_t> memory, gateway_memory;
   if (!args.memory.empty()) memory = sandbox::parse_memory_size(args.memory);
-  if (settings.memory_budget) memory = *settings.memory_budget;
-  if (!args.gateway_memory.empty()) memory = sandbox::parse_memory_size(args.gateway_memory);
-  std::uint64_t connections = settings.max_connections.value_or(kDefaultSandboxConnections);
-  if (args.max_connections > 0) connections = args.max_connections;
-  gateway::BudgetLimits limits;
-  limits.memory_bytes = limits.client_memory_bytes = memory;
-  limits.connections = limits.client_connections = connections;
-  limits.reserve_connections = 0;  // one client: nobody to keep room for
-  return limits;
+  if (!args.gateway_memory.empty()) gateway_memory = sandbox::parse_memory_size(args.gateway_memory);
+  return sandbox_budget(settings, memory, gateway_memory, args.max_connections);
 }
 
 int run(const RunArgs& args) {
@@ -389,23 +242,9 @@ int run(const RunArgs& args) {
 
   ::signal(SIGPIPE, SIG_IGN);  // the gateway writes to sockets the guest may have closed
 
-  auto policy = make_egress_policy(args.egress, network.egress);
-  options.blocked_destinations = guard_destinations(*policy);
-  sandbox::Sandbox box(std::move(options), secrets);
-  phase("gateway namespace ready");
-  sandbox::GatewaySockets sockets = box.take_gateway_sockets();
-  std::vector<SecretBinding> for_gateway;
-  for (const SecretBinding& s : secrets) for_gateway.push_back(s.clone());
-  std::unique_ptr<NetworkServices> services;
-  try {
-    services = std::make_unique<NetworkServices>(box, sockets, std::move(for_gateway), network, settings,
-                                                 args.dns_servers, std::move(policy), sandbox_budget(args, settings));
-  } catch (...) {
-    close_all(sockets);
-    throw;
-  }
-
-  phase("gateway and dns started");
+  SandboxWithNetwork sandbox = make_sandbox_with_network(std::move(options), secrets, network, settings,
+                                                       args.egress, args.dns_servers, run_budget(args, settings));
+  sandbox::Sandbox& box = *sandbox.box;
   box.start();
   phase("sandbox started");
   std::size_t printed = 0;
@@ -431,7 +270,7 @@ int run(const RunArgs& args) {
     case sandbox::ExitStatus::Kind::kExited:
       break;
   }
-  services.reset();
+  sandbox.services.reset();
   phase("gateway stopped");
   return status.code;
 }

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   airlock::cli::add_check_command(app);
   airlock::cli::SplitCommandLine split = airlock::cli::split_command_line(argc, argv);
   airlock::cli::add_run_command(app, std::move(split.command));
+  airlock::cli::add_serve_command(app);
   airlock::cli::add_gateway_command(app);
   airlock::cli::add_ca_command(app);
   try {

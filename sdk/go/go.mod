@@ -1,0 +1,3 @@
+module github.com/airlock/airlock/sdk/go
+
+go 1.19

@@ -1,0 +1,5 @@
+package airlock
+
+import "syscall"
+
+const syscallNoFollow = syscall.O_NOFOLLOW
