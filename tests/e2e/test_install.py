@@ -280,16 +280,18 @@ def _configure(tmp_path, source, *args):
 
 
 def test_werror_for_our_builds_not_for_a_project_that_embeds_airlock(tmp_path):
+    # host_pattern.cpp is compiled into the module library and the SDK's package library: every
+    # compile of it is checked.
     # Top level (a user's `cmake -S airlock`): -Werror.
-    [ours] = _configure(tmp_path / "top", SOURCE)
-    assert "-Werror" in ours["command"] and "-Wall" in ours["command"]
+    ours = _configure(tmp_path / "top", SOURCE)
+    assert ours and all("-Werror" in c["command"] and "-Wall" in c["command"] for c in ours)
     # Embedded with add_subdirectory: warnings stay on, errors are the consumer's choice.
     consumer = tmp_path / "consumer"
     consumer.mkdir()
     (consumer / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.25)\nproject(consumer CXX)\n"
         f"add_subdirectory({SOURCE} airlock)\n")
-    [embedded] = _configure(tmp_path / "embedded", consumer)
-    assert "-Werror" not in embedded["command"] and "-Wall" in embedded["command"]
-    [forced] = _configure(tmp_path / "forced", consumer, "-DAIRLOCK_WERROR=ON")
-    assert "-Werror" in forced["command"]
+    embedded = _configure(tmp_path / "embedded", consumer)
+    assert embedded and all("-Werror" not in c["command"] and "-Wall" in c["command"] for c in embedded)
+    forced = _configure(tmp_path / "forced", consumer, "-DAIRLOCK_WERROR=ON")
+    assert forced and all("-Werror" in c["command"] for c in forced)
