@@ -21,9 +21,15 @@ constexpr int kZstdWindowLogMax = 23;
 struct Bounds {
   CodingLimits limits;
   std::uint64_t in = 0, out = 0;
-  CodingError add_out(std::size_t n) {
+  // Counts n bytes just appended to `buf`; over the output cap, trims `buf` to end exactly at
+  // the cap, so what was decoded before the error does not depend on how input was cut.
+  CodingError add_out(std::size_t n, std::string& buf) {
     out += n;
-    if (out > limits.max_output) return CodingError::kOutputCap;
+    if (out > limits.max_output) {
+      buf.resize(buf.size() - static_cast<std::size_t>(out - limits.max_output));
+      out = limits.max_output;
+      return CodingError::kOutputCap;
+    }
     if (out > limits.max_ratio * in + kRatioSlack) return CodingError::kRatioCap;
     return CodingError::kNone;
   }
@@ -109,7 +115,7 @@ class ZlibDecompressor final : public Decompressor {
       } else if (r != Z_OK) {
         return CodingError::kCorrupt;
       }
-      if (CodingError e = bounds_.add_out(produced); e != CodingError::kNone) return e;
+      if (CodingError e = bounds_.add_out(produced, out); e != CodingError::kNone) return e;
     }
     return CodingError::kNone;
   }
@@ -145,7 +151,7 @@ class BrotliDecompressor final : public Decompressor {
       std::size_t avail_out = kStep;
       const BrotliDecoderResult r = BrotliDecoderDecompressStream(state_, &avail_in, &next_in, &avail_out, &next_out, nullptr);
       step.give_back(avail_out);
-      if (CodingError e = bounds_.add_out(kStep - avail_out); e != CodingError::kNone) return error_ = e;
+      if (CodingError e = bounds_.add_out(kStep - avail_out, out); e != CodingError::kNone) return error_ = e;
       if (r == BROTLI_DECODER_RESULT_ERROR) return error_ = CodingError::kCorrupt;
       if (r == BROTLI_DECODER_RESULT_SUCCESS) {
         done_ = true;
@@ -194,7 +200,7 @@ class ZstdDecompressor final : public Decompressor {
       const std::size_t r = ZSTD_decompressStream(d_, &output, &input);
       step.give_back(kStep - output.pos);
       if (ZSTD_isError(r)) return error_ = CodingError::kCorrupt;
-      if (CodingError e = bounds_.add_out(output.pos); e != CodingError::kNone) return error_ = e;
+      if (CodingError e = bounds_.add_out(output.pos, out); e != CodingError::kNone) return error_ = e;
       // A call that moved nothing says nothing about the frame (a hint for the next one).
       if (input.pos > consumed || output.pos > 0) frame_done_ = r == 0;
       consumed = input.pos;
@@ -358,19 +364,26 @@ ContentDecoder::ContentDecoder(std::vector<Coding> codings, const CodingLimits& 
 CodingError ContentDecoder::run(std::string_view in, std::string& out, bool last) {
   if (error_ != CodingError::kNone) return error_;
   in_ += in.size();
+  // What a stage decoded before an error still goes through the later stages and out, so a
+  // caller that only scans (detection) sees every byte the stream decodes to before it fails.
+  CodingError first = CodingError::kNone;
   std::string a(in), b;  // what the next stage reads, what it writes
   for (std::size_t i = 0; i < stages_.size(); ++i) {
     b.clear();
     CodingError e = stages_[i]->feed(a, b);
-    if (e == CodingError::kNone && last) e = stages_[i]->finish(b);
-    if (e != CodingError::kNone) return error_ = e;
+    if (e == CodingError::kNone && last && first == CodingError::kNone) e = stages_[i]->finish(b);
+    if (first == CodingError::kNone) first = e;
     a.swap(b);
   }
-  out_ += a.size();
-  if (out_ > limits_.max_output) return error_ = CodingError::kOutputCap;
-  if (out_ > limits_.max_ratio * in_ + kRatioSlack) return error_ = CodingError::kRatioCap;
-  out.append(a);
-  return CodingError::kNone;
+  std::size_t keep = a.size();
+  if (out_ + keep > limits_.max_output) {
+    keep = static_cast<std::size_t>(limits_.max_output - std::min<std::uint64_t>(out_, limits_.max_output));
+    if (first == CodingError::kNone) first = CodingError::kOutputCap;
+  }
+  out_ += keep;
+  out.append(a, 0, keep);
+  if (first == CodingError::kNone && out_ > limits_.max_ratio * in_ + kRatioSlack) first = CodingError::kRatioCap;
+  return error_ = first;
 }
 
 CodingError ContentDecoder::feed(std::string_view in, std::string& out) { return run(in, out, false); }

@@ -59,7 +59,9 @@ class Decompressor {
 std::unique_ptr<Decompressor> make_decompressor(Coding coding, const CodingLimits& limits);
 
 // The codings of a Content-Encoding undone in reverse order, with the caps applied to every
-// stage and to the whole (output against the bytes fed in). After an error every call returns it.
+// stage and to the whole (output against the bytes fed in). After an error every call returns it;
+// `out` then holds what decoded before the error (never past the output cap), for callers that
+// only scan; a caller that forwards discards it.
 class ContentDecoder {
  public:
   ContentDecoder(std::vector<Coding> codings, const CodingLimits& limits);

@@ -206,6 +206,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
   // that may not receive a value, its streaming decoder and the detector of what it decodes.
   std::vector<http::Coding> body_codings;
   std::optional<http::ContentDecoder> inflater;
+  std::optional<Match> inflated_found;
   StreamDetector inflated_det;
   std::string inflated;  // decoded body bytes (may hold values once rewritten)
   std::string recoded;
@@ -487,8 +488,8 @@ struct RequestRewriter::Impl final : http::RequestSink {
   bool check_body_shape(const http::RequestHead& head, std::uint32_t due) {
     if (!body_coding_known) {
       set_block(false, set.secrets()[due].env_var(), Location::kHeader,
-                "a body injection is due but the body has Content-Encoding " + quote(content_encoding) +
-                    "; only identity, gzip, deflate, br and zstd bodies are rewritten");
+                "a body injection is due but the body has a Content-Encoding airlock does not decode; only "
+                "identity, gzip, deflate, br and zstd bodies are rewritten");
       return false;
     }
     if (head.framing == http::BodyFraming::kContentLength && head.content_length > set.options().max_body_bytes) {
@@ -586,9 +587,12 @@ struct RequestRewriter::Impl final : http::RequestSink {
     if (mode == Mode::kPassthrough && any_not_eligible && !body_codings.empty() && has_body) {
       // Detection looks inside: the decoded stream, bounded; past a cap or a corrupt byte it
       // stops (what follows goes out unscanned, as any body the server cannot read either).
+      // The scan keeps no decoded bytes beyond the detector's carry, so the only bound needed is
+      // on work and on one feed's output: the output cap (not the ratio, whose verdict would
+      // depend on how the input was cut).
       http::CodingLimits limits;
-      limits.max_output = 4 * set.options().max_body_bytes;
-      limits.max_ratio = set.options().max_decompression_ratio;
+      limits.max_output = set.options().max_body_bytes;
+      limits.max_ratio = std::size_t{1} << 30;
       inflater.emplace(body_codings, limits);
     }
     // A length-framed body buffered whole leaves with its length recomputed.
@@ -619,6 +623,16 @@ struct RequestRewriter::Impl final : http::RequestSink {
     if (!body_coding_known) body_codings.clear();
   }
 
+  // The codings by their own names (never the header's bytes, which the guest chose).
+  std::string coding_names() const {
+    std::string out;
+    for (const http::Coding c : body_codings) {
+      if (!out.empty()) out += ", ";
+      out.append(http::coding_name(c));
+    }
+    return out;
+  }
+
   // kBufferCoded: decodes body_buf (bounded by the body cap and the ratio cap), rewrites it, and
   // encodes it again into body_out. A body with nothing substituted leaves as it came.
   bool rewrite_coded_body() {
@@ -631,8 +645,8 @@ struct RequestRewriter::Impl final : http::RequestSink {
     if (const http::CodingError e = http::decode_all(body_codings, body_buf, limits, inflated); e != http::CodingError::kNone) {
       wipe(inflated);
       set_block(false, set.secrets()[due].env_var(), Location::kBody,
-                "a body injection is due but the " + quote(content_encoding) +
-                    "-encoded body cannot be decoded: " + std::string(http::describe(e)));
+                "a body injection is due but the " + coding_names() + "-encoded body cannot be decoded: " +
+                    std::string(http::describe(e)));
       return false;
     }
     const std::size_t substituted_before = subs.size();
@@ -654,18 +668,31 @@ struct RequestRewriter::Impl final : http::RequestSink {
     return true;
   }
 
-  // Passthrough detection inside a compressed body.
-  bool detect_inflated(std::string_view data, bool last) {
-    if (!inflater) return true;
+  // Passthrough detection inside a compressed body. A placeholder found there is acted on at the
+  // end of the body, after the raw scan of the same body: which of two findings is reported must
+  // not depend on how the guest's bytes were cut (the bytes sent meanwhile carry no value).
+  void scan_inflated(std::string_view data, bool last) {
+    if (!inflater || inflated_found) return;
     inflated.clear();
     const http::CodingError e = last ? inflater->finish(inflated) : inflater->feed(data, inflated);
-    if (e != http::CodingError::kNone) {
-      inflater.reset();  // stop looking; see on_head
-      return true;
+    // What decoded before an error is scanned too; then the scan ends (see on_head).
+    Match m;
+    std::uint64_t at = 0;
+    if (!inflated_det.feed(inflated, not_eligible.data(), &m, &at) ||
+        ((last || e != http::CodingError::kNone) && !inflated_det.finish(not_eligible.data(), &m, &at))) {
+      inflated_found = m;
     }
-    if (!detect(inflated_det, inflated, Location::kBody)) return false;
-    if (last && !detect_finish(inflated_det, Location::kBody)) return false;
-    return true;
+    if (e != http::CodingError::kNone || inflated_found) inflater.reset();
+  }
+  // The end of a passthrough body: a placeholder found inside the decoded body is a violation.
+  bool finish_inflated() {
+    scan_inflated({}, true);
+    inflater.reset();
+    if (!inflated_found) return true;
+    const Match m = *inflated_found;
+    inflated_found.reset();
+    violation(m.secret, Location::kBody, m.forms);
+    return false;
   }
 
   // Scans `data` (complete, or with `final` false a prefix of the body so far) for body forms:
@@ -764,7 +791,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
     switch (mode) {
       case Mode::kPassthrough:
         if (any_not_eligible && !detect(body_det, data, Location::kBody)) return;
-        if (!detect_inflated(data, false)) return;
+        scan_inflated(data, false);
         out->append(data);
         verbatim_tail += data.size();
         break;
@@ -806,7 +833,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
       case http::FramingKind::kLastChunk: {
         if (mode == Mode::kPassthrough) {
           if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
-          if (!detect_inflated({}, true)) return;
+          if (!finish_inflated()) return;
         } else if (mode == Mode::kRechunk) {
           rechunk({}, true);
           if (block) return;
@@ -830,7 +857,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
     if (block) return;
     if (mode == Mode::kPassthrough) {
       if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
-      if (!is_chunked && !detect_inflated({}, true)) return;
+      if (!is_chunked && !finish_inflated()) return;
     } else if (mode == Mode::kBuffer || mode == Mode::kBufferCoded) {
       if (mode == Mode::kBufferCoded) {
         if (!rewrite_coded_body()) return;
@@ -851,6 +878,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
     body_det.reset();
     inflated_det.reset();
     inflater.reset();
+    inflated_found.reset();
     body_buf.clear();
     mode = Mode::kPassthrough;
     in_message = false;
