@@ -1,5 +1,6 @@
 #include "cli/config.hpp"
 #include "cli/egress.hpp"
+#include "sandbox/sandbox.hpp"
 
 #include <toml++/toml.h>
 
@@ -72,6 +73,26 @@ std::vector<std::string> get_strings(const Context& ctx, const toml::node& node,
   std::vector<std::string> out;
   for (const toml::node& item : *array) out.push_back(get_string(ctx, item, std::string(what) + " entries"));
   return out;
+}
+
+// A size: bytes as an integer, or a string with a K, M or G suffix ("512M").
+std::uint64_t get_size(const Context& ctx, const toml::node& node, std::string_view what) {
+  std::uint64_t bytes = 0;
+  if (node.is_integer()) {
+    const std::int64_t v = *node.value<std::int64_t>();
+    if (v < 0) ctx.fail(node, std::string(what) + " must not be negative");
+    bytes = static_cast<std::uint64_t>(v);
+  } else if (node.is_string()) {
+    try {
+      bytes = sandbox::parse_memory_size(*node.value<std::string>());
+    } catch (const std::exception&) {
+      ctx.fail(node, std::string(what) + " must be a size like 512M or 2G");
+    }
+  } else {
+    ctx.fail(node, std::string(what) + " must be a size (bytes, or a string such as \"512M\")");
+  }
+  if (bytes < (1u << 20)) ctx.fail(node, std::string(what) + " must be at least 1M");
+  return bytes;
 }
 
 const toml::table& get_table(const Context& ctx, const toml::node& node, std::string_view what) {
@@ -168,7 +189,8 @@ void parse_network(const Context& ctx, const toml::table& table, const std::stri
   out = builder.config();
 }
 
-SecretBinding parse_secret(const Context& ctx, const toml::table& table, const std::string& base_dir) {
+SecretBinding parse_secret(const Context& ctx, const toml::table& table, const std::string& base_dir,
+                           std::vector<std::string>& source_files) {
   // An inline value is refused before anything else, and without echoing it.
   if (const toml::node* v = table.get("value")) {
     const toml::node* env = table.get("env");
@@ -216,6 +238,7 @@ SecretBinding parse_secret(const Context& ctx, const toml::table& table, const s
     ctx.fail(table, named + "value_from is required (\"env:NAME\" or \"file:PATH\")");
   }
   const std::string source = get_string(ctx, *from, named + "value_from");
+  if (source.rfind("file:", 0) == 0 && source.size() > 5) source_files.push_back(resolve_path(base_dir, source.substr(5)));
   try {
     b.value(read_value_from(env, source, base_dir));
   } catch (const ConfigError& e) {
@@ -230,7 +253,8 @@ SecretBinding parse_secret(const Context& ctx, const toml::table& table, const s
 
 void parse_gateway(const Context& ctx, const toml::table& table, GatewaySettings& out) {
   check_keys(ctx, table, "[gateway]",
-             {"transparent_listen", "proxy_listen", "audit_log", "home", "log_level", "resolve_pins_with_host_dns"});
+             {"transparent_listen", "proxy_listen", "audit_log", "home", "log_level", "resolve_pins_with_host_dns",
+              "memory_budget", "client_memory_budget", "max_connections", "max_client_connections", "audit_fail_open"});
   if (const toml::node* n = table.get("transparent_listen")) out.transparent_listen = get_string(ctx, *n, "transparent_listen");
   if (const toml::node* n = table.get("proxy_listen")) out.proxy_listen = get_string(ctx, *n, "proxy_listen");
   if (const toml::node* n = table.get("audit_log")) out.audit_log = get_string(ctx, *n, "audit_log");
@@ -245,6 +269,19 @@ void parse_gateway(const Context& ctx, const toml::table& table, GatewaySettings
   if (const toml::node* n = table.get("resolve_pins_with_host_dns")) {
     out.resolve_pins_with_host_dns = get_bool(ctx, *n, "resolve_pins_with_host_dns");
   }
+  for (auto [key, field] : {std::pair{"memory_budget", &out.memory_budget},
+                             std::pair{"client_memory_budget", &out.client_memory_budget}}) {
+    if (const toml::node* n = table.get(key)) *field = get_size(ctx, *n, key);
+  }
+  for (auto [key, field] : {std::pair{"max_connections", &out.max_connections},
+                             std::pair{"max_client_connections", &out.max_client_connections}}) {
+    if (const toml::node* n = table.get(key)) {
+      const std::int64_t v = get_int(ctx, *n, key);
+      if (v < 1) ctx.fail(n, std::string(key) + " must be at least 1");
+      *field = static_cast<std::uint64_t>(v);
+    }
+  }
+  if (const toml::node* n = table.get("audit_fail_open")) out.audit_fail_open = get_bool(ctx, *n, "audit_fail_open");
   for (const std::string* listen : {&out.transparent_listen, &out.proxy_listen, &out.audit_log, &out.home}) {
     if (listen->find('\0') != std::string::npos) ctx.fail(table, "[gateway] paths and addresses must not contain NUL");
   }
@@ -357,7 +394,7 @@ AirlockConfig parse_config(std::string_view toml_text, const std::string& origin
     throw ConfigError(origin + (line > 0 ? ":" + std::to_string(line) : std::string()) +
                       ": not valid TOML: " + redact_parse_error(e.description()));
   }
-  check_keys(ctx, root, "the top level", {"network", "secret", "gateway"});
+  check_keys(ctx, root, "the top level", {"network", "secret", "gateway", "sandbox"});
 
   AirlockConfig config;
   if (const toml::node* n = root.get("network")) {
@@ -369,7 +406,7 @@ AirlockConfig parse_config(std::string_view toml_text, const std::string& origin
       ctx.fail(n, "secrets must be written as [[secret]] tables");
     }
     for (const toml::node& item : *secrets) {
-      config.sandbox.secrets.push_back(parse_secret(ctx, *item.as_table(), base_dir));
+      config.sandbox.secrets.push_back(parse_secret(ctx, *item.as_table(), base_dir, config.secret_files));
     }
     try {
       validate_secret_set(config.sandbox.secrets);
@@ -378,6 +415,11 @@ AirlockConfig parse_config(std::string_view toml_text, const std::string& origin
     }
   }
   if (const toml::node* n = root.get("gateway")) parse_gateway(ctx, get_table(ctx, *n, "[gateway]"), config.gateway);
+  if (const toml::node* n = root.get("sandbox")) {
+    const toml::table& t = get_table(ctx, *n, "[sandbox]");
+    check_keys(ctx, t, "[sandbox]", {"id_range"});
+    if (const toml::node* r = t.get("id_range")) config.view.id_range = get_string(ctx, *r, "[sandbox] id_range");
+  }
   return config;
 }
 

@@ -173,7 +173,7 @@ TEST_F(ConfigTest, InlineValueOfAnyTypeIsRejected) {
 
 TEST_F(ConfigTest, UnknownKeysAreErrors) {
   EXPECT_EQ(error("[netwrk]\n"),
-            "test.toml:1: unknown key \"netwrk\" in the top level (expected one of: network, secret, gateway)");
+            "test.toml:1: unknown key \"netwrk\" in the top level (expected one of: network, secret, gateway, sandbox)");
   EXPECT_NE(error("[network]\nintercept_port = [443]\n").find("test.toml:2: unknown key \"intercept_port\" in [network]"),
             std::string::npos);
   EXPECT_NE(error(kSecret + "alow_hosts = [\"x.example\"]\n").find("unknown key \"alow_hosts\" in [[secret]]"),
@@ -313,6 +313,58 @@ TEST_F(ConfigTest, SummaryShowsPlaceholdersNeverValues) {
   EXPECT_NE(summary.find("require_tls_identity: yes"), std::string::npos);
   EXPECT_NE(summary.find("violation action:     block-and-log"), std::string::npos);
   EXPECT_NE(summary.find("tls_bypass:           *.pinned.example"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace airlock::cli
+
+namespace airlock::cli {
+namespace {
+
+class ConfigViewTest : public ConfigTest {};
+
+TEST_F(ConfigViewTest, FileSourcesAreRecordedSoTheGuestNeverSeesThem) {
+  write("token", std::string(kFake) + "\n");
+  const AirlockConfig config = parse(
+      "[[secret]]\nenv = \"A\"\nvalue_from = \"file:token\"\nallow_hosts = [\"a.example.com\"]\n"
+      "[[secret]]\nenv = \"B\"\nvalue_from = \"env:HOME\"\nallow_hosts = [\"b.example.com\"]\n");
+  EXPECT_EQ(config.secret_files, (std::vector<std::string>{(dir_ / "token").string()}));
+}
+
+TEST_F(ConfigViewTest, SandboxTableTakesAnIdRange) {
+  EXPECT_EQ(parse("[sandbox]\nid_range = \"200000-265535\"\n").view.id_range, "200000-265535");
+  EXPECT_EQ(parse("").view.id_range, "");
+  EXPECT_NE(error("[sandbox]\nids = 1\n").find("ids"), std::string::npos);
+}
+
+TEST(GatewayBudgetConfig, SizesCountsAndFailOpen) {
+  const AirlockConfig c = parse_config(
+      "[gateway]\nmemory_budget = \"2G\"\nclient_memory_budget = 67108864\nmax_connections = 500\n"
+      "max_client_connections = 50\naudit_fail_open = true\n",
+      "test.toml", "/tmp");
+  EXPECT_EQ(c.gateway.memory_budget, std::uint64_t{2} << 30);
+  EXPECT_EQ(c.gateway.client_memory_budget, std::uint64_t{64} << 20);
+  EXPECT_EQ(c.gateway.max_connections, 500u);
+  EXPECT_EQ(c.gateway.max_client_connections, 50u);
+  EXPECT_TRUE(c.gateway.audit_fail_open);
+  const AirlockConfig d = parse_config("", "test.toml", "/tmp");
+  EXPECT_FALSE(d.gateway.memory_budget || d.gateway.max_connections || d.gateway.audit_fail_open);
+}
+
+TEST(GatewayBudgetConfig, BadValuesAreErrors) {
+  auto error = [](const std::string& toml) {
+    try {
+      parse_config(toml, "test.toml", "/tmp");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(error("[gateway]\nmemory_budget = \"lots\"\n").find("must be a size like 512M"), std::string::npos);
+  EXPECT_NE(error("[gateway]\nmemory_budget = 1000\n").find("at least 1M"), std::string::npos);
+  EXPECT_NE(error("[gateway]\nclient_memory_budget = true\n").find("must be a size"), std::string::npos);
+  EXPECT_NE(error("[gateway]\nmax_connections = 0\n").find("at least 1"), std::string::npos);
+  EXPECT_NE(error("[gateway]\naudit_fail_open = 1\n").find("true or false"), std::string::npos);
 }
 
 }  // namespace

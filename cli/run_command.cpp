@@ -43,11 +43,18 @@ struct RunArgs {
   std::vector<std::string> env_pass;
   std::vector<std::string> volumes;
   std::string rootfs;
+  std::string workdir;
+  bool no_workdir = false;
+  bool workdir_overlay = false;
+  bool print_view = false;
+  std::string id_range;
   bool tty = false;
   double timeout = 0;
   std::string memory;
   double cpus = 0;
   std::uint64_t pids = 0;
+  std::string gateway_memory;
+  std::uint64_t max_connections = 0;
   std::string ca_cert;
   std::vector<std::string> dns_servers;
   std::vector<std::string> egress;
@@ -96,7 +103,7 @@ SecretBinding secret_from_env(const std::string& spec) {
 }
 
 // `--secret-file ENV=PATH@HOST[,HOST...]`
-SecretBinding secret_from_file(const std::string& spec) {
+SecretBinding secret_from_file(const std::string& spec, std::vector<std::string>& source_files) {
   const std::size_t eq = spec.find('=');
   const std::size_t at = spec.rfind('@');
   if (eq == std::string::npos || eq == 0 || at == std::string::npos || at < eq + 2) {
@@ -106,6 +113,7 @@ SecretBinding secret_from_file(const std::string& spec) {
   const std::string path = spec.substr(eq + 1, at - eq - 1);
   char cwd[PATH_MAX];
   const std::string base = ::getcwd(cwd, sizeof cwd) != nullptr ? cwd : "/";
+  source_files.push_back(path.starts_with("/") ? path : base + "/" + path);
   SecretBuilder builder;
   builder.env(env).value(read_value_from(env, "file:" + path, base));
   add_hosts(builder, std::string_view(spec).substr(at + 1), "--secret-file " + env);
@@ -123,6 +131,14 @@ sandbox::SandboxOptions make_options(const RunArgs& args) {
   options.env.pass = args.env_pass;
   for (const std::string& v : args.volumes) options.volumes.push_back(sandbox::parse_volume(v));
   options.rootfs = args.rootfs;
+  if (args.no_workdir && (!args.workdir.empty() || args.workdir_overlay)) {
+    throw ConfigError("--no-workdir cannot be combined with --workdir or --workdir-overlay");
+  }
+  options.workdir = args.workdir;
+  options.workspace = args.no_workdir        ? sandbox::SandboxOptions::Workspace::kNone
+                      : args.workdir_overlay ? sandbox::SandboxOptions::Workspace::kOverlay
+                                             : sandbox::SandboxOptions::Workspace::kReadWrite;
+  if (!args.id_range.empty()) options.id_pool = sandbox::parse_id_range(args.id_range);
   options.tty = args.tty;
   if (args.timeout < 0) throw ConfigError("--timeout must be positive");
   if (args.timeout > 0) {
@@ -236,7 +252,7 @@ class NetworkServices {
   NetworkServices(sandbox::Sandbox& box, sandbox::GatewaySockets& sockets,
                   std::vector<SecretBinding> secrets, const NetworkConfig& network,
                   const GatewaySettings& settings, const std::vector<std::string>& dns_servers,
-                  std::shared_ptr<const policy::Policy> policy)
+                  std::shared_ptr<const policy::Policy> policy, const gateway::BudgetLimits& budget)
       : pins_([] { return dns::PinClock::now(); }),
         policy_(std::move(policy)),
         logger_(log_level(settings)),
@@ -267,6 +283,8 @@ class NetworkServices {
     options.pins = &pins_;
     options.policy = policy_;
     options.on_terminate = [&box](const std::string& reason) { box.terminate(reason); };
+    options.limits = budget;
+    options.audit_fail_open = settings.audit_fail_open;
     gateway_ = std::make_unique<gateway::Gateway>(std::move(options));
     sockets.transparent.clear();  // the gateway owns them now
     phase("gateway constructed");
@@ -315,21 +333,54 @@ class NetworkServices {
   std::unique_ptr<gateway::Gateway> gateway_;
 };
 
+// What this sandbox may make the gateway spend outside its cgroup. The sandbox is the gateway's
+// only client, so its budget is the gateway's: memory as much as --memory allows the guest
+// itself (kDefaultSandboxMemory without --memory), unless --gateway-memory or [gateway]
+// memory_budget says otherwise; connections kDefaultSandboxConnections unless --max-connections
+// or [gateway] max_connections says otherwise.
+constexpr std::uint64_t kDefaultSandboxMemory = 256u << 20;
+constexpr std::uint64_t kDefaultSandboxConnections = 1024;
+
+gateway::BudgetLimits sandbox_budget(const RunArgs& args, const GatewaySettings& settings) {
+  std::uint64_t memory = kDefaultSandboxMemory;
+  if (!args.memory.empty()) memory = sandbox::parse_memory_size(args.memory);
+  if (settings.memory_budget) memory = *settings.memory_budget;
+  if (!args.gateway_memory.empty()) memory = sandbox::parse_memory_size(args.gateway_memory);
+  std::uint64_t connections = settings.max_connections.value_or(kDefaultSandboxConnections);
+  if (args.max_connections > 0) connections = args.max_connections;
+  gateway::BudgetLimits limits;
+  limits.memory_bytes = limits.client_memory_bytes = memory;
+  limits.connections = limits.client_connections = connections;
+  limits.reserve_connections = 0;  // one client: nobody to keep room for
+  return limits;
+}
+
 int run(const RunArgs& args) {
   phase("begin");
-  if (args.command.empty()) throw ConfigError("no command given (airlock run [OPTIONS] -- CMD...)");
   std::vector<SecretBinding> secrets;
   NetworkConfig network;
   GatewaySettings settings;
+  std::vector<std::string> secret_files;
+  std::string id_range;
   if (!args.config.empty()) {
     AirlockConfig config = load_config(args.config);
     secrets = std::move(config.sandbox.secrets);
     network = std::move(config.sandbox.network);
     settings = std::move(config.gateway);
+    secret_files = std::move(config.secret_files);
+    id_range = config.view.id_range;
   }
   for (const std::string& spec : args.secrets) secrets.push_back(secret_from_env(spec));
-  for (const std::string& spec : args.secret_files) secrets.push_back(secret_from_file(spec));
+  for (const std::string& spec : args.secret_files) secrets.push_back(secret_from_file(spec, secret_files));
   validate_secret_set(secrets);
+  sandbox::SandboxOptions options = make_options(args);
+  if (args.id_range.empty() && !id_range.empty()) options.id_pool = sandbox::parse_id_range(id_range);
+  options.secret_files = std::move(secret_files);
+  if (args.print_view) {
+    std::cout << sandbox::describe_view(options, secrets);
+    return 0;
+  }
+  if (args.command.empty()) throw ConfigError("no command given (airlock run [OPTIONS] -- CMD...)");
 
   // Blocked before any thread starts, so every thread inherits the mask and only the
   // forwarder receives them.
@@ -339,7 +390,6 @@ int run(const RunArgs& args) {
   ::signal(SIGPIPE, SIG_IGN);  // the gateway writes to sockets the guest may have closed
 
   auto policy = make_egress_policy(args.egress, network.egress);
-  sandbox::SandboxOptions options = make_options(args);
   options.blocked_destinations = guard_destinations(*policy);
   sandbox::Sandbox box(std::move(options), secrets);
   phase("gateway namespace ready");
@@ -349,7 +399,7 @@ int run(const RunArgs& args) {
   std::unique_ptr<NetworkServices> services;
   try {
     services = std::make_unique<NetworkServices>(box, sockets, std::move(for_gateway), network, settings,
-                                                 args.dns_servers, std::move(policy));
+                                                 args.dns_servers, std::move(policy), sandbox_budget(args, settings));
   } catch (...) {
     close_all(sockets);
     throw;
@@ -388,7 +438,7 @@ int run(const RunArgs& args) {
 
 }  // namespace
 
-void add_run_command(CLI::App& app) {
+void add_run_command(CLI::App& app, std::optional<std::vector<std::string>> after_separator) {
   auto args = std::make_shared<RunArgs>();
   CLI::App* command = app.add_subcommand(
       "run", "Run a command in a sandbox whose environment holds placeholders, not secrets");
@@ -407,11 +457,29 @@ void add_run_command(CLI::App& app) {
   command->add_option("--volume,-v", args->volumes, "HOST:GUEST[:ro]: bind a host path")
       ->allow_extra_args(false);
   command->add_option("--rootfs", args->rootfs, "a directory to use as the guest's root");
+  command->add_option("--workdir", args->workdir,
+                      "DIR: the workspace, seen by the guest at the same path, read-write, as its working "
+                      "directory (default: the current directory)");
+  command->add_flag("--no-workdir", args->no_workdir, "share no directory (the command starts in HOME)");
+  command->add_flag("--workdir-overlay", args->workdir_overlay,
+                    "the guest may write in the workspace, but its writes go to a layer discarded at exit; "
+                    "the host copy stays untouched");
+  command->add_flag("--print-view", args->print_view,
+                    "print what the guest would see of the host (mounts, workspace, hidden and rewritten "
+                    "files) and exit");
+  command->add_option("--id-range", args->id_range,
+                      "FIRST-LAST: host ids reserved for sandboxes (each takes 65536 of them; default "
+                      "1879048192-2147352575)");
   command->add_flag("-t,--tty", args->tty, "give the command a terminal");
   command->add_option("--timeout", args->timeout, "seconds; then the sandbox is killed (exit 124)");
   command->add_option("--memory", args->memory, "memory limit, e.g. 512M (cgroups)");
   command->add_option("--cpus", args->cpus, "CPU limit, e.g. 1.5 (cgroups)");
   command->add_option("--pids", args->pids, "process limit (cgroups)");
+  command->add_option("--gateway-memory", args->gateway_memory,
+                      "memory the gateway may hold for this sandbox (bodies it buffers to rewrite, output it "
+                      "buffers), e.g. 128M; past it a request is blocked (default: the --memory value, else 256M)");
+  command->add_option("--max-connections", args->max_connections,
+                      "open connections of this sandbox through the gateway (default 1024)");
   command->add_option("--ca-cert", args->ca_cert,
                       "an extra CA certificate (PEM) the guest trusts; the gateway's CA is added "
                       "automatically");
@@ -427,7 +495,9 @@ void add_run_command(CLI::App& app) {
   command->footer(
       "Exit status: the command's; 124 timeout; 125 terminated (block-and-terminate); "
       "126/127 cannot run / not found; 2 usage or config error; 3 sandbox setup failed.");
-  command->callback([args] {
+  command->callback([args, after_separator = std::move(after_separator)] {
+    // After `--`: verbatim, never seen by the option parser.
+    if (after_separator) args->command.insert(args->command.end(), after_separator->begin(), after_separator->end());
     int code = 0;
     try {
       code = run(*args);
@@ -440,7 +510,7 @@ void add_run_command(CLI::App& app) {
 
   auto state_root = std::make_shared<std::string>("/run/airlock");
   CLI::App* gc = app.add_subcommand(
-      "gc", "Remove what crashed sandboxes left behind (state, cgroups, airlock-* namespaces)");
+      "gc", "Remove what crashed sandboxes left behind (state, id leases, cgroups, airlock-* namespaces)");
   gc->add_option("--state-dir", *state_root, "where sandboxes record their owner")
       ->capture_default_str();
   gc->callback([state_root] {

@@ -1,5 +1,7 @@
 #include "cli/commands.hpp"
 
+#include "cli/build_commit.hpp"  // generated at build time (cmake/git_version.cmake)
+
 #include <iostream>
 
 #ifndef AIRLOCK_VERSION
@@ -9,8 +11,8 @@
 namespace airlock::cli {
 
 void add_version_command(CLI::App& app) {
-  app.add_subcommand("version", "Print airlock's version")->callback([] {
-    std::cout << "airlock " << AIRLOCK_VERSION << "\n";
+  app.add_subcommand("version", "Print airlock's version and the commit it was built from")->callback([] {
+    std::cout << "airlock " << AIRLOCK_VERSION << " (" << AIRLOCK_BUILD_COMMIT << ")\n";
   });
 }
 

@@ -1,5 +1,7 @@
 #include "dns/pin_set.hpp"
 
+#include "common/concat.hpp"
+
 #include "dns/answer.hpp"
 
 #include <gtest/gtest.h>
@@ -121,10 +123,10 @@ TEST(Chain, LoopsForksAndOverlongChainsEndNowhere) {
   auto chain_of = [](std::size_t names) {
     Message m = answer_for("n0.example");
     for (std::size_t i = 0; i + 1 < names; ++i) {
-      m.answers.push_back(Record::cname(name("n" + std::to_string(i) + ".example"),
-                                        name("n" + std::to_string(i + 1) + ".example"), 60));
+      m.answers.push_back(Record::cname(name(concat("n", std::to_string(i), ".example")),
+                                        name(concat("n", std::to_string(i + 1), ".example")), 60));
     }
-    m.answers.push_back(Record::a_or_aaaa(name("n" + std::to_string(names - 1) + ".example"), ip("198.51.100.1"), 60));
+    m.answers.push_back(Record::a_or_aaaa(name(concat("n", std::to_string(names - 1), ".example")), ip("198.51.100.1"), 60));
     return follow_chain(m);
   };
   const AnswerChain fits = chain_of(kMaxChainNames);
@@ -325,7 +327,7 @@ TEST(PinSetBounds, EvictsExpiredFirstThenSoonestToExpire) {
 
 TEST(PinSetBounds, ManyNamesForOneAddressStayBounded) {
   PinSet pins([] { return t0; }, PinSetOptions{.min_hold = 10s, .max_hold = 1000s, .max_entries = 100});
-  for (int i = 0; i < 1000; ++i) pins.pin(ip("198.51.100.1"), "n" + std::to_string(i) + ".example", 100s, t0);
+  for (int i = 0; i < 1000; ++i) pins.pin(ip("198.51.100.1"), concat("n", std::to_string(i), ".example"), 100s, t0);
   EXPECT_EQ(pins.size(), 100u);
   EXPECT_TRUE(pins.pinned_at(ip("198.51.100.1"), pat("n999.example"), t0));
   EXPECT_FALSE(pins.pinned_at(ip("198.51.100.1"), pat("n0.example"), t0));
@@ -337,7 +339,7 @@ TEST(PinSetThreads, ConcurrentReadsAndWrites) {
   std::atomic<long> misses{0};
   std::thread writer([&] {
     for (int i = 0; i < 20000; ++i) {
-      pins.pin(IpAddress::v4(203, 0, 113, static_cast<std::uint8_t>(i % 200)), "w" + std::to_string(i % 300) + ".example",
+      pins.pin(IpAddress::v4(203, 0, 113, static_cast<std::uint8_t>(i % 200)), concat("w", std::to_string(i % 300), ".example"),
                50s, t0);
     }
   });

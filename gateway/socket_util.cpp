@@ -1,5 +1,7 @@
 #include "gateway/socket_util.hpp"
 
+#include "common/concat.hpp"
+
 #include <charconv>
 #include <cstring>
 
@@ -43,7 +45,7 @@ std::optional<SocketAddress> from_sockaddr(const sockaddr_storage& ss) {
 
 std::string SocketAddress::to_string() const {
   if (ip.is_v4()) return ip.to_string() + ":" + std::to_string(port);
-  return "[" + ip.to_string() + "]:" + std::to_string(port);
+  return concat("[", ip.to_string(), "]:", std::to_string(port));
 }
 
 std::optional<SocketAddress> local_address(int fd) {

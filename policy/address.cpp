@@ -1,5 +1,7 @@
 #include "policy/address.hpp"
 
+#include "common/concat.hpp"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -154,7 +156,7 @@ std::optional<Cidr> Cidr::parse(std::string_view text, std::string* error) {
   const std::size_t slash = text.find('/');
   const std::string_view addr_text = text.substr(0, slash);
   auto ip = IpAddress::parse(addr_text);
-  if (!ip) return fail("'" + std::string(addr_text) + "' is not an IP address");
+  if (!ip) return fail(concat("'", addr_text, "' is not an IP address"));
   const unsigned max_prefix = ip->is_v4() ? 32 : 128;
   unsigned prefix = max_prefix;
   if (slash != std::string_view::npos) {
@@ -172,8 +174,7 @@ std::optional<Cidr> Cidr::parse(std::string_view text, std::string* error) {
     masked.bytes[bit / 8] = static_cast<std::uint8_t>(masked.bytes[bit / 8] & ~(0x80u >> (bit % 8)));
   }
   if (masked != *ip) {
-    return fail("'" + std::string(text) + "' has host bits set (the network is " +
-                Cidr{masked, c.prefix}.to_string() + ")");
+    return fail(concat("'", text, "' has host bits set (the network is ", Cidr{masked, c.prefix}.to_string(), ")"));
   }
   // A v4-mapped network is the IPv4 network it embeds.
   if (!ip->is_v4() && prefix >= 96 && canonical(*ip).is_v4()) {

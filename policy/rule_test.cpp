@@ -139,7 +139,7 @@ TEST(Rule, EachSyntaxErrorIsNamed) {
   EXPECT_EQ(err(std::string(1025, 'a')), "the rule is longer than 1024 bytes");
   EXPECT_EQ(err(std::string("allow@a\x01.com")).substr(0, 11), "bad domain:");
   std::string many = "allow@private:tcp:1";
-  for (int i = 2; i <= 65; ++i) many += "," + std::to_string(i);
+  for (int i = 2; i <= 65; ++i) many.append(",").append(std::to_string(i));
   EXPECT_EQ(err(many), "more than 64 entries in the port list");
 }
 

@@ -61,6 +61,7 @@ std::vector<std::string> collect_garbage(const std::string& state_root) {
     fs::remove_all(dir, ec);
     removed.push_back("state " + dir);
   }
+  for (std::string& line : detail::collect_stale_leases(state_root)) removed.push_back(std::move(line));
   // cgroups whose state directory is gone (rmdir only succeeds on an empty cgroup).
   for (const char* base : {"/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu",
                            "/sys/fs/cgroup/pids"}) {

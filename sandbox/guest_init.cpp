@@ -107,13 +107,50 @@ void loopback_up() {
   ::close(s);
 }
 
+void attach(const ChildPlan::Bind& b) {
+  // Targets under a tmpfs mounted here need their mount point created there.
+  if (b.directory) mkdir_p(b.target.c_str(), 0755);
+  else touch(b.target.c_str());
+  if (::syscall(SYS_move_mount, b.tree_fd, "", AT_FDCWD, b.target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    fail("attach a mount on", b.target.c_str());
+  }
+  ::close(b.tree_fd);
+}
+
+// A file shown with other content (placeholders, or nothing): a private copy in the guest's
+// /tmp, bound on the file, its name removed again.
+void cover(const ChildPlan::Cover& c) {
+  const int fd = ::open(c.staging.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                        static_cast<mode_t>(c.mode));
+  if (fd < 0) fail("create", c.staging.c_str());
+  std::size_t off = 0;
+  while (off < c.content.size()) {
+    const ssize_t n = ::write(fd, c.content.data() + off, c.content.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("write", c.staging.c_str());
+    off += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  // EACCES: a directory on the way is closed to the guest's root, which then cannot read the
+  // file either.
+  if (::mount(c.staging.c_str(), c.target.c_str(), nullptr, MS_BIND, nullptr) == 0) {
+    (void)::mount(nullptr, c.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, nullptr);
+  } else if (errno != EACCES) {
+    fail("mount", c.target.c_str());
+  }
+  if (::unlink(c.staging.c_str()) != 0) fail("unlink", c.staging.c_str());
+}
+
 void set_up_filesystem(ChildPlan& plan) {
   do_mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
   if (::syscall(SYS_move_mount, plan.root_mount_fd, "", AT_FDCWD, plan.root.c_str(),
                 MOVE_MOUNT_F_EMPTY_PATH) != 0) {
-    fail("attach the root overlay on", plan.root.c_str());
+    fail("attach the root on", plan.root.c_str());
   }
   ::close(plan.root_mount_fd);
+  for (const ChildPlan::Bind& b : plan.volumes) {
+    if (b.early) attach(b);
+  }
 
   do_mount("proc", plan.proc_dir.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
   // A fresh sysfs shows this network namespace only; skipped where the kernel refuses it.
@@ -139,15 +176,9 @@ void set_up_filesystem(ChildPlan& plan) {
   do_mount("run", plan.run_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
 
   for (const ChildPlan::Bind& b : plan.volumes) {
-    // Targets under a tmpfs mounted above need their mount point created there.
-    if (b.directory) mkdir_p(b.target.c_str(), 0755);
-    else touch(b.target.c_str());
-    if (::syscall(SYS_move_mount, b.tree_fd, "", AT_FDCWD, b.target.c_str(),
-                  MOVE_MOUNT_F_EMPTY_PATH) != 0) {
-      fail("attach volume on", b.target.c_str());
-    }
-    ::close(b.tree_fd);
+    if (!b.early) attach(b);
   }
+  for (const ChildPlan::Cover& c : plan.covers) cover(c);
 
   if (::chdir(plan.root.c_str()) != 0) fail("chdir", plan.root.c_str());
   if (::syscall(SYS_pivot_root, ".", ".") != 0) fail("pivot_root", plan.root.c_str());
@@ -220,7 +251,7 @@ void open_guest_pty(ChildPlan& plan) {
     ::dup2(plan.tty_slave, 2);
     if (plan.tty_slave > 2) ::close(plan.tty_slave);
   }
-  if (plan.cwd.empty() || ::chdir(plan.cwd.c_str()) != 0) (void)!::chdir("/");
+  if (plan.cwd.empty() || ::chdir(plan.cwd.c_str()) != 0) (void)!::chdir("/root");
   environ = plan.envp.data();  // execvp searches the guest's PATH, not the host's
   ::execvp(plan.argv[0], plan.argv.data());
   const int err = errno;
@@ -259,6 +290,10 @@ void open_guest_pty(ChildPlan& plan) {
 void child_main(ChildPlan& plan) {
   g_status_fd = plan.status_fd;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // No host terminal in the guest, not even in its init (whose fds /proc/1/fd would show).
+  for (int i = 0; i < 3; ++i) {
+    if (plan.stdio[i] >= 0 && ::dup2(plan.stdio[i], i) != i) _exit(kExitSetupFailed);
+  }
   close_other_fds(plan.keep_fds);
   char go = 0;
   ssize_t n;

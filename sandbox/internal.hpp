@@ -1,11 +1,17 @@
 #pragma once
 // Internals of the sandbox module shared by its .cpp files. Not an API.
 #include "sandbox/sandbox.hpp"
+#include "tls/trust_store.hpp"
 
 #include <linux/filter.h>
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,8 +64,87 @@ std::optional<std::string> read_small_file(const std::string& path, std::size_t 
 // both ends and the guest's default routes, over rtnetlink. Throws SandboxError.
 void configure_link(int gateway_netns, int guest_netns);
 
-// The seccomp filter of every guest process, compiled to classic BPF by libseccomp.
+// A slot of the id pool, held (flock on state_root/ids/<first id>) while the object lives.
+class IdLease {
+ public:
+  // The first slot of `pool` free of host users, groups, subordinate ranges, `also_busy` ids
+  // and live sandboxes. Throws SandboxError when none is left.
+  static std::unique_ptr<IdLease> acquire(const std::string& state_root, const IdRange& pool,
+                                          const std::vector<std::uint64_t>& also_busy);
+  ~IdLease();
+  const IdRange& range() const noexcept { return range_; }
+
+ private:
+  IdLease() = default;
+  IdRange range_;
+  std::string path_;
+  Fd lock_;
+};
+// Removes lease files no live sandbox holds (for `airlock gc`).
+std::vector<std::string> collect_stale_leases(const std::string& state_root);
+
+// A user namespace whose one mapping is host `disk_uid`/`disk_gid` <-> host `guest_root`: an
+// id-mapped mount made with it shows disk_uid's files as the guest's root's, and what the
+// guest's root creates is written as disk_uid. Every other id shows as nobody and cannot be
+// written.
+Fd make_idmap_userns(std::uint64_t disk_uid, std::uint64_t disk_gid, std::uint64_t guest_root);
+
+// A host path the guest sees: the workspace or a volume.
+struct Share {
+  std::string host;   // canonical
+  std::string guest;  // absolute
+  bool read_only = false;
+  bool workspace = false;
+  bool overlay = false;  // the workspace in a discarded layer
+  bool directory = true;
+  std::uint64_t disk_uid = 0, disk_gid = 0;  // who owns what the guest's root creates there
+};
+
+// What the guest sees of the host, decided before start (also printed by describe_view).
+struct ViewPlan {
+  std::vector<std::string> system_dirs;  // host dirs bound read-only at the same path
+  struct Link {
+    std::string path, target;
+  };
+  std::vector<Link> system_links;        // /bin -> usr/bin and the like
+  std::vector<std::string> etc_hidden;   // paths under /etc (relative) that are whited out
+  std::vector<std::string> root_hidden;  // --rootfs: guest paths whited out in its overlay
+  std::vector<Share> shares;             // the workspace first, then the volumes
+  struct Cover {
+    std::string guest;    // a file shown with `content` instead of its own
+    std::string content;  // the placeholder-rewritten copy, or empty (a secret's source)
+    unsigned mode = 0600;
+    std::string why;      // for stderr and describe_view: names the secrets, never a value
+  };
+  std::vector<Cover> covers;
+  std::string cwd;
+  std::vector<std::string> notes;  // the scan's figures and bounds
+};
+// Resolves the workspace, the owners and the system entries, and scans the workspace and the
+// volumes for the secrets' values. Throws ConfigError for a workspace that cannot be shared.
+ViewPlan plan_view(const SandboxOptions& options, const std::vector<SecretBinding>& secrets,
+                   std::vector<std::string>& warnings);
+
+// Adds to a libseccomp filter (scmp_filter_ctx) the rules against set-id files and device nodes
+// (mode_rules.cpp).
+void add_file_mode_rules(void* filter);
+
+// The seccomp filter of every guest process, compiled to classic BPF by libseccomp (seccomp.cpp;
+// docs/security.md says what it denies and what stays allowed, and why).
 std::vector<sock_filter> build_seccomp_program();
+// The same program, compiled at build time and embedded (seccomp_image.cpp): what guests get.
+std::vector<sock_filter> embedded_seccomp_program();
+
+// A set of 32-bit values as aligned blocks: value v is in block (mask, base) when
+// (v & mask) == base. seccomp compares one argument once per rule, so "anything but these
+// values" becomes one rule per block of the complement.
+struct ValueBlock {
+  std::uint32_t mask = 0;
+  std::uint32_t base = 0;
+  friend bool operator==(const ValueBlock&, const ValueBlock&) = default;
+};
+// The fewest aligned blocks covering every value in [0, end) not in `allowed`.
+std::vector<ValueBlock> blocks_except(std::vector<std::uint32_t> allowed, std::uint64_t end = 1ull << 32);
 
 // Capabilities a guest root keeps in its bounding set (Docker's default set); all others go.
 std::vector<int> kept_capabilities();
@@ -83,6 +168,43 @@ class CgroupLimits {
 };
 void remove_cgroup_dir(const std::string& path);
 
+// Host terminals stay outside (stdio_relay.cpp): each of the host's fds 0..2 that is a terminal
+// reaches the guest as a pipe this relay copies to and from it (or as /dev/null with -t, where
+// the command gets its own pty). Bounded: one 64 KiB buffer per direction, one thread, no polling
+// tick.
+class StdioRelay {
+ public:
+  explicit StdioRelay(bool own_pty);
+  ~StdioRelay();
+  StdioRelay(const StdioRelay&) = delete;
+  StdioRelay& operator=(const StdioRelay&) = delete;
+
+  // What the guest gets as fd i (>= 3, for the child to dup2), or -1: it inherits the host's.
+  int guest_fd(int i) const noexcept;
+  void close_guest_ends() noexcept;  // the parent's copies, once the child has its own
+  void start();
+  // After the guest ended: stops reading the host's stdin, copies what is left of the guest's
+  // output until EOF or `drain`, and joins the relay.
+  void finish(std::chrono::milliseconds drain);
+
+ private:
+  struct Channel {
+    bool to_guest = false;  // host fd 0 -> pipe; else pipe -> host fd 1 or 2
+    int host_fd = -1;
+    Fd pipe;                // the relay's end
+    std::array<char, 65536> buffer{};
+    std::size_t offset = 0, length = 0;
+    bool done = false;
+  };
+  void run();
+
+  Fd guest_ends_[3];
+  std::vector<Channel> channels_;
+  Fd stop_;
+  int drain_ms_ = 0;
+  std::thread thread_;
+};
+
 // Everything the guest's first process needs, prepared by the parent so that the child runs
 // only system calls between clone and exec (the parent may have other threads).
 struct ChildPlan {
@@ -91,22 +213,23 @@ struct ChildPlan {
   int exe_fd = -1;     // guest_init_executable(), executed as the guest's init
   std::vector<int> keep_fds;  // ascending; everything else is closed in the child
 
-  int root_mount_fd = -1;      // the detached overlay the parent built
+  int root_mount_fd = -1;      // the detached root the parent built (tmpfs, or --rootfs overlay)
   std::string root;           // host dir (in the child's private mount ns) it is attached on
-  std::vector<std::string> upper_dirs;  // guest paths the parent creates in the upper layer
-  struct File {
-    std::string path;  // guest path, written by the parent in the upper layer
-    std::string content;
-  };
-  std::vector<File> upper_files;
 
   struct Bind {
-    int tree_fd = -1;         // detached mount (open_tree) of the host path
+    int tree_fd = -1;         // detached mount (open_tree, or an overlay) made by the parent
     std::string target;       // absolute, under root
-    std::string upper_target; // guest path, created in the upper layer by the parent
     bool directory = true;
+    bool early = false;       // system directories and /etc: before the guest's own tmpfs mounts
   };
-  std::vector<Bind> volumes;
+  std::vector<Bind> volumes;  // the system binds, then the workspace and volumes, parents first
+  struct Cover {
+    std::string staging;  // in the guest's /tmp: written, bound on target, then unlinked
+    std::string target;   // absolute, under root: a file shown with `content` instead
+    std::string content;
+    unsigned mode = 0600;
+  };
+  std::vector<Cover> covers;
 
   std::string proc_dir, sys_dir, dev_dir, pts_dir, shm_dir, tmp_dir, home_dir, run_dir;
   struct DevNode {
@@ -126,9 +249,27 @@ struct ChildPlan {
   std::vector<char*> argv, envp;  // null-terminated views of the storage
   std::vector<sock_filter> seccomp;
   std::vector<int> drop_caps;
+  int stdio[3] = {-1, -1, -1};  // dup2'd onto 0..2 first (StdioRelay::guest_fd), -1: inherited
   int tty_socket = -1;  // -t: the pty is made in the guest's devpts; its master goes back here
   int tty_slave = -1;   // (child only) the command's terminal
 };
+
+// The system's certificates under `lower_root` (trust.cpp): the PEM bundle, and its certificates
+// wrapped for the Java trust store (~1 ms, so the Sandbox reads them on a thread from the start).
+struct TrustFile {
+  std::string path;  // in the guest, under /etc
+  std::string content;
+};
+struct SystemTrust {
+  std::string lower_root;
+  std::string bundle;
+  tls::TrustedBags java;
+};
+SystemTrust read_system_trust(const std::string& lower_root);
+// The guest's trust files for `ca_pem` (the gateway's CA and --ca-cert): the PEM bundles (the
+// system's plus ca_pem), OpenSSL hash-directory entries, and the Java trust store. Empty when
+// ca_pem is.
+std::vector<TrustFile> guest_trust_files(const SystemTrust& system, const std::string& ca_pem);
 
 // The executable of the guest's init: a sealed memfd holding the small init (init.c), or this
 // binary (/proc/self/exe, whose constructor runs the same init) where no memfd can be executed.

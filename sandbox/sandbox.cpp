@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -148,6 +150,14 @@ struct Sandbox::Impl {
   std::thread rules_loader;
   std::string rules_error;
   std::unique_ptr<detail::CgroupLimits> cgroups;
+  std::unique_ptr<detail::IdLease> lease;   // this sandbox's host ids
+  detail::ViewPlan view;                     // what the guest sees (decided in start())
+  std::vector<Fd> mount_fds;                 // detached trees until the guest attached them
+  Fd root_layers, etc_layers;                // tmpfs holding overlay layers
+  std::vector<Fd> share_layers;
+  std::vector<std::pair<std::pair<std::uint64_t, std::uint64_t>, Fd>> idmaps;
+  // The system's certificates for the guest's trust stores (~1 ms), read meanwhile.
+  std::future<detail::SystemTrust> system_trust;
 
   Fd pidfd;
   pid_t pid = 0;
@@ -156,6 +166,7 @@ struct Sandbox::Impl {
   Fd status_r;                 // the guest's report pipe (read end)
   std::string status_pending;  // read past 'R' before the guest ended
   std::thread tty_pump;
+  std::unique_ptr<detail::StdioRelay> stdio_relay;
   std::atomic<bool> tty_stop{false};
   std::atomic<bool> tty_done{false};
   bool tty_raw = false;
@@ -225,96 +236,244 @@ struct Sandbox::Impl {
     detail::configure_link(gateway_netns.get(), guest_ns.get());
   }
 
-  // Volumes show host ids as the guest's (host root's files belong to the guest's root), so a
-  // shared directory is usable as it is on the host. Only the paths the user chose to share get
-  // this; the root file system keeps host-root files out of the guest's reach.
-  void idmap_volumes(const detail::ChildPlan& plan) {
-    if (plan.volumes.empty()) return;
-    Fd userns(::open(("/proc/" + std::to_string(pid) + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC));
-    if (!userns) throw_errno("open guest user namespace");
-    for (std::size_t i = 0; i < plan.volumes.size(); ++i) {
-      mount_attr attr{};
-      attr.attr_set = MOUNT_ATTR_IDMAP;
-      attr.userns_fd = static_cast<std::uint64_t>(userns.get());
-      if (::syscall(SYS_mount_setattr, plan.volumes[i].tree_fd, "", AT_EMPTY_PATH | AT_RECURSIVE,
-                    &attr, sizeof attr) != 0) {
-        warnings.push_back("--volume " + options.volumes[i].host +
-                           ": the file system cannot map ids (" + std::strerror(errno) +
-                           "); the guest sees host owners as nobody");
-      }
-    }
-  }
-
+  // Guest ids 0..65535 are this sandbox's own slot of the pool (leased in start()).
   void write_id_maps() {
     const std::string base = "/proc/" + std::to_string(pid);
-    const std::string map = "0 " + std::to_string(options.host_id_base) + " 65536\n";
+    const std::string map = "0 " + std::to_string(lease->range().first) + " " +
+                            std::to_string(kIdsPerSandbox) + "\n";
     detail::write_file(base + "/uid_map", map);
     detail::write_file(base + "/setgroups", "deny\n");
     detail::write_file(base + "/gid_map", map);
   }
 
-  // The guest's root: an overlay (host root or --rootfs below, a fresh tmpfs above) built here
-  // as host root with the new mount API, detached; the guest moves it into its own namespace.
-  // Inside the user namespace it could not be built: the host's root has locked submounts.
-  Fd build_root_mount(const detail::ChildPlan& plan) {
-    const auto check = [](long rc, const char* what) {
-      if (rc < 0) throw_errno(what);
-      return static_cast<int>(rc);
-    };
-    Fd tmpfs_ctx(check(::syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), "fsopen tmpfs"));
-    check(::syscall(SYS_fsconfig, tmpfs_ctx.get(), FSCONFIG_SET_STRING, "mode", "0755", 0),
-          "fsconfig tmpfs");
-    check(::syscall(SYS_fsconfig, tmpfs_ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0),
-          "create tmpfs");
-    Fd layers(check(::syscall(SYS_fsmount, tmpfs_ctx.get(), FSMOUNT_CLOEXEC, 0), "fsmount tmpfs"));
-    const std::string top = "/proc/self/fd/" + std::to_string(layers.get());
-    const std::string upper = top + "/upper", work = top + "/work";
-    std::error_code ec;
-    for (const std::string& dir : {upper, work}) {
-      if (::mkdir(dir.c_str(), 0755) != 0) throw_errno("mkdir " + dir);
-    }
-    for (const std::string& d : plan.upper_dirs) {
-      std::filesystem::create_directories(upper + d, ec);
-      if (ec) throw SandboxError("mkdir " + d + ": " + ec.message());
-    }
-    for (const detail::ChildPlan::File& f : plan.upper_files) {
-      const std::string path = upper + f.path;
-      std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-      detail::write_file(path, f.content);
-    }
-    for (const detail::ChildPlan::Bind& b : plan.volumes) {
-      const std::string path = upper + b.upper_target;
-      if (b.directory) {
-        std::filesystem::create_directories(path, ec);
-      } else {
-        std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-        if (!std::filesystem::exists(path)) detail::write_file(path, "");
-      }
-    }
-
-    const std::string lower = options.rootfs.empty() ? "/" : options.rootfs;
-    Fd ovl_ctx(check(::syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC), "fsopen overlay"));
-    for (const auto& [key, value] :
-         {std::pair<const char*, std::string>{"lowerdir", lower}, {"upperdir", upper},
-          {"workdir", work}}) {
-      check(::syscall(SYS_fsconfig, ovl_ctx.get(), FSCONFIG_SET_STRING, key, value.c_str(), 0),
-            "fsconfig overlay");
-    }
-    check(::syscall(SYS_fsconfig, ovl_ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0),
-          "create overlay");
-    return Fd(check(::syscall(SYS_fsmount, ovl_ctx.get(), FSMOUNT_CLOEXEC, 0), "fsmount overlay"));
+  static int check(long rc, const std::string& what) {
+    if (rc < 0) throw_errno(what);
+    return static_cast<int>(rc);
   }
 
-  detail::ChildPlan make_plan(std::vector<Fd>& volume_fds) {
+  // A detached tmpfs, as host root (the guest cannot write what it holds unless told so).
+  static Fd new_tmpfs(const char* mode, unsigned attrs) {
+    Fd ctx(check(::syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), "fsopen tmpfs"));
+    check(::syscall(SYS_fsconfig, ctx.get(), FSCONFIG_SET_STRING, "mode", mode, 0), "fsconfig tmpfs");
+    check(::syscall(SYS_fsconfig, ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0), "create tmpfs");
+    return Fd(check(::syscall(SYS_fsmount, ctx.get(), FSMOUNT_CLOEXEC, attrs), "fsmount tmpfs"));
+  }
+
+  // An overlay of `lower` with upper/ and work/ under `layers` (a tmpfs, filled by the caller
+  // beforehand, which the overlay keeps alive).
+  static Fd new_overlay(const std::string& lower, const std::string& layers, unsigned attrs) {
+    Fd ctx(check(::syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC), "fsopen overlay"));
+    for (const auto& [key, value] : {std::pair<const char*, std::string>{"lowerdir", lower},
+                                     {"upperdir", layers + "/upper"}, {"workdir", layers + "/work"}}) {
+      check(::syscall(SYS_fsconfig, ctx.get(), FSCONFIG_SET_STRING, key, value.c_str(), 0), "fsconfig overlay");
+    }
+    check(::syscall(SYS_fsconfig, ctx.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0),
+          "overlay of " + lower);
+    return Fd(check(::syscall(SYS_fsmount, ctx.get(), FSMOUNT_CLOEXEC, attrs), "fsmount overlay"));
+  }
+
+  static std::string fd_path(const Fd& fd) { return "/proc/self/fd/" + std::to_string(fd.get()); }
+
+  static void make_dirs(const std::string& path, mode_t mode = 0755) {
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec) throw SandboxError("mkdir " + path + ": " + ec.message());
+    ::chmod(path.c_str(), mode);
+  }
+
+  static void whiteout(const std::string& path) {
+    make_dirs(std::filesystem::path(path).parent_path().string());
+    if (::mknod(path.c_str(), S_IFCHR | 0000, ::makedev(0, 0)) != 0 && errno != EEXIST) {
+      throw_errno("hide " + path);
+    }
+  }
+
+  // The files airlock writes in the guest's /etc (under `etc`, a directory of an upper layer).
+  void write_etc_files(const std::string& etc, const std::string& lower_root) {
+    make_dirs(etc);
+    detail::write_file(etc + "/resolv.conf", std::string("nameserver ") + LinkAddresses::kGatewayV4 +
+                                                 "\nnameserver " + LinkAddresses::kGatewayV6 + "\n");
+    detail::write_file(etc + "/hosts",
+                       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tairlock\n");
+    detail::write_file(etc + "/hostname", "airlock\n");
+    if (options.ca_pem.empty()) return;
+    const detail::SystemTrust system =
+        system_trust.valid() ? system_trust.get() : detail::read_system_trust(lower_root);
+    for (const detail::TrustFile& f : detail::guest_trust_files(system, options.ca_pem)) {
+      const std::string path = etc + f.path.substr(4);  // below /etc
+      make_dirs(std::filesystem::path(path).parent_path().string());
+      detail::write_file(path, f.content);
+    }
+  }
+
+  static bool under(const std::string& path, const std::string& dir) {
+    return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/');
+  }
+
+  // A mount point for a share in the tree at `top` (the guest's root): its directories, and an
+  // empty file for a file share. Skipped under what the guest mounts itself (it creates them
+  // there) and under the read-only system directories (the target must exist in them).
+  void add_mount_point(const std::string& top, const std::string& guest, bool directory) {
+    for (const char* own : {"/tmp", "/run", "/root", "/dev", "/proc", "/sys"}) {
+      if (under(guest, own)) return;
+    }
+    for (const std::string& d : view.system_dirs) {
+      if (under(guest, d)) return;
+    }
+    const std::string path = top + guest;
+    if (directory) {
+      make_dirs(path);
+    } else {
+      make_dirs(std::filesystem::path(path).parent_path().string());
+      if (!std::filesystem::exists(path)) detail::write_file(path, "");
+    }
+  }
+
+  // The guest's root. Without --rootfs: an empty tmpfs holding only mount points and the system
+  // symlinks; the system directories and /etc are bound on it by the guest (binds()). With
+  // --rootfs: that tree, read-only under a discarded overlay, as before.
+  // Built here as host root with the new mount API, detached; the guest attaches it in its own
+  // namespace (inside the user namespace the host's mounts could not be used: they are locked).
+  Fd build_root_mount(detail::ChildPlan& plan) {
+    const unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if (!options.rootfs.empty()) {
+      root_layers = new_tmpfs("0755", 0);
+      const std::string top = fd_path(root_layers);
+      make_dirs(top + "/upper");
+      make_dirs(top + "/work");
+      const std::string upper = top + "/upper";
+      for (const char* d : {"/proc", "/sys", "/dev", "/tmp", "/root", "/run"}) make_dirs(upper + d);
+      write_etc_files(upper + "/etc", options.rootfs);
+      for (const std::string& h : view.root_hidden) whiteout(upper + h);
+      for (const detail::Share& s : view.shares) add_mount_point(upper, s.guest, s.directory);
+      return new_overlay(options.rootfs, top, 0);
+    }
+    Fd root = new_tmpfs("0755", attrs);
+    const std::string top = fd_path(root);
+    for (const char* d : {"/proc", "/sys", "/dev", "/tmp", "/root", "/run", "/etc", "/var"}) make_dirs(top + d);
+    make_dirs(top + "/var/tmp", 01777);
+    for (const std::string& d : view.system_dirs) make_dirs(top + d);
+    for (const auto& l : view.system_links) {
+      if (::symlink(l.target.c_str(), (top + l.path).c_str()) != 0) throw_errno("symlink " + l.path);
+    }
+    for (const detail::Share& s : view.shares) {
+      if (!under(s.guest, "/etc")) add_mount_point(top, s.guest, s.directory);
+    }
+
+    // /etc: the host's, read-only, under an overlay that adds airlock's files and whites out
+    // the host's credentials and the secrets' source files.
+    etc_layers = new_tmpfs("0755", 0);
+    const std::string layers = fd_path(etc_layers);
+    make_dirs(layers + "/work");
+    write_etc_files(layers + "/upper", "/");
+    for (const std::string& h : view.etc_hidden) whiteout(layers + "/upper/" + h);
+    for (const detail::Share& s : view.shares) {
+      if (under(s.guest, "/etc")) add_mount_point(layers + "/upper", s.guest.substr(4), s.directory);
+    }
+    Fd etc = new_overlay("/etc", layers, MOUNT_ATTR_RDONLY | attrs);
+    add_bind(plan, std::move(etc), plan.root + "/etc", true, true);
+    for (const std::string& d : view.system_dirs) {
+      Fd tree(check(::syscall(SYS_open_tree, AT_FDCWD, d.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE),
+                    "open_tree " + d));
+      set_attrs(tree, MOUNT_ATTR_RDONLY | attrs, -1, d);
+      add_bind(plan, std::move(tree), plan.root + d, true, true);
+    }
+    return root;
+  }
+
+  static bool set_attrs(const Fd& tree, std::uint64_t set, int userns, const std::string& what,
+                        bool may_fail = false) {
+    mount_attr attr{};
+    attr.attr_set = set;
+    if (userns >= 0) {
+      attr.attr_set |= MOUNT_ATTR_IDMAP;
+      attr.userns_fd = static_cast<std::uint64_t>(userns);
+    }
+    if (::syscall(SYS_mount_setattr, tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) == 0) {
+      return true;
+    }
+    if (may_fail) return false;
+    throw_errno(what + ": mount attributes");
+  }
+
+  void add_bind(detail::ChildPlan& plan, Fd tree, const std::string& target, bool directory, bool early) {
+    detail::ChildPlan::Bind b;
+    b.tree_fd = tree.get();
+    b.target = target;
+    b.directory = directory;
+    b.early = early;
+    plan.keep_fds.push_back(tree.get());
+    plan.volumes.push_back(std::move(b));
+    mount_fds.push_back(std::move(tree));
+  }
+
+  // The user namespace that maps `uid`/`gid` on disk to the guest's root (one per owner).
+  int idmap_for(std::uint64_t uid, std::uint64_t gid) {
+    for (const auto& [key, fd] : idmaps) {
+      if (key == std::make_pair(uid, gid)) return fd.get();
+    }
+    idmaps.emplace_back(std::make_pair(uid, gid), detail::make_idmap_userns(uid, gid, lease->range().first));
+    return idmaps.back().second.get();
+  }
+
+  // The workspace and the volumes: nosuid, nodev, id-mapped so that what the guest's root
+  // creates belongs to the share's owner on the host (never an id of the guest's range).
+  void add_shares(detail::ChildPlan& plan) {
+    const unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    std::vector<const detail::Share*> order;
+    for (const detail::Share& s : view.shares) order.push_back(&s);
+    std::stable_sort(order.begin(), order.end(), [](const detail::Share* a, const detail::Share* b) {
+      return a->guest.size() < b->guest.size();  // parents before what is mounted inside them
+    });
+    for (const detail::Share* s : order) {
+      const std::string what = s->workspace ? "workspace " + s->host : "--volume " + s->host;
+      Fd tree(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, s->host.c_str(),
+                                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)));
+      if (!tree) throw_errno(what);
+      const std::uint64_t set = attrs | (s->read_only ? MOUNT_ATTR_RDONLY : 0);
+      if (!set_attrs(tree, set, idmap_for(s->disk_uid, s->disk_gid), what, true)) {
+        if (!s->read_only) {
+          throw SandboxError(what + ": the file system cannot map ids (" + std::strerror(errno) +
+                             "), so what the guest writes there would belong to its own ids; "
+                             "share it read-only (:ro) or from another file system");
+        }
+        set_attrs(tree, set, -1, what);
+        warnings.push_back(what + ": the file system cannot map ids; the guest sees its owners as nobody");
+      }
+      if (s->overlay) {
+        // The id-mapped tree is the lower layer; the writes go to a tmpfs dropped at exit.
+        share_layers.push_back(new_tmpfs("0755", 0));
+        const std::string layers = fd_path(share_layers.back());
+        make_dirs(layers + "/upper");
+        make_dirs(layers + "/work");
+        // The merged top directory takes the upper one's owner and mode: the guest's root, as
+        // the workspace's own top directory shows through the id map.
+        struct stat top {};
+        const auto root_id = static_cast<uid_t>(lease->range().first);
+        if (::stat(s->host.c_str(), &top) != 0 || ::chmod((layers + "/upper").c_str(), top.st_mode & 07777) != 0 ||
+            (top.st_uid == s->disk_uid && ::chown((layers + "/upper").c_str(), root_id, root_id) != 0)) {
+          throw_errno(what + ": overlay");
+        }
+        Fd overlay = new_overlay(fd_path(tree), layers, attrs);
+        mount_fds.push_back(std::move(tree));
+        tree = std::move(overlay);
+      }
+      add_bind(plan, std::move(tree), plan.root + s->guest, s->directory, false);
+    }
+    for (std::size_t i = 0; i < view.covers.size(); ++i) {
+      const detail::ViewPlan::Cover& c = view.covers[i];
+      plan.covers.push_back({plan.tmp_dir + "/.airlock-cover-" + std::to_string(i), plan.root + c.guest,
+                             c.content, c.mode});
+      warnings.push_back("the guest sees " + c.guest + (c.content.empty() ? " empty: " : " with placeholders: ") +
+                         c.why + " (the host file is unchanged)");
+    }
+  }
+
+  detail::ChildPlan make_plan() {
     detail::ChildPlan plan;
     plan.root = state_dir + "/stage";
     const std::string& r = plan.root;
-    const std::string lower = options.rootfs.empty() ? "/" : options.rootfs;
 
-    // Mount points (for --rootfs trees that lack them) and /etc for the files below.
-    for (const char* d : {"/proc", "/sys", "/dev", "/tmp", "/root", "/run", "/etc"}) {
-      plan.upper_dirs.push_back(d);
-    }
     plan.proc_dir = r + "/proc";
     plan.sys_dir = r + "/sys";
     plan.dev_dir = r + "/dev";
@@ -331,65 +490,18 @@ struct Sandbox::Impl {
                       {"/proc/self/fd/1", r + "/dev/stdout"},
                       {"/proc/self/fd/2", r + "/dev/stderr"},
                       {"pts/ptmx", r + "/dev/ptmx"}};
-
-    plan.upper_files.push_back(
-        {"/etc/resolv.conf", std::string("nameserver ") + LinkAddresses::kGatewayV4 +
-                                              "\nnameserver " + LinkAddresses::kGatewayV6 + "\n"});
-    plan.upper_files.push_back({"/etc/hosts",
-                                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                "127.0.1.1\tairlock\n"});
-    plan.upper_files.push_back({"/etc/hostname", "airlock\n"});
-    if (!options.ca_pem.empty()) {
-      std::string bundle =
-          detail::read_small_file((lower == "/" ? "" : lower) + kGuestCaBundle).value_or("");
-      if (!bundle.empty() && bundle.back() != '\n') bundle += '\n';
-      bundle += "# airlock gateway CA\n";
-      bundle += options.ca_pem;
-      if (bundle.back() != '\n') bundle += '\n';
-      plan.upper_files.push_back({kGuestCaBundle, bundle});
-      plan.upper_files.push_back({kGuestCaBundleRhel, bundle});
-    }
-
-    for (const Volume& v : options.volumes) {
-      // A detached copy of the host tree, made here in the host's mount namespace (a path
-      // opened here could not be bound from inside the guest's); read-only is set on the copy.
-      Fd fd(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, v.host.c_str(),
-                                       OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)));
-      if (!fd) throw_errno("--volume " + v.host);
-      if (v.read_only) {
-        mount_attr attr{};
-        attr.attr_set = MOUNT_ATTR_RDONLY;
-        if (::syscall(SYS_mount_setattr, fd.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
-                      sizeof attr) != 0) {
-          throw_errno("--volume " + v.host + ": read-only");
-        }
-      }
-      struct stat st {};
-      if (::fstat(fd.get(), &st) != 0) throw_errno("--volume " + v.host);
-      detail::ChildPlan::Bind b;
-      b.tree_fd = fd.get();
-      b.target = r + v.guest;
-      b.upper_target = v.guest;
-      b.directory = S_ISDIR(st.st_mode);
-      plan.keep_fds.push_back(fd.get());
-      plan.volumes.push_back(std::move(b));
-      volume_fds.push_back(std::move(fd));
-    }
+    add_shares(plan);
+    trace("shares");
 
     plan.hostname = "airlock";
-    if (!options.cwd.empty()) {
-      plan.cwd = options.cwd;
-    } else {
-      char buf[PATH_MAX];
-      if (::getcwd(buf, sizeof buf) != nullptr) plan.cwd = buf;
-    }
+    plan.cwd = view.cwd.empty() ? "/root" : view.cwd;
     plan.argv_storage = options.command;
     plan.env_storage = env;
     for (std::string& a : plan.argv_storage) plan.argv.push_back(a.data());
     plan.argv.push_back(nullptr);
     for (std::string& e : plan.env_storage) plan.envp.push_back(e.data());
     plan.envp.push_back(nullptr);
-    plan.seccomp = detail::build_seccomp_program();
+    plan.seccomp = detail::embedded_seccomp_program();
 
     const auto kept = detail::kept_capabilities();
     int last = CAP_LAST_CAP;
@@ -405,9 +517,14 @@ struct Sandbox::Impl {
   void start() {
     if (pid != 0) throw SandboxError("the sandbox was already started");
     wait_for_rules();
-    std::vector<Fd> volume_fds;
     trace("start");
-    detail::ChildPlan plan = make_plan(volume_fds);
+    view = detail::plan_view(options, secrets_for_env, warnings);
+    trace("view");
+    std::vector<std::uint64_t> owners;
+    for (const detail::Share& s : view.shares) owners.push_back(s.disk_uid), owners.push_back(s.disk_gid);
+    lease = detail::IdLease::acquire(options.state_root, options.id_pool, owners);
+    trace("id lease");
+    detail::ChildPlan plan = make_plan();
     trace("plan");
     Fd root_mount = build_root_mount(plan);
     trace("root mount");
@@ -430,6 +547,8 @@ struct Sandbox::Impl {
       plan.tty_socket = tty_child.get();
       plan.keep_fds.push_back(tty_child.get());
     }
+    stdio_relay = std::make_unique<detail::StdioRelay>(options.tty);
+    for (int i = 0; i < 3; ++i) plan.stdio[i] = stdio_relay->guest_fd(i);
     plan.sync_fd = sync_r.get();
     plan.status_fd = status_w.get();
     plan.exe_fd = exe.get();
@@ -460,10 +579,10 @@ struct Sandbox::Impl {
     status_w.reset();
     tty_child.reset();
     root_mount.reset();
+    stdio_relay->close_guest_ends();
 
     try {
       write_id_maps();
-      idmap_volumes(plan);
       cgroups = std::make_unique<detail::CgroupLimits>(id, options.limits);
       cgroups->apply(pid, warnings);
       if (!cgroups->paths().empty()) {
@@ -474,7 +593,7 @@ struct Sandbox::Impl {
       // The guest builds its file system while the link is configured; it starts the command
       // only after the second byte.
       if (::write(sync_w.get(), "g", 1) != 1) throw_errno("release the guest");
-      volume_fds.clear();
+      mount_fds.clear();
       trace("released");
       if (options.network) configure_link();
       trace("link");
@@ -486,6 +605,7 @@ struct Sandbox::Impl {
         receive_tty_master(tty_parent.get());
         start_tty_pump();
       }
+      stdio_relay->start();
     } catch (...) {
       kill_and_reap();
       throw;
@@ -655,6 +775,7 @@ struct Sandbox::Impl {
     }
     reaped = true;
     stop_tty_pump();
+    if (stdio_relay) stdio_relay->finish(std::chrono::seconds(1));
     drain_status();
     ExitStatus result;
     std::lock_guard lock(mu);
@@ -690,18 +811,25 @@ struct Sandbox::Impl {
     } catch (...) {
     }
     stop_tty_pump();
+    stdio_relay.reset();
     for (auto* list : {&sockets.transparent, &sockets.dns_udp, &sockets.dns_tcp}) {
       for (int fd : *list) ::close(fd);
       list->clear();
     }
     gateway_netns.reset();  // the last reference: the namespace and the veth pair go with it
     cgroups.reset();
+    lease.reset();  // the guest is gone: its ids are free again
+    idmaps.clear();
+    root_layers.reset();
+    etc_layers.reset();
+    share_layers.clear();
     if (!state_dir.empty()) {
       ::rmdir((state_dir + "/stage").c_str());
       ::unlink((state_dir + "/cgroups").c_str());
       ::unlink((state_dir + "/owner").c_str());
       ::rmdir(state_dir.c_str());
     }
+    trace("teardown done");
   }
 };
 
@@ -738,6 +866,10 @@ Sandbox::Sandbox(SandboxOptions options, const std::vector<SecretBinding>& secre
   }
   s.env = build_guest_env(s.options.env, secrets, s.options.host_env, !s.options.ca_pem.empty());
   for (const SecretBinding& secret : secrets) s.secrets_for_env.push_back(secret.clone());
+  if (s.options.network || !s.options.ca_pem.empty()) {  // a CA will be trusted
+    s.system_trust = std::async(std::launch::async, detail::read_system_trust,
+                                s.options.rootfs.empty() ? std::string("/") : s.options.rootfs);
+  }
   s.id = random_id();
   s.create_state_dir();
   if (s.options.network) s.create_gateway_netns();
@@ -753,9 +885,14 @@ int Sandbox::gateway_netns_fd() const noexcept { return impl_->gateway_netns.get
 
 void Sandbox::trust_ca(const std::string& pem) {
   if (impl_->pid != 0) throw SandboxError("trust_ca() after start()");
-  impl_->options.ca_pem = pem;
+  // Added to what the guest already trusts (--ca-cert), once.
+  std::string& trusted = impl_->options.ca_pem;
+  if (!pem.empty() && trusted.find(pem) == std::string::npos) {
+    if (!trusted.empty() && trusted.back() != '\n') trusted += '\n';
+    trusted += pem;
+  }
   impl_->env = build_guest_env(impl_->options.env, impl_->secrets_for_env, impl_->options.host_env,
-                               !pem.empty());
+                               !trusted.empty());
 }
 
 void Sandbox::start() { impl_->start(); }

@@ -1,10 +1,13 @@
 #pragma once
 // The sandbox of `airlock run`: user, mount, PID, network, UTS, IPC and cgroup namespaces around
-// one command, a throw-away overlay over the host's root (or --rootfs), a clean environment with
+// one command, an allow-listed view of the host (the system read-only, the workspace and the
+// volumes id-mapped to their owners; or --rootfs), a clean environment with
 // placeholders, and a private gateway network namespace whose listening sockets are handed to the
 // gateway. Control path: errors throw SandboxError (or ConfigError for bad options).
 #include <airlock/errors.hpp>
 #include <airlock/secret.hpp>
+
+#include "sandbox/view.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -60,7 +63,10 @@ struct EnvRequest {
 // Where the guest finds the merged CA bundle; every CA variable points here.
 inline constexpr const char* kGuestCaBundle = "/etc/ssl/certs/ca-certificates.crt";
 inline constexpr const char* kGuestCaBundleRhel = "/etc/pki/tls/certs/ca-bundle.crt";
-// The variables that make common clients trust airlock's CA.
+// A PKCS12 trust store of the same certificates (Debian's JDK reads it; JAVA_TOOL_OPTIONS names it).
+inline constexpr const char* kGuestJavaTrustStore = "/etc/ssl/certs/java/cacerts";
+// The variables that make common clients trust airlock's CA (each one names kGuestCaBundle).
+// JAVA_TOOL_OPTIONS is set too (to the trust store, before any options given with --env).
 const std::vector<std::string>& ca_env_vars();
 
 // Builds the guest's environment (`K=V` strings, sorted by name): PATH, HOME, TERM, LANG, the CA
@@ -111,8 +117,19 @@ struct SandboxOptions {
   std::vector<std::string> command;  // argv; argv[0] looked up in the guest's PATH
   EnvRequest env;
   std::vector<Volume> volumes;
-  std::string rootfs;        // empty: the host's root, read-only under a writable overlay
-  std::string cwd;           // empty: the host's cwd when it exists in the guest, else /
+  std::string rootfs;        // empty: the host's system directories, read-only (see view)
+  // The workspace: a host directory the guest sees at the same path, read-write, as its
+  // working directory. Empty: the current directory (unless it is / or a system or shared
+  // scratch directory: then none, with a warning).
+  std::string workdir;
+  enum class Workspace : std::uint8_t { kReadWrite, kOverlay, kNone };
+  Workspace workspace = Workspace::kReadWrite;  // kOverlay: writes go to a discarded layer
+  std::string cwd;           // empty: the workspace, else HOME
+  // Host files secrets were read from (--secret-file, value_from = "file:..."): never
+  // visible in the guest, wherever they lie.
+  std::vector<std::string> secret_files;
+  ScanLimits scan;           // the scan of the workspace and volumes for secret values
+  IdRange id_pool = kDefaultIdPool;  // host ids reserved for airlock's sandboxes
   bool tty = false;          // -t: a pseudo-terminal for the command
   std::string ca_pem;        // airlock's CA certificate (PEM, public); empty: no CA trust added
   Limits limits;
@@ -121,7 +138,6 @@ struct SandboxOptions {
   // Default: default_blocked_destinations() and host_interface_addresses().
   std::optional<std::vector<std::string>> blocked_destinations;
   std::string state_root = "/run/airlock";
-  uid_t host_id_base = 100000;  // guest ids 0..65535 map to host_id_base..+65535
   HostEnv host_env;          // lookup for --env-pass, TERM and LANG; default: getenv
 };
 
@@ -182,8 +198,12 @@ class Sandbox {
   std::unique_ptr<Impl> impl_;
 };
 
+// What the guest would see with these options (mounts, the workspace and its owner, hidden
+// and rewritten files, the scan's figures), one line each; runs the scan, starts nothing.
+std::string describe_view(const SandboxOptions& options, const std::vector<SecretBinding>& secrets);
+
 // Removes what sandboxes whose owner process is gone left behind: state directories under
-// state_root, cgroups, and network namespaces named airlock-*. Returns one line per removal.
+// state_root, their id leases, cgroups, and network namespaces named airlock-*. Returns one line per removal.
 std::vector<std::string> collect_garbage(const std::string& state_root = "/run/airlock");
 
 }  // namespace airlock::sandbox

@@ -1,6 +1,8 @@
 #include <airlock/errors.hpp>
 #include <airlock/host_pattern.hpp>
 
+#include "common/concat.hpp"
+
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -41,7 +43,7 @@ bool ipv6_canonical(std::string_view s, std::string& out) {
   if (inet_pton(AF_INET6, buf, bytes) != 1) return false;
   char text[INET6_ADDRSTRLEN];
   if (inet_ntop(AF_INET6, bytes, text, sizeof text) == nullptr) return false;
-  out = "[" + std::string(text) + "]";
+  out = concat("[", text, "]");  // not `"[" + std::string`: common/concat.hpp says why
   return true;
 }
 

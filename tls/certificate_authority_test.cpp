@@ -1,5 +1,7 @@
 #include "tls/certificate_authority.hpp"
 
+#include "common/concat.hpp"
+
 #include <airlock/errors.hpp>
 
 #include <gtest/gtest.h>
@@ -213,14 +215,14 @@ TEST(LeafMinter, HoldsAThousandNamesAndIsThreadSafe) {
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&] {
       for (int i = 0; i < 1000; ++i)
-        if (!minter.leaf_for("h" + std::to_string(i) + ".example")) ++failures;
+        if (!minter.leaf_for(concat("h", std::to_string(i), ".example"))) ++failures;
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(minter.cached(), 1000u);
   std::uint64_t minted = minter.minted();
   EXPECT_GE(minted, 1000u);
-  for (int i = 0; i < 1000; ++i) minter.leaf_for("h" + std::to_string(i) + ".example");
+  for (int i = 0; i < 1000; ++i) minter.leaf_for(concat("h", std::to_string(i), ".example"));
   EXPECT_EQ(minter.minted(), minted);  // every one was still cached
 }
 

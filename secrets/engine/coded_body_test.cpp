@@ -133,7 +133,9 @@ TEST(CodedBody, BodyWithoutPlaceholderLeavesUnchanged) {
     const std::string input = post(c, enc(c, "{\"nothing\":\"here\"}"));
     const auto r = run_rewriter(set, testing::tls_context(&f.pins), input);
     ASSERT_EQ(r.status, Status::kOk);
-    EXPECT_EQ(r.upstream, input);
+    // The body byte for byte (the head gains `Accept-Encoding: identity` where values may flow).
+    EXPECT_EQ(split(r.upstream).second, split(input).second);
+    EXPECT_TRUE(r.subs.empty());
   }
 }
 
@@ -203,7 +205,7 @@ TEST(CodedBody, CorruptCompressedBodyForAnotherHostIsForwarded) {
   const std::string input = post(http::Coding::kGzip, "definitely not gzip");
   const auto r = run_rewriter(set, testing::tls_context(&f.pins), input);
   ASSERT_EQ(r.status, Status::kOk);
-  EXPECT_EQ(r.upstream, input);
+  EXPECT_EQ(split(r.upstream).second, split(input).second);
 }
 
 }  // namespace

@@ -37,7 +37,8 @@ def in_sandbox(script, args=(), **kw):
 
 
 def state_dirs():
-    return set(glob.glob(STATE_ROOT + "/*"))
+    """Per-sandbox state directories (not the shared directory of id leases)."""
+    return set(glob.glob(STATE_ROOT + "/*")) - {STATE_ROOT + "/ids"}
 
 
 def netns_with_gw0():
@@ -105,8 +106,10 @@ def test_environment_holds_the_placeholder_not_the_value():
     assert "AIRLOCK_E2E_HOST_ONLY" not in proc.stdout
     names = sorted(line.split("=", 1)[0] for line in proc.stdout.splitlines())
     ca_vars = ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-               "GIT_SSL_CAINFO", "PIP_CERT", "AWS_CA_BUNDLE", "DENO_CERT", "CARGO_HTTP_CAINFO"]
-    assert names == sorted(["HOME", "LANG", "OPENAI_API_KEY", "PATH", "PWD", "TERM"] + ca_vars)
+               "GIT_SSL_CAINFO", "PIP_CERT", "AWS_CA_BUNDLE", "DENO_CERT", "CARGO_HTTP_CAINFO",
+               "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", "HTTPLIB2_CA_CERTS",
+               "PERL_LWP_SSL_CA_FILE", "COMPOSER_CAFILE", "HEX_CACERTS_PATH", "NIX_SSL_CERT_FILE"]
+    assert names == sorted(["HOME", "JAVA_TOOL_OPTIONS", "LANG", "OPENAI_API_KEY", "PATH", "PWD", "TERM"] + ca_vars)
     for name in ca_vars:
         assert f"{name}=/etc/ssl/certs/ca-certificates.crt\n" in proc.stdout
 
@@ -120,7 +123,7 @@ def test_env_and_env_pass():
 
 def test_secret_file_and_missing_host_variable():
     value = fake_value()
-    # Outside /tmp (the guest has its own): the host file is visible but readable by root only.
+    # Outside /tmp (the guest has its own) and outside the workspace: not in the guest's view.
     directory = tempfile.mkdtemp(dir="/var/tmp")
     try:
         os.chmod(directory, 0o755)
@@ -133,7 +136,7 @@ def test_secret_file_and_missing_host_variable():
     finally:
         shutil.rmtree(directory)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == f"$MSB_GH_TOKEN\ncat: {path}: Permission denied\n"
+    assert proc.stdout == f"$MSB_GH_TOKEN\ncat: {path}: No such file or directory\n"
 
     env = {k: v for k, v in os.environ.items() if k != "AIRLOCK_E2E_UNSET"}
     proc = sh(AIRLOCK, "run", "--secret", "AIRLOCK_E2E_UNSET@x.example", "--", "true", check=False, env=env,
@@ -299,7 +302,7 @@ def test_tty_flag_gives_a_terminal():
 
 # --- filesystem -----------------------------------------------------------------------------
 
-def test_root_is_the_host_read_only_under_a_discarded_overlay(tmp_path):
+def test_system_is_read_only_and_writes_outside_the_workspace_are_discarded(tmp_path):
     marker = f"/var/tmp/airlock-e2e-{secrets.token_hex(4)}"
     proc = in_sandbox(f"mkdir -p {marker} 2>/dev/null; echo x > /usr/airlock-e2e 2>/dev/null || echo usr-ro;"
                       "touch /tmp/t && echo tmp-rw; test -f /etc/os-release && echo host-etc")
@@ -310,14 +313,19 @@ def test_root_is_the_host_read_only_under_a_discarded_overlay(tmp_path):
 
 
 def test_volumes(tmp_path):
+    # A volume is id-mapped to its owner (airlock runs as root here, without sudo: the volume's
+    # owner, never root): what the guest writes there belongs to that user on the host.
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "in.txt").write_text("from host\n")
+    os.chown(shared, 4242, 4242)
+    os.chown(shared / "in.txt", 4242, 4242)
     proc = in_sandbox("cat /w/in.txt; echo out > /w/out.txt; cat /r/in.txt; echo y > /r/x 2>/dev/null || echo ro",
                       ["--volume", f"{shared}:/w", "--volume", f"{shared}:/r:ro"])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "from host\nfrom host\nro\n"
     assert (shared / "out.txt").read_text() == "out\n"
+    assert (os.stat(shared / "out.txt").st_uid, os.stat(shared / "out.txt").st_gid) == (4242, 4242)
     assert not (shared / "x").exists()
 
 

@@ -1,0 +1,85 @@
+#include "cli/admin_metrics.hpp"
+
+#include <gtest/gtest.h>
+
+namespace airlock::cli {
+namespace {
+
+TEST(AdminMetrics, GatewayCountersAndDnsOutcomes) {
+  gateway::GatewayCounters c;
+  c.accepted = 5;
+  c.active = 1;
+  c.substitutions = 3;
+  c.denied = 2;
+  dns::ForwarderStats stats;
+  stats.queries = 9;
+  stats.answered = 7;
+  stats.rebinding = 1;
+  stats.denied_domain = 1;
+  const std::string text = gateway::render_prometheus(gateway_metrics(c, &stats, true));
+  for (const char* line : {"airlock_connections_accepted_total 5\n", "airlock_connections_active 1\n",
+                           "airlock_substitutions_total 3\n", "airlock_connections_denied_total 2\n",
+                           "airlock_ready 1\n", "airlock_dns_queries_total 9\n",
+                           "airlock_dns_responses_total{outcome=\"answered\"} 7\n",
+                           "airlock_dns_responses_total{outcome=\"rebinding\"} 1\n",
+                           "airlock_dns_responses_total{outcome=\"denied_domain\"} 1\n",
+                           "airlock_dns_responses_total{outcome=\"servfail\"} 0\n"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line;
+  }
+}
+
+TEST(AdminMetrics, NoDnsFamiliesWithoutAForwarder) {
+  const std::string text = gateway::render_prometheus(gateway_metrics({}, nullptr, false));
+  EXPECT_EQ(text.find("airlock_dns_"), std::string::npos);
+  EXPECT_NE(text.find("airlock_ready 0\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace airlock::cli
+
+namespace airlock::cli {
+namespace {
+
+TEST(RecordMetrics, CountsWhatTheAuditRecordsSay) {
+  RecordMetrics m;
+  m.observe({{"event", "connection"}, {"decision", "allowed"}, {"bytes_up", 100u}, {"bytes_down", 2000u}, {"duration_ms", 7u}});
+  m.observe({{"event", "connection"}, {"decision", "denied"}, {"bytes_up", 0u}, {"bytes_down", 0u}, {"duration_ms", 0u}});
+  m.observe({{"event", "violation"}, {"action", "block-and-log"}});
+  m.observe({{"event", "blocked"}, {"reason", "encoded body"}});
+  m.observe({{"event", "substitution"}, {"secret", "API_KEY"}});
+  m.observe({{"event", "scrubbed"}});
+  m.observe({{"no", "event"}});
+  const std::string text = gateway::render_prometheus(m.families());
+  for (const char* line : {"airlock_connections_total{decision=\"allowed\"} 1\n",
+                           "airlock_connections_total{decision=\"denied\"} 1\n",
+                           "airlock_violations_total{action=\"block-and-log\"} 1\n",
+                           "airlock_blocks_total{reason=\"encoded body\"} 1\n",
+                           "airlock_substitutions_by_secret_total{secret=\"API_KEY\"} 1\n",
+                           "airlock_scrubbed_connections_total 1\n",
+                           "airlock_bytes_total{direction=\"up\"} 100\n", "airlock_bytes_total{direction=\"down\"} 2000\n",
+                           "airlock_connection_duration_milliseconds_bucket{le=\"1\"} 1\n",
+                           "airlock_connection_duration_milliseconds_bucket{le=\"10\"} 2\n",
+                           "airlock_connection_duration_milliseconds_bucket{le=\"+Inf\"} 2\n",
+                           "airlock_connection_duration_milliseconds_sum 7\n",
+                           "airlock_connection_duration_milliseconds_count 2\n"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line;
+  }
+}
+
+TEST(RecordMetrics, LabelValuesFromHostileRecordsAreBounded) {
+  RecordMetrics m;
+  for (int i = 0; i < 1000; ++i) m.observe({{"event", "blocked"}, {"reason", "reason " + std::to_string(i) + std::string(500, 'x')}});
+  const auto families = m.families();
+  const auto& blocks = families[2];
+  ASSERT_EQ(blocks.name, "airlock_blocks_total");
+  EXPECT_EQ(blocks.samples.size(), RecordMetrics::kMaxLabelValues + 1);  // 32 reasons and "other"
+  std::uint64_t total = 0;
+  for (const auto& s : blocks.samples) {
+    EXPECT_LE(s.labels[0].second.size(), 128u);
+    total += s.value;
+  }
+  EXPECT_EQ(total, 1000u);
+}
+
+}  // namespace
+}  // namespace airlock::cli

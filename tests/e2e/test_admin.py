@@ -1,0 +1,190 @@
+"""The gateway's admin listener (`airlock gateway --admin`): /metrics in the Prometheus text format,
+parsed with Debian's python3-prometheus-client, /healthz and /readyz; only on loopback or a unix
+socket; bounded against idle and oversized clients; no value in what it serves.
+
+The gateway here is an explicit proxy on the host's loopback (port 0: no clash with other runs);
+traffic is CONNECT requests the egress policy denies (loopback destinations), so nothing leaves.
+"""
+import os
+import re
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from netlab import Lab, assert_absent, fake_value, sh, stop, wait_for
+
+AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
+assert AIRLOCK, "these tests need AIRLOCK_BIN"
+
+
+def http_get(connect, path, method="GET", extra=b""):
+    """One request on a fresh connection (`connect` returns a socket); (status, body)."""
+    with connect() as s:
+        s.settimeout(10)
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: admin\r\n".encode() + extra + b"\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body.decode()
+
+
+class Gateway:
+    def __init__(self, lab, admin):
+        self.value = fake_value()
+        value_file = lab.write("value", self.value + "\n")
+        config = lab.write("gateway.toml", f"""\
+[[secret]]
+env = "API_KEY"
+value_from = "file:{value_file}"
+allow_hosts = ["api.example.com"]
+""")
+        home = lab.path("home")
+        os.mkdir(home)
+        out = lab.path("gateway.stdout")
+        with open(out, "w") as f:
+            self.proc = lab.start([AIRLOCK, "gateway", "--config", config, "--proxy", "127.0.0.1:0", "--admin", admin],
+                                  "gateway.stderr", stdout=f, env={**os.environ, "AIRLOCK_HOME": home})
+        wait_for(lambda: "ready" in open(out).read() or self.proc.poll() is not None, "the ready line", timeout=20)
+        assert self.proc.poll() is None, open(lab.path("gateway.stderr")).read()
+        line = open(out).read()
+        self.proxy = re.search(r"proxy=127\.0\.0\.1:(\d+)", line).group(1)
+        self.admin = re.search(r"admin=(\S+)", line).group(1)
+        self.lab = lab
+
+    def connect(self):
+        if self.admin.startswith("unix:"):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.admin[5:])
+            return s
+        host, port = self.admin.rsplit(":", 1)
+        return socket.create_connection((host.strip("[]"), int(port)), timeout=10)
+
+    def metrics(self):
+        status, body = http_get(self.connect, "/metrics")
+        assert status == 200
+        assert_absent(self.value, body, "/metrics")
+        return {f.name: f for f in text_string_to_metric_families(body)}, body
+
+    def denied_connect(self):
+        with socket.create_connection(("127.0.0.1", int(self.proxy)), timeout=10) as s:
+            s.sendall(b"CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n")
+            return s.recv(4096)
+
+
+def sample(families, name, **labels):
+    family = families[name]
+    [value] = [s.value for s in family.samples if s.labels == labels and s.name in (name, name + "_total")]
+    return value
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    with Lab("airlock-admin-") as lab:
+        gw = Gateway(lab, "127.0.0.1:0")
+        yield gw
+        for name in ("gateway.stderr", "gateway.stdout"):
+            assert_absent(gw.value, open(lab.path(name)).read(), name)
+
+
+def test_metrics_parse_as_prometheus_text_and_count_traffic(gateway):
+    families, body = gateway.metrics()
+    for name, kind in (("airlock_connections_accepted", "counter"), ("airlock_connections_active", "gauge"),
+                       ("airlock_connections_denied", "counter"), ("airlock_substitutions", "counter"),
+                       ("airlock_requests_blocked", "counter"), ("airlock_connections_intercepted", "counter"),
+                       ("airlock_connections_rejected", "counter"), ("airlock_build_info", "gauge"),
+                       ("airlock_ready", "gauge")):
+        assert families[name].type == kind, name
+    assert sample(families, "airlock_ready") == 1
+    accepted = sample(families, "airlock_connections_accepted")
+    denied = sample(families, "airlock_connections_denied")
+    for _ in range(3):
+        assert gateway.denied_connect().startswith(b"HTTP/1.1 403")
+    wait_for(lambda: sample(gateway.metrics()[0], "airlock_connections_denied") == denied + 3, "three denials counted")
+    families, _ = gateway.metrics()
+    assert sample(families, "airlock_connections_accepted") == accepted + 3
+    assert sample(families, "airlock_connections_rejected", reason="over_limit") == 0
+    # From the audit records (there is no audit log file here): each ended connection by decision,
+    # and its duration in the histogram.
+    wait_for(lambda: sample(gateway.metrics()[0], "airlock_connections", decision="denied") == 3, "three denied records")
+    families, _ = gateway.metrics()
+    assert families["airlock_connection_duration_milliseconds"].type == "histogram"
+    buckets = {s.labels["le"]: s.value for s in families["airlock_connection_duration_milliseconds"].samples
+               if s.name.endswith("_bucket")}
+    assert buckets["+Inf"] == 3 and list(buckets.values()) == sorted(buckets.values())
+    # The build names the commit, as `airlock version` does.
+    [info] = families["airlock_build_info"].samples
+    assert sh(AIRLOCK, "version").stdout == f"airlock {info.labels['version']} ({info.labels['commit']})\n"
+
+
+def test_health_readiness_and_errors(gateway):
+    assert http_get(gateway.connect, "/healthz") == (200, "ok\n")
+    assert http_get(gateway.connect, "/readyz") == (200, "ready\n")
+    assert http_get(gateway.connect, "/nope")[0] == 404
+    assert http_get(gateway.connect, "/metrics", method="POST", extra=b"Content-Length: 0\r\n")[0] == 405
+    with gateway.connect() as s:  # not HTTP at all
+        s.sendall(b"\x16\x03\x01\x00\x05hello\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 400")
+    with gateway.connect() as s:  # a head over the 8 KiB limit
+        s.settimeout(10)
+        try:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        reply = b""
+        try:
+            reply = s.recv(4096)
+        except ConnectionResetError:
+            pass
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 400")
+
+
+def test_idle_clients_are_capped_and_do_not_stop_it(gateway):
+    idle = [gateway.connect() for _ in range(16)]
+    try:
+        time.sleep(0.3)
+        with gateway.connect() as extra:  # the 17th is closed at once
+            extra.settimeout(5)
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            try:
+                assert extra.recv(4096) == b""
+            except ConnectionResetError:
+                pass
+    finally:
+        for s in idle:
+            s.close()
+    wait_for(lambda: http_get(gateway.connect, "/healthz")[0] == 200, "served again once the idle clients left")
+    # An idle client is dropped at its 5 s deadline.
+    with gateway.connect() as s:
+        s.settimeout(15)
+        start = time.monotonic()
+        assert s.recv(4096) == b""
+        assert 4 <= time.monotonic() - start < 10
+
+
+def test_unix_socket_admin_listener():
+    with Lab("airlock-admin-unix-") as lab:
+        path = lab.path("admin.sock")
+        gw = Gateway(lab, f"unix:{path}")
+        assert gw.admin == f"unix:{path}"
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+        families, _ = gw.metrics()
+        assert sample(families, "airlock_ready") == 1
+        assert http_get(gw.connect, "/readyz") == (200, "ready\n")
+        stop(gw.proc)
+        assert gw.proc.returncode == 0
+        assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0:15020", "192.0.2.1:15020", "[::]:15020", "unix:relative.sock", "localhost"])
+def test_admin_listener_only_on_loopback_or_a_unix_socket(address, tmp_path):
+    config = tmp_path / "a.toml"
+    config.write_text("[network]\n")
+    proc = subprocess.run([AIRLOCK, "gateway", "--config", str(config), "--proxy", "127.0.0.1:0", "--admin", address],
+                          capture_output=True, text=True, timeout=30, env={**os.environ, "AIRLOCK_HOME": str(tmp_path)})
+    assert proc.returncode == 2 and "--admin" in proc.stderr, proc.stderr
