@@ -4,6 +4,7 @@
 #include <brotli/encode.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <openssl/crypto.h>
 
 #include <algorithm>
 #include <cctype>
@@ -382,6 +383,9 @@ CodingError ContentDecoder::run(std::string_view in, std::string& out, bool last
   }
   out_ += keep;
   out.append(a, 0, keep);
+  // Decoded bytes may hold an echoed value before the scrubber masks it.
+  OPENSSL_cleanse(a.data(), a.size());
+  OPENSSL_cleanse(b.data(), b.size());
   if (first == CodingError::kNone && out_ > limits_.max_ratio * in_ + kRatioSlack) first = CodingError::kRatioCap;
   return error_ = first;
 }

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <charconv>
 
+#include <openssl/crypto.h>
+
 namespace airlock::http {
 namespace {
 
@@ -305,6 +307,10 @@ ResponseBodyDecoder::ResponseBodyDecoder(BodyPlan plan, const CodingLimits& limi
   }
   if (forms_ != nullptr) scrubber_.emplace(*forms_);
   if (plan_.framing == BodyPlan::Framing::kNone) done_ = true;
+}
+
+ResponseBodyDecoder::~ResponseBodyDecoder() {
+  for (std::string* s : {&data_, &plain_, &scrubbed_}) OPENSSL_cleanse(s->data(), s->size());
 }
 
 std::uint64_t ResponseBodyDecoder::masked_bytes() const noexcept {

@@ -94,6 +94,9 @@ void adjust_head(std::string_view head, const BodyPlan& plan, std::string& out);
 class ResponseBodyDecoder {
  public:
   ResponseBodyDecoder(BodyPlan plan, const CodingLimits& limits, const ScrubForms* forms);
+  ~ResponseBodyDecoder();  // wipes the scratch buffers (decoded bytes are unmasked there)
+  ResponseBodyDecoder(const ResponseBodyDecoder&) = delete;
+  ResponseBodyDecoder& operator=(const ResponseBodyDecoder&) = delete;
 
   // Consumes body bytes (`used` of `in`; the rest is the next response) and appends what the
   // guest gets. After an error every call returns it and nothing more may be forwarded.
