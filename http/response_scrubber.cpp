@@ -5,11 +5,15 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <vector>
 
 namespace airlock::http {
 namespace {
 
-enum class Form { kRaw, kBase64, kBase64Url, kJson, kJsonSlash, kPercent };
+// kPercentAll: every byte as %XX; kUnicodeAll: every character as \\uXXXX; kHex: two hex digits per
+// byte. Those three, and the percent and JSON forms when they hold an escape with hex digits, are
+// matched ignoring ASCII case (see folded()).
+enum class Form { kRaw, kBase64, kBase64Url, kJson, kJsonSlash, kPercent, kPercentAll, kUnicodeAll, kHex };
 
 constexpr char kBase64Chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 constexpr char kBase64UrlChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -19,6 +23,26 @@ constexpr char kUpperHex[] = "0123456789ABCDEF";
 bool is_unreserved(unsigned char c) noexcept {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
          c == '_' || c == '~';
+}
+
+// The code points of well-formed UTF-8 (no overlongs, surrogates or values above U+10FFFF).
+bool utf8_code_points(std::string_view s, std::vector<unsigned>& out) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    const std::size_t n = b0 < 0x80 ? 1 : (b0 >> 5) == 6 ? 2 : (b0 >> 4) == 14 ? 3 : (b0 >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    unsigned cp = n == 1 ? b0 : b0 & (0x7F >> n);
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if ((b >> 6) != 2) return false;
+      cp = (cp << 6) | (b & 0x3F);
+    }
+    static constexpr unsigned kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    out.push_back(cp);
+    i += n;
+  }
+  return true;
 }
 
 // Writes one form of `value` through put(char), so a caller can size a buffer, then fill it,
@@ -69,6 +93,43 @@ void encode(Form form, std::size_t shift, std::string_view value, Put&& put) {
         }
       }
       return;
+    case Form::kPercentAll:
+      for (char ch : value) {
+        const auto c = static_cast<unsigned char>(ch);
+        for (char x : {'%', kLowerHex[c >> 4], kLowerHex[c & 15]}) put(x);
+      }
+      return;
+    case Form::kHex:
+      for (char ch : value) {
+        const auto c = static_cast<unsigned char>(ch);
+        put(kLowerHex[c >> 4]);
+        put(kLowerHex[c & 15]);
+      }
+      return;
+    case Form::kUnicodeAll: {
+      // A JSON encoder escapes code points: UTF-16 units, surrogate pairs above U+FFFF. A value
+      // that is not valid UTF-8 is taken byte by byte (as Latin-1 would be).
+      const auto unit = [&](unsigned u) {
+        for (char x : {'\\', 'u', kLowerHex[(u >> 12) & 15], kLowerHex[(u >> 8) & 15], kLowerHex[(u >> 4) & 15],
+                       kLowerHex[u & 15]})
+          put(x);
+      };
+      std::vector<unsigned> points;
+      if (!utf8_code_points(value, points)) {
+        points.clear();
+        for (char ch : value) points.push_back(static_cast<unsigned char>(ch));
+      }
+      for (unsigned cp : points) {
+        if (cp < 0x10000) {
+          unit(cp);
+        } else {
+          unit(0xD800 + ((cp - 0x10000) >> 10));
+          unit(0xDC00 + ((cp - 0x10000) & 0x3FF));
+        }
+      }
+      OPENSSL_cleanse(points.data(), points.size() * sizeof(unsigned));
+      return;
+    }
     case Form::kPercent:
       for (char ch : value) {
         const auto c = static_cast<unsigned char>(ch);
@@ -91,8 +152,33 @@ struct FormSpec {
 constexpr FormSpec kFormSpecs[] = {
     {Form::kRaw, 0},       {Form::kBase64, 0},    {Form::kBase64, 1},    {Form::kBase64, 2},
     {Form::kBase64Url, 0}, {Form::kBase64Url, 1}, {Form::kBase64Url, 2}, {Form::kJson, 0},
-    {Form::kJsonSlash, 0}, {Form::kPercent, 0},
+    {Form::kJsonSlash, 0}, {Form::kPercent, 0},    {Form::kPercentAll, 0}, {Form::kUnicodeAll, 0},
+    {Form::kHex, 0},
 };
+
+// Whether a form is matched ignoring ASCII case: those whose escapes carry hex digits, which
+// encoders write in either case (and some mix). The letters of the value in a partly encoded
+// form are then matched ignoring case too: a case variant of the value next to the escape is
+// masked as well, which costs the guest nothing it may see.
+bool folded(Form form, std::string_view text) {
+  switch (form) {
+    case Form::kPercentAll:
+    case Form::kUnicodeAll:
+    case Form::kHex:
+      return true;
+    case Form::kPercent:
+      return text.find('%') != std::string_view::npos;
+    case Form::kJson:
+    case Form::kJsonSlash:
+      return text.find("\\u") != std::string_view::npos;
+    default:
+      return false;
+  }
+}
+
+constexpr unsigned char fold(unsigned char c) noexcept { return c >= 'A' && c <= 'Z' ? c | 0x20 : c; }
+// The filter hashes every byte with bit 5 set, so a gram and its case variants share a hash.
+constexpr std::uint32_t kFoldMask = 0x20202020u;
 constexpr std::size_t kMaxStride = 64;
 // A base64 form this short is a piece of a value, too common to mask.
 constexpr std::size_t kMinBase64Form = 4;
@@ -107,9 +193,9 @@ std::uint32_t load_u32(const unsigned char* p) noexcept {
 std::uint32_t hash_piece(const unsigned char* piece, std::size_t gram) noexcept {
   std::uint32_t g = 0;
   if (gram == 4) {
-    g = load_u32(piece);
+    g = load_u32(piece) | kFoldMask;
   } else {
-    for (std::size_t i = 0; i < gram; ++i) g = (g << 8) | piece[i];
+    for (std::size_t i = 0; i < gram; ++i) g = (g << 8) | piece[i] | 0x20u;
   }
   return g * 0x9E3779B1u;
 }
@@ -124,14 +210,25 @@ bool same_start(const char* x, const char* y, std::size_t k) noexcept {
   return i == k;
 }
 
+// The same for a lower-case form and bytes x of any case.
+bool same_start_folded(const char* form, const char* x, std::size_t k) noexcept {
+  std::size_t i = 0;
+  while (i < k && form[i] == static_cast<char>(fold(static_cast<unsigned char>(x[i])))) ++i;
+  return i == k;
+}
+
+bool same_start(const char* form, const char* x, std::size_t k, bool folded) noexcept {
+  return folded ? same_start_folded(form, x, k) : same_start(form, x, k);
+}
+
 // How `form` relates to the bytes a then b: it spans them from their start (kFull), they end
 // while still matching it (kPartial), or they differ from it.
-Relation relate(std::string_view form, std::string_view a, std::string_view b) noexcept {
+Relation relate(std::string_view form, bool folded, std::string_view a, std::string_view b) noexcept {
   const std::size_t k = std::min(form.size(), a.size());
-  if (!same_start(form.data(), a.data(), k)) return Relation::kNone;
+  if (!same_start(form.data(), a.data(), k, folded)) return Relation::kNone;
   const std::string_view rest = form.substr(k);
   const std::size_t k2 = std::min(rest.size(), b.size());
-  if (!same_start(rest.data(), b.data(), k2)) return Relation::kNone;
+  if (!same_start(rest.data(), b.data(), k2, folded)) return Relation::kNone;
   return k2 == rest.size() ? Relation::kFull : Relation::kPartial;
 }
 
@@ -154,6 +251,14 @@ ScrubForms::ScrubForms(const std::vector<SecretBinding>& secrets) {
   for (const SecretBinding& s : secrets) {
     for (const FormSpec& spec : kFormSpecs) encode(spec.form, spec.shift, s.value().expose(), [&](char c) { buffer[at++] = c; });
   }
+  // Forms matched ignoring case are kept lower-case.
+  at = 0;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    char* text = buffer.data() + at;
+    at += sizes[i];
+    if (!folded(kFormSpecs[i % std::size(kFormSpecs)].form, std::string_view(text, sizes[i]))) continue;
+    for (std::size_t k = 0; k < sizes[i]; ++k) text[k] = static_cast<char>(fold(static_cast<unsigned char>(text[k])));
+  }
   form_bytes_ = SecretValue::take(buffer);
 
   const std::string_view all = form_bytes_.expose();
@@ -164,9 +269,16 @@ ScrubForms::ScrubForms(const std::vector<SecretBinding>& secrets) {
     const Form form = kFormSpecs[i % std::size(kFormSpecs)].form;
     const bool base64 = form == Form::kBase64 || form == Form::kBase64Url;
     if (text.empty() || (base64 && text.size() < kMinBase64Form)) continue;
-    if (std::find(forms_.begin(), forms_.end(), text) != forms_.end()) continue;  // two values, or forms, alike
-    by_first_byte_[static_cast<unsigned char>(text[0])].push_back(static_cast<std::uint32_t>(forms_.size()));
+    const bool fold_case = folded(form, text);
+    bool seen = false;  // two values, or forms, alike
+    for (std::size_t k = 0; k < forms_.size() && !seen; ++k) seen = forms_[k] == text && folded_[k] == fold_case;
+    if (seen) continue;
+    const auto index = static_cast<std::uint32_t>(forms_.size());
+    const auto first = static_cast<unsigned char>(text[0]);
+    by_first_byte_[first].push_back(index);
+    if (fold_case && first >= 'a' && first <= 'z') by_first_byte_[first - 0x20].push_back(index);
     forms_.push_back(text);
+    folded_.push_back(fold_case);
     shortest_ = shortest_ == 0 ? text.size() : std::min(shortest_, text.size());
     longest_ = std::max(longest_, text.size());
   }
@@ -179,12 +291,12 @@ void ScrubForms::build_table() {
   // long values (keys, certificates).
   stride_ = std::min<std::size_t>(shortest_ - gram_ + 1, kMaxStride);
   const std::size_t entries = forms_.size() * stride_;
-  // At 16 filter bits per pair, about 6 % of the sampled positions of unrelated data pass it;
+  // At 32 filter bits per pair, about 3 % of the sampled positions of unrelated data pass it;
   // buckets hold about one pair.
   const auto log2_ceil = [](std::size_t x, unsigned lo, unsigned hi) {
     return std::clamp(static_cast<unsigned>(std::bit_width(x - 1)), lo, hi);
   };
-  const unsigned filter_log = log2_ceil(16 * entries, 9, 24);
+  const unsigned filter_log = log2_ceil(32 * entries, 9, 24);
   const unsigned bucket_log = log2_ceil(entries, 4, 20);
   filter_shift_ = 32 - filter_log;
   bucket_shift_ = 32 - bucket_log;
@@ -244,9 +356,11 @@ void ScrubForms::find_all(std::string_view data, OnMatch&& on_match) const noexc
       if (s.offset > a || a - s.offset + form.size() > n) continue;
       // Most pairs here only share the hash: compare the sampled piece before the whole form.
       const auto* piece = reinterpret_cast<const unsigned char*>(form.data()) + s.offset;
-      if (gram == 4 ? load_u32(piece) != load_u32(d + a) : std::memcmp(piece, d + a, gram) != 0) continue;
+      if (gram == 4 && (load_u32(piece) | kFoldMask) != (load_u32(d + a) | kFoldMask)) continue;
       const std::size_t p = a - s.offset;
-      if (std::memcmp(d + p, form.data(), form.size()) == 0) on_match(p, p + form.size());
+      const bool match = folded_[s.form] ? same_start_folded(form.data(), data.data() + p, form.size())
+                                         : std::memcmp(d + p, form.data(), form.size()) == 0;
+      if (match) on_match(p, p + form.size());
     }
   }
 }
@@ -278,13 +392,29 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
     const std::string_view b = p < held ? in : std::string_view();
     for (const std::uint32_t i : f.by_first_byte_[static_cast<unsigned char>(a[0])]) {
       const std::string_view form = f.forms_[i];
-      visit(form.size(), relate(form, a, b));
+      visit(form.size(), relate(form, f.folded_[i], a, b));
     }
+  };
+
+  // Whether a form may start at C[p]: every form's first gram_ bytes are in the filter, so a
+  // position with that many bytes left is checked against the forms only when its bit is set.
+  // This keeps the per-position checks below cheap when forms are long (full \u escapes).
+  auto may_start = [&](std::size_t p) {
+    const unsigned char first = p < held ? held_[p] : static_cast<unsigned char>(in[p - held]);
+    if (f.by_first_byte_[first].empty()) return false;
+    if (n - p < f.gram_) return true;
+    unsigned char gram[4];
+    for (std::size_t k = 0; k < f.gram_; ++k) {
+      gram[k] = p + k < held ? held_[p + k] : static_cast<unsigned char>(in[p + k - held]);
+    }
+    const std::uint32_t bit = hash_piece(gram, f.gram_) >> f.filter_shift_;
+    return (f.filter_[bit / 8] & (1u << (bit % 8))) != 0;
   };
 
   // The tail to hold: from the first position whose bytes to the end begin some form.
   std::size_t tail = n;
   for (std::size_t p = n - std::min(n, f.longest_ - 1); p < n && tail == n; ++p) {
+    if (!may_start(p)) continue;
     relate_at(p, [&](std::size_t, Relation r) {
       if (r == Relation::kPartial) tail = p;
     });
@@ -315,6 +445,7 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
   };
   mask(0, held_masked_);
   for (std::size_t p = 0; p < held; ++p) {
+    if (!may_start(p)) continue;
     relate_at(p, [&](std::size_t length, Relation r) {
       if (r == Relation::kFull) mask_occurrence(p, p + length);
     });

@@ -2,7 +2,7 @@
 // Response scrubbing (DESIGN invariant 5): bytes an upstream sends back toward the guest lose
 // every secret value they echo. Pure: bytes in, bytes out, no I/O.
 //
-// Each value is looked for in these forms, as exact, case-sensitive bytes:
+// Each value is looked for in these forms (as exact bytes unless said otherwise):
 //  - raw;
 //  - base64 and base64url, at the three byte alignments, without the edge characters that also
 //    carry bits of neighbouring bytes (so 1-2 edge characters of an encoded value stay), when
@@ -10,10 +10,15 @@
 //  - JSON-escaped, when the value holds `"`, `\`, `/` or a control character: `\"`, `\\`, `\b`
 //    `\f` `\n` `\r` `\t`, `\u00xx` (lower-case hex) for other control characters, with `/` both
 //    kept and escaped as `\/`;
-//  - percent-encoded (RFC 3986: all but ALPHA DIGIT - . _ ~ as upper-case %XX), when the value
-//    holds a byte that is encoded.
-// Not covered: other spellings of those codecs (lower-case %xx, `+` for space, \u escapes of
-// printable characters), compressed bodies, and values cut by transfer framing (chunk lines).
+//  - percent-encoded (RFC 3986: all but ALPHA DIGIT - . _ ~ as %XX), when the value holds a byte
+//    that is encoded;
+//  - fully percent-encoded (every byte as %XX), fully `\u`-escaped (every character as \uXXXX,
+//    UTF-16 units for a UTF-8 value, else one per byte), and hex (two digits per byte).
+// Forms whose escapes carry hex digits (the percent forms, the three full ones, and a JSON form
+// with a `\u00xx`) are matched ignoring ASCII case: upper, lower and mixed hex digits alike (a
+// case variant of the value's own letters inside such a form is masked too).
+// Not covered: `+` for space, \u escapes of some printable characters but not all, other
+// codecs. Compressed bodies and chunk framing are undone before this (http/response_decoder).
 //
 // Every occurrence, overlapping or adjacent ones included, becomes as many '*' bytes as it
 // spans, so the output is exactly as long as the input and framing (Content-Length, chunk
@@ -60,6 +65,7 @@ class ScrubForms {
 
   SecretValue form_bytes_;                 // every form, back to back
   std::vector<std::string_view> forms_;    // the distinct ones, viewing form_bytes_
+  std::vector<bool> folded_;               // per form: matched ignoring ASCII case (kept lower-case)
   std::array<std::vector<std::uint32_t>, 256> by_first_byte_;  // form indices
   std::size_t shortest_ = 0;
   std::size_t longest_ = 0;

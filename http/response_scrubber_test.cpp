@@ -347,18 +347,150 @@ TEST(ResponseScrubber, NoSecretsPassesBytesThrough) {
   EXPECT_TRUE(SameBytes(out, in));
 }
 
+// Item 5 of issue 14: spellings an encoder may choose. Each is masked whatever the case of its
+// hex digits, split anywhere.
+std::string hex_digits(std::string_view bytes, const char* digits) {
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+constexpr const char* kLowerDigits = "0123456789abcdef";
+constexpr const char* kUpperDigits = "0123456789ABCDEF";
+// Alternates the case of the letters in `s`.
+std::string mixed_case(std::string s) {
+  bool up = false;
+  for (char& c : s) {
+    if (c >= 'a' && c <= 'f') {
+      if (up) c = static_cast<char>(c - 'a' + 'A');
+      up = !up;
+    }
+  }
+  return s;
+}
+std::string full_percent(std::string_view v, const char* digits) {
+  std::string out;
+  for (unsigned char c : v) out += "%" + hex_digits(std::string_view(reinterpret_cast<const char*>(&c), 1), digits);
+  return out;
+}
+std::string full_unicode(std::string_view v, const char* digits) {
+  std::string out;
+  for (unsigned char c : v) out += "\\u00" + hex_digits(std::string_view(reinterpret_cast<const char*>(&c), 1), digits);
+  return out;
+}
+
+TEST(ResponseScrubberSpellings, LowerAndMixedCasePercentEncoding) {
+  const std::string a = make_value(12), b = make_value(12);
+  const std::string v = a + "+/=" + b;
+  const ScrubForms forms = forms_of({v});
+  for (const std::string& enc : {a + "%2b%2f%3d" + b, a + "%2B%2f%3D" + b}) {
+    expect_same_at_every_split(forms, "q=" + enc + "&x", "q=" + stars(enc.size()) + "&x");
+  }
+}
+
+TEST(ResponseScrubberSpellings, FullPercentEncodingEveryCase) {
+  const std::string v = make_value(20);  // letters and digits only: a partial encoder leaves it raw
+  const ScrubForms forms = forms_of({v});
+  for (const std::string& enc :
+       {full_percent(v, kUpperDigits), full_percent(v, kLowerDigits), mixed_case(full_percent(v, kLowerDigits))}) {
+    expect_same_at_every_split(forms, "<" + enc + ">", "<" + stars(enc.size()) + ">");
+  }
+}
+
+TEST(ResponseScrubberSpellings, FullUnicodeEscapingEveryCase) {
+  const std::string v = make_value(16, "/");
+  const ScrubForms forms = forms_of({v});
+  for (const std::string& enc : {full_unicode(v, kLowerDigits), full_unicode(v, kUpperDigits),
+                                 mixed_case(full_unicode(v, kLowerDigits))}) {
+    expect_same_at_every_split(forms, "{\"k\":\"" + enc + "\"}", "{\"k\":\"" + stars(enc.size()) + "\"}");
+  }
+}
+
+TEST(ResponseScrubberSpellings, FullUnicodeEscapingOfUtf8UsesCodePointsAndSurrogates) {
+  // U+00E9 (2 bytes), U+20AC (3 bytes), U+1F600 (4 bytes: a surrogate pair).
+  const std::string a = make_value(10);
+  const std::string v = a + "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80";
+  const ScrubForms forms = forms_of({v});
+  const std::string enc = full_unicode(a, kUpperDigits) + "\\u00E9\\u20AC\\uD83D\\uDE00";
+  EXPECT_TRUE(SameBytes(scrub(forms, "[" + enc + "]"), "[" + stars(enc.size()) + "]"));
+  const std::string lower = full_unicode(a, kLowerDigits) + "\\u00e9\\u20ac\\ud83d\\ude00";
+  EXPECT_TRUE(SameBytes(scrub(forms, lower), stars(lower.size())));
+}
+
+TEST(ResponseScrubberSpellings, PartialJsonEscapeWithUpperCaseHex) {
+  const std::string a = make_value(12), b = make_value(12);
+  const std::string v = a + "\x01" + b;
+  const ScrubForms forms = forms_of({v});
+  const std::string enc = a + "\\u0001" + b;
+  EXPECT_TRUE(SameBytes(scrub(forms, enc), stars(enc.size())));
+  const std::string v2 = a + "\x1f" + b;
+  const ScrubForms forms2 = forms_of({v2});
+  const std::string enc2 = a + "\\u001F" + b;
+  EXPECT_TRUE(SameBytes(scrub(forms2, enc2), stars(enc2.size())));
+}
+
+TEST(ResponseScrubberSpellings, HexEveryCase) {
+  const std::string v = make_value(24, "+/");
+  const ScrubForms forms = forms_of({v});
+  for (const std::string& enc : {hex_digits(v, kLowerDigits), hex_digits(v, kUpperDigits),
+                                 mixed_case(hex_digits(v, kLowerDigits))}) {
+    expect_same_at_every_split(forms, "id=" + enc + ";", "id=" + stars(enc.size()) + ";");
+  }
+}
+
+TEST(ResponseScrubberSpellings, BinaryValueInHexAndFullEscapes) {
+  std::string v;
+  for (int i = 0; i < 16; ++i) v += static_cast<char>(0x80 + i * 7);  // not UTF-8: one \u00xx per byte
+  const ScrubForms forms = forms_of({v});
+  for (const std::string& enc : {hex_digits(v, kUpperDigits), full_percent(v, kLowerDigits), full_unicode(v, kUpperDigits)}) {
+    EXPECT_TRUE(SameBytes(scrub(forms, "." + enc + "."), "." + stars(enc.size()) + "."));
+  }
+}
+
+TEST(ResponseScrubberSpellings, RawValueStaysCaseSensitive) {
+  // Folding is for escapes only: an upper-cased plain value is not an occurrence.
+  const std::string v = make_value(20, "", "abcdefghijklmnopqrstuvwxyz");
+  std::string upper = v;
+  for (char& c : upper) c = static_cast<char>(c - 'a' + 'A');
+  const ScrubForms forms = forms_of({v});
+  EXPECT_TRUE(SameBytes(scrub(forms, upper), upper));
+  // Nor is hex of something else of the same length.
+  const std::string other = hex_digits(make_value(20), kLowerDigits);
+  EXPECT_TRUE(SameBytes(scrub(forms, other), other));
+}
+
+TEST(ResponseScrubberSpellings, SplitAcrossFeedsWithFlushes) {
+  const std::string v = make_value(20);
+  const ScrubForms forms = forms_of({v});
+  const std::string enc = mixed_case(full_percent(v, kUpperDigits));
+  for (std::size_t cut = 1; cut < enc.size(); ++cut) {
+    ResponseScrubber s(forms);
+    std::string out;
+    s.feed(enc.substr(0, cut), out);
+    s.flush(out);  // a pause: at most 3 bytes of the start may leave
+    s.feed(enc.substr(cut), out);
+    s.flush(out);
+    ASSERT_EQ(out.size(), enc.size());
+    ASSERT_TRUE(SameBytes(out.substr(std::min<std::size_t>(3, cut)), stars(enc.size() - std::min<std::size_t>(3, cut))))
+        << "cut at " << cut;
+  }
+}
+
 TEST(ScrubForms, CountsDistinctForms) {
   // Upper-case letters (and '/') never give base64 characters 62 or 63, so base64url is the
   // same as base64. Plain: raw and base64 at 3 alignments.
   constexpr std::string_view kUpper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
   const std::string v = make_value(30, "", kUpper);
-  EXPECT_EQ(forms_of({v}).count(), 4u);
-  EXPECT_EQ(forms_of({v, v}).count(), 4u);  // the same value twice is one set of forms
+  // Plus the full percent, full \u and hex forms.
+  EXPECT_EQ(forms_of({v}).count(), 7u);
+  EXPECT_EQ(forms_of({v, v}).count(), 7u);  // the same value twice is one set of forms
   // '/' adds the JSON form that escapes it and the percent form (the JSON form that keeps it is
-  // the raw value). The longest is base64 at shift 0 or 2: 41 characters for 31 bytes.
+  // the raw value). The longest is the full \u form: 6 characters a byte.
   const ScrubForms slashed = forms_of({make_value(30, "/", kUpper)});
-  EXPECT_EQ(slashed.count(), 6u);
-  EXPECT_EQ(slashed.longest(), 41u);
+  EXPECT_EQ(slashed.count(), 9u);
+  EXPECT_EQ(slashed.longest(), 186u);
 }
 
 }  // namespace

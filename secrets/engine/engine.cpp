@@ -1,6 +1,8 @@
 // The secrets engine: eligibility (§3 gates), substitution (§3.5), violations (§4), unsafe
 // shapes (§5). See engine.hpp for the contract and matcher.hpp for the placeholder forms.
 #include <secrets/engine/engine.hpp>
+
+#include <http/content_coding.hpp>
 #include <secrets/engine/matcher.hpp>
 
 #include <openssl/crypto.h>
@@ -139,10 +141,12 @@ std::string_view why_text(Why why) noexcept {
 // ---- RequestRewriter ----
 
 struct RequestRewriter::Impl final : http::RequestSink {
-  enum class Mode : std::uint8_t { kPassthrough, kBuffer, kRechunk };
+  // kBufferCoded: a compressed body with an injection due, buffered (de-chunked) whole, then
+  // decoded, rewritten and encoded again with the same codings.
+  enum class Mode : std::uint8_t { kPassthrough, kBuffer, kRechunk, kBufferCoded };
 
   Impl(const SecretSet& s, ConnectionContext c)
-      : set(s), cs(s.compiled()), ctx(std::move(c)), parser(s.options().http), body_det(cs), opaque_det(cs) {
+      : set(s), cs(s.compiled()), ctx(std::move(c)), parser(s.options().http), body_det(cs), inflated_det(cs), opaque_det(cs) {
     const std::size_t n = set.secrets().size();
     eligible.assign(n, 0);
     not_eligible.assign(n, 0);
@@ -167,6 +171,8 @@ struct RequestRewriter::Impl final : http::RequestSink {
     wipe(encoded);
     wipe(reencoded);
     wipe(window);
+    wipe(inflated);
+    wipe(recoded);
   }
 
   const SecretSet& set;
@@ -201,6 +207,14 @@ struct RequestRewriter::Impl final : http::RequestSink {
   std::string scratch;                  // a header value being rewritten (may hold values)
   std::string decoded, encoded, reencoded;  // Basic credentials (may hold values)
   StreamDetector body_det;
+  // Content codings of the current body; for detection in a compressed body bound for a host
+  // that may not receive a value, its streaming decoder and the detector of what it decodes.
+  std::vector<http::Coding> body_codings;
+  std::optional<http::ContentDecoder> inflater;
+  std::optional<Match> inflated_found;
+  StreamDetector inflated_det;
+  std::string inflated;  // decoded body bytes (may hold values once rewritten)
+  std::string recoded;
 
   // Output during feed()/finish().
   std::string* out = nullptr;
@@ -480,23 +494,11 @@ struct RequestRewriter::Impl final : http::RequestSink {
 
   // A body-injection secret is due: §5 shapes that cannot be rewritten safely.
   bool check_body_shape(const http::RequestHead& head, std::uint32_t due) {
-    for (const http::HeaderField& f : head.fields) {
-      if (!iequals(head.view(f.name), "content-encoding")) continue;
-      std::string_view v = head.view(f.value);
-      while (!v.empty()) {
-        const std::size_t comma = v.find(',');
-        std::string_view item = v.substr(0, comma);
-        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-        if (!item.empty() && !iequals(item, "identity")) {
-          set_block(false, set.secrets()[due].env_var(), Location::kHeader,
-                    "a body injection is due but the body has Content-Encoding " + quote(item) +
-                        "; only identity bodies are rewritten");
-          return false;
-        }
-        if (comma == std::string_view::npos) break;
-        v.remove_prefix(comma + 1);
-      }
+    if (!body_coding_known) {
+      set_block(false, set.secrets()[due].env_var(), Location::kHeader,
+                "a body injection is due but the body has a Content-Encoding airlock does not decode; only "
+                "identity, gzip, deflate, br and zstd bodies are rewritten");
+      return false;
     }
     if (head.framing == http::BodyFraming::kContentLength && head.content_length > set.options().max_body_bytes) {
       set_block(false, set.secrets()[due].env_var(), Location::kBody,
@@ -670,6 +672,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
     if (block) return;
     in_message = true;
     is_chunked = head.framing == http::BodyFraming::kChunked;
+    parse_body_codings(head);
     compute_eligibility(head);
     if (any_not_eligible && !scan_head_violations(head)) return;
     // Sticky: once a value may have reached this upstream, every later response may echo it.
@@ -681,9 +684,21 @@ struct RequestRewriter::Impl final : http::RequestSink {
       std::uint32_t due = 0;
       while (!mask_body[due]) ++due;
       if (!check_body_shape(head, due)) return;
-      mode = is_chunked ? Mode::kRechunk : Mode::kBuffer;
+      mode = !body_codings.empty() ? Mode::kBufferCoded : is_chunked ? Mode::kRechunk : Mode::kBuffer;
     }
-    const bool buffer = mode == Mode::kBuffer;
+    if (mode == Mode::kPassthrough && any_not_eligible && !body_codings.empty() && has_body) {
+      // Detection looks inside: the decoded stream, bounded; past a cap or a corrupt byte it
+      // stops (what follows goes out unscanned, as any body the server cannot read either).
+      // The scan keeps no decoded bytes beyond the detector's carry, so the only bound needed is
+      // on work and on one feed's output: the output cap (not the ratio, whose verdict would
+      // depend on how the input was cut).
+      http::CodingLimits limits;
+      limits.max_output = set.options().max_body_bytes;
+      limits.max_ratio = std::size_t{1} << 30;
+      inflater.emplace(body_codings, limits);
+    }
+    // A length-framed body buffered whole leaves with its length recomputed.
+    const bool buffer = mode == Mode::kBuffer || (mode == Mode::kBufferCoded && !is_chunked);
     const bool drop_expect = buffer && head.expect_continue;
     if (!any_headers && !any_basic && !any_query && !any_body && !values_flowed) {
       out->append(head.raw);
@@ -697,6 +712,95 @@ struct RequestRewriter::Impl final : http::RequestSink {
     if (drop_expect) guest->append(kContinue);
     body_buf.clear();
     if (buffer) body_buf.reserve(static_cast<std::size_t>(head.content_length));
+  }
+
+  std::string content_encoding;  // joined Content-Encoding values of the current head
+  bool body_coding_known = true;
+  void parse_body_codings(const http::RequestHead& head) {
+    content_encoding.clear();
+    for (const http::HeaderField& f : head.fields) {
+      if (!iequals(head.view(f.name), "content-encoding")) continue;
+      if (!content_encoding.empty()) content_encoding += ", ";
+      content_encoding.append(head.view(f.value));
+    }
+    body_coding_known = http::parse_content_encoding(content_encoding, body_codings) == http::CodingError::kNone;
+    if (!body_coding_known) body_codings.clear();
+  }
+
+  // The codings by their own names (never the header's bytes, which the guest chose).
+  std::string coding_names() const {
+    std::string out;
+    for (const http::Coding c : body_codings) {
+      if (!out.empty()) out += ", ";
+      out.append(http::coding_name(c));
+    }
+    return out;
+  }
+
+  // kBufferCoded: decodes body_buf (bounded by the body cap and the ratio cap), rewrites it, and
+  // encodes it again into body_out. A body with nothing substituted leaves as it came.
+  bool rewrite_coded_body() {
+    std::uint32_t due = 0;
+    while (!mask_body[due]) ++due;
+    http::CodingLimits limits;
+    limits.max_output = set.options().max_body_bytes;
+    limits.max_ratio = set.options().max_decompression_ratio;
+    inflated.clear();
+    if (const http::CodingError e = http::decode_all(body_codings, body_buf, limits, inflated); e != http::CodingError::kNone) {
+      wipe(inflated);
+      set_block(false, set.secrets()[due].env_var(), Location::kBody,
+                "a body injection is due but the " + coding_names() + "-encoded body cannot be decoded: " +
+                    std::string(http::describe(e)));
+      return false;
+    }
+    if (any_not_eligible && !detect_base64(inflated, Location::kBody)) {
+      wipe(inflated);
+      return false;
+    }
+    const std::size_t substituted_before = subs.size();
+    body_out.clear();
+    rewrite_body(inflated, true, body_out);
+    wipe(inflated);
+    if (block) return false;
+    if (subs.size() == substituted_before) {
+      body_out.assign(body_buf);
+      return true;
+    }
+    recoded.clear();
+    if (http::encode_all(body_codings, body_out, recoded) != http::CodingError::kNone) {
+      set_block(false, set.secrets()[due].env_var(), Location::kBody, "the rewritten body could not be encoded again");
+      return false;
+    }
+    wipe(body_out);
+    body_out.swap(recoded);
+    return true;
+  }
+
+  // Passthrough detection inside a compressed body. A placeholder found there is acted on at the
+  // end of the body, after the raw scan of the same body: which of two findings is reported must
+  // not depend on how the guest's bytes were cut (the bytes sent meanwhile carry no value).
+  void scan_inflated(std::string_view data, bool last) {
+    if (!inflater || inflated_found) return;
+    inflated.clear();
+    const http::CodingError e = last ? inflater->finish(inflated) : inflater->feed(data, inflated);
+    // What decoded before an error is scanned too; then the scan ends (see on_head).
+    Match m;
+    std::uint64_t at = 0;
+    if (!inflated_det.feed(inflated, not_eligible.data(), &m, &at) ||
+        ((last || e != http::CodingError::kNone) && !inflated_det.finish(not_eligible.data(), &m, &at))) {
+      inflated_found = m;
+    }
+    if (e != http::CodingError::kNone || inflated_found) inflater.reset();
+  }
+  // The end of a passthrough body: a placeholder found inside the decoded body is a violation.
+  bool finish_inflated() {
+    scan_inflated({}, true);
+    inflater.reset();
+    if (!inflated_found) return true;
+    const Match m = *inflated_found;
+    inflated_found.reset();
+    violation(m.secret, Location::kBody, m.forms);
+    return false;
   }
 
   // Scans `data` (complete, or with `final` false a prefix of the body so far) for body forms:
@@ -807,6 +911,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
     switch (mode) {
       case Mode::kPassthrough:
         if (any_not_eligible && !detect(body_det, data, Location::kBody)) return;
+        scan_inflated(data, false);
         out->append(data);
         verbatim_tail += data.size();
         break;
@@ -817,6 +922,17 @@ struct RequestRewriter::Impl final : http::RequestSink {
         // rewrite_body sees raw, percent and JSON forms; the stream detector adds base64 ones.
         if (any_not_eligible && !detect(body_det, data, Location::kBody)) return;
         rechunk(data, false);
+        break;
+      case Mode::kBufferCoded:
+        if (body_buf.size() + data.size() > set.options().max_body_bytes) {
+          std::uint32_t due = 0;
+          while (!mask_body[due]) ++due;
+          set_block(false, set.secrets()[due].env_var(), Location::kBody,
+                    "a body injection is due but the compressed chunked body exceeds the body size cap of " +
+                        std::to_string(set.options().max_body_bytes) + " bytes");
+          return;
+        }
+        body_buf.append(data);
         break;
     }
   }
@@ -839,10 +955,17 @@ struct RequestRewriter::Impl final : http::RequestSink {
       case http::FramingKind::kLastChunk: {
         if (mode == Mode::kPassthrough) {
           if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
+          if (!finish_inflated()) return;
         } else if (mode == Mode::kRechunk) {
           if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
           rechunk({}, true);
           if (block) return;
+        } else if (mode == Mode::kBufferCoded) {
+          if (!rewrite_coded_body()) return;
+          emit_chunk(body_out);
+          wipe(body_out);
+          body_buf.clear();
+          mode = Mode::kPassthrough;  // the message end has nothing left to do
         }
         const Location loc = raw.size() > 5 ? Location::kTrailer : Location::kBody;
         if (any_not_eligible && !detect_whole(raw, loc)) return;
@@ -857,11 +980,16 @@ struct RequestRewriter::Impl final : http::RequestSink {
     if (block) return;
     if (mode == Mode::kPassthrough) {
       if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
-    } else if (mode == Mode::kBuffer) {
-      if (any_not_eligible && !detect_base64(body_buf, Location::kBody)) return;
-      body_out.clear();
-      body_out.reserve(body_buf.size() + body_buf.size() / 8 + 64);
-      rewrite_body(body_buf, true, body_out);
+      if (!is_chunked && !finish_inflated()) return;
+    } else if (mode == Mode::kBuffer || mode == Mode::kBufferCoded) {
+      if (mode == Mode::kBufferCoded) {
+        if (!rewrite_coded_body()) return;
+      } else {
+        if (any_not_eligible && !detect_base64(body_buf, Location::kBody)) return;
+        body_out.clear();
+        body_out.reserve(body_buf.size() + body_buf.size() / 8 + 64);
+        rewrite_body(body_buf, true, body_out);
+      }
       if (block) return;
       // Recompute Content-Length: rewrite only its value(s), right to left.
       const std::string len = std::to_string(body_out.size());
@@ -873,6 +1001,9 @@ struct RequestRewriter::Impl final : http::RequestSink {
       std::string().swap(body_out);  // a keep-alive connection keeps no body-sized buffer
     }
     body_det.reset();
+    inflated_det.reset();
+    inflater.reset();
+    inflated_found.reset();
     body_buf.clear();
     if (body_buf.capacity() > kKeptBodyBytes) std::string().swap(body_buf);
     mode = Mode::kPassthrough;
@@ -1002,6 +1133,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
           if (any_not_eligible) detect_finish(body_det, Location::kBody);
           break;
         case Mode::kBuffer:
+        case Mode::kBufferCoded:
           // The body never completed: it is not forwarded; a violation in it still blocks.
           if (any_not_eligible) detect_whole(body_buf, Location::kBody);
           break;

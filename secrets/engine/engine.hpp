@@ -61,6 +61,9 @@ struct Block {
 
 struct EngineOptions {
   std::size_t max_body_bytes = kDefaultMaxBodyBytes;
+  // A compressed body (gzip, deflate, br, zstd) is decoded to at most max_body_bytes for a body
+  // injection, and may decode to at most this many times its compressed size (zip bombs).
+  std::size_t max_decompression_ratio = 100;
   http::Limits http;
 };
 
