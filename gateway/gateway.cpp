@@ -212,6 +212,11 @@ void Gateway::wait() {
   impl_->changed.wait(lock, [&] { return impl_->stopped || !impl_->started; });
 }
 
+std::uint64_t Gateway::replace_secrets(std::shared_ptr<const secrets::SecretSet> secrets) {
+  impl_->core.replace_secrets(std::move(secrets));
+  return impl_->core.snapshot()->generation;
+}
+
 GatewayEndpoints Gateway::endpoints() const {
   GatewayEndpoints out;
   for (const auto& l : impl_->listeners)

@@ -443,6 +443,32 @@ TEST_F(GatewayFixture, ConnectTunnelSubstitutesForTheAllowedHost) {
   EXPECT_GT(conn["bytes_up"].get<int>(), 0);
 }
 
+// A reload: connections from then on carry the new value; the old one is sent no more. A set
+// without the secret leaves its placeholder unsubstituted (and a violation).
+TEST_F(GatewayFixture, ReplaceSecretsRotatesTheValueForLaterConnections) {
+  start("localhost");
+  const std::string request = "GET /v1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: close\r\n\r\n";
+  ASSERT_TRUE(via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem()).handshake);
+  static constexpr const char* kRotated = "rotated-value-7f3e9b2c41d8";
+  std::vector<SecretBinding> next;
+  next.push_back(SecretBuilder().env("KEY").value(kRotated).allow_host("localhost").build());
+  EXPECT_EQ(gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::move(next), ViolationAction::kUnset)), 2u);
+  ASSERT_TRUE(via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem()).handshake);
+  EXPECT_EQ(gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::vector<SecretBinding>{}, ViolationAction::kUnset)), 3u);
+  ClientResult removed = via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem());
+  auto got = upstream->received();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_NE(got[0].find(std::string("X-Api-Key: ") + kFakeValue + "\r\n"), std::string::npos);
+  EXPECT_NE(got[1].find(std::string("X-Api-Key: ") + kRotated + "\r\n"), std::string::npos);
+  EXPECT_EQ(got[1].find(kFakeValue), std::string::npos);
+  EXPECT_EQ(got[2].find(kRotated), std::string::npos);
+  EXPECT_NE(got[2].find("X-Api-Key: $MSB_KEY\r\n"), std::string::npos) << "no secret: the placeholder is not swapped";
+  EXPECT_THROW(gateway->replace_secrets(nullptr), ConfigError);
+  gateway->stop();
+  EXPECT_EQ(audit().find(kRotated), std::string::npos);
+  EXPECT_EQ(audit_events("substitution").size(), 2u);
+}
+
 TEST_F(GatewayFixture, DisallowedHostIsResetAndNothingIsSent) {
   start("api.example.com");
   ClientResult r = via_proxy(proxy_port(), authority(), "localhost",
