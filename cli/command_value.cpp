@@ -71,6 +71,8 @@ SecretValue read_command_value(std::string_view env_var, std::string_view comman
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  // Nothing else of this process: not the gateway's sockets (asio does not mark them close-on-exec).
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;

@@ -101,6 +101,13 @@ TEST_F(CommandValue, OtherSecretsAreNotInTheCommandsEnvironment) {
   ::unsetenv("AIRLOCK_CMD_TEST_OTHER");
 }
 
+TEST_F(CommandValue, TheCommandGetsNoOtherDescriptor) {
+  const int fd = ::dup2(2, 100);  // inheritable, like an asio socket
+  ASSERT_EQ(fd, 100);
+  EXPECT_EQ(value(script("fds", "[ -e /proc/self/fd/100 ] && echo leaked || echo closed")), "closed");
+  ::close(fd);
+}
+
 // Through the config file: a cmd: source, and the env: source of another secret hidden from it.
 TEST_F(CommandValue, ConfigFileSource) {
   ::setenv("AIRLOCK_CMD_TEST_OTHER", kFake, 1);
