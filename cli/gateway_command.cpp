@@ -105,20 +105,30 @@ class Reloader {
       AirlockConfig config = load_config(path_);
       const std::size_t count = config.sandbox.secrets.size();
       const std::uint64_t generation = gw_.replace_secrets(secret_set(config));
+      generation_ = generation;
       r.ok = true;
       r.message = "airlock gateway: reloaded " + path_ + ": " + std::to_string(count) + " secret" +
                   (count == 1 ? "" : "s") + " (generation " + std::to_string(generation) + ")";
     } catch (const std::exception& e) {
       r.message = "airlock gateway: reload failed, the running secrets stay: " + std::string(e.what());
     }
+    ++(r.ok ? reloaded_ : failed_);
     std::cerr << r.message << "\n" << std::flush;
     return r;
+  }
+  std::vector<gateway::MetricFamily> families() const {
+    using Type = gateway::MetricFamily::Type;
+    return {{"airlock_config_reloads_total", "Reloads of the config (SIGHUP, POST /reload), by result.", Type::kCounter,
+             {{{{"result", "ok"}}, reloaded_.load()}, {{{"result", "failed"}}, failed_.load()}}},
+            {"airlock_secrets_generation", "The secret set in use: 1 at start, one more at each reload that took.",
+             Type::kGauge, {{{}, generation_.load()}}}};
   }
 
  private:
   std::string path_;
   gateway::Gateway& gw_;
   std::mutex mutex_;
+  std::atomic<std::uint64_t> reloaded_{0}, failed_{0}, generation_{1};
 };
 
 int run_gateway(const GatewayArgs& args) {
@@ -196,9 +206,11 @@ int run_gateway(const GatewayArgs& args) {
   if (!args.admin.empty()) {
     admin = std::make_unique<gateway::AdminServer>(
         args.admin, gateway::AdminHandlers{
-                        [&gw, &dns, &ready, &record_metrics] {
-                          return gateway::render_prometheus(gateway_metrics(
-                              gw.counters(), dns ? &dns->stats() : nullptr, ready.load(), &record_metrics));
+                        [&gw, &dns, &ready, &record_metrics, &reloader] {
+                          auto families = gateway_metrics(gw.counters(), dns ? &dns->stats() : nullptr, ready.load(),
+                                                          &record_metrics);
+                          for (auto& f : reloader.families()) families.push_back(std::move(f));
+                          return gateway::render_prometheus(families);
                         },
                         [&ready] { return ready.load(); },
                         args.admin_reload ? std::function<gateway::AdminResult()>([&reloader] { return reloader.reload(); })

@@ -98,6 +98,26 @@ class Env:
         wait_for(lambda: self.errors().count("airlock gateway: reload") > before, "the reload's report")
         return self.errors().splitlines()[-1]
 
+    def admin_get(self, path):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(self.admin)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return data.partition(b"\r\n\r\n")[2].decode()
+
+    def metrics(self):
+        """The /metrics samples, parsed with python3-prometheus-client: {'name{labels}': value}."""
+        from prometheus_client.parser import text_string_to_metric_families
+        out = {}
+        for family in text_string_to_metric_families(self.admin_get("/metrics")):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                out[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+        return out
+
     def reload_admin(self):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(30)
@@ -293,6 +313,10 @@ def test_cmd_source_secrets_added_and_removed(env):
     status, report = env.reload_admin()
     assert status == 422 and "exited with status 1" in report and "API_KEY" in report, report
     assert_absent(second, report, "the reload's report")
+    metrics = env.metrics()
+    assert metrics['airlock_config_reloads_total{result="ok"}'] == 2
+    assert metrics['airlock_config_reloads_total{result="failed"}'] == 1
+    assert metrics["airlock_secrets_generation"] == 3
     # Removed: its placeholder is not swapped any more (it reaches the upstream as the guest wrote it).
     env.lab.write(os.path.basename(env.config_path), env.config(one.replace('"API_KEY"', '"THIRD_KEY"')))
     env.lab.write("get-token", f"#!/bin/sh\nexec cat {token}\n")
