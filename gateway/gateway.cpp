@@ -213,8 +213,18 @@ void Gateway::wait() {
 }
 
 std::uint64_t Gateway::replace_secrets(std::shared_ptr<const secrets::SecretSet> secrets) {
-  impl_->core.replace_secrets(std::move(secrets));
-  return impl_->core.snapshot()->generation;
+  Core& core = impl_->core;
+  core.replace_secrets(std::move(secrets));
+  const auto now = core.snapshot();
+  // Audited: which secrets (by env name, never a value) connections from here on use.
+  nlohmann::ordered_json r;
+  r["event"] = "secrets_reloaded";
+  r["generation"] = now->generation;
+  nlohmann::ordered_json names = nlohmann::ordered_json::array();
+  for (const SecretBinding& s : now->set->secrets()) names.push_back(s.env_var());
+  r["secrets"] = std::move(names);
+  core.audit.write(r);
+  return now->generation;
 }
 
 GatewayEndpoints Gateway::endpoints() const {

@@ -467,6 +467,11 @@ TEST_F(GatewayFixture, ReplaceSecretsRotatesTheValueForLaterConnections) {
   gateway->stop();
   EXPECT_EQ(audit().find(kRotated), std::string::npos);
   EXPECT_EQ(audit_events("substitution").size(), 2u);
+  auto reloads = audit_events("secrets_reloaded");
+  ASSERT_EQ(reloads.size(), 2u);
+  EXPECT_EQ(reloads[0]["generation"], 2);
+  EXPECT_EQ(reloads[0]["secrets"], nlohmann::json::array({"KEY"}));
+  EXPECT_EQ(reloads[1]["secrets"], nlohmann::json::array());
 }
 
 TEST_F(GatewayFixture, DisallowedHostIsResetAndNothingIsSent) {
