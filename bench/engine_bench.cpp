@@ -4,6 +4,9 @@
 //      with 1 and 50 secrets configured (detection: none eligible for the host; and body
 //      injection: eligible with body scope, so the body is buffered and rewritten);
 //  (c) memcpy of the same bytes in the same reads, as the baseline.
+// Detection in bodies covers the base64 forms too (issue 12): with the short placeholder here
+// ($MSB_KEY: base64 forms of 10 characters) the base64 filter samples every 7th byte; longer
+// placeholders are sampled more sparsely.
 #include <secrets/engine/engine.hpp>
 #include <secrets/engine/engine_test_util.hpp>
 

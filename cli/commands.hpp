@@ -8,12 +8,18 @@
 //   turns into that exit status without printing anything.
 #include <CLI/CLI.hpp>
 
+#include <optional>
+#include <string>
+#include <vector>
+
 namespace airlock::cli {
 
 void add_version_command(CLI::App& app);  // version_command.cpp
 void add_check_command(CLI::App& app);    // check_command.cpp
 void add_ca_command(CLI::App& app);       // ca_command.cpp
 void add_gateway_command(CLI::App& app);  // gateway_command.cpp
-void add_run_command(CLI::App& app);      // run_command.cpp
+// `command`: what followed `--` on the command line (split_command_line), passed verbatim.
+void add_run_command(CLI::App& app,       // run_command.cpp
+                     std::optional<std::vector<std::string>> command = std::nullopt);
 
 }  // namespace airlock::cli

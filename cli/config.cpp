@@ -1,6 +1,7 @@
 #include "cli/config.hpp"
 #include "cli/command_value.hpp"
 #include "cli/egress.hpp"
+#include "sandbox/sandbox.hpp"
 
 #include <toml++/toml.h>
 
@@ -73,6 +74,26 @@ std::vector<std::string> get_strings(const Context& ctx, const toml::node& node,
   std::vector<std::string> out;
   for (const toml::node& item : *array) out.push_back(get_string(ctx, item, std::string(what) + " entries"));
   return out;
+}
+
+// A size: bytes as an integer, or a string with a K, M or G suffix ("512M").
+std::uint64_t get_size(const Context& ctx, const toml::node& node, std::string_view what) {
+  std::uint64_t bytes = 0;
+  if (node.is_integer()) {
+    const std::int64_t v = *node.value<std::int64_t>();
+    if (v < 0) ctx.fail(node, std::string(what) + " must not be negative");
+    bytes = static_cast<std::uint64_t>(v);
+  } else if (node.is_string()) {
+    try {
+      bytes = sandbox::parse_memory_size(*node.value<std::string>());
+    } catch (const std::exception&) {
+      ctx.fail(node, std::string(what) + " must be a size like 512M or 2G");
+    }
+  } else {
+    ctx.fail(node, std::string(what) + " must be a size (bytes, or a string such as \"512M\")");
+  }
+  if (bytes < (1u << 20)) ctx.fail(node, std::string(what) + " must be at least 1M");
+  return bytes;
 }
 
 const toml::table& get_table(const Context& ctx, const toml::node& node, std::string_view what) {
@@ -233,7 +254,8 @@ SecretBinding parse_secret(const Context& ctx, const toml::table& table, const s
 
 void parse_gateway(const Context& ctx, const toml::table& table, GatewaySettings& out) {
   check_keys(ctx, table, "[gateway]",
-             {"transparent_listen", "proxy_listen", "audit_log", "home", "log_level", "resolve_pins_with_host_dns"});
+             {"transparent_listen", "proxy_listen", "audit_log", "home", "log_level", "resolve_pins_with_host_dns",
+              "memory_budget", "client_memory_budget", "max_connections", "max_client_connections", "audit_fail_open"});
   if (const toml::node* n = table.get("transparent_listen")) out.transparent_listen = get_string(ctx, *n, "transparent_listen");
   if (const toml::node* n = table.get("proxy_listen")) out.proxy_listen = get_string(ctx, *n, "proxy_listen");
   if (const toml::node* n = table.get("audit_log")) out.audit_log = get_string(ctx, *n, "audit_log");
@@ -248,6 +270,19 @@ void parse_gateway(const Context& ctx, const toml::table& table, GatewaySettings
   if (const toml::node* n = table.get("resolve_pins_with_host_dns")) {
     out.resolve_pins_with_host_dns = get_bool(ctx, *n, "resolve_pins_with_host_dns");
   }
+  for (auto [key, field] : {std::pair{"memory_budget", &out.memory_budget},
+                             std::pair{"client_memory_budget", &out.client_memory_budget}}) {
+    if (const toml::node* n = table.get(key)) *field = get_size(ctx, *n, key);
+  }
+  for (auto [key, field] : {std::pair{"max_connections", &out.max_connections},
+                             std::pair{"max_client_connections", &out.max_client_connections}}) {
+    if (const toml::node* n = table.get(key)) {
+      const std::int64_t v = get_int(ctx, *n, key);
+      if (v < 1) ctx.fail(n, std::string(key) + " must be at least 1");
+      *field = static_cast<std::uint64_t>(v);
+    }
+  }
+  if (const toml::node* n = table.get("audit_fail_open")) out.audit_fail_open = get_bool(ctx, *n, "audit_fail_open");
   for (const std::string* listen : {&out.transparent_listen, &out.proxy_listen, &out.audit_log, &out.home}) {
     if (listen->find('\0') != std::string::npos) ctx.fail(table, "[gateway] paths and addresses must not contain NUL");
   }

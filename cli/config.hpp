@@ -3,6 +3,8 @@
 // Values are never written in the file: each secret names where to read it (`value_from`).
 #include <airlock/secret.hpp>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,12 @@ struct GatewaySettings {
   std::string home;                // airlock's state directory (CA, caches)
   std::string log_level;           // "trace", "debug", "info", "warn" or "error"
   bool resolve_pins_with_host_dns = false;
+  // Budgets (unset: the gateway's defaults; see docs/security.md). Sizes in bytes.
+  std::optional<std::uint64_t> memory_budget;         // all clients ("1G" or bytes)
+  std::optional<std::uint64_t> client_memory_budget;  // one client (source address)
+  std::optional<std::uint64_t> max_connections;       // open connections, all clients
+  std::optional<std::uint64_t> max_client_connections;
+  bool audit_fail_open = false;  // a failing audit log: go on substituting (default: block them)
 };
 
 // The `[sandbox]` table: how sandboxes are built on this host.

@@ -337,5 +337,35 @@ TEST_F(ConfigViewTest, SandboxTableTakesAnIdRange) {
   EXPECT_NE(error("[sandbox]\nids = 1\n").find("ids"), std::string::npos);
 }
 
+TEST(GatewayBudgetConfig, SizesCountsAndFailOpen) {
+  const AirlockConfig c = parse_config(
+      "[gateway]\nmemory_budget = \"2G\"\nclient_memory_budget = 67108864\nmax_connections = 500\n"
+      "max_client_connections = 50\naudit_fail_open = true\n",
+      "test.toml", "/tmp");
+  EXPECT_EQ(c.gateway.memory_budget, std::uint64_t{2} << 30);
+  EXPECT_EQ(c.gateway.client_memory_budget, std::uint64_t{64} << 20);
+  EXPECT_EQ(c.gateway.max_connections, 500u);
+  EXPECT_EQ(c.gateway.max_client_connections, 50u);
+  EXPECT_TRUE(c.gateway.audit_fail_open);
+  const AirlockConfig d = parse_config("", "test.toml", "/tmp");
+  EXPECT_FALSE(d.gateway.memory_budget || d.gateway.max_connections || d.gateway.audit_fail_open);
+}
+
+TEST(GatewayBudgetConfig, BadValuesAreErrors) {
+  auto error = [](const std::string& toml) {
+    try {
+      parse_config(toml, "test.toml", "/tmp");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(error("[gateway]\nmemory_budget = \"lots\"\n").find("must be a size like 512M"), std::string::npos);
+  EXPECT_NE(error("[gateway]\nmemory_budget = 1000\n").find("at least 1M"), std::string::npos);
+  EXPECT_NE(error("[gateway]\nclient_memory_budget = true\n").find("must be a size"), std::string::npos);
+  EXPECT_NE(error("[gateway]\nmax_connections = 0\n").find("at least 1"), std::string::npos);
+  EXPECT_NE(error("[gateway]\naudit_fail_open = 1\n").find("true or false"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace airlock::cli

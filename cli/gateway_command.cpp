@@ -172,6 +172,14 @@ int run_gateway(const GatewayArgs& args) {
   options.log_level = *level;
   options.pins = settings.resolve_pins_with_host_dns ? nullptr : &no_pins;
   options.policy = make_egress_policy(args.egress, config.sandbox.network.egress);
+  // Standalone: a global budget for all clients, and one per client (source address).
+  if (settings.memory_budget) options.limits.memory_bytes = *settings.memory_budget;
+  if (settings.client_memory_budget) options.limits.client_memory_bytes = *settings.client_memory_budget;
+  if (settings.max_connections) options.limits.connections = *settings.max_connections;
+  if (settings.max_client_connections) options.limits.client_connections = *settings.max_client_connections;
+  options.limits.reserve_connections = options.limits.connections / 10;
+  options.audit_fail_open = settings.audit_fail_open;
+
   // Signals are taken synchronously by this thread; every thread started from
   // here on (DNS, gateway, admin) inherits the mask.
   sigset_t signals;

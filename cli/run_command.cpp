@@ -55,6 +55,8 @@ struct RunArgs {
   std::string memory;
   double cpus = 0;
   std::uint64_t pids = 0;
+  std::string gateway_memory;
+  std::uint64_t max_connections = 0;
   std::string ca_cert;
   std::vector<std::string> dns_servers;
   std::vector<std::string> egress;
@@ -259,7 +261,7 @@ class NetworkServices {
   NetworkServices(sandbox::Sandbox& box, sandbox::GatewaySockets& sockets,
                   std::vector<SecretBinding> secrets, const NetworkConfig& network,
                   const GatewaySettings& settings, const std::vector<std::string>& dns_servers,
-                  std::shared_ptr<const policy::Policy> policy)
+                  std::shared_ptr<const policy::Policy> policy, const gateway::BudgetLimits& budget)
       : network_(network),
         pins_([] { return dns::PinClock::now(); }),
         policy_(std::move(policy)),
@@ -291,6 +293,8 @@ class NetworkServices {
     options.pins = &pins_;
     options.policy = policy_;
     options.on_terminate = [&box](const std::string& reason) { box.terminate(reason); };
+    options.limits = budget;
+    options.audit_fail_open = settings.audit_fail_open;
     gateway_ = std::make_unique<gateway::Gateway>(std::move(options));
     sockets.transparent.clear();  // the gateway owns them now
     phase("gateway constructed");
@@ -347,6 +351,28 @@ class NetworkServices {
   std::thread dns_thread_;
   std::unique_ptr<gateway::Gateway> gateway_;
 };
+
+// What this sandbox may make the gateway spend outside its cgroup. The sandbox is the gateway's
+// only client, so its budget is the gateway's: memory as much as --memory allows the guest
+// itself (kDefaultSandboxMemory without --memory), unless --gateway-memory or [gateway]
+// memory_budget says otherwise; connections kDefaultSandboxConnections unless --max-connections
+// or [gateway] max_connections says otherwise.
+constexpr std::uint64_t kDefaultSandboxMemory = 256u << 20;
+constexpr std::uint64_t kDefaultSandboxConnections = 1024;
+
+gateway::BudgetLimits sandbox_budget(const RunArgs& args, const GatewaySettings& settings) {
+  std::uint64_t memory = kDefaultSandboxMemory;
+  if (!args.memory.empty()) memory = sandbox::parse_memory_size(args.memory);
+  if (settings.memory_budget) memory = *settings.memory_budget;
+  if (!args.gateway_memory.empty()) memory = sandbox::parse_memory_size(args.gateway_memory);
+  std::uint64_t connections = settings.max_connections.value_or(kDefaultSandboxConnections);
+  if (args.max_connections > 0) connections = args.max_connections;
+  gateway::BudgetLimits limits;
+  limits.memory_bytes = limits.client_memory_bytes = memory;
+  limits.connections = limits.client_connections = connections;
+  limits.reserve_connections = 0;  // one client: nobody to keep room for
+  return limits;
+}
 
 // SIGHUP with --config: the secrets read again (config, --secret, --secret-file) and given to the
 // gateway. The guest's environment was fixed at start, so only values rotate: a secret added or
@@ -436,7 +462,7 @@ int run(const RunArgs& args) {
   std::unique_ptr<NetworkServices> services;
   try {
     services = std::make_unique<NetworkServices>(box, sockets, std::move(for_gateway), network, settings,
-                                                 args.dns_servers, std::move(policy));
+                                                 args.dns_servers, std::move(policy), sandbox_budget(args, settings));
   } catch (...) {
     close_all(sockets);
     throw;
@@ -482,7 +508,7 @@ int run(const RunArgs& args) {
 
 }  // namespace
 
-void add_run_command(CLI::App& app) {
+void add_run_command(CLI::App& app, std::optional<std::vector<std::string>> after_separator) {
   auto args = std::make_shared<RunArgs>();
   CLI::App* command = app.add_subcommand(
       "run", "Run a command in a sandbox whose environment holds placeholders, not secrets");
@@ -519,6 +545,11 @@ void add_run_command(CLI::App& app) {
   command->add_option("--memory", args->memory, "memory limit, e.g. 512M (cgroups)");
   command->add_option("--cpus", args->cpus, "CPU limit, e.g. 1.5 (cgroups)");
   command->add_option("--pids", args->pids, "process limit (cgroups)");
+  command->add_option("--gateway-memory", args->gateway_memory,
+                      "memory the gateway may hold for this sandbox (bodies it buffers to rewrite, output it "
+                      "buffers), e.g. 128M; past it a request is blocked (default: the --memory value, else 256M)");
+  command->add_option("--max-connections", args->max_connections,
+                      "open connections of this sandbox through the gateway (default 1024)");
   command->add_option("--ca-cert", args->ca_cert,
                       "an extra CA certificate (PEM) the guest trusts; the gateway's CA is added "
                       "automatically");
@@ -534,7 +565,9 @@ void add_run_command(CLI::App& app) {
   command->footer(
       "Exit status: the command's; 124 timeout; 125 terminated (block-and-terminate); "
       "126/127 cannot run / not found; 2 usage or config error; 3 sandbox setup failed.");
-  command->callback([args] {
+  command->callback([args, after_separator = std::move(after_separator)] {
+    // After `--`: verbatim, never seen by the option parser.
+    if (after_separator) args->command.insert(args->command.end(), after_separator->begin(), after_separator->end());
     int code = 0;
     try {
       code = run(*args);

@@ -73,6 +73,12 @@ std::string summarize_config(const AirlockConfig& config) {
   out << "  home:                 " << or_default(g.home) << "\n";
   out << "  log_level:            " << or_default(g.log_level) << "\n";
   out << "  resolve_pins_with_host_dns: " << (g.resolve_pins_with_host_dns ? "yes" : "no") << "\n";
+  const auto number = [](const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : std::string("(default)"); };
+  out << "  memory_budget:        " << number(g.memory_budget) << "\n";
+  out << "  client_memory_budget: " << number(g.client_memory_budget) << "\n";
+  out << "  max_connections:      " << number(g.max_connections) << "\n";
+  out << "  max_client_connections: " << number(g.max_client_connections) << "\n";
+  out << "  audit_fail_open:      " << (g.audit_fail_open ? "yes" : "no") << "\n";
   return out.str();
 }
 

@@ -1,6 +1,7 @@
 // libFuzzer target for secrets::RequestRewriter.
 //
-// Input: byte 0 picks the connection (transport, SNI, pins) and the scopes of secret A;
+// Input: byte 0 picks the connection (transport, SNI, pins), the scopes of secret A and how
+// upgrade requests are answered (bits 4-5: not, refused, switched);
 // bytes 1–2 pick two split points; the rest is what the guest sends.
 // Properties checked:
 //  - no crash, no unbounded growth (output bounded by a small multiple of the input);
@@ -18,6 +19,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -152,8 +154,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       break;
   }
 
-  const testing::RunResult whole = testing::run_rewriter(set, ctx, input);
-  const testing::RunResult split = testing::run_rewriter(set, ctx, input, {cut1, cut2});
+  // Upgrade requests: left unanswered, refused, or switched (issue 12 item 4).
+  const int answer_mode = (mode >> 4) & 3;
+  const std::optional<bool> answer = answer_mode == 1 ? std::optional<bool>(false)
+                                     : answer_mode == 2 ? std::optional<bool>(true)
+                                                        : std::nullopt;
+  const testing::RunResult whole = testing::run_rewriter(set, ctx, input, {}, true, answer);
+  const testing::RunResult split = testing::run_rewriter(set, ctx, input, {cut1, cut2}, true, answer);
   if (!same_verdict(whole, split)) std::abort();
 
   for (const testing::RunResult* r : {&whole, &split}) {
@@ -167,7 +174,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Forwarded byte for byte: exactly what the parser delivered (plus an opaque tail).
     http::RequestParser parser(set.options().http);
     CountingSink sink;
-    const std::size_t consumed = parser.parse(input, sink);
+    std::size_t consumed = parser.parse(input, sink);
+    while (answer && parser.awaiting_upgrade()) {  // answered as the rewriter's were
+      parser.resolve_upgrade(*answer);
+      if (*answer) break;
+      const std::size_t n = parser.parse(input.substr(consumed), sink);
+      if (n == 0) break;
+      consumed += n;
+    }
     std::size_t expected = sink.delivered;
     if (parser.upgraded()) expected += input.size() - consumed;
     if (whole.upstream != input.substr(0, expected)) std::abort();
@@ -182,7 +196,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     sink.scopes = &a;
     for (const testing::RunResult* r : {&whole, &split}) {
       http::RequestParser p(set.options().http);
-      p.parse(r->upstream, sink);
+      std::size_t at = p.parse(r->upstream, sink);
+      while (answer && !*answer && p.awaiting_upgrade() && at < r->upstream.size()) {
+        p.resolve_upgrade(false);
+        at += p.parse(std::string_view(r->upstream).substr(at), sink);
+      }
       if (p.error() != http::ParseError::kNone) std::abort();
     }
   }

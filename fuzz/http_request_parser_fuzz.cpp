@@ -1,7 +1,7 @@
 // libFuzzer target for the HTTP/1.1 request parser.
 //
-// Input: one control byte, then the stream. The control byte picks small or default limits and how
-// the stream is split; the split sizes come from the stream bytes themselves. Properties checked
+// Input: one control byte, then the stream. The control byte picks small or default limits, whether
+// upgrade requests are answered with a switch (0x40) or a refusal, and how the stream is split; the split sizes come from the stream bytes themselves. Properties checked
 // (abort on failure): no crash; the bytes handed to the sink are the consumed prefix of the input
 // (all of it at a message boundary, the rest being the bounded in-progress buffer); the same events,
 // error and consumed count whether the stream is fed whole, in the chosen splits, or a byte at a
@@ -71,9 +71,10 @@ struct Outcome {
   bool boundary;
 };
 
-// piece(offset) gives the size of the next piece, at least 1.
+// piece(offset) gives the size of the next piece, at least 1. An upgrade request's answer is
+// `switched` for every upgrade (refused ones go on parsing the next request).
 template <typename PieceSize>
-Outcome run(std::string_view in, const Limits& limits, PieceSize piece) {
+Outcome run(std::string_view in, const Limits& limits, bool switched, PieceSize piece) {
   RequestParser parser(limits);
   Recorder rec(limits);
   std::size_t off = 0;
@@ -83,6 +84,11 @@ Outcome run(std::string_view in, const Limits& limits, PieceSize piece) {
     check(n <= len);
     off += n;
     if (n < len) {
+      if (parser.awaiting_upgrade()) {
+        check(parser.at_message_boundary() && parser.parse(in.substr(off), rec) == 0);
+        parser.resolve_upgrade(switched);
+        if (!switched) continue;
+      }
       check(parser.error() != ParseError::kNone || parser.upgraded());
       check(parser.parse(in.substr(off), rec) == 0);
       break;
@@ -96,7 +102,7 @@ Outcome run(std::string_view in, const Limits& limits, PieceSize piece) {
   const bool boundary = parser.at_message_boundary();
   if (boundary) check(rec.bytes.size() == consumed);
   check(consumed - rec.bytes.size() <= limits.max_header_section + limits.max_chunk_line + limits.max_trailer_section);
-  if (parser.error() == ParseError::kNone && !parser.upgraded()) check(consumed == in.size());
+  if (parser.error() == ParseError::kNone && !parser.upgraded() && !parser.awaiting_upgrade()) check(consumed == in.size());
   return Outcome{std::move(rec.events), parser.error(), consumed, parser.upgraded(), boundary};
 }
 
@@ -121,17 +127,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     limits.max_chunk_line = 12;
   }
 
-  const Outcome whole = run(in, limits, [&](std::size_t) { return in.size(); });
+  const bool switched = control & 0x40;
+  const Outcome whole = run(in, limits, switched, [&](std::size_t) { return in.size(); });
 
   // Split sizes drawn from the stream itself, scaled by the control byte.
   const std::size_t scale = 1 + (control & 0x0f);
-  const Outcome split = run(in, limits, [&](std::size_t off) {
+  const Outcome split = run(in, limits, switched, [&](std::size_t off) {
     return 1 + (static_cast<std::uint8_t>(in[off]) * scale) % (16 * scale);
   });
   if (!same(whole, split)) __builtin_trap();
 
   if (in.size() <= 8192) {
-    const Outcome bytewise = run(in, limits, [](std::size_t) { return std::size_t{1}; });
+    const Outcome bytewise = run(in, limits, switched, [](std::size_t) { return std::size_t{1}; });
     if (!same(whole, bytewise)) __builtin_trap();
   }
   return 0;

@@ -95,24 +95,74 @@ AuditLog::~AuditLog() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void AuditLog::write(const nlohmann::ordered_json& record) {
-  if (observer_) observer_(record);
-  if (fd_ < 0) return;
-  // Replacement instead of throwing on invalid UTF-8: a hostile SNI or authority cannot break the log.
-  // The record is serialized once and "time" spliced in front (no copy of the record as JSON).
-  std::string members = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  std::string text = "{\"time\":\"" + utc_timestamp() + '"';
-  if (members.size() > 2) text.append(",").append(members, 1, std::string::npos);
-  else text.push_back('}');
-  text.push_back('\n');
-  std::lock_guard lock(mutex_);
+namespace {
+// Every audit log of the process writes under one lock (the sandbox's DNS records go to the same
+// file through a second AuditLog): a failed write can then be cut off without cutting another's.
+std::mutex& write_mutex() {
+  static std::mutex m;
+  return m;
+}
+}  // namespace
+
+bool AuditLog::failing() const {
+  std::lock_guard lock(write_mutex());
+  return failing_;
+}
+
+bool AuditLog::append(const std::string& text) {
+  const off_t before = ::lseek(fd_, 0, SEEK_END);
   std::size_t done = 0;
+  errno = 0;
   while (done < text.size()) {
     ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // the audit log is best effort on the data path; never blocks traffic
+    if (n <= 0) break;
     done += static_cast<std::size_t>(n);
   }
+  if (done == text.size()) return true;
+  const int error = errno != 0 ? errno : EIO;
+  if (done > 0 && before >= 0 && ::ftruncate(fd_, before) != 0) {
+    // Cannot cut it off: end the fragment, so the next record starts on a line of its own.
+    ssize_t ignored = ::write(fd_, "\n", 1);
+    (void)ignored;
+  }
+  errno = error;
+  return false;
+}
+
+bool AuditLog::write(const nlohmann::ordered_json& record) {
+  if (observer_) observer_(record);
+  if (fd_ < 0) return true;
+  // Replacement instead of throwing on invalid UTF-8: a hostile SNI or authority cannot break the log.
+  // The record is serialized once and "time" spliced in front (no copy of the record as JSON).
+  std::string members = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const std::string time = utc_timestamp();
+  std::string text = "{\"time\":\"" + time + '"';
+  if (members.size() > 2) text.append(",").append(members, 1, std::string::npos);
+  else text.push_back('}');
+  text.push_back('\n');
+  std::lock_guard lock(write_mutex());
+  if (lost_ > lost_reported_) {
+    const std::string note = "{\"time\":\"" + time + "\",\"event\":\"audit_lost\",\"lost\":" +
+                             std::to_string(lost_) + ",\"reason\":\"records that could not be written\"}\n";
+    if (append(note)) lost_reported_ = lost_;
+  }
+  const bool written = lost_ == lost_reported_ && append(text);
+  if (written && failing_) {
+    failing_ = false;
+    if (logger_) logger_->log(LogLevel::kError, "the audit log is written again; " + std::to_string(lost_) +
+                                                   " records were lost in all (an audit_lost record says so)");
+  }
+  if (!written) {
+    const int error = errno;
+    ++lost_;
+    if (!failing_) {
+      failing_ = true;
+      if (logger_) logger_->log(LogLevel::kError, std::string("cannot write the audit log: ") + std::strerror(error) +
+                                                      "; records are lost (counted) until it can be written again");
+    }
+  }
+  return written;
 }
 
 }  // namespace airlock::gateway

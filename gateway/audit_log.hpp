@@ -55,13 +55,25 @@ class AuditLog {
   using Observer = std::function<void(const nlohmann::ordered_json& record)>;
   void set_observer(Observer observer) { observer_ = std::move(observer); }
   // Writes `record` (a JSON object without a "time" member) with a "time" field (RFC 3339, UTC,
-  // milliseconds) first, as one line.
-  void write(const nlohmann::ordered_json& record);
+  // milliseconds) first, as one line. False when it could not be written whole (disk full, I/O
+  // error): what a failed write left is cut off again, so a torn record never runs into the next
+  // one, and the record is counted as lost. The first record written after a failure is
+  // preceded by an "audit_lost" record with the count. A disabled log returns true.
+  bool write(const nlohmann::ordered_json& record);
+  std::uint64_t lost() const noexcept { return lost_; }
+  bool failing() const;
+  // Where the log says that it starts failing and that it writes again (stderr lines).
+  void report_to(Logger* logger) { logger_ = logger; }
 
  private:
+  bool append(const std::string& text);  // under write_mutex()
+
   int fd_ = -1;
-  std::mutex mutex_;
   Observer observer_;
+  Logger* logger_ = nullptr;
+  std::uint64_t lost_ = 0;          // under write_mutex()
+  std::uint64_t lost_reported_ = 0; // lost_ when the last audit_lost record was written
+  bool failing_ = false;
 };
 
 std::string utc_timestamp();

@@ -5,6 +5,7 @@
 #include "gateway/resolved_pins.hpp"
 #include "gateway/socket_util.hpp"
 #include "gateway/streams.hpp"
+#include "http/response_reader.hpp"
 #include "tls/client_hello.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -17,6 +18,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
+
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
@@ -52,6 +55,7 @@ struct Connection {
   Clock::time_point deadline;
   Clock::time_point last_activity = Clock::now();
   bool streaming = false;  // the deadline follows activity (idle timeout)
+  Clock::time_point head_due = Clock::time_point::max();  // a request head is in progress until then
   bool finished = false;
   bool timed_out = false;
   bool aborted = false;    // closed on purpose (block, reset, timeout): the pumps just stop
@@ -70,10 +74,12 @@ struct Connection {
   std::uint64_t bytes_down = 0;
   ResolvedPins own_pins;       // the gateway's own resolution (proxy, standalone)
   const secrets::PinQuery* pins = &own_pins;
+  std::unique_ptr<Budget::Ticket> ticket;  // this connection's share of the memory budget
 
-  Connection(Core& c, tcp::socket s, ListenerKind k)
+  Connection(Core& c, tcp::socket s, ListenerKind k, std::unique_ptr<Budget::Ticket> t)
       : core(c), id(c.next_id++), kind(k), guest(std::move(s)), upstream(guest.get_executor()),
-        watchdog(guest.get_executor()), deadline(Clock::now() + c.options.timeouts.first_flight + std::chrono::seconds(1)) {}
+        watchdog(guest.get_executor()), deadline(Clock::now() + c.options.timeouts.first_flight + std::chrono::seconds(1)),
+        ticket(std::move(t)) {}
 
   void phase(std::chrono::milliseconds limit) {
     streaming = false;
@@ -111,9 +117,10 @@ struct Connection {
 
 asio::awaitable<void> run_watchdog(std::shared_ptr<Connection> c) {
   while (!c->finished) {
-    auto due = c->streaming ? c->last_activity + c->core.options.timeouts.idle : c->deadline;
+    auto due = c->streaming ? std::min(c->last_activity + c->core.options.timeouts.idle, c->head_due) : c->deadline;
     if (Clock::now() >= due) {
       c->timed_out = true;
+      if (c->streaming && Clock::now() >= c->head_due) c->detail = "a request head did not end within its deadline";
       c->close_all(false);
       co_return;
     }
@@ -193,11 +200,32 @@ class AuthorityCheck final : private http::RequestSink {
   AuthorityCheck(std::string host, std::uint16_t port) : host_(std::move(host)), port_(port) {}
   // False when a request in `in` targets another authority (or is not absolute-form).
   bool accept(std::string_view in) {
-    if (done_) return true;
+    if (done_) return !misrouted_;
+    if (parser_.awaiting_upgrade()) {
+      // Bounded like the engine's hold, which blocks the connection past it.
+      constexpr std::size_t kMax = secrets::RequestRewriter::kMaxHeldAfterUpgrade;
+      if (held_.size() < kMax) held_.append(in.substr(0, kMax - held_.size()));
+      return !misrouted_;
+    }
     std::size_t used = parser_.parse(in, *this);
-    // The engine judges malformed framing; after an upgrade the stream is no longer HTTP.
-    if (parser_.error() != http::ParseError::kNone || parser_.upgraded() || used < in.size()) done_ = true;
+    if (parser_.awaiting_upgrade()) {
+      held_.assign(in.substr(used));  // HTTP again or the new protocol: the answer decides
+    } else if (parser_.error() != http::ParseError::kNone || used < in.size()) {
+      done_ = true;  // the engine judges malformed framing
+    }
     return !misrouted_;
+  }
+  // The answer to an upgrade request: after a refusal the held bytes are requests to check.
+  bool upgrade_answered(bool switched) {
+    if (!parser_.awaiting_upgrade()) return !misrouted_;
+    parser_.resolve_upgrade(switched);
+    std::string held;
+    held.swap(held_);
+    if (switched) {
+      done_ = true;  // the rest is the new protocol, not HTTP
+      return !misrouted_;
+    }
+    return accept(held);
   }
 
  private:
@@ -213,6 +241,7 @@ class AuthorityCheck final : private http::RequestSink {
   std::string host_;
   std::uint16_t port_;
   http::RequestParser parser_;
+  std::string held_;  // guest bytes after an upgrade request, until its answer
   bool misrouted_ = false;
   bool done_ = false;
 };
@@ -222,6 +251,7 @@ struct Filter {
   std::optional<secrets::RequestRewriter> rewriter;
   std::optional<secrets::StreamScanner> scanner;
   std::optional<AuthorityCheck> authority;
+  std::optional<http::ResponseReader> responses;  // with the rewriter: the responses' framing
 
   secrets::Status feed(std::string_view in, std::string& out, std::string& to_guest) {
     if (rewriter) return rewriter->feed(in, out, to_guest);
@@ -243,20 +273,77 @@ struct Filter {
     if (rewriter) return rewriter->take_substitutions();
     return {};
   }
+  std::size_t held_bytes() const { return rewriter ? rewriter->held_bytes() : 0; }
+  bool in_head() const { return rewriter && rewriter->in_head(); }
 };
 
-void record_substitutions(Connection& c, Filter& filter) {
+std::string mebibytes(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+// Past the memory budget: the request is blocked (the guest sees a reset), audited and warned.
+void handle_over_budget(Connection& c, Over over) {
+  Core& core = c.core;
+  core.over_budget++;
+  core.blocked++;
+  c.decision = "blocked";
+  const BudgetLimits& l = core.budget->limits();
+  const std::string reason =
+      over == Over::kClient
+          ? "over the memory budget of this client (" + mebibytes(l.client_memory_bytes) +
+                " for the bodies the gateway holds to rewrite and the output it buffers)"
+          : "over the gateway's memory budget (" + mebibytes(l.memory_bytes) + " for all clients)";
+  Json r = c.base_record("blocked");
+  r["host"] = c.sni.empty() ? (c.destination ? c.destination->ip.to_string() : std::string()) : c.sni;
+  r["reason"] = reason;
+  if (c.client) r["client"] = c.client->to_string();
+  core.audit.write(r);
+  core.logger.log(LogLevel::kWarn, c.describe() + ": request blocked: " + reason);
+  c.close_all(true);
+}
+
+// What this connection holds now (the engine's buffers and output on its way out) against the
+// budget; false (and the request blocked) when that is past it.
+bool within_budget(Connection& c, std::size_t bytes) {
+  const Over over = c.ticket->hold(bytes);
+  if (over == Over::kNone) return true;
+  handle_over_budget(c, over);
+  return false;
+}
+
+// A request head has its own deadline, from its first byte to its empty line (the watchdog
+// reads head_due): a head that arrives partly and stalls does not hold its connection for the
+// whole idle timeout.
+void track_head(Connection& c, const Filter& filter) {
+  const bool in_head = filter.in_head();
+  if (in_head == (c.head_due != Clock::time_point::max())) return;
+  c.head_due = in_head ? Clock::now() + c.core.options.timeouts.head : Clock::time_point::max();
+  c.watchdog.cancel();
+}
+
+// False when a record could not be written and the audit log fails closed: the request that
+// carries the substitution must then not leave (the caller blocks it).
+bool record_substitutions(Connection& c, Filter& filter) {
+  bool recorded = true;
   for (const auto& s : filter.take()) {
     c.core.substitutions++;
     Json r = c.base_record("substitution");
     r["secret"] = s.secret_env;
     r["host"] = s.host;
     r["location"] = secrets::to_string(s.location);
-    c.core.audit.write(r);
+    if (!c.core.audit.write(r)) recorded = false;
     if (c.core.logger.enabled(LogLevel::kDebug))
       c.core.logger.log(LogLevel::kDebug, "connection " + std::to_string(c.id) + ": substituted " + s.secret_env +
                                               " for " + s.host + " in " + std::string(secrets::to_string(s.location)));
   }
+  return recorded || c.core.options.audit_fail_open;
+}
+
+// A substitution whose audit record could not be written (fail closed): blocked, said on stderr.
+void handle_unaudited(Connection& c) {
+  c.core.blocked++;
+  c.decision = "blocked";
+  c.detail = "the audit log cannot be written: substitutions are blocked until it can (audit_fail_open = false)";
+  c.core.logger.log(LogLevel::kError, c.describe() + ": request blocked: " + c.detail);
+  c.close_all(true);
 }
 
 void handle_block(Connection& c, const secrets::Block& block) {
@@ -288,6 +375,96 @@ void handle_block(Connection& c, const secrets::Block& block) {
   c.close_all(true);
 }
 
+// ---- The response side's view of the requests (issue 12 items 3, 4) ----
+
+void expect_responses(Filter& filter) {
+  if (!filter.rewriter || !filter.responses) return;
+  for (const secrets::ForwardedRequest& r : filter.rewriter->take_forwarded())
+    filter.responses->expect(http::ResponseExpectation{.head = r.head, .connect = r.connect, .upgrade = r.upgrade});
+}
+
+// A response the guest must not get (compressed where a value may be echoed, malformed
+// framing): it is not forwarded, the guest sees a reset, the audit log says why.
+void block_response(Connection& c, const std::string& reason) {
+  c.core.blocked++;
+  c.decision = "blocked";
+  Json r = c.base_record("blocked");
+  r["direction"] = "response";
+  r["reason"] = reason;
+  if (c.client) r["client"] = c.client->to_string();
+  c.core.audit.write(r);
+  c.core.logger.log(LogLevel::kWarn, c.describe() + ": response blocked: " + reason);
+  c.close_all(true);
+}
+
+// Item 3: where a value may have reached this upstream, only identity (chunked at most)
+// responses are readable by the scrubber; anything else would carry an echo past it.
+std::optional<std::string> unreadable_coding(const http::ResponseHead& head) {
+  for (const std::string& coding : head.codings("content-encoding"))
+    if (coding != "identity") return "Content-Encoding " + coding;
+  for (const std::string& coding : head.codings("transfer-encoding"))
+    if (coding != "chunked") return "Transfer-Encoding " + coding;
+  return std::nullopt;
+}
+
+// Item 4: the answer to an upgrade request (or CONNECT) decides what the guest's held bytes
+// are; after a refusal they are requests again, checked and rewritten, and sent here.
+asio::awaitable<bool> answer_upgrade(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream, bool switched) {
+  if (filter.authority && !filter.authority->upgrade_answered(switched)) {
+    c->decision = "proxy_authority_changed";
+    c->close_all(false);
+    co_return false;
+  }
+  std::string out, to_guest;
+  const secrets::Status status = filter.rewriter->upgrade_answered(switched, out, to_guest);
+  record_substitutions(*c, filter);
+  expect_responses(filter);
+  if (status == secrets::Status::kBlocked) {
+    wipe(out);
+    handle_block(*c, *filter.blocked());
+    co_return false;
+  }
+  std::error_code ec = out.empty() ? std::error_code{} : co_await upstream.write_all(out);
+  wipe(out);
+  if (ec && !c->aborted) {
+    c->detail = "upstream write: " + ec.message();
+    c->close_all(true);
+  }
+  co_return !ec && !c->aborted;
+}
+
+// Reads the response heads in `bytes` (what is about to reach the guest, already scrubbed).
+// False when the connection was closed.
+asio::awaitable<bool> check_responses(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream,
+                                      std::string_view bytes) {
+  http::ResponseReader* reader = filter.responses ? &*filter.responses : nullptr;
+  while (reader != nullptr && !bytes.empty()) {
+    std::size_t used = 0;
+    const http::ResponseReader::Event event = reader->feed(bytes, used);
+    bytes.remove_prefix(used);
+    if (event == http::ResponseReader::Event::kError) {
+      block_response(*c, "malformed response: " + std::string(http::to_string(reader->error())));
+      co_return false;
+    }
+    if (event == http::ResponseReader::Event::kOpaque) {
+      filter.responses.reset();  // switched: the rest of the stream is the new protocol
+      co_return true;
+    }
+    if (event != http::ResponseReader::Event::kHead) continue;
+    const http::ResponseHead& head = reader->head();
+    if (filter.rewriter->values_may_flow()) {
+      if (auto coding = unreadable_coding(head)) {
+        block_response(*c, "a response with " + *coding + " from a host that may have received a secret value: "
+                               "not forwarded (the scrubber reads only identity bodies)");
+        co_return false;
+      }
+    }
+    const bool answers_upgrade = !head.interim && (head.request.upgrade || head.request.connect);
+    if (answers_upgrade && !co_await answer_upgrade(c, filter, upstream, head.switched)) co_return false;
+  }
+  co_return true;
+}
+
 asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Stream& to, Filter& filter) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
   std::string out, to_guest;
@@ -297,16 +474,22 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
     IoResult r = co_await from.read_some(buf, size);
     if (c->aborted) break;
     if (r.error) {
-      if (r.error != asio::error::eof) {
-        c->detail = "guest: " + r.error.message();
+      const bool truncated = r.error == tls_truncated();
+      if (r.error != asio::error::eof && !truncated) {
+        if (c->detail.empty()) c->detail = "guest: " + r.error.message();  // the first cause is kept
         c->close_all(true);
         break;
       }
       secrets::Status status = filter.finish(out);
-      record_substitutions(*c, filter);
+      const bool recorded = record_substitutions(*c, filter);
       if (status == secrets::Status::kBlocked) {
         wipe(out);
         handle_block(*c, *filter.blocked());
+        break;
+      }
+      if (!recorded) {
+        wipe(out);
+        handle_unaudited(*c);
         break;
       }
       if (!out.empty()) {
@@ -314,7 +497,9 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
         wipe(out);
         if (ec) break;
       }
-      co_await to.shutdown_send();
+      // Passed on as it came (not with a ?: around co_await: g++ 12 destroys that frame twice).
+      if (truncated) co_await to.shutdown_send_truncated();
+      else co_await to.shutdown_send();
       break;
     }
     c->touch();
@@ -331,7 +516,14 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
     // `buf` holds only what the guest sent, which never contains a value; `out` may, and is wiped.
     secrets::Status status = filter.feed(std::string_view(buf, r.bytes), out, to_guest);
     if (out.empty()) std::string().swap(out);  // the engine is holding the bytes: keep no reservation
-    record_substitutions(*c, filter);
+    track_head(*c, filter);
+    // The TLS layer copies the output once more while it is written.
+    if (status != secrets::Status::kBlocked && !within_budget(*c, filter.held_bytes() + out.capacity() + out.size())) {
+      wipe(out);
+      break;
+    }
+    const bool recorded = record_substitutions(*c, filter);
+    expect_responses(filter);  // before the requests leave: their responses may come at once
     if (!to_guest.empty()) {
       co_await from.write_all(to_guest);
       to_guest.clear();
@@ -341,10 +533,16 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
       handle_block(*c, *filter.blocked());
       break;
     }
+    if (!recorded) {
+      wipe(out);
+      handle_unaudited(*c);
+      break;
+    }
     if (!out.empty()) {
       std::error_code ec = co_await to.write_all(out);
       wipe(out);  // it may hold a substituted value
       std::string().swap(out);  // an idle connection keeps no output buffer
+      c->ticket->hold(filter.held_bytes());
       if (ec) {
         if (!c->aborted) {
           c->detail = "upstream write: " + ec.message();
@@ -368,7 +566,7 @@ void record_scrub(Connection& c) {
 // framing holds); the scrubber may hold back the start of a possible value, and lets it go
 // (masked when it is 4 bytes or more) once no more bytes are ready to read.
 asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to,
-                                const http::ScrubForms* forms) {
+                                const http::ScrubForms* forms, Filter& filter) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
   std::optional<http::ResponseScrubber> scrubber;
   if (forms != nullptr) scrubber.emplace(*forms);
@@ -379,13 +577,18 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     IoResult r = co_await from.read_some(buf, size);
     if (c->aborted) break;
     if (r.error) {
-      if (r.error == asio::error::eof) {
+      const bool truncated = r.error == tls_truncated();
+      if (r.error == asio::error::eof || truncated) {
         if (scrubber && scrubber->pending() > 0) {
           scrubbed.clear();
           scrubber->flush(scrubbed);
+          if (filter.responses && !co_await check_responses(c, filter, from, scrubbed)) break;
           if (co_await to.write_all(scrubbed)) break;
         }
-        co_await to.shutdown_send();
+        // A response cut short by a bare FIN must not look complete to the guest: no close_notify.
+        if (truncated) c->detail = "upstream: " + r.error.message() + ", passed on to the guest";
+        if (truncated) co_await to.shutdown_send_truncated();
+        else co_await to.shutdown_send();
       } else {
         c->detail = "upstream: " + r.error.message();
         c->close_all(true);  // an upstream reset reaches the guest as a reset
@@ -405,6 +608,14 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
         if (!std::exchange(reported, true)) record_scrub(*c);
       }
       chunk = scrubbed;
+    }
+    if (filter.responses) {
+      // check_responses may suspend (to answer an upgrade): the bytes must outlive the scratch.
+      if (!scrubber) {
+        scrubbed.assign(chunk);
+        chunk = scrubbed;
+      }
+      if (!co_await check_responses(c, filter, from, chunk)) break;
     }
     std::error_code ec = co_await to.write_all(chunk);
     if (ec) {
@@ -432,14 +643,17 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   const std::shared_ptr<const SecretsSnapshot> snapshot = c->core.snapshot();
   Filter filter;
   const secrets::SecretSet& set = *snapshot->set;
-  if (kind == FilterKind::kRewriter) filter.rewriter.emplace(set, context);
+  if (kind == FilterKind::kRewriter) {
+    filter.rewriter.emplace(set, context);
+    filter.responses.emplace();
+  }
   if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority.emplace(c->authority_host, c->authority_port);
   if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
   c->decision = "forwarded";
   c->stream();
   // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
   const http::ScrubForms* forms = kind == FilterKind::kNone || !snapshot->scrub_forms ? nullptr : &*snapshot->scrub_forms;
-  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, forms));
+  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, forms, filter));
 }
 
 enum class FirstFlight { kTls, kTlsUnparsed, kHttp, kOpaque };
@@ -488,6 +702,22 @@ void record_denial(Connection& c, const policy::Decision& d) {
   c.decision = "denied";
   c.detail = c.core.options.policy->explain(d);
   c.core.logger.log(LogLevel::kWarn, c.describe() + " denied: " + c.detail);
+}
+
+// On a port the gateway intercepts, what it cannot inspect is refused, never spliced: a first
+// flight that starts a TLS handshake record but is no ClientHello the parser accepts (bad SNI
+// bytes, truncated or duplicate extensions, over the peek bound), and one that is neither TLS
+// nor HTTP (other bytes, an SSLv2 hello, a client silent for the whole first-flight timeout).
+// The TLS bypass list names hosts by SNI, so only a parsed hello can be bypassed.
+bool refuse_uninspectable(Connection& c, FirstFlight kind, const tls::ClientHelloInfo& hello) {
+  if (!c.core.intercepts_port(c.destination->port)) return false;
+  c.decision = kind == FirstFlight::kTlsUnparsed ? "refused_unparsed_tls" : "refused_not_tls";
+  c.detail = kind == FirstFlight::kTlsUnparsed
+                 ? std::string("ClientHello not parsed: ") + hello.error
+                 : "neither a TLS ClientHello nor an HTTP request on an intercepted port";
+  c.core.logger.log(LogLevel::kWarn, c.describe() + " refused: " + c.detail);
+  c.close_all(true);
+  return true;
 }
 
 // Standalone pin mode: resolve `name` with the host resolver and pin the destination for it.
@@ -743,6 +973,7 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
     case FirstFlight::kTlsUnparsed:
     case FirstFlight::kOpaque:
       c->handling = kind == FirstFlight::kOpaque ? "opaque" : "tls_unparsed";
+      if (refuse_uninspectable(*c, kind, hello)) co_return;
       break;
   }
   // Decided once the first flight named its host (the SNI): domain rules need it.
@@ -757,12 +988,13 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
 
 }  // namespace
 
-asio::awaitable<void> serve_connection(Core& core, tcp::socket guest, ListenerKind kind) {
+asio::awaitable<void> serve_connection(Core& core, tcp::socket guest, ListenerKind kind,
+                                       std::unique_ptr<Budget::Ticket> ticket) {
   struct ActiveGuard {
     Core& core;
     ~ActiveGuard() { core.active--; }
   } active{core};
-  auto c = std::make_shared<Connection>(core, std::move(guest), kind);
+  auto c = std::make_shared<Connection>(core, std::move(guest), kind, std::move(ticket));
   // Written even if the frame is destroyed at shutdown (no asio calls there).
   struct FinishGuard {
     std::shared_ptr<Connection> c;
@@ -781,6 +1013,10 @@ asio::awaitable<void> serve_connection(Core& core, tcp::socket guest, ListenerKi
 
 Core::Core(GatewayOptions opts) : options(std::move(opts)), logger(options.log_level), audit(options.audit_log_path) {
   if (!options.secrets) throw ConfigError("the gateway needs a secret set (it may be empty)");
+  // Buffers past 256 KiB (a body held to rewrite) are mapped on their own and given back to the
+  // system when freed: glibc's adaptive threshold would otherwise move them into the heap, where
+  // the memory a budgeted request used stays resident after it ends.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   if (options.buffer_bytes < 1024) options.buffer_bytes = 1024;
   if (!options.ca_certificate_file.empty() || !options.ca_key_file.empty()) {
     if (options.ca_certificate_file.empty() || options.ca_key_file.empty())
@@ -789,6 +1025,7 @@ Core::Core(GatewayOptions opts) : options(std::move(opts)), logger(options.log_l
   } else {
     minter.emplace(tls::CertificateAuthority::load_or_create(options.home.empty() ? tls::default_home() : options.home));
   }
+  audit.report_to(&logger);
   guest_context = tls::make_guest_context();
   upstream = std::make_unique<tls::UpstreamVerifier>(options.network.upstream_cas, options.system_roots_dir);
   replace_secrets(options.secrets);

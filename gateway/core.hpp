@@ -1,6 +1,7 @@
 #pragma once
 // Internal to the gateway: what every connection shares (read-only after start, or atomic).
 #include "gateway/audit_log.hpp"
+#include "gateway/budget.hpp"
 #include "gateway/gateway.hpp"
 #include "http/response_scrubber.hpp"
 #include "tls/certificate_authority.hpp"
@@ -57,11 +58,13 @@ struct Core {
   std::optional<tls::LeafMinter> minter;
   tls::SslCtxPtr guest_context;
   std::unique_ptr<tls::UpstreamVerifier> upstream;
+  std::optional<Budget> budget;                  // made at start(), once the descriptor limit is known
 
   std::atomic<std::uint64_t> next_id{1};
   std::atomic<std::uint64_t> accepted{0};
   std::atomic<std::uint64_t> active{0};
   std::atomic<std::uint64_t> rejected_over_limit{0};
+  std::atomic<std::uint64_t> over_budget{0};
   std::atomic<std::uint64_t> intercepted{0};
   std::atomic<std::uint64_t> substitutions{0};
   std::atomic<std::uint64_t> blocked{0};
@@ -83,6 +86,8 @@ struct Core {
 
 // Runs one accepted connection to its end. `core.active` was incremented by the acceptor and is
 // decremented here, however the coroutine ends (even when its frame is destroyed at shutdown).
-asio::awaitable<void> serve_connection(Core& core, asio::ip::tcp::socket guest, ListenerKind kind);
+// `ticket` is the connection's share of the budget (released when the connection ends).
+asio::awaitable<void> serve_connection(Core& core, asio::ip::tcp::socket guest, ListenerKind kind,
+                                       std::unique_ptr<Budget::Ticket> ticket);
 
 }  // namespace airlock::gateway

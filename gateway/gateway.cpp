@@ -15,6 +15,8 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <sys/resource.h>
+
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -91,6 +93,27 @@ struct Gateway::Impl {
     add_listener(std::move(acceptor), kind);
   }
 
+  // The connection's share of the budget, or a reset (audited, warned) when its client or the
+  // gateway is at a connection limit.
+  std::unique_ptr<Budget::Ticket> admit(tcp::socket& socket) {
+    auto peer = peer_address(socket.native_handle());
+    const std::string client = peer ? peer->ip.to_string() : std::string("?");
+    Refusal why = Refusal::kNone;
+    auto ticket = core.budget->admit(client, why);
+    if (ticket) return ticket;
+    core.rejected_over_limit++;
+    nlohmann::ordered_json r;
+    r["event"] = "refused";
+    r["client"] = peer ? peer->to_string() : std::string("?");
+    r["reason"] = describe(why);
+    core.audit.write(r);
+    core.logger.log(LogLevel::kWarn, "connection from " + client + " refused: " + describe(why));
+    std::error_code ec;
+    set_reset_on_close(socket.native_handle());
+    socket.close(ec);
+    return nullptr;
+  }
+
   asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind) {
     asio::steady_timer backoff(acceptor.get_executor());
     while (!core.stopping) {
@@ -107,14 +130,11 @@ struct Gateway::Impl {
         continue;
       }
       core.accepted++;
-      if (core.active.load() >= core.options.max_connections) {
-        core.rejected_over_limit++;
-        set_reset_on_close(socket.native_handle());
-        socket.close(ec);
-        continue;
-      }
+      std::unique_ptr<Budget::Ticket> ticket = admit(socket);
+      if (!ticket) continue;
       core.active++;
-      asio::co_spawn(target, serve_connection(core, std::move(socket), kind), [this](std::exception_ptr error) {
+      asio::co_spawn(target, serve_connection(core, std::move(socket), kind, std::move(ticket)),
+                     [this](std::exception_ptr error) {
         if (!error) return;
         try {
           std::rethrow_exception(error);
@@ -125,6 +145,24 @@ struct Gateway::Impl {
     }
   }
 };
+
+namespace {
+
+// Two descriptors per connection (guest and upstream) and a margin for listeners, the audit log,
+// resolvers and the CA files: at most that many connections, so accept never fails for want of
+// a descriptor (which would refuse every client alike).
+BudgetLimits fit_descriptor_limit(BudgetLimits limits) {
+  constexpr std::size_t kMargin = 64;
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+    const std::size_t room = nofile.rlim_cur > 2 * kMargin ? (nofile.rlim_cur - kMargin) / 2 : 1;
+    limits.connections = std::min(limits.connections, room);
+  }
+  limits.reserve_connections = std::min(limits.reserve_connections, limits.connections / 10);
+  return limits;
+}
+
+}  // namespace
 
 Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   if (impl_->core.options.on_record) impl_->core.audit.set_observer(impl_->core.options.on_record);
@@ -143,6 +181,7 @@ void Gateway::start() {
     s.guards.push_back(asio::make_work_guard(*s.contexts.back()));
   }
   const GatewayOptions& o = s.core.options;
+  s.core.budget.emplace(fit_descriptor_limit(o.limits));
   for (int fd : o.transparent_fds) s.adopt(fd, ListenerKind::kTransparent);
   for (int fd : o.proxy_fds) s.adopt(fd, ListenerKind::kProxy);
   s.bind_all(o.transparent_listen, ListenerKind::kTransparent);
@@ -236,8 +275,10 @@ GatewayEndpoints Gateway::endpoints() const {
 
 GatewayCounters Gateway::counters() const {
   const Core& c = impl_->core;
-  return {c.accepted.load(), c.active.load(), c.rejected_over_limit.load(), c.intercepted.load(),
-          c.substitutions.load(), c.blocked.load(), c.denied.load()};
+  GatewayCounters out{c.accepted.load(), c.active.load(), c.rejected_over_limit.load(), c.intercepted.load(),
+                      c.substitutions.load(), c.blocked.load(), c.denied.load()};
+  out.over_budget = c.over_budget.load();
+  return out;
 }
 
 std::string Gateway::ca_certificate_pem() const { return impl_->core.minter->ca().certificate_pem(); }

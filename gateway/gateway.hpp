@@ -7,6 +7,7 @@
 // Threads: one io_context per thread (default: one per core); connections are spread over them
 // and each connection lives on one thread (no locking on the data path).
 #include "gateway/audit_log.hpp"
+#include "gateway/budget.hpp"
 
 #include <airlock/secret.hpp>
 #include <policy/policy.hpp>
@@ -27,6 +28,7 @@ struct GatewayTimeouts {
   std::chrono::milliseconds server_first{1'000};   // silence before a non-intercepted port is spliced
   std::chrono::milliseconds connect{10'000};       // TCP connect upstream
   std::chrono::milliseconds handshake{10'000};     // each TLS handshake
+  std::chrono::milliseconds head{10'000};          // a request head, from its first byte to its empty line
   std::chrono::milliseconds idle{300'000};         // no bytes either way
   std::chrono::milliseconds stop_grace{5'000};     // stop(): time for open connections to finish
 };
@@ -59,7 +61,13 @@ struct GatewayOptions {
   // Sees every audit record as it is written (also without an audit log file), e.g. for metrics.
   AuditLog::Observer on_record;
   GatewayTimeouts timeouts;
-  std::size_t max_connections = 10'000;
+  // Memory held and connections open on clients' behalf, in total and per client (source
+  // address). `connections` is lowered at start() to what the descriptor limit allows (two per
+  // connection, with a margin), so accept never runs out of descriptors.
+  BudgetLimits limits;
+  // A failing audit log (disk full, I/O error): by default a request that needs a substitution
+  // is blocked while its record cannot be written (fail closed); true lets it go on (fail open).
+  bool audit_fail_open = false;
   std::size_t buffer_bytes = 16 * 1024;  // per direction: at most this much is read before it is written on
   LogLevel log_level = LogLevel::kInfo;
   std::string system_roots_dir = "/etc/ssl/certs";  // upstream trust besides network.upstream_cas
@@ -73,11 +81,12 @@ struct GatewayEndpoints {
 struct GatewayCounters {
   std::uint64_t accepted = 0;
   std::uint64_t active = 0;
-  std::uint64_t rejected_over_limit = 0;
+  std::uint64_t rejected_over_limit = 0;  // refused by a connection limit (per client, total, reserve)
   std::uint64_t intercepted = 0;
   std::uint64_t substitutions = 0;
   std::uint64_t blocked = 0;
   std::uint64_t denied = 0;  // by the egress policy
+  std::uint64_t over_budget = 0;  // requests blocked by the memory budget
 };
 
 class Gateway {

@@ -644,7 +644,7 @@ TEST_F(GatewayFixture, ConnectionLimitRejectsExtraConnections) {
   o.secrets = set;
   o.proxy_listen = "127.0.0.1:0";
   o.home = dir.path / "home";
-  o.max_connections = 2;
+  o.limits.connections = 2;
   o.threads = 1;
   o.log_level = LogLevel::kError;
   o.timeouts.stop_grace = std::chrono::milliseconds(100);
@@ -659,6 +659,57 @@ TEST_F(GatewayFixture, ConnectionLimitRejectsExtraConnections) {
   ::close(a);
   ::close(b);
   ::close(c);
+}
+
+// A CONNECT to the intercepted upstream port, then `first`: what the guest gets back (<= 0: reset or closed).
+long connect_then_send(std::uint16_t proxy, const std::string& authority, const std::string& first) {
+  int fd = connect_loopback(proxy);
+  std::string connect = "CONNECT " + authority + " HTTP/1.1\r\n\r\n";
+  ::send(fd, connect.data(), connect.size(), MSG_NOSIGNAL);
+  char buf[256];
+  if (::recv(fd, buf, sizeof buf, 0) <= 0) ADD_FAILURE() << "no 200 Connection established";
+  ::send(fd, first.data(), first.size(), MSG_NOSIGNAL);
+  long n = ::recv(fd, buf, sizeof buf, 0);
+  ::close(fd);
+  return n;
+}
+
+TEST_F(GatewayFixture, GarbageOnAnInterceptedPortIsRefusedNotSpliced) {
+  start("localhost");
+  EXPECT_LE(connect_then_send(proxy_port(), authority(), "SSH-2.0-OpenSSH_9.2\r\n"), 0);
+  const auto conn = only_connection();
+  EXPECT_EQ(conn["decision"], "refused_not_tls");
+  EXPECT_EQ(conn["bytes_up"], 0);  // nothing reached the upstream
+}
+
+TEST_F(GatewayFixture, AnUnparsedHelloOnAnInterceptedPortIsRefused) {
+  start("localhost");
+  // A handshake record whose ClientHello claims more extension bytes than it has.
+  std::string body = std::string("\x03\x03", 2) + std::string(32, '\x11') + std::string("\x00\x00\x02\x13\x01\x01\x00\x00\x09", 9);
+  std::string hs = std::string("\x01\x00", 2) + static_cast<char>(body.size() >> 8) + static_cast<char>(body.size() & 0xff) + body;
+  std::string record = std::string("\x16\x03\x01", 3) + static_cast<char>(hs.size() >> 8) + static_cast<char>(hs.size() & 0xff) + hs;
+  EXPECT_LE(connect_then_send(proxy_port(), authority(), record), 0);
+  const auto conn = only_connection();
+  EXPECT_EQ(conn["decision"], "refused_unparsed_tls");
+  EXPECT_NE(conn["detail"].get<std::string>().find("ClientHello not parsed: "), std::string::npos) << conn.dump();
+}
+
+TEST_F(GatewayFixture, AStalledRequestHeadIsCutAtItsDeadline) {
+  tweak = [](GatewayOptions& o) { o.timeouts.head = std::chrono::milliseconds(300); };
+  start("localhost");
+  int fd = connect_loopback(proxy_port());
+  const std::string partial = "GET http://" + authority() + "/slow HTTP/1.1\r\nHost: " + authority() + "\r\nX-Slow: ";
+  ::send(fd, partial.data(), partial.size(), MSG_NOSIGNAL);
+  const auto started = std::chrono::steady_clock::now();
+  char buf[64];
+  EXPECT_LE(::recv(fd, buf, sizeof buf, 0), 0);
+  const auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(waited, std::chrono::milliseconds(250));
+  EXPECT_LT(waited, std::chrono::seconds(3));  // not the 300 s idle timeout
+  ::close(fd);
+  const auto conn = only_connection();
+  EXPECT_EQ(conn["decision"], "timeout");
+  EXPECT_EQ(conn["detail"], "a request head did not end within its deadline");
 }
 
 }  // namespace

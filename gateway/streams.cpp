@@ -17,6 +17,19 @@ using asio::use_awaitable;
 
 std::error_code tls_error() { return std::make_error_code(std::errc::protocol_error); }
 
+namespace {
+class TruncatedCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "airlock.tls"; }
+  std::string message(int) const override { return "TLS ended without close_notify (truncated)"; }
+};
+}  // namespace
+
+std::error_code tls_truncated() {
+  static const TruncatedCategory category;
+  return {1, category};
+}
+
 asio::awaitable<void> WriteGate::lock() {
   while (held_) {
     // Re-arming cancels pending waits, so only the first waiter arms; unlock() wakes them all.
@@ -204,7 +217,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
       SSL_free_buffers(ssl_.get());
       if (!ec) ec = co_await fill();
       if (ec) {
-        result.error = ec;
+        result.error = ended(ec);
         co_return result;
       }
     }
@@ -226,7 +239,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
     }
     if (err == SSL_ERROR_WANT_READ) {
       if (std::error_code ec = co_await fill()) {
-        result.error = ec;
+        result.error = ended(ec);
         co_return result;
       }
       continue;
@@ -245,6 +258,12 @@ asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
   co_return co_await flush();
 }
 
+// The socket's end of stream is a clean end only after the peer's close_notify.
+std::error_code TlsStream::ended(std::error_code ec) const {
+  if (ec == asio::error::eof && (SSL_get_shutdown(ssl_.get()) & SSL_RECEIVED_SHUTDOWN) == 0) return tls_truncated();
+  return ec;
+}
+
 bool TlsStream::readable_now() {
   std::error_code ec;
   return SSL_has_pending(ssl_.get()) || BIO_ctrl_pending(rbio_) > 0 || socket_.available(ec) > 0;
@@ -256,6 +275,15 @@ asio::awaitable<std::error_code> TlsStream::shutdown_send() {
   std::error_code ec = co_await flush();
   std::error_code ignored;
   socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+  co_return ec;
+}
+
+asio::awaitable<std::error_code> TlsStream::shutdown_send_truncated() {
+  std::error_code ec = co_await flush();  // what was written before goes out first
+  co_await gate_.lock();
+  std::error_code ignored;
+  socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+  gate_.unlock();
   co_return ec;
 }
 

@@ -32,7 +32,9 @@ class WriteGate {
 
 struct IoResult {
   std::size_t bytes = 0;
-  std::error_code error;  // asio::error::eof at the end of the stream (clean or not)
+  // asio::error::eof at the end of the stream; tls_truncated() when a TLS peer ended its TCP
+  // stream without a close_notify first.
+  std::error_code error;
 };
 
 // Connections hold no read buffer while they wait: a stream waits for readiness, then reads
@@ -50,6 +52,9 @@ class Stream {
   virtual asio::awaitable<std::error_code> write_all(std::string_view data) = 0;
   // Ends our sending side (TLS close_notify, then TCP FIN); reading stays possible.
   virtual asio::awaitable<std::error_code> shutdown_send() = 0;
+  // Ends our sending side as a truncated stream: TCP FIN without a TLS close_notify, so the peer
+  // sees the truncation the other side committed (a plain TCP stream just ends).
+  virtual asio::awaitable<std::error_code> shutdown_send_truncated() { return shutdown_send(); }
   // Whether read_some() would return bytes without waiting (false when unsure).
   virtual bool readable_now() { return false; }
 };
@@ -78,10 +83,12 @@ class TlsStream final : public Stream {
   asio::awaitable<IoResult> read_some(char* out, std::size_t size) override;
   asio::awaitable<std::error_code> write_all(std::string_view data) override;
   asio::awaitable<std::error_code> shutdown_send() override;
+  asio::awaitable<std::error_code> shutdown_send_truncated() override;
   bool readable_now() override;
 
  private:
   asio::awaitable<std::error_code> flush();
+  std::error_code ended(std::error_code ec) const;
   asio::awaitable<std::error_code> fill();
   asio::ip::tcp::socket& socket_;
   tls::SslPtr ssl_;
@@ -92,5 +99,7 @@ class TlsStream final : public Stream {
 
 // The error a failed TLS operation reports (details are in the OpenSSL error queue / verify result).
 std::error_code tls_error();
+// A TLS stream that ended with a bare FIN, without the peer's close_notify.
+std::error_code tls_truncated();
 
 }  // namespace airlock::gateway

@@ -40,7 +40,8 @@ enum class RequestParser::State : std::uint8_t {
   kTrailerValue,    // in a trailer field value
   kTrailerLf,       // saw the CR ending a trailer field line
   kTrailerEndLf,    // saw the CR of the final empty line
-  kUpgraded,        // the message that asked for an upgrade has ended: the rest is opaque
+  kAwaitingUpgrade, // the message that asked for an upgrade has ended: its response decides
+  kUpgraded,        // the server switched protocols: the rest is opaque
   kFailed,          // an error was reported; nothing more is consumed
 };
 
@@ -124,6 +125,126 @@ ParseError parse_content_length(std::string_view v, std::uint64_t& out) {
   return ParseError::kNone;
 }
 
+constexpr bool is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+constexpr bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+// RFC 3986 reg-name / IPv4address characters: unreserved, sub-delims and pct-encoded.
+bool valid_reg_name(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (is_alpha(c) || is_digit(c) || std::string_view("-._~!$&'()*+,;=").find(static_cast<char>(c)) != std::string_view::npos) {
+      continue;
+    }
+    if (c == '%' && i + 2 < s.size() && hex_value(static_cast<unsigned char>(s[i + 1])) >= 0 &&
+        hex_value(static_cast<unsigned char>(s[i + 2])) >= 0) {
+      i += 2;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// Host = uri-host [ ":" port ] (RFC 9110 §7.2); uri-host = IP-literal / IPv4address / reg-name.
+// An empty value is allowed (a target without authority).
+bool valid_host_value(std::string_view v) {
+  std::string_view host = v, port;
+  if (!v.empty() && v.front() == '[') {
+    const std::size_t close = v.find(']');
+    if (close == std::string_view::npos || close < 2) return false;
+    for (const char ch : v.substr(1, close - 1)) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (!(hex_value(c) >= 0 || c == ':' || c == '.' || c == 'v' || c == 'V')) return false;
+    }
+    const std::string_view rest = v.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') return false;
+    port = rest.empty() ? rest : rest.substr(1);
+    host = {};
+  } else if (const std::size_t colon = v.rfind(':'); colon != std::string_view::npos) {
+    host = v.substr(0, colon);
+    port = v.substr(colon + 1);
+  }
+  if (!valid_reg_name(host)) return false;
+  for (const char ch : port) {
+    if (!is_digit(static_cast<unsigned char>(ch))) return false;
+  }
+  return true;
+}
+
+// RFC 9112 §3.2: origin-form for every method, absolute-form (a scheme, then ':') for every
+// method, authority-form only and always for CONNECT, asterisk-form only for OPTIONS.
+bool valid_target_form(std::string_view method, std::string_view target) {
+  if (method == "CONNECT") return !target.empty() && target.front() != '/' && target.find('/') == std::string_view::npos;
+  if (target == "*") return method == "OPTIONS";
+  if (!target.empty() && target.front() == '/') return true;
+  std::size_t i = 0;
+  if (i >= target.size() || !is_alpha(static_cast<unsigned char>(target[i]))) return false;
+  while (i < target.size()) {
+    const auto c = static_cast<unsigned char>(target[i]);
+    if (c == ':') return i > 0;
+    if (!(is_alpha(c) || is_digit(c) || c == '+' || c == '-' || c == '.')) return false;
+    ++i;
+  }
+  return false;
+}
+
+bool valid_chunk_extensions(std::string_view ext) {
+  std::size_t i = 0;
+  const std::size_t n = ext.size();
+  auto at = [&](std::size_t k) { return static_cast<unsigned char>(ext[k]); };
+  auto skip_ows = [&] {
+    while (i < n && is_ows(at(i))) ++i;
+  };
+  auto token = [&] {
+    const std::size_t start = i;
+    while (i < n && kTchar[at(i)]) ++i;
+    return i > start;
+  };
+  while (i < n) {
+    if (at(i) != ';') return false;
+    ++i;
+    skip_ows();
+    if (!token()) return false;
+    skip_ows();
+    if (i < n && at(i) == '=') {
+      ++i;
+      skip_ows();
+      if (i < n && at(i) == '"') {
+        ++i;
+        bool closed = false;
+        while (i < n && !closed) {
+          const unsigned char c = at(i);
+          if (c == '"') {
+            closed = true;
+          } else if (c == '\\') {
+            if (++i >= n || !kValueChar[at(i)]) return false;
+          } else if (!kValueChar[c]) {
+            return false;
+          }
+          ++i;
+        }
+        if (!closed) return false;
+      } else if (!token()) {
+        return false;
+      }
+      skip_ows();
+    }
+  }
+  return true;
+}
+
+bool forbidden_in_trailers(std::string_view name) {
+  for (const std::string_view f : {"content-length", "transfer-encoding", "host", "trailer", "te", "connection",
+                                   "upgrade", "content-encoding", "authorization", "proxy-authorization"}) {
+    if (iequals(name, f)) return true;
+  }
+  return false;
+}
+
+namespace {
+
 bool has_token(std::string_view list, std::string_view token) {
   while (!list.empty()) {
     const std::size_t comma = list.find(',');
@@ -160,6 +281,11 @@ std::string_view to_string(ParseError error) noexcept {
     case ParseError::kTrailerSectionTooLarge: return "trailer_section_too_large";
     case ParseError::kBadTrailer: return "bad_trailer";
     case ParseError::kMultipleHost: return "multiple_host";
+    case ParseError::kTransferEncodingInHttp10: return "transfer_encoding_in_http10";
+    case ParseError::kBadHost: return "bad_host";
+    case ParseError::kBadRequestTarget: return "bad_request_target";
+    case ParseError::kBadChunkExtension: return "bad_chunk_extension";
+    case ParseError::kForbiddenTrailer: return "forbidden_trailer";
   }
   return "unknown";
 }
@@ -175,9 +301,18 @@ std::vector<std::string_view> RequestHead::values(std::string_view name) const {
 RequestParser::RequestParser(Limits limits) noexcept : limits_(limits), state_(State::kMessageStart) {}
 
 bool RequestParser::upgraded() const noexcept { return state_ == State::kUpgraded; }
+bool RequestParser::awaiting_upgrade() const noexcept { return state_ == State::kAwaitingUpgrade; }
+
+void RequestParser::resolve_upgrade(bool switched) noexcept {
+  if (state_ == State::kAwaitingUpgrade) state_ = switched ? State::kUpgraded : State::kMessageStart;
+}
 
 bool RequestParser::at_message_boundary() const noexcept {
-  return state_ == State::kMessageStart || state_ == State::kUpgraded;
+  return state_ == State::kMessageStart || state_ == State::kUpgraded || state_ == State::kAwaitingUpgrade;
+}
+
+bool RequestParser::in_head() const noexcept {
+  return state_ >= State::kEmptyLineLf && state_ <= State::kHeadEndLf;
 }
 
 std::size_t RequestParser::fail(ParseError error, std::size_t at) noexcept {
@@ -192,6 +327,7 @@ std::size_t RequestParser::parse(std::string_view in, RequestSink& sink) {
     const auto c = static_cast<unsigned char>(in[i]);
     switch (state_) {
       case State::kFailed:
+      case State::kAwaitingUpgrade:
       case State::kUpgraded:
         return i;
 
@@ -331,6 +467,7 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
         } else if (k == 5 || k == 7) {  // major, minor digit
           if (c < '0' || c > '9') return failed(ParseError::kBadRequestLine, j);
           if (c != '1' && !(k == 7 && c == '0')) return failed(ParseError::kUnsupportedVersion, j);
+          if (k == 7) head_.minor_version = static_cast<std::uint8_t>(c - '0');
         } else if (k == 6) {
           if (c != '.') return failed(ParseError::kBadRequestLine, j);
         } else if (c == '\r') {
@@ -425,11 +562,17 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
         break;
       }
 
-      case State::kHeadEndLf:
+      case State::kHeadEndLf: {
         if (c != '\n') return failed(ParseError::kBareCr, j);
         flush(j + 1);
+        const ParseError e = check_head();
+        if (e != ParseError::kNone) {
+          raw.pop_back();  // the LF is not consumed
+          return fail(e, j);
+        }
         finish_head(sink);
         return j + 1;
+      }
 
       default:
         return failed(ParseError::kBadRequestLine, j);  // unreachable: not a head state
@@ -442,6 +585,7 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
 ParseError RequestParser::on_field(std::string_view name, std::string_view value) {
   if (iequals(name, "host")) {
     if (++host_count_ > 1) return ParseError::kMultipleHost;
+    if (!valid_host_value(value)) return ParseError::kBadHost;
   } else if (iequals(name, "content-length")) {
     if (has_transfer_encoding_) return ParseError::kContentLengthWithTransferEncoding;
     std::uint64_t length = 0;
@@ -451,6 +595,7 @@ ParseError RequestParser::on_field(std::string_view name, std::string_view value
     has_content_length_ = true;
     head_.content_length = length;
   } else if (iequals(name, "transfer-encoding")) {
+    if (head_.minor_version == 0) return ParseError::kTransferEncodingInHttp10;
     if (has_content_length_) return ParseError::kContentLengthWithTransferEncoding;
     // Only a single `chunked`: a second field would apply a coding after (or twice) chunked.
     if (has_transfer_encoding_ || !iequals(value, "chunked")) return ParseError::kUnsupportedTransferCoding;
@@ -465,6 +610,14 @@ ParseError RequestParser::on_field(std::string_view name, std::string_view value
   return ParseError::kNone;
 }
 
+// What can only be judged once the whole head is in: the target's form. (An HTTP/1.1 request
+// without Host is left to the server's 400, RFC 9112 §3.2: the engine never finds a secret
+// eligible for it, since gate 4 needs one Host equal to the SNI.)
+ParseError RequestParser::check_head() const {
+  if (!valid_target_form(head_.view(head_.method), head_.view(head_.target))) return ParseError::kBadRequestTarget;
+  return ParseError::kNone;
+}
+
 void RequestParser::finish_head(RequestSink& sink) {
   if (has_transfer_encoding_) {
     head_.framing = BodyFraming::kChunked;
@@ -474,11 +627,12 @@ void RequestParser::finish_head(RequestSink& sink) {
     head_.framing = BodyFraming::kNone;  // requests never read until close
   }
   head_.upgrade = head_.view(head_.method) == "CONNECT" || (has_upgrade_field_ && connection_upgrade_);
-  upgrade_pending_ = head_.upgrade;
   const BodyFraming framing = head_.framing;
   const std::uint64_t length = head_.content_length;
 
   sink.on_head(head_);
+  // After on_head: a sink that removed the upgrade offer from what it forwards clears it.
+  upgrade_pending_ = head_.upgrade;
 
   // Ready for the next head (the sink may have moved from head_; clear() restores a valid state).
   head_.raw.clear();
@@ -488,6 +642,7 @@ void RequestParser::finish_head(RequestSink& sink) {
   head_.content_length = 0;
   head_.expect_continue = false;
   head_.upgrade = false;
+  head_.minor_version = 1;
   host_count_ = 0;
   has_content_length_ = has_transfer_encoding_ = has_upgrade_field_ = connection_upgrade_ = false;
 
@@ -507,7 +662,7 @@ void RequestParser::end_message(RequestSink& sink) {
   trailer_bytes_ = 0;
   remaining_ = 0;
   empty_line_seen_ = false;
-  state_ = upgrade_pending_ ? State::kUpgraded : State::kMessageStart;
+  state_ = upgrade_pending_ ? State::kAwaitingUpgrade : State::kMessageStart;
   upgrade_pending_ = false;
   sink.on_message_end();
 }
@@ -564,6 +719,9 @@ std::size_t RequestParser::parse_chunk_line(std::string_view in, std::size_t i, 
       }
       case State::kChunkExt:
         if (c == '\r') {
+          if (!valid_chunk_extensions(std::string_view(line_buf_).substr(line_buf_.find(';')))) {
+            return fail(ParseError::kBadChunkExtension, i);
+          }
           state_ = State::kChunkSizeLf;
         } else if (!kValueChar[c]) {
           return fail(ParseError::kBadChunkSize, i);
@@ -598,6 +756,7 @@ std::size_t RequestParser::parse_chunk_line(std::string_view in, std::size_t i, 
         if (c == '\r') {
           state_ = State::kTrailerEndLf;
         } else if (kTchar[c]) {
+          trailer_name_start_ = line_buf_.size();
           state_ = State::kTrailerName;
         } else {
           return fail(ParseError::kBadTrailer, i);
@@ -605,6 +764,9 @@ std::size_t RequestParser::parse_chunk_line(std::string_view in, std::size_t i, 
         break;
       case State::kTrailerName:
         if (c == ':') {
+          if (forbidden_in_trailers(std::string_view(line_buf_).substr(trailer_name_start_))) {
+            return fail(ParseError::kForbiddenTrailer, i);
+          }
           state_ = State::kTrailerValue;
         } else if (!kTchar[c]) {
           return fail(ParseError::kBadTrailer, i);

@@ -32,7 +32,15 @@ enum class ParseError : std::uint8_t {
   kTrailerSectionTooLarge,
   kBadTrailer,
   kMultipleHost,               // more than one Host field
+  // Added with issue 12 (RFC 9112 review); kept after kMultipleHost so the names above keep
+  // their values.
+  kTransferEncodingInHttp10,   // §6.1: an HTTP/1.0 message with Transfer-Encoding is faulty
+  kBadHost,                    // §3.2: a Host value that is not uri-host [":" port]
+  kBadRequestTarget,           // §3.2: not the target form the method allows
+  kBadChunkExtension,          // §7.1.1: not *( BWS ";" BWS name [ BWS "=" BWS value ] )
+  kForbiddenTrailer,           // RFC 9110 §6.5.1: a framing or routing field in the trailers
 };
+inline constexpr ParseError kLastParseError = ParseError::kForbiddenTrailer;
 std::string_view to_string(ParseError error) noexcept;  // a stable snake_case name
 
 struct Span {
@@ -56,7 +64,8 @@ struct RequestHead {
   BodyFraming framing = BodyFraming::kNone;
   std::uint64_t content_length = 0;  // when framing is kContentLength
   bool expect_continue = false;      // Expect: 100-continue
-  bool upgrade = false;              // Upgrade + Connection: upgrade, or CONNECT: the stream turns opaque after this message
+  bool upgrade = false;              // Upgrade + Connection: upgrade, or CONNECT: the stream may turn opaque after this message
+  std::uint8_t minor_version = 1;    // HTTP/1.<minor_version>
 
   std::string_view view(Span s) const noexcept { return s.in(raw); }
   // Values of every field named `name` (ASCII case-insensitive), in order.
@@ -73,7 +82,9 @@ enum class FramingKind : std::uint8_t {
 class RequestSink {
  public:
   virtual ~RequestSink() = default;
-  virtual void on_head(RequestHead& head) = 0;                     // the sink may move from it
+  // The sink may move from `head`; it may clear head.upgrade when it strips the offer (the
+  // parser then does not wait for an upgrade answer).
+  virtual void on_head(RequestHead& head) = 0;
   virtual void on_body(std::string_view data) = 0;                 // body bytes (chunk data, de-framed)
   virtual void on_framing(FramingKind kind, std::string_view raw) = 0;
   virtual void on_message_end() = 0;
@@ -87,18 +98,31 @@ struct Limits {
   std::size_t max_chunk_line = 4 * 1024;  // chunk-size [; extensions] CRLF (kBadChunkSize past it)
 };
 
+// The syntax checks the parser applies, exposed for the response side and tests.
+bool valid_host_value(std::string_view value);                          // uri-host [":" port]
+bool valid_target_form(std::string_view method, std::string_view target);  // RFC 9112 §3.2
+bool valid_chunk_extensions(std::string_view ext);  // from the first ';' to before the CR
+bool forbidden_in_trailers(std::string_view name);  // framing, routing, control fields
+
 class RequestParser {
  public:
   explicit RequestParser(Limits limits = {}) noexcept;
 
   // Consumes bytes and emits events. Returns how many bytes of `in` were consumed: all of them,
   // except after an error (the error byte and the rest are not consumed) or once the message
-  // that requested an upgrade has ended (the rest is the opaque stream, not HTTP).
+  // that requested an upgrade (or CONNECT) has ended: what follows is HTTP again or the opaque
+  // stream, depending on the response, so nothing is consumed until resolve_upgrade().
   std::size_t parse(std::string_view in, RequestSink& sink);
 
+  // The response to the request that asked for an upgrade: `switched` (101, or 2xx to CONNECT)
+  // makes the rest of the stream opaque; otherwise parsing resumes with the next request.
+  void resolve_upgrade(bool switched) noexcept;
+
   ParseError error() const noexcept { return error_; }
-  bool upgraded() const noexcept;
+  bool awaiting_upgrade() const noexcept;  // an upgrade request has ended; its response decides
+  bool upgraded() const noexcept;          // the server switched protocols: the rest is opaque
   bool at_message_boundary() const noexcept;  // no partial message buffered or in flight
+  bool in_head() const noexcept;  // a request head has begun and not ended (its empty line not yet seen)
 
  private:
   // The implementation owns the state machine; see request_parser.cpp.
@@ -110,6 +134,7 @@ class RequestParser {
   void finish_head(RequestSink& sink);
   void end_message(RequestSink& sink);
   std::size_t fail(ParseError error, std::size_t at) noexcept;
+  ParseError check_head() const;
 
   Limits limits_;
   ParseError error_ = ParseError::kNone;
@@ -124,11 +149,12 @@ class RequestParser {
   std::uint32_t line_start_ = 0, name_end_ = 0, value_start_ = 0, value_end_ = 0;
   // What the fields seen so far say about framing.
   std::uint32_t host_count_ = 0;
+  std::size_t trailer_name_start_ = 0;  // in line_buf_, of the trailer field being read
   bool has_content_length_ = false;
   bool has_transfer_encoding_ = false;
   bool has_upgrade_field_ = false;
   bool connection_upgrade_ = false;
-  bool upgrade_pending_ = false;  // the message in flight turns the stream opaque when it ends
+  bool upgrade_pending_ = false;  // the message in flight awaits its upgrade answer when it ends
 };
 
 }  // namespace airlock::http

@@ -104,7 +104,8 @@ Outcome feed(const Case& c, const std::vector<std::size_t>& sizes) {
   out.events = std::move(rec.events);
   out.bytes = std::move(rec.bytes);
   out.error = parser.error();
-  out.upgraded = parser.upgraded();
+  out.upgraded = parser.awaiting_upgrade();  // an upgrade request ended: the rest waits for its answer
+  EXPECT_FALSE(parser.upgraded());           // only resolve_upgrade(true) makes the stream opaque
   out.boundary = parser.at_message_boundary();
   return out;
 }
@@ -515,6 +516,80 @@ std::vector<Case> cases() {
                   {H(chunked)}));
   v.push_back(bad("trailer_end_bare_cr", chunked + "0\r\n\r", "x", ParseError::kBadTrailer, {H(chunked)}));
 
+  // ---- RFC 9112 review (issue 12 item 5), one case per "MUST treat as error / reject" ----
+  // §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing, Content-Length or not.
+  v.push_back(bad("http10_transfer_encoding", "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r",
+                  "\n\r\n0\r\n\r\n", ParseError::kTransferEncodingInHttp10));
+  v.push_back(bad("http10_transfer_encoding_with_content_length",
+                  "POST / HTTP/1.0\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r", "\n\r\nhello",
+                  ParseError::kTransferEncodingInHttp10));
+  v.push_back(bad("http10_transfer_encoding_gzip", "POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r", "\n\r\n",
+                  ParseError::kTransferEncodingInHttp10));
+  {
+    const std::string h = "POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\n";
+    v.push_back(ok("http10_content_length_ok", h + "ok", {H(h), B("ok"), E}));
+  }
+  // §3.2 / RFC 9110 §7.2: Host = uri-host [":" port].
+  v.push_back(bad("host_with_space", "GET / HTTP/1.1\r\nHost: a b\r", "\n\r\n", ParseError::kBadHost));
+  v.push_back(bad("host_with_userinfo", "GET / HTTP/1.1\r\nHost: u@a.example\r", "\n\r\n", ParseError::kBadHost));
+  v.push_back(bad("host_with_path", "GET / HTTP/1.1\r\nHost: a.example/x\r", "\n\r\n", ParseError::kBadHost));
+  v.push_back(bad("host_port_not_digits", "GET / HTTP/1.1\r\nHost: a.example:44x\r", "\n\r\n", ParseError::kBadHost));
+  v.push_back(bad("host_two_authorities", "GET / HTTP/1.1\r\nHost: a.example, b.example\r", "\n\r\n",
+                  ParseError::kBadHost));
+  v.push_back(bad("host_unclosed_ip_literal", "GET / HTTP/1.1\r\nHost: [2001:db8::1\r", "\n\r\n", ParseError::kBadHost));
+  v.push_back(bad("host_ip_literal_junk_after", "GET / HTTP/1.1\r\nHost: [2001:db8::1]x\r", "\n\r\n",
+                  ParseError::kBadHost));
+  v.push_back(bad("host_bad_percent", "GET / HTTP/1.1\r\nHost: a%zz\r", "\n\r\n", ParseError::kBadHost));
+  v.push_back(bad("host_duplicate_in_http10", "GET / HTTP/1.0\r\nHost: a\r\nHost: a\r", "\n\r\n",
+                  ParseError::kMultipleHost));
+  {
+    const std::string h =
+        "GET / HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\n\r\nGET / HTTP/1.1\r\nHost: a.example:\r\n\r\n"
+        "GET / HTTP/1.1\r\nHost:\r\n\r\nGET / HTTP/1.1\r\nHost: xn--bcher-kva.example%2e\r\n\r\n";
+    v.push_back(ok("host_forms_accepted", h,
+                   {H("GET / HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\n\r\n"), E,
+                    H("GET / HTTP/1.1\r\nHost: a.example:\r\n\r\n"), E, H("GET / HTTP/1.1\r\nHost:\r\n\r\n"), E,
+                    H("GET / HTTP/1.1\r\nHost: xn--bcher-kva.example%2e\r\n\r\n"), E}));
+  }
+  // §3.2: the target form must fit the method.
+  v.push_back(bad("asterisk_form_not_options", "GET * HTTP/1.1\r\nHost: a\r\n\r", "\n", ParseError::kBadRequestTarget));
+  // ("GET a.example:443" parses as an absolute-URI with scheme "a.example": RFC 3986 allows it.)
+  v.push_back(bad("bare_host_target_not_connect", "GET a.example HTTP/1.1\r\nHost: a\r\n\r", "\n",
+                  ParseError::kBadRequestTarget));
+  v.push_back(bad("connect_origin_form", "CONNECT / HTTP/1.1\r\nHost: a\r\n\r", "\n", ParseError::kBadRequestTarget));
+  v.push_back(bad("connect_absolute_form", "CONNECT http://a.example/ HTTP/1.1\r\nHost: a\r\n\r", "\n",
+                  ParseError::kBadRequestTarget));
+  v.push_back(bad("target_relative_path", "GET a/b HTTP/1.1\r\nHost: a\r\n\r", "\n", ParseError::kBadRequestTarget));
+  v.push_back(bad("target_scheme_starts_with_digit", "GET 1http://a/ HTTP/1.1\r\nHost: a\r\n\r", "\n",
+                  ParseError::kBadRequestTarget));
+  {
+    const std::string h = "GET urn:example:x HTTP/1.1\r\nHost: a\r\n\r\n";
+    v.push_back(ok("absolute_form_any_scheme", h, {H(h), E}));
+  }
+  // §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ).
+  v.push_back(bad("chunk_ext_empty_name", chunked + "5;", "\r\nhello\r\n0\r\n\r\n", ParseError::kBadChunkExtension,
+                  {H(chunked)}));
+  v.push_back(bad("chunk_ext_name_not_token", chunked + "5;a(b", "\r\nhello\r\n0\r\n\r\n",
+                  ParseError::kBadChunkExtension, {H(chunked)}));
+  v.push_back(bad("chunk_ext_empty_value", chunked + "5;a=", "\r\nhello\r\n0\r\n\r\n", ParseError::kBadChunkExtension,
+                  {H(chunked)}));
+  v.push_back(bad("chunk_ext_unterminated_quote", chunked + "5;a=\"x", "\r\nhello\r\n0\r\n\r\n",
+                  ParseError::kBadChunkExtension, {H(chunked)}));
+  v.push_back(bad("chunk_ext_junk_after_quote", chunked + "5;a=\"x\"y", "\r\nhello\r\n0\r\n\r\n",
+                  ParseError::kBadChunkExtension, {H(chunked)}));
+  v.push_back(bad("chunk_ext_on_last_chunk", chunked + "0;=", "\r\n\r\n", ParseError::kBadChunkExtension, {H(chunked)}));
+  v.push_back(ok("chunk_ext_bws_and_quoted_pair", chunked + "5; a = b ;c=\"q\\\"x\"\r\nhello\r\n0\r\n\r\n",
+                 {H(chunked), F("chunk_header", "5; a = b ;c=\"q\\\"x\"\r\n"), B("hello"), F("chunk_end", "\r\n"),
+                  F("last_chunk", "0\r\n\r\n"), E}));
+  // RFC 9110 §6.5.1: framing, routing and control fields are not allowed as trailers (a
+  // recipient that merges trailers into the head would see a second framing or Host).
+  for (const char* name : {"Content-Length", "transfer-encoding", "Host", "Trailer", "TE", "Connection", "Upgrade",
+                           "Content-Encoding", "Authorization", "Proxy-Authorization"}) {
+    v.push_back(bad(std::string("trailer_forbidden_") + name, chunked + "0\r\n" + name, ": x\r\n\r\n",
+                    ParseError::kForbiddenTrailer, {H(chunked)}));
+    for (char& ch : v.back().name) ch = ch == '-' ? '_' : ch;
+  }
+
   // ---- Errors after good requests ----
   v.push_back(bad("pipelined_error_after_good_request", kGet + "GET / HTTP/1.1\r\nX", " : y\r\n\r\n",
                   ParseError::kBadHeaderName, {H(kGet), E}));
@@ -532,7 +607,7 @@ INSTANTIATE_TEST_SUITE_P(Table, ParserCase, ::testing::ValuesIn(cases()),
 TEST(ParserTable, CoversEveryParseError) {
   std::set<ParseError> seen;
   for (const Case& c : cases()) seen.insert(c.error);
-  for (int e = 0; e <= static_cast<int>(ParseError::kMultipleHost); ++e) {
+  for (int e = 0; e <= static_cast<int>(kLastParseError); ++e) {
     EXPECT_TRUE(seen.count(static_cast<ParseError>(e))) << to_string(static_cast<ParseError>(e));
   }
   EXPECT_GE(cases().size(), 60u);
@@ -540,7 +615,7 @@ TEST(ParserTable, CoversEveryParseError) {
 
 TEST(ParseErrorNames, StableSnakeCaseAndDistinct) {
   std::set<std::string_view> names;
-  for (int e = 0; e <= static_cast<int>(ParseError::kMultipleHost); ++e) {
+  for (int e = 0; e <= static_cast<int>(kLastParseError); ++e) {
     const std::string_view name = to_string(static_cast<ParseError>(e));
     EXPECT_TRUE(names.insert(name).second) << name;
     for (char ch : name) EXPECT_TRUE((ch >= 'a' && ch <= 'z') || ch == '_' || (ch >= '0' && ch <= '9')) << name;
@@ -611,17 +686,38 @@ TEST(RequestHeadTest, FramingFlags) {
   EXPECT_FALSE(h.upgrade);
 }
 
-TEST(RequestParserTest, UpgradeStopsAndLeavesTheRest) {
+// Issue 12 item 4: an upgrade request makes nothing opaque by itself; the answer decides.
+TEST(RequestParserTest, UpgradeWaitsForTheAnswerThenTurnsOpaque) {
   const std::string head = "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
   RequestParser parser;
   Recorder rec;
   EXPECT_FALSE(parser.upgraded());
   EXPECT_EQ(parser.parse(head + "opaque", rec), head.size());
-  EXPECT_TRUE(parser.upgraded());
+  EXPECT_TRUE(parser.awaiting_upgrade());
+  EXPECT_FALSE(parser.upgraded());
   EXPECT_TRUE(parser.at_message_boundary());
+  EXPECT_EQ(parser.parse("more", rec), 0u);
+  parser.resolve_upgrade(true);  // 101 Switching Protocols
+  EXPECT_TRUE(parser.upgraded());
+  EXPECT_FALSE(parser.awaiting_upgrade());
   EXPECT_EQ(parser.parse("more", rec), 0u);
   EXPECT_EQ(parser.error(), ParseError::kNone);
   EXPECT_EQ(rec.events, (std::vector<std::string>{H(head), E}));
+}
+
+TEST(RequestParserTest, RefusedUpgradeGoesOnParsingRequests) {
+  const std::string head = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n";
+  RequestParser parser;
+  Recorder rec;
+  EXPECT_EQ(parser.parse(head + kGet, rec), head.size());
+  EXPECT_TRUE(parser.awaiting_upgrade());
+  parser.resolve_upgrade(false);  // any other final response
+  EXPECT_FALSE(parser.upgraded());
+  EXPECT_FALSE(parser.awaiting_upgrade());
+  EXPECT_EQ(parser.parse(kGet + kGet, rec), 2 * kGet.size());
+  EXPECT_EQ(rec.events, (std::vector<std::string>{H(head), E, H(kGet), E, H(kGet), E}));
+  parser.resolve_upgrade(true);  // no upgrade pending: ignored
+  EXPECT_FALSE(parser.upgraded());
 }
 
 TEST(RequestParserTest, ErrorIsSticky) {

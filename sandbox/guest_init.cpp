@@ -290,6 +290,10 @@ void open_guest_pty(ChildPlan& plan) {
 void child_main(ChildPlan& plan) {
   g_status_fd = plan.status_fd;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // No host terminal in the guest, not even in its init (whose fds /proc/1/fd would show).
+  for (int i = 0; i < 3; ++i) {
+    if (plan.stdio[i] >= 0 && ::dup2(plan.stdio[i], i) != i) _exit(kExitSetupFailed);
+  }
   close_other_fds(plan.keep_fds);
   char go = 0;
   ssize_t n;

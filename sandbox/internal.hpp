@@ -1,12 +1,17 @@
 #pragma once
 // Internals of the sandbox module shared by its .cpp files. Not an API.
 #include "sandbox/sandbox.hpp"
+#include "tls/trust_store.hpp"
 
 #include <linux/filter.h>
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <optional>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -124,8 +129,22 @@ ViewPlan plan_view(const SandboxOptions& options, const std::vector<SecretBindin
 // (mode_rules.cpp).
 void add_file_mode_rules(void* filter);
 
-// The seccomp filter of every guest process, compiled to classic BPF by libseccomp.
+// The seccomp filter of every guest process, compiled to classic BPF by libseccomp (seccomp.cpp;
+// docs/security.md says what it denies and what stays allowed, and why).
 std::vector<sock_filter> build_seccomp_program();
+// The same program, compiled at build time and embedded (seccomp_image.cpp): what guests get.
+std::vector<sock_filter> embedded_seccomp_program();
+
+// A set of 32-bit values as aligned blocks: value v is in block (mask, base) when
+// (v & mask) == base. seccomp compares one argument once per rule, so "anything but these
+// values" becomes one rule per block of the complement.
+struct ValueBlock {
+  std::uint32_t mask = 0;
+  std::uint32_t base = 0;
+  friend bool operator==(const ValueBlock&, const ValueBlock&) = default;
+};
+// The fewest aligned blocks covering every value in [0, end) not in `allowed`.
+std::vector<ValueBlock> blocks_except(std::vector<std::uint32_t> allowed, std::uint64_t end = 1ull << 32);
 
 // Capabilities a guest root keeps in its bounding set (Docker's default set); all others go.
 std::vector<int> kept_capabilities();
@@ -148,6 +167,43 @@ class CgroupLimits {
   std::vector<std::string> paths_;
 };
 void remove_cgroup_dir(const std::string& path);
+
+// Host terminals stay outside (stdio_relay.cpp): each of the host's fds 0..2 that is a terminal
+// reaches the guest as a pipe this relay copies to and from it (or as /dev/null with -t, where
+// the command gets its own pty). Bounded: one 64 KiB buffer per direction, one thread, no polling
+// tick.
+class StdioRelay {
+ public:
+  explicit StdioRelay(bool own_pty);
+  ~StdioRelay();
+  StdioRelay(const StdioRelay&) = delete;
+  StdioRelay& operator=(const StdioRelay&) = delete;
+
+  // What the guest gets as fd i (>= 3, for the child to dup2), or -1: it inherits the host's.
+  int guest_fd(int i) const noexcept;
+  void close_guest_ends() noexcept;  // the parent's copies, once the child has its own
+  void start();
+  // After the guest ended: stops reading the host's stdin, copies what is left of the guest's
+  // output until EOF or `drain`, and joins the relay.
+  void finish(std::chrono::milliseconds drain);
+
+ private:
+  struct Channel {
+    bool to_guest = false;  // host fd 0 -> pipe; else pipe -> host fd 1 or 2
+    int host_fd = -1;
+    Fd pipe;                // the relay's end
+    std::array<char, 65536> buffer{};
+    std::size_t offset = 0, length = 0;
+    bool done = false;
+  };
+  void run();
+
+  Fd guest_ends_[3];
+  std::vector<Channel> channels_;
+  Fd stop_;
+  int drain_ms_ = 0;
+  std::thread thread_;
+};
 
 // Everything the guest's first process needs, prepared by the parent so that the child runs
 // only system calls between clone and exec (the parent may have other threads).
@@ -193,9 +249,27 @@ struct ChildPlan {
   std::vector<char*> argv, envp;  // null-terminated views of the storage
   std::vector<sock_filter> seccomp;
   std::vector<int> drop_caps;
+  int stdio[3] = {-1, -1, -1};  // dup2'd onto 0..2 first (StdioRelay::guest_fd), -1: inherited
   int tty_socket = -1;  // -t: the pty is made in the guest's devpts; its master goes back here
   int tty_slave = -1;   // (child only) the command's terminal
 };
+
+// The system's certificates under `lower_root` (trust.cpp): the PEM bundle, and its certificates
+// wrapped for the Java trust store (~1 ms, so the Sandbox reads them on a thread from the start).
+struct TrustFile {
+  std::string path;  // in the guest, under /etc
+  std::string content;
+};
+struct SystemTrust {
+  std::string lower_root;
+  std::string bundle;
+  tls::TrustedBags java;
+};
+SystemTrust read_system_trust(const std::string& lower_root);
+// The guest's trust files for `ca_pem` (the gateway's CA and --ca-cert): the PEM bundles (the
+// system's plus ca_pem), OpenSSL hash-directory entries, and the Java trust store. Empty when
+// ca_pem is.
+std::vector<TrustFile> guest_trust_files(const SystemTrust& system, const std::string& ca_pem);
 
 // The executable of the guest's init: a sealed memfd holding the small init (init.c), or this
 // binary (/proc/self/exe, whose constructor runs the same init) where no memfd can be executed.

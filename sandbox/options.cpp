@@ -70,8 +70,15 @@ std::uint64_t parse_memory_size(std::string_view text) {
 
 const std::vector<std::string>& ca_env_vars() {
   static const std::vector<std::string> vars = {
+      // OpenSSL's default file (curl, Python ssl/httpx/aiohttp, Ruby, PHP, Go, .NET, uv, rustls
+      // native certs), requests/certifi, curl, Node/Bun/npm (added to their bundled roots), git,
+      // pip, AWS SDKs and CLI, Deno, cargo, gRPC core (Python grpcio and friends replace their
+      // bundled roots), gcloud, httplib2 (Google API clients), Perl LWP, Composer, Hex, Nix.
       "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-      "GIT_SSL_CAINFO", "PIP_CERT", "AWS_CA_BUNDLE", "DENO_CERT", "CARGO_HTTP_CAINFO"};
+      "GIT_SSL_CAINFO", "PIP_CERT", "AWS_CA_BUNDLE", "DENO_CERT", "CARGO_HTTP_CAINFO",
+      "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE",
+      "HTTPLIB2_CA_CERTS", "PERL_LWP_SSL_CA_FILE", "COMPOSER_CAFILE", "HEX_CACERTS_PATH",
+      "NIX_SSL_CERT_FILE"};
   return vars;
 }
 
@@ -122,6 +129,15 @@ std::vector<std::string> build_guest_env(const EnvRequest& request,
     }
     env[name] = value;
     origin[name] = "--env";
+  }
+
+  // Every JVM reads JAVA_TOOL_OPTIONS (JVMs other than the distribution's have their own
+  // cacerts); the user's options come after ours, so theirs win where both set a property.
+  if (ca_bundle) {
+    const std::string trust = std::string("-Djavax.net.ssl.trustStore=") + kGuestJavaTrustStore +
+                              " -Djavax.net.ssl.trustStoreType=PKCS12";
+    const auto it = env.find("JAVA_TOOL_OPTIONS");
+    env["JAVA_TOOL_OPTIONS"] = it == env.end() || it->second.empty() ? trust : trust + " " + it->second;
   }
 
   // A value the guest can read must never be a secret's value, whole or in part.

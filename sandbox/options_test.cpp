@@ -82,7 +82,20 @@ TEST(GuestEnv, CaVariablesPointAtTheBundle) {
   for (const std::string& name : ca_env_vars()) {
     EXPECT_THAT(env, ::testing::Contains(name + "=/etc/ssl/certs/ca-certificates.crt"));
   }
-  EXPECT_EQ(ca_env_vars().size(), 9u);
+  EXPECT_EQ(ca_env_vars().size(), 16u);
+  EXPECT_THAT(env, ::testing::Contains("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=/etc/ssl/certs/ca-certificates.crt"));
+  EXPECT_THAT(env, ::testing::Contains("JAVA_TOOL_OPTIONS=-Djavax.net.ssl.trustStore=/etc/ssl/certs/java/cacerts "
+                                       "-Djavax.net.ssl.trustStoreType=PKCS12"));
+}
+
+TEST(GuestEnv, UserJavaToolOptionsComeAfterTheTrustStore) {
+  EnvRequest req;
+  req.set = {{"JAVA_TOOL_OPTIONS", "-Xmx64m"}};
+  const auto env = build_guest_env(req, {}, fake_host({}), true);
+  EXPECT_THAT(env, ::testing::Contains("JAVA_TOOL_OPTIONS=-Djavax.net.ssl.trustStore=/etc/ssl/certs/java/cacerts "
+                                       "-Djavax.net.ssl.trustStoreType=PKCS12 -Xmx64m"));
+  const auto without_ca = build_guest_env(req, {}, fake_host({}), false);
+  EXPECT_THAT(without_ca, ::testing::Contains("JAVA_TOOL_OPTIONS=-Xmx64m"));
 }
 
 TEST(GuestEnv, EnvAndEnvPass) {

@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -155,6 +156,8 @@ struct Sandbox::Impl {
   Fd root_layers, etc_layers;                // tmpfs holding overlay layers
   std::vector<Fd> share_layers;
   std::vector<std::pair<std::pair<std::uint64_t, std::uint64_t>, Fd>> idmaps;
+  // The system's certificates for the guest's trust stores (~1 ms), read meanwhile.
+  std::future<detail::SystemTrust> system_trust;
 
   Fd pidfd;
   pid_t pid = 0;
@@ -163,6 +166,7 @@ struct Sandbox::Impl {
   Fd status_r;                 // the guest's report pipe (read end)
   std::string status_pending;  // read past 'R' before the guest ended
   std::thread tty_pump;
+  std::unique_ptr<detail::StdioRelay> stdio_relay;
   std::atomic<bool> tty_stop{false};
   std::atomic<bool> tty_done{false};
   bool tty_raw = false;
@@ -285,7 +289,7 @@ struct Sandbox::Impl {
   }
 
   // The files airlock writes in the guest's /etc (under `etc`, a directory of an upper layer).
-  void write_etc_files(const std::string& etc, const std::string& lower_etc) {
+  void write_etc_files(const std::string& etc, const std::string& lower_root) {
     make_dirs(etc);
     detail::write_file(etc + "/resolv.conf", std::string("nameserver ") + LinkAddresses::kGatewayV4 +
                                                  "\nnameserver " + LinkAddresses::kGatewayV6 + "\n");
@@ -293,15 +297,12 @@ struct Sandbox::Impl {
                        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tairlock\n");
     detail::write_file(etc + "/hostname", "airlock\n");
     if (options.ca_pem.empty()) return;
-    std::string bundle = detail::read_small_file(lower_etc + (kGuestCaBundle + 4)).value_or("");
-    if (!bundle.empty() && bundle.back() != '\n') bundle += '\n';
-    bundle += "# airlock gateway CA\n";
-    bundle += options.ca_pem;
-    if (bundle.back() != '\n') bundle += '\n';
-    for (const char* file : {kGuestCaBundle, kGuestCaBundleRhel}) {
-      const std::string path = etc + (file + 4);  // below /etc
+    const detail::SystemTrust system =
+        system_trust.valid() ? system_trust.get() : detail::read_system_trust(lower_root);
+    for (const detail::TrustFile& f : detail::guest_trust_files(system, options.ca_pem)) {
+      const std::string path = etc + f.path.substr(4);  // below /etc
       make_dirs(std::filesystem::path(path).parent_path().string());
-      detail::write_file(path, bundle);
+      detail::write_file(path, f.content);
     }
   }
 
@@ -342,7 +343,7 @@ struct Sandbox::Impl {
       make_dirs(top + "/work");
       const std::string upper = top + "/upper";
       for (const char* d : {"/proc", "/sys", "/dev", "/tmp", "/root", "/run"}) make_dirs(upper + d);
-      write_etc_files(upper + "/etc", options.rootfs + "/etc");
+      write_etc_files(upper + "/etc", options.rootfs);
       for (const std::string& h : view.root_hidden) whiteout(upper + h);
       for (const detail::Share& s : view.shares) add_mount_point(upper, s.guest, s.directory);
       return new_overlay(options.rootfs, top, 0);
@@ -364,7 +365,7 @@ struct Sandbox::Impl {
     etc_layers = new_tmpfs("0755", 0);
     const std::string layers = fd_path(etc_layers);
     make_dirs(layers + "/work");
-    write_etc_files(layers + "/upper", "/etc");
+    write_etc_files(layers + "/upper", "/");
     for (const std::string& h : view.etc_hidden) whiteout(layers + "/upper/" + h);
     for (const detail::Share& s : view.shares) {
       if (under(s.guest, "/etc")) add_mount_point(layers + "/upper", s.guest.substr(4), s.directory);
@@ -500,7 +501,7 @@ struct Sandbox::Impl {
     plan.argv.push_back(nullptr);
     for (std::string& e : plan.env_storage) plan.envp.push_back(e.data());
     plan.envp.push_back(nullptr);
-    plan.seccomp = detail::build_seccomp_program();
+    plan.seccomp = detail::embedded_seccomp_program();
 
     const auto kept = detail::kept_capabilities();
     int last = CAP_LAST_CAP;
@@ -546,6 +547,8 @@ struct Sandbox::Impl {
       plan.tty_socket = tty_child.get();
       plan.keep_fds.push_back(tty_child.get());
     }
+    stdio_relay = std::make_unique<detail::StdioRelay>(options.tty);
+    for (int i = 0; i < 3; ++i) plan.stdio[i] = stdio_relay->guest_fd(i);
     plan.sync_fd = sync_r.get();
     plan.status_fd = status_w.get();
     plan.exe_fd = exe.get();
@@ -576,6 +579,7 @@ struct Sandbox::Impl {
     status_w.reset();
     tty_child.reset();
     root_mount.reset();
+    stdio_relay->close_guest_ends();
 
     try {
       write_id_maps();
@@ -601,6 +605,7 @@ struct Sandbox::Impl {
         receive_tty_master(tty_parent.get());
         start_tty_pump();
       }
+      stdio_relay->start();
     } catch (...) {
       kill_and_reap();
       throw;
@@ -770,6 +775,7 @@ struct Sandbox::Impl {
     }
     reaped = true;
     stop_tty_pump();
+    if (stdio_relay) stdio_relay->finish(std::chrono::seconds(1));
     drain_status();
     ExitStatus result;
     std::lock_guard lock(mu);
@@ -805,6 +811,7 @@ struct Sandbox::Impl {
     } catch (...) {
     }
     stop_tty_pump();
+    stdio_relay.reset();
     for (auto* list : {&sockets.transparent, &sockets.dns_udp, &sockets.dns_tcp}) {
       for (int fd : *list) ::close(fd);
       list->clear();
@@ -859,6 +866,10 @@ Sandbox::Sandbox(SandboxOptions options, const std::vector<SecretBinding>& secre
   }
   s.env = build_guest_env(s.options.env, secrets, s.options.host_env, !s.options.ca_pem.empty());
   for (const SecretBinding& secret : secrets) s.secrets_for_env.push_back(secret.clone());
+  if (s.options.network || !s.options.ca_pem.empty()) {  // a CA will be trusted
+    s.system_trust = std::async(std::launch::async, detail::read_system_trust,
+                                s.options.rootfs.empty() ? std::string("/") : s.options.rootfs);
+  }
   s.id = random_id();
   s.create_state_dir();
   if (s.options.network) s.create_gateway_netns();
@@ -874,9 +885,14 @@ int Sandbox::gateway_netns_fd() const noexcept { return impl_->gateway_netns.get
 
 void Sandbox::trust_ca(const std::string& pem) {
   if (impl_->pid != 0) throw SandboxError("trust_ca() after start()");
-  impl_->options.ca_pem = pem;
+  // Added to what the guest already trusts (--ca-cert), once.
+  std::string& trusted = impl_->options.ca_pem;
+  if (!pem.empty() && trusted.find(pem) == std::string::npos) {
+    if (!trusted.empty() && trusted.back() != '\n') trusted += '\n';
+    trusted += pem;
+  }
   impl_->env = build_guest_env(impl_->options.env, impl_->secrets_for_env, impl_->options.host_env,
-                               !pem.empty());
+                               !trusted.empty());
 }
 
 void Sandbox::start() { impl_->start(); }

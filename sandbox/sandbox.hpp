@@ -63,7 +63,10 @@ struct EnvRequest {
 // Where the guest finds the merged CA bundle; every CA variable points here.
 inline constexpr const char* kGuestCaBundle = "/etc/ssl/certs/ca-certificates.crt";
 inline constexpr const char* kGuestCaBundleRhel = "/etc/pki/tls/certs/ca-bundle.crt";
-// The variables that make common clients trust airlock's CA.
+// A PKCS12 trust store of the same certificates (Debian's JDK reads it; JAVA_TOOL_OPTIONS names it).
+inline constexpr const char* kGuestJavaTrustStore = "/etc/ssl/certs/java/cacerts";
+// The variables that make common clients trust airlock's CA (each one names kGuestCaBundle).
+// JAVA_TOOL_OPTIONS is set too (to the trust store, before any options given with --env).
 const std::vector<std::string>& ca_env_vars();
 
 // Builds the guest's environment (`K=V` strings, sorted by name): PATH, HOME, TERM, LANG, the CA

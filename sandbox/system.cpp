@@ -1,12 +1,11 @@
 // Small system helpers of the sandbox: fds, tools run by argument vector (never a shell),
-// files, the seccomp program.
+// files. (The seccomp program is in seccomp.cpp.)
 #include "sandbox/internal.hpp"
 
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <poll.h>
 #include <sched.h>
-#include <seccomp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -147,69 +146,6 @@ unsigned long long process_start_time(pid_t pid) {
     if (!(rest >> field)) return 0;
   }
   return std::strtoull(field.c_str(), nullptr, 10);
-}
-
-std::vector<sock_filter> build_seccomp_program() {
-  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-  if (ctx == nullptr) throw SandboxError("seccomp_init failed");
-  struct Guard {
-    scmp_filter_ctx ctx;
-    ~Guard() { seccomp_release(ctx); }
-  } guard{ctx};
-
-  const auto deny = [&](const char* name) {
-    const int nr = seccomp_syscall_resolve_name(name);
-    if (nr == __NR_SCMP_ERROR) return;  // not on this architecture
-    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0) != 0) {
-      throw SandboxError(std::string("seccomp rule for ") + name + " failed");
-    }
-  };
-  // Kernel modules, kexec, bpf, perf, keyrings, ptrace, swap, reboot, handle-based opens,
-  // userfaultfd, port I/O: nothing a sandboxed command needs, all of it attack surface.
-  for (const char* name :
-       {"init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "bpf",
-        "perf_event_open", "add_key", "request_key", "keyctl", "ptrace", "process_vm_readv",
-        "process_vm_writev", "open_by_handle_at", "userfaultfd", "iopl", "ioperm", "swapon",
-        "swapoff", "reboot", "syslog", "acct", "quotactl", "lookup_dcookie", "vhangup",
-        "uselib", "nfsservctl",
-        // Namespace escapes and new mounts: the guest's view is fixed once it is set up.
-        "setns", "mount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen",
-        "fsconfig", "fsmount", "fspick", "mount_setattr"}) {
-    deny(name);
-  }
-  // unshare and clone with any namespace flag. clone3 passes its flags in memory a filter
-  // cannot read, so it reports ENOSYS and libc falls back to clone.
-  constexpr std::uint64_t kNsFlags[] = {CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
-                                        CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP};
-  for (const std::uint64_t flag : kNsFlags) {
-    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1,
-                         SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag)) != 0 ||
-        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
-                         SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag)) != 0) {
-      throw SandboxError("seccomp rule for clone/unshare failed");
-    }
-  }
-  constexpr std::uint64_t kNewTime = 0x00000080;  // CLONE_NEWTIME: unshare only
-  if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1,
-                       SCMP_A0(SCMP_CMP_MASKED_EQ, kNewTime, kNewTime)) != 0 ||
-      seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) != 0) {
-    throw SandboxError("seccomp rule for clone3/unshare failed");
-  }
-
-  add_file_mode_rules(ctx);
-
-  Fd mem(::memfd_create("airlock-seccomp", MFD_CLOEXEC));
-  if (!mem) throw_errno("memfd_create");
-  if (seccomp_export_bpf(ctx, mem.get()) != 0) throw SandboxError("seccomp_export_bpf failed");
-  const off_t size = ::lseek(mem.get(), 0, SEEK_END);
-  if (size <= 0 || size % static_cast<off_t>(sizeof(sock_filter)) != 0) {
-    throw SandboxError("seccomp program has an odd size");
-  }
-  std::vector<sock_filter> program(static_cast<std::size_t>(size) / sizeof(sock_filter));
-  if (::pread(mem.get(), program.data(), static_cast<std::size_t>(size), 0) != size) {
-    throw_errno("read seccomp program");
-  }
-  return program;
 }
 
 std::vector<int> kept_capabilities() {

@@ -9,7 +9,10 @@
 #include <vector>
 
 #include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 namespace airlock::tls::testing {
 
@@ -34,6 +37,30 @@ inline bool handshake(SSL* client, SSL* server) {
     }
   }
   return client_done && server_done;
+}
+
+// A self-signed P-256 certificate (PEM) with subject CN=cn, valid for an hour.
+inline std::string self_signed_pem(const char* cn) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* cert = X509_new();
+  X509_set_version(cert, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+  X509_NAME* name = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
+  X509_set_issuer_name(cert, name);
+  X509_set_pubkey(cert, key);
+  X509_sign(cert, key, EVP_sha256());
+  BIO* mem = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(mem, cert);
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(mem, &data);
+  std::string pem(data, static_cast<std::size_t>(size));
+  BIO_free(mem);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  return pem;
 }
 
 // The bytes a real OpenSSL client sends first (its ClientHello records).

@@ -2,10 +2,12 @@
 // hardens the process, dispatches, and turns any escaping error into one line and exit 2.
 #include <airlock/secret_value.hpp>
 
+#include "cli/command_line.hpp"
 #include "cli/commands.hpp"
 
 #include <exception>
 #include <iostream>
+#include <utility>
 
 int main(int argc, char** argv) {
   airlock::harden_process();
@@ -13,11 +15,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   airlock::cli::add_version_command(app);
   airlock::cli::add_check_command(app);
-  airlock::cli::add_run_command(app);
+  airlock::cli::SplitCommandLine split = airlock::cli::split_command_line(argc, argv);
+  airlock::cli::add_run_command(app, std::move(split.command));
   airlock::cli::add_gateway_command(app);
   airlock::cli::add_ca_command(app);
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(split.options.size()), split.options.data());
   } catch (const CLI::RuntimeError& e) {
     return e.get_exit_code();  // a command's chosen exit status
   } catch (const CLI::Success& e) {

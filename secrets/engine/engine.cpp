@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <utility>
 
 namespace airlock::secrets {
 
@@ -40,6 +41,8 @@ const EngineOptions& SecretSet::options() const noexcept { return options_; }
 namespace {
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+// A buffered body's buffer is given back at the message end when larger than this.
+constexpr std::size_t kKeptBodyBytes = 64 * 1024;
 
 char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -156,7 +159,9 @@ struct RequestRewriter::Impl final : http::RequestSink {
   ~Impl() override {
     wipe(head_out);
     wipe(body_out);
-    wipe(body_buf);
+    // Guest bytes only (never a value): freed, not wiped; wiping its whole capacity would touch
+    // every page of a body reserved at its declared length but never sent.
+    std::string().swap(body_buf);
     wipe(scratch);
     wipe(decoded);
     wipe(encoded);
@@ -206,6 +211,9 @@ struct RequestRewriter::Impl final : http::RequestSink {
 
   bool upgraded = false;
   StreamDetector opaque_det;
+  std::string after_upgrade;  // guest bytes after an upgrade request, until its answer
+  bool values_flowed = false;  // some secret was eligible for a request on this connection
+  std::vector<ForwardedRequest> forwarded;
 
   std::optional<Block> block;
   std::vector<Substitution> subs;
@@ -499,8 +507,95 @@ struct RequestRewriter::Impl final : http::RequestSink {
     return true;
   }
 
-  // Builds the rewritten head into head_out. Returns false when blocked.
-  bool rewrite_head(const http::RequestHead& head, bool drop_expect, bool track_cl) {
+  // ---- what the response may be (issue 12 items 3, 4) ----
+
+  static bool has_list_token(std::string_view list, std::string_view token) {
+    bool found = false;
+    for_each_item(list, [&](std::string_view item) { found = found || iequals(item, token); });
+    return found;
+  }
+  template <typename F>
+  static void for_each_item(std::string_view list, F&& f) {
+    while (true) {
+      const std::size_t comma = list.find(',');
+      std::string_view item = list.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      if (!item.empty()) f(item);
+      if (comma == std::string_view::npos) return;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  // `list` without the items for which drop(item) holds, joined by ", ".
+  template <typename Drop>
+  static std::string without_items(std::string_view list, Drop&& drop) {
+    std::string out;
+    for_each_item(list, [&](std::string_view item) {
+      if (drop(item)) return;
+      if (!out.empty()) out += ", ";
+      out += item;
+    });
+    return out;
+  }
+
+  // How one head field leaves when values may flow: kept, replaced by `value`, or dropped.
+  struct FieldEdit {
+    enum Kind : std::uint8_t { kKeep, kReplace, kDrop } kind = kKeep;
+    std::string value;
+  };
+  struct ResponseRestrictions {
+    bool te_dropped = false;     // TE removed (it offered no "trailers")
+    bool h2c_stripped = false;   // h2c removed from Upgrade (with HTTP2-Settings)
+    bool upgrade_dropped = false;  // no Upgrade protocol left
+    bool accept_encoding_seen = false;
+  };
+
+  // Decides the edits before the head is written: TE reduced to "trailers" (or dropped),
+  // Upgrade without h2c, HTTP2-Settings dropped, one Accept-Encoding: identity.
+  ResponseRestrictions plan_restrictions(const http::RequestHead& head) const {
+    ResponseRestrictions r;
+    for (const http::HeaderField& f : head.fields) {
+      const std::string_view name = head.view(f.name), value = head.view(f.value);
+      if (iequals(name, "te") && !has_list_token(value, "trailers")) r.te_dropped = true;
+      if (iequals(name, "upgrade") && has_list_token(value, "h2c")) {
+        r.h2c_stripped = true;
+        if (without_items(value, [](std::string_view i) { return iequals(i, "h2c"); }).empty()) r.upgrade_dropped = true;
+      }
+    }
+    return r;
+  }
+
+  FieldEdit restrict_field(std::string_view name, std::string_view value, ResponseRestrictions& r) const {
+    if (iequals(name, "accept-encoding")) {
+      // One identity offer: a compressed echo would carry a value past the response scrubber.
+      if (std::exchange(r.accept_encoding_seen, true)) return {FieldEdit::kDrop, {}};
+      return {FieldEdit::kReplace, "identity"};
+    }
+    if (iequals(name, "te")) {
+      // Only chunked (always allowed) and trailers: no transfer-coding the scrubber cannot read.
+      if (!has_list_token(value, "trailers")) return {FieldEdit::kDrop, {}};
+      return {FieldEdit::kReplace, "trailers"};
+    }
+    if (iequals(name, "http2-settings") && r.h2c_stripped) return {FieldEdit::kDrop, {}};
+    if (iequals(name, "upgrade") && r.h2c_stripped) {
+      if (r.upgrade_dropped) return {FieldEdit::kDrop, {}};
+      return {FieldEdit::kReplace, without_items(value, [](std::string_view i) { return iequals(i, "h2c"); })};
+    }
+    if (iequals(name, "connection") && (r.te_dropped || r.h2c_stripped)) {
+      std::string v = without_items(value, [&](std::string_view i) {
+        return (r.te_dropped && iequals(i, "te")) || (r.h2c_stripped && iequals(i, "http2-settings")) ||
+               (r.upgrade_dropped && iequals(i, "upgrade"));
+      });
+      if (v.empty()) return {FieldEdit::kDrop, {}};
+      return {FieldEdit::kReplace, std::move(v)};
+    }
+    return {};
+  }
+
+  // Builds the rewritten head into head_out. Returns false when blocked. With `restrict`
+  // (values may flow on this connection), the fields that decide the response's codings are
+  // edited (restrict_field) and an Accept-Encoding: identity is added when there was none.
+  bool rewrite_head(http::RequestHead& head, bool drop_expect, bool track_cl, bool restrict) {
     const std::string& raw = head.raw;
     const std::string_view rv(raw);
     head_out.clear();
@@ -519,19 +614,22 @@ struct RequestRewriter::Impl final : http::RequestSink {
       head_out.append(rv.substr(0, line_end));
     }
     std::size_t pos = line_end;
+    ResponseRestrictions restrictions = restrict ? plan_restrictions(head) : ResponseRestrictions{};
+    if (restrictions.upgrade_dropped) head.upgrade = false;  // nothing left to switch to
     for (const http::HeaderField& f : head.fields) {
       const std::string_view name = head.view(f.name);
       const std::size_t line_stop = f.line.offset + f.line.length;
-      if (drop_expect && iequals(name, "expect")) {
+      const FieldEdit edit = restrict ? restrict_field(name, head.view(f.value), restrictions) : FieldEdit{};
+      if ((drop_expect && iequals(name, "expect")) || edit.kind == FieldEdit::kDrop) {
+        head_out.append(rv.substr(pos, f.line.offset - pos));
         pos = line_stop;
         continue;
       }
       head_out.append(rv.substr(pos, f.value.offset - pos));
-      const std::string_view value = head.view(f.value);
-      if (iequals(name, "accept-encoding")) {
-        // This host may receive a value, so its responses must stay readable to the response
-        // scrubber: a compressed echo would carry the value past it.
-        head_out.append("identity");
+      // An edited value (Upgrade without h2c, Connection without TE) is substituted like any other.
+      const std::string_view value = edit.kind == FieldEdit::kReplace ? std::string_view(edit.value) : head.view(f.value);
+      if (edit.kind == FieldEdit::kReplace && iequals(name, "accept-encoding")) {
+        head_out.append(edit.value);
       } else if (track_cl && iequals(name, "content-length")) {
         cl_offsets.push_back(head_out.size());
         cl_lengths.push_back(value.size());
@@ -562,6 +660,8 @@ struct RequestRewriter::Impl final : http::RequestSink {
       head_out.append(rv.substr(f.value.offset + f.value.length, line_stop - (f.value.offset + f.value.length)));
       pos = line_stop;
     }
+    // rv[pos, end) is the empty line ending the head.
+    if (restrict && !restrictions.accept_encoding_seen) head_out.append("Accept-Encoding: identity\r\n");
     head_out.append(rv.substr(pos));
     return true;
   }
@@ -572,6 +672,8 @@ struct RequestRewriter::Impl final : http::RequestSink {
     is_chunked = head.framing == http::BodyFraming::kChunked;
     compute_eligibility(head);
     if (any_not_eligible && !scan_head_violations(head)) return;
+    // Sticky: once a value may have reached this upstream, every later response may echo it.
+    values_flowed = values_flowed || std::any_of(eligible.begin(), eligible.end(), [](std::uint8_t e) { return e != 0; });
 
     const bool has_body = is_chunked || (head.framing == http::BodyFraming::kContentLength && head.content_length > 0);
     mode = Mode::kPassthrough;
@@ -583,12 +685,14 @@ struct RequestRewriter::Impl final : http::RequestSink {
     }
     const bool buffer = mode == Mode::kBuffer;
     const bool drop_expect = buffer && head.expect_continue;
-    if (!any_headers && !any_basic && !any_query && !any_body) {
+    if (!any_headers && !any_basic && !any_query && !any_body && !values_flowed) {
       out->append(head.raw);
     } else {
-      if (!rewrite_head(head, drop_expect, buffer)) return;
+      if (!rewrite_head(head, drop_expect, buffer, values_flowed)) return;
       if (!buffer) out->append(head_out);
     }
+    const std::string_view method = head.view(head.method);
+    forwarded.push_back(ForwardedRequest{method == "HEAD", method == "CONNECT", head.upgrade && method != "CONNECT"});
     verbatim_tail = 0;
     if (drop_expect) guest->append(kContinue);
     body_buf.clear();
@@ -674,7 +778,8 @@ struct RequestRewriter::Impl final : http::RequestSink {
     return true;
   }
 
-  // A complete piece (chunk framing, trailers): violations only.
+  // A complete piece (chunk framing, trailers): violations only, every form the head is
+  // searched for (raw, percent, JSON, base64 and base64url at each alignment).
   bool detect_whole(std::string_view data, Location loc) {
     bool found = false;
     const auto* d = reinterpret_cast<const unsigned char*>(data.data());
@@ -683,7 +788,18 @@ struct RequestRewriter::Impl final : http::RequestSink {
       found = true;
       return false;
     });
-    return !found;
+    return !found && detect_base64(data, loc);
+  }
+
+  // Base64 and base64url forms only (rewrite_body finds the others in a buffered body).
+  bool detect_base64(std::string_view data, Location loc) {
+    std::size_t at = 0;
+    const Match m = find_base64_form(cs, data, not_eligible.data(), &at);
+    if (m.kind == Match::kFound) {
+      violation(m.secret, loc, m.forms);
+      return false;
+    }
+    return true;
   }
 
   void on_body(std::string_view data) override {
@@ -698,6 +814,8 @@ struct RequestRewriter::Impl final : http::RequestSink {
         body_buf.append(data);
         break;
       case Mode::kRechunk:
+        // rewrite_body sees raw, percent and JSON forms; the stream detector adds base64 ones.
+        if (any_not_eligible && !detect(body_det, data, Location::kBody)) return;
         rechunk(data, false);
         break;
     }
@@ -722,6 +840,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
         if (mode == Mode::kPassthrough) {
           if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
         } else if (mode == Mode::kRechunk) {
+          if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
           rechunk({}, true);
           if (block) return;
         }
@@ -739,6 +858,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
     if (mode == Mode::kPassthrough) {
       if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
     } else if (mode == Mode::kBuffer) {
+      if (any_not_eligible && !detect_base64(body_buf, Location::kBody)) return;
       body_out.clear();
       body_out.reserve(body_buf.size() + body_buf.size() / 8 + 64);
       rewrite_body(body_buf, true, body_out);
@@ -750,9 +870,11 @@ struct RequestRewriter::Impl final : http::RequestSink {
       out->append(body_out);
       wipe(body_out);
       wipe(head_out);
+      std::string().swap(body_out);  // a keep-alive connection keeps no body-sized buffer
     }
     body_det.reset();
     body_buf.clear();
+    if (body_buf.capacity() > kKeptBodyBytes) std::string().swap(body_buf);
     mode = Mode::kPassthrough;
     in_message = false;
     verbatim_tail = 0;
@@ -809,10 +931,33 @@ struct RequestRewriter::Impl final : http::RequestSink {
     verbatim_tail += data.size();
   }
 
+  // Bytes after an upgrade request wait for its answer (bounded: a client that speaks the new
+  // protocol before the 101 would otherwise make the gateway buffer without limit).
+  void hold_after_upgrade(std::string_view rest) {
+    if (after_upgrade.size() + rest.size() > kMaxHeldAfterUpgrade) {
+      set_block(false, {}, Location::kStream,
+                "more than " + std::to_string(kMaxHeldAfterUpgrade) +
+                    " bytes sent after an upgrade request before its response");
+      return;
+    }
+    after_upgrade.append(rest);
+  }
+
+  Status upgrade_answered(bool switched, std::string& to_upstream, std::string& to_guest) {
+    if (block) return Status::kBlocked;
+    if (!parser.awaiting_upgrade()) return Status::kOk;
+    parser.resolve_upgrade(switched);
+    std::string pending;
+    pending.swap(after_upgrade);
+    return feed(pending, to_upstream, to_guest);
+  }
+
   Status feed(std::string_view in, std::string& to_upstream, std::string& to_guest) {
     if (block) return Status::kBlocked;
     begin(to_upstream, &to_guest);
-    if (upgraded) {
+    if (parser.awaiting_upgrade()) {
+      hold_after_upgrade(in);
+    } else if (upgraded) {
       opaque_feed(in);
     } else {
       const std::size_t n = parser.parse(in, *this);
@@ -820,6 +965,10 @@ struct RequestRewriter::Impl final : http::RequestSink {
         std::string reason = "malformed request: ";
         reason += http::to_string(parser.error());
         set_block(false, {}, in_message ? Location::kBody : Location::kRequestLine, std::move(reason));
+      }
+      if (!block && parser.awaiting_upgrade()) {
+        committed = out->size();
+        if (n < in.size()) hold_after_upgrade(in.substr(n));
       }
       if (!block && parser.upgraded()) {
         upgraded = true;
@@ -837,7 +986,15 @@ struct RequestRewriter::Impl final : http::RequestSink {
     begin(to_upstream, nullptr);
     Match m;
     std::uint64_t at = 0;
-    if (upgraded) {
+    if (parser.awaiting_upgrade()) {
+      // The guest stopped sending before the answer came: what it sent after the upgrade
+      // request is not forwarded (it is neither known to be HTTP nor known to be the new
+      // protocol); a placeholder in it is still a violation.
+      if (!opaque_det.feed(after_upgrade, nullptr, &m, &at) || !opaque_det.finish(nullptr, &m, &at)) {
+        opaque_violation(m.secret, m.forms);
+      }
+      wipe(after_upgrade);
+    } else if (upgraded) {
       if (!opaque_det.finish(nullptr, &m, &at)) opaque_violation(m.secret, m.forms);
     } else if (in_message) {
       switch (mode) {
@@ -871,6 +1028,23 @@ std::vector<Substitution> RequestRewriter::take_substitutions() {
   out.swap(impl_->subs);
   return out;
 }
+std::size_t RequestRewriter::held_bytes() const noexcept {
+  const Impl& m = *impl_;
+  return m.head_out.capacity() + m.body_out.capacity() + m.body_buf.capacity() + m.window.capacity() +
+         m.scratch.capacity() + m.decoded.capacity() + m.encoded.capacity() + m.reencoded.capacity() +
+         m.held.capacity() + m.after_upgrade.capacity();
+}
+bool RequestRewriter::in_head() const noexcept { return !impl_->upgraded && impl_->parser.in_head(); }
+std::vector<ForwardedRequest> RequestRewriter::take_forwarded() {
+  std::vector<ForwardedRequest> out;
+  out.swap(impl_->forwarded);
+  return out;
+}
+bool RequestRewriter::awaiting_upgrade() const noexcept { return impl_->parser.awaiting_upgrade(); }
+Status RequestRewriter::upgrade_answered(bool switched, std::string& to_upstream, std::string& to_guest) {
+  return impl_->upgrade_answered(switched, to_upstream, to_guest);
+}
+bool RequestRewriter::values_may_flow() const noexcept { return impl_->values_flowed; }
 
 // ---- StreamScanner ----
 

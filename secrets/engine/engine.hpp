@@ -90,8 +90,15 @@ class SecretSet {
 
 enum class Status : std::uint8_t { kOk, kBlocked };
 
+// A request the rewriter forwarded, as its response needs to be read (issue 12 items 3, 4).
+struct ForwardedRequest {
+  bool head = false;     // HEAD: the response has no body, whatever its framing fields say
+  bool connect = false;  // CONNECT: a 2xx answer turns the connection into a tunnel
+  bool upgrade = false;  // an Upgrade offer was forwarded: 101 switches protocols
+};
+
 // The request direction of one HTTP connection (intercepted TLS or plain HTTP). After a request
-// that upgrades the protocol, the rest of the stream is scanned as opaque (detection only).
+// whose upgrade the server accepted, the rest of the stream is scanned as opaque (detection only).
 class RequestRewriter {
  public:
   RequestRewriter(const SecretSet& set, ConnectionContext context);
@@ -114,6 +121,27 @@ class RequestRewriter {
 
   const std::optional<Block>& blocked() const noexcept;
   std::vector<Substitution> take_substitutions();  // since the last call
+  std::vector<ForwardedRequest> take_forwarded();  // requests forwarded since the last call, in order
+
+  // Upgrades (issue 12 item 4). After a request that offers an upgrade (or a CONNECT), the
+  // bytes that follow are held (at most kMaxHeldAfterUpgrade) until its response is known:
+  // `switched` (101, or 2xx to CONNECT) makes the rest of the stream opaque (detection only);
+  // anything else resumes parsing, so later requests are rewritten and gated as usual.
+  static constexpr std::size_t kMaxHeldAfterUpgrade = 64 * 1024;
+  bool awaiting_upgrade() const noexcept;
+  Status upgrade_answered(bool switched, std::string& to_upstream, std::string& to_guest);
+
+  // Whether a secret has been eligible for some request on this connection, so that a value may
+  // have reached this upstream (and may be echoed). From then on every request leaves with
+  // `Accept-Encoding: identity`, no transfer-coding but chunked offered (TE), and no
+  // `Upgrade: h2c`; the response side must not forward compressed or transfer-coded responses.
+  bool values_may_flow() const noexcept;
+
+  // What the rewriter holds between calls, in bytes of buffer capacity (a body being buffered to
+  // rewrite counts its declared length from its head on): the gateway's memory budget.
+  std::size_t held_bytes() const noexcept;
+  // Inside a request head (its first byte seen, its empty line not yet): the gateway's head deadline.
+  bool in_head() const noexcept;
 
  private:
   struct Impl;

@@ -101,9 +101,11 @@ struct RunResult {
   std::vector<Substitution> subs;
 };
 
-// Feeds `input` cut at `cuts` (sorted offsets), then finish() unless blocked.
+// Feeds `input` cut at `cuts` (sorted offsets), then finish() unless blocked. With
+// `upgrade_answer`, an upgrade request is answered (switched or not) as soon as it is pending.
 inline RunResult run_rewriter(const SecretSet& set, const ConnectionContext& ctx, std::string_view input,
-                              const std::vector<std::size_t>& cuts = {}, bool call_finish = true) {
+                              const std::vector<std::size_t>& cuts = {}, bool call_finish = true,
+                              std::optional<bool> upgrade_answer = std::nullopt) {
   RequestRewriter rw(set, ctx);
   RunResult r;
   std::size_t pos = 0;
@@ -114,6 +116,10 @@ inline RunResult run_rewriter(const SecretSet& set, const ConnectionContext& ctx
     if (cut < pos) continue;
     r.status = rw.feed(input.substr(pos, cut - pos), r.upstream, r.guest);
     pos = cut;
+    while (upgrade_answer && r.status == Status::kOk && rw.awaiting_upgrade()) {
+      r.status = rw.upgrade_answered(*upgrade_answer, r.upstream, r.guest);
+      if (*upgrade_answer) break;  // opaque from here: nothing is awaited any more
+    }
     if (r.status == Status::kBlocked) break;
   }
   if (r.status == Status::kOk && call_finish) r.status = rw.finish(r.upstream);

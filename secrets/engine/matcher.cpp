@@ -172,6 +172,51 @@ std::size_t pair_key(unsigned char a, unsigned char b) noexcept {
   return (static_cast<std::size_t>(fold_b64(a)) << 8) | fold_b64(b);
 }
 
+bool base64_form_in(const SecretSet::Compiled& c, std::string_view text, std::size_t from, std::size_t to,
+                    const std::uint8_t* want, Match* found, std::size_t* at) noexcept;
+
+constexpr std::size_t kB64Gram = 4;  // every base64 form is at least this long
+
+// The hash of 4 characters as they stand (no folding: the filter holds every spelling).
+std::uint32_t b64_gram_hash(const unsigned char* p) noexcept {
+  std::uint32_t g;
+  std::memcpy(&g, p, sizeof g);
+  return g * 0x9E3779B1u;
+}
+
+void build_base64_filter(SecretSet::Compiled& c) {
+  if (c.base64_forms.empty()) return;
+  std::size_t shortest = c.base64_forms.front().text.size();
+  for (const auto& f : c.base64_forms) shortest = std::min(shortest, f.text.size());
+  c.base64_stride = shortest - kB64Gram + 1;
+  // About 64 filter bits per (form, offset) pair: few sampled positions of unrelated text pass.
+  const std::size_t entries = c.base64_forms.size() * c.base64_stride;
+  unsigned log = 12;
+  while (log < 24 && (std::size_t{1} << log) < 64 * entries) ++log;
+  c.base64_filter_shift = 32 - log;
+  c.base64_filter.assign((std::size_t{1} << log) / 64, 0);
+  // Each gram in every mix of the two alphabets ('+' or '-', '/' or '_'), as find_base64_form
+  // folds them: the probe then hashes the text's bytes without folding.
+  for (const auto& f : c.base64_forms) {
+    for (std::size_t o = 0; o < c.base64_stride; ++o) {
+      const auto* g = reinterpret_cast<const unsigned char*>(f.text.data()) + o;
+      for (unsigned mix = 0; mix < 16; ++mix) {
+        unsigned char v[kB64Gram];
+        bool used = true;  // every bit of mix selects a url character where there is one to select
+        for (std::size_t k = 0; k < kB64Gram; ++k) {
+          const bool url = (mix >> k) & 1;
+          const bool special = g[k] == '+' || g[k] == '/';
+          if (url && !special) used = false;
+          v[k] = url && special ? (g[k] == '+' ? '-' : '_') : g[k];
+        }
+        if (!used) continue;
+        const std::uint32_t bit = b64_gram_hash(v) >> c.base64_filter_shift;
+        c.base64_filter[bit / 64] |= std::uint64_t{1} << (bit % 64);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::string_view form_name(std::uint8_t forms) noexcept {
@@ -208,6 +253,7 @@ SecretSet::Compiled::Compiled(const std::vector<SecretBinding>& secrets) {
       const std::size_t end = (8 * (k + p.size())) / 6;  // exclusive
       if (end <= begin || end - begin < 4) continue;
       base64_forms.push_back({i, enc.substr(begin, end - begin)});
+      max_base64_form = std::max(max_base64_form, end - begin);
     }
   }
   for (int b = 0; b < 256; ++b) {
@@ -247,6 +293,7 @@ SecretSet::Compiled::Compiled(const std::vector<SecretBinding>& secrets) {
     base64_keys.push_back(key);
     base64_pair_bits[key / 64] |= std::uint64_t{1} << (key % 64);
   }
+  build_base64_filter(*this);
 }
 
 std::size_t next_trigger(const SecretSet::Compiled& c, const unsigned char* data, std::size_t from,
@@ -376,59 +423,109 @@ Match match_at(const SecretSet::Compiled& c, const unsigned char* d, std::size_t
   return result;
 }
 
+// One carry for both searches: the stream from the first position where a form of either kind
+// (raw/percent/JSON, or base64) may still begin. A match is reported only when no form still open
+// starts before it, so that any split of the stream reports the same first match as one feed.
 bool StreamDetector::feed(std::string_view data, const std::uint8_t* want, Match* found, std::uint64_t* found_at) {
   const SecretSet::Compiled& c = *c_;
-  bool hit = false;
-  Match hm;
-  std::size_t hpos = 0;
-  auto on_match = [&](std::size_t pos, const Match& m) {
-    hit = true;
-    hm = m;
-    hpos = pos;
-    return false;
+  constexpr std::uint64_t kNowhere = ~std::uint64_t{0};
+  const std::uint64_t start = offset_ - carry_.size();  // stream offset of carry_[0]
+  Match best;
+  std::uint64_t best_at = kNowhere;
+  auto offer = [&](const Match& m, std::uint64_t at) {
+    if (at < best_at) {
+      best = m;
+      best_at = at;
+    }
   };
-  if (!carry_.empty()) {
-    const std::size_t take = std::min(data.size(), c.max_form);
-    window_.assign(carry_);
-    window_.append(data.substr(0, take));
-    const std::size_t climit = carry_.size();
-    const auto* w = reinterpret_cast<const unsigned char*>(window_.data());
-    const std::size_t stop = scan_forms(c, w, 0, window_.size(), climit, want, false, on_match);
-    if (hit) {
-      *found = hm;
-      *found_at = offset_ - carry_.size() + hpos;
+  auto first_form = [&](const unsigned char* d, std::size_t n, std::size_t limit, std::uint64_t base) {
+    bool hit = false;
+    const std::size_t stop = scan_forms(c, d, 0, n, limit, want, false, [&](std::size_t pos, const Match& m) {
+      offer(m, base + pos);
+      hit = true;
       return false;
+    });
+    return hit ? n : stop;  // where a form is still open (n: none)
+  };
+  std::uint64_t open_at = kNowhere;  // the first position where a raw form is still open
+  bool data_scanned = false;
+  if (!carry_.empty()) {
+    // Forms that begin in the carry end within the next max_form bytes.
+    window_.assign(carry_);
+    window_.append(data.substr(0, std::min(data.size(), c.max_form)));
+    const auto* w = reinterpret_cast<const unsigned char*>(window_.data());
+    const std::size_t stop = first_form(w, window_.size(), carry_.size(), start);
+    if (stop < carry_.size()) {
+      open_at = start + stop;  // still open: then all of `data` is in the window
+      data_scanned = true;     // and the raw scan resumes there next time
     }
-    if (stop < climit) {
-      // A form still open: only possible when all of `data` is in the window.
-      carry_.assign(window_, stop, std::string::npos);
-      offset_ += data.size();
-      return true;
+    std::size_t at = 0;
+    if (!c.base64_forms.empty()) {
+      const Match m = find_base64_form(c, window_, want, &at);
+      if (m.kind == Match::kFound && at < carry_.size()) offer(m, start + at);
     }
-    carry_.clear();
   }
   const auto* d = reinterpret_cast<const unsigned char*>(data.data());
-  const std::size_t stop = scan_forms(c, d, 0, data.size(), data.size(), want, false, on_match);
-  if (hit) {
-    *found = hm;
-    *found_at = offset_ + hpos;
+  if (!data_scanned) {
+    const std::size_t stop = first_form(d, data.size(), data.size(), offset_);
+    if (stop < data.size()) open_at = std::min(open_at, offset_ + stop);
+  }
+  if (!c.base64_forms.empty()) {
+    std::size_t at = 0;
+    const Match m = find_base64_form(c, data, want, &at);
+    if (m.kind == Match::kFound) offer(m, offset_ + at);
+    // The tail of the stream that may begin a base64 form.
+    const std::size_t keep = c.max_base64_form - 1;
+    std::string_view tail;
+    if (data.size() >= keep) {
+      tail = data.substr(data.size() - keep);
+    } else {
+      window_.assign(carry_);
+      window_.append(data);
+      tail = std::string_view(window_).substr(window_.size() - std::min(window_.size(), keep));
+    }
+    const std::size_t p = base64_partial_start(c, tail, want);
+    if (p < tail.size()) open_at = std::min(open_at, offset_ + data.size() - (tail.size() - p));
+  }
+  if (best_at != kNowhere && best_at < open_at) {
+    *found = best;
+    *found_at = best_at;
     return false;
   }
-  if (stop < data.size()) carry_.assign(data.substr(stop));
-  offset_ += data.size();
+  // Keep the stream from the first open form (a match after it waits for the form to settle).
+  const std::uint64_t end = offset_ + data.size();
+  if (open_at == kNowhere) {
+    carry_.clear();
+  } else if (open_at >= offset_) {
+    carry_.assign(data.substr(static_cast<std::size_t>(open_at - offset_)));
+  } else {
+    window_.assign(carry_, static_cast<std::size_t>(open_at - start), std::string::npos);
+    window_.append(data);
+    carry_.swap(window_);
+  }
+  offset_ = end;
   return true;
 }
 
 bool StreamDetector::finish(const std::uint8_t* want, Match* found, std::uint64_t* found_at) {
   if (carry_.empty()) return true;
   bool hit = false;
+  const std::uint64_t start = offset_ - carry_.size();
   const auto* w = reinterpret_cast<const unsigned char*>(carry_.data());
   scan_forms(*c_, w, 0, carry_.size(), carry_.size(), want, true, [&](std::size_t pos, const Match& m) {
     hit = true;
     *found = m;
-    *found_at = offset_ - carry_.size() + pos;
+    *found_at = start + pos;
     return false;
   });
+  // A base64 form whole in the carry (one still open at the end is no form).
+  std::size_t at = 0;
+  const Match m = c_->base64_forms.empty() ? Match{} : find_base64_form(*c_, carry_, want, &at);
+  if (m.kind == Match::kFound && (!hit || start + at < *found_at)) {
+    hit = true;
+    *found = m;
+    *found_at = start + at;
+  }
   carry_.clear();
   return !hit;
 }
@@ -438,7 +535,41 @@ Match find_base64_form(const SecretSet::Compiled& c, std::string_view text, cons
   Match result;
   if (c.base64_forms.empty()) return result;
   const auto* t = reinterpret_cast<const unsigned char*>(text.data());
-  for (std::size_t i = 0; i + 1 < text.size(); ++i) {
+  const std::size_t n = text.size(), stride = c.base64_stride;
+  // Sampled positions a; a form found through a starts in (a - stride, a]: these windows are
+  // disjoint and in order, so the first form found is the first in the text.
+  const std::uint64_t* filter = c.base64_filter.data();
+  const unsigned shift = c.base64_filter_shift;
+  auto passes = [&](std::size_t a) {
+    const std::uint32_t bit = b64_gram_hash(t + a) >> shift;
+    return (filter[bit / 64] >> (bit % 64)) & 1;
+  };
+  auto check = [&](std::size_t a) {
+    const std::size_t from = a + 1 >= stride ? a + 1 - stride : 0;
+    return base64_form_in(c, text, from, a + 1, want, &result, at);
+  };
+  std::size_t a = 0;
+  // Four samples per step, independent of each other (the filter rarely passes one).
+  for (; a + 3 * stride + kB64Gram <= n; a += 4 * stride) {
+    const std::uint64_t any = passes(a) | passes(a + stride) | passes(a + 2 * stride) | passes(a + 3 * stride);
+    if (any == 0) continue;
+    for (std::size_t k = 0; k < 4; ++k) {
+      if (passes(a + k * stride) && check(a + k * stride)) return result;
+    }
+  }
+  for (; a + kB64Gram <= n; a += stride) {
+    if (passes(a) && check(a)) return result;
+  }
+  return result;
+}
+
+namespace {
+// The first wanted form starting in [from, to) of `text` (checked position by position).
+bool base64_form_in(const SecretSet::Compiled& c, std::string_view text, std::size_t from, std::size_t to,
+                    const std::uint8_t* want, Match* found, std::size_t* at) noexcept {
+  Match& result = *found;
+  const auto* t = reinterpret_cast<const unsigned char*>(text.data());
+  for (std::size_t i = from; i < to && i + 1 < text.size(); ++i) {
     const std::size_t key = pair_key(t[i], t[i + 1]);
     if ((c.base64_pair_bits[key / 64] & (std::uint64_t{1} << (key % 64))) == 0) continue;
     const auto range = std::equal_range(c.base64_keys.begin(), c.base64_keys.end(), static_cast<std::uint32_t>(key));
@@ -456,11 +587,35 @@ Match find_base64_form(const SecretSet::Compiled& c, std::string_view text, cons
         result.length = static_cast<std::uint32_t>(f.text.size());
         result.forms = kFormBase64;
         *at = i;
-        return result;
+        return true;
       }
     }
   }
-  return result;
+  return false;
+}
+}  // namespace
+
+std::size_t base64_partial_start(const SecretSet::Compiled& c, std::string_view text, const std::uint8_t* want) noexcept {
+  const std::size_t n = text.size();
+  if (c.base64_forms.empty() || n == 0) return n;
+  const auto* t = reinterpret_cast<const unsigned char*>(text.data());
+  for (std::size_t p = n - std::min(n, c.max_base64_form - 1); p < n; ++p) {
+    if (kB64Value[t[p]] == 0xff) continue;
+    // Forms whose first two characters agree with text[p, p + 2) (just the first when one is left).
+    const std::uint32_t lo = static_cast<std::uint32_t>(p + 1 < n ? pair_key(t[p], t[p + 1]) : pair_key(t[p], 0));
+    const std::uint32_t hi = p + 1 < n ? lo : lo | 0xff;
+    const auto first = std::lower_bound(c.base64_keys.begin(), c.base64_keys.end(), lo);
+    for (auto it = first; it != c.base64_keys.end() && *it <= hi; ++it) {
+      const auto& f = c.base64_forms[static_cast<std::size_t>(it - c.base64_keys.begin())];
+      if (want != nullptr && want[f.secret] == 0) continue;
+      const std::size_t len = n - p;
+      if (len >= f.text.size()) continue;  // a whole form would have been found
+      bool eq = true;
+      for (std::size_t k = 0; k < len && eq; ++k) eq = fold_b64(t[p + k]) == static_cast<unsigned char>(f.text[k]);
+      if (eq) return p;
+    }
+  }
+  return n;
 }
 
 std::string base64_encode(std::string_view bytes) {

@@ -3,6 +3,7 @@
 // codecs the rewriter needs (base64, percent-encoding). Not a public header.
 #include <secrets/engine/engine.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -58,6 +59,13 @@ struct SecretSet::Compiled {
   std::vector<Base64Form> base64_forms;        // sorted by the key of their first two chars
   std::vector<std::uint32_t> base64_keys;      // that key, parallel to base64_forms
   std::vector<std::uint64_t> base64_pair_bits;  // 65536 bits: first two chars of some form
+  std::size_t max_base64_form = 0;              // longest base64 form (characters)
+  // Sampling filter (bodies are long): every form spans one of the positions 0, stride,
+  // 2 stride, ... of a text with its 4 characters there at an offset below the stride; a bit
+  // per hash of those (folded) characters says whether some form has them at some offset.
+  std::size_t base64_stride = 0;
+  unsigned base64_filter_shift = 0;
+  std::vector<std::uint64_t> base64_filter;
 };
 
 // Position of the first byte at or after `from` in data[from, size) that may start a form
@@ -115,6 +123,9 @@ class StreamDetector {
 
  private:
   const SecretSet::Compiled* c_;
+  // The stream from the first position where a form may still begin: raw, percent and JSON
+  // forms (as scan_forms leaves them open), and base64 and base64url ones (the forms the head
+  // finds with find_base64_form), so a form cut by a read is found when the rest arrives.
   std::string carry_;
   std::string window_;
   std::uint64_t offset_ = 0;
@@ -124,6 +135,11 @@ class StreamDetector {
 // secret with want[s] != 0. Returns kNone or kFound (pos in *at).
 Match find_base64_form(const SecretSet::Compiled& c, std::string_view text, const std::uint8_t* want,
                        std::size_t* at) noexcept;
+
+// Where a wanted base64 form may begin in `text` and run past its end: the first position p such
+// that text[p, size) is a proper prefix of such a form (only the last max_base64_form - 1
+// positions are looked at); text.size() when there is none.
+std::size_t base64_partial_start(const SecretSet::Compiled& c, std::string_view text, const std::uint8_t* want) noexcept;
 
 // Codecs.
 std::string base64_encode(std::string_view bytes);

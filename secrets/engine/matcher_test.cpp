@@ -157,6 +157,16 @@ TEST_F(MatcherTest, StreamDetectorIsSplitInvariant) {
       "\\u0024\\u004dSB_OTHER",
       "$MSB_KE $MSB_OTHE %24MSB_OTHER",
       "nothing here $ % \\ $MSB",
+      // base64 (issue 12 item 7): each alignment, and the url alphabet of "?>?>?>"
+      "data: " + base64_encode("$MSB_OTHER") + " end",
+      "data: " + base64_encode("x$MSB_OTHER!") + " end",
+      "data: " + base64_encode("xy$MSB_OTHER") + " end",
+      "u=Pz4_Pj8- and more",
+      "not quite: " + base64_encode("$MSB_OTHER").substr(0, 10) + "!",
+      // A base64 form and a raw one close together: the first one is reported however cut.
+      "E1TQl9" + base64_encode("$MSB_KEY") + "$MSB_OTHER@",
+      base64_encode("x$MSB_KEY").substr(0, 12) + "$MSB_OTHER" + base64_encode("x$MSB_KEY").substr(12),
+      "$MSB_OTH" + base64_encode("$MSB_KEY") + "ER",
   };
   for (const std::string& s : streams) {
     StreamDetector whole(c);

@@ -4,9 +4,12 @@
 // byte. Values are fake.
 #include <secrets/engine/engine.hpp>
 #include <secrets/engine/engine_test_util.hpp>
+#include <secrets/engine/matcher.hpp>
+#include <http/request_parser.hpp>
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -74,6 +77,8 @@ struct Case {
   Setup setup = Setup::kTls;
   std::size_t max_body = kDefaultMaxBodyBytes;
   bool split_exact = true;  // false: re-chunked output depends on where reads end
+  std::size_t identity_from = 0;  // heads before this one were sent before any secret was eligible
+  bool identity = true;           // false: no secret is eligible on the connection at all
 
   Case on(Setup s) const {
     Case c = *this;
@@ -100,6 +105,16 @@ struct Case {
     c.split_exact = false;
     return c;
   }
+  Case no_identity() const {
+    Case c = *this;
+    c.identity = false;
+    return c;
+  }
+  Case identity_after(std::size_t heads) const {
+    Case c = *this;
+    c.identity_from = heads;
+    return c;
+  }
   Case forwarded_before(std::string up) const {  // a blocked case whose earlier requests went through
     Case c = *this;
     c.upstream = std::move(up);
@@ -108,6 +123,36 @@ struct Case {
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+// Once a secret is eligible on a connection, every request head leaves with one
+// `Accept-Encoding: identity` (issue 12 item 3). The table's expected upstream bytes are written
+// without it; this adds it to each head that has no Accept-Encoding (found with the real
+// parser), from the `from`-th head on.
+std::string with_identity(const std::string& upstream, std::size_t from = 0) {
+  struct Sink : http::RequestSink {
+    std::string out;
+    std::size_t heads = 0, from = 0;
+    void on_head(http::RequestHead& head) override {
+      if (heads++ < from || !head.values("accept-encoding").empty()) {
+        out += head.raw;
+        return;
+      }
+      out += head.raw.substr(0, head.raw.size() - 2) + "Accept-Encoding: identity\r\n\r\n";
+    }
+    void on_body(std::string_view d) override { out += d; }
+    void on_framing(http::FramingKind, std::string_view raw) override { out += raw; }
+    void on_message_end() override {}
+  } sink;
+  sink.from = from;
+  http::RequestParser parser;
+  std::size_t n = parser.parse(upstream, sink);
+  while (n < upstream.size() && parser.awaiting_upgrade()) {  // test data: the upgrade is refused
+    parser.resolve_upgrade(true);
+    sink.out += upstream.substr(n);
+    n = upstream.size();
+  }
+  return n == upstream.size() ? sink.out : upstream;
+}
 
 Case ok(std::string name, std::string input, std::string upstream) {
   Case c;
@@ -160,6 +205,35 @@ std::vector<SecretSpec> other_secrets() {
 std::vector<SecretSpec> crlf_secrets() {
   return {{"CRLF", kCrlf, {"api.example.com"}, scopes(true, true, true, false)},
           {"NUL", kNul, {"api.example.com"}, scopes(true, false, false, false)}};
+}
+
+// The base64 of `prefix` then `placeholder` then `suffix`: the placeholder at alignment
+// prefix.size() % 3. With `url`, in the base64url alphabet and without padding.
+std::string b64(const std::string& prefix, const std::string& placeholder, const std::string& suffix = "yy",
+                bool url = false) {
+  std::string t = base64_encode(prefix + placeholder + suffix);
+  if (url) {
+    while (!t.empty() && t.back() == '=') t.pop_back();
+    for (char& ch : t) ch = ch == '+' ? '-' : ch == '/' ? '_' : ch;
+  }
+  return t;
+}
+// A secret whose placeholder's base64 holds '+' and '/' (so base64url differs from base64).
+std::vector<SecretSpec> tilde_secrets() {
+  return {{"KEY", kKey, {"api.example.com"}, scopes(true, true, false, false)},
+          {"BK", kBk, {"api.example.com"}, scopes(false, false, false, true)},
+          {"TILDE", "tilde-FAKE", {"other.example.net"}, {}, true, false, "PH~~~?~~~?"}};
+}
+// Chunked body cut every `every` bytes into chunks.
+std::string chunks_of(const std::string& body, std::size_t every) {
+  std::string out;
+  for (std::size_t i = 0; i < body.size(); i += every) {
+    const std::string piece = body.substr(i, every);
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%zx", piece.size());
+    out += std::string(hex) + "\r\n" + piece + "\r\n";
+  }
+  return out + "0\r\n\r\n";
 }
 
 std::vector<Case> cases() {
@@ -258,8 +332,8 @@ std::vector<Case> cases() {
          "GET / HTTP/1.1\r\nHost: api.example.com:443\r\nX: " + kKey + "\r\n\r\n"),
       ok("gate4_host_case_and_dot", "GET / HTTP/1.1\r\nHost: API.Example.COM.\r\nX: $MSB_KEY\r\n\r\n",
          "GET / HTTP/1.1\r\nHost: API.Example.COM.\r\nX: " + kKey + "\r\n\r\n"),
-      viol("gate4_host_bad_port", "GET / HTTP/1.1\r\nHost: api.example.com:44x\r\nX: $MSB_KEY\r\n\r\n", "KEY",
-           Location::kHeader, "authority"),
+      shape("gate4_host_bad_port", "GET / HTTP/1.1\r\nHost: api.example.com:44x\r\nX: $MSB_KEY\r\n\r\n", "",
+            Location::kRequestLine, "bad_host"),
       ok("gate4_absolute_form_agrees", get("X: $MSB_KEY\r\n", "https://api.example.com:443/x"),
          get("X: " + kKey + "\r\n", "https://api.example.com:443/x")),
       viol("gate4_absolute_form_disagrees", get("X: $MSB_KEY\r\n", "https://evil.example/x"), "KEY", Location::kHeader,
@@ -334,6 +408,49 @@ std::vector<Case> cases() {
       viol("trailer_passthrough", chunked("", "3\r\nabc\r\n0\r\nX-T: %24MSB_OTHER\r\n\r\n"), "OTHER",
            Location::kTrailer, "(percent-encoded)")
           .with(other_secrets()),
+      // Bodies and trailers are searched for the head's base64 forms too (issue 12 item 7): each
+      // alignment, base64url, streamed (passthrough), re-chunked and buffered bodies, split
+      // across reads (every split point below) and across chunks.
+      viol("base64_body_align0", post("", "d=" + b64("", "$MSB_OTHER")), "OTHER", Location::kBody, "(base64)")
+          .with(other_secrets()),
+      viol("base64_body_align1", post("", "d=" + b64("x", "$MSB_OTHER")), "OTHER", Location::kBody, "(base64)")
+          .with(other_secrets()),
+      viol("base64_body_align2", post("", "d=" + b64("xx", "$MSB_OTHER")), "OTHER", Location::kBody, "(base64)")
+          .with(other_secrets()),
+      viol("base64_body_json", post("", "{\"t\":\"" + b64("u:", "$MSB_OTHER", "") + "\"}"), "OTHER", Location::kBody,
+           "(base64)")
+          .with(other_secrets()),
+      viol("base64url_body", post("", "t=" + b64("", "PH~~~?~~~?", "", true)), "TILDE", Location::kBody, "(base64)")
+          .with(tilde_secrets()),
+      viol("base64url_body_align1", post("", "t=" + b64("a", "PH~~~?~~~?", "b", true)), "TILDE", Location::kBody,
+           "(base64)")
+          .with(tilde_secrets()),
+      viol("base64_body_standard_alphabet_with_slash", post("", "t=" + b64("", "PH~~~?~~~?", "")), "TILDE",
+           Location::kBody, "(base64)")
+          .with(tilde_secrets()),
+      viol("base64_split_across_chunks_passthrough", chunked("", chunks_of("d=" + b64("x", "$MSB_OTHER"), 3)), "OTHER",
+           Location::kBody, "(base64)")
+          .with(other_secrets()),
+      viol("base64_trailer", chunked("", "3\r\nabc\r\n0\r\nX-T: " + b64("xx", "$MSB_OTHER") + "\r\n\r\n"), "OTHER",
+           Location::kTrailer, "(base64)")
+          .with(other_secrets()),
+      viol("base64_chunk_extension", chunked("", "3;e=" + b64("", "$MSB_OTHER") + "\r\nabc\r\n0\r\n\r\n"), "OTHER",
+           Location::kBody, "(base64)")
+          .with(other_secrets()),
+      viol("base64_in_buffered_body", post("", "$MSB_BK " + b64("x", "$MSB_OTHER")), "OTHER", Location::kBody,
+           "(base64)"),
+      viol("base64_in_rechunked_body", chunked("", chunks_of("$MSB_BK " + b64("xx", "$MSB_OTHER"), 4)), "OTHER",
+           Location::kBody, "(base64)"),
+      viol("base64url_in_buffered_body", post("", "$MSB_BK " + b64("", "PH~~~?~~~?", "", true)), "TILDE",
+           Location::kBody, "(base64)")
+          .with(tilde_secrets()),
+      viol("base64_after_upgrade", "GET /ws HTTP/1.1\r\n" + kH + "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n" +
+                                       "frame " + b64("x", "$MSB_KEY"),
+           "KEY", Location::kStream, "(base64)")
+          .forwarded_before("GET /ws HTTP/1.1\r\n" + kH + "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+      // The eligible secret's own base64 is not a violation (it is not substituted either).
+      same("base64_of_eligible_in_body_kept", post("", "d=" + b64("x", "$MSB_KEY"))),
+      same("base64_prefix_only_in_body", post("", "d=" + b64("", "$MSB_OTHER").substr(0, 8) + "!!")).with(other_secrets()),
       same("chunked_passthrough_clean", chunked("", "3;x=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n")).with(other_secrets()),
       same("body_passthrough_clean", post("", "a=1&b=%20%2F&c=\\n$5")).with(other_secrets()),
       viol("chunk_extension", chunked("", "3;a=$MSB_OTHER\r\nabc\r\n0\r\n\r\n"), "OTHER", Location::kBody, "(raw)"),
@@ -409,7 +526,9 @@ std::vector<Case> cases() {
           .not_split_exact(),
 
       // ---- upgrades: the rest is opaque, every placeholder a violation ----
-      same("upgrade_then_clean_opaque", wsHead + std::string("\x81\x05hello", 7)),
+      // Until the answer to the upgrade request is known the bytes after it are held; the stream
+      // ends here without one, so they are dropped (Upgrade tests below give answers).
+      ok("upgrade_then_clean_opaque_held", wsHead + std::string("\x81\x05hello", 7), wsHead),
       viol("upgrade_then_placeholder", wsHead + "frame $MSB_KEY", "KEY", Location::kStream, "opaque stream")
           .forwarded_before(wsHead),
       viol("connect_then_placeholder", "CONNECT api.example.com:443 HTTP/1.1\r\n" + kH + "\r\n%24MSB_KEY", "KEY",
@@ -493,6 +612,10 @@ void expect_no_value(const testing::RunResult& r, const std::string& where) {
   }
 }
 
+std::string expected_upstream(const Case& c) {
+  return c.identity ? with_identity(c.upstream, c.identity_from) : c.upstream;
+}
+
 void expect_case(const Case& c, const testing::RunResult& r, const std::string& where) {
   if (c.blocked) {
     ASSERT_EQ(r.status, Status::kBlocked) << where;
@@ -505,7 +628,7 @@ void expect_case(const Case& c, const testing::RunResult& r, const std::string& 
   } else {
     ASSERT_EQ(r.status, Status::kOk) << where << ": " << (r.block ? r.block->reason : "");
     EXPECT_FALSE(r.block.has_value()) << where;
-    EXPECT_EQ(r.upstream, c.upstream) << where;
+    EXPECT_EQ(r.upstream, expected_upstream(c)) << where;
   }
   EXPECT_EQ(r.guest, c.guest) << where;
   expect_no_value(r, where);
@@ -528,12 +651,12 @@ std::string dechunk(std::string_view s) {
 // Re-chunked output follows the reads: compare the head and the de-chunked body instead.
 void expect_same_message(const Case& c, const testing::RunResult& r, const std::string& where) {
   ASSERT_EQ(r.status, Status::kOk) << where;
-  const std::size_t head_len = c.upstream.find("\r\n\r\n") + 4;
-  ASSERT_EQ(r.upstream.substr(0, head_len), c.upstream.substr(0, head_len)) << where;
-  EXPECT_EQ(dechunk(std::string_view(r.upstream).substr(head_len)),
-            dechunk(std::string_view(c.upstream).substr(head_len)))
+  const std::string up = expected_upstream(c);
+  const std::size_t head_len = up.find("\r\n\r\n") + 4;
+  ASSERT_EQ(r.upstream.substr(0, head_len), up.substr(0, head_len)) << where;
+  EXPECT_EQ(dechunk(std::string_view(r.upstream).substr(head_len)), dechunk(std::string_view(up).substr(head_len)))
       << where;
-  EXPECT_TRUE(r.upstream.ends_with(c.upstream.substr(c.upstream.rfind("\r\n0\r\n")))) << where;  // last chunk, trailers
+  EXPECT_TRUE(r.upstream.ends_with(up.substr(up.rfind("\r\n0\r\n")))) << where;  // last chunk, trailers
   EXPECT_EQ(r.guest, c.guest) << where;
   expect_no_value(r, where);
 }
@@ -547,7 +670,7 @@ TEST_P(RewriterCase, WholeInput) {
   expect_case(c, r, "whole");
   // Blocked: only earlier complete requests were forwarded.
   if (c.blocked) {
-    EXPECT_EQ(r.upstream, c.upstream);
+    EXPECT_EQ(r.upstream, expected_upstream(c));
   }
 }
 
@@ -589,12 +712,13 @@ TEST(Rewriter, RechunkSplitsGiveTheSameBody) {
   pins.pin(testing::api_ip(), "api.example.com");
   SecretSet set(make_secrets(std_secrets()), ViolationAction::kUnset);
   const std::string input = chunked("", "3\r\nab$\r\n6\r\nMSB_BK\r\n4\r\n$MSB\r\n5\r\n_BK!!\r\n0\r\n\r\n");
-  const std::size_t head_len = input.find("\r\n\r\n") + 4;
+  const std::string head = with_identity(input.substr(0, input.find("\r\n\r\n") + 4));
+  const std::size_t head_len = head.size();
   for (std::size_t a = 0; a <= input.size(); ++a) {
     for (std::size_t b = a; b <= input.size(); b += 3) {
       const auto r = run_rewriter(set, testing::tls_context(&pins), input, {a, b});
       ASSERT_EQ(r.status, Status::kOk);
-      ASSERT_EQ(r.upstream.substr(0, head_len), input.substr(0, head_len));
+      ASSERT_EQ(r.upstream.substr(0, head_len), head);
       ASSERT_EQ(dechunk(std::string_view(r.upstream).substr(head_len)), "ab" + kBk + kBk + "!!") << a << "," << b;
       ASSERT_EQ(r.subs.size(), 2u);
     }
@@ -683,7 +807,7 @@ TEST(Rewriter, PinsAreAskedPerRequest) {
   RequestRewriter rw(set, testing::tls_context(&pins));
   std::string up, guest;
   ASSERT_EQ(rw.feed(kBearer + kBearer, up, guest), Status::kOk);
-  EXPECT_EQ(up, kBearerOut + kBearerOut);
+  EXPECT_EQ(up, with_identity(kBearerOut + kBearerOut));
   EXPECT_EQ(pins.queries, 6);  // 3 secrets allowed for the SNI, 2 requests
 }
 
@@ -724,6 +848,191 @@ TEST(Rewriter, ValueAppearsOnlyWhereDue) {
   std::size_t count = 0;
   for (std::size_t at = r.upstream.find(kKey); at != std::string::npos; at = r.upstream.find(kKey, at + 1)) ++count;
   EXPECT_EQ(count, 1u);
+}
+
+
+// ---- issue 12 items 3 and 4: what the response may be, and upgrades ----
+
+struct Conn {
+  FakePins pins;
+  std::unique_ptr<SecretSet> set;
+  std::unique_ptr<RequestRewriter> rw;
+  std::string up, guest;
+  explicit Conn(const std::string& sni = "api.example.com") {
+    pins.pin(testing::api_ip(), "api.example.com");
+    set = std::make_unique<SecretSet>(make_secrets(std_secrets()), ViolationAction::kUnset);
+    rw = std::make_unique<RequestRewriter>(*set, testing::tls_context(&pins, sni));
+  }
+  Status feed(const std::string& in) { return rw->feed(in, up, guest); }
+  Status answer(bool switched) { return rw->upgrade_answered(switched, up, guest); }
+};
+
+const std::string kWs = "GET /ws HTTP/1.1\r\n" + kH + "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+const std::string kWsOut = with_identity(kWs);
+
+TEST(RewriterUpgrade, RefusedUpgradeGoesOnRewritingAndGating) {
+  // Before issue 12 the stream turned opaque at the end of the upgrade request, refused or not:
+  // a later request was neither rewritten (no Accept-Encoding: identity) nor gated as HTTP.
+  Conn c;
+  ASSERT_EQ(c.feed(kWs + kBearer + get("Accept-Encoding: gzip\r\n")), Status::kOk);
+  EXPECT_EQ(c.up, kWsOut);  // the rest waits for the answer
+  EXPECT_TRUE(c.rw->awaiting_upgrade());
+  ASSERT_EQ(c.answer(false), Status::kOk);  // e.g. 426 or 200 without switching
+  EXPECT_FALSE(c.rw->awaiting_upgrade());
+  EXPECT_EQ(c.up, kWsOut + with_identity(kBearerOut) + get("Accept-Encoding: identity\r\n"));
+  // And gated: a placeholder of a secret not allowed here is a violation in its header.
+  ASSERT_EQ(c.feed(get("X: $MSB_OTHER\r\n")), Status::kBlocked);
+  EXPECT_EQ(c.rw->blocked()->location, Location::kHeader);
+}
+
+TEST(RewriterUpgrade, AcceptedUpgradeMakesTheHeldBytesOpaque) {
+  Conn c;
+  ASSERT_EQ(c.feed(kWs + "frame one"), Status::kOk);
+  EXPECT_EQ(c.up, kWsOut);
+  ASSERT_EQ(c.answer(true), Status::kOk);  // 101
+  EXPECT_EQ(c.up, kWsOut + "frame one");
+  ASSERT_EQ(c.feed(" two"), Status::kOk);
+  ASSERT_EQ(c.rw->finish(c.up), Status::kOk);
+  EXPECT_EQ(c.up, kWsOut + "frame one two");
+  // A placeholder in the new protocol is never substituted: a violation, wherever it is.
+  Conn d;
+  ASSERT_EQ(d.feed(kWs + "x $MSB_KEY"), Status::kOk);
+  ASSERT_EQ(d.answer(true), Status::kBlocked);
+  EXPECT_EQ(d.rw->blocked()->location, Location::kStream);
+  EXPECT_EQ(d.up, kWsOut);
+}
+
+TEST(RewriterUpgrade, PipelinedRequestsAfterAnUpgradeWaitForTheAnswer) {
+  Conn c;
+  ASSERT_EQ(c.feed(kWs), Status::kOk);
+  ASSERT_EQ(c.feed(kBearer), Status::kOk);
+  ASSERT_EQ(c.feed(kBearer), Status::kOk);
+  EXPECT_EQ(c.up, kWsOut);
+  EXPECT_TRUE(c.rw->take_substitutions().empty());
+  ASSERT_EQ(c.answer(false), Status::kOk);
+  EXPECT_EQ(c.up, kWsOut + with_identity(kBearerOut + kBearerOut));
+  EXPECT_EQ(c.rw->take_substitutions().size(), 2u);
+}
+
+TEST(RewriterUpgrade, BodyAndUpgradeWaitsAfterTheBody) {
+  Conn c;
+  const std::string req = "POST /ws HTTP/1.1\r\n" + kH +
+                          "Upgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 4\r\n\r\nbody";
+  ASSERT_EQ(c.feed(req + "\x01more"), Status::kOk);
+  EXPECT_EQ(c.up, with_identity(req));
+  ASSERT_EQ(c.answer(false), Status::kBlocked);  // what follows is not a request
+  EXPECT_NE(c.rw->blocked()->reason.find("malformed request"), std::string::npos);
+}
+
+TEST(RewriterUpgrade, HeldBytesAreBounded) {
+  Conn c;
+  ASSERT_EQ(c.feed(kWs), Status::kOk);
+  ASSERT_EQ(c.feed(std::string(RequestRewriter::kMaxHeldAfterUpgrade, 'a')), Status::kOk);
+  ASSERT_EQ(c.feed("b"), Status::kBlocked);
+  EXPECT_NE(c.rw->blocked()->reason.find("before its response"), std::string::npos);
+}
+
+TEST(RewriterUpgrade, FinishWithoutAnswerDropsHeldBytesButDetects) {
+  Conn c;
+  ASSERT_EQ(c.feed(kWs + get("X: %24MSB_KEY\r\n")), Status::kOk);
+  ASSERT_EQ(c.rw->finish(c.up), Status::kBlocked);
+  EXPECT_EQ(c.up, kWsOut);
+}
+
+TEST(RewriterUpgrade, H2cIsStrippedWhereValuesMayFlow) {
+  // A value must never travel inside a protocol the gateway cannot read.
+  Conn c;
+  const std::string req = get("Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                              "Authorization: Bearer $MSB_KEY\r\n");
+  ASSERT_EQ(c.feed(req + kBearer), Status::kOk);
+  EXPECT_FALSE(c.rw->awaiting_upgrade());  // nothing left to switch to: the next request goes on
+  EXPECT_EQ(c.up, with_identity(kBearerOut + kBearerOut));
+  const auto fw = c.rw->take_forwarded();
+  ASSERT_EQ(fw.size(), 2u);
+  EXPECT_FALSE(fw[0].upgrade);
+}
+
+TEST(RewriterUpgrade, H2cAmongOthersLeavesTheOthers) {
+  Conn c;
+  ASSERT_EQ(c.feed(get("Upgrade: h2c, websocket\r\nConnection: keep-alive, Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AA\r\n")),
+            Status::kOk);
+  EXPECT_EQ(c.up, get("Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nAccept-Encoding: identity\r\n"));
+  EXPECT_TRUE(c.rw->awaiting_upgrade());
+  const auto fw = c.rw->take_forwarded();
+  ASSERT_EQ(fw.size(), 1u);
+  EXPECT_TRUE(fw[0].upgrade);
+}
+
+TEST(RewriterUpgrade, EditedFieldsAreStillSubstituted) {
+  // Found by the fuzzer: the Upgrade value left after removing h2c kept a raw placeholder.
+  Conn c;
+  ASSERT_EQ(c.feed(get("Upgrade: h2c, $MSB_KEY\r\nConnection: Upgrade\r\n")), Status::kOk);
+  EXPECT_EQ(c.up, get("Upgrade: " + kKey + "\r\nConnection: Upgrade\r\nAccept-Encoding: identity\r\n"));
+}
+
+TEST(RewriterUpgrade, H2cKeptWhereNoValueMayFlow) {
+  Conn c("evil.example");
+  const std::string req = "GET / HTTP/1.1\r\nHost: evil.example\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n";
+  ASSERT_EQ(c.feed(req), Status::kOk);
+  EXPECT_EQ(c.up, req);
+  EXPECT_FALSE(c.rw->values_may_flow());
+  EXPECT_TRUE(c.rw->awaiting_upgrade());
+}
+
+TEST(RewriterResponseCodings, TransferCodingsOtherThanChunkedAreNotOffered) {
+  struct Row {
+    std::string in, out;
+  };
+  const std::vector<Row> rows = {
+      {"TE: gzip, trailers\r\nConnection: TE\r\n", "TE: trailers\r\nConnection: TE\r\n"},
+      {"TE: gzip\r\nConnection: TE, keep-alive\r\n", "Connection: keep-alive\r\n"},
+      {"Connection: te\r\nTE: deflate;q=0.5\r\n", ""},
+      {"TE: trailers\r\n", "TE: trailers\r\n"},
+  };
+  for (const Row& row : rows) {
+    Conn c;
+    ASSERT_EQ(c.feed(get(row.in)), Status::kOk);
+    EXPECT_EQ(c.up, get(row.out + "Accept-Encoding: identity\r\n")) << row.in;
+  }
+}
+
+TEST(RewriterResponseCodings, OneIdentityAcceptEncodingAlways) {
+  Conn c;
+  ASSERT_EQ(c.feed(get("Accept-Encoding: gzip\r\nX: 1\r\naccept-encoding: br\r\n")), Status::kOk);
+  EXPECT_EQ(c.up, get("Accept-Encoding: identity\r\nX: 1\r\n"));
+  Conn d;  // none sent: one is added (a server may compress freely when there is none)
+  ASSERT_EQ(d.feed(get("")), Status::kOk);
+  EXPECT_EQ(d.up, get("Accept-Encoding: identity\r\n"));
+}
+
+TEST(RewriterResponseCodings, StickyOnceAValueMayHaveFlowed) {
+  Conn c;
+  EXPECT_FALSE(c.rw->values_may_flow());
+  ASSERT_EQ(c.feed(kBearer), Status::kOk);
+  EXPECT_TRUE(c.rw->values_may_flow());
+  // A later request no secret is eligible for (authority mismatch) still asks for identity: the
+  // same upstream may echo what it received before.
+  const std::string other = "GET / HTTP/1.1\r\nHost: other.example.com\r\nAccept-Encoding: gzip\r\n\r\n";
+  ASSERT_EQ(c.feed(other), Status::kOk);
+  EXPECT_EQ(c.up, with_identity(kBearerOut) + "GET / HTTP/1.1\r\nHost: other.example.com\r\nAccept-Encoding: identity\r\n\r\n");
+  // Where nothing is eligible, the guest's offers are untouched.
+  Conn e("evil.example");
+  const std::string req = "GET / HTTP/1.1\r\nHost: evil.example\r\nAccept-Encoding: gzip\r\nTE: gzip\r\n\r\n";
+  ASSERT_EQ(e.feed(req), Status::kOk);
+  EXPECT_EQ(e.up, req);
+}
+
+TEST(RewriterResponseCodings, ForwardedRequestsSayHowToReadTheirResponses) {
+  Conn c;
+  ASSERT_EQ(c.feed("HEAD / HTTP/1.1\r\n" + kH + "\r\n" + kBearer + "CONNECT api.example.com:443 HTTP/1.1\r\n" + kH + "\r\n"),
+            Status::kOk);
+  const auto fw = c.rw->take_forwarded();
+  ASSERT_EQ(fw.size(), 3u);
+  EXPECT_TRUE(fw[0].head);
+  EXPECT_FALSE(fw[1].head || fw[1].connect || fw[1].upgrade);
+  EXPECT_TRUE(fw[2].connect);
+  EXPECT_FALSE(fw[2].upgrade);
+  EXPECT_TRUE(c.rw->take_forwarded().empty());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // StreamScanner: cleartext TCP that is not HTTP. Every placeholder form of every secret is a
 // violation, whatever the host; clean bytes pass unchanged; verdicts do not depend on splits.
 #include <secrets/engine/engine.hpp>
+#include <secrets/engine/matcher.hpp>
 #include <secrets/engine/engine_test_util.hpp>
 
 #include <gtest/gtest.h>
@@ -67,6 +68,9 @@ TEST_F(ScannerTest, EveryFormIsAViolationAtEverySplit) {
       {"{\"k\":\"\\u0024MSB_OTHER\"}", "(JSON-escaped)"},
       {"x $MSB_OTHER", "(raw)"},
       {"$MSB_KEY", "(raw)"},
+      {"AUTH JE1TQl9LRVk=\r\n", "(base64)"},        // $MSB_KEY
+      {"AUTH eCRNU0JfS0VZeQ\r\n", "(base64)"},      // x$MSB_KEYy
+      {"AUTH eHgkTVNCX0tFWQ==\r\n", "(base64)"},    // xx$MSB_KEY
   };
   for (const auto& [in, form] : table) {
     for (std::size_t a = 0; a <= in.size(); ++a) {
@@ -82,6 +86,32 @@ TEST_F(ScannerTest, EveryFormIsAViolationAtEverySplit) {
         EXPECT_EQ(r.block->reason.find("FAKE"), std::string::npos);
         // Nothing of the placeholder went out.
         EXPECT_EQ(r.out.find("$MSB_"), std::string::npos);
+        if (form == "(base64)") {
+          EXPECT_LE(r.out.size(), 8u);  // at most "AUTH " and the edge characters
+        }
+      }
+    }
+  }
+}
+
+TEST_F(ScannerTest, TheFirstFormIsReportedWhateverTheSplit) {
+  // Forms of two secrets, of both kinds, near each other: the one that starts first is the
+  // verdict at every split (the fuzzer found the raw-then-base64 case reported differently).
+  const std::vector<std::string> streams = {
+      base64_encode("$MSB_KEY") + "$MSB_OTHER@ more",
+      "x" + base64_encode("xx$MSB_KEY").substr(0, 9) + "%24MSB_OTHER" + base64_encode("xx$MSB_KEY").substr(9),
+      "$MSB_OTHE" + base64_encode("$MSB_KEY") + "R!",
+      "$MSB_OTHER then " + base64_encode("$MSB_KEY"),  // raw first, base64 later in the same read
+  };
+  for (const std::string& in : streams) {
+    const ScanResult whole = scan(set, ctx, in, {});
+    ASSERT_EQ(whole.status, Status::kBlocked) << in;
+    for (std::size_t a = 0; a <= in.size(); ++a) {
+      for (std::size_t b = a; b <= in.size(); ++b) {
+        const ScanResult r = scan(set, ctx, in, {a, b});
+        ASSERT_EQ(r.status, Status::kBlocked) << in << " " << a << "," << b;
+        ASSERT_EQ(r.block->secret_env, whole.block->secret_env) << in << " " << a << "," << b;
+        ASSERT_EQ(r.block->reason, whole.block->reason) << in << " " << a << "," << b;
       }
     }
   }

@@ -106,8 +106,10 @@ def test_environment_holds_the_placeholder_not_the_value():
     assert "AIRLOCK_E2E_HOST_ONLY" not in proc.stdout
     names = sorted(line.split("=", 1)[0] for line in proc.stdout.splitlines())
     ca_vars = ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-               "GIT_SSL_CAINFO", "PIP_CERT", "AWS_CA_BUNDLE", "DENO_CERT", "CARGO_HTTP_CAINFO"]
-    assert names == sorted(["HOME", "LANG", "OPENAI_API_KEY", "PATH", "PWD", "TERM"] + ca_vars)
+               "GIT_SSL_CAINFO", "PIP_CERT", "AWS_CA_BUNDLE", "DENO_CERT", "CARGO_HTTP_CAINFO",
+               "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", "HTTPLIB2_CA_CERTS",
+               "PERL_LWP_SSL_CA_FILE", "COMPOSER_CAFILE", "HEX_CACERTS_PATH", "NIX_SSL_CERT_FILE"]
+    assert names == sorted(["HOME", "JAVA_TOOL_OPTIONS", "LANG", "OPENAI_API_KEY", "PATH", "PWD", "TERM"] + ca_vars)
     for name in ca_vars:
         assert f"{name}=/etc/ssl/certs/ca-certificates.crt\n" in proc.stdout
 

@@ -1,0 +1,115 @@
+#pragma once
+// Incremental HTTP/1.1 response framing (RFC 9112 §4–§7), for the gateway's response direction:
+// it finds each response head in the upstream's byte stream, so the gateway can tell a switch
+// of protocols (101, or 2xx to CONNECT) from a refusal, and see the codings a response uses.
+// Pure: bytes in, events out. It observes only: the bytes are forwarded (scrubbed) by the
+// caller. Every buffer is bounded.
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace airlock::http {
+
+// What the request a response answers asked for (the caller queues one per forwarded request).
+struct ResponseExpectation {
+  bool head = false;     // HEAD: no body whatever the framing fields say
+  bool connect = false;  // CONNECT: 2xx turns the connection into a tunnel
+  bool upgrade = false;  // an Upgrade offer: 101 switches protocols
+};
+
+enum class ResponseError : std::uint8_t {
+  kNone,
+  kHeadTooLarge,
+  kBadStatusLine,
+  kBadHeaderField,
+  kBareCr,
+  kAmbiguousFraming,     // Content-Length and Transfer-Encoding (RFC 9112 §6.3 rule 3)
+  kBadContentLength,
+  kBadChunk,
+  kTrailersTooLarge,
+  kUnrequestedResponse,  // a response with no request waiting for it
+  kUnrequestedSwitch,    // 101 to a request that offered no upgrade
+};
+std::string_view to_string(ResponseError error) noexcept;
+
+struct ResponseHead {
+  int status = 0;
+  std::uint8_t minor_version = 1;
+  std::vector<std::pair<std::string, std::string>> fields;  // name, value (trimmed), in order
+  bool interim = false;   // 1xx other than 101: another head follows for the same request
+  bool switched = false;  // 101 to an upgrade offer, or 2xx to CONNECT: the rest is opaque
+  ResponseExpectation request;  // what the request it answers asked for
+
+  // Values of every field named `name` (ASCII case-insensitive), in order.
+  std::vector<std::string_view> values(std::string_view name) const;
+  // Every coding listed in the fields named `name` (a comma list), lower case, in order.
+  std::vector<std::string> codings(std::string_view name) const;
+};
+
+struct ResponseLimits {
+  std::size_t max_head = 64 * 1024;
+  std::size_t max_chunk_line = 4 * 1024;
+  std::size_t max_trailers = 16 * 1024;
+  std::size_t max_fields = 256;
+};
+
+class ResponseReader {
+ public:
+  enum class Event : std::uint8_t {
+    kNeedMore,  // everything given was consumed
+    kHead,      // a response head ended; see head()
+    kOpaque,    // after a switch: the rest of the stream is not HTTP (consumed: none)
+    kError,     // see error(); nothing more is consumed
+  };
+
+  explicit ResponseReader(ResponseLimits limits = {}) : limits_(limits) {}
+  ~ResponseReader();  // wipes the held line and head (they are the upstream's bytes)
+  ResponseReader(const ResponseReader&) = delete;
+  ResponseReader& operator=(const ResponseReader&) = delete;
+
+  void expect(const ResponseExpectation& e) { expected_.push_back(e); }
+  std::size_t pending_requests() const noexcept { return expected_.size(); }
+
+  // Consumes a prefix of `in` (`used` bytes) up to the next event.
+  Event feed(std::string_view in, std::size_t& used);
+  // The end of the upstream's stream: an error when a response was cut short (its body
+  // declared longer, or its head unfinished); a close-delimited body ends here.
+  ResponseError finish() const noexcept;
+
+  const ResponseHead& head() const noexcept { return head_; }
+  ResponseError error() const noexcept { return error_; }
+
+ private:
+  enum class State : std::uint8_t {
+    kStatusLine, kFields, kBodyLength, kBodyUntilClose, kChunkLine, kChunkData, kChunkDataEnd, kTrailers,
+    kOpaque, kFailed,
+  };
+  Event fail(ResponseError e) {
+    error_ = e;
+    state_ = State::kFailed;
+    return Event::kError;
+  }
+  // Takes bytes of `in` into line_ until LF; true when a whole line (CR stripped) is there.
+  bool take_line(std::string_view in, std::size_t& i, std::size_t used, std::size_t limit, bool& too_long);
+  Event on_status_line();
+  Event on_field_line();
+  Event on_head_end();
+  Event on_chunk_line();
+  void message_end() { state_ = State::kStatusLine; }
+
+  ResponseLimits limits_;
+  State state_ = State::kStatusLine;
+  ResponseError error_ = ResponseError::kNone;
+  std::deque<ResponseExpectation> expected_;
+  ResponseHead head_;
+  std::string line_;
+  std::size_t head_bytes_ = 0;
+  std::size_t trailer_bytes_ = 0;
+  std::uint64_t remaining_ = 0;
+};
+
+}  // namespace airlock::http

@@ -1,0 +1,155 @@
+// Response framing (issue 12 items 3-5): where each response ends, what switches protocols,
+// and the RFC 9112 errors on the response side. Each case is fed whole, a byte at a time and
+// at every two-piece split, and must give the same heads and the same verdict.
+#include "http/response_reader.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace airlock::http {
+namespace {
+
+struct Outcome {
+  std::vector<std::string> heads;  // "status[i|s]" per head: interim, switched
+  ResponseError error = ResponseError::kNone;
+  bool opaque = false;
+  ResponseError at_end = ResponseError::kNone;
+};
+
+Outcome read(const std::string& in, const std::vector<ResponseExpectation>& requests, const std::vector<std::size_t>& cuts) {
+  ResponseReader r;
+  for (const auto& e : requests) r.expect(e);
+  Outcome out;
+  std::size_t pos = 0;
+  std::vector<std::size_t> all = cuts;
+  all.push_back(in.size());
+  for (std::size_t cut : all) {
+    std::string_view piece = std::string_view(in).substr(pos, cut - pos);
+    pos = cut;
+    while (!piece.empty() && !out.opaque && out.error == ResponseError::kNone) {
+      std::size_t used = 0;
+      const auto ev = r.feed(piece, used);
+      piece.remove_prefix(used);
+      if (ev == ResponseReader::Event::kHead) {
+        out.heads.push_back(std::to_string(r.head().status) + (r.head().interim ? "i" : "") +
+                            (r.head().switched ? "s" : ""));
+      } else if (ev == ResponseReader::Event::kError) {
+        out.error = r.error();
+      } else if (ev == ResponseReader::Event::kOpaque) {
+        out.opaque = true;
+      }
+    }
+  }
+  out.at_end = r.finish();
+  return out;
+}
+
+struct Case {
+  std::string name;
+  std::string input;
+  std::vector<ResponseExpectation> requests;
+  std::vector<std::string> heads;
+  ResponseError error = ResponseError::kNone;
+  ResponseError at_end = ResponseError::kNone;
+};
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+const ResponseExpectation kGet{};
+const ResponseExpectation kHeadReq{.head = true};
+const ResponseExpectation kConnect{.connect = true};
+const ResponseExpectation kUpgrade{.upgrade = true};
+
+std::vector<Case> cases() {
+  const std::string ok5 = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+  return {
+      {"content_length", ok5 + ok5, {kGet, kGet}, {"200", "200"}},
+      {"chunked_with_trailers", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nT: 1\r\n\r\n" + ok5,
+       {kGet, kGet}, {"200", "200"}},
+      {"head_has_no_body", "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n" + ok5, {kHeadReq, kGet}, {"200", "200"}},
+      {"no_content_and_not_modified", "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n" + ok5,
+       {kGet, kGet, kGet}, {"204", "304", "200"}},
+      {"interim_then_final", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + ok5, {kGet},
+       {"100i", "103i", "200"}},
+      {"switch_after_upgrade_offer", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello", {kUpgrade},
+       {"101s"}},
+      {"refused_upgrade_stays_http", "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n" + ok5, {kUpgrade, kGet},
+       {"426", "200"}},
+      {"connect_2xx_is_a_tunnel", "HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x01", {kConnect}, {"200s"}},
+      {"connect_refused_stays_http", "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n" + ok5, {kConnect, kGet},
+       {"403", "200"}},
+      {"until_close", "HTTP/1.0 200 OK\r\n\r\nanything HTTP/1.1 200 OK\r\n\r\n", {kGet, kGet}, {"200"}},
+      {"te_not_chunked_until_close", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzzzz", {kGet}, {"200"}},
+      {"bare_lf_line_ends_accepted", "HTTP/1.1 200 OK\nContent-Length: 2\n\nokHTTP/1.1 204 x\n\n", {kGet, kGet}, {"200", "204"}},
+      {"stray_crlf_between_responses", ok5 + "\r\n" + ok5, {kGet, kGet}, {"200", "200"}},
+      {"identical_content_length_list", "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello", {kGet}, {"200"}},
+      // Errors: the response side's "MUST treat as error" cases (RFC 9112 §6.3, §7.1, §2.2).
+      {"cl_and_te", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", {kGet}, {},
+       ResponseError::kAmbiguousFraming, ResponseError::kAmbiguousFraming},
+      {"conflicting_cl", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", {kGet}, {},
+       ResponseError::kBadContentLength, ResponseError::kBadContentLength},
+      {"bad_cl", "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n", {kGet}, {}, ResponseError::kBadContentLength,
+       ResponseError::kBadContentLength},
+      {"bad_chunk_size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", {kGet}, {"200"},
+       ResponseError::kBadChunk, ResponseError::kBadChunk},
+      {"chunk_data_overrun", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", {kGet}, {"200"},
+       ResponseError::kBadChunk, ResponseError::kBadChunk},
+      {"bare_cr_in_field", "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", {kGet}, {}, ResponseError::kBareCr, ResponseError::kBareCr},
+      {"space_before_colon", "HTTP/1.1 200 OK\r\nX : a\r\n\r\n", {kGet}, {}, ResponseError::kBadHeaderField,
+       ResponseError::kBadHeaderField},
+      {"obs_fold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", {kGet}, {}, ResponseError::kBadHeaderField,
+       ResponseError::kBadHeaderField},
+      {"bad_status_line", "HTTP/2 200\r\n\r\n", {kGet}, {}, ResponseError::kBadStatusLine, ResponseError::kBadStatusLine},
+      {"switch_without_offer", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", {kGet}, {},
+       ResponseError::kUnrequestedSwitch, ResponseError::kUnrequestedSwitch},
+      {"response_without_request", ok5 + ok5, {kGet}, {"200"}, ResponseError::kUnrequestedResponse,
+       ResponseError::kUnrequestedResponse},
+      // Cut short at the end of the stream.
+      {"body_cut_short", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhello", {kGet}, {"200"}, ResponseError::kNone,
+       ResponseError::kBadChunk},
+      {"head_cut_short", "HTTP/1.1 200 OK\r\nX: a", {kGet}, {}, ResponseError::kNone, ResponseError::kBadChunk},
+  };
+}
+
+class ResponseCase : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ResponseCase, SameAtEverySplit) {
+  const Case& c = GetParam();
+  std::vector<std::vector<std::size_t>> splits = {{}};
+  std::vector<std::size_t> bytes;
+  for (std::size_t i = 1; i < c.input.size(); ++i) bytes.push_back(i);
+  splits.push_back(bytes);
+  for (std::size_t i = 1; i < c.input.size(); ++i) splits.push_back({i});
+  for (const auto& cuts : splits) {
+    const Outcome o = read(c.input, c.requests, cuts);
+    ASSERT_EQ(o.heads, c.heads) << cuts.size();
+    ASSERT_EQ(to_string(o.error), to_string(c.error)) << cuts.size();
+    ASSERT_EQ(to_string(o.at_end), to_string(c.at_end)) << cuts.size();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ResponseCase, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+TEST(ResponseHead, CodingsAreListedLowerCaseWithoutParameters) {
+  ResponseReader r;
+  r.expect({});
+  const std::string in = "HTTP/1.1 200 OK\r\nContent-Encoding: GZIP, identity\r\ncontent-encoding: br;q=1\r\nContent-Length: 0\r\n\r\n";
+  std::size_t used = 0;
+  ASSERT_EQ(r.feed(in, used), ResponseReader::Event::kHead);
+  EXPECT_EQ(used, in.size());
+  EXPECT_EQ(r.head().codings("content-encoding"), (std::vector<std::string>{"gzip", "identity", "br"}));
+  EXPECT_TRUE(r.head().codings("transfer-encoding").empty());
+}
+
+TEST(ResponseReaderLimits, HeadIsBounded) {
+  ResponseReader r(ResponseLimits{.max_head = 64});
+  r.expect({});
+  std::size_t used = 0;
+  EXPECT_EQ(r.feed("HTTP/1.1 200 OK\r\nX: " + std::string(100, 'a'), used), ResponseReader::Event::kError);
+  EXPECT_EQ(r.error(), ResponseError::kHeadTooLarge);
+}
+
+}  // namespace
+}  // namespace airlock::http
