@@ -1028,7 +1028,8 @@ Core::Core(GatewayOptions opts) : options(std::move(opts)), logger(options.log_l
   audit.report_to(&logger);
   guest_context = tls::make_guest_context();
   upstream = std::make_unique<tls::UpstreamVerifier>(options.network.upstream_cas, options.system_roots_dir);
-  replace_secrets(options.secrets);
+  // The snapshot holds the set from here on: a reload can then let the first values go too.
+  replace_secrets(std::move(options.secrets));
 }
 
 std::shared_ptr<const SecretsSnapshot> Core::snapshot() const {

@@ -51,7 +51,7 @@ struct SecretsSnapshot {
 };
 
 struct Core {
-  GatewayOptions options;  // options.secrets: the first snapshot's set (replaced on reload)
+  GatewayOptions options;  // options.secrets is moved into the first snapshot (null after construction)
   ResolveCache resolved;
   Logger logger;
   AuditLog audit;

@@ -446,13 +446,18 @@ TEST_F(GatewayFixture, ConnectTunnelSubstitutesForTheAllowedHost) {
 // A reload: connections from then on carry the new value; the old one is sent no more. A set
 // without the secret leaves its placeholder unsubstituted (and a violation).
 TEST_F(GatewayFixture, ReplaceSecretsRotatesTheValueForLaterConnections) {
+  std::weak_ptr<const secrets::SecretSet> first;
+  tweak = [&first](GatewayOptions& o) { first = o.secrets; };
   start("localhost");
   const std::string request = "GET /v1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: close\r\n\r\n";
   ASSERT_TRUE(via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem()).handshake);
+  EXPECT_FALSE(first.expired());
   static constexpr const char* kRotated = "rotated-value-7f3e9b2c41d8";
   std::vector<SecretBinding> next;
   next.push_back(SecretBuilder().env("KEY").value(kRotated).allow_host("localhost").build());
   EXPECT_EQ(gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::move(next), ViolationAction::kUnset)), 2u);
+  // No connection holds the first set: its values are gone (SecretValue wipes them as it goes).
+  EXPECT_TRUE(first.expired()) << "the replaced set outlives the reload";
   ASSERT_TRUE(via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem()).handshake);
   EXPECT_EQ(gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::vector<SecretBinding>{}, ViolationAction::kUnset)), 3u);
   ClientResult removed = via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem());
