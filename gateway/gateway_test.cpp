@@ -456,7 +456,10 @@ TEST_F(GatewayFixture, ReplaceSecretsRotatesTheValueForLaterConnections) {
   std::vector<SecretBinding> next;
   next.push_back(SecretBuilder().env("KEY").value(kRotated).allow_host("localhost").build());
   EXPECT_EQ(gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::move(next), ViolationAction::kUnset)), 2u);
-  // No connection holds the first set: its values are gone (SecretValue wipes them as it goes).
+  // Once no connection holds the first set, its values are gone (SecretValue wipes them as it
+  // goes). The first connection's coroutine may still be ending: wait (bounded) until none is open.
+  for (int i = 0; i < 500 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(gateway->counters().active, 0u);
   EXPECT_TRUE(first.expired()) << "the replaced set outlives the reload";
   ASSERT_TRUE(via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem()).handshake);
   EXPECT_EQ(gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::vector<SecretBinding>{}, ViolationAction::kUnset)), 3u);
