@@ -1,4 +1,5 @@
 #include "cli/config.hpp"
+#include "cli/command_value.hpp"
 #include "cli/egress.hpp"
 #include "sandbox/sandbox.hpp"
 
@@ -190,14 +191,14 @@ void parse_network(const Context& ctx, const toml::table& table, const std::stri
 }
 
 SecretBinding parse_secret(const Context& ctx, const toml::table& table, const std::string& base_dir,
-                           std::vector<std::string>& source_files) {
+                           std::vector<std::string>& source_files, const std::vector<std::string>& hidden_env) {
   // An inline value is refused before anything else, and without echoing it.
   if (const toml::node* v = table.get("value")) {
     const toml::node* env = table.get("env");
     const std::string who =
         env != nullptr && env->is_string() ? "secret " + quote_for_message(*env->value<std::string>()) + ": " : "";
     ctx.fail(v, who + "inline values are not allowed: shell history and process listings leak them; "
-                      "use value_from = \"env:NAME\" or \"file:PATH\"");
+                      "use value_from = \"env:NAME\", \"file:PATH\" or \"cmd:PROGRAM ARG...\"");
   }
   check_keys(ctx, table, "[[secret]]",
              {"env", "value_from", "allow_hosts", "allow_host_patterns", "allow_any_host_dangerous", "placeholder",
@@ -235,12 +236,12 @@ SecretBinding parse_secret(const Context& ctx, const toml::table& table, const s
   }
   const toml::node* from = table.get("value_from");
   if (from == nullptr) {
-    ctx.fail(table, named + "value_from is required (\"env:NAME\" or \"file:PATH\")");
+    ctx.fail(table, named + "value_from is required (\"env:NAME\", \"file:PATH\" or \"cmd:PROGRAM ARG...\")");
   }
   const std::string source = get_string(ctx, *from, named + "value_from");
   if (source.rfind("file:", 0) == 0 && source.size() > 5) source_files.push_back(resolve_path(base_dir, source.substr(5)));
   try {
-    b.value(read_value_from(env, source, base_dir));
+    b.value(read_value_from(env, source, base_dir, hidden_env));
   } catch (const ConfigError& e) {
     ctx.fail(from, e.what());
   }
@@ -318,8 +319,10 @@ std::string directory_of(const std::string& path) {
 
 }  // namespace
 
-SecretValue read_value_from(std::string_view env_var, std::string_view value_from, const std::string& base_dir) {
+SecretValue read_value_from(std::string_view env_var, std::string_view value_from, const std::string& base_dir,
+                            const std::vector<std::string>& hidden_env) {
   const std::string named = "secret " + quote_for_message(env_var) + ": ";
+  if (value_from.rfind("cmd:", 0) == 0) return read_command_value(env_var, value_from.substr(4), base_dir, hidden_env);
   if (value_from.rfind("env:", 0) == 0) {
     const std::string name(value_from.substr(4));
     if (name.empty() || name.find('=') != std::string::npos) {
@@ -380,7 +383,7 @@ SecretValue read_value_from(std::string_view env_var, std::string_view value_fro
     return value;
   }
   // Not echoed: text that is neither reference form may well be the value itself.
-  throw ConfigError(named + "value_from must be \"env:NAME\" or \"file:PATH\" (values are never written "
+  throw ConfigError(named + "value_from must be \"env:NAME\", \"file:PATH\" or \"cmd:PROGRAM ARG...\" (values are never written "
                             "inline; the text given is not shown in case it is one)");
 }
 
@@ -405,8 +408,15 @@ AirlockConfig parse_config(std::string_view toml_text, const std::string& origin
     if (secrets == nullptr || !secrets->is_array_of_tables()) {
       ctx.fail(n, "secrets must be written as [[secret]] tables");
     }
+    // What a cmd: source must not see: every secret's env var and env: source (either may hold a value).
+    std::vector<std::string> hidden_env;
     for (const toml::node& item : *secrets) {
-      config.sandbox.secrets.push_back(parse_secret(ctx, *item.as_table(), base_dir, config.secret_files));
+      const toml::table& t = *item.as_table();
+      if (auto e = t["env"].value<std::string>()) hidden_env.push_back(*e);
+      if (auto v = t["value_from"].value<std::string>(); v && v->rfind("env:", 0) == 0) hidden_env.push_back(v->substr(4));
+    }
+    for (const toml::node& item : *secrets) {
+      config.sandbox.secrets.push_back(parse_secret(ctx, *item.as_table(), base_dir, config.secret_files, hidden_env));
     }
     try {
       validate_secret_set(config.sandbox.secrets);

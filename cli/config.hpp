@@ -47,9 +47,12 @@ AirlockConfig load_config(const std::string& path);
 // The same from TOML text; `origin` names it in errors and `base_dir` resolves relative paths.
 AirlockConfig parse_config(std::string_view toml_text, const std::string& origin, const std::string& base_dir);
 
-// Reads a `value_from` reference ("env:NAME" or "file:PATH") for the secret `env_var`.
-// A file value has one trailing newline ("\n" or "\r\n") removed. Files over 64 KiB are refused.
-SecretValue read_value_from(std::string_view env_var, std::string_view value_from, const std::string& base_dir);
+// Reads a `value_from` reference ("env:NAME", "file:PATH" or "cmd:PROGRAM ARG...", see
+// cli/command_value.hpp) for the secret `env_var`. A file or command value has one trailing
+// newline ("\n" or "\r\n") removed; over 64 KiB is refused. A command's environment lacks the
+// variables `hidden_env` names (every secret's env var and env: source, so it sees no other value).
+SecretValue read_value_from(std::string_view env_var, std::string_view value_from, const std::string& base_dir,
+                            const std::vector<std::string>& hidden_env = {});
 
 }  // namespace airlock::cli
 

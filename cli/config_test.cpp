@@ -164,7 +164,7 @@ TEST_F(ConfigTest, InlineValueIsRejected) {
   const std::string e = error("[[secret]]\nenv = \"OPENAI_API_KEY\"\nvalue = \"" + std::string(kFake) +
                               "\"\nallow_hosts = [\"api.openai.com\"]\n");
   EXPECT_EQ(e, "test.toml:3: secret \"OPENAI_API_KEY\": inline values are not allowed: shell history and process "
-               "listings leak them; use value_from = \"env:NAME\" or \"file:PATH\"");
+               "listings leak them; use value_from = \"env:NAME\", \"file:PATH\" or \"cmd:PROGRAM ARG...\"");
 }
 
 TEST_F(ConfigTest, InlineValueOfAnyTypeIsRejected) {
@@ -217,7 +217,7 @@ TEST_F(ConfigTest, DirectoryAndEmptyAndHugeFilesAreRejected) {
   EXPECT_NE(err("file:huge").find("larger than 64 KiB"), std::string::npos);
   EXPECT_NE(err("file:").find("needs a path"), std::string::npos);
   EXPECT_NE(err("env:").find("needs a variable name"), std::string::npos);
-  EXPECT_NE(err(kFake).find("must be \"env:NAME\" or \"file:PATH\""), std::string::npos);
+  EXPECT_NE(err(kFake).find("must be \"env:NAME\", \"file:PATH\" or \"cmd:PROGRAM ARG...\""), std::string::npos);
 }
 
 TEST_F(ConfigTest, SecretRulesCarryFileAndLine) {

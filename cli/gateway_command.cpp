@@ -45,6 +45,7 @@ struct GatewayArgs {
   std::vector<std::string> dns_servers;
   std::string export_ca;
   std::string admin;  // admin listener (metrics, health): loopback or unix:/path; off when empty
+  bool admin_reload = false;  // POST /reload on the admin listener
 };
 
 struct InitRedirectArgs {
@@ -82,6 +83,54 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
+std::shared_ptr<const secrets::SecretSet> secret_set(AirlockConfig& config) {
+  secrets::EngineOptions engine;
+  engine.max_body_bytes = config.sandbox.network.max_body_bytes;
+  return std::make_shared<secrets::SecretSet>(std::move(config.sandbox.secrets),
+                                              config.sandbox.network.on_secret_violation, engine);
+}
+
+// SIGHUP and POST /reload: the config file read again, its secrets (added, removed, values from
+// `value_from` read anew) swapped in for connections that start from now on. Read off the data
+// path; a config error keeps the running set and is reported (it never holds a value). Only the
+// secrets (with [network] on_secret_violation and max_body_bytes, which belong to them) change:
+// listeners, egress, intercept ports and upstream CAs need a restart.
+class Reloader {
+ public:
+  Reloader(std::string path, gateway::Gateway& gw) : path_(std::move(path)), gw_(gw) {}
+  gateway::AdminResult reload() {
+    std::lock_guard lock(mutex_);  // SIGHUP and the admin listener: one at a time
+    gateway::AdminResult r;
+    try {
+      AirlockConfig config = load_config(path_);
+      const std::size_t count = config.sandbox.secrets.size();
+      const std::uint64_t generation = gw_.replace_secrets(secret_set(config));
+      generation_ = generation;
+      r.ok = true;
+      r.message = "airlock gateway: reloaded " + path_ + ": " + std::to_string(count) + " secret" +
+                  (count == 1 ? "" : "s") + " (generation " + std::to_string(generation) + ")";
+    } catch (const std::exception& e) {
+      r.message = "airlock gateway: reload failed, the running secrets stay: " + std::string(e.what());
+    }
+    ++(r.ok ? reloaded_ : failed_);
+    std::cerr << r.message << "\n" << std::flush;
+    return r;
+  }
+  std::vector<gateway::MetricFamily> families() const {
+    using Type = gateway::MetricFamily::Type;
+    return {{"airlock_config_reloads_total", "Reloads of the config (SIGHUP, POST /reload), by result.", Type::kCounter,
+             {{{{"result", "ok"}}, reloaded_.load()}, {{{"result", "failed"}}, failed_.load()}}},
+            {"airlock_secrets_generation", "The secret set in use: 1 at start, one more at each reload that took.",
+             Type::kGauge, {{{}, generation_.load()}}}};
+  }
+
+ private:
+  std::string path_;
+  gateway::Gateway& gw_;
+  std::mutex mutex_;
+  std::atomic<std::uint64_t> reloaded_{0}, failed_{0}, generation_{1};
+};
+
 int run_gateway(const GatewayArgs& args) {
   AirlockConfig config = load_config(args.config);
   GatewaySettings& settings = config.gateway;
@@ -111,10 +160,7 @@ int run_gateway(const GatewayArgs& args) {
   // resolved itself.
   static const gateway::ResolvedPins no_pins;  // pins nothing
   gateway::GatewayOptions options;
-  secrets::EngineOptions engine;
-  engine.max_body_bytes = config.sandbox.network.max_body_bytes;
-  options.secrets = std::make_shared<secrets::SecretSet>(std::move(config.sandbox.secrets),
-                                                         config.sandbox.network.on_secret_violation, engine);
+  options.secrets = secret_set(config);
   options.network = config.sandbox.network;
   options.transparent_listen = settings.transparent_listen;
   options.proxy_listen = settings.proxy_listen;
@@ -161,17 +207,22 @@ int run_gateway(const GatewayArgs& args) {
   if (!args.admin.empty()) options.on_record = [&record_metrics](const nlohmann::ordered_json& r) { record_metrics.observe(r); };
 
   gateway::Gateway gw(std::move(options));
+  Reloader reloader(args.config, gw);
   // Up before the gateway serves, so /readyz says 503 until it does and again while it stops.
   std::atomic<bool> ready{false};
   std::unique_ptr<gateway::AdminServer> admin;
   if (!args.admin.empty()) {
     admin = std::make_unique<gateway::AdminServer>(
         args.admin, gateway::AdminHandlers{
-                        [&gw, &dns, &ready, &record_metrics] {
-                          return gateway::render_prometheus(gateway_metrics(
-                              gw.counters(), dns ? &dns->stats() : nullptr, ready.load(), &record_metrics));
+                        [&gw, &dns, &ready, &record_metrics, &reloader] {
+                          auto families = gateway_metrics(gw.counters(), dns ? &dns->stats() : nullptr, ready.load(),
+                                                          &record_metrics);
+                          for (auto& f : reloader.families()) families.push_back(std::move(f));
+                          return gateway::render_prometheus(families);
                         },
-                        [&ready] { return ready.load(); }});
+                        [&ready] { return ready.load(); },
+                        args.admin_reload ? std::function<gateway::AdminResult()>([&reloader] { return reloader.reload(); })
+                                          : nullptr});
   }
   gw.start();
   ready = true;
@@ -191,7 +242,11 @@ int run_gateway(const GatewayArgs& args) {
   while (!terminate) {
     timespec tick{0, 100'000'000};
     int sig = sigtimedwait(&signals, nullptr, &tick);
-    if (sig > 0) break;
+    if (sig == SIGHUP) {
+      reloader.reload();
+    } else if (sig > 0) {
+      break;
+    }
   }
   ready = false;
   gw.stop();
@@ -218,6 +273,10 @@ void add_gateway_command(CLI::App& app) {
       "gateway's forwarder and its answers are the pins, as in `airlock run`.\n"
       "Egress: --egress rules, then [network] egress, then the defaults (allow public TCP, deny the rest): a "
       "denied connection is reset (a CONNECT gets 403) and audited with the rule.\n"
+      "Reload: SIGHUP (or POST /reload on the admin listener with --admin-reload) reads --config again and swaps "
+      "in its secrets (added, removed, values read anew from value_from) for connections that start from then on; "
+      "open connections keep theirs and are not dropped. A config error keeps the running secrets. Listeners, "
+      "egress, intercept ports and upstream CAs need a restart.\n"
       "Exit status: 0 after SIGTERM/SIGINT, 3 after a block-and-terminate violation, 2 on a configuration error.");
   command->add_option("--config", args->config, "the airlock.toml with secrets, [network] and [gateway] (required)");
   command->add_option("--transparent", args->transparent, "transparent listener (redirected traffic), e.g. 127.0.0.1:15001");
@@ -246,6 +305,9 @@ void add_gateway_command(CLI::App& app) {
   command->add_option("--admin", args->admin,
                       "admin listener: GET /metrics (Prometheus), /healthz, /readyz; 127.0.0.1:PORT, [::1]:PORT or "
                       "unix:/path (off by default)");
+  command->add_flag("--admin-reload", args->admin_reload,
+                    "also answer POST /reload on the admin listener (anyone who can reach it can trigger a reload: "
+                    "prefer a unix socket)");
   command->add_option("--export-ca", args->export_ca,
                       "write the CA certificate (PEM) to this file once listening (a volume the workload trusts)");
 
@@ -273,6 +335,7 @@ void add_gateway_command(CLI::App& app) {
   command->callback([args, init_redirect] {
     if (init_redirect->parsed()) return;
     if (args->config.empty()) throw ConfigError("--config is required");
+    if (args->admin_reload && args->admin.empty()) throw ConfigError("--admin-reload needs --admin");
     if ((args->redirect || !args->user.empty()) && !args->sidecar) throw ConfigError("--redirect and --user apply only to --sidecar");
     int status = 0;
     if (args->redirect) {

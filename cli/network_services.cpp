@@ -55,7 +55,8 @@ NetworkServices::NetworkServices(sandbox::Sandbox& box, sandbox::GatewaySockets&
                                  std::vector<SecretBinding> secrets, const NetworkConfig& network,
                                  const GatewaySettings& settings, const std::vector<std::string>& dns_servers,
                                  std::shared_ptr<const policy::Policy> policy, const gateway::BudgetLimits& budget)
-    : pins_([] { return dns::PinClock::now(); }),
+    : network_(network),
+      pins_([] { return dns::PinClock::now(); }),
       policy_(std::move(policy)),
       logger_(log_level(settings)),
       dns_audit_(settings.audit_log) {
@@ -92,6 +93,13 @@ NetworkServices::NetworkServices(sandbox::Sandbox& box, sandbox::GatewaySockets&
   phase("gateway constructed");
   gateway_->start();
   box.trust_ca(gateway_->ca_certificate_pem());
+}
+
+std::uint64_t NetworkServices::replace_secrets(std::vector<SecretBinding> secrets) {
+  secrets::EngineOptions engine;
+  engine.max_body_bytes = network_.max_body_bytes;
+  return gateway_->replace_secrets(
+      std::make_shared<secrets::SecretSet>(std::move(secrets), network_.on_secret_violation, engine));
 }
 
 NetworkServices::~NetworkServices() {

@@ -39,10 +39,15 @@ class NetworkServices {
                   std::shared_ptr<const policy::Policy> policy, const gateway::BudgetLimits& budget);
   ~NetworkServices();
 
+  // Reload: the gateway's connections from now on use these secrets (with the running [network]).
+  // Returns the new generation.
+  std::uint64_t replace_secrets(std::vector<SecretBinding> secrets);
+
  private:
   static gateway::LogLevel log_level(const GatewaySettings& settings);
   void record_refusal(std::string_view name, dns::Outcome outcome);
 
+  NetworkConfig network_;
   dns::PinSet pins_;
   std::shared_ptr<const policy::Policy> policy_;
   gateway::Logger logger_;

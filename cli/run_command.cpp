@@ -18,8 +18,10 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <climits>
 #include <cstdlib>
 #include <fstream>
@@ -156,10 +158,12 @@ sandbox::SandboxOptions make_options(const RunArgs& args) {
 }
 
 // Signals to `airlock run` go to the guest (through its init); SIGWINCH also resizes its pty.
+// With `on_hangup` (a --config to reload), SIGHUP calls it instead of going to the guest.
 // A signalfd and an eventfd, so stopping never waits for a polling tick.
 class SignalForwarder {
  public:
-  explicit SignalForwarder(sandbox::Sandbox& box) : box_(box) {
+  explicit SignalForwarder(sandbox::Sandbox& box, std::function<void()> on_hangup = nullptr)
+      : box_(box), on_hangup_(std::move(on_hangup)) {
     const sigset_t set = forwarded();
     signals_ = ::signalfd(-1, &set, SFD_CLOEXEC);
     stop_ = ::eventfd(0, EFD_CLOEXEC);
@@ -172,6 +176,10 @@ class SignalForwarder {
         signalfd_siginfo info{};
         if (::read(signals_, &info, sizeof info) != sizeof info) continue;
         const int sig = static_cast<int>(info.ssi_signo);
+        if (sig == SIGHUP && on_hangup_) {
+          on_hangup_();
+          continue;
+        }
         if (sig == SIGWINCH) box_.sync_terminal_size();
         box_.forward_signal(sig);
       }
@@ -193,6 +201,7 @@ class SignalForwarder {
 
  private:
   sandbox::Sandbox& box_;
+  std::function<void()> on_hangup_;
   int signals_ = -1;
   int stop_ = -1;
   std::thread thread_;
@@ -208,6 +217,48 @@ gateway::BudgetLimits run_budget(const RunArgs& args, const GatewaySettings& set
   return sandbox_budget(settings, memory, gateway_memory, args.max_connections);
 }
 
+// SIGHUP with --config: the secrets read again (config, --secret, --secret-file) and given to the
+// gateway. The guest's environment was fixed at start, so only values rotate: a secret added or
+// removed, a changed placeholder or a new file: source (the guest's view hides the sources it had
+// at start) is refused with a message, and the running secrets stay.
+// "ENV=PLACEHOLDER" of each secret, sorted: what the guest's environment was built from.
+std::vector<std::string> secret_names(const std::vector<SecretBinding>& set) {
+  std::vector<std::string> out;
+  for (const SecretBinding& s : set) out.push_back(s.env_var() + "=" + s.placeholder());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void reload_run_secrets(const RunArgs& args, const std::vector<std::string>& running,
+                        const std::vector<std::string>& running_files, NetworkServices& services) {
+  try {
+    AirlockConfig config = load_config(args.config);
+    std::vector<SecretBinding> secrets = std::move(config.sandbox.secrets);
+    std::vector<std::string> files = std::move(config.secret_files);
+    for (const std::string& spec : args.secrets) secrets.push_back(secret_from_env(spec));
+    for (const std::string& spec : args.secret_files) secrets.push_back(secret_from_file(spec, files));
+    validate_secret_set(secrets);
+    if (secret_names(secrets) != running) {
+      throw ConfigError("the secrets (or their placeholders) differ from those the sandbox started with; the guest's "
+                        "environment cannot change, so a reload only rotates values: restart `airlock run` to add or "
+                        "remove a secret");
+    }
+    std::vector<std::string> a = files, b = running_files;
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    if (a != b) {
+      throw ConfigError("the file: sources differ from those at start (the guest's view hides only those): restart "
+                        "`airlock run` to use another file");
+    }
+    const std::size_t count = secrets.size();
+    const std::uint64_t generation = services.replace_secrets(std::move(secrets));
+    std::cerr << "airlock: reloaded " << args.config << ": " << count << " secret value" << (count == 1 ? "" : "s")
+              << " read again (generation " << generation << ")\n";
+  } catch (const std::exception& e) {
+    std::cerr << "airlock: reload failed, the running secrets stay: " << e.what() << "\n";
+  }
+}
+
 int run(const RunArgs& args) {
   phase("begin");
   std::vector<SecretBinding> secrets;
@@ -215,6 +266,7 @@ int run(const RunArgs& args) {
   GatewaySettings settings;
   std::vector<std::string> secret_files;
   std::string id_range;
+  std::vector<std::string> running_files;  // for a reload's comparison
   if (!args.config.empty()) {
     AirlockConfig config = load_config(args.config);
     secrets = std::move(config.sandbox.secrets);
@@ -226,6 +278,7 @@ int run(const RunArgs& args) {
   for (const std::string& spec : args.secrets) secrets.push_back(secret_from_env(spec));
   for (const std::string& spec : args.secret_files) secrets.push_back(secret_from_file(spec, secret_files));
   validate_secret_set(secrets);
+  running_files = secret_files;
   sandbox::SandboxOptions options = make_options(args);
   if (args.id_range.empty() && !id_range.empty()) options.id_pool = sandbox::parse_id_range(id_range);
   options.secret_files = std::move(secret_files);
@@ -253,7 +306,14 @@ int run(const RunArgs& args) {
   }
   sandbox::ExitStatus status;
   {
-    SignalForwarder forwarder(box);
+    const std::vector<std::string> running = secret_names(secrets);
+    std::function<void()> on_hangup;
+    if (!args.config.empty()) {
+      on_hangup = [&args, &running, &running_files, &sandbox] {
+        reload_run_secrets(args, running, running_files, *sandbox.services);
+      };
+    }
+    SignalForwarder forwarder(box, std::move(on_hangup));
     status = box.wait();
   }
   phase("command ended");

@@ -66,6 +66,12 @@ struct AdminServer::Impl {
 
   std::string answer(const HeadSink& head) {
     const std::string_view path = std::string_view(head.target).substr(0, head.target.find('?'));
+    if (path == "/reload" && handlers.reload) {
+      if (head.method != "POST") return response(405, "Method Not Allowed", "text/plain", "POST only\n");
+      const AdminResult r = handlers.reload();
+      return r.ok ? response(200, "OK", "text/plain", r.message + "\n")
+                  : response(422, "Unprocessable Content", "text/plain", r.message + "\n");
+    }
     if (head.method != "GET" && head.method != "HEAD") return response(405, "Method Not Allowed", "text/plain", "GET only\n");
     if (path == "/metrics") return response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", handlers.metrics());
     if (path == "/healthz") return response(200, "OK", "text/plain", "ok\n");

@@ -1,6 +1,7 @@
 #pragma once
 // The admin listener (off unless asked for): GET /metrics (Prometheus text), /healthz (the process
-// answers) and /readyz (the gateway is serving: 200, else 503). Only on loopback or a unix socket:
+// answers), /readyz (the gateway is serving: 200, else 503) and, when given a handler, POST
+// /reload. Only on loopback or a unix socket:
 // it holds no value, but it is not for the network. One thread of its own; every connection has a
 // 5 s deadline, an 8 KiB request limit and one request; at most 16 at once (more are closed).
 #include <functional>
@@ -9,9 +10,16 @@
 
 namespace airlock::gateway {
 
+struct AdminResult {
+  bool ok = false;
+  std::string message;  // the response body (one line); never a value
+};
+
 struct AdminHandlers {
   std::function<std::string()> metrics;  // the /metrics body; called on the admin thread
   std::function<bool()> ready;           // /readyz
+  // POST /reload (absent: 404): 200 with the message when ok, else 422. On the admin thread.
+  std::function<AdminResult()> reload;
 };
 
 class AdminServer {

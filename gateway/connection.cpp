@@ -638,8 +638,11 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   context.destination = c->destination->ip;
   context.port = c->destination->port;
   context.pins = c->pins;
+  // The secrets as they are now; held to the connection's end, so a reload never changes them
+  // under a request in flight (a later connection sees the new ones).
+  const std::shared_ptr<const SecretsSnapshot> snapshot = c->core.snapshot();
   Filter filter;
-  const secrets::SecretSet& set = *c->core.options.secrets;
+  const secrets::SecretSet& set = *snapshot->set;
   if (kind == FilterKind::kRewriter) {
     filter.rewriter.emplace(set, context);
     filter.responses.emplace();
@@ -649,7 +652,7 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   c->decision = "forwarded";
   c->stream();
   // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
-  const http::ScrubForms* forms = kind == FilterKind::kNone || !c->core.scrub_forms ? nullptr : &*c->core.scrub_forms;
+  const http::ScrubForms* forms = kind == FilterKind::kNone || !snapshot->scrub_forms ? nullptr : &*snapshot->scrub_forms;
   co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, forms, filter));
 }
 
@@ -1025,7 +1028,27 @@ Core::Core(GatewayOptions opts) : options(std::move(opts)), logger(options.log_l
   audit.report_to(&logger);
   guest_context = tls::make_guest_context();
   upstream = std::make_unique<tls::UpstreamVerifier>(options.network.upstream_cas, options.system_roots_dir);
-  if (!options.secrets->secrets().empty()) scrub_forms.emplace(options.secrets->secrets());
+  // The snapshot holds the set from here on: a reload can then let the first values go too.
+  replace_secrets(std::move(options.secrets));
+}
+
+std::shared_ptr<const SecretsSnapshot> Core::snapshot() const {
+  std::lock_guard lock(snapshot_mutex_);
+  return snapshot_;
+}
+
+void Core::replace_secrets(std::shared_ptr<const secrets::SecretSet> set) {
+  if (!set) throw ConfigError("the gateway needs a secret set (it may be empty)");
+  auto next = std::make_shared<SecretsSnapshot>();
+  next->set = std::move(set);
+  if (!next->set->secrets().empty()) next->scrub_forms.emplace(next->set->secrets());
+  std::shared_ptr<const SecretsSnapshot> old;
+  {
+    std::lock_guard lock(snapshot_mutex_);
+    next->generation = snapshot_ ? snapshot_->generation + 1 : 1;
+    old = std::exchange(snapshot_, std::move(next));
+  }
+  // `old` goes here, outside the lock: its values are wiped now unless a connection still holds it.
 }
 
 std::optional<std::vector<IpAddress>> ResolveCache::find(const std::string& name, const IpAddress& destination) {

@@ -41,15 +41,23 @@ class ResolveCache {
   std::unordered_map<std::string, Entry> entries_;
 };
 
+// The secrets every connection works with: held immutably, taken by a connection when it starts
+// forwarding (and kept to its end). A reload builds a new one off the data path and swaps it in;
+// the old values are wiped when the last connection holding the old snapshot ends.
+struct SecretsSnapshot {
+  std::shared_ptr<const secrets::SecretSet> set;
+  std::optional<http::ScrubForms> scrub_forms;  // every form of every value; empty with no secrets
+  std::uint64_t generation = 1;
+};
+
 struct Core {
-  GatewayOptions options;
+  GatewayOptions options;  // options.secrets is moved into the first snapshot (null after construction)
   ResolveCache resolved;
   Logger logger;
   AuditLog audit;
   std::optional<tls::LeafMinter> minter;
   tls::SslCtxPtr guest_context;
   std::unique_ptr<tls::UpstreamVerifier> upstream;
-  std::optional<http::ScrubForms> scrub_forms;  // every form of every value; empty with no secrets
   std::optional<Budget> budget;                  // made at start(), once the descriptor limit is known
 
   std::atomic<std::uint64_t> next_id{1};
@@ -63,7 +71,15 @@ struct Core {
   std::atomic<std::uint64_t> denied{0};
   std::atomic<bool> stopping{false};
 
+ private:
+  mutable std::mutex snapshot_mutex_;
+  std::shared_ptr<const SecretsSnapshot> snapshot_;
+ public:
+
   explicit Core(GatewayOptions opts);
+  std::shared_ptr<const SecretsSnapshot> snapshot() const;  // the current one (a short lock)
+  // Builds the snapshot of `set` (the scrub forms: control-path work) and swaps it in.
+  void replace_secrets(std::shared_ptr<const secrets::SecretSet> set);
   bool intercepts_port(std::uint16_t port) const;
   bool bypassed(std::string_view sni) const;
 };

@@ -251,6 +251,21 @@ void Gateway::wait() {
   impl_->changed.wait(lock, [&] { return impl_->stopped || !impl_->started; });
 }
 
+std::uint64_t Gateway::replace_secrets(std::shared_ptr<const secrets::SecretSet> secrets) {
+  Core& core = impl_->core;
+  core.replace_secrets(std::move(secrets));
+  const auto now = core.snapshot();
+  // Audited: which secrets (by env name, never a value) connections from here on use.
+  nlohmann::ordered_json r;
+  r["event"] = "secrets_reloaded";
+  r["generation"] = now->generation;
+  nlohmann::ordered_json names = nlohmann::ordered_json::array();
+  for (const SecretBinding& s : now->set->secrets()) names.push_back(s.env_var());
+  r["secrets"] = std::move(names);
+  core.audit.write(r);
+  return now->generation;
+}
+
 GatewayEndpoints Gateway::endpoints() const {
   GatewayEndpoints out;
   for (const auto& l : impl_->listeners)

@@ -106,6 +106,12 @@ class Gateway {
   // Blocks until stop() has completed.
   void wait();
 
+  // Reload: connections that start forwarding from now on use `secrets`; a connection already
+  // forwarding keeps the set it started with until it ends (nothing is dropped). The old values
+  // are wiped when the last connection holding them ends. Safe from any thread. Returns the new
+  // generation (1 is the set given at construction). Throws ConfigError when `secrets` is null.
+  std::uint64_t replace_secrets(std::shared_ptr<const secrets::SecretSet> secrets);
+
   GatewayEndpoints endpoints() const;
   GatewayCounters counters() const;
   // The PEM certificate of the CA the guests must trust.

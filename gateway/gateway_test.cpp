@@ -443,6 +443,45 @@ TEST_F(GatewayFixture, ConnectTunnelSubstitutesForTheAllowedHost) {
   EXPECT_GT(conn["bytes_up"].get<int>(), 0);
 }
 
+// A reload: connections from then on carry the new value; the old one is sent no more. A set
+// without the secret leaves its placeholder unsubstituted (and a violation).
+TEST_F(GatewayFixture, ReplaceSecretsRotatesTheValueForLaterConnections) {
+  std::weak_ptr<const secrets::SecretSet> first;
+  tweak = [&first](GatewayOptions& o) { first = o.secrets; };
+  start("localhost");
+  const std::string request = "GET /v1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: close\r\n\r\n";
+  ASSERT_TRUE(via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem()).handshake);
+  EXPECT_FALSE(first.expired());
+  static constexpr const char* kRotated = "rotated-value-7f3e9b2c41d8";
+  std::vector<SecretBinding> next;
+  next.push_back(SecretBuilder().env("KEY").value(kRotated).allow_host("localhost").build());
+  EXPECT_EQ(gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::move(next), ViolationAction::kUnset)), 2u);
+  // Once no connection holds the first set, its values are gone (SecretValue wipes them as it
+  // goes). The first connection's coroutine may still be ending: wait (bounded) until none is open.
+  for (int i = 0; i < 500 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(gateway->counters().active, 0u);
+  EXPECT_TRUE(first.expired()) << "the replaced set outlives the reload";
+  ASSERT_TRUE(via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem()).handshake);
+  EXPECT_EQ(gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::vector<SecretBinding>{}, ViolationAction::kUnset)), 3u);
+  ClientResult removed = via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem());
+  auto got = upstream->received();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_NE(got[0].find(std::string("X-Api-Key: ") + kFakeValue + "\r\n"), std::string::npos);
+  EXPECT_NE(got[1].find(std::string("X-Api-Key: ") + kRotated + "\r\n"), std::string::npos);
+  EXPECT_EQ(got[1].find(kFakeValue), std::string::npos);
+  EXPECT_EQ(got[2].find(kRotated), std::string::npos);
+  EXPECT_NE(got[2].find("X-Api-Key: $MSB_KEY\r\n"), std::string::npos) << "no secret: the placeholder is not swapped";
+  EXPECT_THROW(gateway->replace_secrets(nullptr), ConfigError);
+  gateway->stop();
+  EXPECT_EQ(audit().find(kRotated), std::string::npos);
+  EXPECT_EQ(audit_events("substitution").size(), 2u);
+  auto reloads = audit_events("secrets_reloaded");
+  ASSERT_EQ(reloads.size(), 2u);
+  EXPECT_EQ(reloads[0]["generation"], 2);
+  EXPECT_EQ(reloads[0]["secrets"], nlohmann::json::array({"KEY"}));
+  EXPECT_EQ(reloads[1]["secrets"], nlohmann::json::array());
+}
+
 TEST_F(GatewayFixture, DisallowedHostIsResetAndNothingIsSent) {
   start("api.example.com");
   ClientResult r = via_proxy(proxy_port(), authority(), "localhost",

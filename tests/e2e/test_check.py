@@ -80,7 +80,7 @@ allow_hosts = ["api.openai.com"]
     assert proc.stdout == ""
     assert proc.stderr == (
         f"airlock: error: {path}:4: secret \"OPENAI_API_KEY\": inline values are not allowed: shell history "
-        "and process listings leak them; use value_from = \"env:NAME\" or \"file:PATH\"\n")
+        "and process listings leak them; use value_from = \"env:NAME\", \"file:PATH\" or \"cmd:PROGRAM ARG...\"\n")
 
 
 def secret(extra="", value_from="env:OPENAI_API_KEY", hosts='allow_hosts = ["api.openai.com"]'):
@@ -101,7 +101,7 @@ ERRORS = [
      'is not set'),
     ("unreadable_file", secret(value_from="file:/nonexistent/key"),
      'secret "OPENAI_API_KEY": value_from "file:/nonexistent/key": cannot read "/nonexistent/key"'),
-    ("value_in_value_from", secret(value_from=FAKE), 'value_from must be "env:NAME" or "file:PATH"'),
+    ("value_in_value_from", secret(value_from=FAKE), 'value_from must be "env:NAME", "file:PATH" or "cmd:PROGRAM ARG..."'),
     ("no_hosts", secret(hosts=""), 'secret "OPENAI_API_KEY": at least one allowed host'),
     ("bare_star", secret(hosts='allow_host_patterns = ["*"]'), "allow_any_host_dangerous"),
     ("single_label_wildcard", secret(hosts='allow_host_patterns = ["*.com"]'), "single label"),

@@ -398,3 +398,69 @@ def test_denied_names_and_rebinding_answers_are_nxdomain(world):
     proc = world.run([PY, "-c", script], egress=("allow@10.1.2.3:tcp:443",) + UPSTREAM_EGRESS)
     assert proc.stdout.splitlines() == [f"{ALLOWED} {UP_IP}", f"{EVIL} {UP_IP}", f"{REBIND} 10.1.2.3",
                                         f"{META} nxdomain"]
+
+
+def test_sighup_rotates_a_value_for_the_running_sandbox(world):
+    """SIGHUP to `airlock run --config` reads the values again (not forwarded to the guest); the
+    guest's placeholders cannot change, so a reload that adds a secret is refused and the running
+    ones stay. The guest loops requests (fresh connections) throughout: none fails."""
+    import signal
+    import subprocess
+    from netlab import wait_for
+    old, new, added = fake_value(), fake_value(), fake_value()
+    value = world.lab.write("rot.value", old + "\n")
+    base = textwrap.dedent(f"""\
+        [network]
+        egress = {json.dumps(list(UPSTREAM_EGRESS))}
+        [[network.upstream_ca]]
+        file = "{world.path('ca.pem')}"
+        [[secret]]
+        env = "API_KEY"
+        value_from = "file:{value}"
+        allow_hosts = ["{ALLOWED}"]
+        [gateway]
+        home = "{world.path('home')}"
+        """)
+    config = world.lab.write("rot.toml", base)
+    guest = ('i=0; while [ $i -lt 120 ]; do curl -sS -m 20 -H "Authorization: Bearer $API_KEY" '
+             f'{url(ALLOWED, "rot")}/$i || echo "request $i failed"; i=$((i+1)); sleep 0.05; done')
+    out_path, err_path = world.path("rot.stdout"), world.path("rot.stderr")
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen([AIRLOCK, "run", "--config", config, "--dns-server", f"127.0.0.1:{world.dns_port}",
+                                 "--", "/bin/sh", "-c", guest], stdout=out, stderr=err,
+                                env=dict(os.environ, AIRLOCK_HOME=world.path("home")))
+    try:
+        errors = lambda: open(err_path).read()
+        wait_for(lambda: world.upstream.count("/rot/") >= 5, "requests before the reload", timeout=60)
+        tmp = world.lab.write("rot.value.tmp", new + "\n")
+        os.rename(tmp, value)
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "airlock: reloaded" in errors(), "the reload", timeout=20)
+        confirmed = world.upstream.count("/rot/")
+        # Adding a secret: refused, the running ones stay.
+        added_file = world.lab.write("rot-added.value", added + "\n")
+        world.lab.write("rot.toml", base + textwrap.dedent(f"""\
+            [[secret]]
+            env = "OTHER_KEY"
+            value_from = "file:{added_file}"
+            allow_hosts = ["{ALLOWED}"]
+            """))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "airlock: reload failed" in errors(), "the refused reload", timeout=20)
+        assert proc.wait(timeout=90) == 0, errors()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stdout, stderr = open(out_path).read(), open(err_path).read()
+    for v in (old, new, added):
+        assert_absent(v, stdout + stderr, "airlock run's output")
+    assert "failed" not in stdout and stdout == "ok\n" * 120, stderr
+    assert "restart `airlock run` to add or remove a secret" in stderr
+    records = {int(r["uri"].rsplit("/", 1)[1]): r for r in world.upstream.received("/rot/")}
+    assert len(records) == 120
+    for i, r in records.items():
+        if i > confirmed:
+            assert_equal_secret(r["authorization"], "Bearer " + new, f"request {i}, after the reload")
+        elif i < 5:
+            assert_equal_secret(r["authorization"], "Bearer " + old, f"request {i}, before the reload")

@@ -1,0 +1,328 @@
+"""Secrets that change (issue 17 item 5): `airlock gateway` reloads its config on SIGHUP and on
+POST /reload (admin listener, --admin-reload) without dropping connections; `value_from = "cmd:..."`.
+
+Topology (made and removed here; documentation addresses only):
+  gateway netns: the client loop and `airlock gateway --proxy 127.0.0.1:3128` ──veth── upstream
+  netns: nginx on 203.0.113.10:443 (api.example.com) with a JSON access log.
+Assertions are on what nginx received. Values are fake, fresh per test, and checked absent from
+every gateway and client output; no assertion prints one.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+from netlab import Lab, assert_absent, assert_equal_secret, fake_value, in_ns, sh, wait_for
+
+AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
+assert os.geteuid() == 0 and AIRLOCK, "these tests need root and AIRLOCK_BIN"
+TAG = str(os.getpid() % 100000)
+GW, UP = f"arg{TAG}", f"aru{TAG}"
+PH = "$MSB_API_KEY"
+PH2 = "$MSB_SECOND_KEY"
+PY = "/usr/bin/python3"
+
+
+class Env:
+    def __init__(self, lab):
+        self.lab = lab
+        self.path = lab.path
+        for ns in (GW, UP):
+            lab.netns(ns)
+        lab.veth(f"vr{TAG}", f"vs{TAG}", GW, UP)
+        in_ns(GW, "ip", "addr", "add", "198.51.100.1/24", "dev", f"vr{TAG}")
+        in_ns(GW, "ip", "link", "set", f"vr{TAG}", "up")
+        in_ns(GW, "ip", "route", "add", "203.0.113.0/24", "via", "198.51.100.2")
+        in_ns(UP, "ip", "addr", "add", "198.51.100.2/24", "dev", f"vs{TAG}")
+        in_ns(UP, "ip", "link", "set", f"vs{TAG}", "up")
+        in_ns(UP, "ip", "addr", "add", "203.0.113.10/32", "dev", "lo")
+        in_ns(UP, "ip", "route", "add", "default", "via", "198.51.100.1")
+        lab.netns_file(GW, "hosts", "127.0.0.1 localhost\n203.0.113.10 api.example.com\n")
+        lab.ca("test-ca")
+        lab.leaf("server", "test-ca", "DNS:api.example.com")
+        d = lab.dir
+        self.upstream = lab.nginx(UP, {"uri": "$request_uri", "x_api_key": "$http_x_api_key",
+                                       "x_second": "$http_x_second", "conn": "$connection",
+                                       "status": "$status"}, f"""\
+            keepalive_requests 100000; keepalive_timeout 60s;
+            server {{
+              listen 203.0.113.10:443 ssl;
+              ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
+              location / {{ echo "ok"; }}
+            }}
+            """, workers=1, connections=1024)
+        os.mkdir(self.path("home"))
+        self.runs = 0
+
+    def config(self, secrets):
+        """A gateway config with these [[secret]] tables (TOML text)."""
+        return textwrap.dedent(f"""\
+            [network]
+            egress = ["allow@203.0.113.0/24:tcp"]
+            [[network.upstream_ca]]
+            file = "{self.path('test-ca.pem')}"
+            [gateway]
+            home = "{self.path('home')}"
+            """) + textwrap.dedent(secrets)
+
+    def start(self, config_text):
+        """Starts a gateway on this config; returns (process, proxy port, admin socket path)."""
+        self.runs += 1
+        n = self.runs
+        self.config_path = self.lab.write(f"gw{n}.toml", config_text)
+        self.stderr = f"gw{n}.stderr"
+        self.admin = self.path(f"admin{n}.sock")
+        p = self.lab.start(["ip", "netns", "exec", GW, AIRLOCK, "gateway", "--config", self.config_path,
+                            "--proxy", "127.0.0.1:0", "--admin", f"unix:{self.admin}", "--admin-reload"],
+                           self.stderr, stdout=subprocess.PIPE, text=True,
+                           env=dict(os.environ, AIRLOCK_HOME=self.path("home")))
+        line = p.stdout.readline()
+        assert "ready" in line, self.errors()
+        self.port = int(re.search(r"proxy=127\.0\.0\.1:(\d+)", line).group(1))
+        sh(AIRLOCK, "ca", "export", self.path("gateway-ca.pem"), env=dict(os.environ, AIRLOCK_HOME=self.path("home")))
+        self.proc = p
+        return p
+
+    def errors(self):
+        return open(self.path(self.stderr)).read()
+
+    def reload_signal(self):
+        before = self.errors().count("airlock gateway: reload")
+        self.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.errors().count("airlock gateway: reload") > before, "the reload's report")
+        return self.errors().splitlines()[-1]
+
+    def admin_get(self, path):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(self.admin)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return data.partition(b"\r\n\r\n")[2].decode()
+
+    def metrics(self):
+        """The /metrics samples, parsed with python3-prometheus-client: {'name{labels}': value}."""
+        from prometheus_client.parser import text_string_to_metric_families
+        out = {}
+        for family in text_string_to_metric_families(self.admin_get("/metrics")):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                out[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+        return out
+
+    def reload_admin(self):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(self.admin)
+            s.sendall(b"POST /reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), body.decode()
+
+    def request(self, marker, headers=(f"X-Api-Key: {PH}",)):
+        args = ["ip", "netns", "exec", GW, "curl", "-sS", "--max-time", "15", "--cacert", self.path("gateway-ca.pem"),
+                "-x", f"http://127.0.0.1:{self.port}"]
+        for h in headers:
+            args += ["-H", h]
+        return subprocess.run(args + [f"https://api.example.com/{marker}"], capture_output=True, text=True, timeout=30)
+
+    def one(self, marker):
+        r = self.request(marker)
+        assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
+        [rec] = self.upstream.wait_received(f"/{marker}")
+        return rec
+
+    def check_outputs(self, *values):
+        for v in values:
+            assert_absent(v, self.errors(), "the gateway's stderr")
+
+
+@pytest.fixture(scope="module")
+def env():
+    with Lab("airlock-reload-") as lab:
+        yield Env(lab)
+
+
+def secret_file(env, name, value):
+    """Writes a value file the way a rotation does: a new file renamed over the old."""
+    tmp = env.lab.write(name + ".tmp", value + "\n")
+    os.rename(tmp, env.path(name))
+    return env.path(name)
+
+
+# The client loop: fresh connections (requests without a Session) and one keep-alive Session,
+# bounded by a request count and a time limit; a request is tagged /after/ once the test says the
+# reload is done. Every failure is counted, with its kind (never a value: the responses are "ok").
+CLIENT = r"""
+import os, sys, time, requests
+proxy, ca, flag, done, limit = sys.argv[1:6]
+proxies = {"https": "http://127.0.0.1:" + proxy}
+session = requests.Session()
+ok = failures = 0
+kinds = set()
+deadline = time.monotonic() + 60
+for i in range(int(limit)):
+    if os.path.exists(done) or time.monotonic() > deadline:
+        break
+    phase = "after" if os.path.exists(flag) else "before"
+    for kind, get in (("fresh", requests.get), ("kept", session.get)):
+        try:
+            r = get(f"https://api.example.com/load/{phase}/{kind}/{i}", headers={"X-Api-Key": "$MSB_API_KEY"},
+                    proxies=proxies, verify=ca, timeout=15)
+            if r.status_code == 200 and r.text == "ok\n":
+                ok += 1
+            else:
+                failures += 1; kinds.add(f"status {r.status_code}")
+        except Exception as e:
+            failures += 1; kinds.add(type(e).__name__)
+print(ok, failures, sorted(kinds))
+"""
+
+
+def test_reload_under_load_rotates_the_value_without_a_failure(env):
+    old, new = fake_value(), fake_value()
+    value = secret_file(env, "load.value", old)
+    env.start(env.config(f"""\
+        [[secret]]
+        env = "API_KEY"
+        value_from = "file:{value}"
+        allow_hosts = ["api.example.com"]
+        """))
+    client = env.lab.write("client.py", CLIENT)
+    flag, done = env.path("load.after"), env.path("load.done")
+    loop = subprocess.Popen(["ip", "netns", "exec", GW, PY, client, str(env.port), env.path("gateway-ca.pem"), flag,
+                             done, "3000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: env.upstream.count("/load/before/fresh/") >= 20, "requests before the reload", timeout=30)
+        secret_file(env, "load.value", new)  # the rotation: new file, then SIGHUP
+        report = env.reload_signal()
+        assert "reloaded" in report and "1 secret" in report, report
+        open(flag, "w").close()
+        wait_for(lambda: env.upstream.count("/load/after/fresh/") >= 20, "requests after the reload", timeout=30)
+        open(done, "w").close()
+        out, err = loop.communicate(timeout=60)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+            loop.wait()
+    for v in (old, new):
+        assert_absent(v, out + err, "the client's output")
+    ok, failures, _ = out.split(" ", 2)
+    assert int(failures) == 0 and loop.returncode == 0, out + err
+    records = env.upstream.received("/load/")
+    assert int(ok) == len(records) >= 80
+    assert all(r["status"] == "200" for r in records)
+    # Fresh connections: the old value before the reload, only the new one after it.
+    fresh_before = [r for r in records if "/before/fresh/" in r["uri"]]
+    fresh_after = [r for r in records if "/after/fresh/" in r["uri"]]
+    assert sum(r["x_api_key"] == old for r in fresh_before) >= 20
+    for r in fresh_before:
+        assert r["x_api_key"] in (old, new), "a fresh request carried neither value"
+    for r in fresh_after:
+        assert_equal_secret(r["x_api_key"], new, "a fresh connection after the reload")
+    # The keep-alive connection was not dropped: one nginx connection throughout, and it keeps the
+    # snapshot it started with (documented: a connection takes the secrets when it starts).
+    kept = [r for r in records if "/kept/" in r["uri"]]
+    assert len({r["conn"] for r in kept}) == 1, "the keep-alive connection was dropped by the reload"
+    assert any("/after/" in r["uri"] for r in kept)
+    for r in kept:
+        assert_equal_secret(r["x_api_key"], old, "the kept connection's requests")
+    env.check_outputs(old, new)
+
+
+def test_a_failed_reload_keeps_the_running_secrets(env):
+    value = fake_value()
+    path = secret_file(env, "keep.value", value)
+    env.start(env.config(f"""\
+        [[secret]]
+        env = "API_KEY"
+        value_from = "file:{path}"
+        allow_hosts = ["api.example.com"]
+        """))
+    assert_equal_secret(env.one("keep/1")["x_api_key"], value, "before")
+    # Each way a reload can fail: an empty value file, a missing one, a config that does not parse,
+    # a value inline (the config error must not echo it).
+    inline = fake_value()
+    broken = [
+        (lambda: open(path, "w").close(), "is empty"),
+        (lambda: os.unlink(path), "cannot read"),
+        (lambda: env.lab.write(os.path.basename(env.config_path), "[[secret]\n"), "not valid TOML"),
+        (lambda: env.lab.write(os.path.basename(env.config_path), env.config(f"""\
+            [[secret]]
+            env = "API_KEY"
+            value = "{inline}"
+            """)), "inline values are not allowed"),
+    ]
+    for n, (breakit, why) in enumerate(broken):
+        breakit()
+        if n % 2:
+            report = env.reload_signal()
+        else:
+            status, report = env.reload_admin()
+            assert status == 422, report
+        assert "reload failed, the running secrets stay" in report and why in report, report
+        assert_absent(inline, report, "the reload's report")
+        assert env.proc.poll() is None
+        assert_equal_secret(env.one(f"keep/after-failure-{n}")["x_api_key"], value, "after a failed reload")
+    env.check_outputs(value, inline)
+
+
+def test_cmd_source_secrets_added_and_removed(env):
+    first, second, other = fake_value(), fake_value(), fake_value()
+    token = env.lab.write("token.txt", first)
+    script = env.lab.write("get-token", f"#!/bin/sh\nexec cat {token}\n")
+    os.chmod(script, 0o755)
+    one = f"""\
+        [[secret]]
+        env = "API_KEY"
+        value_from = "cmd:{script}"
+        allow_hosts = ["api.example.com"]
+        """
+    env.start(env.config(one))
+    assert_equal_secret(env.one("cmd/1")["x_api_key"], first, "the command's output")
+    # The command's output changes: a reload over the admin listener picks it up.
+    env.lab.write("token.txt", second)
+    status, report = env.reload_admin()
+    assert status == 200 and "reloaded" in report and "generation 2" in report, report
+    assert_equal_secret(env.one("cmd/2")["x_api_key"], second, "after the command's output changed")
+    # A secret added by a reload is substituted; the command fails: the reload is refused.
+    other_file = secret_file(env, "other.value", other)
+    env.lab.write(os.path.basename(env.config_path), env.config(one + f"""\
+        [[secret]]
+        env = "SECOND_KEY"
+        value_from = "file:{other_file}"
+        allow_hosts = ["api.example.com"]
+        """))
+    assert "2 secrets" in env.reload_signal()
+    r = env.request("cmd/3", headers=(f"X-Api-Key: {PH}", f"X-Second: {PH2}"))
+    assert r.returncode == 0, r.stderr
+    [rec] = env.upstream.wait_received("/cmd/3")
+    assert_equal_secret(rec["x_api_key"], second, "the first secret")
+    assert_equal_secret(rec["x_second"], other, "the added secret")
+    env.lab.write("get-token", f"#!/bin/sh\ncat {token}\nexit 1\n")
+    status, report = env.reload_admin()
+    assert status == 422 and "exited with status 1" in report and "API_KEY" in report, report
+    assert_absent(second, report, "the reload's report")
+    metrics = env.metrics()
+    assert metrics['airlock_config_reloads_total{result="ok"}'] == 2
+    assert metrics['airlock_config_reloads_total{result="failed"}'] == 1
+    assert metrics["airlock_secrets_generation"] == 3
+    # Removed: its placeholder is not swapped any more (it reaches the upstream as the guest wrote it).
+    env.lab.write(os.path.basename(env.config_path), env.config(one.replace('"API_KEY"', '"THIRD_KEY"')))
+    env.lab.write("get-token", f"#!/bin/sh\nexec cat {token}\n")
+    assert "reloaded" in env.reload_signal()
+    r = env.request("cmd/4", headers=(f"X-Api-Key: {PH}", f"X-Second: {PH2}"))
+    assert r.returncode == 0, r.stderr
+    [rec] = env.upstream.wait_received("/cmd/4")
+    assert rec["x_api_key"] == PH and rec["x_second"] == PH2
+    env.check_outputs(first, second, other)
