@@ -1,6 +1,7 @@
 // Values and bodies are made up by the tests; failures report sizes and error names only.
 #include <http/response_decoder.hpp>
 
+#include "common/concat.hpp"
 #include <gtest/gtest.h>
 
 #include <random>
@@ -253,10 +254,10 @@ TEST(ResponseBodyDecoder, CloseDelimitedCompressedBodyStaysCloseDelimited) {
   const std::string v = make_value();
   const ScrubForms forms = forms_of(v);
   std::string enc;
-  ASSERT_EQ(encode_all({Coding::kGzip}, "x" + v + "y", enc), CodingError::kNone);
+  ASSERT_EQ(encode_all({Coding::kGzip}, concat("x", v, "y"), enc), CodingError::kNone);
   const Decoded r = run("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n", enc, &forms, 10);
   ASSERT_EQ(r.error, DecodeError::kNone);
-  EXPECT_EQ(r.out, "x" + std::string(v.size(), '*') + "y");
+  EXPECT_EQ(r.out, concat("x", std::string(v.size(), '*'), "y"));
 }
 
 TEST(ResponseBodyDecoder, BombTruncationCorruptionAndBadChunksAreErrors) {

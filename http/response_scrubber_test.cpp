@@ -372,7 +372,7 @@ std::string mixed_case(std::string s) {
 }
 std::string full_percent(std::string_view v, const char* digits) {
   std::string out;
-  for (unsigned char c : v) out += "%" + hex_digits(std::string_view(reinterpret_cast<const char*>(&c), 1), digits);
+  for (unsigned char c : v) out += concat("%", hex_digits(std::string_view(reinterpret_cast<const char*>(&c), 1), digits));
   return out;
 }
 std::string full_unicode(std::string_view v, const char* digits) {
@@ -395,7 +395,7 @@ TEST(ResponseScrubberSpellings, FullPercentEncodingEveryCase) {
   const ScrubForms forms = forms_of({v});
   for (const std::string& enc :
        {full_percent(v, kUpperDigits), full_percent(v, kLowerDigits), mixed_case(full_percent(v, kLowerDigits))}) {
-    expect_same_at_every_split(forms, "<" + enc + ">", "<" + stars(enc.size()) + ">");
+    expect_same_at_every_split(forms, concat("<", enc, ">"), concat("<", stars(enc.size()), ">"));
   }
 }
 
@@ -445,7 +445,7 @@ TEST(ResponseScrubberSpellings, BinaryValueInHexAndFullEscapes) {
   for (int i = 0; i < 16; ++i) v += static_cast<char>(0x80 + i * 7);  // not UTF-8: one \u00xx per byte
   const ScrubForms forms = forms_of({v});
   for (const std::string& enc : {hex_digits(v, kUpperDigits), full_percent(v, kLowerDigits), full_unicode(v, kUpperDigits)}) {
-    EXPECT_TRUE(SameBytes(scrub(forms, "." + enc + "."), "." + stars(enc.size()) + "."));
+    EXPECT_TRUE(SameBytes(scrub(forms, concat(".", enc, ".")), concat(".", stars(enc.size()), ".")));
   }
 }
 

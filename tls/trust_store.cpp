@@ -1,6 +1,7 @@
 // A Java trust store (PKCS12) from a PEM bundle: pure bytes in, bytes out.
 #include "tls/trust_store.hpp"
 
+#include "common/concat.hpp"
 #include <array>
 #include <cstdint>
 #include <initializer_list>
@@ -19,10 +20,10 @@ std::string length(std::size_t n) {
   if (n < 0x80) return std::string(1, static_cast<char>(n));
   std::string bytes;
   for (; n > 0; n >>= 8) bytes.insert(bytes.begin(), static_cast<char>(n & 0xff));
-  return std::string(1, static_cast<char>(0x80 | bytes.size())) + bytes;
+  return concat(std::string(1, static_cast<char>(0x80 | bytes.size())), bytes);
 }
 std::string tlv(unsigned char tag, const std::string& content) {
-  return std::string(1, static_cast<char>(tag)) + length(content.size()) + content;
+  return concat(std::string(1, static_cast<char>(tag)), length(content.size()), content);
 }
 std::string sequence(const std::string& c) { return tlv(0x30, c); }
 std::string set(const std::string& c) { return tlv(0x31, c); }
@@ -159,7 +160,7 @@ std::string java_trust_store(const TrustedBags& bags) {
   std::size_t size = bags.der.size();
   for (const Level& level : levels) {
     const std::size_t content = level.before.size() + size;
-    prefix.insert(0, std::string(1, static_cast<char>(level.tag)) + length(content) + level.before);
+    prefix.insert(0, concat(std::string(1, static_cast<char>(level.tag)), length(content), level.before));
     size = 1 + length(content).size() + content;
   }
   std::string out;
