@@ -1,4 +1,5 @@
 #include "cli/network_services.hpp"
+#include "cli/sidecar.hpp"
 
 #include "cli/egress.hpp"
 
@@ -27,29 +28,6 @@ void close_all(sandbox::GatewaySockets& sockets) {
   }
 }
 
-namespace {
-// `IP`, `IP:PORT` or `[IPv6]:PORT`.
-asio::ip::udp::endpoint parse_dns_server(const std::string& text) {
-  std::string host = text;
-  std::uint16_t port = 53;
-  const std::size_t close = text.rfind(']');
-  const std::size_t colon = text.rfind(':');
-  if (text.starts_with("[") && close != std::string::npos) {
-    host = text.substr(1, close - 1);
-    if (close + 1 < text.size()) {
-      if (text[close + 1] != ':') throw ConfigError("--dns-server " + text + ": expected IP[:PORT]");
-      port = static_cast<std::uint16_t>(std::stoul(text.substr(close + 2)));
-    }
-  } else if (colon != std::string::npos && text.find(':') == colon) {
-    host = text.substr(0, colon);
-    port = static_cast<std::uint16_t>(std::stoul(text.substr(colon + 1)));
-  }
-  std::error_code ec;
-  const auto address = asio::ip::make_address(host, ec);
-  if (ec || port == 0) throw ConfigError("--dns-server " + text + ": expected IP[:PORT]");
-  return {address, port};
-}
-}  // namespace
 
 NetworkServices::NetworkServices(sandbox::Sandbox& box, sandbox::GatewaySockets& sockets,
                                  std::vector<SecretBinding> secrets, const NetworkConfig& network,
@@ -61,7 +39,7 @@ NetworkServices::NetworkServices(sandbox::Sandbox& box, sandbox::GatewaySockets&
       logger_(log_level(settings)),
       dns_audit_(settings.audit_log) {
   dns::ForwarderOptions dns_options;
-  for (const std::string& server : dns_servers) dns_options.upstreams.push_back(parse_dns_server(server));
+  for (const std::string& server : dns_servers) dns_options.upstreams.push_back(parse_resolver(server, "--dns-server"));
   dns_options.on_refused = [this](std::string_view name, dns::Outcome outcome) { record_refusal(name, outcome); };
   forwarder_ = std::make_unique<dns::Forwarder>(io_.get_executor(), dns_options, pins_, *policy_);
   for (int fd : std::exchange(sockets.dns_udp, {})) {
@@ -118,18 +96,8 @@ gateway::LogLevel NetworkServices::log_level(const GatewaySettings& settings) {
   return *level;
 }
 
-// A query the policy answered NXDOMAIN: audited beside the gateway's records, and warned.
 void NetworkServices::record_refusal(std::string_view name, dns::Outcome outcome) {
-  nlohmann::ordered_json r;
-  r["event"] = "dns_refused";
-  r["name"] = name;
-  r["reason"] = dns::to_string(outcome);
-  dns_audit_.write(r);
-  logger_.log(gateway::LogLevel::kWarn,
-              "DNS " + std::string(name) + ": NXDOMAIN, " +
-                  (outcome == dns::Outcome::kRebinding
-                       ? "the answer pointed into private, loopback, link-local, metadata or host space"
-                       : "denied by the egress policy"));
+  record_dns_refusal(dns_audit_, logger_, name, outcome);
 }
 
 SandboxWithNetwork make_sandbox_with_network(sandbox::SandboxOptions options, const std::vector<SecretBinding>& secrets,

@@ -216,16 +216,21 @@ SidecarDns::~SidecarDns() {
   if (thread_.joinable()) thread_.join();
 }
 
-void SidecarDns::record_refusal(std::string_view name, dns::Outcome outcome) {
+void record_dns_refusal(gateway::AuditLog& audit, gateway::Logger& logger, std::string_view name,
+                        dns::Outcome outcome) {
   nlohmann::ordered_json r;
   r["event"] = "dns_refused";
   r["name"] = name;
   r["reason"] = dns::to_string(outcome);
-  audit_.write(r);
-  logger_.log(gateway::LogLevel::kWarn, "DNS " + std::string(name) + ": NXDOMAIN, " +
-                                            (outcome == dns::Outcome::kRebinding
-                                                 ? "the answer pointed into private, loopback, link-local, metadata or host space"
-                                                 : "denied by the egress policy"));
+  audit.write(r);
+  logger.log(gateway::LogLevel::kWarn, "DNS " + std::string(name) + ": NXDOMAIN, " +
+                                           (outcome == dns::Outcome::kRebinding
+                                                ? "the answer pointed into private, loopback, link-local, metadata or host space"
+                                                : "denied by the egress policy"));
+}
+
+void SidecarDns::record_refusal(std::string_view name, dns::Outcome outcome) {
+  record_dns_refusal(audit_, logger_, name, outcome);
 }
 
 }  // namespace airlock::cli

@@ -69,5 +69,9 @@ class SidecarDns {
 
 // `IP`, `IP:PORT` or `[IPv6]:PORT` (port 53 by default). Throws ConfigError naming `flag`.
 asio::ip::udp::endpoint parse_resolver(const std::string& text, const std::string& flag);
+// A query the policy answered NXDOMAIN (the sandbox's and the sidecar's forwarder): a dns_refused
+// audit record beside the gateway's, and a warning.
+void record_dns_refusal(gateway::AuditLog& audit, gateway::Logger& logger, std::string_view name,
+                        dns::Outcome outcome);
 
 }  // namespace airlock::cli
