@@ -7,6 +7,7 @@ their dependencies, each package's files copied from the host and its entry in t
 database. Nothing else of the host is in it, so a library the package uses but does not declare
 makes `airlock --help` fail there (the test shows that it would, with libssl3 left out).
 """
+import functools
 import glob
 import json
 import os
@@ -23,7 +24,15 @@ AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 BUILD = os.environ.get("AIRLOCK_BUILD_DIR", "")
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-needs_build = pytest.mark.skipif(not BUILD, reason="needs AIRLOCK_BUILD_DIR (run through ctest)")
+
+
+def needs_build(test):
+    """Fails, never skips, without a build: a run that cannot install must not pass as coverage."""
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        assert BUILD, "needs AIRLOCK_BUILD_DIR (run through ctest: e2e.test_install)"
+        return test(*args, **kwargs)
+    return run
 
 
 # ---------------------------------------------------------------- cmake --install
