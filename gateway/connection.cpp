@@ -441,7 +441,7 @@ void refresh_scrubbers(Connection& c, const Filter& filter, ResponseScrubbers& s
   scrubbers.keep(filter.snapshot);
   if (scrubbers.size() < 2) return;
   scrubbers.release_unneeded([&](std::uint64_t g) {
-    return g >= filter.snapshot->generation || g == scrubbers.newest() || g == filter.answering ||
+    return g == filter.snapshot->generation || g == scrubbers.newest() || g == filter.answering ||
            std::any_of(filter.in_flight.begin(), filter.in_flight.end(), [g](const Filter::InFlight& r) { return r.generation == g; });
   });
 }
@@ -724,6 +724,7 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   c->stream();
   // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
   co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, kind != FilterKind::kNone, filter));
+  c->secrets = nullptr;  // the filter (and its snapshot) ends here
 }
 
 enum class FirstFlight { kTls, kTlsUnparsed, kHttp, kOpaque };
