@@ -693,6 +693,7 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       break;
     }
     if (!filter.answered.empty()) record_latency(*c, filter);
+    if (scrub) refresh_scrubbers(*c, filter, scrubbers);  // a response just ended may free an old snapshot
   }
 }
 
