@@ -84,3 +84,74 @@ TEST(RewriterBoundary, AssumedFlowOffersOnlyIdentityFromTheFirstRequest) {
 
 }  // namespace
 }  // namespace airlock::secrets
+
+namespace airlock::secrets {
+namespace {
+
+using testing::FakePins;
+using testing::make_secrets;
+using testing::SecretSpec;
+
+// Taking over at a boundary changes nothing: a stream fed in reads of every size, with the
+// rewriter replaced by a fresh one (same set, flow carried) wherever at_message_boundary() says
+// so, gives the bytes, replies and verdict of one rewriter fed the whole stream.
+struct Outcome {
+  std::string up, guest;
+  Status status = Status::kOk;
+  int takeovers = 0;
+};
+
+Outcome run(const SecretSet& set, const ConnectionContext& ctx, const std::string& stream, std::size_t read,
+            bool take_over) {
+  Outcome o;
+  auto rw = std::make_unique<RequestRewriter>(set, ctx);
+  for (std::size_t at = 0; at < stream.size() && o.status == Status::kOk; at += read) {
+    if (take_over && at > 0 && rw->at_message_boundary()) {
+      const bool flowed = rw->values_may_flow();
+      rw = std::make_unique<RequestRewriter>(set, ctx);
+      if (flowed) rw->assume_values_may_flow();
+      ++o.takeovers;
+    }
+    o.status = rw->feed(std::string_view(stream).substr(at, read), o.up, o.guest);
+  }
+  if (o.status == Status::kOk) o.status = rw->finish(o.up);
+  return o;
+}
+
+TEST(RewriterBoundary, TakingOverAtEveryBoundaryChangesNothing) {
+  FakePins pins;
+  pins.pin(testing::api_ip(), "api.example.com");
+  std::vector<SecretSpec> specs = {{"KEY", "sk-FAKE-rebind", {"api.example.com"}},
+                                   {"BODY", "body-FAKE-rebind", {"api.example.com"}, InjectionScopes{true, true, true, true}}};
+  SecretSet set(make_secrets(specs), ViolationAction::kUnset);
+  const ConnectionContext ctx = testing::tls_context(&pins);
+  const std::string h = "Host: api.example.com\r\n";
+  const std::vector<std::string> streams = {
+      // Keep-alive requests: headers, a query, a buffered body to rewrite, a chunked body, 100-continue.
+      "GET /a HTTP/1.1\r\n" + h + "X-Key: $MSB_KEY\r\n\r\n" + "GET /b?k=$MSB_KEY HTTP/1.1\r\n" + h + "\r\n" +
+          "POST /c HTTP/1.1\r\n" + h + "Content-Length: 20\r\n\r\n{\"t\":\"$MSB_BODY\"}xx" +
+          "POST /d HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n9\r\n$MSB_BODY\r\n0\r\n\r\n" +
+          "POST /e HTTP/1.1\r\n" + h + "Expect: 100-continue\r\nContent-Length: 9\r\n\r\n$MSB_BODY" +
+          "GET /f HTTP/1.1\r\n" + h + "Accept-Encoding: gzip\r\n\r\n",
+      // A violation in the third request: blocked the same way.
+      "GET /a HTTP/1.1\r\n" + h + "\r\n" + "GET /b HTTP/1.1\r\n" + h + "X: 1\r\n\r\n" +
+          "GET /c HTTP/1.1\r\nHost: evil.example\r\nX: $MSB_KEY\r\n\r\n",
+      // Malformed framing after a good request.
+      "GET /a HTTP/1.1\r\n" + h + "\r\n" + "POST /b HTTP/1.1\r\n" + h + "Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+  };
+  for (std::size_t s = 0; s < streams.size(); ++s) {
+    int takeovers = 0;
+    for (std::size_t read = 1; read <= streams[s].size(); read += (read < 64 ? 1 : 37)) {
+      const Outcome one = run(set, ctx, streams[s], read, false);
+      const Outcome many = run(set, ctx, streams[s], read, true);
+      ASSERT_EQ(many.status, one.status) << s << " " << read;
+      ASSERT_EQ(many.up, one.up) << s << " " << read;
+      ASSERT_EQ(many.guest, one.guest) << s << " " << read;
+      takeovers += many.takeovers;
+    }
+    EXPECT_GT(takeovers, 0) << s;  // the property was exercised
+  }
+}
+
+}  // namespace
+}  // namespace airlock::secrets
