@@ -57,12 +57,24 @@ char* pump_scratch() noexcept {
 
 namespace {
 
-// Ciphertext on its way from the write BIO to the socket, used without suspending in between
-// (flush): an idle connection holds no such buffer.
-constexpr std::size_t kCipherScratchBytes = 64 * 1024;
-char* cipher_scratch() noexcept {
-  thread_local std::array<char, kCipherScratchBytes> scratch;
-  return scratch.data();
+// Records on their way to the socket: written by OpenSSL, sent by the owner's next flush, which
+// follows every SSL call before the stream suspends. When a record of another stream is still
+// here (SSL_read may queue one, e.g. a KeyUpdate answer, and return), it moves to that stream's
+// backlog before another stream uses the cork.
+struct Cork {
+  static constexpr std::size_t kBytes = 64 * 1024;
+  SocketSink* owner = nullptr;
+  std::size_t used = 0;
+  std::array<char, kBytes> data;
+  void spill() {
+    if (owner != nullptr && used > 0) owner->backlog.append(data.data(), used);
+    owner = nullptr;
+    used = 0;
+  }
+};
+Cork& cork() noexcept {
+  thread_local Cork c;
+  return c;
 }
 
 // SSL_get_error needs an empty error queue before each call; clearing an empty one costs more
@@ -126,6 +138,49 @@ long source_ctrl(BIO* bio, int cmd, long, void*) {
     case BIO_CTRL_FLUSH: return 1;
     default: return 0;
   }
+}
+
+int sink_write(BIO* bio, const char* in, size_t size, size_t* written) {
+  auto* sink = static_cast<SocketSink*>(BIO_get_data(bio));
+  Cork& c = cork();
+  if (c.owner != sink) c.spill();
+  if (!sink->backlog.empty() || c.used + size > Cork::kBytes) {
+    // Keep the order: what is already waiting goes first, and what does not fit waits with it.
+    c.spill();
+    sink->backlog.append(in, size);
+  } else {
+    c.owner = sink;
+    std::memcpy(c.data.data() + c.used, in, size);
+    c.used += size;
+  }
+  *written = size;
+  return 1;
+}
+
+long sink_ctrl(BIO* bio, int cmd, long, void*) {
+  auto* sink = static_cast<SocketSink*>(BIO_get_data(bio));
+  switch (cmd) {
+    case BIO_CTRL_WPENDING: {
+      const Cork& c = cork();
+      return static_cast<long>(sink->backlog.size() + (c.owner == sink ? c.used : 0));
+    }
+    case BIO_CTRL_FLUSH: return 1;
+    default: return 0;
+  }
+}
+
+const BIO_METHOD* sink_method() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "airlock socket sink");
+    BIO_meth_set_write_ex(m, sink_write);
+    BIO_meth_set_ctrl(m, sink_ctrl);
+    BIO_meth_set_create(m, [](BIO* bio) {
+      BIO_set_init(bio, 1);
+      return 1;
+    });
+    return m;
+  }();
+  return method;
 }
 
 const BIO_METHOD* source_method() {
@@ -202,40 +257,49 @@ TlsStream::TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl)
   SSL_set_default_read_buffer_len(ssl_.get(), kTlsReadAhead);
   BIO* rbio = BIO_new(source_method());
   BIO_set_data(rbio, &source_);
-  wbio_ = BIO_new(BIO_s_mem());
-  BIO_set_mem_eof_return(wbio_, -1);
-  SSL_set_bio(ssl_.get(), rbio, wbio_);
+  BIO* wbio = BIO_new(sink_method());
+  BIO_set_data(wbio, &sink_);
+  SSL_set_bio(ssl_.get(), rbio, wbio);
+}
+
+TlsStream::~TlsStream() {
+  Cork& c = cork();
+  if (c.owner == &sink_) {  // never sent (the connection ended): dropped with the stream
+    c.owner = nullptr;
+    c.used = 0;
+  }
+}
+
+bool TlsStream::output_pending() const {
+  const Cork& c = cork();
+  return !sink_.backlog.empty() || (c.owner == &sink_ && c.used > 0);
 }
 
 void TlsStream::preload(std::string_view bytes) { source_.preloaded.append(bytes); }
 
 asio::awaitable<std::error_code> TlsStream::flush() {
-  // The ciphertext is moved out of the BIO only while it is being written, so an idle
-  // connection holds no output buffer. With no writer ahead of us it goes out through the
-  // thread's scratch buffer without waiting; only what the socket does not take now is copied.
-  std::string out;
-  if (!gate_.held()) {
-    char* buf = cipher_scratch();
-    while (out.empty() && BIO_ctrl_pending(wbio_) > 0) {
-      int n = BIO_read(wbio_, buf, static_cast<int>(kCipherScratchBytes));
-      if (n <= 0) break;
+  // With no writer ahead of us, the corked records go out at once, straight from the cork; only
+  // what the socket does not take now is copied (to the backlog) and written as it drains.
+  Cork& c = cork();
+  if (c.owner == &sink_ && c.used > 0) {
+    if (!gate_.held() && sink_.backlog.empty()) {
       std::size_t sent = 0;
-      if (std::error_code ec = send_now(socket_, std::string_view(buf, static_cast<std::size_t>(n)), sent)) co_return ec;
-      out.assign(buf + sent, static_cast<std::size_t>(n) - sent);
+      std::error_code ec = send_now(socket_, std::string_view(c.data.data(), c.used), sent);
+      if (!ec && sent < c.used) sink_.backlog.assign(c.data.data() + sent, c.used - sent);
+      c.owner = nullptr;
+      c.used = 0;
+      if (ec) co_return ec;
+    } else {
+      c.spill();
     }
-    if (out.empty()) co_return std::error_code{};
   }
+  if (sink_.backlog.empty()) co_return std::error_code{};
   co_await gate_.lock();
   std::error_code ec;
-  while (!ec) {
-    if (out.empty()) {
-      out.resize(std::min<std::size_t>(BIO_ctrl_pending(wbio_), kCipherScratchBytes));
-      int n = out.empty() ? 0 : BIO_read(wbio_, out.data(), static_cast<int>(out.size()));
-      if (n <= 0) break;
-      out.resize(static_cast<std::size_t>(n));
-    }
+  while (!ec && !sink_.backlog.empty()) {
+    std::string out;
+    out.swap(sink_.backlog);  // records written while we wait collect behind it
     co_await asio::async_write(socket_, asio::buffer(out.data(), out.size()), redirect_error(use_awaitable, ec));
-    out.clear();
   }
   gate_.unlock();
   co_return ec;
@@ -282,7 +346,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
     if (!buffered() && source_.drained && !source_state()) {
       // What an earlier SSL_read queued for the peer (e.g. a KeyUpdate answer) goes out first.
       std::error_code ec;
-      if (BIO_ctrl_pending(wbio_) > 0) ec = co_await flush();
+      if (output_pending()) ec = co_await flush();
       SSL_free_buffers(ssl_.get());
       if (!ec) ec = co_await wait_readable();
       if (ec) {
@@ -300,7 +364,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
       result.bytes = n;
       co_return result;
     }
-    if (BIO_ctrl_pending(wbio_) > 0) {
+    if (output_pending()) {
       if (std::error_code ec = co_await flush()) {
         result.error = ec;
         co_return result;

@@ -86,15 +86,24 @@ struct SocketSource {
   std::size_t preloaded_left() const noexcept { return preloaded.size() - preloaded_used; }
 };
 
+// Where OpenSSL writes: records collect in the thread's cork buffer (shared by every stream of the
+// thread, so an idle connection holds no output buffer) until the stream flushes them with one
+// send; only what the socket does not take at once, or what waits behind another writer, is kept
+// in `backlog`, in order.
+struct SocketSink {
+  std::string backlog;
+};
+
 // TLS over a TCP socket. Reads go from the socket into OpenSSL's record buffer (read-ahead: up to
-// kTlsReadAhead bytes, several records, per syscall); writes go through a memory BIO that a flush
-// empties with one send.
+// kTlsReadAhead bytes, several records, per syscall); records written go out from the thread's
+// cork buffer (see SocketSink), with no memory BIO in between.
 inline constexpr std::size_t kTlsReadAhead = 64 * 1024;
 class TlsStream final : public Stream {
  public:
   TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl);
   TlsStream(const TlsStream&) = delete;  // OpenSSL's BIO points at source_
   TlsStream& operator=(const TlsStream&) = delete;
+  ~TlsStream() override;
   SSL* ssl() const noexcept { return ssl_.get(); }
   void preload(std::string_view bytes);
   asio::awaitable<std::error_code> handshake();
@@ -110,10 +119,11 @@ class TlsStream final : public Stream {
   asio::awaitable<std::error_code> wait_readable();
   std::error_code source_state() const;
   bool buffered() const;
+  bool output_pending() const;
   asio::ip::tcp::socket& socket_;
-  SocketSource source_;  // declared before ssl_: it outlives the BIO that reads it
+  SocketSource source_;  // declared before ssl_: both outlive the BIOs that use them
+  SocketSink sink_;
   tls::SslPtr ssl_;
-  BIO* wbio_ = nullptr;  // owned by ssl_
   WriteGate gate_;
 };
 

@@ -6,6 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
 #include <asio/io_context.hpp>
 #include <asio/use_future.hpp>
 
@@ -14,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
 #include <thread>
 
@@ -149,6 +154,65 @@ TEST_F(TlsStreamFixture, GarbageIsATlsErrorNotATruncation) {
   TlsStream stream(server_, server_ssl());
   std::error_code ec = run([&]() -> asio::awaitable<std::error_code> { co_return co_await stream.handshake(); });
   EXPECT_EQ(ec, tls_error()) << ec.message();
+}
+
+TEST_F(TlsStreamFixture, ConcurrentWritersAgainstAFullSocketKeepRecordOrderAndWholeWrites) {
+  constexpr std::size_t kChunk = 64 * 1024, kPerWriter = 16;
+  std::string received;
+  bool clean_end = false;
+  peer_ = std::thread([&] {
+    if (SSL_connect(client_ssl_.get()) != 1) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the socket fills: writers queue
+    char buf[16384];
+    while (true) {
+      int n = SSL_read(client_ssl_.get(), buf, sizeof buf);
+      if (n <= 0) {
+        clean_end = SSL_get_error(client_ssl_.get(), n) == SSL_ERROR_ZERO_RETURN;  // no MAC or order error
+        return;
+      }
+      received.append(buf, static_cast<std::size_t>(n));
+    }
+  });
+  // Small socket buffers: most of the 2 MiB waits in the stream's backlog, behind the other writer.
+  server_.set_option(asio::socket_base::send_buffer_size(16 * 1024));
+  int small = 16 * 1024;
+  ::setsockopt(client_fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  TlsStream stream(server_, server_ssl());
+  std::error_code ec = run([&]() -> asio::awaitable<std::error_code> {
+    if (std::error_code e = co_await stream.handshake()) co_return e;
+    int done = 0;
+    std::error_code first;
+    auto writer = [&](char base) -> asio::awaitable<void> {
+      for (std::size_t i = 0; i < kPerWriter; ++i) {
+        std::string chunk(kChunk, static_cast<char>(base + i));
+        if (std::error_code e = co_await stream.write_all(chunk); e && !first) first = e;
+      }
+      ++done;
+    };
+    auto executor = co_await asio::this_coro::executor;
+    asio::co_spawn(executor, writer('A'), asio::detached);
+    asio::co_spawn(executor, writer('a'), asio::detached);
+    asio::steady_timer tick(executor);
+    while (done < 2) {
+      tick.expires_after(std::chrono::milliseconds(5));
+      co_await tick.async_wait(asio::use_awaitable);
+    }
+    if (first) co_return first;
+    co_return co_await stream.shutdown_send();
+  });
+  peer_.join();
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(clean_end);
+  ASSERT_EQ(received.size(), 2 * kPerWriter * kChunk);
+  // Each write arrives whole (one writer's chunk is never cut by the other's), each writer's in order.
+  std::string upper, lower;
+  for (std::size_t at = 0; at < received.size(); at += kChunk) {
+    const char c = received[at];
+    EXPECT_EQ(received.find_first_not_of(c, at), at + kChunk < received.size() ? at + kChunk : std::string::npos);
+    (c >= 'a' ? lower : upper).push_back(c);
+  }
+  EXPECT_EQ(upper, "ABCDEFGHIJKLMNOP");
+  EXPECT_EQ(lower, "abcdefghijklmnop");
 }
 
 }  // namespace
