@@ -7,8 +7,12 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
 
 namespace airlock::gateway {
 
@@ -53,12 +57,24 @@ char* pump_scratch() noexcept {
 
 namespace {
 
-// Ciphertext on its way between a socket and a memory BIO, used without suspending in between
-// (fill, flush): an idle connection holds no such buffer.
-constexpr std::size_t kCipherScratchBytes = 64 * 1024;
-char* cipher_scratch() noexcept {
-  thread_local std::array<char, kCipherScratchBytes> scratch;
-  return scratch.data();
+// Records on their way to the socket: written by OpenSSL, sent by the owner's next flush, which
+// follows every SSL call before the stream suspends. When a record of another stream is still
+// here (SSL_read may queue one, e.g. a KeyUpdate answer, and return), it moves to that stream's
+// backlog before another stream uses the cork.
+struct Cork {
+  static constexpr std::size_t kBytes = 64 * 1024;
+  SocketSink* owner = nullptr;
+  std::size_t used = 0;
+  std::array<char, kBytes> data;
+  void spill() {
+    if (owner != nullptr && used > 0) owner->backlog.append(data.data(), used);
+    owner = nullptr;
+    used = 0;
+  }
+};
+Cork& cork() noexcept {
+  thread_local Cork c;
+  return c;
 }
 
 // SSL_get_error needs an empty error queue before each call; clearing an empty one costs more
@@ -76,6 +92,109 @@ std::error_code send_now(asio::ip::tcp::socket& socket, std::string_view data, s
     ec.clear();
   }
   return ec;
+}
+
+// The read BIO over a SocketSource. OpenSSL asks for as much as its record buffer holds
+// (read-ahead); we give it the preloaded bytes first, then what one recv returns.
+int source_read(BIO* bio, char* out, size_t size, size_t* got) {
+  auto* src = static_cast<SocketSource*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  *got = 0;
+  if (size == 0) return 0;
+  if (src->preloaded_left() > 0) {
+    const std::size_t n = std::min(size, src->preloaded_left());
+    std::memcpy(out, src->preloaded.data() + src->preloaded_used, n);
+    src->preloaded_used += n;
+    if (src->preloaded_left() == 0) {  // released once used
+      std::string().swap(src->preloaded);
+      src->preloaded_used = 0;
+    }
+    *got = n;
+    return 1;
+  }
+  if (src->eof || src->error) {
+    BIO_set_retry_read(bio);  // TlsStream reports it; OpenSSL must not turn it into an alert
+    return 0;
+  }
+  ssize_t n;
+  do n = ::recv(src->fd, out, size, 0);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    src->drained = static_cast<std::size_t>(n) < size;
+    *got = static_cast<std::size_t>(n);
+    return 1;
+  }
+  src->drained = true;
+  if (n == 0) src->eof = true;
+  else if (errno != EAGAIN && errno != EWOULDBLOCK) src->error = std::error_code(errno, asio::error::get_system_category());
+  BIO_set_retry_read(bio);
+  return 0;
+}
+
+long source_ctrl(BIO* bio, int cmd, long, void*) {
+  auto* src = static_cast<SocketSource*>(BIO_get_data(bio));
+  switch (cmd) {
+    case BIO_CTRL_PENDING: return static_cast<long>(src->preloaded_left());
+    case BIO_CTRL_FLUSH: return 1;
+    default: return 0;
+  }
+}
+
+int sink_write(BIO* bio, const char* in, size_t size, size_t* written) {
+  auto* sink = static_cast<SocketSink*>(BIO_get_data(bio));
+  Cork& c = cork();
+  if (c.owner != sink) c.spill();
+  if (!sink->backlog.empty() || c.used + size > Cork::kBytes) {
+    // Keep the order: what is already waiting goes first, and what does not fit waits with it.
+    c.spill();
+    sink->backlog.append(in, size);
+  } else {
+    c.owner = sink;
+    std::memcpy(c.data.data() + c.used, in, size);
+    c.used += size;
+  }
+  *written = size;
+  return 1;
+}
+
+long sink_ctrl(BIO* bio, int cmd, long, void*) {
+  auto* sink = static_cast<SocketSink*>(BIO_get_data(bio));
+  switch (cmd) {
+    case BIO_CTRL_WPENDING: {
+      const Cork& c = cork();
+      return static_cast<long>(sink->backlog.size() + (c.owner == sink ? c.used : 0));
+    }
+    case BIO_CTRL_FLUSH: return 1;
+    default: return 0;
+  }
+}
+
+const BIO_METHOD* sink_method() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "airlock socket sink");
+    BIO_meth_set_write_ex(m, sink_write);
+    BIO_meth_set_ctrl(m, sink_ctrl);
+    BIO_meth_set_create(m, [](BIO* bio) {
+      BIO_set_init(bio, 1);
+      return 1;
+    });
+    return m;
+  }();
+  return method;
+}
+
+const BIO_METHOD* source_method() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "airlock socket source");
+    BIO_meth_set_read_ex(m, source_read);
+    BIO_meth_set_ctrl(m, source_ctrl);
+    BIO_meth_set_create(m, [](BIO* bio) {
+      BIO_set_init(bio, 1);
+      return 1;
+    });
+    return m;
+  }();
+  return method;
 }
 
 }  // namespace
@@ -129,67 +248,80 @@ bool TcpStream::readable_now() {
 TlsStream::TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl)
     : socket_(socket), ssl_(std::move(ssl)), gate_(socket.get_executor()) {
   std::error_code ignored;
-  socket_.non_blocking(true, ignored);  // fill() reads only after readiness, never blocking the thread
+  socket_.non_blocking(true, ignored);  // OpenSSL's reads never block the thread
+  source_.fd = socket_.native_handle();
   SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);  // idle connections give their record buffers back
-  rbio_ = BIO_new(BIO_s_mem());
-  wbio_ = BIO_new(BIO_s_mem());
-  BIO_set_mem_eof_return(rbio_, -1);  // empty means "retry", not end of stream
-  BIO_set_mem_eof_return(wbio_, -1);
-  SSL_set_bio(ssl_.get(), rbio_, wbio_);
+  // Several records per recv: the read buffer (allocated only while records are being read) holds
+  // kTlsReadAhead bytes instead of one record.
+  SSL_set_read_ahead(ssl_.get(), 1);
+  SSL_set_default_read_buffer_len(ssl_.get(), kTlsReadAhead);
+  BIO* rbio = BIO_new(source_method());
+  BIO_set_data(rbio, &source_);
+  BIO* wbio = BIO_new(sink_method());
+  BIO_set_data(wbio, &sink_);
+  SSL_set_bio(ssl_.get(), rbio, wbio);
 }
 
-void TlsStream::preload(std::string_view bytes) {
-  if (!bytes.empty()) BIO_write(rbio_, bytes.data(), static_cast<int>(bytes.size()));
+TlsStream::~TlsStream() {
+  Cork& c = cork();
+  if (c.owner == &sink_) {  // never sent (the connection ended): dropped with the stream
+    c.owner = nullptr;
+    c.used = 0;
+  }
 }
+
+bool TlsStream::output_pending() const {
+  const Cork& c = cork();
+  return !sink_.backlog.empty() || (c.owner == &sink_ && c.used > 0);
+}
+
+void TlsStream::preload(std::string_view bytes) { source_.preloaded.append(bytes); }
 
 asio::awaitable<std::error_code> TlsStream::flush() {
-  // The ciphertext is moved out of the BIO only while it is being written, so an idle
-  // connection holds no output buffer. With no writer ahead of us it goes out through the
-  // thread's scratch buffer without waiting; only what the socket does not take now is copied.
-  std::string out;
-  if (!gate_.held()) {
-    char* buf = cipher_scratch();
-    while (out.empty() && BIO_ctrl_pending(wbio_) > 0) {
-      int n = BIO_read(wbio_, buf, static_cast<int>(kCipherScratchBytes));
-      if (n <= 0) break;
+  // With no writer ahead of us, the corked records go out at once, straight from the cork; only
+  // what the socket does not take now is copied (to the backlog) and written as it drains.
+  Cork& c = cork();
+  if (c.owner == &sink_ && c.used > 0) {
+    if (!gate_.held() && sink_.backlog.empty()) {
       std::size_t sent = 0;
-      if (std::error_code ec = send_now(socket_, std::string_view(buf, static_cast<std::size_t>(n)), sent)) co_return ec;
-      out.assign(buf + sent, static_cast<std::size_t>(n) - sent);
+      std::error_code ec = send_now(socket_, std::string_view(c.data.data(), c.used), sent);
+      if (!ec && sent < c.used) sink_.backlog.assign(c.data.data() + sent, c.used - sent);
+      c.owner = nullptr;
+      c.used = 0;
+      if (ec) co_return ec;
+    } else {
+      c.spill();
     }
-    if (out.empty()) co_return std::error_code{};
   }
+  if (sink_.backlog.empty()) co_return std::error_code{};
   co_await gate_.lock();
   std::error_code ec;
-  while (!ec) {
-    if (out.empty()) {
-      out.resize(std::min<std::size_t>(BIO_ctrl_pending(wbio_), kCipherScratchBytes));
-      int n = out.empty() ? 0 : BIO_read(wbio_, out.data(), static_cast<int>(out.size()));
-      if (n <= 0) break;
-      out.resize(static_cast<std::size_t>(n));
-    }
+  while (!ec && !sink_.backlog.empty()) {
+    std::string out;
+    out.swap(sink_.backlog);  // records written while we wait collect behind it
     co_await asio::async_write(socket_, asio::buffer(out.data(), out.size()), redirect_error(use_awaitable, ec));
-    out.clear();
   }
   gate_.unlock();
   co_return ec;
 }
 
-asio::awaitable<std::error_code> TlsStream::fill() {
-  // Wait for readability without a buffer, then read into a per-thread scratch buffer: an idle
-  // connection holds no input buffer either.
-  while (true) {
-    std::error_code ec;
-    co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, ec));
-    if (ec) co_return ec;
-    char* buf = cipher_scratch();
-    // At most what a pump reads at once: the memory BIO keeps the largest size it has held.
-    std::size_t n = socket_.read_some(asio::buffer(buf, kScratchBytes), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-    if (ec) co_return ec;
-    BIO_write(rbio_, buf, static_cast<int>(n));
-    co_return ec;
-  }
+asio::awaitable<std::error_code> TlsStream::wait_readable() {
+  std::error_code ec;
+  co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, ec));
+  source_.drained = false;
+  co_return ec;
 }
+
+// What the socket source met instead of bytes (end of stream, an error), if anything.
+std::error_code TlsStream::source_state() const {
+  if (source_.error) return source_.error;
+  if (source_.eof) return asio::error::eof;
+  return {};
+}
+
+// Whether SSL_read could return bytes without the socket: decrypted or undecrypted bytes held by
+// OpenSSL, or preloaded ones.
+bool TlsStream::buffered() const { return SSL_has_pending(ssl_.get()) || source_.preloaded_left() > 0; }
 
 asio::awaitable<std::error_code> TlsStream::handshake() {
   while (true) {
@@ -200,22 +332,23 @@ asio::awaitable<std::error_code> TlsStream::handshake() {
     if (std::error_code ec = co_await flush()) co_return ec;
     if (r == 1) co_return std::error_code{};
     if (err != SSL_ERROR_WANT_READ) co_return tls_error();
-    if (std::error_code ec = co_await fill()) co_return ec;
+    if (std::error_code ec = source_state()) co_return ec;
+    if (std::error_code ec = co_await wait_readable()) co_return ec;
   }
 }
 
 asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
   IoResult result;
   while (true) {
-    // Nothing buffered anywhere: wait first, without record buffers. SSL_read would only answer
-    // WANT_READ, and some read paths (e.g. after post-handshake messages) keep the 17 KiB read
-    // buffer that SSL_MODE_RELEASE_BUFFERS would otherwise give back.
-    if (!SSL_has_pending(ssl_.get()) && BIO_ctrl_pending(rbio_) == 0) {
+    // Nothing buffered and the socket drained: wait first, without record buffers. SSL_read would
+    // only answer WANT_READ after a recv that finds nothing, and some read paths (e.g. after
+    // post-handshake messages) keep the read buffer SSL_MODE_RELEASE_BUFFERS would give back.
+    if (!buffered() && source_.drained && !source_state()) {
       // What an earlier SSL_read queued for the peer (e.g. a KeyUpdate answer) goes out first.
       std::error_code ec;
-      if (BIO_ctrl_pending(wbio_) > 0) ec = co_await flush();
+      if (output_pending()) ec = co_await flush();
       SSL_free_buffers(ssl_.get());
-      if (!ec) ec = co_await fill();
+      if (!ec) ec = co_await wait_readable();
       if (ec) {
         result.error = ended(ec);
         co_return result;
@@ -231,14 +364,17 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
       result.bytes = n;
       co_return result;
     }
-    if (BIO_ctrl_pending(wbio_) > 0) {
+    if (output_pending()) {
       if (std::error_code ec = co_await flush()) {
         result.error = ec;
         co_return result;
       }
     }
     if (err == SSL_ERROR_WANT_READ) {
-      if (std::error_code ec = co_await fill()) {
+      // The socket is drained (or ended): a partial record may stay in OpenSSL's buffer.
+      std::error_code ec = source_state();
+      if (!ec) ec = co_await wait_readable();
+      if (ec) {
         result.error = ended(ec);
         co_return result;
       }
@@ -266,7 +402,7 @@ std::error_code TlsStream::ended(std::error_code ec) const {
 
 bool TlsStream::readable_now() {
   std::error_code ec;
-  return SSL_has_pending(ssl_.get()) || BIO_ctrl_pending(rbio_) > 0 || socket_.available(ec) > 0;
+  return buffered() || socket_.available(ec) > 0;
 }
 
 asio::awaitable<std::error_code> TlsStream::shutdown_send() {

@@ -72,11 +72,38 @@ class TcpStream final : public Stream {
   WriteGate gate_;
 };
 
-// TLS over a TCP socket with memory BIOs, so bytes already read while peeking (the ClientHello)
-// can be handed to OpenSSL first.
+// What OpenSSL reads from: the bytes read while peeking (the ClientHello) first, then the socket
+// itself, without waiting (recv straight into OpenSSL's record buffer: no copy through a memory
+// BIO). A would-block, an end of stream or an error is kept here and reported to OpenSSL as
+// "retry", so TlsStream decides what it means (a truncation is not a TLS alert).
+struct SocketSource {
+  int fd = -1;
+  std::string preloaded;
+  std::size_t preloaded_used = 0;
+  bool eof = false;
+  std::error_code error;
+  bool drained = true;  // the last read found the socket empty (or took less than it asked)
+  std::size_t preloaded_left() const noexcept { return preloaded.size() - preloaded_used; }
+};
+
+// Where OpenSSL writes: records collect in the thread's cork buffer (shared by every stream of the
+// thread, so an idle connection holds no output buffer) until the stream flushes them with one
+// send; only what the socket does not take at once, or what waits behind another writer, is kept
+// in `backlog`, in order.
+struct SocketSink {
+  std::string backlog;
+};
+
+// TLS over a TCP socket. Reads go from the socket into OpenSSL's record buffer (read-ahead: up to
+// kTlsReadAhead bytes, several records, per syscall); records written go out from the thread's
+// cork buffer (see SocketSink), with no memory BIO in between.
+inline constexpr std::size_t kTlsReadAhead = 64 * 1024;
 class TlsStream final : public Stream {
  public:
   TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl);
+  TlsStream(const TlsStream&) = delete;  // OpenSSL's BIO points at source_
+  TlsStream& operator=(const TlsStream&) = delete;
+  ~TlsStream() override;
   SSL* ssl() const noexcept { return ssl_.get(); }
   void preload(std::string_view bytes);
   asio::awaitable<std::error_code> handshake();
@@ -89,11 +116,14 @@ class TlsStream final : public Stream {
  private:
   asio::awaitable<std::error_code> flush();
   std::error_code ended(std::error_code ec) const;
-  asio::awaitable<std::error_code> fill();
+  asio::awaitable<std::error_code> wait_readable();
+  std::error_code source_state() const;
+  bool buffered() const;
+  bool output_pending() const;
   asio::ip::tcp::socket& socket_;
+  SocketSource source_;  // declared before ssl_: both outlive the BIOs that use them
+  SocketSink sink_;
   tls::SslPtr ssl_;
-  BIO* rbio_ = nullptr;  // owned by ssl_
-  BIO* wbio_ = nullptr;
   WriteGate gate_;
 };
 

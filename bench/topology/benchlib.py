@@ -128,6 +128,22 @@ def cmd_record(scenario, path, variant, run, tsv):
     return 0 if d["requests"] > 0 else 1
 
 
+def cmd_cpucost(scenario, path, variant, run, tsv, snap0, snap1, load0, load1, seconds, hz):
+    """Appends the proxy's CPU time per request (µs; from its utime+stime) and how busy the
+    client's core was (%) during one scenario run."""
+    tool, _ = SCENARIOS[scenario]
+    d = parse_wrk(path) if tool == "wrk" else parse_ab(path)
+    hz, seconds = float(hz), float(seconds)
+    proxy = (int(snap1.split()[1]) - int(snap0.split()[1])) / hz
+    load = (int(load1.split()[0]) - int(load0.split()[0])) / hz
+    with open(tsv, "a", encoding="utf-8") as f:
+        if d["requests"] > 0 and proxy > 0:
+            f.write(f"value\t{variant}\t{run}\t{scenario}_cpu_us\t{1e6 * proxy / d['requests']:.4f}\n")
+        if seconds > 0:
+            f.write(f"value\t{variant}\t{run}\t{scenario}_load_pct\t{100 * load / seconds:.4f}\n")
+    return 0
+
+
 # ---------------------------------------------------------------- idle connections
 
 def cmd_hold(host, port, count, cafile, workers=8, hold_max=600):
@@ -318,8 +334,12 @@ METRICS = [
     ("ul_mibps", "64 KiB uploads, body placeholder", "MiB/s", True, 1),
     ("idle_kib", "Memory per idle connection ({idle} held)", "KiB", False, 1),
     ("close_rps", "Extra: wrk `Connection: close` (caveated)", "req/s", True, 0),
+    ("ka_cpu_us", "Proxy CPU per keep-alive request", "µs", False, 1),
+    ("newconn_cpu_us", "Proxy CPU per new connection", "µs", False, 0),
+    ("ka_load_pct", "Client core busy, keep-alive (client, nginx)", "%", None, 0),
+    ("newconn_load_pct", "Client core busy, new connections", "%", None, 0),
 ]
-VARIANT_ORDER = ["direct", "airlock", "mitmproxy", "squid"]
+VARIANT_ORDER = ["direct", "airlock", "airlock-2t", "mitmproxy", "squid"]
 PEERS = ["mitmproxy", "squid"]
 
 
@@ -400,6 +420,9 @@ def cmd_report(results_tsv, meta_json):
             if n < meta["runs"]:
                 cell += f" ({n} of {meta['runs']} runs)"
             parts = []
+            if higher is None:  # context, not a figure of merit: no ratios
+                row += f" {cell} |"
+                continue
             if v != "direct":
                 r = _ratio(m, median("direct", metric), higher)
                 if r is not None:
@@ -442,7 +465,7 @@ def cmd_report(results_tsv, meta_json):
                     continue
                 worst = None
                 for metric, label, unit, higher, dec in METRICS:
-                    if metric in ("close_rps", "ka_p50_ms", "ka_p99_ms"):
+                    if metric in ("close_rps", "ka_p50_ms", "ka_p99_ms") or higher is None or metric.endswith("_cpu_us"):
                         continue
                     r = _ratio(median("airlock", metric), median(peer, metric), higher)
                     if r is not None and (worst is None or r < worst[0]):
@@ -450,6 +473,22 @@ def cmd_report(results_tsv, meta_json):
                 if worst:
                     out.append(f"- every scenario ≥ {factor}× {peer}: lowest is {worst[0]:.2f}× "
                                f"({worst[1]}): " + ("met" if worst[0] >= factor else "**not met**"))
+            if "airlock-2t" in variants and not failed("airlock-2t"):
+                for metric, label in (("ka_rps", "keep-alive"), ("newconn_rps", "new connections")):
+                    one, two = median("airlock", metric), median("airlock-2t", metric)
+                    if not one or not two:
+                        continue
+                    scenario = metric.split("_")[0]
+                    c1, c2 = median("airlock", f"{scenario}_cpu_us"), median("airlock-2t", f"{scenario}_cpu_us")
+                    load = median("airlock-2t", f"{scenario}_load_pct")
+                    extra = ""
+                    if c1 and c2:
+                        extra += f"; proxy CPU per request {c1:.1f} → {c2:.1f} µs ({c2 / c1:.2f}×)"
+                    if load is not None:
+                        extra += f"; the client's core was {load:.0f} % busy with two threads"
+                    out.append(f"- two event-loop threads on {meta.get('nproc', 2)} CPUs, {label}: "
+                               f"{two / one:.2f}× one thread (target ≥ 1.8×): "
+                               + ("met" if two / one >= 1.8 else "**not met**") + extra)
             idle = median("airlock", "idle_kib")
             if idle is not None:
                 out.append(f"- memory per idle intercepted connection: {idle:.1f} KiB (target < 32 KiB): "
@@ -488,6 +527,8 @@ def main(argv):
         return cmd_record(args[0], args[1], args[2], args[3], args[4])
     elif cmd == "hold":
         cmd_hold(args[0], int(args[1]), int(args[2]), args[3])
+    elif cmd == "cpucost":
+        return cmd_cpucost(*args)
     elif cmd == "cpusnap":
         print(*cpu_snapshot(int(args[0]), int(args[1])))
     elif cmd == "rss":

@@ -1,0 +1,219 @@
+#include "gateway/streams.hpp"
+
+#include "tls/certificate_authority.hpp"
+#include "tls/contexts.hpp"
+
+#include <gtest/gtest.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_future.hpp>
+
+#include <openssl/ssl.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+namespace airlock::gateway {
+namespace {
+
+// A TlsStream (the gateway's side, as for a guest) over one end of a connected TCP pair, and a
+// plain blocking OpenSSL client on the other end, run from a thread.
+class TlsStreamFixture : public ::testing::Test {
+ protected:
+  TlsStreamFixture() : minter_(tls::CertificateAuthority::generate()), ctx_(tls::make_guest_context()) {
+    asio::ip::tcp::acceptor acceptor(io_, {asio::ip::address_v4::loopback(), 0});
+    asio::ip::tcp::socket client(io_);
+    client.connect(acceptor.local_endpoint());
+    client_fd_ = client.release();
+    acceptor.accept(server_);
+    leaf_ = minter_.leaf_for("streams.test");
+    client_ctx_.reset(SSL_CTX_new(TLS_client_method()));
+    SSL_CTX_set_verify(client_ctx_.get(), SSL_VERIFY_NONE, nullptr);
+    client_ssl_.reset(SSL_new(client_ctx_.get()));
+    SSL_set_fd(client_ssl_.get(), client_fd_);
+    SSL_set_tlsext_host_name(client_ssl_.get(), "streams.test");
+  }
+  ~TlsStreamFixture() override {
+    if (peer_.joinable()) peer_.join();
+    if (client_fd_ >= 0) ::close(client_fd_);
+  }
+
+  tls::SslPtr server_ssl() { return tls::new_guest_session(ctx_.get(), leaf_.get(), minter_.leaf_key()); }
+
+  // Runs `body` on the io_context until it finishes.
+  template <class F>
+  auto run(F body) {
+    auto future = asio::co_spawn(io_, body(), asio::use_future);
+    io_.run();
+    io_.restart();
+    return future.get();
+  }
+
+  asio::io_context io_;
+  tls::LeafMinter minter_;
+  tls::SslCtxPtr ctx_;
+  std::shared_ptr<X509> leaf_;
+  asio::ip::tcp::socket server_{io_};
+  int client_fd_ = -1;
+  tls::SslCtxPtr client_ctx_;
+  tls::SslPtr client_ssl_;
+  std::thread peer_;
+};
+
+// Everything read_some returns until it reports an error; the error in `ended`.
+asio::awaitable<std::string> read_to_end(TlsStream& stream, std::error_code& ended) {
+  std::string all;
+  char buf[kScratchBytes];
+  while (true) {
+    IoResult r = co_await stream.read_some(buf, sizeof buf);
+    if (r.error) {
+      ended = r.error;
+      co_return all;
+    }
+    all.append(buf, r.bytes);
+  }
+}
+
+std::string pattern(std::size_t size) {
+  std::string s(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 1000) % 26);
+  return s;
+}
+
+TEST_F(TlsStreamFixture, PreloadedHelloThenManyRecordsThenCloseNotify) {
+  const std::string payload = pattern(300 * 1024);  // ~19 records, several per read-ahead
+  peer_ = std::thread([&] {
+    if (SSL_connect(client_ssl_.get()) != 1) return;
+    SSL_write(client_ssl_.get(), payload.data(), static_cast<int>(payload.size()));
+    SSL_shutdown(client_ssl_.get());
+  });
+  // The first bytes of the ClientHello are read by someone else first (the classifier's peek).
+  char first[11];
+  std::size_t got = 0;
+  while (got < sizeof first) {
+    ssize_t n = ::recv(server_.native_handle(), first + got, sizeof first - got, 0);
+    ASSERT_GT(n, 0);
+    got += static_cast<std::size_t>(n);
+  }
+  TlsStream stream(server_, server_ssl());
+  stream.preload(std::string_view(first, sizeof first));
+  std::error_code ended;
+  std::string all = run([&]() -> asio::awaitable<std::string> {
+    if (std::error_code ec = co_await stream.handshake()) {
+      ended = ec;
+      co_return std::string();
+    }
+    co_return co_await read_to_end(stream, ended);
+  });
+  EXPECT_EQ(ended, std::error_code(asio::error::eof)) << ended.message();
+  EXPECT_EQ(all.size(), payload.size());
+  EXPECT_TRUE(all == payload);
+}
+
+TEST_F(TlsStreamFixture, AFinWithoutCloseNotifyIsATruncation) {
+  const std::string payload = pattern(40 * 1024);
+  peer_ = std::thread([&] {
+    if (SSL_connect(client_ssl_.get()) != 1) return;
+    SSL_write(client_ssl_.get(), payload.data(), static_cast<int>(payload.size()));
+    ::shutdown(client_fd_, SHUT_WR);  // a bare FIN
+  });
+  TlsStream stream(server_, server_ssl());
+  std::error_code ended;
+  std::string all = run([&]() -> asio::awaitable<std::string> {
+    if (std::error_code ec = co_await stream.handshake()) {
+      ended = ec;
+      co_return std::string();
+    }
+    co_return co_await read_to_end(stream, ended);
+  });
+  EXPECT_EQ(ended, tls_truncated()) << ended.message();
+  EXPECT_TRUE(all == payload);
+}
+
+TEST_F(TlsStreamFixture, AFinDuringTheHandshakeEndsIt) {
+  peer_ = std::thread([&] { ::shutdown(client_fd_, SHUT_WR); });
+  TlsStream stream(server_, server_ssl());
+  std::error_code ec = run([&]() -> asio::awaitable<std::error_code> { co_return co_await stream.handshake(); });
+  EXPECT_EQ(ec, std::error_code(asio::error::eof)) << ec.message();
+}
+
+TEST_F(TlsStreamFixture, GarbageIsATlsErrorNotATruncation) {
+  peer_ = std::thread([&] {
+    const char junk[] = "GET / HTTP/1.1\r\nHost: streams.test\r\n\r\n";
+    ::send(client_fd_, junk, sizeof junk - 1, MSG_NOSIGNAL);
+  });
+  TlsStream stream(server_, server_ssl());
+  std::error_code ec = run([&]() -> asio::awaitable<std::error_code> { co_return co_await stream.handshake(); });
+  EXPECT_EQ(ec, tls_error()) << ec.message();
+}
+
+TEST_F(TlsStreamFixture, ConcurrentWritersAgainstAFullSocketKeepRecordOrderAndWholeWrites) {
+  constexpr std::size_t kChunk = 64 * 1024, kPerWriter = 16;
+  std::string received;
+  bool clean_end = false;
+  peer_ = std::thread([&] {
+    if (SSL_connect(client_ssl_.get()) != 1) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the socket fills: writers queue
+    char buf[16384];
+    while (true) {
+      int n = SSL_read(client_ssl_.get(), buf, sizeof buf);
+      if (n <= 0) {
+        clean_end = SSL_get_error(client_ssl_.get(), n) == SSL_ERROR_ZERO_RETURN;  // no MAC or order error
+        return;
+      }
+      received.append(buf, static_cast<std::size_t>(n));
+    }
+  });
+  // Small socket buffers: most of the 2 MiB waits in the stream's backlog, behind the other writer.
+  server_.set_option(asio::socket_base::send_buffer_size(16 * 1024));
+  int small = 16 * 1024;
+  ::setsockopt(client_fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  TlsStream stream(server_, server_ssl());
+  std::error_code ec = run([&]() -> asio::awaitable<std::error_code> {
+    if (std::error_code e = co_await stream.handshake()) co_return e;
+    int done = 0;
+    std::error_code first;
+    auto writer = [&](char base) -> asio::awaitable<void> {
+      for (std::size_t i = 0; i < kPerWriter; ++i) {
+        std::string chunk(kChunk, static_cast<char>(base + i));
+        if (std::error_code e = co_await stream.write_all(chunk); e && !first) first = e;
+      }
+      ++done;
+    };
+    auto executor = co_await asio::this_coro::executor;
+    asio::co_spawn(executor, writer('A'), asio::detached);
+    asio::co_spawn(executor, writer('a'), asio::detached);
+    asio::steady_timer tick(executor);
+    while (done < 2) {
+      tick.expires_after(std::chrono::milliseconds(5));
+      co_await tick.async_wait(asio::use_awaitable);
+    }
+    if (first) co_return first;
+    co_return co_await stream.shutdown_send();
+  });
+  peer_.join();
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(clean_end);
+  ASSERT_EQ(received.size(), 2 * kPerWriter * kChunk);
+  // Each write arrives whole (one writer's chunk is never cut by the other's), each writer's in order.
+  std::string upper, lower;
+  for (std::size_t at = 0; at < received.size(); at += kChunk) {
+    const char c = received[at];
+    EXPECT_EQ(received.find_first_not_of(c, at), at + kChunk < received.size() ? at + kChunk : std::string::npos);
+    (c >= 'a' ? lower : upper).push_back(c);
+  }
+  EXPECT_EQ(upper, "ABCDEFGHIJKLMNOP");
+  EXPECT_EQ(lower, "abcdefghijklmnop");
+}
+
+}  // namespace
+}  // namespace airlock::gateway
