@@ -380,9 +380,9 @@ Session::Session(Role role, SessionLimits limits) : role_(role), limits_(limits)
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, limits_.header_table_size);
   nghttp2_option_set_no_closed_streams(opt, 1);
   nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
-  // nghttp2's own reset limiter is timed; ours (rapid_reset_budget) counts instead. Keep
-  // nghttp2's as a looser second line.
-  nghttp2_option_set_stream_reset_rate_limit(opt, 4u * limits_.rapid_reset_budget + 1000, 100);
+  // nghttp2's own reset limiter reads a clock; ours (rapid_reset_budget) counts, so the codec
+  // stays deterministic (same bytes, same events: what the fuzzer and the tests rely on).
+  nghttp2_option_set_stream_reset_rate_limit(opt, UINT64_MAX, UINT64_MAX);
 
   const int rv = role_ == Role::kServer ? nghttp2_session_server_new2(&session_, cb, this, opt)
                                         : nghttp2_session_client_new2(&session_, cb, this, opt);
