@@ -177,6 +177,39 @@ TEST(H2Session, RequestResponseRoundTripWithTrailers) {
   EXPECT_EQ(p.server.open_streams(), 0u);
 }
 
+TEST(H2Session, StreamsClosedBySendingReportTheirClose) {
+  // The server's stream closes when its END_STREAM leaves, inside pending_output: the close is
+  // reported by take_events (and by the next receive), once.
+  Pair p;
+  StreamResult r = p.client.submit_request(request(), true);
+  p.pump();
+  ASSERT_EQ(of_kind(p.server_events, Event::Kind::kClosed).size(), 0u);
+  ASSERT_EQ(p.server.submit_response(r.stream, {{":status", "200"}}, true), H2Error::kNone);
+  EXPECT_EQ(p.server.submit_response(r.stream, {{":status", "200"}}, true), H2Error::kNoStream) << "two final heads";
+  std::string out;
+  p.server.pending_output(out);
+  std::vector<Event> later;
+  p.server.take_events(later);
+  auto closed = of_kind(later, Event::Kind::kClosed);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].stream, r.stream);
+  EXPECT_EQ(closed[0].code, 0u);
+  later.clear();
+  p.server.take_events(later);
+  EXPECT_TRUE(later.empty());
+  EXPECT_EQ(p.server.open_streams(), 0u);
+  // A reset we send closes the stream the same way.
+  StreamResult r2 = p.client.submit_request(request(), true);
+  p.pump();
+  ASSERT_EQ(p.server.reset(r2.stream, ErrorCode::kRefusedStream), H2Error::kNone);
+  out.clear();
+  p.server.pending_output(out);
+  p.server.take_events(later);
+  closed = of_kind(later, Event::Kind::kClosed);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].code, 7u);
+}
+
 TEST(H2Session, InformationalResponseThenFinal) {
   Pair p;
   StreamResult r = p.client.submit_request(request("api.example.com", "POST"), false);
