@@ -140,6 +140,13 @@ struct Session::Callbacks {
     if (s.events_) s.events_->push_back(std::move(e));
   }
 
+  // Server push is refused whatever the SETTINGS state (nghttp2 would only cancel a promise
+  // that arrives before our ENABLE_PUSH=0 is acknowledged): a PUSH_PROMISE ends the session.
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* ud) {
+    if (hd->type == NGHTTP2_PUSH_PROMISE) return self(ud).fail(H2Error::kProtocol, ErrorCode::kProtocolError);
+    return 0;
+  }
+
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
     Session& s = self(ud);
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
@@ -210,7 +217,7 @@ struct Session::Callbacks {
       }
       case NGHTTP2_DATA: {
         Stream* st = s.find(id);
-        if (frame->hd.length == 0 && !end_stream && !s.count_control()) return 0;
+        if (frame->hd.length == 0 && !end_stream && !s.count_control()) return NGHTTP2_ERR_CALLBACK_FAILURE;
         if (!st || st->rejected || !end_stream) return 0;
         if (s.events_ && !s.events_->empty()) {
           Event& last = s.events_->back();
@@ -235,7 +242,7 @@ struct Session::Callbacks {
         e.code = frame->rst_stream.error_code;
         emit(s, std::move(e));
         // Rapid reset: a reset stream costs a token, a completed one gives it back.
-        if (s.reset_tokens_ == 0 || --s.reset_tokens_ == 0) s.fail(H2Error::kFlood, ErrorCode::kEnhanceYourCalm);
+        if (s.reset_tokens_ == 0 || --s.reset_tokens_ == 0) return s.fail(H2Error::kFlood, ErrorCode::kEnhanceYourCalm);
         return 0;
       }
       case NGHTTP2_GOAWAY: {
@@ -250,8 +257,7 @@ struct Session::Callbacks {
       case NGHTTP2_SETTINGS:
       case NGHTTP2_PING:
       case NGHTTP2_PRIORITY:
-        s.count_control();
-        return 0;
+        return s.count_control() ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
       default: return 0;
     }
   }
@@ -303,14 +309,17 @@ struct Session::Callbacks {
     return 0;
   }
 
+  // nghttp2 answers a connection error it detects (bad frame, flow control, HPACK) with a
+  // GOAWAY it queues itself; the reason becomes ours when that GOAWAY leaves.
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
-    if (frame->hd.type == NGHTTP2_GOAWAY) self(ud).local_goaway_ = true;
-    return 0;
-  }
-
-  // nghttp2's message may quote header values (which may hold a value): only the code is kept.
-  static int on_error(nghttp2_session*, int lib_error_code, const char*, std::size_t, void* ud) {
-    self(ud).last_lib_error_ = lib_error_code;
+    Session& s = self(ud);
+    if (frame->hd.type != NGHTTP2_GOAWAY) return 0;
+    s.local_goaway_ = true;
+    const std::uint32_t code = frame->goaway.error_code;
+    if (code != NGHTTP2_NO_ERROR && !s.requested_goaway_ && s.error_ == H2Error::kNone)
+      s.error_ = code == NGHTTP2_COMPRESSION_ERROR   ? H2Error::kCompression
+                 : code == NGHTTP2_ENHANCE_YOUR_CALM ? H2Error::kFlood
+                                                     : H2Error::kProtocol;
     return 0;
   }
 
@@ -358,22 +367,22 @@ Session::Session(Role role, SessionLimits limits) : role_(role), limits_(limits)
     error_ = H2Error::kNoMemory;
     return;
   }
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cb, Callbacks::on_begin_frame);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cb, Callbacks::on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cb, Callbacks::on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, Callbacks::on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, Callbacks::on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, Callbacks::on_stream_close);
   nghttp2_session_callbacks_set_on_frame_send_callback(cb, Callbacks::on_frame_send);
-  nghttp2_session_callbacks_set_error_callback2(cb, Callbacks::on_error);
 
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_continuations(opt, limits_.max_continuations);
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, limits_.header_table_size);
   nghttp2_option_set_no_closed_streams(opt, 1);
   nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
-  // nghttp2's own reset limiter is timed; ours (rapid_reset_budget) counts instead. Keep
-  // nghttp2's as a looser second line.
-  nghttp2_option_set_stream_reset_rate_limit(opt, 4u * limits_.rapid_reset_budget + 1000, 100);
+  // nghttp2's own reset limiter reads a clock; ours (rapid_reset_budget) counts, so the codec
+  // stays deterministic (same bytes, same events: what the fuzzer and the tests rely on).
+  nghttp2_option_set_stream_reset_rate_limit(opt, UINT64_MAX, UINT64_MAX);
 
   const int rv = role_ == Role::kServer ? nghttp2_session_server_new2(&session_, cb, this, opt)
                                         : nghttp2_session_client_new2(&session_, cb, this, opt);
@@ -417,9 +426,11 @@ Session::Stream& Session::ensure(std::int32_t stream) {
   return *p;
 }
 
-void Session::fail(H2Error e, ErrorCode code) {
+int Session::fail(H2Error e, ErrorCode code) {
   if (error_ == H2Error::kNone) error_ = e;
+  requested_goaway_ = true;
   if (session_) nghttp2_session_terminate_session(session_, static_cast<std::uint32_t>(code));
+  return NGHTTP2_ERR_CALLBACK_FAILURE;  // from a callback: stop reading this input now
 }
 
 bool Session::count_control() {
@@ -442,17 +453,8 @@ H2Error Session::receive(std::string_view bytes, std::vector<Event>& events) {
     H2Error e = from_nghttp2(static_cast<int>(rv));
     if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC || e == H2Error::kInternal) e = H2Error::kProtocol;
     if (error_ == H2Error::kNone) error_ = e;
-    return error_;
   }
-  if (error_ != H2Error::kNone) return error_;
-  // nghttp2 answers a connection error with GOAWAY and stops reading; say why.
-  if (!nghttp2_session_want_read(session_) && !local_goaway_ && !peer_goaway_) {
-    error_ = last_lib_error_ == NGHTTP2_ERR_HEADER_COMP ? H2Error::kCompression
-             : last_lib_error_ == NGHTTP2_ERR_FLOODED ? H2Error::kFlood
-                                                       : H2Error::kProtocol;
-    return error_;
-  }
-  return H2Error::kNone;
+  return error_;
 }
 
 H2Error Session::pending_output(std::string& out) {
@@ -464,14 +466,14 @@ H2Error Session::pending_output(std::string& out) {
       if (error_ == H2Error::kNone) error_ = from_nghttp2(static_cast<int>(n));
       return error_;
     }
-    if (n == 0) return H2Error::kNone;
+    if (n == 0) return error_;
     out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
   }
 }
 
 StreamResult Session::submit_request(const Headers& headers, bool end_stream) {
   if (role_ != Role::kClient || !session_) return {0, H2Error::kInternal};
-  if (error_ != H2Error::kNone) return {0, H2Error::kClosed};
+  if (error_ != H2Error::kNone || peer_goaway_ || local_goaway_) return {0, H2Error::kClosed};
   if (H2Error e = check_headers(headers); e != H2Error::kNone) return {0, e};
   std::vector<nghttp2_nv> nva = to_nv(headers);
   nghttp2_data_provider prd{};
@@ -551,6 +553,7 @@ H2Error Session::reset(std::int32_t stream, ErrorCode code) {
 H2Error Session::goaway(ErrorCode code) {
   if (!session_) return error_;
   local_goaway_ = true;
+  requested_goaway_ = true;
   const int rv = nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
                                        static_cast<std::uint32_t>(code), nullptr, 0);
   return rv != 0 ? from_nghttp2(rv) : H2Error::kNone;
@@ -573,6 +576,14 @@ std::size_t Session::queued_bytes(std::int32_t stream) const {
 }
 
 std::size_t Session::held_bytes() const noexcept { return received_unconsumed_ + queued_total_ + header_bytes_; }
+
+std::size_t Session::hpack_decoder_table_size() const {
+  return session_ ? nghttp2_session_get_hd_inflate_dynamic_table_size(session_) : 0;
+}
+
+std::size_t Session::hpack_encoder_table_size() const {
+  return session_ ? nghttp2_session_get_hd_deflate_dynamic_table_size(session_) : 0;
+}
 
 bool Session::want_write() const { return session_ && nghttp2_session_want_write(session_) != 0; }
 

@@ -118,9 +118,13 @@ class Session {
   const SessionLimits& limits() const noexcept { return limits_; }
 
   // Feeds bytes from the peer; appends what they meant to `events`. An error ends the session
-  // (pending_output still yields its GOAWAY, when there is one).
+  // (pending_output still yields its GOAWAY). A connection error nghttp2 finds itself (bad
+  // frame, flow control, HPACK) is returned by the pending_output that sends its GOAWAY, and by
+  // every later call: drive the session as receive → pending_output → write, and stop at the
+  // first error.
   H2Error receive(std::string_view bytes, std::vector<Event>& events);
-  // Appends the bytes to send to the peer (connection preface and SETTINGS first).
+  // Appends the bytes to send to the peer (connection preface and SETTINGS first); returns the
+  // session's error, if it has one, after appending its last bytes.
   H2Error pending_output(std::string& out);
 
   StreamResult submit_request(const Headers& headers, bool end_stream);                 // client
@@ -141,6 +145,9 @@ class Session {
   bool closed() const;
   H2Error error() const noexcept { return error_; }
   std::size_t open_streams() const noexcept { return streams_.size(); }
+  // HPACK dynamic table sizes (RFC 7541 §4.1), for tests and metrics.
+  std::size_t hpack_decoder_table_size() const;
+  std::size_t hpack_encoder_table_size() const;
 
   struct Stream;  // per-stream state (public for the nghttp2 callbacks in the .cpp)
   struct Callbacks;
@@ -159,11 +166,11 @@ class Session {
   std::uint64_t control_frames_ = 0;
   bool local_goaway_ = false;
   bool peer_goaway_ = false;
-  int last_lib_error_ = 0;  // nghttp2's code for the last connection error it reported
+  bool requested_goaway_ = false;  // GOAWAY by goaway() or a budget, not by nghttp2
 
   Stream* find(std::int32_t stream) const;
   Stream& ensure(std::int32_t stream);
-  void fail(H2Error e, ErrorCode code);
+  int fail(H2Error e, ErrorCode code);  // ends the session; returns the callback failure code
   bool count_control();  // false once the control-frame budget is spent
 };
 
