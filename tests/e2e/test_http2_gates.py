@@ -26,6 +26,7 @@ HOST_IF, UP_IF = f"alh2h{TAG}", f"alh2p{TAG}"
 HOST_IP, UP_IP = "198.51.100.181", "198.51.100.182"
 ALLOWED, EVIL = "api.h2.test", "evil.h2.test"
 H1_PORT = 8443
+PLAIN_PORT = 8080  # cleartext HTTP/1.1 (h2c tests)
 
 # Sends every request of a plan (JSON: authority, path, headers with {KEY} for the placeholder)
 # on one HTTP/2 connection, one after the other without waiting, then prints per request its
@@ -108,7 +109,7 @@ class World:
         d = lab.dir
         self.upstream = lab.nginx(UPNS, {
             "uri": "$request_uri", "host": "$host", "protocol": "$server_protocol",
-            "authorization": "$http_authorization", "key": "$http_x_api_key",
+            "authorization": "$http_authorization", "key": "$http_x_api_key", "upgrade": "$http_upgrade",
         }, f"""\
             large_client_header_buffers 8 64k;
             server {{
@@ -122,6 +123,10 @@ class World:
               ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
               location / {{ echo "h1 only"; }}
             }}
+            server {{
+              listen {UP_IP}:{PLAIN_PORT};
+              location / {{ echo "plain"; }}
+            }}
             """)
         self.dns_port = lab.dnsmasq([f"--address=/{ALLOWED}/{UP_IP}", f"--address=/{EVIL}/{UP_IP}"])
 
@@ -130,7 +135,7 @@ class World:
             [network]
             intercept_ports = [443, {H1_PORT}]
             on_secret_violation = "{action}"
-            egress = {json.dumps([f"allow@{UP_IP}:tcp:443", f"allow@{UP_IP}:tcp:{H1_PORT}"])}
+            egress = {json.dumps([f"allow@{UP_IP}:tcp:443", f"allow@{UP_IP}:tcp:{H1_PORT}", f"allow@{UP_IP}:tcp:{PLAIN_PORT}"])}
             [[network.upstream_ca]]
             file = "{self.path('ca.pem')}"
 
@@ -138,6 +143,12 @@ class World:
             env = "API_KEY"
             value_from = "env:AIRLOCK_E2E_H2_KEY"
             allow_hosts = ["{ALLOWED}"]
+
+            [[secret]]
+            env = "PLAIN_KEY"
+            value_from = "env:AIRLOCK_E2E_H2_KEY"
+            allow_hosts = ["{ALLOWED}"]
+            require_tls_identity = false
 
             [gateway]
             home = "{self.path('home')}"
@@ -260,3 +271,25 @@ def test_block_and_terminate_on_one_stream_ends_the_sandbox(world):
     assert proc.returncode != 0
     world.upstream.assert_not_received("term-1")
     assert "block-and-terminate" in proc.stderr
+
+
+def test_h2c_prior_knowledge_is_refused_on_cleartext(world):
+    # curl speaks HTTP/2 at once (the PRI preface): the gateway's HTTP/1 codec refuses it; no
+    # byte reaches the upstream, the refusal is audited.
+    proc = world.run(["/bin/sh", "-c", "curl -sS --http2-prior-knowledge -H \"X-Api-Key: $PLAIN_KEY\" "
+                      f"http://{ALLOWED}:{PLAIN_PORT}/pk-1"])
+    assert proc.returncode != 0, proc.stdout
+    world.upstream.assert_not_received("pk-1")
+    blocked = [r for r in world.audit() if r["event"] == "blocked" and r.get("reason") == "malformed request: unsupported_version"]
+    assert blocked, "the refusal is audited"
+
+
+def test_h2c_upgrade_is_stripped_where_a_value_flows(world):
+    # curl --http2 on http:// offers Upgrade: h2c; the request carries a value, so the offer is
+    # removed and the exchange stays HTTP/1.1, which the gates and the scrubber read.
+    proc = world.run(["/bin/sh", "-c", "curl -sS --http2 -H \"X-Api-Key: $PLAIN_KEY\" "
+                      f"http://{ALLOWED}:{PLAIN_PORT}/up-1"])
+    assert proc.returncode == 0 and proc.stdout.strip() == "plain", proc.stdout + proc.stderr
+    (rec,) = world.upstream.received("up-1")
+    assert rec["upgrade"] == "" and rec["protocol"] == "HTTP/1.1", rec["upgrade"]
+    assert_equal_secret(rec["key"], world.value, "the x-api-key nginx received over cleartext")
