@@ -1,7 +1,7 @@
 // One connection's life: destination, first-flight classification, interception, the engine on
 // the request direction, the splice back, and its audit record.
 #include "gateway/core.hpp"
-#include "gateway/h2_bridge.hpp"
+#include "gateway/h2_pump.hpp"
 #include "gateway/proxy_request.hpp"
 #include "gateway/resolved_pins.hpp"
 #include "gateway/socket_util.hpp"

@@ -4,14 +4,11 @@
 // streams mapped one to one (as nghttpx does). Every request stream goes through its own
 // secrets::MessageGate (the engine's gates, decided once per stream, never here); every response
 // header, DATA and trailer through the response scrubber. Pure: bytes in, bytes out, notices for
-// the connection to audit and act on; the I/O loop is run_h2_bridge.
-#include "gateway/streams.hpp"
+// the connection to audit and act on; the I/O loop is run_h2_bridge (gateway/h2_pump.hpp).
 #include "http/h2_session.hpp"
 #include "http/response_scrubber.hpp"
 
 #include <secrets/engine/message_gate.hpp>
-
-#include <asio/awaitable.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -101,21 +98,5 @@ class H2Bridge {
   bool scrub_reported_ = false;
   bool terminated_ = false;
 };
-
-// The I/O around an H2Bridge: reads both sides, feeds the bridge, writes what it owes each side,
-// until both sessions are done or `hooks` says stop. Writes are serialized per stream.
-class H2Hooks {
- public:
-  virtual ~H2Hooks() = default;
-  virtual void notice(const H2Notice& n) = 0;  // audit and log
-  virtual void touch() = 0;                    // activity (the idle timeout)
-  virtual bool within_budget(std::size_t held) = 0;  // false: over budget, the connection was closed
-  virtual bool aborted() = 0;                  // the connection was closed (timeout, terminate)
-  virtual void close(bool reset_guest) = 0;
-  virtual void bytes(std::size_t up, std::size_t down) = 0;
-};
-
-asio::awaitable<void> run_h2_bridge(Stream& guest, Stream& upstream, H2Bridge& bridge, H2Hooks& hooks,
-                                    std::size_t read_size);
 
 }  // namespace airlock::gateway
