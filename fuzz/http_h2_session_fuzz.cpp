@@ -92,15 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t held_cap = std::max<std::size_t>(limits.connection_window, 65535) + limits.max_session_buffer +
                                limits.max_header_list_size + 4096;
   std::map<std::int32_t, StreamSeen> seen;
-  std::vector<Event> events;
-  H2Error error = H2Error::kNone;
-  for (std::size_t off = 0; off < in.size(); off += piece) {
-    events.clear();
-    const H2Error e = s.receive(std::string_view(in).substr(off, piece), events);
-    if (error != H2Error::kNone) {
-      check(e == error);
-      check(events.empty());
-    }
+  auto process = [&](const std::vector<Event>& events) {
     for (const Event& ev : events) {
       StreamSeen& st = seen[ev.stream];
       switch (ev.kind) {
@@ -131,9 +123,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         case Event::Kind::kGoaway: break;
       }
     }
+  };
+  std::vector<Event> events;
+  H2Error error = H2Error::kNone;
+  for (std::size_t off = 0; off < in.size(); off += piece) {
+    events.clear();
+    const H2Error e = s.receive(std::string_view(in).substr(off, piece), events);
+    if (error != H2Error::kNone) {
+      check(e == error);
+      check(events.empty());
+    }
+    process(events);
     check(s.held_bytes() <= held_cap);
     const H2Error pe = s.pending_output(out);
     if (out.size() > (1u << 20)) out.clear();  // written to the peer
+    events.clear();
+    s.take_events(events);  // streams closed by what was sent
+    process(events);
     if (error == H2Error::kNone) error = e != H2Error::kNone ? e : pe;
   }
   (void)s.want_write();

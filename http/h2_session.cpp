@@ -39,6 +39,7 @@ struct Session::Stream {
   // Sending.
   std::string out;               // queued DATA, from out_pos
   std::size_t out_pos = 0;
+  bool responded = false;        // a final response head was submitted (server)
   bool has_provider = false;     // HEADERS went without END_STREAM: DATA may follow
   bool out_end = false;          // end the stream after the queue
   bool deferred = false;         // the data provider is parked (NGHTTP2_ERR_DEFERRED)
@@ -443,6 +444,7 @@ bool Session::count_control() {
 }
 
 H2Error Session::receive(std::string_view bytes, std::vector<Event>& events) {
+  take_events(events);
   if (!session_) return error_;
   if (error_ != H2Error::kNone) return error_;
   events_ = &events;
@@ -459,16 +461,26 @@ H2Error Session::receive(std::string_view bytes, std::vector<Event>& events) {
 
 H2Error Session::pending_output(std::string& out) {
   if (!session_) return error_;
+  // Streams that close as their last frame leaves (our END_STREAM or RST_STREAM) report it on
+  // the next take_events() or receive().
+  events_ = &later_;
   for (;;) {
     const std::uint8_t* data = nullptr;
     const ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {
       if (error_ == H2Error::kNone) error_ = from_nghttp2(static_cast<int>(n));
-      return error_;
+      break;
     }
-    if (n == 0) return error_;
+    if (n == 0) break;
     out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
   }
+  events_ = nullptr;
+  return error_;
+}
+
+void Session::take_events(std::vector<Event>& events) {
+  for (Event& e : later_) events.push_back(std::move(e));
+  later_.clear();
 }
 
 StreamResult Session::submit_request(const Headers& headers, bool end_stream) {
@@ -489,7 +501,7 @@ H2Error Session::submit_response(std::int32_t stream, const Headers& headers, bo
   if (role_ != Role::kServer || !session_) return H2Error::kInternal;
   if (error_ != H2Error::kNone) return H2Error::kClosed;
   Stream* st = find(stream);
-  if (!st || st->closed || st->has_provider || st->rejected) return H2Error::kNoStream;
+  if (!st || st->closed || st->responded || st->rejected) return H2Error::kNoStream;
   if (H2Error e = check_headers(headers); e != H2Error::kNone) return e;
   std::vector<nghttp2_nv> nva = to_nv(headers);
   int rv;
@@ -501,11 +513,13 @@ H2Error Session::submit_response(std::int32_t stream, const Headers& headers, bo
   prd.read_callback = Callbacks::read_data;
   rv = nghttp2_submit_response(session_, stream, nva.data(), nva.size(), end_stream ? nullptr : &prd);
   if (rv != 0) return from_nghttp2(rv);
+  st->responded = true;
   st->has_provider = !end_stream;
   return H2Error::kNone;
 }
 
 H2Error Session::submit_data(std::int32_t stream, std::string_view bytes, bool end_stream) {
+  if (error_ != H2Error::kNone) return H2Error::kClosed;
   Stream* st = find(stream);
   if (!st || st->closed || !st->has_provider || st->out_end) return H2Error::kNoStream;
   if (st->queued() + bytes.size() > limits_.max_stream_buffer ||
@@ -522,6 +536,7 @@ H2Error Session::submit_data(std::int32_t stream, std::string_view bytes, bool e
 }
 
 H2Error Session::submit_trailers(std::int32_t stream, const Headers& headers) {
+  if (error_ != H2Error::kNone) return H2Error::kClosed;
   Stream* st = find(stream);
   if (!st || st->closed || !st->has_provider || st->out_end) return H2Error::kNoStream;
   if (H2Error e = check_headers(headers); e != H2Error::kNone) return e;

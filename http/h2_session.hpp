@@ -124,8 +124,10 @@ class Session {
   // first error.
   H2Error receive(std::string_view bytes, std::vector<Event>& events);
   // Appends the bytes to send to the peer (connection preface and SETTINGS first); returns the
-  // session's error, if it has one, after appending its last bytes.
+  // session's error, if it has one, after appending its last bytes. A stream that closes as its
+  // last frame leaves reports kClosed through take_events() (or the next receive()).
   H2Error pending_output(std::string& out);
+  void take_events(std::vector<Event>& events);
 
   StreamResult submit_request(const Headers& headers, bool end_stream);                 // client
   H2Error submit_response(std::int32_t stream, const Headers& headers, bool end_stream);  // server; 1xx allowed
@@ -157,7 +159,8 @@ class Session {
   SessionLimits limits_;
   nghttp2_session* session_ = nullptr;
   std::map<std::int32_t, std::unique_ptr<Stream>> streams_;
-  std::vector<Event>* events_ = nullptr;  // set during receive()
+  std::vector<Event>* events_ = nullptr;  // where callbacks put events: receive()'s, or later_
+  std::vector<Event> later_;              // events of pending_output(), one kClosed per stream at most
   H2Error error_ = H2Error::kNone;
   std::size_t received_unconsumed_ = 0;
   std::size_t queued_total_ = 0;

@@ -77,6 +77,20 @@ Headers request(std::string_view authority = "api.example.com", std::string_view
   return {{":method", std::string(method)}, {":scheme", "https"}, {":authority", std::string(authority)}, {":path", "/v1"}};
 }
 
+// The error code of the last GOAWAY frame in `out` (frames walked by their length), or -1.
+long goaway_code(const std::string& out) {
+  long code = -1;
+  for (std::size_t at = 0; at + 9 <= out.size();) {
+    const std::size_t len = (static_cast<std::uint8_t>(out[at]) << 16) | (static_cast<std::uint8_t>(out[at + 1]) << 8) |
+                            static_cast<std::uint8_t>(out[at + 2]);
+    if (static_cast<std::uint8_t>(out[at + 3]) == kGoaway && at + 17 <= out.size())
+      code = (static_cast<std::uint8_t>(out[at + 13]) << 24) | (static_cast<std::uint8_t>(out[at + 14]) << 16) |
+             (static_cast<std::uint8_t>(out[at + 15]) << 8) | static_cast<std::uint8_t>(out[at + 16]);
+    at += 9 + len;
+  }
+  return code;
+}
+
 const Header* find_header(const Headers& h, std::string_view name) {
   for (const Header& x : h)
     if (x.name == name) return &x;
@@ -175,6 +189,39 @@ TEST(H2Session, RequestResponseRoundTripWithTrailers) {
   p.client.consumed(1, 5);
   EXPECT_EQ(p.client.open_streams(), 0u);
   EXPECT_EQ(p.server.open_streams(), 0u);
+}
+
+TEST(H2Session, StreamsClosedBySendingReportTheirClose) {
+  // The server's stream closes when its END_STREAM leaves, inside pending_output: the close is
+  // reported by take_events (and by the next receive), once.
+  Pair p;
+  StreamResult r = p.client.submit_request(request(), true);
+  p.pump();
+  ASSERT_EQ(of_kind(p.server_events, Event::Kind::kClosed).size(), 0u);
+  ASSERT_EQ(p.server.submit_response(r.stream, {{":status", "200"}}, true), H2Error::kNone);
+  EXPECT_EQ(p.server.submit_response(r.stream, {{":status", "200"}}, true), H2Error::kNoStream) << "two final heads";
+  std::string out;
+  p.server.pending_output(out);
+  std::vector<Event> later;
+  p.server.take_events(later);
+  auto closed = of_kind(later, Event::Kind::kClosed);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].stream, r.stream);
+  EXPECT_EQ(closed[0].code, 0u);
+  later.clear();
+  p.server.take_events(later);
+  EXPECT_TRUE(later.empty());
+  EXPECT_EQ(p.server.open_streams(), 0u);
+  // A reset we send closes the stream the same way.
+  StreamResult r2 = p.client.submit_request(request(), true);
+  p.pump();
+  ASSERT_EQ(p.server.reset(r2.stream, ErrorCode::kRefusedStream), H2Error::kNone);
+  out.clear();
+  p.server.pending_output(out);
+  p.server.take_events(later);
+  closed = of_kind(later, Event::Kind::kClosed);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].code, 7u);
 }
 
 TEST(H2Session, InformationalResponseThenFinal) {
@@ -424,6 +471,42 @@ TEST(H2Session, OversizedHeaderListResetsOnlyThatStream) {
   EXPECT_EQ(p.server.held_bytes(), 0u) << "the rejected block was not kept";
 }
 
+TEST(H2Session, StreamsPastTheConcurrencyLimitAreRefused) {
+  // Before our SETTINGS are acknowledged, too: the peer opens 5 streams, 2 are allowed.
+  SessionLimits sl;
+  sl.max_concurrent_streams = 2;
+  Session server(Role::kServer, sl);
+  std::vector<Event> events;
+  std::string in = client_preface();
+  for (std::uint32_t id = 1; id <= 9; id += 2) in += frame(kHeadersFrame, kEndHeaders | kEndStream, id, get_block());
+  ASSERT_EQ(server.receive(in, events), H2Error::kNone);
+  EXPECT_EQ(of_kind(events, Event::Kind::kHeaders).size(), 2u);
+  std::string out;
+  server.pending_output(out);
+  // Three RST_STREAM(REFUSED_STREAM) frames.
+  std::size_t refused = 0;
+  for (std::size_t at = 0; at + 9 <= out.size();) {
+    const std::size_t len = (static_cast<std::uint8_t>(out[at]) << 16) | (static_cast<std::uint8_t>(out[at + 1]) << 8) |
+                            static_cast<std::uint8_t>(out[at + 2]);
+    if (static_cast<std::uint8_t>(out[at + 3]) == kRst && out.substr(at + 9, 4) == u32(0x7)) ++refused;
+    at += 9 + len;
+  }
+  EXPECT_EQ(refused, 3u);
+  EXPECT_LE(server.open_streams(), 2u);
+}
+
+TEST(H2Session, FrameAboveOurMaxFrameSizeEndsTheConnection) {
+  Session server(Role::kServer, {});
+  std::vector<Event> events;
+  std::string in = client_preface() + frame(kHeadersFrame, kEndHeaders, 1, get_block()) + frame(kData, 0, 1, std::string(20000, 'f'));
+  H2Error e = server.receive(in, events);
+  std::string out;
+  if (e == H2Error::kNone) e = server.pending_output(out);
+  EXPECT_EQ(e, H2Error::kProtocol);
+  EXPECT_EQ(goaway_code(out), 0x6) << "GOAWAY FRAME_SIZE_ERROR";
+  EXPECT_EQ(server.held_bytes(), 0u);
+}
+
 TEST(H2Session, HpackTableSizeAboveOursIsACompressionError) {
   SessionLimits sl;
   sl.header_table_size = 256;
@@ -438,7 +521,7 @@ TEST(H2Session, HpackTableSizeAboveOursIsACompressionError) {
   std::string out;
   if (e == H2Error::kNone) e = server.pending_output(out);
   EXPECT_EQ(e, H2Error::kCompression);
-  EXPECT_EQ(out.substr(out.size() - 4), u32(0x9)) << "GOAWAY COMPRESSION_ERROR";
+  EXPECT_EQ(goaway_code(out), 0x9) << "GOAWAY COMPRESSION_ERROR";
   EXPECT_TRUE(of_kind(events, Event::Kind::kHeaders).empty());
 }
 
@@ -573,7 +656,7 @@ TEST(H2Session, DataBeyondTheWindowIsAFlowControlError) {
   std::string out;
   if (e == H2Error::kNone) e = server.pending_output(out);
   EXPECT_EQ(e, H2Error::kProtocol);
-  EXPECT_EQ(out.substr(out.size() - 4), u32(0x3)) << "GOAWAY FLOW_CONTROL_ERROR";
+  EXPECT_EQ(goaway_code(out), 0x3) << "GOAWAY FLOW_CONTROL_ERROR";
   EXPECT_LE(server.held_bytes(), 65535u);
 }
 

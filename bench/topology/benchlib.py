@@ -77,8 +77,36 @@ def parse_ab(path):
     return out
 
 
+def parse_h2load(path):
+    """Returns requests (succeeded), rps, failed/errored/timeout counts, non-2xx and the
+    application protocol h2load negotiated (it falls back to HTTP/1.1 or prior-knowledge h2
+    when the server selects no h2; only an h2 run counts)."""
+    text = open(path, encoding="utf-8", errors="replace").read()
+    out = {"requests": 0, "rps": 0.0, "failed": 0, "non2xx": 0, "protocol": None, "failed_detail": ""}
+    m = re.search(r"^finished in [0-9.]+\w*, ([0-9.]+) req/s", text, re.M)
+    if m:
+        out["rps"] = float(m.group(1))
+    m = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", text, re.M)
+    if m:
+        out["requests"] = int(m.group(4))
+        out["failed"] = int(m.group(5)) + int(m.group(6)) + int(m.group(7))
+        out["failed_detail"] = "failed %s, errored %s, timeout %s" % m.group(5, 6, 7)
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    if m:
+        out["non2xx"] = sum(int(g) for g in m.group(2, 3, 4))
+    m = re.search(r"^Application protocol: (\S+)", text, re.M)
+    if m:
+        out["protocol"] = m.group(1)
+    return out
+
+
+def parse(tool, path):
+    return {"wrk": parse_wrk, "ab": parse_ab, "h2load": parse_h2load}[tool](path)
+
+
 def cmd_parse(kind, path):
-    data = parse_wrk(path) if kind == "wrk" else parse_ab(path)
+    data = parse(kind, path)
     print(json.dumps(data))
 
 
@@ -90,6 +118,7 @@ SCENARIOS = {
     "newconn": ("ab", [("newconn_rps", lambda d: d["rps"])]),
     "dl": ("wrk", [("dl_mibps", lambda d: d["rps"])]),             # 1 MiB per request
     "ul": ("wrk", [("ul_mibps", lambda d: d["rps"] / 16.0)]),      # 64 KiB per request
+    "h2": ("h2load", [("h2_rps", lambda d: d["rps"])]),
 }
 
 
@@ -97,9 +126,10 @@ def cmd_record(scenario, path, variant, run, tsv):
     """Parses one tool run and appends its metrics (and any error counts as notes) to the
     results file. Prints a one-line summary. Exit 1 when the run produced no requests."""
     tool, metrics = SCENARIOS[scenario]
-    d = parse_wrk(path) if tool == "wrk" else parse_ab(path)
+    d = parse(tool, path)
     lines, summary = [], []
-    if d["requests"] > 0 and d["rps"] > 0:
+    wrong_protocol = tool == "h2load" and d["protocol"] != "h2"
+    if d["requests"] > 0 and d["rps"] > 0 and not wrong_protocol:
         for metric, fn in metrics:
             v = fn(d)
             if v is not None:
@@ -114,6 +144,12 @@ def cmd_record(scenario, path, variant, run, tsv):
                         f"({d['failed_detail']}); {eof} connections ended without TLS "
                         "close_notify (the response had arrived; the upstream log check "
                         "counts what it answered)")
+    if tool == "h2load" and wrong_protocol:
+        got = f"selected {d['protocol']}" if d["protocol"] else "selected no ALPN protocol"
+        problems.append(f"not HTTP/2: offered only h2, the proxy {got} ({d['requests']} requests "
+                        "succeeded; not counted)")
+    if tool == "h2load" and d["failed"]:
+        problems.append(f"h2load: {d['failed_detail']}")
     if d["non2xx"]:
         problems.append(f"{d['non2xx']} non-2xx responses")
     if d["requests"] == 0:
@@ -317,6 +353,7 @@ METRICS = [
     ("dl_mibps", "1 MiB downloads", "MiB/s", True, 1),
     ("ul_mibps", "64 KiB uploads, body placeholder", "MiB/s", True, 1),
     ("idle_kib", "Memory per idle connection ({idle} held)", "KiB", False, 1),
+    ("h2_rps", "HTTP/2 small requests (h2load, 8 connections × 10 streams)", "req/s", True, 0),
     ("close_rps", "Extra: wrk `Connection: close` (caveated)", "req/s", True, 0),
 ]
 VARIANT_ORDER = ["direct", "airlock", "mitmproxy", "squid"]
@@ -335,7 +372,7 @@ def _ratio(v, ref, higher):
 
 def cmd_report(results_tsv, meta_json):
     meta = json.load(open(meta_json))
-    values, status, notes, raw = {}, {}, [], []
+    values, status, notes, raw, voided = {}, {}, [], [], {}
     for line in open(results_tsv, encoding="utf-8"):
         parts = line.rstrip("\n").split("\t")
         if parts[0] == "value":
@@ -345,11 +382,13 @@ def cmd_report(results_tsv, meta_json):
             status.setdefault(variant, []).append((int(run), state, msg))
         elif parts[0] == "note":
             notes.append((parts[1], parts[2], parts[3]))
+        elif parts[0] == "void":  # one scenario's values of a run withdrawn (its own check failed)
+            voided.setdefault((parts[1], parts[3]), set()).add(parts[2])
     variants = [v for v in VARIANT_ORDER if v in meta["variants"]]
     # Only runs that passed their checks count.
     good = {(v, str(run)) for v, runs in status.items() for run, state, _ in runs if state == "ok"}
     for variant, run, metric, v in raw:
-        if (variant, run) in good:
+        if (variant, run) in good and run not in voided.get((variant, metric), ()):
             values.setdefault((variant, metric), []).append(float(v))
 
     def median(variant, metric):
@@ -393,7 +432,7 @@ def cmd_report(results_tsv, meta_json):
                 continue
             m = median(v, metric)
             if m is None:
-                row += " n/a |"
+                row += " **failed** (see notes) |" if (v, metric) in voided else " n/a |"
                 continue
             cell = _fmt(m, dec)
             n = len(values.get((v, metric), []))
@@ -436,6 +475,7 @@ def cmd_report(results_tsv, meta_json):
             out.append(tgt("newconn_rps", "new TLS connection per request", 80))
             out.append(tgt("dl_mibps", "1 MiB downloads", 90))
             out.append(tgt("ul_mibps", "64 KiB uploads with body substitution", 80))
+            out.append(tgt("h2_rps", "HTTP/2 small requests (h2load)", 80))
             for peer, factor in (("mitmproxy", 10), ("squid", 3)):
                 if peer not in variants or failed(peer):
                     out.append(f"- ≥ {factor}× {peer}: {peer} not measured")
