@@ -422,10 +422,31 @@ void H2Bridge::give_back_windows() {
   }
 }
 
+// Events a session reports while it writes (a stream that closed as its last frame left, or was
+// reset for a malformed head): handled like received ones. True when there were any.
+bool H2Bridge::drain_session_events() {
+  bool any = false;
+  events_.clear();
+  guest_.take_events(events_);
+  any = any || !events_.empty();
+  for (Event& ev : events_) on_guest_event(ev);
+  events_.clear();
+  upstream_.take_events(events_);
+  any = any || !events_.empty();
+  for (Event& ev : events_) on_upstream_event(ev);
+  events_.clear();
+  return any;
+}
+
 void H2Bridge::take_output(std::string& to_guest, std::string& to_upstream) {
-  upstream_.pending_output(to_upstream);
-  guest_.pending_output(to_guest);
-  give_back_windows();
+  // Handling an event may queue frames (a reset relayed), whose sending may report events:
+  // bounded rounds, each one closing streams, so a few suffice.
+  for (int round = 0; round < 8; ++round) {
+    upstream_.pending_output(to_upstream);
+    guest_.pending_output(to_guest);
+    give_back_windows();
+    if (!drain_session_events() && round > 0) break;
+  }
   upstream_.pending_output(to_upstream);
   guest_.pending_output(to_guest);
 }

@@ -81,6 +81,7 @@ class H2Bridge {
   void scrub_headers(http::h2::Headers& headers);
   void scrub_into(StreamState& s, std::string_view data, bool end, std::string& out);
   void give_back_windows();
+  bool drain_session_events();
   void session_error(const char* side, http::h2::H2Error e);
 
   const secrets::SecretSet& set_;

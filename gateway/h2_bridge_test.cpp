@@ -94,10 +94,12 @@ struct Harness {
     r.complete = true;
     const std::string auth = value_of(r.head, "authorization");
     Headers head = {{":status", "200"}, {"x-echo", auth}};
+    if (malformed_response) head.push_back({"x-bad", "trailing space "});
     if (!response_coding.empty()) head.push_back({"content-encoding", response_coding});
     upstream.submit_response(e.stream, head, false);
     upstream.submit_data(e.stream, "echo " + auth + " and " + r.body, false);
-    upstream.submit_trailers(e.stream, {{"grpc-status", "0"}, {"grpc-message", "ok " + auth}});
+    // (A field value may not end in whitespace: "ok:" + an empty auth is still well formed.)
+    upstream.submit_trailers(e.stream, {{"grpc-status", "0"}, {"grpc-message", "ok:" + auth}});
   }
 
   static std::string value_of(const Headers& h, std::string_view name) {
@@ -162,6 +164,7 @@ struct Harness {
   std::vector<H2Notice> notices;
   std::string upstream_wire;
   std::string response_coding;
+  bool malformed_response = false;
 };
 
 TEST(H2Bridge, HeaderSubstitutedNeverIndexedAndEchoesScrubbed) {
@@ -259,6 +262,7 @@ TEST(H2Bridge, DisallowedHostSeesThePlaceholderAsAViolation) {
   h.pump();
   EXPECT_TRUE(h.seen(s).reset);
   EXPECT_FALSE(h.seen(clean).reset);
+
   EXPECT_EQ(h.count(H2Notice::Kind::kBlocked), 1);
   EXPECT_EQ(h.upstream_wire.find("$MSB_KEY"), std::string::npos);
 }
@@ -306,6 +310,23 @@ TEST(H2Bridge, CompressedResponseWhereValuesFlowedIsNotForwarded) {
   h.pump();
   EXPECT_TRUE(h.seen(s).reset);
   EXPECT_EQ(h.count(H2Notice::Kind::kResponseBlocked), 1);
+}
+
+TEST(H2Bridge, MalformedResponseResetsTheGuestStreamNotHangs) {
+  // The upstream's client session refuses the response head (a value ending in whitespace,
+  // RFC 9113 §8.2.1) and resets the stream as it writes: the guest's stream is reset too, and
+  // the others go on.
+  Harness h;
+  h.malformed_response = true;
+  const std::int32_t s = h.request("api.example.com", {{"x-n", "1"}});
+  h.pump();
+  EXPECT_TRUE(h.seen(s).reset);
+  h.malformed_response = false;
+  const std::int32_t next = h.request("api.example.com", {{"x-n", "2"}});
+  h.pump();
+  EXPECT_FALSE(h.seen(next).reset);
+  EXPECT_EQ(Harness::value_of(h.seen(next).head, ":status"), "200");
+  EXPECT_EQ(h.bridge->open_streams(), 0u) << "closed streams leave no state behind";
 }
 
 }  // namespace
