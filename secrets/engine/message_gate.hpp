@@ -56,7 +56,11 @@ class MessageGate {
   // violation when its secret is not eligible (never substituted, as for HTTP/1).
   Status on_trailers(std::vector<Field>& trailers, std::string& out);
   // A message stream (WebSocket after its upgrade request was gated): the next message's body
-  // follows; the gates stay decided for the same request.
+  // follows; the gates stay decided for the same request. Such a codec opens the gate with the
+  // upgrade request's method, authority (its Host) and target and no header fields (the HTTP/1
+  // rewriter already substituted and audited those), end_stream false; then each message's
+  // payload (decompressed, unmasked) goes through on_data with `end` on its last piece, and
+  // next_message() before the next one.
   void next_message();
 
   const std::optional<Block>& blocked() const noexcept;
