@@ -348,8 +348,9 @@ void H2Bridge::response_headers(StreamState& s, Event& e) {
     // As for HTTP/1: where a value may have reached this upstream, only identity bodies are
     // readable by the scrubber; a compressed echo would carry the value past it.
     for (const Header& h : e.headers) {
-      if (iequals(h.name, "content-encoding") && !iequals(h.value, "identity")) {
-        block_response(s, "a response with content-encoding " + h.value.substr(0, 32) +
+      const bool coding = iequals(h.name, "content-encoding") || iequals(h.name, "grpc-encoding");
+      if (coding && !iequals(h.value, "identity")) {
+        block_response(s, "a response with " + h.name + " " + h.value.substr(0, 32) +
                               " from a host that may have received a secret value: not forwarded "
                               "(the scrubber reads only identity bodies)");
         return;

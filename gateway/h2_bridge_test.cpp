@@ -95,7 +95,7 @@ struct Harness {
     const std::string auth = value_of(r.head, "authorization");
     Headers head = {{":status", "200"}, {"x-echo", auth}};
     if (malformed_response) head.push_back({"x-bad", "trailing space "});
-    if (!response_coding.empty()) head.push_back({"content-encoding", response_coding});
+    if (!response_coding.empty()) head.push_back({response_coding_header, response_coding});
     upstream.submit_response(e.stream, head, false);
     upstream.submit_data(e.stream, "echo " + auth + " and " + r.body, false);
     // (A field value may not end in whitespace: "ok:" + an empty auth is still well formed.)
@@ -164,6 +164,7 @@ struct Harness {
   std::vector<H2Notice> notices;
   std::string upstream_wire;
   std::string response_coding;
+  std::string response_coding_header = "content-encoding";
   bool malformed_response = false;
 };
 
@@ -308,6 +309,20 @@ TEST(H2Bridge, CompressedResponseWhereValuesFlowedIsNotForwarded) {
   h.response_coding = "gzip";
   const std::int32_t s = h.request("api.example.com", {{"authorization", "Bearer $MSB_KEY"}});
   h.pump();
+  EXPECT_TRUE(h.seen(s).reset);
+  EXPECT_EQ(h.count(H2Notice::Kind::kResponseBlocked), 1);
+}
+
+TEST(H2Bridge, GrpcCompressedResponseWhereValuesFlowedIsNotForwarded) {
+  // gRPC compresses messages inside identity DATA (grpc-encoding): unreadable for the scrubber.
+  Harness h;
+  h.response_coding_header = "grpc-encoding";
+  h.response_coding = "gzip";
+  const std::int32_t s = h.request("api.example.com", {{"authorization", "Bearer $MSB_KEY"},
+                                                       {"grpc-accept-encoding", "gzip"}});
+  h.pump();
+  ASSERT_EQ(h.requests.size(), 1u);
+  EXPECT_EQ(Harness::value_of(h.requests.begin()->second.head, "grpc-accept-encoding"), "identity");
   EXPECT_TRUE(h.seen(s).reset);
   EXPECT_EQ(h.count(H2Notice::Kind::kResponseBlocked), 1);
 }

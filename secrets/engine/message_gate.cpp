@@ -98,6 +98,9 @@ struct MessageGate::Impl final : detail::RequestGates {
       if (iequals(f.name, "accept-encoding")) {
         if (std::exchange(accept_encoding, true)) continue;
         f.value = "identity";
+      } else if (iequals(f.name, "grpc-accept-encoding")) {
+        // gRPC compresses messages inside identity DATA: the same offer, for the same reason.
+        f.value = "identity";
       } else if (iequals(f.name, "te")) {
         bool trailers = false;
         std::string_view list(f.value);

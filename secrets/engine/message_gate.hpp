@@ -43,7 +43,8 @@ class MessageGate {
   // follows. `restrict_responses`: values may already flow on this connection (another request
   // on it was eligible); with it, or when this request is eligible, the fields that decide the
   // response's codings are edited as HTTP/1 does (one `accept-encoding: identity`; `te` only
-  // "trailers") so that the response scrubber can read every echo. When a body injection is due,
+  // "trailers"; for gRPC `grpc-accept-encoding: identity`) so that the response scrubber can
+  // read every echo. When a body injection is due,
   // `content-length` is removed (the rewritten length is known only at the end): see
   // length_dropped().
   Status on_headers(Request& request, bool end_stream, bool restrict_responses = false);

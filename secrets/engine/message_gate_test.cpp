@@ -275,11 +275,14 @@ TEST(MessageGate, MessageStreamKeepsTheDecision) {
 TEST(MessageGate, RestrictResponsesEditsCodingFields) {
   Fixture fx;
   MessageGate g(fx.set, fx.evil());
-  Request r = get("evil.example", {{"accept-encoding", "gzip, br"}, {"te", "gzip"}, {"accept-encoding", "zstd"}});
+  Request r = get("evil.example", {{"accept-encoding", "gzip, br"}, {"te", "gzip"}, {"accept-encoding", "zstd"},
+                                   {"grpc-accept-encoding", "gzip,deflate"}});
   ASSERT_EQ(g.on_headers(r, true, /*restrict_responses=*/true), Status::kOk);
-  ASSERT_EQ(r.headers.size(), 1u);
+  ASSERT_EQ(r.headers.size(), 2u);
   EXPECT_EQ(r.headers[0].name, "accept-encoding");
   EXPECT_EQ(r.headers[0].value, "identity");
+  EXPECT_EQ(r.headers[1].name, "grpc-accept-encoding");
+  EXPECT_EQ(r.headers[1].value, "identity");
 }
 
 TEST(MessageGate, SameVerdictAsHttp1ForTheSameRequest) {
