@@ -42,6 +42,7 @@ struct H2Bridge::StreamState {
   bool blocked = false;            // reset both ways; later events are dropped
   bool response_started = false;   // a final response head went to the guest
   bool response_done = false;
+  bool upstream_reset = false;     // a reset toward the upstream was queued
   std::size_t guest_unconsumed = 0;     // guest DATA not yet given back to the guest's window
   std::size_t upstream_unconsumed = 0;  // upstream DATA not yet given back to the upstream's window
 };
@@ -126,7 +127,7 @@ void H2Bridge::on_guest_event(Event& e) {
       if (!s.blocked) request_trailers(s, e);
       return;
     case Event::Kind::kReset:
-      if (s.upstream_id != 0) upstream_.reset(s.upstream_id, static_cast<ErrorCode>(e.code));
+      reset_upstream(s, static_cast<ErrorCode>(e.code));
       return;
     case Event::Kind::kClosed:
       close_stream(s.guest_id);
@@ -165,8 +166,8 @@ void H2Bridge::request_headers(StreamState& s, Event& e) {
   wipe(req.target);
   if (r.error != H2Error::kNone) {
     // Nothing of the request left: the guest may retry it (on another connection for kClosed).
-    guest_.reset(s.guest_id, r.error == H2Error::kClosed ? ErrorCode::kRefusedStream : ErrorCode::kInternalError);
-    block_response(s, std::string("the upstream session did not take the request: ") + http::h2::describe(r.error));
+    block_response(s, std::string("the upstream session did not take the request: ") + http::h2::describe(r.error),
+                   r.error == H2Error::kClosed ? ErrorCode::kRefusedStream : ErrorCode::kInternalError);
     return;
   }
   s.upstream_id = r.stream;
@@ -234,24 +235,28 @@ void H2Bridge::block_stream(StreamState& s) {
   // CANCEL, not REFUSED_STREAM: a refused stream invites the client to retry it as is.
   guest_.reset(s.guest_id, ErrorCode::kCancel);
   guest_.consumed(s.guest_id, std::exchange(s.guest_unconsumed, 0));
-  if (s.upstream_id != 0) upstream_.reset(s.upstream_id, ErrorCode::kCancel);
+  reset_upstream(s, ErrorCode::kCancel);
   // As for HTTP/1, only a violation under block-and-terminate ends everything (the sandbox too).
   if (b.violation && b.action == ViolationAction::kBlockAndTerminate) terminated_ = true;
 }
 
-void H2Bridge::block_response(StreamState& s, std::string reason) {
+void H2Bridge::block_response(StreamState& s, std::string reason, ErrorCode code) {
   s.blocked = true;
   H2Notice n;
   n.kind = H2Notice::Kind::kResponseBlocked;
   n.stream = s.guest_id;
   n.reason = std::move(reason);
   notices_.push_back(std::move(n));
-  guest_.reset(s.guest_id, ErrorCode::kCancel);
+  guest_.reset(s.guest_id, code);
   guest_.consumed(s.guest_id, std::exchange(s.guest_unconsumed, 0));
-  if (s.upstream_id != 0) {
-    upstream_.reset(s.upstream_id, ErrorCode::kCancel);
-    upstream_.consumed(s.upstream_id, std::exchange(s.upstream_unconsumed, 0));
-  }
+  reset_upstream(s, ErrorCode::kCancel);
+  if (s.upstream_id != 0) upstream_.consumed(s.upstream_id, std::exchange(s.upstream_unconsumed, 0));
+}
+
+void H2Bridge::reset_upstream(StreamState& s, ErrorCode code) {
+  if (s.upstream_id == 0 || s.upstream_reset) return;
+  s.upstream_reset = true;
+  upstream_.reset(s.upstream_id, code);
 }
 
 void H2Bridge::close_stream(std::int32_t guest_id) {
@@ -259,7 +264,7 @@ void H2Bridge::close_stream(std::int32_t guest_id) {
   if (it == streams_.end()) return;
   StreamState& s = *it->second;
   if (s.upstream_id != 0) {
-    if (!s.response_done) upstream_.reset(s.upstream_id, ErrorCode::kCancel);
+    if (!s.response_done) reset_upstream(s, ErrorCode::kCancel);
     upstream_.consumed(s.upstream_id, s.upstream_unconsumed);
     by_upstream_.erase(s.upstream_id);
   }

@@ -75,7 +75,9 @@ class H2Bridge {
   void response_data(StreamState& s, std::string_view data, bool end);
   void response_trailers(StreamState& s, http::h2::Event& e);
   void block_stream(StreamState& s);
-  void block_response(StreamState& s, std::string reason);
+  void block_response(StreamState& s, std::string reason,
+                      http::h2::ErrorCode code = http::h2::ErrorCode::kCancel);
+  void reset_upstream(StreamState& s, http::h2::ErrorCode code);
   void close_stream(std::int32_t guest_id);
   void take_substitutions(StreamState& s);
   void scrub_headers(http::h2::Headers& headers);
