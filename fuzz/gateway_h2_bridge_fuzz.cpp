@@ -4,7 +4,7 @@
 // header, DATA and a trailer).
 //
 // Input: control byte 0: bit 0 the connection's SNI (0: api.example.com, pinned; 1: evil.example),
-// bit 1 block-and-terminate; byte 1: the size of the pieces the guest's bytes are fed in
+// bit 1 block-and-terminate, bit 2 the guest pauses after each piece (held request bytes leave); byte 1: the size of the pieces the guest's bytes are fed in
 // (1-256). Then the guest's byte stream (seeds start with the client preface).
 // Properties checked (abort on failure): no crash or sanitizer report; the bytes the bridge holds
 // stay bounded; the upstream receives A's value only on a stream whose :authority is the SNI
@@ -157,6 +157,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const std::string_view chunk = input.substr(pos, piece);
       pos += chunk.size();
       bridge.from_guest(chunk);
+      if ((data[0] & 4) != 0) bridge.flush_requests();  // the guest "paused" after each piece
       moved = true;
     }
     std::string g, u;

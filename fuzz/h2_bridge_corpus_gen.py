@@ -4,7 +4,8 @@ python3-h2 (an independent HTTP/2 client), with placeholders in headers, the que
 streams aimed at the SNI and at another authority, indexed and reused through HPACK, and header
 blocks large enough for CONTINUATION. Run from the repository root: fuzz/h2_bridge_corpus_gen.py
 
-Each file: control byte (bit 0: SNI evil.example; bit 1: block-and-terminate), piece-size byte,
+Each file: control byte (bit 0: SNI evil.example; bit 1: block-and-terminate; bit 2: the guest
+pauses after each piece), piece-size byte,
 then the guest's bytes."""
 import os
 
@@ -47,7 +48,9 @@ def main():
     c.send_headers(1, head)
     c.send_data(1, b'{"k":"$MSB_')
     c.send_data(1, b'A","x":1}', end_stream=True)
-    write("body_split", 0, c.data_to_send(), 7)
+    data = c.data_to_send()
+    write("body_split", 0, data, 7)
+    write("body_split_paused", 4, data, 5)  # the guest pauses after each piece: held bytes leave
 
     c = client()
     c.send_headers(1, req("evil.example", extra=[("x-pad", "".join(chr(35 + (i * 7) % 90) for i in range(20000))), ("x-key", "$MSB_B")]), end_stream=True)

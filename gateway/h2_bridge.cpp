@@ -414,6 +414,20 @@ void H2Bridge::flush_responses() {
   }
 }
 
+void H2Bridge::flush_requests() {
+  if (terminated_) return;
+  for (auto& [id, sp] : streams_) {
+    StreamState& s = *sp;
+    if (s.blocked || s.upstream_id == 0) continue;
+    piece_.clear();
+    s.gate.release_held(piece_);
+    if (piece_.empty()) continue;
+    const H2Error e = upstream_.submit_data(s.upstream_id, piece_, false);
+    wipe(piece_);
+    if (e != H2Error::kNone) block_response(s, std::string("request DATA not forwarded: ") + http::h2::describe(e));
+  }
+}
+
 // ---- output and flow control ----
 
 void H2Bridge::give_back_windows() {

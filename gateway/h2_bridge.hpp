@@ -52,6 +52,9 @@ class H2Bridge {
   // No more upstream bytes are ready now: response bytes the scrubbers hold back (a possible
   // start of a value) leave, so a streaming response (gRPC server streaming) is not stalled.
   void flush_responses();
+  // No more guest bytes are ready now: request bytes the gates hold back (guest bytes that may
+  // begin a placeholder) leave, so a streaming request is not stalled (MessageGate::release_held).
+  void flush_requests();
   // The bytes each side is owed now. `to_upstream` may hold values: the caller wipes it.
   void take_output(std::string& to_guest, std::string& to_upstream);
   std::vector<H2Notice> take_notices();

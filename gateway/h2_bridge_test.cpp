@@ -304,6 +304,27 @@ TEST(H2Bridge, BodyViolationSplitAcrossDataFramesResetsTheStream) {
   EXPECT_EQ(h.upstream_wire.find("$MSB_K"), std::string::npos) << "no part of the placeholder left";
 }
 
+TEST(H2Bridge, AStreamingRequestIsNotStalledByItsHeldTail) {
+  // Client streaming: a message whose last bytes might begin a placeholder form is held while
+  // more may follow; once the guest pauses it leaves (no value is in it), and detection still
+  // sees what follows.
+  Harness h(ViolationAction::kBlockAndLog, "evil.example");
+  Headers head = {{":method", "POST"}, {":scheme", "https"}, {":authority", "evil.example"}, {":path", "/stream"}};
+  const auto r = h.guest.submit_request(head, false);
+  h.guest.submit_data(r.stream, "first message cost: $MSB_", false);
+  h.pump();
+  ASSERT_EQ(h.requests.size(), 1u);
+  const std::string before = h.requests.begin()->second.body;
+  EXPECT_EQ(before, "first message cost: ") << "the tail is held while more may come";
+  h.bridge->flush_requests();
+  h.pump();
+  EXPECT_EQ(h.requests.begin()->second.body, "first message cost: $MSB_");
+  EXPECT_FALSE(h.seen(r.stream).reset);
+  h.guest.submit_data(r.stream, "KEY and the end", true);
+  h.pump();
+  EXPECT_TRUE(h.seen(r.stream).reset) << "the placeholder completed by the next message is a violation";
+}
+
 TEST(H2Bridge, CompressedResponseWhereValuesFlowedIsNotForwarded) {
   Harness h;
   h.response_coding = "gzip";

@@ -77,6 +77,7 @@ struct Pump {
       if (from_guest) {
         hooks.bytes(r.bytes, 0);
         bridge.from_guest(std::string_view(buf, r.bytes));
+        if (!from.readable_now()) bridge.flush_requests();
       } else {
         hooks.bytes(0, r.bytes);
         bridge.from_upstream(std::string_view(buf, r.bytes));

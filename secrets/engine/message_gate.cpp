@@ -276,6 +276,12 @@ struct MessageGate::Impl final : detail::RequestGates {
     return Status::kOk;
   }
 
+  void release_held(std::string& out) {
+    if (block || body_ended || mode != Mode::kPassthrough) return;
+    out.append(held);
+    held.clear();
+  }
+
   Status on_trailers(std::vector<Field>& trailers, std::string& out) {
     if (block) return Status::kBlocked;
     if (!body_ended && on_data({}, true, out) != Status::kOk) return Status::kBlocked;
@@ -312,6 +318,7 @@ Status MessageGate::on_trailers(std::vector<Field>& trailers, std::string& out) 
   return impl_->on_trailers(trailers, out);
 }
 void MessageGate::next_message() { impl_->next_message(); }
+void MessageGate::release_held(std::string& out) { impl_->release_held(out); }
 const std::optional<Block>& MessageGate::blocked() const noexcept { return impl_->block; }
 std::vector<Substitution> MessageGate::take_substitutions() {
   std::vector<Substitution> out;

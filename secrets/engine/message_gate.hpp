@@ -53,6 +53,12 @@ class MessageGate {
   // across pieces is found), a compressed body with an injection due is held whole (bounded by
   // the body cap) and leaves rewritten at its end. `out` may hold values: wipe it once written.
   Status on_data(std::string_view piece, bool end, std::string& out);
+  // The guest paused (nothing more to read now): a passthrough body's held tail (guest bytes
+  // that may begin a placeholder form, never a value) is appended to `out`, so a streaming call
+  // (gRPC client or bidirectional streaming) is not stalled. Detection keeps its own carry: a
+  // placeholder completed by a later piece is still a violation; only its first bytes may have
+  // left. A body being rewritten (an injection due) keeps its carry: it may become a value.
+  void release_held(std::string& out);
   // Trailers end the body (what was held is appended to `out`); a placeholder in them is a
   // violation when its secret is not eligible (never substituted, as for HTTP/1).
   Status on_trailers(std::vector<Field>& trailers, std::string& out);

@@ -213,6 +213,37 @@ TEST(MessageGate, BodyViolationSplitAcrossPiecesIsFoundBeforeItLeaves) {
   }
 }
 
+TEST(MessageGate, ReleasedTailStillEndsInAViolation) {
+  // A streaming body paused after a placeholder's first bytes: they may leave (guest bytes, no
+  // value), the rest of the placeholder still blocks the request.
+  Fixture fx;
+  MessageGate g(fx.set, fx.evil());
+  Request r = get("evil.example", {});
+  r.method = "POST";
+  ASSERT_EQ(g.on_headers(r, false), Status::kOk);
+  std::string o;
+  ASSERT_EQ(g.on_data("message one; data=$MSB_K", false, o), Status::kOk);
+  EXPECT_EQ(o.find("$MSB_K"), std::string::npos);  // held until decided...
+  g.release_held(o);
+  EXPECT_EQ(o, "message one; data=$MSB_K");  // ...or until the guest pauses
+  EXPECT_EQ(g.on_data("EY and more", true, o), Status::kBlocked);
+  EXPECT_TRUE(g.blocked()->violation);
+}
+
+TEST(MessageGate, ABodyBeingRewrittenKeepsItsCarry) {
+  Fixture fx;
+  MessageGate g(fx.set, fx.api());
+  Request r = get("api.example.com", {});
+  r.method = "POST";
+  ASSERT_EQ(g.on_headers(r, false), Status::kOk);
+  std::string o;
+  ASSERT_EQ(g.on_data("v=$MSB_B", false, o), Status::kOk);
+  g.release_held(o);
+  EXPECT_EQ(o, "v=");
+  ASSERT_EQ(g.on_data("K", true, o), Status::kOk);
+  EXPECT_EQ(o, "v=" + kBk);
+}
+
 TEST(MessageGate, PassthroughBodyLeavesUnchanged) {
   Fixture fx;
   MessageGate g(fx.set, fx.evil());
