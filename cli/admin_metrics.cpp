@@ -23,6 +23,19 @@ std::vector<gateway::MetricSample> by_label(const std::map<std::string, std::uin
 
 }  // namespace
 
+gateway::MetricFamily request_latency_family(const gateway::LatencyHistogram::Snapshot& latency) {
+  std::vector<gateway::MetricSample> samples;
+  const auto& bounds = gateway::LatencyHistogram::kBoundsUs;
+  for (std::size_t i = 0; i < bounds.size(); ++i)
+    samples.push_back({{{"le", std::to_string(bounds[i])}}, latency.cumulative[i], "_bucket"});
+  samples.push_back({{{"le", "+Inf"}}, latency.count, "_bucket"});
+  samples.push_back({{}, latency.sum_us, "_sum"});
+  samples.push_back({{}, latency.count, "_count"});
+  return {"airlock_request_latency_microseconds",
+          "Per request, from its head complete at the gateway to its response head forwarded to the guest.",
+          gateway::MetricFamily::Type::kHistogram, std::move(samples)};
+}
+
 void RecordMetrics::count(std::map<std::string, std::uint64_t>& by, const nlohmann::ordered_json& record,
                           const char* field) {
   const auto it = record.find(field);
@@ -110,6 +123,7 @@ std::vector<gateway::MetricFamily> gateway_metrics(const gateway::GatewayCounter
       {"airlock_requests_blocked_total", "Requests blocked (violations and unsafe substitutions).", Type::kCounter,
        one(c.blocked)},
   };
+  out.push_back(request_latency_family(c.request_latency));
   if (dns != nullptr) {
     out.push_back({"airlock_dns_queries_total", "DNS queries from the workload.", Type::kCounter, one(dns->queries.load())});
     out.push_back({"airlock_dns_responses_total", "DNS responses to the workload, by outcome.", Type::kCounter,

@@ -39,6 +39,9 @@ class RecordMetrics {
   std::uint64_t duration_sum_ms_ = 0, duration_count_ = 0;
 };
 
+// The gateway's request latency histogram (buckets in microseconds; no label but `le`).
+gateway::MetricFamily request_latency_family(const gateway::LatencyHistogram::Snapshot& latency);
+
 // `dns` and `records` may be null (no forwarder: the gateway alone; no record metrics).
 std::vector<gateway::MetricFamily> gateway_metrics(const gateway::GatewayCounters& counters,
                                                    const dns::ForwarderStats* dns, bool ready,

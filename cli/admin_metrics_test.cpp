@@ -28,6 +28,31 @@ TEST(AdminMetrics, GatewayCountersAndDnsOutcomes) {
   }
 }
 
+TEST(AdminMetrics, RequestLatencyIsAHistogramInMicroseconds) {
+  gateway::LatencyHistogram h;
+  h.observe(std::chrono::microseconds(80));
+  h.observe(std::chrono::milliseconds(30));
+  h.observe(std::chrono::seconds(90));
+  gateway::GatewayCounters c;
+  c.request_latency = h.snapshot();
+  const std::string text = gateway::render_prometheus(gateway_metrics(c, nullptr, true));
+  for (const char* line : {"# TYPE airlock_request_latency_microseconds histogram\n",
+                           "airlock_request_latency_microseconds_bucket{le=\"100\"} 1\n",
+                           "airlock_request_latency_microseconds_bucket{le=\"25000\"} 1\n",
+                           "airlock_request_latency_microseconds_bucket{le=\"50000\"} 2\n",
+                           "airlock_request_latency_microseconds_bucket{le=\"60000000\"} 2\n",
+                           "airlock_request_latency_microseconds_bucket{le=\"+Inf\"} 3\n",
+                           "airlock_request_latency_microseconds_sum 90030080\n",
+                           "airlock_request_latency_microseconds_count 3\n"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line;
+  }
+  // Only `le` labels: nothing a request carries (a host, a path, a placeholder) becomes one.
+  const std::size_t family = text.find("airlock_request_latency_microseconds_bucket");
+  const std::size_t end = text.find("airlock_request_latency_microseconds_sum");
+  for (std::size_t at = text.find('{', family); at < end; at = text.find('{', at + 1))
+    EXPECT_EQ(text.compare(at, 5, "{le=\""), 0);
+}
+
 TEST(AdminMetrics, NoDnsFamiliesWithoutAForwarder) {
   const std::string text = gateway::render_prometheus(gateway_metrics({}, nullptr, false));
   EXPECT_EQ(text.find("airlock_dns_"), std::string::npos);

@@ -4,6 +4,8 @@
 #include "gateway/h2_pump.hpp"
 #include "gateway/proxy_request.hpp"
 #include "gateway/resolved_pins.hpp"
+#include "gateway/response_scrubbers.hpp"
+#include "gateway/retired_secrets.hpp"
 #include "gateway/socket_util.hpp"
 #include "gateway/streams.hpp"
 #include "http/response_reader.hpp"
@@ -24,6 +26,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -78,6 +81,7 @@ struct Connection {
   ResolvedPins own_pins;       // the gateway's own resolution (proxy, standalone)
   const secrets::PinQuery* pins = &own_pins;
   std::unique_ptr<Budget::Ticket> ticket;  // this connection's share of the memory budget
+  const SecretsSnapshot* secrets = nullptr;  // the request side's, while forwarding
 
   Connection(Core& c, tcp::socket s, ListenerKind k, std::unique_ptr<Budget::Ticket> t)
       : core(c), id(c.next_id++), kind(k), guest(std::move(s)), upstream(guest.get_executor()),
@@ -251,6 +255,19 @@ class AuthorityCheck final : private http::RequestSink {
 
 // What the request direction runs through: the engine's rewriter, its scanner, or nothing.
 struct Filter {
+  // The secrets the rewriter or scanner works with (before them: it outlives them), and what a
+  // new rewriter on a newer snapshot needs (see rebind_at_boundary).
+  std::shared_ptr<const SecretsSnapshot> snapshot;
+  secrets::ConnectionContext context;
+  // Per forwarded request whose final response head has not come yet, in order: when its head
+  // was complete (latency) and the snapshot it was sent under (its response may echo those values).
+  struct InFlight {
+    Clock::time_point head_done;
+    std::uint64_t generation;
+  };
+  std::deque<InFlight> in_flight;
+  std::uint64_t answering = 0;  // the snapshot of the request whose response is being read
+  std::vector<Clock::time_point> answered;  // heads of responses about to reach the guest
   std::optional<secrets::RequestRewriter> rewriter;
   std::optional<secrets::StreamScanner> scanner;
   std::optional<AuthorityCheck> authority;
@@ -350,8 +367,11 @@ void handle_unaudited(Connection& c) {
 }
 
 // Audits and logs a blocked request (an HTTP/2 stream: `stream` set); the caller closes.
-void report_block(Connection& c, const secrets::Block& block, std::int32_t stream = 0) {
+void report_block(Connection& c, const secrets::Block& given, std::int32_t stream = 0) {
   Core& core = c.core;
+  secrets::Block block = given;
+  if (block.violation && c.secrets && c.secrets->is_retired(block.secret_env))
+    block.reason = "placeholder of a secret removed by a reload (it is not sent anywhere any more)";
   core.blocked++;
   c.decision = block.violation ? "violation" : "blocked";
   Json r = c.base_record(block.violation ? "violation" : "blocked");
@@ -388,8 +408,51 @@ void handle_block(Connection& c, const secrets::Block& block) {
 
 void expect_responses(Filter& filter) {
   if (!filter.rewriter || !filter.responses) return;
-  for (const secrets::ForwardedRequest& r : filter.rewriter->take_forwarded())
+  for (const secrets::ForwardedRequest& r : filter.rewriter->take_forwarded()) {
     filter.responses->expect(http::ResponseExpectation{.head = r.head, .connect = r.connect, .upgrade = r.upgrade});
+    filter.in_flight.push_back({Clock::now(), filter.snapshot->generation});
+  }
+}
+
+// A final response head about to reach the guest: its request is answered.
+void response_head(Filter& filter) {
+  if (filter.in_flight.empty()) return;
+  filter.answering = filter.in_flight.front().generation;
+  filter.answered.push_back(filter.in_flight.front().head_done);
+  filter.in_flight.pop_front();
+}
+
+// The answered heads were handed to the guest: their requests' latency.
+void record_latency(Connection& c, Filter& filter) {
+  const auto now = Clock::now();
+  for (const Clock::time_point head_done : filter.answered) c.core.request_latency.observe(now - head_done);
+  filter.answered.clear();
+}
+
+// After a reload, the connection's next request is rewritten with the new secrets, once the
+// rewriter is between requests (a request in progress keeps the set it started with). What the
+// old rewriter let reach this upstream still counts (values_may_flow). The old snapshot goes
+// when the response side no longer needs it.
+void rebind_at_boundary(Connection& c, Filter& filter) {
+  if (!filter.rewriter || c.core.generation() == filter.snapshot->generation) return;
+  if (!filter.rewriter->at_message_boundary()) return;
+  const bool flowed = filter.rewriter->values_may_flow();
+  const std::shared_ptr<const SecretsSnapshot> previous = std::exchange(filter.snapshot, c.core.snapshot());
+  filter.rewriter.emplace(*filter.snapshot->set, filter.context);
+  if (flowed) filter.rewriter->assume_values_may_flow();
+  c.secrets = filter.snapshot.get();
+}
+
+// The scrubbers the next response bytes go through: the newest snapshot's (a response may carry
+// a rotated value), the request side's, and those of requests whose responses are not over.
+void refresh_scrubbers(Connection& c, const Filter& filter, ResponseScrubbers& scrubbers) {
+  if (c.core.generation() > scrubbers.newest()) scrubbers.keep(c.core.snapshot());
+  scrubbers.keep(filter.snapshot);
+  if (scrubbers.size() < 2) return;
+  scrubbers.release_unneeded([&](std::uint64_t g) {
+    return g == filter.snapshot->generation || g == scrubbers.newest() || g == filter.answering ||
+           std::any_of(filter.in_flight.begin(), filter.in_flight.end(), [g](const Filter::InFlight& r) { return r.generation == g; });
+  });
 }
 
 // A response the guest must not get (compressed where a value may be echoed, malformed
@@ -461,6 +524,7 @@ asio::awaitable<bool> check_responses(std::shared_ptr<Connection> c, Filter& fil
     }
     if (event != http::ResponseReader::Event::kHead) continue;
     const http::ResponseHead& head = reader->head();
+    if (!head.interim) response_head(filter);
     if (filter.rewriter->values_may_flow()) {
       if (auto coding = unreadable_coding(head)) {
         block_response(*c, "a response with " + *coding + " from a host that may have received a secret value: "
@@ -519,6 +583,7 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
       c->close_all(false);
       break;
     }
+    rebind_at_boundary(*c, filter);
     // Room for what this read can become, so appending substituted bytes does not reallocate and
     // leave an unwiped copy behind in freed memory.
     out.reserve(2 * r.bytes + 4096);
@@ -575,10 +640,10 @@ void record_scrub(Connection& c) {
 // framing holds); the scrubber may hold back the start of a possible value, and lets it go
 // (masked when it is 4 bytes or more) once no more bytes are ready to read.
 asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to,
-                                const http::ScrubForms* forms, Filter& filter) {
+                                bool scrub, Filter& filter) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
-  std::optional<http::ResponseScrubber> scrubber;
-  if (forms != nullptr) scrubber.emplace(*forms);
+  ResponseScrubbers scrubbers;
+  if (scrub) refresh_scrubbers(*c, filter, scrubbers);
   std::string scrubbed;
   bool reported = false;
   while (!c->aborted) {
@@ -588,11 +653,12 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     if (r.error) {
       const bool truncated = r.error == tls_truncated();
       if (r.error == asio::error::eof || truncated) {
-        if (scrubber && scrubber->pending() > 0) {
+        if (scrubbers.pending() > 0) {
           scrubbed.clear();
-          scrubber->flush(scrubbed);
+          scrubbers.flush(scrubbed);
           if (filter.responses && !co_await check_responses(c, filter, from, scrubbed)) break;
           if (co_await to.write_all(scrubbed)) break;
+          record_latency(*c, filter);
         }
         // A response cut short by a bare FIN must not look complete to the guest: no close_notify.
         if (truncated) c->detail = "upstream: " + r.error.message() + ", passed on to the guest";
@@ -607,12 +673,13 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     c->touch();
     c->bytes_down += r.bytes;
     std::string_view chunk(buf, r.bytes);
-    if (scrubber) {
-      const std::uint64_t masked = scrubber->masked_bytes();
+    if (scrub) refresh_scrubbers(*c, filter, scrubbers);
+    if (!scrubbers.empty()) {
+      const std::uint64_t masked = scrubbers.masked_bytes();
       scrubbed.clear();
-      scrubber->feed(chunk, scrubbed);
-      if (scrubber->pending() > 0 && !from.readable_now()) scrubber->flush(scrubbed);
-      if (scrubber->masked_bytes() != masked) {
+      scrubbers.feed(chunk, scrubbed);
+      if (scrubbers.pending() > 0 && !from.readable_now()) scrubbers.flush(scrubbed);
+      if (scrubbers.masked_bytes() != masked) {
         OPENSSL_cleanse(buf, r.bytes);  // it held a value
         if (!std::exchange(reported, true)) record_scrub(*c);
       }
@@ -620,7 +687,7 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     }
     if (filter.responses) {
       // check_responses may suspend (to answer an upgrade): the bytes must outlive the scratch.
-      if (!scrubber) {
+      if (scrubbers.empty()) {
         scrubbed.assign(chunk);
         chunk = scrubbed;
       }
@@ -634,6 +701,8 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       }
       break;
     }
+    if (!filter.answered.empty()) record_latency(*c, filter);
+    if (scrub) refresh_scrubbers(*c, filter, scrubbers);  // a response just ended may free an old snapshot
   }
 }
 
@@ -647,11 +716,14 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   context.destination = c->destination->ip;
   context.port = c->destination->port;
   context.pins = c->pins;
-  // The secrets as they are now; held to the connection's end, so a reload never changes them
-  // under a request in flight (a later connection sees the new ones).
-  const std::shared_ptr<const SecretsSnapshot> snapshot = c->core.snapshot();
+  // The secrets as they are now. A reload never changes them under a request in flight: an HTTP
+  // connection takes the newest ones at its next request (rebind_at_boundary); a stream that is
+  // not HTTP keeps these to its end.
   Filter filter;
-  const secrets::SecretSet& set = *snapshot->set;
+  filter.snapshot = c->core.snapshot();
+  filter.context = context;
+  c->secrets = filter.snapshot.get();
+  const secrets::SecretSet& set = *filter.snapshot->set;
   if (kind == FilterKind::kRewriter) {
     filter.rewriter.emplace(set, context);
     filter.responses.emplace();
@@ -661,8 +733,8 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   c->decision = "forwarded";
   c->stream();
   // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
-  const http::ScrubForms* forms = kind == FilterKind::kNone || !snapshot->scrub_forms ? nullptr : &*snapshot->scrub_forms;
-  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, forms, filter));
+  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, kind != FilterKind::kNone, filter));
+  c->secrets = nullptr;  // the filter (and its snapshot) ends here
 }
 
 enum class FirstFlight { kTls, kTlsUnparsed, kHttp, kOpaque };
@@ -795,12 +867,16 @@ asio::awaitable<void> bridge_h2(std::shared_ptr<Connection> c, Stream& guest, St
   context.destination = c->destination->ip;
   context.port = c->destination->port;
   context.pins = c->pins;
-  const std::shared_ptr<const SecretsSnapshot> snapshot = c->core.snapshot();  // to the connection's end
+  // An HTTP/2 connection keeps the secrets it started with to its end (a reload applies to the
+  // next connection); its streams are concurrent, so there is no boundary between requests.
+  const std::shared_ptr<const SecretsSnapshot> snapshot = c->core.snapshot();
+  c->secrets = snapshot.get();
   H2Bridge bridge(*snapshot->set, context, snapshot->scrub_forms ? &*snapshot->scrub_forms : nullptr);
   c->protocol = "h2";
   c->decision = "forwarded";
   c->stream();
   co_await run_h2_bridge(guest, upstream, bridge, hooks, std::min(c->core.options.buffer_bytes, kScratchBytes));
+  c->secrets = nullptr;
 }
 
 asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first) {
@@ -1130,13 +1206,21 @@ std::shared_ptr<const SecretsSnapshot> Core::snapshot() const {
 
 void Core::replace_secrets(std::shared_ptr<const secrets::SecretSet> set) {
   if (!set) throw ConfigError("the gateway needs a secret set (it may be empty)");
+  std::lock_guard reloading(reload_mutex_);
   auto next = std::make_shared<SecretsSnapshot>();
-  next->set = std::move(set);
+  if (const std::shared_ptr<const SecretsSnapshot> current = snapshot()) {
+    RetiringResult r = retire_removed(*current->set, std::move(set));
+    next->set = std::move(r.set);
+    next->retired = std::move(r.retired);
+  } else {
+    next->set = std::move(set);
+  }
   if (!next->set->secrets().empty()) next->scrub_forms.emplace(next->set->secrets());
   std::shared_ptr<const SecretsSnapshot> old;
   {
     std::lock_guard lock(snapshot_mutex_);
     next->generation = snapshot_ ? snapshot_->generation + 1 : 1;
+    generation_.store(next->generation, std::memory_order_release);
     old = std::exchange(snapshot_, std::move(next));
   }
   // `old` goes here, outside the lock: its values are wiped now unless a connection still holds it.

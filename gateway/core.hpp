@@ -10,6 +10,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -41,13 +42,16 @@ class ResolveCache {
   std::unordered_map<std::string, Entry> entries_;
 };
 
-// The secrets every connection works with: held immutably, taken by a connection when it starts
-// forwarding (and kept to its end). A reload builds a new one off the data path and swaps it in;
-// the old values are wiped when the last connection holding the old snapshot ends.
+// The secrets every connection works with: held immutably. A connection takes the current one
+// when it starts forwarding and the newest one again at each request boundary (HTTP/1); its
+// response side keeps every snapshot a response still in flight may echo. A reload builds a new
+// one off the data path and swaps it in; the old values are wiped when the last holder lets go.
 struct SecretsSnapshot {
   std::shared_ptr<const secrets::SecretSet> set;
   std::optional<http::ScrubForms> scrub_forms;  // every form of every value; empty with no secrets
   std::uint64_t generation = 1;
+  std::vector<std::string> retired;  // env names of secrets removed by a reload (sorted; see retired_secrets.hpp)
+  bool is_retired(const std::string& env) const { return std::binary_search(retired.begin(), retired.end(), env); }
 };
 
 struct Core {
@@ -70,14 +74,22 @@ struct Core {
   std::atomic<std::uint64_t> blocked{0};
   std::atomic<std::uint64_t> denied{0};
   std::atomic<bool> stopping{false};
+  // Per request: from its head complete at the gateway to its response head handed to the guest
+  // (HTTP/1 in connection.cpp; an HTTP/2 stream calls request_latency.observe() the same way).
+  LatencyHistogram request_latency;
 
  private:
   mutable std::mutex snapshot_mutex_;
   std::shared_ptr<const SecretsSnapshot> snapshot_;
+  std::atomic<std::uint64_t> generation_{0};
+  std::mutex reload_mutex_;  // one reload at a time (each builds on the snapshot before it)
  public:
 
   explicit Core(GatewayOptions opts);
   std::shared_ptr<const SecretsSnapshot> snapshot() const;  // the current one (a short lock)
+  // The current snapshot's generation, without the lock: a connection compares it with its own to
+  // know when to take a new one.
+  std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
   // Builds the snapshot of `set` (the scrub forms: control-path work) and swaps it in.
   void replace_secrets(std::shared_ptr<const secrets::SecretSet> set);
   bool intercepts_port(std::uint16_t port) const;

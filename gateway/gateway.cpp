@@ -260,8 +260,10 @@ std::uint64_t Gateway::replace_secrets(std::shared_ptr<const secrets::SecretSet>
   r["event"] = "secrets_reloaded";
   r["generation"] = now->generation;
   nlohmann::ordered_json names = nlohmann::ordered_json::array();
-  for (const SecretBinding& s : now->set->secrets()) names.push_back(s.env_var());
+  for (const SecretBinding& s : now->set->secrets())
+    if (!now->is_retired(s.env_var())) names.push_back(s.env_var());
   r["secrets"] = std::move(names);
+  if (!now->retired.empty()) r["retired"] = now->retired;  // removed: their placeholders are violations
   core.audit.write(r);
   return now->generation;
 }
@@ -278,6 +280,7 @@ GatewayCounters Gateway::counters() const {
   GatewayCounters out{c.accepted.load(), c.active.load(), c.rejected_over_limit.load(), c.intercepted.load(),
                       c.substitutions.load(), c.blocked.load(), c.denied.load()};
   out.over_budget = c.over_budget.load();
+  out.request_latency = c.request_latency.snapshot();
   return out;
 }
 

@@ -8,6 +8,7 @@
 // and each connection lives on one thread (no locking on the data path).
 #include "gateway/audit_log.hpp"
 #include "gateway/budget.hpp"
+#include "gateway/latency_histogram.hpp"
 
 #include <airlock/secret.hpp>
 #include <policy/policy.hpp>
@@ -87,6 +88,7 @@ struct GatewayCounters {
   std::uint64_t blocked = 0;
   std::uint64_t denied = 0;  // by the egress policy
   std::uint64_t over_budget = 0;  // requests blocked by the memory budget
+  LatencyHistogram::Snapshot request_latency{};  // request head in to response head out, per request
 };
 
 class Gateway {

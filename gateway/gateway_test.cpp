@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -257,7 +258,9 @@ class EchoUpstream {
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       tls::SslPtr ssl = tls::new_guest_session(ctx_.get(), leaf_.get(), key_);
       SSL_set_fd(ssl.get(), fd);
-      if (SSL_accept(ssl.get()) == 1) {
+      // A request with "Connection: keep-alive" is answered on an open connection, the next one
+      // read after it; any other closes it.
+      for (bool keep = SSL_accept(ssl.get()) == 1; keep;) {
         std::string head;
         char buf[4096];
         while (head.find("\r\n\r\n") == std::string::npos) {
@@ -265,16 +268,16 @@ class EchoUpstream {
           if (n <= 0) break;
           head.append(buf, static_cast<std::size_t>(n));
         }
-        if (!head.empty()) {
-          {
-            std::lock_guard lock(mutex_);
-            received_.push_back(head);
-          }
-          std::string response = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(head.size()) +
-                                 "\r\nConnection: close\r\n\r\n" + head;
-          SSL_write(ssl.get(), response.data(), static_cast<int>(response.size()));
-          SSL_shutdown(ssl.get());
+        if (head.empty()) break;
+        {
+          std::lock_guard lock(mutex_);
+          received_.push_back(head);
         }
+        keep = head.find("Connection: keep-alive\r\n") != std::string::npos;
+        std::string response = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(head.size()) +
+                               (keep ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n") + head;
+        SSL_write(ssl.get(), response.data(), static_cast<int>(response.size()));
+        if (!keep) SSL_shutdown(ssl.get());
       }
       ::close(fd);
     }
@@ -444,7 +447,7 @@ TEST_F(GatewayFixture, ConnectTunnelSubstitutesForTheAllowedHost) {
 }
 
 // A reload: connections from then on carry the new value; the old one is sent no more. A set
-// without the secret leaves its placeholder unsubstituted (and a violation).
+// without the secret makes its placeholder a violation (removed: nothing may carry it any more).
 TEST_F(GatewayFixture, ReplaceSecretsRotatesTheValueForLaterConnections) {
   std::weak_ptr<const secrets::SecretSet> first;
   tweak = [&first](GatewayOptions& o) { first = o.secrets; };
@@ -464,13 +467,12 @@ TEST_F(GatewayFixture, ReplaceSecretsRotatesTheValueForLaterConnections) {
   ASSERT_TRUE(via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem()).handshake);
   EXPECT_EQ(gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::vector<SecretBinding>{}, ViolationAction::kUnset)), 3u);
   ClientResult removed = via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem());
+  EXPECT_TRUE(removed.reset);
   auto got = upstream->received();
-  ASSERT_EQ(got.size(), 3u);
+  ASSERT_EQ(got.size(), 2u);
   EXPECT_NE(got[0].find(std::string("X-Api-Key: ") + kFakeValue + "\r\n"), std::string::npos);
   EXPECT_NE(got[1].find(std::string("X-Api-Key: ") + kRotated + "\r\n"), std::string::npos);
   EXPECT_EQ(got[1].find(kFakeValue), std::string::npos);
-  EXPECT_EQ(got[2].find(kRotated), std::string::npos);
-  EXPECT_NE(got[2].find("X-Api-Key: $MSB_KEY\r\n"), std::string::npos) << "no secret: the placeholder is not swapped";
   EXPECT_THROW(gateway->replace_secrets(nullptr), ConfigError);
   gateway->stop();
   EXPECT_EQ(audit().find(kRotated), std::string::npos);
@@ -480,6 +482,101 @@ TEST_F(GatewayFixture, ReplaceSecretsRotatesTheValueForLaterConnections) {
   EXPECT_EQ(reloads[0]["generation"], 2);
   EXPECT_EQ(reloads[0]["secrets"], nlohmann::json::array({"KEY"}));
   EXPECT_EQ(reloads[1]["secrets"], nlohmann::json::array());
+  EXPECT_EQ(reloads[1]["retired"], nlohmann::json::array({"KEY"}));
+  auto violations = audit_events("violation");
+  ASSERT_EQ(violations.size(), 1u);
+  EXPECT_EQ(violations[0]["secret"], "KEY");
+  EXPECT_NE(violations[0]["reason"].get<std::string>().find("removed by a reload"), std::string::npos);
+}
+
+// One TLS connection through the proxy's CONNECT tunnel, kept open for several requests.
+struct KeptClient {
+  int fd = -1;
+  tls::SslCtxPtr ctx;
+  tls::SslPtr ssl;
+  bool ok = false;
+  KeptClient(std::uint16_t proxy_port, const std::string& authority, const std::string& sni, const std::string& ca_pem) {
+    fd = connect_loopback(proxy_port);
+    if (fd < 0) return;
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const std::string connect = "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n";
+    ::send(fd, connect.data(), connect.size(), MSG_NOSIGNAL);
+    std::string head;
+    char c;
+    while (head.find("\r\n\r\n") == std::string::npos && ::recv(fd, &c, 1, 0) == 1) head.push_back(c);
+    if (head.rfind("HTTP/1.1 200", 0) != 0) return;
+    ctx.reset(SSL_CTX_new(TLS_client_method()));
+    BIO* bio = BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size()));
+    X509* ca = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx.get()), ca);
+    X509_free(ca);
+    BIO_free(bio);
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+    ssl.reset(SSL_new(ctx.get()));
+    SSL_set_tlsext_host_name(ssl.get(), sni.c_str());
+    SSL_set1_host(ssl.get(), sni.c_str());
+    SSL_set_fd(ssl.get(), fd);
+    ok = SSL_connect(ssl.get()) == 1;
+  }
+  ~KeptClient() {
+    ssl.reset();
+    if (fd >= 0) ::close(fd);
+    ERR_clear_error();
+  }
+  // Sends `request`, returns its whole response (by Content-Length); empty when the connection ended.
+  std::string exchange(const std::string& request) {
+    SSL_write(ssl.get(), request.data(), static_cast<int>(request.size()));
+    std::string in;
+    char buf[4096];
+    while (true) {
+      const std::size_t end = in.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        const std::size_t at = in.find("Content-Length: ");
+        if (at != std::string::npos && at < end) {
+          const std::size_t length = std::stoul(in.substr(at + 16));
+          if (in.size() >= end + 4 + length) return in;
+        }
+      }
+      const int n = SSL_read(ssl.get(), buf, sizeof buf);
+      if (n <= 0) return {};
+      in.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+};
+
+// Issue 17: a keep-alive connection takes the new secrets at its next request, its responses are
+// scrubbed for the new value, and the old set is let go (its values wiped) while it stays open.
+TEST_F(GatewayFixture, AKeptAliveConnectionTakesTheNewSecretsAtItsNextRequest) {
+  std::weak_ptr<const secrets::SecretSet> first;
+  tweak = [&first](GatewayOptions& o) { first = o.secrets; };
+  start("localhost");
+  KeptClient client(proxy_port(), authority(), "localhost", gateway->ca_certificate_pem());
+  ASSERT_TRUE(client.ok);
+  const std::string request = "GET /v1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n";
+  const std::string before = client.exchange(request);
+  ASSERT_FALSE(before.empty());
+  EXPECT_EQ(before.find(kFakeValue), std::string::npos);
+  EXPECT_NE(before.find("X-Api-Key: " + std::string(std::strlen(kFakeValue), '*') + "\r\n"), std::string::npos);
+  static constexpr const char* kRotated = "rotated-value-2b9d41c7e0a5";
+  std::vector<SecretBinding> next;
+  next.push_back(SecretBuilder().env("KEY").value(kRotated).allow_host("localhost").build());
+  gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::move(next), ViolationAction::kUnset));
+  EXPECT_FALSE(first.expired()) << "the open connection still holds the set it used";
+  const std::string after = client.exchange(request);
+  ASSERT_FALSE(after.empty()) << "the keep-alive connection was dropped";
+  EXPECT_EQ(after.find(kRotated), std::string::npos);
+  EXPECT_NE(after.find("X-Api-Key: " + std::string(std::strlen(kRotated), '*') + "\r\n"), std::string::npos);
+  auto got = upstream->received();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_NE(got[0].find(std::string("X-Api-Key: ") + kFakeValue + "\r\n"), std::string::npos);
+  EXPECT_NE(got[1].find(std::string("X-Api-Key: ") + kRotated + "\r\n"), std::string::npos);
+  EXPECT_EQ(got[1].find(kFakeValue), std::string::npos);
+  // Every response to a request sent under the first set has ended: the connection lets it go.
+  for (int i = 0; i < 500 && !first.expired(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(first.expired()) << "a kept-alive connection holds the replaced set after moving on";
+  EXPECT_EQ(gateway->counters().active, 1u);
+  EXPECT_EQ(gateway->counters().request_latency.count, 2u);
 }
 
 TEST_F(GatewayFixture, DisallowedHostIsResetAndNothingIsSent) {

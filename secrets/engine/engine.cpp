@@ -657,6 +657,12 @@ Status RequestRewriter::upgrade_answered(bool switched, std::string& to_upstream
   return impl_->upgrade_answered(switched, to_upstream, to_guest);
 }
 bool RequestRewriter::values_may_flow() const noexcept { return impl_->values_flowed; }
+void RequestRewriter::assume_values_may_flow() noexcept { impl_->values_flowed = true; }
+bool RequestRewriter::at_message_boundary() const noexcept {
+  const Impl& m = *impl_;
+  return !m.block && !m.upgraded && !m.in_message && m.held.empty() && m.after_upgrade.empty() &&
+         !m.parser.awaiting_upgrade() && !m.parser.in_head() && m.parser.at_message_boundary();
+}
 
 // ---- StreamScanner ----
 

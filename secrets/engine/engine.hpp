@@ -139,6 +139,14 @@ class RequestRewriter {
   // `Accept-Encoding: identity`, no transfer-coding but chunked offered (TE), and no
   // `Upgrade: h2c`; the response side must not forward compressed or transfer-coded responses.
   bool values_may_flow() const noexcept;
+  // For a rewriter that takes over a connection from another one (a reload of the secrets at a
+  // message boundary): values may already have reached this upstream, so requests leave as
+  // values_may_flow() says from the first one on.
+  void assume_values_may_flow() noexcept;
+
+  // Between requests: nothing held, no head or body in progress, no upgrade awaited or done, not
+  // blocked. A new rewriter (on another SecretSet) can take over the connection's next bytes.
+  bool at_message_boundary() const noexcept;
 
   // What the rewriter holds between calls, in bytes of buffer capacity (a body being buffered to
   // rewrite counts its declared length from its head on): the gateway's memory budget.

@@ -5,8 +5,11 @@ socket; bounded against idle and oversized clients; no value in what it serves.
 The gateway here is an explicit proxy on the host's loopback (port 0: no clash with other runs);
 traffic is CONNECT requests the egress policy denies (loopback destinations), so nothing leaves.
 """
+import http.client
+import http.server
 import os
 import re
+import threading
 import socket
 import stat
 import subprocess
@@ -35,10 +38,10 @@ def http_get(connect, path, method="GET", extra=b""):
 
 
 class Gateway:
-    def __init__(self, lab, admin):
+    def __init__(self, lab, admin, network=""):
         self.value = fake_value()
         value_file = lab.write("value", self.value + "\n")
-        config = lab.write("gateway.toml", f"""\
+        config = lab.write("gateway.toml", network + f"""\
 [[secret]]
 env = "API_KEY"
 value_from = "file:{value_file}"
@@ -188,3 +191,65 @@ def test_admin_listener_only_on_loopback_or_a_unix_socket(address, tmp_path):
     proc = subprocess.run([AIRLOCK, "gateway", "--config", str(config), "--proxy", "127.0.0.1:0", "--admin", address],
                           capture_output=True, text=True, timeout=30, env={**os.environ, "AIRLOCK_HOME": str(tmp_path)})
     assert proc.returncode == 2 and "--admin" in proc.stderr, proc.stderr
+
+
+class SlowUpstream(http.server.BaseHTTPRequestHandler):
+    """Plain HTTP on loopback: /slow/ answers after 250 ms, the rest at once."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if "/slow/" in self.path:  # the proxy forwards the absolute form
+            time.sleep(0.25)
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+    def log_message(self, *args):
+        pass
+
+
+def latency(families):
+    family = families["airlock_request_latency_microseconds"]
+    assert family.type == "histogram"
+    buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
+    [total] = [s.value for s in family.samples if s.name.endswith("_sum")]
+    [count] = [s.value for s in family.samples if s.name.endswith("_count")]
+    for s in family.samples:
+        assert set(s.labels) <= {"le"}, s.labels
+    return buckets, total, count
+
+
+def test_request_latency_histogram_counts_each_request(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowUpstream)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with Lab("airlock-admin-latency-") as lab:
+            gw = Gateway(lab, "127.0.0.1:0", network=f'[network]\negress = ["allow@127.0.0.1:tcp:{port}"]\n')
+            buckets, total, count = latency(gw.metrics()[0])
+            assert count == 0 and buckets["+Inf"] == 0
+            # Five requests on one keep-alive proxy connection (absolute form), two of them slow.
+            conn = http.client.HTTPConnection("127.0.0.1", int(gw.proxy), timeout=20)
+            for path in ("/fast/1", "/slow/2", "/fast/3", "/slow/4", "/fast/5"):
+                conn.request("GET", f"http://127.0.0.1:{port}{path}")
+                r = conn.getresponse()
+                assert r.status == 200 and r.read() == b"ok\n"
+            # A placeholder bound for a host its secret does not allow: a violation, not a label.
+            conn.request("GET", f"http://127.0.0.1:{port}/fast/6", headers={"X-Api-Key": "$MSB_API_KEY"})
+            with pytest.raises((ConnectionError, http.client.HTTPException)):
+                conn.getresponse().read()
+            conn.close()
+            families, body = gw.metrics()
+            buckets, total, count = latency(families)
+            assert count == 5 and buckets["+Inf"] == 5
+            values = [buckets[k] for k in buckets]
+            assert values == sorted(values)
+            # The two slow ones took at least 250 ms each; none came back before the upstream answered.
+            assert buckets["100000"] <= 3 and buckets["250000"] <= 3, (buckets, total)
+            assert 2 * 250_000 <= total < 5 * 10_000_000
+            assert "$MSB_API_KEY" not in body
+            stop(gw.proc)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -55,6 +55,8 @@ class Env:
               listen 203.0.113.10:443 ssl;
               ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
               location / {{ echo "ok"; }}
+              location /echo/ {{ echo "key=$http_x_api_key"; }}
+              location /slow/ {{ echo_sleep 3; echo "key=$http_x_api_key"; }}
             }}
             """, workers=1, connections=1024)
         os.mkdir(self.path("home"))
@@ -230,13 +232,17 @@ def test_reload_under_load_rotates_the_value_without_a_failure(env):
         assert r["x_api_key"] in (old, new), "a fresh request carried neither value"
     for r in fresh_after:
         assert_equal_secret(r["x_api_key"], new, "a fresh connection after the reload")
-    # The keep-alive connection was not dropped: one nginx connection throughout, and it keeps the
-    # snapshot it started with (documented: a connection takes the secrets when it starts).
+    # The keep-alive connection was not dropped (one nginx connection throughout) and takes the new
+    # snapshot at its next request: after the reload it carries only the new value.
     kept = [r for r in records if "/kept/" in r["uri"]]
     assert len({r["conn"] for r in kept}) == 1, "the keep-alive connection was dropped by the reload"
-    assert any("/after/" in r["uri"] for r in kept)
+    assert sum("/after/" in r["uri"] for r in kept) >= 10
+    assert sum(r["x_api_key"] == old for r in kept if "/before/" in r["uri"]) >= 10
     for r in kept:
-        assert_equal_secret(r["x_api_key"], old, "the kept connection's requests")
+        if "/after/" in r["uri"]:
+            assert_equal_secret(r["x_api_key"], new, "the kept connection's requests after the reload")
+        else:
+            assert r["x_api_key"] in (old, new), "a kept request carried neither value"
     env.check_outputs(old, new)
 
 
@@ -317,12 +323,180 @@ def test_cmd_source_secrets_added_and_removed(env):
     assert metrics['airlock_config_reloads_total{result="ok"}'] == 2
     assert metrics['airlock_config_reloads_total{result="failed"}'] == 1
     assert metrics["airlock_secrets_generation"] == 3
-    # Removed: its placeholder is not swapped any more (it reaches the upstream as the guest wrote it).
+    # Removed: its placeholder is a violation from now on (the guest still holds it, and nothing
+    # may carry it anywhere); a placeholder of no secret ever known passes as the text it is.
     env.lab.write(os.path.basename(env.config_path), env.config(one.replace('"API_KEY"', '"THIRD_KEY"')))
     env.lab.write("get-token", f"#!/bin/sh\nexec cat {token}\n")
     assert "reloaded" in env.reload_signal()
-    r = env.request("cmd/4", headers=(f"X-Api-Key: {PH}", f"X-Second: {PH2}"))
+    for n, header in enumerate((f"X-Api-Key: {PH}", f"X-Second: {PH2}")):
+        r = env.request(f"cmd/4/{n}", headers=(header,))
+        assert r.returncode != 0
+        env.upstream.assert_not_received(f"/cmd/4/{n}")
+    wait_for(lambda: "secret violation, secret SECOND_KEY" in env.errors(), "the violation's warning")
+    assert "removed by a reload" in env.errors()
+    r = env.request("cmd/5", headers=("X-Api-Key: $MSB_NEVER_KNOWN",))
     assert r.returncode == 0, r.stderr
-    [rec] = env.upstream.wait_received("/cmd/4")
-    assert rec["x_api_key"] == PH and rec["x_second"] == PH2
+    [rec] = env.upstream.wait_received("/cmd/5")
+    assert rec["x_api_key"] == "$MSB_NEVER_KNOWN"
     env.check_outputs(first, second, other)
+
+
+# One keep-alive connection through the proxy (http.client with a CONNECT tunnel), driven line by
+# line: {"op": "get"|"send"|"read", "path": ..., "headers": {...}} in, one JSON result out. The
+# response bodies may hold what the upstream echoed: they stay in the test, never printed.
+KEPT = r"""
+import http.client, json, ssl, sys
+port, ca = sys.argv[1:3]
+conn = http.client.HTTPSConnection("127.0.0.1", int(port), context=ssl.create_default_context(cafile=ca), timeout=20)
+conn.set_tunnel("api.example.com", 443)
+for line in sys.stdin:
+    cmd = json.loads(line)
+    try:
+        if cmd["op"] in ("get", "send"):
+            conn.putrequest("GET", cmd["path"])
+            for k, v in cmd.get("headers", {}).items():
+                conn.putheader(k, v)
+            conn.endheaders()
+        out = {"sent": True}
+        if cmd["op"] in ("get", "read"):
+            r = conn.getresponse()
+            out = {"status": r.status, "body": r.read().decode()}
+    except Exception as e:
+        out = {"error": type(e).__name__}
+    print(json.dumps(out), flush=True)
+"""
+
+
+class Kept:
+    def __init__(self, env):
+        script = env.lab.write("kept.py", KEPT)
+        self.proc = subprocess.Popen(["ip", "netns", "exec", GW, PY, script, str(env.port), env.path("gateway-ca.pem")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def do(self, op, path=None, headers=None):
+        self.proc.stdin.write(json.dumps({"op": op, "path": path, "headers": headers or {}}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "the kept client ended"
+        return json.loads(line)
+
+    def get(self, path, headers=None):
+        return self.do("get", path, headers)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def kept(env):
+    clients = []
+
+    def make():
+        clients.append(Kept(env))
+        return clients[-1]
+    yield make
+    for c in clients:
+        c.close()
+
+
+def masked_echo(r, *values):
+    """The upstream's echo of the X-Api-Key it received, as the guest got it: masked, never a value."""
+    __tracebackhide__ = True
+    assert r.get("status") == 200, {k: v for k, v in r.items() if k != "body"}
+    for v in values:
+        assert_absent(v, r["body"], "the guest's response")
+    assert r["body"].startswith("key=") and "*" * 16 in r["body"], "the echo was not masked"
+
+
+def test_a_kept_alive_connection_takes_the_new_value_at_its_next_request(env, kept):
+    old, new = fake_value(), fake_value()
+    value = secret_file(env, "kept.value", old)
+    env.start(env.config(f"""\
+        [[secret]]
+        env = "API_KEY"
+        value_from = "file:{value}"
+        allow_hosts = ["api.example.com"]
+        """))
+    client = kept()
+    assert client.get("/ka/1/", {"X-Api-Key": PH}) == {"status": 200, "body": "ok\n"}
+    [first] = env.upstream.wait_received("/ka/1/")
+    assert_equal_secret(first["x_api_key"], old, "before the reload")
+    secret_file(env, "kept.value", new)
+    assert "reloaded" in env.reload_signal()
+    # The same connection (nginx sees one), the new value from its next request on.
+    assert client.get("/ka/2/", {"X-Api-Key": PH}) == {"status": 200, "body": "ok\n"}
+    [second] = env.upstream.wait_received("/ka/2/")
+    assert second["conn"] == first["conn"], "the keep-alive connection was dropped"
+    assert_equal_secret(second["x_api_key"], new, "a kept connection's request after the reload")
+    # Its echo is masked for the new value too.
+    masked_echo(client.get("/echo/ka/3/", {"X-Api-Key": PH}), old, new)
+    [third] = env.upstream.wait_received("/echo/ka/3/")
+    assert third["conn"] == first["conn"]
+    assert_equal_secret(third["x_api_key"], new, "the echoed request")
+    env.check_outputs(old, new)
+
+
+def test_an_echo_of_the_old_value_after_the_swap_is_still_masked(env, kept):
+    old, new = fake_value(), fake_value()
+    value = secret_file(env, "echo.value", old)
+    env.start(env.config(f"""\
+        [[secret]]
+        env = "API_KEY"
+        value_from = "file:{value}"
+        allow_hosts = ["api.example.com"]
+        """))
+    client = kept()
+    assert client.get("/kept/echo-1", {"X-Api-Key": PH})["status"] == 200
+    # A request leaves with the old value; the upstream takes 3 s to echo it. The swap happens in
+    # between, and the request after it (same connection) carries the new one.
+    assert client.do("send", "/slow/echo-2", {"X-Api-Key": PH}) == {"sent": True}
+    time.sleep(0.7)
+    secret_file(env, "echo.value", new)
+    assert "reloaded" in env.reload_signal()
+    masked_echo(client.do("read"), old, new)
+    [slow] = env.upstream.wait_received("/slow/echo-2")
+    assert_equal_secret(slow["x_api_key"], old, "the request sent before the reload")
+    masked_echo(client.get("/echo/echo-3", {"X-Api-Key": PH}), old, new)
+    [after] = env.upstream.wait_received("/echo/echo-3")
+    assert after["conn"] == slow["conn"], "the keep-alive connection was dropped"
+    assert_equal_secret(after["x_api_key"], new, "the request after the reload")
+    env.check_outputs(old, new)
+
+
+def test_a_secret_removed_by_reload_is_a_violation_on_the_kept_connection(env, kept):
+    first, second = fake_value(), fake_value()
+    a, b = secret_file(env, "rm-a.value", first), secret_file(env, "rm-b.value", second)
+    both = f"""\
+        [[secret]]
+        env = "API_KEY"
+        value_from = "file:{a}"
+        allow_hosts = ["api.example.com"]
+        """
+    env.start(env.config(both + f"""\
+        [[secret]]
+        env = "SECOND_KEY"
+        value_from = "file:{b}"
+        allow_hosts = ["api.example.com"]
+        """))
+    client = kept()
+    assert client.get("/rm/1", {"X-Api-Key": PH, "X-Second": PH2})["status"] == 200
+    [rec] = env.upstream.wait_received("/rm/1")
+    assert_equal_secret(rec["x_second"], second, "before the removal")
+    env.lab.write(os.path.basename(env.config_path), env.config(both))
+    assert "1 secret" in env.reload_signal()
+    # The kept connection still works for the secret that stays...
+    assert client.get("/rm/2", {"X-Api-Key": PH})["status"] == 200
+    [rec] = env.upstream.wait_received("/rm/2")
+    assert_equal_secret(rec["x_api_key"], first, "the secret that stays")
+    # ...and the removed one's placeholder is a violation there: reset, never sent.
+    r = client.get("/rm/3", {"X-Second": PH2})
+    assert "error" in r, r
+    wait_for(lambda: "secret violation, secret SECOND_KEY" in env.errors(), "the violation's warning")
+    env.upstream.assert_not_received("/rm/3")
+    env.check_outputs(first, second)

@@ -1,0 +1,72 @@
+#include "gateway/response_scrubbers.hpp"
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+
+namespace airlock::gateway {
+namespace {
+
+void wipe(std::string& s) {
+  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
+  s.clear();
+}
+
+}  // namespace
+
+ResponseScrubbers::~ResponseScrubbers() {
+  for (std::string& s : stage_) wipe(s);
+}
+
+void ResponseScrubbers::keep(const std::shared_ptr<const SecretsSnapshot>& snapshot) {
+  if (!snapshot) return;
+  newest_ = std::max(newest_, snapshot->generation);
+  if (!snapshot->scrub_forms) return;
+  for (const Entry& e : chain_)
+    if (e.snapshot->generation == snapshot->generation) return;
+  chain_.push_back({snapshot, std::make_unique<http::ResponseScrubber>(*snapshot->scrub_forms)});
+}
+
+void ResponseScrubbers::feed(std::string_view in, std::string& out) {
+  if (chain_.size() == 1) {
+    chain_[0].scrubber->feed(in, out);
+    return;
+  }
+  std::string_view from = in;
+  for (std::size_t i = 0; i < chain_.size(); ++i) {
+    const bool last = i + 1 == chain_.size();
+    std::string& to = last ? out : stage_[i % 2];
+    if (!last) to.clear();
+    chain_[i].scrubber->feed(from, to);
+    if (i > 0) wipe(stage_[(i - 1) % 2]);  // `from` is used up
+    from = to;
+  }
+}
+
+void ResponseScrubbers::flush(std::string& out) {
+  // Each scrubber gets what the one before it let go, then lets go of what it held.
+  std::string_view from;
+  for (std::size_t i = 0; i < chain_.size(); ++i) {
+    const bool last = i + 1 == chain_.size();
+    std::string& to = last ? out : stage_[i % 2];
+    if (!last) to.clear();
+    chain_[i].scrubber->feed(from, to);
+    chain_[i].scrubber->flush(to);
+    if (i > 0) wipe(stage_[(i - 1) % 2]);
+    from = to;
+  }
+}
+
+std::size_t ResponseScrubbers::pending() const noexcept {
+  std::size_t n = 0;
+  for (const Entry& e : chain_) n += e.scrubber->pending();
+  return n;
+}
+
+std::uint64_t ResponseScrubbers::masked_bytes() const noexcept {
+  std::uint64_t n = released_masked_;
+  for (const Entry& e : chain_) n += e.scrubber->masked_bytes();
+  return n;
+}
+
+}  // namespace airlock::gateway

@@ -1,0 +1,61 @@
+#pragma once
+// The response side of one connection across reloads (issue 17): a response may echo the values
+// of the snapshot its request was sent under, and of the newest one (a token endpoint answering
+// with the rotated value), so the bytes go through one scrubber per snapshot still needed, in a
+// chain. With one snapshot (no reload) it is exactly one ResponseScrubber.
+#include "gateway/core.hpp"
+#include "http/response_scrubber.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace airlock::gateway {
+
+class ResponseScrubbers {
+ public:
+  ResponseScrubbers() = default;
+  ~ResponseScrubbers();  // wipes the stage buffers
+  ResponseScrubbers(const ResponseScrubbers&) = delete;
+  ResponseScrubbers& operator=(const ResponseScrubbers&) = delete;
+
+  // Scrubs for `snapshot`'s values too from now on (unless it does already; a snapshot without
+  // secrets adds no scrubber). The chain holds the snapshot, so its values stay until release().
+  void keep(const std::shared_ptr<const SecretsSnapshot>& snapshot);
+  // Lets go of every snapshot `needed(generation)` says no to, once no scrubber holds bytes back
+  // (so nothing held is lost or let through unscrubbed); until then it keeps them all.
+  template <typename Needed>
+  void release_unneeded(Needed&& needed) {
+    if (chain_.size() < 2 || pending() > 0) return;
+    std::erase_if(chain_, [&](const Entry& e) {
+      if (needed(e.snapshot->generation)) return false;
+      released_masked_ += e.scrubber->masked_bytes();
+      return true;
+    });
+  }
+  // The newest generation kept (0: none yet).
+  std::uint64_t newest() const noexcept { return newest_; }
+  bool empty() const noexcept { return chain_.empty(); }
+  std::size_t size() const noexcept { return chain_.size(); }
+
+  // As ResponseScrubber's, through every scrubber of the chain in turn.
+  void feed(std::string_view in, std::string& out);
+  void flush(std::string& out);
+  std::size_t pending() const noexcept;
+  std::uint64_t masked_bytes() const noexcept;
+
+ private:
+  struct Entry {
+    std::shared_ptr<const SecretsSnapshot> snapshot;
+    std::unique_ptr<http::ResponseScrubber> scrubber;
+  };
+  std::vector<Entry> chain_;
+  std::uint64_t newest_ = 0;
+  std::uint64_t released_masked_ = 0;
+  std::string stage_[2];  // between two scrubbers (may hold another snapshot's values: wiped)
+};
+
+}  // namespace airlock::gateway
