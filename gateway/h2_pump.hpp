@@ -1,0 +1,28 @@
+#pragma once
+// Internal to the gateway: the I/O around an H2Bridge (gateway/h2_bridge.hpp, which is pure).
+#include "gateway/h2_bridge.hpp"
+#include "gateway/streams.hpp"
+
+#include <asio/awaitable.hpp>
+
+#include <cstddef>
+
+namespace airlock::gateway {
+
+// The I/O around an H2Bridge: reads both sides, feeds the bridge, writes what it owes each side,
+// until both sessions are done or `hooks` says stop. Writes are serialized per stream.
+class H2Hooks {
+ public:
+  virtual ~H2Hooks() = default;
+  virtual void notice(const H2Notice& n) = 0;  // audit and log
+  virtual void touch() = 0;                    // activity (the idle timeout)
+  virtual bool within_budget(std::size_t held) = 0;  // false: over budget, the connection was closed
+  virtual bool aborted() = 0;                  // the connection was closed (timeout, terminate)
+  virtual void close(bool reset_guest) = 0;
+  virtual void bytes(std::size_t up, std::size_t down) = 0;
+};
+
+asio::awaitable<void> run_h2_bridge(Stream& guest, Stream& upstream, H2Bridge& bridge, H2Hooks& hooks,
+                                    std::size_t read_size);
+
+}  // namespace airlock::gateway
