@@ -40,8 +40,7 @@ void check(bool ok) {
 
 struct World {
   secrets::testing::FakePins pins;
-  std::unique_ptr<secrets::SecretSet> sets[2];
-  std::unique_ptr<http::ScrubForms> forms;
+  std::shared_ptr<const gateway::SecretsSnapshot> snapshots[2];
   World() {
     pins.pin(secrets::testing::api_ip(), "api.example.com");
     pins.pin(secrets::testing::evil_ip(), "evil.example");
@@ -52,9 +51,13 @@ struct World {
         {"A", std::string(kValueA), {"api.example.com"}, body},
         {"B", std::string(kValueB), {"other.example.net"}, {}},
     };
-    sets[0] = std::make_unique<secrets::SecretSet>(secrets::testing::make_secrets(specs), ViolationAction::kBlockAndLog);
-    sets[1] = std::make_unique<secrets::SecretSet>(secrets::testing::make_secrets(specs), ViolationAction::kBlockAndTerminate);
-    forms = std::make_unique<http::ScrubForms>(sets[0]->secrets());
+    const ViolationAction actions[2] = {ViolationAction::kBlockAndLog, ViolationAction::kBlockAndTerminate};
+    for (int i = 0; i < 2; ++i) {
+      auto snap = std::make_shared<gateway::SecretsSnapshot>();
+      snap->set = std::make_shared<secrets::SecretSet>(secrets::testing::make_secrets(specs), actions[i]);
+      snap->scrub_forms.emplace(snap->set->secrets());
+      snapshots[i] = std::move(snap);
+    }
   }
 };
 
@@ -138,13 +141,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size < 2) return 0;
   World& w = world();
   const bool evil = (data[0] & 1) != 0;
-  const secrets::SecretSet& set = *w.sets[(data[0] >> 1) & 1];
+  const std::shared_ptr<const gateway::SecretsSnapshot>& snapshot = w.snapshots[(data[0] >> 1) & 1];
   const std::size_t piece = std::size_t(data[1]) + 1;
   const std::string_view input(reinterpret_cast<const char*>(data + 2), size - 2);
 
   const std::string sni = evil ? "evil.example" : "api.example.com";
-  gateway::H2Bridge bridge(set, secrets::testing::tls_context(&w.pins, sni, evil ? secrets::testing::evil_ip() : secrets::testing::api_ip()),
-                           w.forms.get());
+  gateway::H2Bridge bridge(snapshot, secrets::testing::tls_context(&w.pins, sni, evil ? secrets::testing::evil_ip() : secrets::testing::api_ip()));
   auto up = std::make_unique<Upstream>();
   up->sni = sni;
   up->typed = input.find("FAKE-h2") != std::string_view::npos;
