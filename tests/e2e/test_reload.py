@@ -609,12 +609,18 @@ def test_an_http2_connection_takes_the_new_value_on_its_next_stream(env):
     # gRPC channels and HTTP/2 clients keep one connection for hours: a reload must reach the
     # streams they open after it, while a stream opened before it keeps its value (and its echo
     # of that value is still masked).
-    old, new = fake_value(), fake_value()
-    value = secret_file(env, "h2.value", old)
-    env.start(env.config(f"""\
+    old, new, second = fake_value(), fake_value(), fake_value()
+    value, other = secret_file(env, "h2.value", old), secret_file(env, "h2-second.value", second)
+    kept_secret = f"""\
         [[secret]]
         env = "API_KEY"
         value_from = "file:{value}"
+        allow_hosts = ["h2.example.com"]
+        """
+    env.start(env.config(kept_secret + f"""\
+        [[secret]]
+        env = "SECOND_KEY"
+        value_from = "file:{other}"
         allow_hosts = ["h2.example.com"]
         """))
     client = H2Kept(env)
@@ -624,11 +630,13 @@ def test_an_http2_connection_takes_the_new_value_on_its_next_stream(env):
         assert first["proto"] == "HTTP/2.0", first["proto"]
         assert_equal_secret(first["x_api_key"], old, "before the reload")
         # A stream leaves with the old value; the upstream takes 3 s to echo it; the swap happens
-        # in between; the stream opened after it (same connection) carries the new value.
+        # in between (API_KEY rotated, SECOND_KEY removed); the stream opened after it (same
+        # connection) carries the new value.
         slow = client.open("/slow/h2-2", {"X-Api-Key": PH})
         time.sleep(0.7)
         secret_file(env, "h2.value", new)
-        assert "reloaded" in env.reload_signal()
+        env.lab.write(os.path.basename(env.config_path), env.config(kept_secret))
+        assert "1 secret" in env.reload_signal()
         masked_echo(client.read(client.open("/echo/h2-3", {"X-Api-Key": PH})), old, new)
         [after] = env.upstream.wait_received("/echo/h2-3")
         assert after["conn"] == first["conn"] and after["proto"] == "HTTP/2.0", "the HTTP/2 connection was not kept"
@@ -637,6 +645,10 @@ def test_an_http2_connection_takes_the_new_value_on_its_next_stream(env):
         [before] = env.upstream.wait_received("/slow/h2-2")
         assert before["conn"] == first["conn"]
         assert_equal_secret(before["x_api_key"], old, "the stream opened before the reload")
+        # The removed secret's placeholder on a new stream: a violation, reset, never sent.
+        assert client.read(client.open("/h2-4", {"X-Second": PH2})) == {"error": "reset"}
+        wait_for(lambda: "secret violation, secret SECOND_KEY" in env.errors(), "the violation's warning")
+        env.upstream.assert_not_received("/h2-4")
     finally:
         client.close()
-    env.check_outputs(old, new)
+    env.check_outputs(old, new, second)
