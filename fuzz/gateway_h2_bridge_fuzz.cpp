@@ -4,7 +4,8 @@
 // header, DATA and a trailer).
 //
 // Input: control byte 0: bit 0 the connection's SNI (0: api.example.com, pinned; 1: evil.example),
-// bit 1 block-and-terminate, bit 2 the guest pauses after each piece (held request bytes leave); byte 1: the size of the pieces the guest's bytes are fed in
+// bit 1 block-and-terminate, bit 2 the guest pauses after each piece (held request bytes leave),
+// bit 3 a reload after the first piece (later streams on the other snapshot, issue 17); byte 1: the size of the pieces the guest's bytes are fed in
 // (1-256). Then the guest's byte stream (seeds start with the client preface).
 // Properties checked (abort on failure): no crash or sanitizer report; the bytes the bridge holds
 // stay bounded; the upstream receives A's value only on a stream whose :authority is the SNI
@@ -40,8 +41,7 @@ void check(bool ok) {
 
 struct World {
   secrets::testing::FakePins pins;
-  std::unique_ptr<secrets::SecretSet> sets[2];
-  std::unique_ptr<http::ScrubForms> forms;
+  std::shared_ptr<const gateway::SecretsSnapshot> snapshots[2];
   World() {
     pins.pin(secrets::testing::api_ip(), "api.example.com");
     pins.pin(secrets::testing::evil_ip(), "evil.example");
@@ -52,9 +52,14 @@ struct World {
         {"A", std::string(kValueA), {"api.example.com"}, body},
         {"B", std::string(kValueB), {"other.example.net"}, {}},
     };
-    sets[0] = std::make_unique<secrets::SecretSet>(secrets::testing::make_secrets(specs), ViolationAction::kBlockAndLog);
-    sets[1] = std::make_unique<secrets::SecretSet>(secrets::testing::make_secrets(specs), ViolationAction::kBlockAndTerminate);
-    forms = std::make_unique<http::ScrubForms>(sets[0]->secrets());
+    const ViolationAction actions[2] = {ViolationAction::kBlockAndLog, ViolationAction::kBlockAndTerminate};
+    for (int i = 0; i < 2; ++i) {
+      auto snap = std::make_shared<gateway::SecretsSnapshot>();
+      snap->set = std::make_shared<secrets::SecretSet>(secrets::testing::make_secrets(specs), actions[i]);
+      snap->scrub_forms.emplace(snap->set->secrets());
+      snap->generation = static_cast<std::uint64_t>(i) + 1;
+      snapshots[i] = std::move(snap);
+    }
   }
 };
 
@@ -138,13 +143,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size < 2) return 0;
   World& w = world();
   const bool evil = (data[0] & 1) != 0;
-  const secrets::SecretSet& set = *w.sets[(data[0] >> 1) & 1];
+  const std::size_t which = (data[0] >> 1) & 1;
+  const std::shared_ptr<const gateway::SecretsSnapshot>& snapshot = w.snapshots[which];
   const std::size_t piece = std::size_t(data[1]) + 1;
   const std::string_view input(reinterpret_cast<const char*>(data + 2), size - 2);
 
   const std::string sni = evil ? "evil.example" : "api.example.com";
-  gateway::H2Bridge bridge(set, secrets::testing::tls_context(&w.pins, sni, evil ? secrets::testing::evil_ip() : secrets::testing::api_ip()),
-                           w.forms.get());
+  gateway::H2Bridge bridge(snapshot, secrets::testing::tls_context(&w.pins, sni, evil ? secrets::testing::evil_ip() : secrets::testing::api_ip()));
   auto up = std::make_unique<Upstream>();
   up->sni = sni;
   up->typed = input.find("FAKE-h2") != std::string_view::npos;
@@ -152,6 +157,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string to_guest_all;
   std::size_t pos = 0;
   for (int round = 0; round < 4096 && !bridge.terminated(); ++round) {
+    // A reload after the first piece: later streams on the other snapshot, two scrubbers a stream.
+    if (round == 1 && (data[0] & 8) != 0) bridge.use_snapshot(w.snapshots[1 - which]);
     bool moved = false;
     if (pos < input.size()) {
       const std::string_view chunk = input.substr(pos, piece);

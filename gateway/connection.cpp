@@ -860,6 +860,12 @@ asio::awaitable<void> bridge_h2(std::shared_ptr<Connection> c, Stream& guest, St
       c.bytes_up += up;
       c.bytes_down += down;
     }
+    std::shared_ptr<const SecretsSnapshot> newer_secrets(std::uint64_t generation) override {
+      if (c.core.generation() == generation) return nullptr;
+      std::shared_ptr<const SecretsSnapshot> newest = c.core.snapshot();
+      c.secrets = newest.get();  // the bridge holds it from now on (report_block's retired names)
+      return newest;
+    }
   } hooks(*c);
   secrets::ConnectionContext context;
   context.transport = secrets::Transport::kTlsVerified;
@@ -867,11 +873,11 @@ asio::awaitable<void> bridge_h2(std::shared_ptr<Connection> c, Stream& guest, St
   context.destination = c->destination->ip;
   context.port = c->destination->port;
   context.pins = c->pins;
-  // An HTTP/2 connection keeps the secrets it started with to its end (a reload applies to the
-  // next connection); its streams are concurrent, so there is no boundary between requests.
-  const std::shared_ptr<const SecretsSnapshot> snapshot = c->core.snapshot();
+  // Each stream is gated with the secrets newest when the guest opened it (hooks.newer_secrets
+  // after a reload); the bridge holds every snapshot a stream still uses.
+  std::shared_ptr<const SecretsSnapshot> snapshot = c->core.snapshot();
   c->secrets = snapshot.get();
-  H2Bridge bridge(*snapshot->set, context, snapshot->scrub_forms ? &*snapshot->scrub_forms : nullptr);
+  H2Bridge bridge(std::move(snapshot), context);
   c->protocol = "h2";
   c->decision = "forwarded";
   c->stream();

@@ -31,14 +31,26 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
          });
 }
 
+// Some secret of `set` may be eligible on this connection.
+bool may_be_eligible(const secrets::SecretSet& set, const secrets::ConnectionContext& context) {
+  if (context.sni.empty()) return false;
+  return std::any_of(set.secrets().begin(), set.secrets().end(), [&](const SecretBinding& s) {
+    return s.any_host() || s.match_host(context.sni) != nullptr;
+  });
+}
+
 }  // namespace
 
 struct H2Bridge::StreamState {
-  StreamState(const secrets::SecretSet& set, const secrets::ConnectionContext& context) : gate(set, context) {}
+  StreamState(std::shared_ptr<const SecretsSnapshot> snap, const secrets::ConnectionContext& context)
+      : snapshot(std::move(snap)), gate(*snapshot->set, context) {
+    scrubbers.keep(snapshot);
+  }
   std::int32_t guest_id = 0;
   std::int32_t upstream_id = 0;  // 0: not (yet) opened upstream
+  std::shared_ptr<const SecretsSnapshot> snapshot;  // the one the gate works with (before it: outlives it)
   secrets::MessageGate gate;
-  std::optional<http::ResponseScrubber> scrubber;
+  ResponseScrubbers scrubbers;  // this stream's snapshot and the newest one
   bool blocked = false;            // reset both ways; later events are dropped
   bool response_started = false;   // a final response head went to the guest
   bool response_done = false;
@@ -47,19 +59,23 @@ struct H2Bridge::StreamState {
   std::size_t upstream_unconsumed = 0;  // upstream DATA not yet given back to the upstream's window
 };
 
-H2Bridge::H2Bridge(const secrets::SecretSet& set, secrets::ConnectionContext context, const http::ScrubForms* forms,
+H2Bridge::H2Bridge(std::shared_ptr<const SecretsSnapshot> snapshot, secrets::ConnectionContext context,
                    http::h2::SessionLimits limits)
-    : set_(set),
+    : newest_(std::move(snapshot)),
       context_(std::move(context)),
-      forms_(forms),
       guest_(http::h2::Role::kServer, limits),
       upstream_(http::h2::Role::kClient, limits) {
   // Responses come back readable by the scrubber (identity coding) on every stream of a
   // connection where some secret may be eligible, from its first stream on: whether a value
   // flows is known per stream, and a compressed response on one stream may echo another's.
-  for (const SecretBinding& s : set_.secrets()) {
-    if (!context_.sni.empty() && (s.any_host() || s.match_host(context_.sni) != nullptr)) restrict_ = true;
-  }
+  restrict_ = may_be_eligible(*newest_->set, context_);
+}
+
+void H2Bridge::use_snapshot(std::shared_ptr<const SecretsSnapshot> newest) {
+  if (!newest || newest->generation == newest_->generation) return;
+  newest_ = std::move(newest);
+  // Once restricted, every later stream stays so (an earlier stream's value may be echoed).
+  restrict_ = restrict_ || may_be_eligible(*newest_->set, context_);
 }
 
 H2Bridge::~H2Bridge() { wipe(piece_); }
@@ -105,8 +121,11 @@ void H2Bridge::on_guest_event(Event& e) {
   auto it = streams_.find(e.stream);
   if (e.kind == Event::Kind::kHeaders) {
     if (it != streams_.end()) return;  // a second head: nghttp2 rejects it as malformed already
-    auto state = std::make_unique<StreamState>(set_, context_);
+    auto state = std::make_unique<StreamState>(newest_, context_);
     state->guest_id = e.stream;
+    InUse& use = in_use_[newest_->generation];
+    use.snapshot = newest_;
+    ++use.streams;
     StreamState& s = *state;
     streams_.emplace(e.stream, std::move(state));
     request_headers(s, e);
@@ -268,6 +287,8 @@ void H2Bridge::close_stream(std::int32_t guest_id) {
     upstream_.consumed(s.upstream_id, s.upstream_unconsumed);
     by_upstream_.erase(s.upstream_id);
   }
+  const auto use = in_use_.find(s.snapshot->generation);
+  if (use != in_use_.end() && --use->second.streams == 0) in_use_.erase(use);
   streams_.erase(it);
 }
 
@@ -318,34 +339,59 @@ void H2Bridge::on_upstream_event(Event& e) {
   }
 }
 
-void H2Bridge::scrub_headers(Headers& headers) {
-  if (forms_ == nullptr) return;
+// A response may echo any value that went to this upstream on this connection and is still in
+// use: the stream's own snapshot's, the newest one's (a rotated value), those of the other open
+// streams (as HTTP/1 keeps those of requests in flight). A snapshot no open stream uses is let
+// go (once nothing is held back).
+void H2Bridge::keep_in_use(ResponseScrubbers& scrubbers) const {
+  scrubbers.keep(newest_);
+  if (in_use_.size() > 1 || (in_use_.size() == 1 && in_use_.begin()->first != newest_->generation)) {
+    for (const auto& [generation, use] : in_use_) scrubbers.keep(use.snapshot);
+  }
+}
+
+void H2Bridge::keep_newest(StreamState& s) {
+  keep_in_use(s.scrubbers);
+  const std::uint64_t own = s.snapshot->generation;
+  const std::uint64_t now = newest_->generation;
+  s.scrubbers.release_unneeded([&](std::uint64_t g) { return g == own || g == now || in_use_.count(g) != 0; });
+}
+
+void H2Bridge::report_masked(std::uint64_t before, std::uint64_t after) {
+  if (after != before && !std::exchange(scrub_reported_, true)) {
+    notices_.push_back(H2Notice{H2Notice::Kind::kScrubbed, 0, {}, {}, {}});
+  }
+}
+
+void H2Bridge::scrub_headers(StreamState& s, Headers& headers) {
   std::string out;
   for (Header& h : headers) {
-    http::ResponseScrubber scrubber(*forms_);
+    ResponseScrubbers scrubbers;
+    scrubbers.keep(s.snapshot);
+    keep_in_use(scrubbers);
+    if (scrubbers.empty()) return;  // no secrets: nothing to scrub
     out.clear();
-    scrubber.feed(h.value, out);
-    scrubber.flush(out);
-    if (scrubber.masked_bytes() != 0) {
+    scrubbers.feed(h.value, out);
+    scrubbers.flush(out);
+    if (scrubbers.masked_bytes() != 0) {
       OPENSSL_cleanse(h.value.data(), h.value.size());
       h.value.swap(out);
-      if (!std::exchange(scrub_reported_, true)) notices_.push_back(H2Notice{H2Notice::Kind::kScrubbed, 0, {}, {}, {}});
+      report_masked(0, 1);
     }
+    if (!out.empty()) OPENSSL_cleanse(out.data(), out.size());
   }
 }
 
 void H2Bridge::scrub_into(StreamState& s, std::string_view data, bool end, std::string& out) {
-  if (forms_ == nullptr) {
+  keep_newest(s);
+  if (s.scrubbers.empty()) {
     out.append(data);
     return;
   }
-  if (!s.scrubber) s.scrubber.emplace(*forms_);
-  const std::uint64_t before = s.scrubber->masked_bytes();
-  s.scrubber->feed(data, out);
-  if (end) s.scrubber->flush(out);
-  if (s.scrubber->masked_bytes() != before && !std::exchange(scrub_reported_, true)) {
-    notices_.push_back(H2Notice{H2Notice::Kind::kScrubbed, 0, {}, {}, {}});
-  }
+  const std::uint64_t before = s.scrubbers.masked_bytes();
+  s.scrubbers.feed(data, out);
+  if (end) s.scrubbers.flush(out);
+  report_masked(before, s.scrubbers.masked_bytes());
 }
 
 void H2Bridge::response_headers(StreamState& s, Event& e) {
@@ -362,7 +408,7 @@ void H2Bridge::response_headers(StreamState& s, Event& e) {
       }
     }
   }
-  scrub_headers(e.headers);
+  scrub_headers(s, e.headers);
   const H2Error err = guest_.submit_response(s.guest_id, e.headers, e.end_stream);
   if (err != H2Error::kNone) {
     block_response(s, std::string("response head not forwarded: ") + http::h2::describe(err));
@@ -385,9 +431,12 @@ void H2Bridge::response_data(StreamState& s, std::string_view data, bool end) {
 
 void H2Bridge::response_trailers(StreamState& s, Event& e) {
   std::string out;
-  if (s.scrubber) s.scrubber->flush(out);
+  keep_newest(s);
+  const std::uint64_t before = s.scrubbers.masked_bytes();
+  s.scrubbers.flush(out);
+  report_masked(before, s.scrubbers.masked_bytes());
   H2Error err = out.empty() ? H2Error::kNone : guest_.submit_data(s.guest_id, out, false);
-  scrub_headers(e.headers);  // gRPC: grpc-status, grpc-message (may echo a value)
+  scrub_headers(s, e.headers);  // gRPC: grpc-status, grpc-message (may echo a value)
   if (err == H2Error::kNone) err = guest_.submit_trailers(s.guest_id, e.headers);
   if (err != H2Error::kNone) {
     block_response(s, std::string("response trailers not forwarded: ") + http::h2::describe(err));
@@ -401,13 +450,12 @@ void H2Bridge::flush_responses() {
   std::string out;
   for (auto& [id, sp] : streams_) {
     StreamState& s = *sp;
-    if (s.blocked || s.response_done || !s.scrubber || s.scrubber->pending() == 0) continue;
+    if (s.blocked || s.response_done || s.scrubbers.pending() == 0) continue;
     out.clear();
-    const std::uint64_t before = s.scrubber->masked_bytes();
-    s.scrubber->flush(out);
-    if (s.scrubber->masked_bytes() != before && !std::exchange(scrub_reported_, true)) {
-      notices_.push_back(H2Notice{H2Notice::Kind::kScrubbed, 0, {}, {}, {}});
-    }
+    keep_newest(s);
+    const std::uint64_t before = s.scrubbers.masked_bytes();
+    s.scrubbers.flush(out);
+    report_masked(before, s.scrubbers.masked_bytes());
     if (!out.empty() && guest_.submit_data(s.guest_id, out, false) != H2Error::kNone) {
       block_response(s, "response DATA not forwarded: the guest's queue is full");
     }

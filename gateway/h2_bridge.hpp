@@ -3,8 +3,16 @@
 // HTTP/2 (ALPN h2). A server session faces the guest, a client session the upstream, their
 // streams mapped one to one (as nghttpx does). Every request stream goes through its own
 // secrets::MessageGate (the engine's gates, decided once per stream, never here); every response
-// header, DATA and trailer through the response scrubber. Pure: bytes in, bytes out, notices for
+// header, DATA and trailer through the response scrubbers. Pure: bytes in, bytes out, notices for
 // the connection to audit and act on; the I/O loop is run_h2_bridge (gateway/h2_pump.hpp).
+//
+// Reloads (issue 17): each stream is gated with the snapshot that was newest when the guest
+// opened it (a stream in flight keeps its own), and its response is scrubbed for that snapshot's
+// values, the newest one's and those of the other open streams (gateway::ResponseScrubbers).
+// Each snapshot is held by the streams that use it and the bridge's newest, so its values go
+// when the last of them lets go.
+#include "gateway/core.hpp"
+#include "gateway/response_scrubbers.hpp"
 #include "http/h2_session.hpp"
 #include "http/response_scrubber.hpp"
 
@@ -39,9 +47,9 @@ struct H2Notice {
 
 class H2Bridge {
  public:
-  // `forms`: every form of every value (nullptr: nothing to scrub). The set, the forms and the
-  // context outlive this.
-  H2Bridge(const secrets::SecretSet& set, secrets::ConnectionContext context, const http::ScrubForms* forms,
+  // `snapshot`: the secrets the first streams are gated with (its scrub forms: every form of
+  // every value; none, nothing to scrub).
+  H2Bridge(std::shared_ptr<const SecretsSnapshot> snapshot, secrets::ConnectionContext context,
            http::h2::SessionLimits limits = {});
   ~H2Bridge();
   H2Bridge(const H2Bridge&) = delete;
@@ -58,6 +66,13 @@ class H2Bridge {
   // The bytes each side is owed now. `to_upstream` may hold values: the caller wipes it.
   void take_output(std::string& to_guest, std::string& to_upstream);
   std::vector<H2Notice> take_notices();
+
+  // A reload: streams the guest opens from now on are gated with `newest` (its retired bindings
+  // make a removed secret's placeholder a violation); streams in flight keep theirs, and every
+  // response is scrubbed for `newest`'s values too from its next bytes on.
+  void use_snapshot(std::shared_ptr<const SecretsSnapshot> newest);
+  // The generation of the snapshot new streams are gated with.
+  std::uint64_t generation() const noexcept { return newest_->generation; }
 
   // A block-and-terminate verdict was reached, or a session failed: the connection ends.
   bool terminated() const noexcept { return terminated_; }
@@ -83,19 +98,26 @@ class H2Bridge {
   void reset_upstream(StreamState& s, http::h2::ErrorCode code);
   void close_stream(std::int32_t guest_id);
   void take_substitutions(StreamState& s);
-  void scrub_headers(http::h2::Headers& headers);
+  void keep_in_use(ResponseScrubbers& scrubbers) const;
+  void keep_newest(StreamState& s);
+  void report_masked(std::uint64_t before, std::uint64_t after);
+  void scrub_headers(StreamState& s, http::h2::Headers& headers);
   void scrub_into(StreamState& s, std::string_view data, bool end, std::string& out);
   void give_back_windows();
   bool drain_session_events();
   void session_error(const char* side, http::h2::H2Error e);
 
-  const secrets::SecretSet& set_;
+  std::shared_ptr<const SecretsSnapshot> newest_;  // what new streams are gated with
   secrets::ConnectionContext context_;
-  const http::ScrubForms* forms_;
   http::h2::Session guest_;
   http::h2::Session upstream_;
   std::map<std::int32_t, std::unique_ptr<StreamState>> streams_;  // by guest stream id
   std::map<std::int32_t, std::int32_t> by_upstream_;               // upstream id → guest id
+  struct InUse {
+    std::shared_ptr<const SecretsSnapshot> snapshot;
+    std::size_t streams = 0;
+  };
+  std::map<std::uint64_t, InUse> in_use_;  // by generation: the snapshots open streams are gated with
   std::vector<H2Notice> notices_;
   std::vector<http::h2::Event> events_;
   std::string piece_;  // a request DATA piece after the gate (may hold values)

@@ -3,6 +3,7 @@
 // issue 13 (one stream of several with a mismatched :authority, a disallowed authority, HPACK
 // dynamic-table reuse, CONTINUATION, echoes in response headers and DATA). Values are fake.
 #include "gateway/h2_bridge.hpp"
+#include "gateway/retired_secrets.hpp"
 
 #include <secrets/engine/engine_test_util.hpp>
 
@@ -36,19 +37,31 @@ InjectionScopes body_scope() {
   return s;
 }
 
+// A snapshot as Core::replace_secrets makes one (retired bindings and their names included).
+std::shared_ptr<const SecretsSnapshot> snapshot_of(std::shared_ptr<const secrets::SecretSet> set, std::uint64_t generation,
+                                                   std::vector<std::string> retired = {}) {
+  auto s = std::make_shared<SecretsSnapshot>();
+  s->set = std::move(set);
+  if (!s->set->secrets().empty()) s->scrub_forms.emplace(s->set->secrets());
+  s->generation = generation;
+  s->retired = std::move(retired);
+  return s;
+}
+
 struct Harness {
   explicit Harness(ViolationAction action = ViolationAction::kBlockAndLog, std::string sni = "api.example.com")
-      : set(make_secrets({{"KEY", kKey, {"api.example.com"}}, {"BODY", kBody, {"api.example.com"}, body_scope()}}),
-            action),
-        forms(set.secrets()),
+      : snapshot(snapshot_of(std::make_shared<secrets::SecretSet>(
+                                   make_secrets({{"KEY", kKey, {"api.example.com"}},
+                                                 {"BODY", kBody, {"api.example.com"}, body_scope()}}),
+                                   action),
+                               1)),
         guest(Role::kClient, {}),
         upstream(Role::kServer, {}) {
     pins.pin(secrets::testing::api_ip(), "api.example.com");
     pins.pin(secrets::testing::evil_ip(), "evil.example");
     const bool evil = sni == "evil.example";
     bridge = std::make_unique<H2Bridge>(
-        set, secrets::testing::tls_context(&pins, sni, evil ? secrets::testing::evil_ip() : secrets::testing::api_ip()),
-        &forms);
+        snapshot, secrets::testing::tls_context(&pins, sni, evil ? secrets::testing::evil_ip() : secrets::testing::api_ip()));
   }
 
   // Moves bytes until nobody has anything to say.
@@ -92,14 +105,28 @@ struct Harness {
     if (!e.end_stream) return;
     Received& r = requests[e.stream];
     r.complete = true;
+    if (hold_responses) {
+      held.push_back(e.stream);
+      return;
+    }
+    answer(e.stream);
+  }
+
+  // Answers the requests held back (hold_responses), in order.
+  void release_held() {
+    for (std::int32_t id : std::exchange(held, {})) answer(id);
+  }
+
+  void answer(std::int32_t stream) {
+    Received& r = requests[stream];
     const std::string auth = value_of(r.head, "authorization");
     Headers head = {{":status", "200"}, {"x-echo", auth}};
     if (malformed_response) head.push_back({"x-bad", "trailing space "});
     if (!response_coding.empty()) head.push_back({response_coding_header, response_coding});
-    upstream.submit_response(e.stream, head, false);
-    upstream.submit_data(e.stream, "echo " + auth + " and " + r.body, false);
+    upstream.submit_response(stream, head, false);
+    upstream.submit_data(stream, "echo " + auth + " and " + r.body + extra_echo, false);
     // (A field value may not end in whitespace: "ok:" + an empty auth is still well formed.)
-    upstream.submit_trailers(e.stream, {{"grpc-status", "0"}, {"grpc-message", "ok:" + auth}});
+    upstream.submit_trailers(stream, {{"grpc-status", "0"}, {"grpc-message", "ok:" + auth}});
   }
 
   static std::string value_of(const Headers& h, std::string_view name) {
@@ -155,8 +182,7 @@ struct Harness {
     bool complete = false;
   };
   FakePins pins;
-  secrets::SecretSet set;
-  http::ScrubForms forms;
+  std::shared_ptr<const SecretsSnapshot> snapshot;
   Session guest, upstream;
   std::unique_ptr<H2Bridge> bridge;
   std::map<std::int32_t, Received> requests;  // by upstream stream id
@@ -166,6 +192,9 @@ struct Harness {
   std::string response_coding;
   std::string response_coding_header = "content-encoding";
   bool malformed_response = false;
+  bool hold_responses = false;  // requests are answered only at release_held()
+  std::vector<std::int32_t> held;
+  std::string extra_echo;  // appended to every response body
 };
 
 TEST(H2Bridge, HeaderSubstitutedNeverIndexedAndEchoesScrubbed) {
@@ -363,6 +392,67 @@ TEST(H2Bridge, MalformedResponseResetsTheGuestStreamNotHangs) {
   EXPECT_FALSE(h.seen(next).reset);
   EXPECT_EQ(Harness::value_of(h.seen(next).head, ":status"), "200");
   EXPECT_EQ(h.bridge->open_streams(), 0u) << "closed streams leave no state behind";
+}
+
+// Issue 17 on HTTP/2: a reload between two streams of one connection. The stream opened before
+// it keeps its value and its response is still masked; the stream opened after it carries the
+// new value; a secret the reload removed is a violation there; every response is scrubbed for
+// the newest values too; the old values go once no stream needs them.
+TEST(H2Bridge, AReloadBetweenStreamsGatesTheNewStreamWithTheNewestSecrets) {
+  const std::string kNew = "sk-rotated-FAKE-h2";  // (no value a prefix of the other)
+  Harness h;
+  std::weak_ptr<const SecretsSnapshot> first = h.snapshot;
+  h.hold_responses = true;
+  const std::int32_t before = h.request("api.example.com", {{"authorization", "Bearer $MSB_KEY"}});
+  h.pump();
+  ASSERT_EQ(h.requests.size(), 1u);
+  const std::int32_t before_up = h.requests.begin()->first;
+  EXPECT_TRUE(Harness::value_of(h.requests[before_up].head, "authorization") == "Bearer " + kKey);
+
+  // The reload: KEY rotated, BODY removed (retired, as Core::replace_secrets does it).
+  RetiringResult r = retire_removed(*h.snapshot->set, std::make_shared<secrets::SecretSet>(
+                                                          make_secrets({{"KEY", kNew, {"api.example.com"}}}),
+                                                          ViolationAction::kBlockAndLog));
+  ASSERT_EQ(r.retired, std::vector<std::string>{"BODY"});
+  h.bridge->use_snapshot(snapshot_of(r.set, 2, r.retired));
+  h.snapshot.reset();
+  EXPECT_EQ(h.bridge->generation(), 2u);
+
+  const std::int32_t after = h.request("api.example.com", {{"authorization", "Bearer $MSB_KEY"}});
+  h.pump();
+  ASSERT_EQ(h.requests.size(), 2u);
+  const std::int32_t after_up = h.requests.rbegin()->first;
+  EXPECT_TRUE(Harness::value_of(h.requests[after_up].head, "authorization") == "Bearer " + kNew)
+      << "a stream opened after the reload carries the new value";
+  const std::int32_t removed = h.request("api.example.com", {}, "token=$MSB_BODY");
+  h.pump();
+  EXPECT_TRUE(h.seen(removed).reset) << "a removed secret's placeholder is a violation on a new stream";
+  EXPECT_EQ(h.upstream_wire.find("$MSB_BODY"), std::string::npos);
+  EXPECT_EQ(h.upstream_wire.find(kBody), std::string::npos);
+  ASSERT_EQ(h.count(H2Notice::Kind::kBlocked), 1);
+  const auto blocked = std::find_if(h.notices.begin(), h.notices.end(),
+                                    [](const H2Notice& n) { return n.kind == H2Notice::Kind::kBlocked; });
+  EXPECT_TRUE(blocked->block->violation);
+  EXPECT_EQ(blocked->block->secret_env, "BODY");
+
+  // The responses: each echoes its own value, and both echo the other one's too.
+  h.extra_echo = " old " + kKey + " new " + kNew;
+  EXPECT_FALSE(first.expired()) << "the stream opened before the reload still holds the old values";
+  h.release_held();
+  h.pump();
+  for (const std::int32_t s : {before, after}) {
+    const auto v = h.seen(s);
+    EXPECT_FALSE(v.reset);
+    for (const std::string& value : {kKey, kNew}) {
+      EXPECT_EQ(Harness::value_of(v.head, "x-echo").find(value), std::string::npos);
+      EXPECT_EQ(v.body.find(value), std::string::npos) << "stream " << s;
+      EXPECT_EQ(Harness::value_of(v.trailers, "grpc-message").find(value), std::string::npos);
+    }
+    EXPECT_NE(v.body.find(std::string(kKey.size(), '*')), std::string::npos);
+    EXPECT_NE(v.body.find(std::string(kNew.size(), '*')), std::string::npos);
+  }
+  EXPECT_EQ(h.bridge->open_streams(), 0u);
+  EXPECT_TRUE(first.expired()) << "the old values are let go once no stream needs them";
 }
 
 }  // namespace

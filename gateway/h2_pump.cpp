@@ -74,6 +74,8 @@ struct Pump {
         break;
       }
       hooks.touch();
+      // A reload since the last read: what comes next (new streams, response bytes) sees it.
+      if (auto newer = hooks.newer_secrets(bridge.generation())) bridge.use_snapshot(std::move(newer));
       if (from_guest) {
         hooks.bytes(r.bytes, 0);
         bridge.from_guest(std::string_view(buf, r.bytes));

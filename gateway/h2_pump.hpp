@@ -6,6 +6,8 @@
 #include <asio/awaitable.hpp>
 
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 
 namespace airlock::gateway {
 
@@ -20,6 +22,9 @@ class H2Hooks {
   virtual bool aborted() = 0;                  // the connection was closed (timeout, terminate)
   virtual void close(bool reset_guest) = 0;
   virtual void bytes(std::size_t up, std::size_t down) = 0;
+  // The newest secrets when they are newer than `generation` (a reload), else null: the streams
+  // the guest opens from then on are gated with them (H2Bridge::use_snapshot).
+  virtual std::shared_ptr<const SecretsSnapshot> newer_secrets(std::uint64_t generation) = 0;
 };
 
 asio::awaitable<void> run_h2_bridge(Stream& guest, Stream& upstream, H2Bridge& bridge, H2Hooks& hooks,

@@ -3,7 +3,8 @@ POST /reload (admin listener, --admin-reload) without dropping connections; `val
 
 Topology (made and removed here; documentation addresses only):
   gateway netns: the client loop and `airlock gateway --proxy 127.0.0.1:3128` ──veth── upstream
-  netns: nginx on 203.0.113.10:443 (api.example.com) with a JSON access log.
+  netns: nginx on 203.0.113.10:443 (api.example.com, HTTP/1.1) and 203.0.113.11:443
+  (h2.example.com, HTTP/2 by ALPN) with a JSON access log.
 Assertions are on what nginx received. Values are fake, fresh per test, and checked absent from
 every gateway and client output; no assertion prints one.
 """
@@ -42,18 +43,27 @@ class Env:
         in_ns(UP, "ip", "addr", "add", "198.51.100.2/24", "dev", f"vs{TAG}")
         in_ns(UP, "ip", "link", "set", f"vs{TAG}", "up")
         in_ns(UP, "ip", "addr", "add", "203.0.113.10/32", "dev", "lo")
+        in_ns(UP, "ip", "addr", "add", "203.0.113.11/32", "dev", "lo")
         in_ns(UP, "ip", "route", "add", "default", "via", "198.51.100.1")
-        lab.netns_file(GW, "hosts", "127.0.0.1 localhost\n203.0.113.10 api.example.com\n")
+        lab.netns_file(GW, "hosts", "127.0.0.1 localhost\n203.0.113.10 api.example.com\n203.0.113.11 h2.example.com\n")
         lab.ca("test-ca")
         lab.leaf("server", "test-ca", "DNS:api.example.com")
+        lab.leaf("h2server", "test-ca", "DNS:h2.example.com")
         d = lab.dir
         self.upstream = lab.nginx(UP, {"uri": "$request_uri", "x_api_key": "$http_x_api_key",
                                        "x_second": "$http_x_second", "conn": "$connection",
-                                       "status": "$status"}, f"""\
+                                       "status": "$status", "proto": "$server_protocol"}, f"""\
             keepalive_requests 100000; keepalive_timeout 60s;
             server {{
               listen 203.0.113.10:443 ssl;
               ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;
+              location / {{ echo "ok"; }}
+              location /echo/ {{ echo "key=$http_x_api_key"; }}
+              location /slow/ {{ echo_sleep 3; echo "key=$http_x_api_key"; }}
+            }}
+            server {{
+              listen 203.0.113.11:443 ssl http2;
+              ssl_certificate {d}/h2server.pem; ssl_certificate_key {d}/h2server.key;
               location / {{ echo "ok"; }}
               location /echo/ {{ echo "key=$http_x_api_key"; }}
               location /slow/ {{ echo_sleep 3; echo "key=$http_x_api_key"; }}
@@ -500,3 +510,145 @@ def test_a_secret_removed_by_reload_is_a_violation_on_the_kept_connection(env, k
     wait_for(lambda: "secret violation, secret SECOND_KEY" in env.errors(), "the violation's warning")
     env.upstream.assert_not_received("/rm/3")
     env.check_outputs(first, second)
+
+
+# One HTTP/2 connection through the proxy (python3-h2 over a CONNECT tunnel, ALPN h2), its
+# streams driven line by line: {"op": "open", "path": ..., "headers": {...}} sends a GET on a new
+# stream and answers {"stream": id, "alpn": ...}; {"op": "read", "stream": id} waits for that
+# stream's end and answers {"status": ..., "body": ...} or {"error": ...}. Bodies stay in the test.
+H2KEPT = r"""
+import json, socket, ssl, sys
+import h2.config, h2.connection, h2.events
+port, ca = sys.argv[1:3]
+sock = socket.create_connection(("127.0.0.1", int(port)), timeout=20)
+sock.sendall(b"CONNECT h2.example.com:443 HTTP/1.1\r\nHost: h2.example.com:443\r\n\r\n")
+head = b""
+while b"\r\n\r\n" not in head:
+    chunk = sock.recv(1)
+    if not chunk:
+        sys.exit("the proxy closed the tunnel")
+    head += chunk
+assert head.split(b" ")[1] == b"200", "CONNECT refused"
+ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(["h2"])
+tls = ctx.wrap_socket(sock, server_hostname="h2.example.com")
+conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+conn.initiate_connection()
+tls.sendall(conn.data_to_send())
+streams = {}
+
+def read_until(sid):
+    while not streams[sid]["done"]:
+        data = tls.recv(65536)
+        if not data:
+            for s in streams.values():
+                s["done"] = True; s.setdefault("error", "closed")
+            break
+        for ev in conn.receive_data(data):
+            s = streams.get(getattr(ev, "stream_id", 0))
+            if isinstance(ev, h2.events.ResponseReceived) and s is not None:
+                s["status"] = int(dict(ev.headers)[":status"])
+            elif isinstance(ev, h2.events.DataReceived) and s is not None:
+                s["body"] += ev.data.decode()
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded) and s is not None:
+                s["done"] = True
+            elif isinstance(ev, h2.events.StreamReset) and s is not None:
+                s["done"] = True; s["error"] = "reset"
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                for x in streams.values():
+                    x["done"] = True; x.setdefault("error", "goaway")
+        tls.sendall(conn.data_to_send())
+
+for line in sys.stdin:
+    cmd = json.loads(line)
+    try:
+        if cmd["op"] == "open":
+            sid = conn.get_next_available_stream_id()
+            headers = [(":method", "GET"), (":scheme", "https"), (":authority", "h2.example.com"), (":path", cmd["path"])]
+            headers += [(k.lower(), v) for k, v in cmd.get("headers", {}).items()]
+            conn.send_headers(sid, headers, end_stream=True)
+            tls.sendall(conn.data_to_send())
+            streams[sid] = {"done": False, "body": ""}
+            out = {"stream": sid, "alpn": tls.selected_alpn_protocol()}
+        else:
+            sid = cmd["stream"]
+            read_until(sid)
+            s = streams.pop(sid)
+            out = {"error": s["error"]} if "error" in s else {"status": s.get("status"), "body": s["body"]}
+    except Exception as e:
+        out = {"error": type(e).__name__}
+    print(json.dumps(out), flush=True)
+"""
+
+
+class H2Kept(Kept):
+    def __init__(self, env):
+        script = env.lab.write("h2kept.py", H2KEPT)
+        self.proc = subprocess.Popen(["ip", "netns", "exec", GW, PY, script, str(env.port), env.path("gateway-ca.pem")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def open(self, path, headers):
+        self.proc.stdin.write(json.dumps({"op": "open", "path": path, "headers": headers}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "the h2 client ended"
+        out = json.loads(line)
+        assert out.get("alpn") == "h2", out
+        return out["stream"]
+
+    def read(self, stream):
+        self.proc.stdin.write(json.dumps({"op": "read", "stream": stream}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "the h2 client ended"
+        return json.loads(line)
+
+
+def test_an_http2_connection_takes_the_new_value_on_its_next_stream(env):
+    # gRPC channels and HTTP/2 clients keep one connection for hours: a reload must reach the
+    # streams they open after it, while a stream opened before it keeps its value (and its echo
+    # of that value is still masked).
+    old, new, second = fake_value(), fake_value(), fake_value()
+    value, other = secret_file(env, "h2.value", old), secret_file(env, "h2-second.value", second)
+    kept_secret = f"""\
+        [[secret]]
+        env = "API_KEY"
+        value_from = "file:{value}"
+        allow_hosts = ["h2.example.com"]
+        """
+    env.start(env.config(kept_secret + f"""\
+        [[secret]]
+        env = "SECOND_KEY"
+        value_from = "file:{other}"
+        allow_hosts = ["h2.example.com"]
+        """))
+    client = H2Kept(env)
+    try:
+        assert client.read(client.open("/h2/1/", {"X-Api-Key": PH})) == {"status": 200, "body": "ok\n"}
+        [first] = env.upstream.wait_received("/h2/1/")
+        assert first["proto"] == "HTTP/2.0", first["proto"]
+        assert_equal_secret(first["x_api_key"], old, "before the reload")
+        # A stream leaves with the old value; the upstream takes 3 s to echo it; the swap happens
+        # in between (API_KEY rotated, SECOND_KEY removed); the stream opened after it (same
+        # connection) carries the new value.
+        slow = client.open("/slow/h2-2", {"X-Api-Key": PH})
+        time.sleep(0.7)
+        secret_file(env, "h2.value", new)
+        env.lab.write(os.path.basename(env.config_path), env.config(kept_secret))
+        assert "1 secret" in env.reload_signal()
+        masked_echo(client.read(client.open("/echo/h2-3", {"X-Api-Key": PH})), old, new)
+        [after] = env.upstream.wait_received("/echo/h2-3")
+        assert after["conn"] == first["conn"] and after["proto"] == "HTTP/2.0", "the HTTP/2 connection was not kept"
+        assert_equal_secret(after["x_api_key"], new, "a stream opened after the reload")
+        masked_echo(client.read(slow), old, new)
+        [before] = env.upstream.wait_received("/slow/h2-2")
+        assert before["conn"] == first["conn"]
+        assert_equal_secret(before["x_api_key"], old, "the stream opened before the reload")
+        # The removed secret's placeholder on a new stream: a violation, reset, never sent.
+        assert client.read(client.open("/h2-4", {"X-Second": PH2})) == {"error": "reset"}
+        wait_for(lambda: "secret violation, secret SECOND_KEY" in env.errors(), "the violation's warning")
+        env.upstream.assert_not_received("/h2-4")
+    finally:
+        client.close()
+    env.check_outputs(old, new, second)
