@@ -1,6 +1,7 @@
 // One connection's life: destination, first-flight classification, interception, the engine on
 // the request direction, the splice back, and its audit record.
 #include "gateway/core.hpp"
+#include "gateway/h2_bridge.hpp"
 #include "gateway/proxy_request.hpp"
 #include "gateway/resolved_pins.hpp"
 #include "gateway/socket_util.hpp"
@@ -67,6 +68,8 @@ struct Connection {
   std::uint16_t authority_port = 0;
   bool absolute_http = false;  // explicit proxy, plain HTTP in absolute form
   std::string sni;
+  std::vector<std::string> alpn;  // what the guest's ClientHello offered
+  std::string protocol;           // what the intercepted connection speaks ("h2"; empty: HTTP/1)
   std::string handling = "none";
   std::string decision = "closed";
   std::string detail;
@@ -346,11 +349,13 @@ void handle_unaudited(Connection& c) {
   c.close_all(true);
 }
 
-void handle_block(Connection& c, const secrets::Block& block) {
+// Audits and logs a blocked request (an HTTP/2 stream: `stream` set); the caller closes.
+void report_block(Connection& c, const secrets::Block& block, std::int32_t stream = 0) {
   Core& core = c.core;
   core.blocked++;
   c.decision = block.violation ? "violation" : "blocked";
   Json r = c.base_record(block.violation ? "violation" : "blocked");
+  if (stream != 0) r["stream"] = stream;
   r["secret"] = block.secret_env;
   r["host"] = block.host;
   r["location"] = secrets::to_string(block.location);
@@ -372,6 +377,10 @@ void handle_block(Connection& c, const secrets::Block& block) {
   } else {
     core.logger.log(LogLevel::kWarn, message);
   }
+}
+
+void handle_block(Connection& c, const secrets::Block& block) {
+  report_block(c, block);
   c.close_all(true);
 }
 
@@ -733,6 +742,67 @@ asio::awaitable<void> resolve_own_pins(std::shared_ptr<Connection> c, const std:
   c->own_pins = ResolvedPins(name, std::move(ips));
 }
 
+// HTTP/2 on both sides: the bridge (gateway/h2_bridge.hpp), its notices recorded as HTTP/1's are.
+asio::awaitable<void> bridge_h2(std::shared_ptr<Connection> c, Stream& guest, Stream& upstream) {
+  struct Hooks final : H2Hooks {
+    Connection& c;
+    explicit Hooks(Connection& conn) : c(conn) {}
+    void notice(const H2Notice& n) override {
+      switch (n.kind) {
+        case H2Notice::Kind::kSubstitution: {
+          c.core.substitutions++;
+          Json r = c.base_record("substitution");
+          r["stream"] = n.stream;
+          r["secret"] = n.substitution.secret_env;
+          r["host"] = n.substitution.host;
+          r["location"] = secrets::to_string(n.substitution.location);
+          if (!c.core.audit.write(r) && !c.core.options.audit_fail_open) handle_unaudited(c);
+          return;
+        }
+        case H2Notice::Kind::kBlocked:
+          report_block(c, *n.block, n.stream);
+          if (n.block->violation && n.block->action == ViolationAction::kBlockAndTerminate) c.close_all(true);
+          return;
+        case H2Notice::Kind::kResponseBlocked: {
+          c.core.blocked++;
+          Json r = c.base_record("blocked");
+          r["direction"] = "response";
+          r["stream"] = n.stream;
+          r["reason"] = n.reason;
+          c.core.audit.write(r);
+          c.core.logger.log(LogLevel::kWarn, c.describe() + ": stream " + std::to_string(n.stream) + " response blocked: " + n.reason);
+          return;
+        }
+        case H2Notice::Kind::kScrubbed: record_scrub(c); return;
+        case H2Notice::Kind::kSessionError:
+          if (c.detail.empty()) c.detail = n.reason;
+          c.core.logger.log(LogLevel::kWarn, c.describe() + ": HTTP/2 session ended: " + n.reason);
+          return;
+      }
+    }
+    void touch() override { c.touch(); }
+    bool within_budget(std::size_t held) override { return gateway::within_budget(c, held); }
+    bool aborted() override { return c.aborted; }
+    void close(bool reset_guest) override { c.close_all(reset_guest); }
+    void bytes(std::size_t up, std::size_t down) override {
+      c.bytes_up += up;
+      c.bytes_down += down;
+    }
+  } hooks(*c);
+  secrets::ConnectionContext context;
+  context.transport = secrets::Transport::kTlsVerified;
+  context.sni = c->sni;
+  context.destination = c->destination->ip;
+  context.port = c->destination->port;
+  context.pins = c->pins;
+  const std::shared_ptr<const SecretsSnapshot> snapshot = c->core.snapshot();  // to the connection's end
+  H2Bridge bridge(*snapshot->set, context, snapshot->scrub_forms ? &*snapshot->scrub_forms : nullptr);
+  c->protocol = "h2";
+  c->decision = "forwarded";
+  c->stream();
+  co_await run_h2_bridge(guest, upstream, bridge, hooks, std::min(c->core.options.buffer_bytes, kScratchBytes));
+}
+
 asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first) {
   Core& core = c->core;
   core.intercepted++;
@@ -740,6 +810,11 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first
   c->phase(core.options.timeouts.handshake);
   tls::SslPtr upstream_ssl = core.upstream->new_session(c->sni, c->destination->ip, c->destination->port);
   if (!upstream_ssl) {
+    c->decision = "internal_error";
+    c->close_all(true);
+    co_return;
+  }
+  if (!tls::offer_alpn(upstream_ssl.get(), tls::upstream_alpn_offer(c->alpn))) {
     c->decision = "internal_error";
     c->close_all(true);
     co_return;
@@ -763,6 +838,11 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first
     c->close_all(true);
     co_return;
   }
+  // ALPN follows the upstream (tls/contexts.hpp says why).
+  const bool h2 = tls::negotiated_alpn(upstream.ssl()) == tls::kAlpnH2;
+  tls::answer_guest_alpn(guest_ssl.get(), h2 ? tls::kAlpnH2 : tls::kAlpnHttp11);
+  const bool alpn_mismatch = !h2 && std::find(c->alpn.begin(), c->alpn.end(), tls::kAlpnH2) != c->alpn.end() &&
+                             std::find(c->alpn.begin(), c->alpn.end(), tls::kAlpnHttp11) == c->alpn.end();
   TlsStream guest(c->guest, std::move(guest_ssl));
   guest.preload(first);
   wipe(first);
@@ -771,10 +851,19 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first
   if (std::error_code ec = co_await guest.handshake()) {
     c->decision = "guest_tls_failed";
     c->detail = ec == tls_error() ? tls::openssl_error_text() : ec.message();
+    if (alpn_mismatch) {
+      c->decision = "alpn_mismatch";
+      c->detail = "the guest offered only h2 (ALPN) and the upstream speaks HTTP/1.1: refused with no_application_protocol";
+      core.logger.log(LogLevel::kWarn, c->describe() + ": " + c->detail);
+    }
     c->close_all(false);
     co_return;
   }
   ack_now(c->guest.native_handle());  // the client's Finished gets no reply (no session tickets)
+  if (h2) {
+    co_await bridge_h2(c, guest, upstream);
+    co_return;
+  }
   co_await pump(c, guest, upstream, FilterKind::kRewriter, secrets::Transport::kTlsVerified);
 }
 
@@ -816,6 +905,7 @@ void finish(Connection& c) {
   if (c.destination) r["destination"] = c.destination->to_string();
   if (c.kind == ListenerKind::kProxy) r["authority"] = c.authority;
   r["sni"] = c.sni;
+  if (!c.protocol.empty()) r["protocol"] = c.protocol;
   r["handling"] = c.handling;
   r["decision"] = c.timed_out && c.decision != "violation" && c.decision != "blocked" ? "timeout" : c.decision;
   if (!c.detail.empty()) r["detail"] = c.detail;
@@ -944,6 +1034,7 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
   switch (kind) {
     case FirstFlight::kTls: {
       c->sni = hello.sni;
+      c->alpn = hello.alpn;
       if (c->kind == ListenerKind::kProxy && !c->sni.empty() && c->sni != c->authority_host) {
         // Domain fronting through the proxy: the tunnel was asked for one host, the TLS names another.
         c->own_pins = ResolvedPins();
