@@ -6,6 +6,7 @@
 #include "gateway/resolved_pins.hpp"
 #include "gateway/socket_util.hpp"
 #include "gateway/streams.hpp"
+#include "gateway/websocket_pump.hpp"
 #include "http/response_reader.hpp"
 #include "tls/client_hello.hpp"
 
@@ -255,29 +256,41 @@ struct Filter {
   std::optional<secrets::StreamScanner> scanner;
   std::optional<AuthorityCheck> authority;
   std::optional<http::ResponseReader> responses;  // with the rewriter: the responses' framing
+  // After a 101 to a WebSocket upgrade (issue 14): both directions message by message.
+  std::unique_ptr<WebSocketSession> websocket;
+  std::string websocket_first;  // the upstream's bytes after the 101, in the read that held it
+  const secrets::SecretSet* set = nullptr;
+  secrets::ConnectionContext context;
+  const http::ScrubForms* forms = nullptr;
 
   secrets::Status feed(std::string_view in, std::string& out, std::string& to_guest) {
+    if (websocket) return websocket->feed_up(in, out, to_guest);
     if (rewriter) return rewriter->feed(in, out, to_guest);
     if (scanner) return scanner->feed(in, out);
     out.append(in);
     return secrets::Status::kOk;
   }
   secrets::Status finish(std::string& out) {
+    if (websocket) return websocket->finish_up(out);
     if (rewriter) return rewriter->finish(out);
     if (scanner) return scanner->finish(out);
     return secrets::Status::kOk;
   }
   const secrets::Block* blocked() const {
+    if (websocket && websocket->blocked()) return &*websocket->blocked();
     if (rewriter && rewriter->blocked()) return &*rewriter->blocked();
     if (scanner && scanner->blocked()) return &*scanner->blocked();
     return nullptr;
   }
   std::vector<secrets::Substitution> take() {
+    if (websocket) return websocket->take_substitutions();
     if (rewriter) return rewriter->take_substitutions();
     return {};
   }
-  std::size_t held_bytes() const { return rewriter ? rewriter->held_bytes() : 0; }
-  bool in_head() const { return rewriter && rewriter->in_head(); }
+  std::size_t held_bytes() const {
+    return websocket ? websocket->held_bytes() : rewriter ? rewriter->held_bytes() : 0;
+  }
+  bool in_head() const { return !websocket && rewriter && rewriter->in_head(); }
 };
 
 std::string mebibytes(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
@@ -442,6 +455,56 @@ asio::awaitable<bool> answer_upgrade(std::shared_ptr<Connection> c, Filter& filt
   co_return !ec && !c->aborted;
 }
 
+// A 101 to a WebSocket upgrade (issue 14): the guest's held bytes and everything after go
+// through a WebSocketSession instead of the opaque scan. An extension the gateway cannot read
+// fails closed: the 101 is not forwarded.
+asio::awaitable<bool> start_websocket(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream,
+                                      const http::ResponseHead& head) {
+  if (filter.authority && !filter.authority->upgrade_answered(true)) {
+    c->decision = "proxy_authority_changed";
+    c->close_all(false);
+    co_return false;
+  }
+  std::string extensions;
+  for (std::string_view v : head.values("sec-websocket-extensions")) {
+    if (!extensions.empty()) extensions += ", ";
+    extensions.append(v);
+  }
+  secrets::Request request;
+  std::string held, why;
+  if (filter.rewriter->hand_off_upgrade(request, held) != secrets::Status::kOk) {
+    if (filter.blocked()) handle_block(*c, *filter.blocked());
+    else block_response(*c, "a WebSocket switch the request side did not expect");
+    co_return false;
+  }
+  WebSocketSession::Options options;
+  options.limits.max_frame = options.limits.max_message = filter.set->options().max_body_bytes;
+  options.max_ratio = filter.set->options().max_decompression_ratio;
+  filter.websocket = WebSocketSession::start(*filter.set, filter.context, filter.forms, std::move(request),
+                                             extensions, options, why);
+  if (!filter.websocket) {
+    block_response(*c, why);
+    co_return false;
+  }
+  c->handling += "+websocket";
+  std::string out, to_guest;
+  const secrets::Status status = filter.feed(held, out, to_guest);
+  const bool recorded = record_substitutions(*c, filter);
+  if (status == secrets::Status::kBlocked || !recorded) {
+    wipe(out);
+    if (status == secrets::Status::kBlocked) handle_block(*c, *filter.blocked());
+    else handle_unaudited(*c);
+    co_return false;
+  }
+  std::error_code ec = out.empty() ? std::error_code{} : co_await upstream.write_all(out);
+  wipe(out);
+  if (ec && !c->aborted) {
+    c->detail = "upstream write: " + ec.message();
+    c->close_all(true);
+  }
+  co_return !ec && !c->aborted;
+}
+
 // Reads the response heads in `bytes` (what is about to reach the guest, already scrubbed).
 // False when the connection was closed.
 asio::awaitable<bool> check_responses(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream,
@@ -467,6 +530,12 @@ asio::awaitable<bool> check_responses(std::shared_ptr<Connection> c, Filter& fil
                                "not forwarded (the scrubber reads only identity bodies)");
         co_return false;
       }
+    }
+    if (head.switched && head.request.upgrade && is_websocket_switch(head.fields)) {
+      if (!co_await start_websocket(c, filter, upstream, head)) co_return false;
+      filter.responses.reset();
+      filter.websocket_first.assign(bytes);  // the server's first frames: pump_down relays them
+      co_return true;
     }
     const bool answers_upgrade = !head.interim && (head.request.upgrade || head.request.connect);
     if (answers_upgrade && !co_await answer_upgrade(c, filter, upstream, head.switched)) co_return false;
@@ -571,6 +640,32 @@ void record_scrub(Connection& c) {
   c.core.logger.log(LogLevel::kWarn, c.describe() + ": a response echoed a secret value; masked");
 }
 
+// Upstream to guest after a WebSocket switch: messages scrubbed whole and framed again. False
+// when the connection was closed (the upstream broke the protocol: the guest gets a close frame,
+// then a reset).
+asio::awaitable<bool> relay_websocket_down(std::shared_ptr<Connection> c, Filter& filter, Stream& to,
+                                           std::string_view bytes, bool& reported) {
+  WebSocketSession& ws = *filter.websocket;
+  const std::uint64_t masked = ws.masked_bytes();
+  std::string out;
+  const bool ok = ws.feed_down(bytes, out);
+  if (ws.masked_bytes() != masked && !std::exchange(reported, true)) record_scrub(*c);
+  if (!within_budget(*c, filter.held_bytes() + out.size())) co_return false;
+  std::error_code ec = out.empty() ? std::error_code{} : co_await to.write_all(out);
+  if (!ok) {
+    block_response(*c, ws.down_error());
+    co_return false;
+  }
+  if (ec) {
+    if (!c->aborted) {
+      c->detail = "guest write: " + ec.message();
+      c->close_all(true);
+    }
+    co_return false;
+  }
+  co_return true;
+}
+
 // Upstream to guest. With `forms`, every value the responses echo is masked (same length, so the
 // framing holds); the scrubber may hold back the start of a possible value, and lets it go
 // (masked when it is 4 bytes or more) once no more bytes are ready to read.
@@ -607,6 +702,10 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     c->touch();
     c->bytes_down += r.bytes;
     std::string_view chunk(buf, r.bytes);
+    if (filter.websocket) {
+      if (!co_await relay_websocket_down(c, filter, to, chunk, reported)) break;
+      continue;
+    }
     if (scrubber) {
       const std::uint64_t masked = scrubber->masked_bytes();
       scrubbed.clear();
@@ -625,6 +724,18 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
         chunk = scrubbed;
       }
       if (!co_await check_responses(c, filter, from, chunk)) break;
+      if (filter.websocket) {
+        // Switched in this read: the 101 goes on as it is, what followed it is WebSocket frames
+        // (with what the scrubber still held, which came after them).
+        std::string first;
+        first.swap(filter.websocket_first);
+        chunk.remove_suffix(first.size());
+        if (scrubber) scrubber->flush(first);
+        scrubber.reset();
+        if (co_await to.write_all(chunk)) break;
+        if (!co_await relay_websocket_down(c, filter, to, first, reported)) break;
+        continue;
+      }
     }
     std::error_code ec = co_await to.write_all(chunk);
     if (ec) {
@@ -656,12 +767,15 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
     filter.rewriter.emplace(set, context);
     filter.responses.emplace();
   }
+  filter.set = &set;
+  filter.context = context;
   if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority.emplace(c->authority_host, c->authority_port);
   if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
   c->decision = "forwarded";
   c->stream();
   // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
   const http::ScrubForms* forms = kind == FilterKind::kNone || !snapshot->scrub_forms ? nullptr : &*snapshot->scrub_forms;
+  filter.forms = forms;
   co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, forms, filter));
 }
 
