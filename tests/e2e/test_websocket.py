@@ -56,6 +56,10 @@ async def handler(ws):
             await ws.send(pieces(m))
         else:
             await ws.send(m)
+    if path.startswith("/bomb"):  # 32 MiB of one byte: a few KiB once deflated
+        await ws.send("a" * (32 << 20))
+        await asyncio.sleep(5)
+        return
     await send("auth:" + auth)
     async for m in ws:
         log({"path": path, "msg": m if isinstance(m, str) else m.decode("latin-1"), "binary": not isinstance(m, str)})
@@ -108,6 +112,21 @@ async def main():
             print(await ws.recv())
     except (websockets.exceptions.ConnectionClosedError, OSError) as e:
         print("blocked", type(e).__name__)
+asyncio.run(main())
+"""
+
+PY_BOMB = r"""
+import asyncio, sys
+import websockets
+async def main():
+    try:
+        async with websockets.connect(sys.argv[1], max_size=None) as ws:
+            m = await ws.recv()
+            print("received", len(m))
+    except websockets.exceptions.ConnectionClosedError as e:
+        print("closed", e.rcvd.code if e.rcvd else None)
+    except OSError as e:
+        print("reset", type(e).__name__)
 asyncio.run(main())
 """
 
@@ -269,3 +288,14 @@ def test_a_placeholder_in_a_message_to_another_host_is_a_violation(world, path):
     assert "secret violation, secret API_KEY, host evil.ws.test" in proc.stderr
     violations = [r for r in world.audit() if r["event"] == "violation" and r["host"] == EVIL]
     assert violations and "WebSocket message" in violations[-1]["reason"]
+
+
+def test_a_deflate_bomb_from_the_server_fails_the_connection(world):
+    proc = world.run(guest_python(PY_BOMB, f"wss://{ALLOWED}/bomb"))
+    assert proc.returncode == 0, proc.stderr
+    # The close frame (1009) reaches the guest before the reset; the message never does.
+    assert proc.stdout == "closed 1009\n", proc.stdout
+    (head,) = world.received("/bomb")
+    assert head["ext"] == ["permessage-deflate"]
+    blocked = [r for r in world.audit() if r["event"] == "blocked" and r.get("direction") == "response"]
+    assert blocked and "decompression-ratio" in blocked[-1]["reason"], blocked
