@@ -7,7 +7,7 @@
 #include "gateway/socket_util.hpp"
 #include "gateway/streams.hpp"
 #include "gateway/websocket_pump.hpp"
-#include "http/response_reader.hpp"
+#include "http/response_decoder.hpp"
 #include "tls/client_hello.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -255,7 +255,7 @@ struct Filter {
   std::optional<secrets::RequestRewriter> rewriter;
   std::optional<secrets::StreamScanner> scanner;
   std::optional<AuthorityCheck> authority;
-  std::optional<http::ResponseReader> responses;  // with the rewriter: the responses' framing
+  std::optional<http::ResponseStream> responses;  // with the rewriter: the responses, read and scrubbed
   // After a 101 to a WebSocket upgrade (issue 14): both directions message by message.
   std::unique_ptr<WebSocketSession> websocket;
   std::string websocket_first;  // the upstream's bytes after the 101, in the read that held it
@@ -401,8 +401,11 @@ void handle_block(Connection& c, const secrets::Block& block) {
 
 void expect_responses(Filter& filter) {
   if (!filter.rewriter || !filter.responses) return;
+  // Before the requests leave: a value may reach the upstream with them, and come back coded.
+  if (filter.rewriter->values_may_flow()) filter.responses->undo_codings();
   for (const secrets::ForwardedRequest& r : filter.rewriter->take_forwarded())
-    filter.responses->expect(http::ResponseExpectation{.head = r.head, .connect = r.connect, .upgrade = r.upgrade});
+    filter.responses->expect(
+        http::ResponseExpectation{.head = r.head, .connect = r.connect, .upgrade = r.upgrade, .http10 = r.http10});
 }
 
 // A response the guest must not get (compressed where a value may be echoed, malformed
@@ -417,16 +420,6 @@ void block_response(Connection& c, const std::string& reason) {
   c.core.audit.write(r);
   c.core.logger.log(LogLevel::kWarn, c.describe() + ": response blocked: " + reason);
   c.close_all(true);
-}
-
-// Item 3: where a value may have reached this upstream, only identity (chunked at most)
-// responses are readable by the scrubber; anything else would carry an echo past it.
-std::optional<std::string> unreadable_coding(const http::ResponseHead& head) {
-  for (const std::string& coding : head.codings("content-encoding"))
-    if (coding != "identity") return "Content-Encoding " + coding;
-  for (const std::string& coding : head.codings("transfer-encoding"))
-    if (coding != "chunked") return "Transfer-Encoding " + coding;
-  return std::nullopt;
 }
 
 // Item 4: the answer to an upgrade request (or CONNECT) decides what the guest's held bytes
@@ -505,40 +498,38 @@ asio::awaitable<bool> start_websocket(std::shared_ptr<Connection> c, Filter& fil
   co_return !ec && !c->aborted;
 }
 
-// Reads the response heads in `bytes` (what is about to reach the guest, already scrubbed).
-// False when the connection was closed.
-asio::awaitable<bool> check_responses(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream,
-                                      std::string_view bytes) {
-  http::ResponseReader* reader = filter.responses ? &*filter.responses : nullptr;
-  while (reader != nullptr && !bytes.empty()) {
+// The HTTP/1 response stage (issue 14 item 3): the upstream's bytes in `raw` become in `out`
+// what the guest gets (framing read; chunked bodies de-chunked, scrubbed and chunked again;
+// coded bodies decoded where a value may flow; every value masked). An upgrade's answer is acted
+// on at its head. False when the connection was closed; `close_after`: it closes after `out`.
+asio::awaitable<bool> read_responses(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream, std::string_view raw,
+                                     std::string& out, std::string& hold, bool& close_after) {
+  http::ResponseStream& responses = *filter.responses;
+  while (!raw.empty()) {
     std::size_t used = 0;
-    const http::ResponseReader::Event event = reader->feed(bytes, used);
-    bytes.remove_prefix(used);
-    if (event == http::ResponseReader::Event::kError) {
-      block_response(*c, "malformed response: " + std::string(http::to_string(reader->error())));
+    const http::ResponseStream::Event event = responses.feed(raw, used, out);
+    raw.remove_prefix(used);
+    if (event == http::ResponseStream::Event::kError) {
+      block_response(*c, responses.error());
       co_return false;
     }
-    if (event == http::ResponseReader::Event::kOpaque) {
-      filter.responses.reset();  // switched: the rest of the stream is the new protocol
+    if (event == http::ResponseStream::Event::kClose) {
+      close_after = true;
       co_return true;
     }
-    if (event != http::ResponseReader::Event::kHead) continue;
-    const http::ResponseHead& head = reader->head();
-    if (filter.rewriter->values_may_flow()) {
-      if (auto coding = unreadable_coding(head)) {
-        block_response(*c, "a response with " + *coding + " from a host that may have received a secret value: "
-                               "not forwarded (the scrubber reads only identity bodies)");
-        co_return false;
-      }
-    }
+    if (event != http::ResponseStream::Event::kHead) continue;
+    const http::ResponseHead& head = responses.head();
+    if (head.interim || !(head.request.upgrade || head.request.connect)) continue;
     if (head.switched && head.request.upgrade && is_websocket_switch(head.fields)) {
-      if (!co_await start_websocket(c, filter, upstream, head)) co_return false;
-      filter.responses.reset();
-      filter.websocket_first.assign(bytes);  // the server's first frames: pump_down relays them
-      co_return true;
+      // `out` has the 101; the rest of `raw` is the server's first frames: pump_down relays them.
+      filter.websocket_first.assign(raw);
+      co_return co_await start_websocket(c, filter, upstream, head);
     }
-    const bool answers_upgrade = !head.interim && (head.request.upgrade || head.request.connect);
-    if (answers_upgrade && !co_await answer_upgrade(c, filter, upstream, head.switched)) co_return false;
+    std::string rest(raw);  // the scratch buffer does not outlive the suspension
+    wipe(hold);
+    hold.swap(rest);
+    raw = hold;
+    if (!co_await answer_upgrade(c, filter, upstream, head.switched)) co_return false;
   }
   co_return true;
 }
@@ -672,9 +663,9 @@ asio::awaitable<bool> relay_websocket_down(std::shared_ptr<Connection> c, Filter
 asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to,
                                 const http::ScrubForms* forms, Filter& filter) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
-  std::optional<http::ResponseScrubber> scrubber;
-  if (forms != nullptr) scrubber.emplace(*forms);
-  std::string scrubbed;
+  std::optional<http::ResponseScrubber> scrubber;  // without HTTP framing (opaque TCP): the raw stream
+  if (forms != nullptr && !filter.responses) scrubber.emplace(*forms);
+  std::string scrubbed, hold;
   bool reported = false;
   while (!c->aborted) {
     char* buf = pump_scratch();  // valid until we suspend: write_all takes it before it waits
@@ -683,12 +674,13 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     if (r.error) {
       const bool truncated = r.error == tls_truncated();
       if (r.error == asio::error::eof || truncated) {
-        if (scrubber && scrubber->pending() > 0) {
-          scrubbed.clear();
-          scrubber->flush(scrubbed);
-          if (filter.responses && !co_await check_responses(c, filter, from, scrubbed)) break;
-          if (co_await to.write_all(scrubbed)) break;
+        scrubbed.clear();
+        if (filter.responses && filter.responses->finish(scrubbed) != http::DecodeError::kNone) {
+          block_response(*c, filter.responses->error());
+          break;
         }
+        if (scrubber && scrubber->pending() > 0) scrubber->flush(scrubbed);
+        if (!scrubbed.empty() && co_await to.write_all(scrubbed)) break;
         // A response cut short by a bare FIN must not look complete to the guest: no close_notify.
         if (truncated) c->detail = "upstream: " + r.error.message() + ", passed on to the guest";
         if (truncated) co_await to.shutdown_send_truncated();
@@ -706,7 +698,29 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       if (!co_await relay_websocket_down(c, filter, to, chunk, reported)) break;
       continue;
     }
-    if (scrubber) {
+    bool close_after = false;
+    if (filter.responses) {
+      const std::uint64_t masked = filter.responses->masked_bytes();
+      scrubbed.clear();
+      if (!co_await read_responses(c, filter, from, chunk, scrubbed, hold, close_after)) break;
+      wipe(hold);
+      if (filter.websocket) {
+        // Switched in this read: the 101 goes on whole, then what followed it as WebSocket frames.
+        filter.responses->flush(scrubbed);
+        filter.responses.reset();
+        std::string first;
+        first.swap(filter.websocket_first);
+        if (co_await to.write_all(scrubbed)) break;
+        if (!co_await relay_websocket_down(c, filter, to, first, reported)) break;
+        continue;
+      }
+      if (!close_after && !from.readable_now()) filter.responses->flush(scrubbed);
+      if (filter.responses->masked_bytes() != masked) {
+        OPENSSL_cleanse(buf, r.bytes);  // it held a value
+        if (!std::exchange(reported, true)) record_scrub(*c);
+      }
+      chunk = scrubbed;
+    } else if (scrubber) {
       const std::uint64_t masked = scrubber->masked_bytes();
       scrubbed.clear();
       scrubber->feed(chunk, scrubbed);
@@ -717,32 +731,20 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       }
       chunk = scrubbed;
     }
-    if (filter.responses) {
-      // check_responses may suspend (to answer an upgrade): the bytes must outlive the scratch.
-      if (!scrubber) {
-        scrubbed.assign(chunk);
-        chunk = scrubbed;
-      }
-      if (!co_await check_responses(c, filter, from, chunk)) break;
-      if (filter.websocket) {
-        // Switched in this read: the 101 goes on as it is, what followed it is WebSocket frames
-        // (with what the scrubber still held, which came after them).
-        std::string first;
-        first.swap(filter.websocket_first);
-        chunk.remove_suffix(first.size());
-        if (scrubber) scrubber->flush(first);
-        scrubber.reset();
-        if (co_await to.write_all(chunk)) break;
-        if (!co_await relay_websocket_down(c, filter, to, first, reported)) break;
-        continue;
-      }
-    }
-    std::error_code ec = co_await to.write_all(chunk);
+    std::error_code ec;
+    if (!chunk.empty()) ec = co_await to.write_all(chunk);
     if (ec) {
       if (!c->aborted) {
         c->detail = "guest write: " + ec.message();
         c->close_all(true);
       }
+      break;
+    }
+    if (scrubbed.capacity() > (std::size_t{256} << 10)) std::string().swap(scrubbed);  // a decoded burst
+    if (close_after) {
+      // A body re-framed as close-delimited ends with the connection (its head said so).
+      co_await to.shutdown_send();
+      c->close_all(false);
       break;
     }
   }
@@ -763,19 +765,19 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   const std::shared_ptr<const SecretsSnapshot> snapshot = c->core.snapshot();
   Filter filter;
   const secrets::SecretSet& set = *snapshot->set;
+  // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
+  const http::ScrubForms* forms = kind == FilterKind::kNone || !snapshot->scrub_forms ? nullptr : &*snapshot->scrub_forms;
   if (kind == FilterKind::kRewriter) {
     filter.rewriter.emplace(set, context);
-    filter.responses.emplace();
+    filter.responses.emplace(forms);
   }
   filter.set = &set;
   filter.context = context;
+  filter.forms = forms;
   if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority.emplace(c->authority_host, c->authority_port);
   if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
   c->decision = "forwarded";
   c->stream();
-  // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
-  const http::ScrubForms* forms = kind == FilterKind::kNone || !snapshot->scrub_forms ? nullptr : &*snapshot->scrub_forms;
-  filter.forms = forms;
   co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, forms, filter));
 }
 

@@ -352,7 +352,8 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     }
     const std::string_view method = head.view(head.method);
     if (head.upgrade && method != "CONNECT") keep_upgrade_request(head);
-    forwarded.push_back(ForwardedRequest{method == "HEAD", method == "CONNECT", head.upgrade && method != "CONNECT"});
+    forwarded.push_back(
+        ForwardedRequest{method == "HEAD", method == "CONNECT", head.upgrade && method != "CONNECT", head.minor_version == 0});
     verbatim_tail = 0;
     if (drop_expect) guest->append(kContinue);
     body_buf.clear();

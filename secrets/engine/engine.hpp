@@ -100,6 +100,7 @@ struct ForwardedRequest {
   bool head = false;     // HEAD: the response has no body, whatever its framing fields say
   bool connect = false;  // CONNECT: a 2xx answer turns the connection into a tunnel
   bool upgrade = false;  // an Upgrade offer was forwarded: 101 switches protocols
+  bool http10 = false;   // an HTTP/1.0 request: its client reads no chunked response
 };
 
 // The request direction of one HTTP connection (intercepted TLS or plain HTTP). After a request
