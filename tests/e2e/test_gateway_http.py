@@ -11,7 +11,8 @@ upstream that keeps connections alive and answers by path:
   /http10-gzip an HTTP/1.0 response, gzip with a Content-Length, echoing Authorization
   /gzip-body   reads a gzip request body, records whether the value arrived in it
   /ws-refuse   426 to an Upgrade offer (the connection stays HTTP)
-  /ws-101      101, then echoes the byte count of what it receives
+  /raw-101     101 to a protocol the gateway does not read (x-raw), then echoes the byte count
+               of what it receives (WebSocket switches are relayed by frames: test_websocket.py)
   /unasked-101 101 to a request that offered no upgrade, then the Authorization echo
   anything     200 "ok"
 It records what it received (whether the value arrived, never the value) in resp.jsonl.
@@ -127,8 +128,8 @@ class Env(base.Env):
                         t.sendall(b"HTTP/1.1 426 Upgrade Required\\r\\nContent-Length: 0\\r\\n\\r\\n")
                     elif path == "/unasked-101":
                         t.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: h2c\\r\\nConnection: Upgrade\\r\\n\\r\\n" + echo)
-                    elif path == "/ws-101":
-                        t.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n")
+                    elif path == "/raw-101":
+                        t.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: x-raw\\r\\nConnection: Upgrade\\r\\n\\r\\n")
                         data = buf
                         while True:
                             if data:
@@ -422,7 +423,7 @@ def test_pipelined_requests_after_an_upgrade_wait_for_its_answer(env):
 
 def test_after_a_101_the_stream_is_opaque_and_placeholders_are_violations(env):
     r = env.python(RAW_TLS % env.path("gateway-ca.pem") + """
-    s.sendall(b"GET /ws-101 HTTP/1.1\\r\\nHost: resp.example.com\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n")
+    s.sendall(b"GET /raw-101 HTTP/1.1\\r\\nHost: resp.example.com\\r\\nUpgrade: x-raw\\r\\nConnection: Upgrade\\r\\n\\r\\n")
     print(answer())
     s.sendall(b"clean frame")
     print(s.recv(100).decode())
