@@ -4,6 +4,8 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -63,6 +65,30 @@ void wipe(std::string& s) noexcept {
   s.clear();
 }
 
+// zlib's windows hold message bytes (upward, substituted values; downward, echoes before they
+// are masked): its allocations are wiped when freed. Each block keeps its size in front.
+constexpr std::size_t kHeader = alignof(std::max_align_t);
+voidpf wiping_alloc(voidpf, uInt items, uInt size) {
+  const std::size_t n = static_cast<std::size_t>(items) * size;
+  auto* p = static_cast<unsigned char*>(std::malloc(n + kHeader));
+  if (p == nullptr) return Z_NULL;
+  std::memcpy(p, &n, sizeof n);
+  return p + kHeader;
+}
+void wiping_free(voidpf, voidpf block) {
+  if (block == Z_NULL) return;
+  auto* p = static_cast<unsigned char*>(block) - kHeader;
+  std::size_t n = 0;
+  std::memcpy(&n, p, sizeof n);
+  OPENSSL_cleanse(p, n + kHeader);
+  std::free(p);
+}
+void use_wiping_allocator(z_stream& z) {
+  z.zalloc = wiping_alloc;
+  z.zfree = wiping_free;
+  z.opaque = Z_NULL;
+}
+
 }  // namespace
 
 Negotiated parse_extensions(std::string_view field, DeflateParams& params) {
@@ -111,6 +137,7 @@ struct MessageInflater::State {
 MessageInflater::MessageInflater(int window_bits, bool no_context_takeover, std::size_t max_output, std::size_t max_ratio)
     : reset_each_(no_context_takeover), max_output_(max_output), max_ratio_(max_ratio) {
   auto s = std::make_unique<State>();
+  use_wiping_allocator(s->z);
   // zlib inflates a window of 8 with 9 bits (a larger window reads a smaller one's stream).
   if (inflateInit2(&s->z, -std::max(9, std::min(15, window_bits))) != Z_OK) {
     error_ = Error::kNoMemory;
@@ -190,6 +217,7 @@ struct MessageDeflater::State {
 MessageDeflater::MessageDeflater(int window_bits, bool no_context_takeover) : reset_each_(no_context_takeover) {
   if (window_bits < 9 || window_bits > 15) return;  // usable() false: messages go uncompressed
   auto s = std::make_unique<State>();
+  use_wiping_allocator(s->z);
   if (deflateInit2(&s->z, kLevel, Z_DEFLATED, -window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) return;
   s_ = std::move(s);
 }
