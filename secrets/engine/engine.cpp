@@ -569,8 +569,10 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     if (!target.empty() && target.front() != '/' && scheme_end != std::string_view::npos) {
       std::string_view rest = target.substr(scheme_end + 3);
       const std::size_t path = rest.find_first_of("/?#");
+      // Kept as sent: userinfo (`@`) or anything else that is not a host fails gate 4, as for
+      // HTTP/1 (an empty authority would let the Host alone decide).
       r.authority = std::string(rest.substr(0, path));
-      if (r.authority.find('@') != std::string::npos) r.authority.clear();  // never eligible
+      if (r.authority.empty()) r.authority = "@";
       target = path == std::string_view::npos ? std::string_view("/") : rest.substr(path);
       if (target.front() != '/') r.target = "/";
     }

@@ -86,6 +86,9 @@ TEST(UpgradeHandOff, AbsoluteFormTargetKeepsItsAuthority) {
   out.clear();
   EXPECT_EQ(message_verdict("evil.example.net", out), Status::kBlocked);  // Host and target disagree
   EXPECT_TRUE(out.empty());
+  // Userinfo in the target: never eligible for HTTP/1, never for its messages either.
+  EXPECT_EQ(message_verdict("user@api.example.com", out), Status::kBlocked);
+  EXPECT_TRUE(out.empty());
 }
 
 TEST(UpgradeHandOff, RefusedWithoutAPendingUpgrade) {
