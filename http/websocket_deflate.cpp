@@ -203,6 +203,13 @@ Error MessageInflater::inflate(std::string_view compressed, std::string& out) {
     }
   }
   OPENSSL_cleanse(buf, dirty);
+  // With the tail consumed, a well-formed message ends between blocks (zlib: 128 in data_type
+  // when it waits for the next block header). Anything else (an empty payload, a block cut
+  // short) would leave the next message to be read from inside this one: corrupt.
+  if (!done && (z.avail_in != 0 || (z.data_type & 128) == 0)) {
+    wipe(out);
+    return error_ = Error::kInflateCorrupt;
+  }
   if (reset_each_) inflateReset(&z);
   return Error::kNone;
 }
@@ -248,6 +255,7 @@ Error MessageDeflater::deflate(std::string_view message, std::string& out) {
   out.resize(used);
   // A sync flush ends with an empty stored block: 0x00 0x00 0xFF 0xFF, removed (RFC 7692 §7.2.1).
   if (out.size() >= 4 && std::memcmp(out.data() + out.size() - 4, kTail, 4) == 0) out.resize(out.size() - 4);
+  if (out.empty()) out.push_back('\0');  // never an empty payload (RFC 7692 §7.2.3.6: one 0x00)
   if (reset_each_) deflateReset(&z);
   return Error::kNone;
 }

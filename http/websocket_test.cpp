@@ -243,6 +243,26 @@ TEST(WebSocketDeflate, FinalBlockThenNextMessage) {
   EXPECT_EQ(out, "next");
 }
 
+TEST(WebSocketDeflate, EmptyMessagesAndMessagesEndingInsideABlock) {
+  // Found by fuzz/http_websocket: an empty compressed payload leaves only the 4-byte tail, an
+  // unfinished stored-block header; the next message would be read from inside it.
+  MessageInflater i(15, false, 1 << 20, 100);
+  std::string out;
+  EXPECT_EQ(i.inflate(std::string_view("\0", 1), out), Error::kNone);  // RFC 7692 §7.2.3.6
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(i.inflate("", out), Error::kInflateCorrupt);
+  MessageDeflater d(15, false);
+  std::string z;
+  ASSERT_EQ(d.deflate("", z), Error::kNone);
+  EXPECT_FALSE(z.empty());
+  MessageInflater j(15, false, 1 << 20, 100);
+  EXPECT_EQ(j.inflate(z, out), Error::kNone);
+  EXPECT_TRUE(out.empty());
+  ASSERT_EQ(d.deflate("after", z), Error::kNone);
+  EXPECT_EQ(j.inflate(z, out), Error::kNone);
+  EXPECT_EQ(out, "after");
+}
+
 TEST(WebSocketDeflate, WindowOfEightBitsGoesUncompressed) {
   EXPECT_FALSE(MessageDeflater(8, false).usable());
   EXPECT_TRUE(MessageDeflater(9, false).usable());
