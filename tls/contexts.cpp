@@ -4,6 +4,7 @@
 
 #include <openssl/err.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <unordered_map>
@@ -15,20 +16,35 @@ namespace {
 
 constexpr unsigned char kHttp11Alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
-int select_http11(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
-                  void*) {
+int guest_protocol_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// The guest's ALPN offer answered with the protocol the upstream negotiated (http/1.1 when none
+// was set). An offer without it: a guest offering h2 but not http/1.1 (the upstream speaks only
+// HTTP/1.1) gets a no_application_protocol alert, a clear failure instead of a connection the
+// guest would then talk HTTP/2 on; any other offer gets no ALPN answer (HTTP/1.1 or give up).
+int select_protocol(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                    unsigned int inlen, void*) {
+  const auto* wanted = static_cast<const char*>(SSL_get_ex_data(ssl, guest_protocol_index()));
+  const std::string_view want = wanted != nullptr ? std::string_view(wanted) : kAlpnHttp11;
+  bool offered_h2 = false;
   unsigned int i = 0;
   while (i < inlen) {
     unsigned int len = in[i];
     if (len == 0 || i + 1 + len > inlen) break;
-    if (len == 8 && std::string_view(reinterpret_cast<const char*>(in + i + 1), len) == "http/1.1") {
+    const std::string_view p(reinterpret_cast<const char*>(in + i + 1), len);
+    if (p == want) {
       *out = in + i + 1;
-      *outlen = 8;
+      *outlen = static_cast<unsigned char>(len);
       return SSL_TLSEXT_ERR_OK;
     }
+    offered_h2 = offered_h2 || p == kAlpnH2;
     i += 1 + len;
   }
-  return SSL_TLSEXT_ERR_NOACK;  // no ALPN in the answer: the client speaks HTTP/1.1 or gives up
+  if (offered_h2) return SSL_TLSEXT_ERR_ALERT_FATAL;
+  return SSL_TLSEXT_ERR_NOACK;
 }
 
 void require_ca_file(const std::string& file) {
@@ -109,7 +125,7 @@ SslCtxPtr make_guest_context() {
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_num_tickets(ctx.get(), 0);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_alpn_select_cb(ctx.get(), select_http11, nullptr);
+  SSL_CTX_set_alpn_select_cb(ctx.get(), select_protocol, nullptr);
   return ctx;
 }
 
@@ -222,6 +238,42 @@ SslPtr UpstreamVerifier::new_session(std::string_view sni, const IpAddress& dest
     if (it != sessions_->sessions.end() && SSL_SESSION_is_resumable(it->second)) SSL_set_session(ssl.get(), it->second);
   }
   return ssl;
+}
+
+std::vector<std::string> upstream_alpn_offer(const std::vector<std::string>& guest_offer) {
+  std::vector<std::string> out;
+  for (const std::string& p : guest_offer) {
+    if ((p == kAlpnH2 || p == kAlpnHttp11) && std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  }
+  // h2 only: http/1.1 after it, so an HTTP/1-only upstream completes its handshake and the guest
+  // learns why (select_protocol) instead of the gateway failing on the upstream's alert.
+  if (std::find(out.begin(), out.end(), kAlpnHttp11) == out.end()) out.emplace_back(kAlpnHttp11);
+  return out;
+}
+
+bool offer_alpn(SSL* ssl, const std::vector<std::string>& protocols) {
+  std::string wire;
+  for (const std::string& p : protocols) {
+    if (p.empty() || p.size() > 255) return false;
+    wire.push_back(static_cast<char>(p.size()));
+    wire += p;
+  }
+  return SSL_set_alpn_protos(ssl, reinterpret_cast<const unsigned char*>(wire.data()),
+                             static_cast<unsigned int>(wire.size())) == 0;
+}
+
+std::string negotiated_alpn(const SSL* ssl) {
+  const unsigned char* data = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl, &data, &len);
+  return data == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(data), len);
+}
+
+void answer_guest_alpn(SSL* guest, std::string_view protocol) {
+  // Static strings only: the SSL keeps the pointer.
+  static constexpr char kH2[] = "h2";
+  static constexpr char kHttp11[] = "http/1.1";
+  SSL_set_ex_data(guest, guest_protocol_index(), const_cast<char*>(protocol == kAlpnH2 ? kH2 : kHttp11));
 }
 
 }  // namespace airlock::tls

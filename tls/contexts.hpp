@@ -15,10 +15,26 @@
 
 namespace airlock::tls {
 
+inline constexpr std::string_view kAlpnH2 = "h2";
+inline constexpr std::string_view kAlpnHttp11 = "http/1.1";
+
 // A server context for the guest side: TLS 1.2–1.3, no renegotiation, no session tickets, and
-// ALPN answered with `http/1.1` only (h2 is refused so clients fall back). The certificate and
-// key are set per connection (SSL_use_certificate) from the LeafMinter.
+// ALPN answered with the protocol the upstream negotiated (answer_guest_alpn; http/1.1 when none
+// was set). The certificate and key are set per connection (SSL_use_certificate) from the
+// LeafMinter.
 SslCtxPtr make_guest_context();
+
+// ALPN follows the upstream (issue 13): the gateway connects and verifies upstream before it
+// completes the guest's handshake, so it offers the upstream what the guest offered (h2 and
+// http/1.1 only, in the guest's order; http/1.1 always among them) and answers the guest with
+// what the upstream chose. Exact per connection, no per-host memory a guest could poison or that
+// goes stale.
+std::vector<std::string> upstream_alpn_offer(const std::vector<std::string>& guest_offer);
+bool offer_alpn(SSL* ssl, const std::vector<std::string>& protocols);  // client side; false on error
+std::string negotiated_alpn(const SSL* ssl);                           // empty when none
+// Guest side, before its handshake: answer ALPN with `protocol` ("h2" or "http/1.1"). A guest
+// offering h2 but not that protocol gets a no_application_protocol alert.
+void answer_guest_alpn(SSL* guest, std::string_view protocol);
 
 // Builds an SSL for the guest side of one connection, presenting `leaf` with `key`.
 SslPtr new_guest_session(SSL_CTX* context, X509* leaf, EVP_PKEY* key);

@@ -140,26 +140,45 @@ TEST_F(Fixture, BadCaFilesAreConfigErrors) {
   EXPECT_THROW(UpstreamVerifier({UpstreamCa{std::nullopt, (dir / "junk.pem").string()}}), ConfigError);
 }
 
-TEST(GuestContext, AnswersAlpnWithHttp11Only) {
+TEST(GuestContext, AnswersAlpnWithTheUpstreamsProtocol) {
   LeafMinter minter(CertificateAuthority::generate());
-  auto alpn_after = [&](std::string offer) {
+  // The protocol chosen, or "FAILED" when the handshake fails.
+  auto alpn_after = [&](std::string offer, const char* upstream) {
     SslCtxPtr server_ctx = make_guest_context();
     SslPtr server = server_for(minter, server_ctx.get(), "a.example");
+    if (upstream != nullptr) answer_guest_alpn(server.get(), upstream);
     SslCtxPtr client_ctx(SSL_CTX_new(TLS_client_method()));
     SslPtr client(SSL_new(client_ctx.get()));
     SSL_set_connect_state(client.get());
     if (!offer.empty())
       SSL_set_alpn_protos(client.get(), reinterpret_cast<const unsigned char*>(offer.data()), static_cast<unsigned>(offer.size()));
-    EXPECT_TRUE(testing::handshake(client.get(), server.get()));
-    const unsigned char* proto = nullptr;
-    unsigned len = 0;
-    SSL_get0_alpn_selected(client.get(), &proto, &len);
-    return std::string(reinterpret_cast<const char*>(proto), len);
+    if (!testing::handshake(client.get(), server.get())) return std::string("FAILED");
+    return negotiated_alpn(client.get());
   };
-  EXPECT_EQ(alpn_after(std::string("\x02h2\x08http/1.1", 12)), "http/1.1");
-  EXPECT_EQ(alpn_after(std::string("\x08http/1.1\x02h2", 12)), "http/1.1");
-  EXPECT_EQ(alpn_after(std::string("\x02h2", 3)), "");
-  EXPECT_EQ(alpn_after(""), "");
+  const std::string both("\x02h2\x08http/1.1", 12), both_rev("\x08http/1.1\x02h2", 12), h2("\x02h2", 3);
+  // Nothing set: HTTP/1.1 as before.
+  EXPECT_EQ(alpn_after(both, nullptr), "http/1.1");
+  EXPECT_EQ(alpn_after(both_rev, nullptr), "http/1.1");
+  EXPECT_EQ(alpn_after("", nullptr), "");
+  // The upstream speaks h2: so does the guest.
+  EXPECT_EQ(alpn_after(both, "h2"), "h2");
+  EXPECT_EQ(alpn_after(both_rev, "h2"), "h2");
+  EXPECT_EQ(alpn_after(h2, "h2"), "h2");
+  // The upstream speaks HTTP/1.1: an h2-only guest fails its handshake (an alert, never a hang).
+  EXPECT_EQ(alpn_after(both, "http/1.1"), "http/1.1");
+  EXPECT_EQ(alpn_after(h2, "http/1.1"), "FAILED");
+  EXPECT_EQ(alpn_after(h2, nullptr), "FAILED");
+  // Neither protocol offered: no ALPN answer, as before.
+  EXPECT_EQ(alpn_after(std::string("\x06spdy/3", 7), "h2"), "");
+}
+
+TEST(UpstreamAlpn, OffersWhatTheGuestOfferedAndHttp11) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(upstream_alpn_offer({}), V{"http/1.1"});
+  EXPECT_EQ(upstream_alpn_offer({"h2", "http/1.1"}), (V{"h2", "http/1.1"}));
+  EXPECT_EQ(upstream_alpn_offer({"http/1.1", "h2"}), (V{"http/1.1", "h2"}));
+  EXPECT_EQ(upstream_alpn_offer({"h2"}), (V{"h2", "http/1.1"}));
+  EXPECT_EQ(upstream_alpn_offer({"h3", "spdy/3", "h2", "h2"}), (V{"h2", "http/1.1"}));
 }
 
 TEST(GuestContext, RefusesTls11) {

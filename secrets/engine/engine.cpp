@@ -4,6 +4,8 @@
 
 #include <http/content_coding.hpp>
 #include <secrets/engine/matcher.hpp>
+#include <secrets/engine/request_gates.hpp>
+#include <secrets/engine/message_gate.hpp>
 
 #include <openssl/crypto.h>
 
@@ -40,125 +42,27 @@ const std::vector<SecretBinding>& SecretSet::secrets() const noexcept { return s
 ViolationAction SecretSet::action() const noexcept { return action_; }
 const EngineOptions& SecretSet::options() const noexcept { return options_; }
 
+using detail::basic_token;
+using detail::host_part;
+using detail::iequals;
+
 namespace {
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 // A buffered body's buffer is given back at the message end when larger than this.
 constexpr std::size_t kKeptBodyBytes = 64 * 1024;
 
-char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
-// `text` in double quotes, control, quote, backslash and non-ASCII bytes escaped (\xNN), so a
-// reason stays one printable line whatever the guest sent.
-std::string quote(std::string_view text) {
-  static constexpr char kHexDigits[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (const char c : text) {
-    const auto b = static_cast<unsigned char>(c);
-    if (b < 0x20 || b >= 0x7f || c == '"' || c == '\\') {
-      out += "\\x";
-      out.push_back(kHexDigits[b >> 4]);
-      out.push_back(kHexDigits[b & 15]);
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-  return out;
-}
-
-bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-
-bool is_host_char(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '-' || c == '.' || c == '_';
-}
-
-// The host part of a Host value or an authority (port stripped, IPv6 brackets kept, lower
-// case, one trailing dot removed). False when it is not a plausible host.
-bool host_part(std::string_view authority, std::string& out) {
-  out.clear();
-  std::string_view host;
-  std::string_view rest;
-  if (!authority.empty() && authority.front() == '[') {
-    const std::size_t close = authority.find(']');
-    if (close == std::string_view::npos) return false;
-    host = authority.substr(0, close + 1);
-    rest = authority.substr(close + 1);
-    for (const char c : host.substr(1, host.size() - 2)) {
-      if (!(is_digit(c) || (lower(c) >= 'a' && lower(c) <= 'f') || c == ':' || c == '.')) return false;
-    }
-  } else {
-    const std::size_t colon = authority.find(':');
-    host = authority.substr(0, colon);
-    rest = colon == std::string_view::npos ? std::string_view{} : authority.substr(colon);
-    for (const char c : host) {
-      if (!is_host_char(c)) return false;
-    }
-  }
-  if (!rest.empty()) {
-    if (rest.front() != ':') return false;
-    for (const char c : rest.substr(1)) {
-      if (!is_digit(c)) return false;
-    }
-  }
-  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
-  if (host.empty()) return false;
-  out.reserve(host.size());
-  for (const char c : host) out.push_back(lower(c));
-  return true;
-}
-
-// Why a secret is not eligible for a request (0: it is).
-enum Why : std::uint8_t {
-  kEligible = 0,
-  kHostNotAllowed,
-  kNotPinned,
-  kNoTlsIdentity,
-  kAuthorityMismatch,
-};
-
-std::string_view why_text(Why why) noexcept {
-  switch (why) {
-    case kEligible: return "eligible";
-    case kHostNotAllowed: return "the host is not in its allow list";
-    case kNotPinned: return "the destination IP was not resolved by this sandbox for an allowed host";
-    case kNoTlsIdentity: return "the connection has no verified TLS identity";
-    case kAuthorityMismatch: return "the request authority (Host or target) does not match the server name";
-  }
-  return "not eligible";
-}
-
 }  // namespace
 
-// ---- RequestRewriter ----
-
-struct RequestRewriter::Impl final : http::RequestSink {
+// The HTTP/1 codec over the request gates: the parser's byte spans in, the same bytes out with
+// substitutions made in place (everything not substituted leaves exactly as it came).
+struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   // kBufferCoded: a compressed body with an injection due, buffered (de-chunked) whole, then
   // decoded, rewritten and encoded again with the same codings.
   enum class Mode : std::uint8_t { kPassthrough, kBuffer, kRechunk, kBufferCoded };
 
   Impl(const SecretSet& s, ConnectionContext c)
-      : set(s), cs(s.compiled()), ctx(std::move(c)), parser(s.options().http), body_det(cs), inflated_det(cs), opaque_det(cs) {
-    const std::size_t n = set.secrets().size();
-    eligible.assign(n, 0);
-    not_eligible.assign(n, 0);
-    why.assign(n, kEligible);
-    mask_headers.assign(n, 0);
-    mask_basic.assign(n, 0);
-    mask_query.assign(n, 0);
-    mask_body.assign(n, 0);
-    sni = ctx.sni;
-    for (char& ch : sni) ch = lower(ch);
-    if (!sni.empty() && sni.back() == '.') sni.pop_back();
-  }
+      : RequestGates(s, std::move(c)), parser(s.options().http), opaque_det(cs) {}
 
   ~Impl() override {
     wipe(head_out);
@@ -166,34 +70,12 @@ struct RequestRewriter::Impl final : http::RequestSink {
     // Guest bytes only (never a value): freed, not wiped; wiping its whole capacity would touch
     // every page of a body reserved at its declared length but never sent.
     std::string().swap(body_buf);
-    wipe(scratch);
-    wipe(decoded);
-    wipe(encoded);
-    wipe(reencoded);
     wipe(window);
-    wipe(inflated);
-    wipe(recoded);
   }
 
-  const SecretSet& set;
-  const SecretSet::Compiled& cs;
-  ConnectionContext ctx;
-  std::string sni;
   http::RequestParser parser;
-
-  // Per request.
-  std::vector<std::uint8_t> eligible, not_eligible, why;
-  std::vector<std::uint8_t> mask_headers, mask_basic, mask_query, mask_body;
-  bool any_not_eligible = false, any_headers = false, any_basic = false, any_query = false, any_body = false;
-  std::string host;        // the name gates compare against (SNI, or Host for plain HTTP)
-  std::string req_host;    // the request's Host host part
-  std::string abs_host;    // an absolute-form / authority-form target's host part
-  std::string gate_cache_host;  // plain HTTP: the host gates 1–3 were last computed for
-  std::vector<std::uint8_t> gate_cache;
-  bool gate_cache_valid = false;
-  std::optional<HostPattern> any_host_pattern;  // HostPattern::exact(host) for any_host secrets
-  std::string any_host_pattern_for;
-  bool any_host_pattern_ok = false;
+  std::string req_host;  // the request's Host host part
+  std::string abs_host;  // an absolute-form / authority-form target's host part
 
   Mode mode = Mode::kPassthrough;
   bool in_message = false;
@@ -204,17 +86,6 @@ struct RequestRewriter::Impl final : http::RequestSink {
   std::string body_buf;                 // buffered body or re-chunk carry (guest bytes)
   std::string body_out;                 // rewritten body (may hold values)
   std::string window;                   // re-chunk: carry + new data
-  std::string scratch;                  // a header value being rewritten (may hold values)
-  std::string decoded, encoded, reencoded;  // Basic credentials (may hold values)
-  StreamDetector body_det;
-  // Content codings of the current body; for detection in a compressed body bound for a host
-  // that may not receive a value, its streaming decoder and the detector of what it decodes.
-  std::vector<http::Coding> body_codings;
-  std::optional<http::ContentDecoder> inflater;
-  std::optional<Match> inflated_found;
-  StreamDetector inflated_det;
-  std::string inflated;  // decoded body bytes (may hold values once rewritten)
-  std::string recoded;
 
   // Output during feed()/finish().
   std::string* out = nullptr;
@@ -226,38 +97,10 @@ struct RequestRewriter::Impl final : http::RequestSink {
   bool upgraded = false;
   StreamDetector opaque_det;
   std::string after_upgrade;  // guest bytes after an upgrade request, until its answer
-  bool values_flowed = false;  // some secret was eligible for a request on this connection
+  std::optional<Request> upgrade_request;  // the last upgrade request, as the guest sent it
   std::vector<ForwardedRequest> forwarded;
 
-  std::optional<Block> block;
-  std::vector<Substitution> subs;
-
   // ---- verdicts ----
-
-  void set_block(bool violation, std::string env, Location loc, std::string reason) {
-    if (block) return;
-    Block b;
-    b.action = set.action();
-    b.violation = violation;
-    b.secret_env = std::move(env);
-    b.host = host.empty() ? (sni.empty() ? ctx.destination.to_string() : sni) : host;
-    b.location = loc;
-    b.reason = std::move(reason);
-    block = std::move(b);
-  }
-
-  void violation(std::uint32_t s, Location loc, std::uint8_t forms) {
-    const SecretBinding& secret = set.secrets()[s];
-    std::string reason = "placeholder (";
-    reason += form_name(forms);
-    reason += ") in the ";
-    reason += to_string(loc);
-    reason += " for a secret not allowed for host ";
-    reason += host.empty() ? std::string("(none)") : quote(host);
-    reason += ": ";
-    reason += why_text(static_cast<Why>(why[s]));
-    set_block(true, secret.env_var(), loc, std::move(reason));
-  }
 
   void opaque_violation(std::uint32_t s, std::uint8_t forms) {
     const SecretBinding& secret = set.secrets()[s];
@@ -265,48 +108,6 @@ struct RequestRewriter::Impl final : http::RequestSink {
     reason += form_name(forms);
     reason += ") in the opaque stream after a protocol upgrade; placeholders are never substituted there";
     set_block(true, secret.env_var(), Location::kStream, std::move(reason));
-  }
-
-  void record(std::uint32_t s, Location loc) {
-    subs.push_back(Substitution{set.secrets()[s].env_var(), host, loc});
-  }
-
-  // ---- gates ----
-
-  // Gates 1–3 for `name` (the SNI, or the Host for plain HTTP); results into gate_cache.
-  void compute_connection_gates(const std::string& name) {
-    const auto& secrets = set.secrets();
-    gate_cache.assign(secrets.size(), kEligible);
-    for (std::size_t i = 0; i < secrets.size(); ++i) {
-      const SecretBinding& s = secrets[i];
-      if (name.empty()) {
-        gate_cache[i] = kHostNotAllowed;
-        continue;
-      }
-      if (!s.any_host() && s.match_host(name) == nullptr) {
-        gate_cache[i] = kHostNotAllowed;
-        continue;
-      }
-      if (ctx.transport == Transport::kOpaque ||
-          (ctx.transport == Transport::kPlainHttp && s.require_tls_identity())) {
-        gate_cache[i] = kNoTlsIdentity;
-      }
-    }
-    gate_cache_host = name;
-    gate_cache_valid = true;
-  }
-
-  const HostPattern* exact_pattern_for(const std::string& name) {
-    if (any_host_pattern_for != name || !any_host_pattern) {
-      any_host_pattern_for = name;
-      any_host_pattern.reset();
-      try {
-        any_host_pattern = HostPattern::exact(name);
-      } catch (...) {
-        // Not a valid host name: no pattern, gate 2 fails.
-      }
-    }
-    return any_host_pattern ? &*any_host_pattern : nullptr;
   }
 
   void compute_eligibility(const http::RequestHead& head) {
@@ -338,109 +139,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
       }
     }
 
-    if (ctx.transport == Transport::kPlainHttp) {
-      host = req_host;
-    } else {
-      host = sni;
-    }
-    const bool authority_ok = host_ok && target_ok && !host.empty() && req_host == host;
-
-    if (!gate_cache_valid || gate_cache_host != host) compute_connection_gates(host);
-
-    const auto& secrets = set.secrets();
-    any_not_eligible = any_headers = any_basic = any_query = any_body = false;
-    for (std::size_t i = 0; i < secrets.size(); ++i) {
-      const SecretBinding& s = secrets[i];
-      std::uint8_t w = gate_cache[i];
-      if (w == kEligible) {
-        // Gate 2 is asked per request (a pin can expire while a connection lives), for a
-        // pattern that matched the host in gate 1 (any_host: the exact host).
-        bool pinned = false;
-        if (ctx.pins != nullptr) {
-          if (s.any_host()) {
-            const HostPattern* pattern = exact_pattern_for(host);
-            pinned = pattern != nullptr && ctx.pins->pinned(ctx.destination, *pattern);
-          } else {
-            for (const HostPattern& pattern : s.hosts()) {
-              if (pattern.matches(host) && ctx.pins->pinned(ctx.destination, pattern)) {
-                pinned = true;
-                break;
-              }
-            }
-          }
-        }
-        if (!pinned) w = kNotPinned;
-      }
-      if (w == kEligible && !authority_ok) w = kAuthorityMismatch;
-      why[i] = w;
-      const bool ok = w == kEligible;
-      eligible[i] = ok ? 1 : 0;
-      not_eligible[i] = ok ? 0 : 1;
-      any_not_eligible = any_not_eligible || !ok;
-      const InjectionScopes& sc = s.scopes();
-      mask_headers[i] = ok && sc.headers;
-      mask_basic[i] = ok && sc.basic_auth;
-      mask_query[i] = ok && sc.query;
-      mask_body[i] = ok && sc.body;
-      any_headers = any_headers || mask_headers[i];
-      any_basic = any_basic || mask_basic[i];
-      any_query = any_query || mask_query[i];
-      any_body = any_body || mask_body[i];
-    }
-  }
-
-  // ---- substitution helpers ----
-
-  enum class Into : std::uint8_t { kHead, kQuery, kBody, kBasic };
-
-  // Appends `text` to dst with every raw placeholder of a secret in `mask` replaced by its
-  // value (percent-encoded for the query). Returns false (and blocks) when a value with CR, LF
-  // or NUL would go into the head.
-  bool substitute_raw(std::string_view text, const std::vector<std::uint8_t>& mask, Into into, Location loc,
-                      std::string& dst) {
-    const auto* d = reinterpret_cast<const unsigned char*>(text.data());
-    const std::size_t n = text.size();
-    std::size_t i = 0, last = 0;
-    while (true) {
-      i = next_trigger(cs, d, i, n, true);
-      if (i >= n) break;
-      bool replaced = false;
-      for (const std::uint32_t s : raw_candidates(cs, d, n, i)) {
-        if (!mask[s]) continue;
-        const std::string& p = cs.placeholders[s];
-        if (p.size() > n - i || std::memcmp(d + i, p.data(), p.size()) != 0) continue;
-        if (into == Into::kHead && cs.value_unsafe_for_head[s]) {
-          set_block(false, set.secrets()[s].env_var(), loc,
-                    "the value of this secret contains CR, LF or NUL and cannot be placed in a header");
-          return false;
-        }
-        dst.append(text.substr(last, i - last));
-        const std::string_view value = set.secrets()[s].value().expose();
-        if (into == Into::kQuery) {
-          percent_encode_append(value, dst);
-        } else {
-          dst.append(value);
-        }
-        record(s, loc);
-        i += p.size();
-        last = i;
-        replaced = true;
-        break;
-      }
-      if (!replaced) ++i;
-    }
-    dst.append(text.substr(last));
-    return true;
-  }
-
-  // `Basic <token68>` → the token span inside the value, or empty.
-  static std::string_view basic_token(std::string_view value) {
-    if (value.size() < 6 || !iequals(value.substr(0, 5), "basic") || (value[5] != ' ' && value[5] != '\t')) {
-      return {};
-    }
-    std::size_t k = 5;
-    while (k < value.size() && (value[k] == ' ' || value[k] == '\t')) ++k;
-    return value.substr(k);
+    decide(req_host, host_ok && target_ok);
   }
 
   // ---- head ----
@@ -469,41 +168,13 @@ struct RequestRewriter::Impl final : http::RequestSink {
     if (found) return false;
     // Inside Basic credentials, decoded.
     for (const http::HeaderField& f : head.fields) {
-      const std::string_view name = head.view(f.name);
-      if (!iequals(name, "authorization") && !iequals(name, "proxy-authorization")) continue;
-      const std::string_view token = basic_token(head.view(f.value));
-      if (token.empty() || !base64_decode(token, decoded)) continue;
-      const auto* dd = reinterpret_cast<const unsigned char*>(decoded.data());
-      scan_forms(cs, dd, 0, decoded.size(), decoded.size(), not_eligible.data(), true,
-                 [&](std::size_t, const Match& m) {
-                   violation(m.secret, Location::kBasicAuth, static_cast<std::uint8_t>(m.forms | kFormBasic));
-                   found = true;
-                   return false;
-                 });
-      if (found) return false;
+      if (!detect_basic(head.view(f.name), head.view(f.value))) return false;
     }
     // Base64 / base64url anywhere in the head.
     std::size_t at = 0;
     const Match m = find_base64_form(cs, head.raw, not_eligible.data(), &at);
     if (m.kind == Match::kFound) {
       violation(m.secret, head_location(head, at), m.forms);
-      return false;
-    }
-    return true;
-  }
-
-  // A body-injection secret is due: §5 shapes that cannot be rewritten safely.
-  bool check_body_shape(const http::RequestHead& head, std::uint32_t due) {
-    if (!body_coding_known) {
-      set_block(false, set.secrets()[due].env_var(), Location::kHeader,
-                "a body injection is due but the body has a Content-Encoding airlock does not decode; only "
-                "identity, gzip, deflate, br and zstd bodies are rewritten");
-      return false;
-    }
-    if (head.framing == http::BodyFraming::kContentLength && head.content_length > set.options().max_body_bytes) {
-      set_block(false, set.secrets()[due].env_var(), Location::kBody,
-                "a body injection is due but Content-Length " + std::to_string(head.content_length) +
-                    " exceeds the body size cap of " + std::to_string(set.options().max_body_bytes) + " bytes");
       return false;
     }
     return true;
@@ -610,7 +281,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
       const std::size_t qs = head.target.offset + q + 1;
       const std::size_t te = head.target.offset + head.target.length;
       head_out.append(rv.substr(0, qs));
-      if (!substitute_raw(rv.substr(qs, te - qs), mask_query, Into::kQuery, Location::kQuery, head_out)) return false;
+      if (!substitute_query(rv.substr(qs, te - qs), head_out)) return false;
       head_out.append(rv.substr(te, line_end - te));
     } else {
       head_out.append(rv.substr(0, line_end));
@@ -637,27 +308,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
         cl_lengths.push_back(value.size());
         head_out.append(value);
       } else {
-        std::string_view v = value;
-        if (any_headers) {
-          scratch.clear();
-          if (!substitute_raw(value, mask_headers, Into::kHead, Location::kHeader, scratch)) return false;
-          v = scratch;
-        }
-        const std::string_view token = any_basic && iequals(name, "authorization") ? basic_token(v) : std::string_view{};
-        if (!token.empty() && base64_decode(token, decoded)) {
-          encoded.clear();
-          if (!substitute_raw(decoded, mask_basic, Into::kBasic, Location::kBasicAuth, encoded)) return false;
-          if (encoded != decoded) {
-            head_out.append(v.substr(0, v.size() - token.size()));
-            reencoded = base64_encode(encoded);
-            head_out.append(reencoded);
-            wipe(reencoded);
-          } else {
-            head_out.append(v);
-          }
-        } else {
-          head_out.append(v);
-        }
+        if (!substitute_header_value(name, value, head_out)) return false;
       }
       head_out.append(rv.substr(f.value.offset + f.value.length, line_stop - (f.value.offset + f.value.length)));
       pos = line_stop;
@@ -672,30 +323,23 @@ struct RequestRewriter::Impl final : http::RequestSink {
     if (block) return;
     in_message = true;
     is_chunked = head.framing == http::BodyFraming::kChunked;
-    parse_body_codings(head);
+    parse_head_codings(head);
     compute_eligibility(head);
     if (any_not_eligible && !scan_head_violations(head)) return;
     // Sticky: once a value may have reached this upstream, every later response may echo it.
-    values_flowed = values_flowed || std::any_of(eligible.begin(), eligible.end(), [](std::uint8_t e) { return e != 0; });
+    note_values_may_flow();
 
     const bool has_body = is_chunked || (head.framing == http::BodyFraming::kContentLength && head.content_length > 0);
     mode = Mode::kPassthrough;
     if (any_body && has_body) {
-      std::uint32_t due = 0;
-      while (!mask_body[due]) ++due;
-      if (!check_body_shape(head, due)) return;
+      const auto length = head.framing == http::BodyFraming::kContentLength
+                              ? std::optional<std::uint64_t>(head.content_length)
+                              : std::nullopt;
+      if (!check_body_shape(length)) return;
       mode = !body_codings.empty() ? Mode::kBufferCoded : is_chunked ? Mode::kRechunk : Mode::kBuffer;
     }
     if (mode == Mode::kPassthrough && any_not_eligible && !body_codings.empty() && has_body) {
-      // Detection looks inside: the decoded stream, bounded; past a cap or a corrupt byte it
-      // stops (what follows goes out unscanned, as any body the server cannot read either).
-      // The scan keeps no decoded bytes beyond the detector's carry, so the only bound needed is
-      // on work and on one feed's output: the output cap (not the ratio, whose verdict would
-      // depend on how the input was cut).
-      http::CodingLimits limits;
-      limits.max_output = set.options().max_body_bytes;
-      limits.max_ratio = std::size_t{1} << 30;
-      inflater.emplace(body_codings, limits);
+      start_inflated_scan();
     }
     // A length-framed body buffered whole leaves with its length recomputed.
     const bool buffer = mode == Mode::kBuffer || (mode == Mode::kBufferCoded && !is_chunked);
@@ -707,7 +351,9 @@ struct RequestRewriter::Impl final : http::RequestSink {
       if (!buffer) out->append(head_out);
     }
     const std::string_view method = head.view(head.method);
-    forwarded.push_back(ForwardedRequest{method == "HEAD", method == "CONNECT", head.upgrade && method != "CONNECT"});
+    if (head.upgrade && method != "CONNECT") keep_upgrade_request(head);
+    forwarded.push_back(
+        ForwardedRequest{method == "HEAD", method == "CONNECT", head.upgrade && method != "CONNECT", head.minor_version == 0});
     verbatim_tail = 0;
     if (drop_expect) guest->append(kContinue);
     body_buf.clear();
@@ -716,129 +362,17 @@ struct RequestRewriter::Impl final : http::RequestSink {
 
   std::string content_encoding;  // joined Content-Encoding values of the current head
   bool body_coding_known = true;
-  void parse_body_codings(const http::RequestHead& head) {
+  void parse_head_codings(const http::RequestHead& head) {
     content_encoding.clear();
     for (const http::HeaderField& f : head.fields) {
       if (!iequals(head.view(f.name), "content-encoding")) continue;
       if (!content_encoding.empty()) content_encoding += ", ";
       content_encoding.append(head.view(f.value));
     }
-    body_coding_known = http::parse_content_encoding(content_encoding, body_codings) == http::CodingError::kNone;
-    if (!body_coding_known) body_codings.clear();
+    RequestGates::parse_body_codings(content_encoding);
   }
 
   // The codings by their own names (never the header's bytes, which the guest chose).
-  std::string coding_names() const {
-    std::string out;
-    for (const http::Coding c : body_codings) {
-      if (!out.empty()) out += ", ";
-      out.append(http::coding_name(c));
-    }
-    return out;
-  }
-
-  // kBufferCoded: decodes body_buf (bounded by the body cap and the ratio cap), rewrites it, and
-  // encodes it again into body_out. A body with nothing substituted leaves as it came.
-  bool rewrite_coded_body() {
-    std::uint32_t due = 0;
-    while (!mask_body[due]) ++due;
-    http::CodingLimits limits;
-    limits.max_output = set.options().max_body_bytes;
-    limits.max_ratio = set.options().max_decompression_ratio;
-    inflated.clear();
-    if (const http::CodingError e = http::decode_all(body_codings, body_buf, limits, inflated); e != http::CodingError::kNone) {
-      wipe(inflated);
-      set_block(false, set.secrets()[due].env_var(), Location::kBody,
-                "a body injection is due but the " + coding_names() + "-encoded body cannot be decoded: " +
-                    std::string(http::describe(e)));
-      return false;
-    }
-    if (any_not_eligible && !detect_base64(inflated, Location::kBody)) {
-      wipe(inflated);
-      return false;
-    }
-    const std::size_t substituted_before = subs.size();
-    body_out.clear();
-    rewrite_body(inflated, true, body_out);
-    wipe(inflated);
-    if (block) return false;
-    if (subs.size() == substituted_before) {
-      body_out.assign(body_buf);
-      return true;
-    }
-    recoded.clear();
-    if (http::encode_all(body_codings, body_out, recoded) != http::CodingError::kNone) {
-      set_block(false, set.secrets()[due].env_var(), Location::kBody, "the rewritten body could not be encoded again");
-      return false;
-    }
-    wipe(body_out);
-    body_out.swap(recoded);
-    return true;
-  }
-
-  // Passthrough detection inside a compressed body. A placeholder found there is acted on at the
-  // end of the body, after the raw scan of the same body: which of two findings is reported must
-  // not depend on how the guest's bytes were cut (the bytes sent meanwhile carry no value).
-  void scan_inflated(std::string_view data, bool last) {
-    if (!inflater || inflated_found) return;
-    inflated.clear();
-    const http::CodingError e = last ? inflater->finish(inflated) : inflater->feed(data, inflated);
-    // What decoded before an error is scanned too; then the scan ends (see on_head).
-    Match m;
-    std::uint64_t at = 0;
-    if (!inflated_det.feed(inflated, not_eligible.data(), &m, &at) ||
-        ((last || e != http::CodingError::kNone) && !inflated_det.finish(not_eligible.data(), &m, &at))) {
-      inflated_found = m;
-    }
-    if (e != http::CodingError::kNone || inflated_found) inflater.reset();
-  }
-  // The end of a passthrough body: a placeholder found inside the decoded body is a violation.
-  bool finish_inflated() {
-    scan_inflated({}, true);
-    inflater.reset();
-    if (!inflated_found) return true;
-    const Match m = *inflated_found;
-    inflated_found.reset();
-    violation(m.secret, Location::kBody, m.forms);
-    return false;
-  }
-
-  // Scans `data` (complete, or with `final` false a prefix of the body so far) for body forms:
-  // violations block; raw placeholders of body-scope secrets are replaced. Appends the settled
-  // part to dst and returns its length (the rest may begin a placeholder).
-  std::size_t rewrite_body(std::string_view data, bool final, std::string& dst) {
-    const auto* d = reinterpret_cast<const unsigned char*>(data.data());
-    const std::size_t n = data.size();
-    std::size_t i = 0, last = 0, settled = n;
-    while (true) {
-      i = next_trigger(cs, d, i, n);
-      if (i >= n) break;
-      const Match m = match_at(cs, d, n, i, nullptr);
-      if (m.kind == Match::kPartial) {
-        if (!final) {
-          settled = i;
-          break;
-        }
-      } else if (m.kind == Match::kFound) {
-        const std::uint32_t s = m.secret;
-        if (!eligible[s]) {
-          violation(s, Location::kBody, m.forms);
-          return 0;
-        }
-        if (m.forms == kFormRaw && mask_body[s]) {
-          dst.append(data.substr(last, i - last));
-          dst.append(set.secrets()[s].value().expose());
-          record(s, Location::kBody);
-          i += m.length;
-          last = i;
-          continue;
-        }
-      }
-      ++i;
-    }
-    dst.append(data.substr(last, settled - last));
-    return settled;
-  }
 
   void emit_chunk(std::string_view data) {
     if (data.empty()) return;
@@ -862,50 +396,6 @@ struct RequestRewriter::Impl final : http::RequestSink {
     verbatim_tail = 0;
   }
 
-  bool detect(StreamDetector& det, std::string_view data, Location loc) {
-    Match m;
-    std::uint64_t at = 0;
-    if (!det.feed(data, not_eligible.data(), &m, &at)) {
-      violation(m.secret, loc, m.forms);
-      return false;
-    }
-    return true;
-  }
-
-  bool detect_finish(StreamDetector& det, Location loc) {
-    Match m;
-    std::uint64_t at = 0;
-    if (!det.finish(not_eligible.data(), &m, &at)) {
-      violation(m.secret, loc, m.forms);
-      return false;
-    }
-    return true;
-  }
-
-  // A complete piece (chunk framing, trailers): violations only, every form the head is
-  // searched for (raw, percent, JSON, base64 and base64url at each alignment).
-  bool detect_whole(std::string_view data, Location loc) {
-    bool found = false;
-    const auto* d = reinterpret_cast<const unsigned char*>(data.data());
-    scan_forms(cs, d, 0, data.size(), data.size(), not_eligible.data(), true, [&](std::size_t, const Match& m) {
-      violation(m.secret, loc, m.forms);
-      found = true;
-      return false;
-    });
-    return !found && detect_base64(data, loc);
-  }
-
-  // Base64 and base64url forms only (rewrite_body finds the others in a buffered body).
-  bool detect_base64(std::string_view data, Location loc) {
-    std::size_t at = 0;
-    const Match m = find_base64_form(cs, data, not_eligible.data(), &at);
-    if (m.kind == Match::kFound) {
-      violation(m.secret, loc, m.forms);
-      return false;
-    }
-    return true;
-  }
-
   void on_body(std::string_view data) override {
     if (block) return;
     switch (mode) {
@@ -925,9 +415,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
         break;
       case Mode::kBufferCoded:
         if (body_buf.size() + data.size() > set.options().max_body_bytes) {
-          std::uint32_t due = 0;
-          while (!mask_body[due]) ++due;
-          set_block(false, set.secrets()[due].env_var(), Location::kBody,
+          set_block(false, set.secrets()[first_body_due()].env_var(), Location::kBody,
                     "a body injection is due but the compressed chunked body exceeds the body size cap of " +
                         std::to_string(set.options().max_body_bytes) + " bytes");
           return;
@@ -961,7 +449,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
           rechunk({}, true);
           if (block) return;
         } else if (mode == Mode::kBufferCoded) {
-          if (!rewrite_coded_body()) return;
+          if (!rewrite_coded_body(body_buf, body_out)) return;
           emit_chunk(body_out);
           wipe(body_out);
           body_buf.clear();
@@ -983,7 +471,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
       if (!is_chunked && !finish_inflated()) return;
     } else if (mode == Mode::kBuffer || mode == Mode::kBufferCoded) {
       if (mode == Mode::kBufferCoded) {
-        if (!rewrite_coded_body()) return;
+        if (!rewrite_coded_body(body_buf, body_out)) return;
       } else {
         if (any_not_eligible && !detect_base64(body_buf, Location::kBody)) return;
         body_out.clear();
@@ -1000,10 +488,7 @@ struct RequestRewriter::Impl final : http::RequestSink {
       wipe(head_out);
       std::string().swap(body_out);  // a keep-alive connection keeps no body-sized buffer
     }
-    body_det.reset();
-    inflated_det.reset();
-    inflater.reset();
-    inflated_found.reset();
+    reset_body();
     body_buf.clear();
     if (body_buf.capacity() > kKeptBodyBytes) std::string().swap(body_buf);
     mode = Mode::kPassthrough;
@@ -1072,6 +557,40 @@ struct RequestRewriter::Impl final : http::RequestSink {
       return;
     }
     after_upgrade.append(rest);
+  }
+
+  // The neutral form of an upgrade request (guest bytes, no values): an absolute-form target
+  // becomes the authority and an origin-form target, as MessageGate's gate 4 reads them.
+  void keep_upgrade_request(const http::RequestHead& head) {
+    Request r;
+    r.method = std::string(head.view(head.method));
+    std::string_view target = head.view(head.target);
+    const std::size_t scheme_end = target.find("://");
+    if (!target.empty() && target.front() != '/' && scheme_end != std::string_view::npos) {
+      std::string_view rest = target.substr(scheme_end + 3);
+      const std::size_t path = rest.find_first_of("/?#");
+      // Kept as sent: userinfo (`@`) or anything else that is not a host fails gate 4, as for
+      // HTTP/1 (an empty authority would let the Host alone decide).
+      r.authority = std::string(rest.substr(0, path));
+      if (r.authority.empty()) r.authority = "@";
+      target = path == std::string_view::npos ? std::string_view("/") : rest.substr(path);
+      if (target.front() != '/') r.target = "/";
+    }
+    r.target += std::string(target);
+    for (const http::HeaderField& f : head.fields)
+      r.headers.push_back(Field{std::string(head.view(f.name)), std::string(head.view(f.value)), false});
+    upgrade_request = std::move(r);
+  }
+
+  Status hand_off_upgrade(Request& request, std::string& held_out) {
+    if (block || !parser.awaiting_upgrade() || !upgrade_request) return Status::kBlocked;
+    parser.resolve_upgrade(true);
+    upgraded = true;
+    request = std::move(*upgrade_request);
+    upgrade_request.reset();
+    held_out.swap(after_upgrade);
+    wipe(after_upgrade);
+    return Status::kOk;
   }
 
   Status upgrade_answered(bool switched, std::string& to_upstream, std::string& to_guest) {
@@ -1163,8 +682,7 @@ std::vector<Substitution> RequestRewriter::take_substitutions() {
 std::size_t RequestRewriter::held_bytes() const noexcept {
   const Impl& m = *impl_;
   return m.head_out.capacity() + m.body_out.capacity() + m.body_buf.capacity() + m.window.capacity() +
-         m.scratch.capacity() + m.decoded.capacity() + m.encoded.capacity() + m.reencoded.capacity() +
-         m.held.capacity() + m.after_upgrade.capacity();
+         m.RequestGates::held_bytes() + m.held.capacity() + m.after_upgrade.capacity();
 }
 bool RequestRewriter::in_head() const noexcept { return !impl_->upgraded && impl_->parser.in_head(); }
 std::vector<ForwardedRequest> RequestRewriter::take_forwarded() {
@@ -1175,6 +693,9 @@ std::vector<ForwardedRequest> RequestRewriter::take_forwarded() {
 bool RequestRewriter::awaiting_upgrade() const noexcept { return impl_->parser.awaiting_upgrade(); }
 Status RequestRewriter::upgrade_answered(bool switched, std::string& to_upstream, std::string& to_guest) {
   return impl_->upgrade_answered(switched, to_upstream, to_guest);
+}
+Status RequestRewriter::hand_off_upgrade(Request& request, std::string& held) {
+  return impl_->hand_off_upgrade(request, held);
 }
 bool RequestRewriter::values_may_flow() const noexcept { return impl_->values_flowed; }
 void RequestRewriter::assume_values_may_flow() noexcept { impl_->values_flowed = true; }
@@ -1201,7 +722,7 @@ struct StreamScanner::Impl {
     b.secret_env = set.secrets()[m.secret].env_var();
     b.host = ctx.sni.empty() ? ctx.destination.to_string() : ctx.sni;
     b.location = Location::kStream;
-    b.reason = "placeholder (" + std::string(form_name(m.forms)) + ") in a cleartext stream to " + quote(b.host) +
+    b.reason = "placeholder (" + std::string(form_name(m.forms)) + ") in a cleartext stream to " + detail::quote(b.host) +
                "; placeholders are never substituted on connections that are not HTTP";
     block = std::move(b);
   }

@@ -173,13 +173,12 @@ def test_the_jdks_default_cacerts_holds_every_certificate_of_the_guest_bundle(wo
 def test_python_grpcio_verifies_the_gateway_certificate(world):
     # grpcio verifies against gRPC core's bundled roots unless GRPC_DEFAULT_SSL_ROOTS_FILE_PATH
     # names a file. The handshake with the gateway must pass verification: the call then either
-    # succeeds or stops at the gateway's ALPN (it intercepts HTTP/1.1 only; gRPC needs h2).
+    # succeeds (the upstream speaks h2, so the gateway offers h2 too).
     proc = world.run([PY, "-c", GRPC_CLIENT])
     assert "certificate verify failed" not in proc.stderr, proc.stderr
-    assert proc.returncode == 0 or "missing selected ALPN property" in proc.stderr, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="the gateway intercepts HTTP/1.1 only; gRPC needs HTTP/2 (ALPN h2)")
 def test_python_grpcio_call_carries_the_value_to_the_allowed_host(world):
     proc = world.run([PY, "-c", GRPC_CLIENT])
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,152 @@
+#pragma once
+// Internal to the engine: the gates, verdicts and substitutions of one request, decided once
+// whatever codec carried it (secrets-spec §3–§5). The HTTP/1 rewriter (engine.cpp) and the
+// protocol-neutral MessageGate (message_gate.cpp, for HTTP/2 streams and WebSocket messages) are
+// codecs that feed it: they tell it the request's authority, hand it header values, query strings
+// and body pieces, and it answers with rewritten bytes or a Block. Not a public header.
+#include <http/content_coding.hpp>
+#include <secrets/engine/engine.hpp>
+#include <secrets/engine/matcher.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace airlock::secrets::detail {
+
+char lower(char c) noexcept;
+bool iequals(std::string_view a, std::string_view b) noexcept;
+// `text` in double quotes, control, quote, backslash and non-ASCII bytes escaped (\xNN).
+std::string quote(std::string_view text);
+// The host part of a Host value or an authority (port stripped, IPv6 brackets kept, lower case,
+// one trailing dot removed). False when it is not a plausible host.
+bool host_part(std::string_view authority, std::string& out);
+// `Basic <token68>` → the token span inside the value, or empty.
+std::string_view basic_token(std::string_view value);
+
+// Why a secret is not eligible for a request (0: it is).
+enum Why : std::uint8_t {
+  kEligible = 0,
+  kHostNotAllowed,
+  kNotPinned,
+  kNoTlsIdentity,
+  kAuthorityMismatch,
+};
+std::string_view why_text(Why why) noexcept;
+
+struct RequestGates {
+  RequestGates(const SecretSet& s, ConnectionContext c);
+  ~RequestGates();  // wipes the buffers that may have held a value
+  RequestGates(const RequestGates&) = delete;
+  RequestGates& operator=(const RequestGates&) = delete;
+
+  const SecretSet& set;
+  const SecretSet::Compiled& cs;
+  ConnectionContext ctx;
+  std::string sni;  // normalized
+
+  // ---- the decision for the current request ----
+  std::vector<std::uint8_t> eligible, not_eligible, why;
+  std::vector<std::uint8_t> mask_headers, mask_basic, mask_query, mask_body;
+  bool any_not_eligible = false, any_headers = false, any_basic = false, any_query = false, any_body = false;
+  std::string host;  // the name gates compare against (SNI, or the request's host for plain HTTP)
+  bool values_flowed = false;  // sticky: some secret was eligible for a request on this connection
+
+  std::optional<Block> block;
+  std::vector<Substitution> subs;
+
+  // Gates 1–4 for a request whose authority is `request_host` (its host part, normalized;
+  // empty when absent or malformed). `authority_ok`: the codec found the authority fields
+  // well-formed and consistent (one Host, a target authority equal to it, ...). Gate 4 also
+  // needs request_host to equal the gated name (the SNI; for plain HTTP it is request_host).
+  void decide(const std::string& request_host, bool authority_ok);
+  // After the head passed its violation scan: values may reach this upstream from now on.
+  void note_values_may_flow() noexcept;
+
+  // ---- verdicts ----
+  void set_block(bool violation, std::string env, Location loc, std::string reason);
+  void violation(std::uint32_t s, Location loc, std::uint8_t forms);
+  void record(std::uint32_t s, Location loc);
+
+  // ---- substitution ----
+  enum class Into : std::uint8_t { kHead, kQuery, kBody, kBasic };
+  // Appends `text` to dst with every raw placeholder of a secret in `mask` replaced by its value
+  // (percent-encoded for the query). False (and blocked) when a value with CR, LF or NUL would
+  // go into the head.
+  bool substitute_raw(std::string_view text, const std::vector<std::uint8_t>& mask, Into into, Location loc,
+                      std::string& dst);
+  // A header field value: header-scope placeholders, then Basic credentials (decoded,
+  // substituted, encoded again) when `name` is Authorization. Appends to dst; false if blocked.
+  bool substitute_header_value(std::string_view name, std::string_view value, std::string& dst);
+  // Query-scope placeholders in a query string (the bytes after '?'), percent-encoded.
+  bool substitute_query(std::string_view query, std::string& dst) {
+    return substitute_raw(query, mask_query, Into::kQuery, Location::kQuery, dst);
+  }
+
+  // ---- violation scans of complete text ----
+  // Every form (raw, percent, JSON, base64 and base64url) of a secret not eligible, in `text`.
+  bool detect_whole(std::string_view data, Location loc);
+  // Raw, percent and JSON forms only.
+  bool detect_forms(std::string_view data, Location loc);
+  // Base64 and base64url forms only.
+  bool detect_base64(std::string_view data, Location loc);
+  // Inside `Authorization` / `Proxy-Authorization: Basic` credentials, decoded.
+  bool detect_basic(std::string_view name, std::string_view value);
+
+  // ---- the body ----
+  std::uint32_t first_body_due() const noexcept;  // a secret with mask_body set (any_body)
+  // The joined Content-Encoding values of the head; false (and codings cleared) if unknown.
+  void parse_body_codings(std::string_view content_encoding);
+  // A body injection is due: §5 shapes that cannot be rewritten safely. content_length: the
+  // declared length, if any.
+  bool check_body_shape(std::optional<std::uint64_t> content_length);
+  // Passthrough detection inside a compressed body bound where some secret is not eligible.
+  void start_inflated_scan();
+  void scan_inflated(std::string_view data, bool last);
+  bool finish_inflated();
+  // Scans data (complete, or with `final` false a prefix of the body so far) for body forms:
+  // violations block; raw placeholders of body-scope secrets are replaced. Appends the settled
+  // part to dst and returns its length (the rest may begin a placeholder).
+  std::size_t rewrite_body(std::string_view data, bool final, std::string& dst);
+  // A compressed body buffered whole: decoded (bounded by the body cap and the ratio cap),
+  // rewritten, encoded again into out. A body with nothing substituted leaves as it came.
+  bool rewrite_coded_body(const std::string& buf, std::string& out);
+  // Streaming detection of the not-eligible secrets' forms over a body.
+  bool detect(StreamDetector& det, std::string_view data, Location loc);
+  bool detect_finish(StreamDetector& det, Location loc);
+  void reset_body();  // a message ended
+
+  StreamDetector body_det;
+  std::vector<http::Coding> body_codings;
+  bool body_coding_known = true;
+
+ private:
+  void compute_connection_gates(const std::string& name);
+  const HostPattern* exact_pattern_for(const std::string& name);
+  std::string coding_names() const;
+
+  std::string gate_cache_host;  // the host gates 1–3 were last computed for
+  std::vector<std::uint8_t> gate_cache;
+  bool gate_cache_valid = false;
+  std::optional<HostPattern> any_host_pattern;  // HostPattern::exact(host) for any_host secrets
+  std::string any_host_pattern_for;
+
+  std::string scratch;                      // a header value being rewritten (may hold values)
+  std::string decoded, encoded, reencoded;  // Basic credentials (may hold values)
+  std::optional<http::ContentDecoder> inflater;
+  std::optional<Match> inflated_found;
+  StreamDetector inflated_det;
+  std::string inflated;  // decoded body bytes (may hold values once rewritten)
+  std::string recoded;
+
+ public:
+  // Buffer capacity held (the gateway's memory budget).
+  std::size_t held_bytes() const noexcept {
+    return scratch.capacity() + decoded.capacity() + encoded.capacity() + reencoded.capacity();
+  }
+};
+
+}  // namespace airlock::secrets::detail
