@@ -598,6 +598,9 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       if (!co_await read_responses(c, filter, from, chunk, scrubbed, hold, close_after)) break;
       wipe(hold);
       if (!close_after && !from.readable_now()) filter.responses->flush(scrubbed);
+      // A decoded read can expand (up to the ratio cap): that output counts against the budget.
+      const bool large = scrubbed.capacity() > (std::size_t{64} << 10);
+      if (large && !within_budget(*c, filter.held_bytes() + scrubbed.capacity())) break;
       if (filter.responses->masked_bytes() != masked) {
         OPENSSL_cleanse(buf, r.bytes);  // it held a value
         if (!std::exchange(reported, true)) record_scrub(*c);
@@ -623,7 +626,10 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       }
       break;
     }
-    if (scrubbed.capacity() > (std::size_t{256} << 10)) std::string().swap(scrubbed);  // a decoded burst
+    if (scrubbed.capacity() > (std::size_t{64} << 10)) {  // a decoded burst: given back
+      std::string().swap(scrubbed);
+      c->ticket->hold(filter.held_bytes());
+    }
     if (close_after) {
       // A body re-framed as close-delimited ends with the connection (its head said so).
       co_await to.shutdown_send();
