@@ -386,8 +386,8 @@ void expect_responses(Filter& filter) {
         http::ResponseExpectation{.head = r.head, .connect = r.connect, .upgrade = r.upgrade, .http10 = r.http10});
 }
 
-// A response the guest must not get (compressed where a value may be echoed, malformed
-// framing): it is not forwarded, the guest sees a reset, the audit log says why.
+// A response the guest must not get (in a coding the gateway cannot decode where a value may be
+// echoed, malformed framing): it is not forwarded, the guest sees a reset, the audit log says why.
 void block_response(Connection& c, const std::string& reason) {
   c.core.blocked++;
   c.decision = "blocked";

@@ -138,7 +138,7 @@ class RequestRewriter {
   // Whether a secret has been eligible for some request on this connection, so that a value may
   // have reached this upstream (and may be echoed). From then on every request leaves with
   // `Accept-Encoding: identity`, no transfer-coding but chunked offered (TE), and no
-  // `Upgrade: h2c`; the response side must not forward compressed or transfer-coded responses.
+  // `Upgrade: h2c`; the response side decodes compressed or transfer-coded bodies (or blocks them).
   bool values_may_flow() const noexcept;
 
   // What the rewriter holds between calls, in bytes of buffer capacity (a body being buffered to
