@@ -476,8 +476,8 @@ void refresh_scrubbers(Connection& c, Filter& filter) {
   });
 }
 
-// A response the guest must not get (compressed where a value may be echoed, malformed
-// framing): it is not forwarded, the guest sees a reset, the audit log says why.
+// A response the guest must not get (in a coding the gateway cannot decode where a value may be
+// echoed, malformed framing): it is not forwarded, the guest sees a reset, the audit log says why.
 void block_response(Connection& c, const std::string& reason) {
   c.core.blocked++;
   c.decision = "blocked";
@@ -796,6 +796,9 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
         continue;
       }
       if (!close_after && !from.readable_now()) filter.responses->flush(scrubbed);
+      // A decoded read can expand (up to the ratio cap): that output counts against the budget.
+      const bool large = scrubbed.capacity() > (std::size_t{64} << 10);
+      if (large && !within_budget(*c, filter.held_bytes() + scrubbed.capacity())) break;
       if (filter.responses->masked_bytes() != masked) {
         OPENSSL_cleanse(buf, r.bytes);  // it held a value
         if (!std::exchange(reported, true)) record_scrub(*c);
@@ -823,7 +826,10 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     }
     if (!filter.answered.empty()) record_latency(*c, filter);
     if (scrub) refresh_scrubbers(*c, filter);  // a response just ended may free an old snapshot
-    if (scrubbed.capacity() > (std::size_t{256} << 10)) std::string().swap(scrubbed);  // a decoded burst
+    if (scrubbed.capacity() > (std::size_t{64} << 10)) {  // a decoded burst: given back
+      std::string().swap(scrubbed);
+      c->ticket->hold(filter.held_bytes());
+    }
     if (close_after) {
       // A body re-framed as close-delimited ends with the connection (its head said so).
       co_await to.shutdown_send();

@@ -147,7 +147,7 @@ class RequestRewriter {
   // Whether a secret has been eligible for some request on this connection, so that a value may
   // have reached this upstream (and may be echoed). From then on every request leaves with
   // `Accept-Encoding: identity`, no transfer-coding but chunked offered (TE), and no
-  // `Upgrade: h2c`; the response side must not forward compressed or transfer-coded responses.
+  // `Upgrade: h2c`; the response side decodes compressed or transfer-coded bodies (or blocks them).
   bool values_may_flow() const noexcept;
   // For a rewriter that takes over a connection from another one (a reload of the secrets at a
   // message boundary): values may already have reached this upstream, so requests leave as
