@@ -2,6 +2,8 @@
 // at the 101, then messages both ways. Values are obviously fake; failures never print them.
 #include "gateway/websocket_pump.hpp"
 
+#include "gateway/response_scrubbers.hpp"
+
 #include <http/websocket.hpp>
 #include <http/websocket_deflate.hpp>
 #include <secrets/engine/engine_test_util.hpp>
@@ -204,6 +206,56 @@ TEST(WebSocketSession, EchoesMaskedAcrossFramesAndMessagesCompressedOrNot) {
     EXPECT_EQ(got.find(kValue), std::string::npos) << "an echo reached the guest (" << ext << ")";
     EXPECT_EQ(got.find(kValue.substr(10)), std::string::npos) << "the rest of a value split across messages";
     EXPECT_NE(got.find("echo: " + std::string(kValue.size(), '*')), std::string::npos);
+  }
+}
+
+// After a reload the connection's response side scrubs for every snapshot still needed: a
+// session borrowing that chain masks an older snapshot's value in the server's messages too (its
+// own scrubber over the session's forms would let it through; checked here as well).
+TEST(WebSocketSession, ABorrowedSnapshotChainMasksEverySnapshotsValue) {
+  const std::string old_value = "sk-FAKE-ws-old-fedcba9876";
+  auto snapshot = [](std::uint64_t generation, const std::string& value) {
+    auto snap = std::make_shared<SecretsSnapshot>();
+    snap->set = std::make_shared<secrets::SecretSet>(
+        secrets::testing::make_secrets({SecretSpec("KEY", value, {"api.example.com"})}), ViolationAction::kBlockAndLog);
+    snap->scrub_forms.emplace(snap->set->secrets());
+    snap->generation = generation;
+    return snap;
+  };
+  for (const char* ext : {"", "permessage-deflate"}) {
+    const bool deflate = *ext != 0;
+    ws::MessageDeflater server(15, false);
+    std::string payload = "old " + old_value + " new " + kValue;
+    const std::string message = payload;
+    if (deflate) server.deflate(message, payload);
+    const std::string wire = server_frame(ws::Opcode::kText, payload.substr(0, 9), false, deflate) +
+                             server_frame(ws::Opcode::kContinuation, payload.substr(9));
+    auto guest_reads = [&](WebSocketSession& s) {
+      std::string down;
+      for (char c : wire) EXPECT_TRUE(s.feed_down(std::string_view(&c, 1), down));
+      const auto msgs = read(ws::Sender::kServer, down, deflate);
+      EXPECT_EQ(msgs.size(), 1u);
+      if (msgs.empty()) return std::string();
+      std::string plain = msgs[0].payload;
+      ws::MessageInflater guest(15, false, 1 << 20, 100);
+      if (msgs[0].compressed) {
+        EXPECT_EQ(guest.inflate(msgs[0].payload, plain), ws::Error::kNone);
+      }
+      return plain;
+    };
+    Lab lab;
+    ResponseScrubbers chain;
+    chain.keep(snapshot(1, old_value));
+    chain.keep(snapshot(2, kValue));
+    std::string why;
+    auto s = WebSocketSession::start(*lab.set, lab.context, static_cast<http::Scrubber*>(&chain), lab.request_copy(),
+                                     ext, {}, why);
+    ASSERT_TRUE(s) << why;
+    const std::string got = guest_reads(*s);
+    EXPECT_EQ(got, "old " + std::string(old_value.size(), '*') + " new " + std::string(kValue.size(), '*')) << ext;
+    EXPECT_GT(s->masked_bytes(), 0u);
+    Lab own;
+    EXPECT_NE(guest_reads(*own.start(ext)).find(old_value), std::string::npos) << "the test cannot fail";
   }
 }
 
