@@ -252,7 +252,7 @@ TEST(WebSocketSession, ABorrowedSnapshotChainMasksEverySnapshotsValue) {
                                      ext, {}, why);
     ASSERT_TRUE(s) << why;
     const std::string got = guest_reads(*s);
-    EXPECT_EQ(got, "old " + std::string(old_value.size(), '*') + " new " + std::string(kValue.size(), '*')) << ext;
+    EXPECT_EQ(got, std::string("old ").append(old_value.size(), '*') + " new " + std::string(kValue.size(), '*')) << ext;
     EXPECT_GT(s->masked_bytes(), 0u);
     Lab own;
     EXPECT_NE(guest_reads(*own.start(ext)).find(old_value), std::string::npos) << "the test cannot fail";

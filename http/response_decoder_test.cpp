@@ -198,7 +198,7 @@ TEST(ResponseStream, LayeredAndTransferCodingsAreUndone) {
     ASSERT_EQ(r.error, "");
     const auto guest = guest_read(r.out, {{}});
     ASSERT_EQ(guest.size(), 1u);
-    EXPECT_EQ(guest[0].body, "x" + std::string(v.size(), '*') + "y");
+    EXPECT_EQ(guest[0].body, std::string("x").append(v.size(), '*').append("y"));
     EXPECT_EQ(guest[0].field("Transfer-Encoding"), "chunked");
   }
 }
@@ -242,7 +242,7 @@ TEST(ResponseStream, Http10LeavesCloseDelimited) {
     ASSERT_EQ(guest.size(), 1u) << "nothing after the close-delimited body";
     EXPECT_EQ(guest[0].framing, ResponseHead::Body::kClose);
     EXPECT_EQ(guest[0].field("Connection"), "close");
-    EXPECT_EQ(guest[0].body, "a" + std::string(v.size(), '*') + "b");
+    EXPECT_EQ(guest[0].body, std::string("a").append(v.size(), '*').append("b"));
   }
 }
 
