@@ -4,7 +4,7 @@
 // the queued requests asked for (2 bits each for 3 requests: plain, HEAD, CONNECT, upgrade),
 // bit 6 small limits. Properties checked (abort on failure): no crash; the same heads, verdict
 // and consumed count whether the stream is fed whole, in splits drawn from its bytes, or a byte
-// at a time; the reader never consumes more than it was given, and consumes nothing after an
+// at a time, with the same body bytes and trailers (framing removed); the reader never consumes more than it was given, and consumes nothing after an
 // error or a switch; its buffers stay within their limits.
 #include <cstddef>
 #include <cstdint>
@@ -30,6 +30,7 @@ struct Outcome {
   ResponseError error = ResponseError::kNone;
   bool opaque = false;
   std::size_t consumed = 0;
+  std::string body;  // body bytes (framing removed), each end and its trailers
   bool operator==(const Outcome&) const = default;
 };
 
@@ -66,6 +67,10 @@ Outcome run(std::string_view in, std::uint8_t control, const ResponseLimits& lim
         check(used == 0);
         out.opaque = true;
         break;
+      } else if (ev == ResponseReader::Event::kBody || ev == ResponseReader::Event::kEnd) {
+        check(r.body().size() <= used);
+        out.body.append(r.body());
+        if (ev == ResponseReader::Event::kEnd) out.body.append("|end|").append(r.trailers());
       } else {
         check(p.empty());
       }

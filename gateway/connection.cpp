@@ -8,7 +8,8 @@
 #include "gateway/retired_secrets.hpp"
 #include "gateway/socket_util.hpp"
 #include "gateway/streams.hpp"
-#include "http/response_reader.hpp"
+#include "gateway/websocket_pump.hpp"
+#include "http/response_decoder.hpp"
 #include "tls/client_hello.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -271,30 +272,42 @@ struct Filter {
   std::optional<secrets::RequestRewriter> rewriter;
   std::optional<secrets::StreamScanner> scanner;
   std::optional<AuthorityCheck> authority;
-  std::optional<http::ResponseReader> responses;  // with the rewriter: the responses' framing
+  // What every response path scrubs through (refresh_scrubbers): one scrubber per snapshot still
+  // needed. Borrowed by `responses` and `websocket` (declared before them: it outlives them).
+  ResponseScrubbers scrubbers;
+  std::optional<http::ResponseStream> responses;  // with the rewriter: the responses, read and scrubbed
+  // After a 101 to a WebSocket upgrade (issue 14): both directions message by message.
+  std::unique_ptr<WebSocketSession> websocket;
+  std::string websocket_first;  // the upstream's bytes after the 101, in the read that held it
 
   secrets::Status feed(std::string_view in, std::string& out, std::string& to_guest) {
+    if (websocket) return websocket->feed_up(in, out, to_guest);
     if (rewriter) return rewriter->feed(in, out, to_guest);
     if (scanner) return scanner->feed(in, out);
     out.append(in);
     return secrets::Status::kOk;
   }
   secrets::Status finish(std::string& out) {
+    if (websocket) return websocket->finish_up(out);
     if (rewriter) return rewriter->finish(out);
     if (scanner) return scanner->finish(out);
     return secrets::Status::kOk;
   }
   const secrets::Block* blocked() const {
+    if (websocket && websocket->blocked()) return &*websocket->blocked();
     if (rewriter && rewriter->blocked()) return &*rewriter->blocked();
     if (scanner && scanner->blocked()) return &*scanner->blocked();
     return nullptr;
   }
   std::vector<secrets::Substitution> take() {
+    if (websocket) return websocket->take_substitutions();
     if (rewriter) return rewriter->take_substitutions();
     return {};
   }
-  std::size_t held_bytes() const { return rewriter ? rewriter->held_bytes() : 0; }
-  bool in_head() const { return rewriter && rewriter->in_head(); }
+  std::size_t held_bytes() const {
+    return websocket ? websocket->held_bytes() : rewriter ? rewriter->held_bytes() : 0;
+  }
+  bool in_head() const { return !websocket && rewriter && rewriter->in_head(); }
 };
 
 std::string mebibytes(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
@@ -366,7 +379,8 @@ void handle_unaudited(Connection& c) {
   c.close_all(true);
 }
 
-// Audits and logs a blocked request (an HTTP/2 stream: `stream` set); the caller closes.
+// Audits and logs a blocked request (an HTTP/2 stream: `stream` set); the caller closes. A
+// violation by the placeholder of a secret a reload removed says so.
 void report_block(Connection& c, const secrets::Block& given, std::int32_t stream = 0) {
   Core& core = c.core;
   secrets::Block block = given;
@@ -408,8 +422,11 @@ void handle_block(Connection& c, const secrets::Block& block) {
 
 void expect_responses(Filter& filter) {
   if (!filter.rewriter || !filter.responses) return;
+  // Before the requests leave: a value may reach the upstream with them, and come back coded.
+  if (filter.rewriter->values_may_flow()) filter.responses->undo_codings();
   for (const secrets::ForwardedRequest& r : filter.rewriter->take_forwarded()) {
-    filter.responses->expect(http::ResponseExpectation{.head = r.head, .connect = r.connect, .upgrade = r.upgrade});
+    filter.responses->expect(
+        http::ResponseExpectation{.head = r.head, .connect = r.connect, .upgrade = r.upgrade, .http10 = r.http10});
     filter.in_flight.push_back({Clock::now(), filter.snapshot->generation});
   }
 }
@@ -433,8 +450,9 @@ void record_latency(Connection& c, Filter& filter) {
 // rewriter is between requests (a request in progress keeps the set it started with). What the
 // old rewriter let reach this upstream still counts (values_may_flow). The old snapshot goes
 // when the response side no longer needs it.
+// A WebSocket session keeps the snapshot it started with to its end (like an opaque stream).
 void rebind_at_boundary(Connection& c, Filter& filter) {
-  if (!filter.rewriter || c.core.generation() == filter.snapshot->generation) return;
+  if (!filter.rewriter || filter.websocket || c.core.generation() == filter.snapshot->generation) return;
   if (!filter.rewriter->at_message_boundary()) return;
   const bool flowed = filter.rewriter->values_may_flow();
   const std::shared_ptr<const SecretsSnapshot> previous = std::exchange(filter.snapshot, c.core.snapshot());
@@ -445,7 +463,10 @@ void rebind_at_boundary(Connection& c, Filter& filter) {
 
 // The scrubbers the next response bytes go through: the newest snapshot's (a response may carry
 // a rotated value), the request side's, and those of requests whose responses are not over.
-void refresh_scrubbers(Connection& c, const Filter& filter, ResponseScrubbers& scrubbers) {
+// Every response path borrows this chain (filter.scrubbers): ResponseStream, the WebSocket relay,
+// opaque bytes.
+void refresh_scrubbers(Connection& c, Filter& filter) {
+  ResponseScrubbers& scrubbers = filter.scrubbers;
   if (c.core.generation() > scrubbers.newest()) scrubbers.keep(c.core.snapshot());
   scrubbers.keep(filter.snapshot);
   if (scrubbers.size() < 2) return;
@@ -455,8 +476,8 @@ void refresh_scrubbers(Connection& c, const Filter& filter, ResponseScrubbers& s
   });
 }
 
-// A response the guest must not get (compressed where a value may be echoed, malformed
-// framing): it is not forwarded, the guest sees a reset, the audit log says why.
+// A response the guest must not get (in a coding the gateway cannot decode where a value may be
+// echoed, malformed framing): it is not forwarded, the guest sees a reset, the audit log says why.
 void block_response(Connection& c, const std::string& reason) {
   c.core.blocked++;
   c.decision = "blocked";
@@ -467,16 +488,6 @@ void block_response(Connection& c, const std::string& reason) {
   c.core.audit.write(r);
   c.core.logger.log(LogLevel::kWarn, c.describe() + ": response blocked: " + reason);
   c.close_all(true);
-}
-
-// Item 3: where a value may have reached this upstream, only identity (chunked at most)
-// responses are readable by the scrubber; anything else would carry an echo past it.
-std::optional<std::string> unreadable_coding(const http::ResponseHead& head) {
-  for (const std::string& coding : head.codings("content-encoding"))
-    if (coding != "identity") return "Content-Encoding " + coding;
-  for (const std::string& coding : head.codings("transfer-encoding"))
-    if (coding != "chunked") return "Transfer-Encoding " + coding;
-  return std::nullopt;
 }
 
 // Item 4: the answer to an upgrade request (or CONNECT) decides what the guest's held bytes
@@ -505,35 +516,92 @@ asio::awaitable<bool> answer_upgrade(std::shared_ptr<Connection> c, Filter& filt
   co_return !ec && !c->aborted;
 }
 
-// Reads the response heads in `bytes` (what is about to reach the guest, already scrubbed).
-// False when the connection was closed.
-asio::awaitable<bool> check_responses(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream,
-                                      std::string_view bytes) {
-  http::ResponseReader* reader = filter.responses ? &*filter.responses : nullptr;
-  while (reader != nullptr && !bytes.empty()) {
+// A 101 to a WebSocket upgrade (issue 14): the guest's held bytes and everything after go
+// through a WebSocketSession instead of the opaque scan. An extension the gateway cannot read
+// fails closed: the 101 is not forwarded.
+asio::awaitable<bool> start_websocket(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream,
+                                      const http::ResponseHead& head) {
+  if (filter.authority && !filter.authority->upgrade_answered(true)) {
+    c->decision = "proxy_authority_changed";
+    c->close_all(false);
+    co_return false;
+  }
+  std::string extensions;
+  for (std::string_view v : head.values("sec-websocket-extensions")) {
+    if (!extensions.empty()) extensions += ", ";
+    extensions.append(v);
+  }
+  secrets::Request request;
+  std::string held, why;
+  if (filter.rewriter->hand_off_upgrade(request, held) != secrets::Status::kOk) {
+    if (filter.blocked()) handle_block(*c, *filter.blocked());
+    else block_response(*c, "a WebSocket switch the request side did not expect");
+    co_return false;
+  }
+  WebSocketSession::Options options;
+  // The session keeps this snapshot to its end (rebind_at_boundary leaves it alone); the
+  // server's messages go through the connection's scrubber chain like every response byte.
+  const secrets::SecretSet& set = *filter.snapshot->set;
+  options.limits.max_frame = options.limits.max_message = set.options().max_body_bytes;
+  options.max_ratio = set.options().max_decompression_ratio;
+  filter.websocket = WebSocketSession::start(set, filter.context, &filter.scrubbers, std::move(request),
+                                             extensions, options, why);
+  if (!filter.websocket) {
+    block_response(*c, why);
+    co_return false;
+  }
+  c->handling += "+websocket";
+  std::string out, to_guest;
+  const secrets::Status status = filter.feed(held, out, to_guest);
+  const bool recorded = record_substitutions(*c, filter);
+  if (status == secrets::Status::kBlocked || !recorded) {
+    wipe(out);
+    if (status == secrets::Status::kBlocked) handle_block(*c, *filter.blocked());
+    else handle_unaudited(*c);
+    co_return false;
+  }
+  std::error_code ec = out.empty() ? std::error_code{} : co_await upstream.write_all(out);
+  wipe(out);
+  if (ec && !c->aborted) {
+    c->detail = "upstream write: " + ec.message();
+    c->close_all(true);
+  }
+  co_return !ec && !c->aborted;
+}
+
+// The HTTP/1 response stage (issue 14 item 3): the upstream's bytes in `raw` become in `out`
+// what the guest gets (framing read; chunked bodies de-chunked, scrubbed and chunked again;
+// coded bodies decoded where a value may flow; every value masked). An upgrade's answer is acted
+// on at its head. False when the connection was closed; `close_after`: it closes after `out`.
+asio::awaitable<bool> read_responses(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream, std::string_view raw,
+                                     std::string& out, std::string& hold, bool& close_after) {
+  http::ResponseStream& responses = *filter.responses;
+  while (!raw.empty()) {
     std::size_t used = 0;
-    const http::ResponseReader::Event event = reader->feed(bytes, used);
-    bytes.remove_prefix(used);
-    if (event == http::ResponseReader::Event::kError) {
-      block_response(*c, "malformed response: " + std::string(http::to_string(reader->error())));
+    const http::ResponseStream::Event event = responses.feed(raw, used, out);
+    raw.remove_prefix(used);
+    if (event == http::ResponseStream::Event::kError) {
+      block_response(*c, responses.error());
       co_return false;
     }
-    if (event == http::ResponseReader::Event::kOpaque) {
-      filter.responses.reset();  // switched: the rest of the stream is the new protocol
+    if (event == http::ResponseStream::Event::kClose) {
+      close_after = true;
       co_return true;
     }
-    if (event != http::ResponseReader::Event::kHead) continue;
-    const http::ResponseHead& head = reader->head();
-    if (!head.interim) response_head(filter);
-    if (filter.rewriter->values_may_flow()) {
-      if (auto coding = unreadable_coding(head)) {
-        block_response(*c, "a response with " + *coding + " from a host that may have received a secret value: "
-                               "not forwarded (the scrubber reads only identity bodies)");
-        co_return false;
-      }
+    if (event != http::ResponseStream::Event::kHead) continue;
+    const http::ResponseHead& head = responses.head();
+    if (!head.interim) response_head(filter);  // its bytes are in `out`, on their way to the guest
+    if (head.interim || !(head.request.upgrade || head.request.connect)) continue;
+    if (head.switched && head.request.upgrade && is_websocket_switch(head.fields)) {
+      // `out` has the 101; the rest of `raw` is the server's first frames: pump_down relays them.
+      filter.websocket_first.assign(raw);
+      co_return co_await start_websocket(c, filter, upstream, head);
     }
-    const bool answers_upgrade = !head.interim && (head.request.upgrade || head.request.connect);
-    if (answers_upgrade && !co_await answer_upgrade(c, filter, upstream, head.switched)) co_return false;
+    std::string rest(raw);  // the scratch buffer does not outlive the suspension
+    wipe(hold);
+    hold.swap(rest);
+    raw = hold;
+    if (!co_await answer_upgrade(c, filter, upstream, head.switched)) co_return false;
   }
   co_return true;
 }
@@ -636,15 +704,44 @@ void record_scrub(Connection& c) {
   c.core.logger.log(LogLevel::kWarn, c.describe() + ": a response echoed a secret value; masked");
 }
 
-// Upstream to guest. With `forms`, every value the responses echo is masked (same length, so the
-// framing holds); the scrubber may hold back the start of a possible value, and lets it go
-// (masked when it is 4 bytes or more) once no more bytes are ready to read.
+// Upstream to guest after a WebSocket switch: messages scrubbed whole and framed again. False
+// when the connection was closed (the upstream broke the protocol: the guest gets a close frame,
+// then a reset).
+asio::awaitable<bool> relay_websocket_down(std::shared_ptr<Connection> c, Filter& filter, Stream& to,
+                                           std::string_view bytes, bool& reported) {
+  WebSocketSession& ws = *filter.websocket;
+  const std::uint64_t masked = ws.masked_bytes();
+  std::string out;
+  const bool ok = ws.feed_down(bytes, out);
+  if (ws.masked_bytes() != masked && !std::exchange(reported, true)) record_scrub(*c);
+  if (!within_budget(*c, filter.held_bytes() + out.size())) co_return false;
+  std::error_code ec = out.empty() ? std::error_code{} : co_await to.write_all(out);
+  if (!ok) {
+    block_response(*c, ws.down_error());
+    co_return false;
+  }
+  if (ec) {
+    if (!c->aborted) {
+      c->detail = "guest write: " + ec.message();
+      c->close_all(true);
+    }
+    co_return false;
+  }
+  co_return true;
+}
+
+// Upstream to guest. With `scrub`, every value the responses echo is masked (same length, so
+// the framing holds), for every secrets snapshot still needed (filter.scrubbers, refreshed before
+// each read and after each write): HTTP/1 through the ResponseStream (heads, plain, de-chunked and
+// decoded bodies, trailers, opaque bytes after a switch), WebSocket messages after a 101 through
+// the session, other streams as raw bytes. The scrubbers may hold back the start of a possible
+// value, and let it go (masked when it is 4 bytes or more) once no more bytes are ready to read.
 asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to,
                                 bool scrub, Filter& filter) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
-  ResponseScrubbers scrubbers;
-  if (scrub) refresh_scrubbers(*c, filter, scrubbers);
-  std::string scrubbed;
+  ResponseScrubbers& scrubbers = filter.scrubbers;
+  if (scrub) refresh_scrubbers(*c, filter);
+  std::string scrubbed, hold;
   bool reported = false;
   while (!c->aborted) {
     char* buf = pump_scratch();  // valid until we suspend: write_all takes it before it waits
@@ -653,10 +750,13 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     if (r.error) {
       const bool truncated = r.error == tls_truncated();
       if (r.error == asio::error::eof || truncated) {
-        if (scrubbers.pending() > 0) {
-          scrubbed.clear();
-          scrubbers.flush(scrubbed);
-          if (filter.responses && !co_await check_responses(c, filter, from, scrubbed)) break;
+        scrubbed.clear();
+        if (filter.responses && filter.responses->finish(scrubbed) != http::DecodeError::kNone) {
+          block_response(*c, filter.responses->error());
+          break;
+        }
+        if (!filter.responses && scrubbers.pending() > 0) scrubbers.flush(scrubbed);
+        if (!scrubbed.empty()) {
           if (co_await to.write_all(scrubbed)) break;
           record_latency(*c, filter);
         }
@@ -673,8 +773,38 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     c->touch();
     c->bytes_down += r.bytes;
     std::string_view chunk(buf, r.bytes);
-    if (scrub) refresh_scrubbers(*c, filter, scrubbers);
-    if (!scrubbers.empty()) {
+    if (scrub) refresh_scrubbers(*c, filter);
+    if (filter.websocket) {
+      if (!co_await relay_websocket_down(c, filter, to, chunk, reported)) break;
+      continue;
+    }
+    bool close_after = false;
+    if (filter.responses) {
+      const std::uint64_t masked = filter.responses->masked_bytes();
+      scrubbed.clear();
+      if (!co_await read_responses(c, filter, from, chunk, scrubbed, hold, close_after)) break;
+      wipe(hold);
+      if (filter.websocket) {
+        // Switched in this read: the 101 goes on whole, then what followed it as WebSocket frames.
+        filter.responses->flush(scrubbed);
+        filter.responses.reset();
+        std::string first;
+        first.swap(filter.websocket_first);
+        if (co_await to.write_all(scrubbed)) break;
+        record_latency(*c, filter);
+        if (!co_await relay_websocket_down(c, filter, to, first, reported)) break;
+        continue;
+      }
+      if (!close_after && !from.readable_now()) filter.responses->flush(scrubbed);
+      // A decoded read can expand (up to the ratio cap): that output counts against the budget.
+      const bool large = scrubbed.capacity() > (std::size_t{64} << 10);
+      if (large && !within_budget(*c, filter.held_bytes() + scrubbed.capacity())) break;
+      if (filter.responses->masked_bytes() != masked) {
+        OPENSSL_cleanse(buf, r.bytes);  // it held a value
+        if (!std::exchange(reported, true)) record_scrub(*c);
+      }
+      chunk = scrubbed;
+    } else if (!scrubbers.empty()) {
       const std::uint64_t masked = scrubbers.masked_bytes();
       scrubbed.clear();
       scrubbers.feed(chunk, scrubbed);
@@ -685,15 +815,8 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       }
       chunk = scrubbed;
     }
-    if (filter.responses) {
-      // check_responses may suspend (to answer an upgrade): the bytes must outlive the scratch.
-      if (scrubbers.empty()) {
-        scrubbed.assign(chunk);
-        chunk = scrubbed;
-      }
-      if (!co_await check_responses(c, filter, from, chunk)) break;
-    }
-    std::error_code ec = co_await to.write_all(chunk);
+    std::error_code ec;
+    if (!chunk.empty()) ec = co_await to.write_all(chunk);
     if (ec) {
       if (!c->aborted) {
         c->detail = "guest write: " + ec.message();
@@ -702,7 +825,17 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       break;
     }
     if (!filter.answered.empty()) record_latency(*c, filter);
-    if (scrub) refresh_scrubbers(*c, filter, scrubbers);  // a response just ended may free an old snapshot
+    if (scrub) refresh_scrubbers(*c, filter);  // a response just ended may free an old snapshot
+    if (scrubbed.capacity() > (std::size_t{64} << 10)) {  // a decoded burst: given back
+      std::string().swap(scrubbed);
+      c->ticket->hold(filter.held_bytes());
+    }
+    if (close_after) {
+      // A body re-framed as close-delimited ends with the connection (its head said so).
+      co_await to.shutdown_send();
+      c->close_all(false);
+      break;
+    }
   }
 }
 
@@ -724,16 +857,17 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   filter.context = context;
   c->secrets = filter.snapshot.get();
   const secrets::SecretSet& set = *filter.snapshot->set;
+  // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
+  const bool scrub = kind != FilterKind::kNone;
   if (kind == FilterKind::kRewriter) {
     filter.rewriter.emplace(set, context);
-    filter.responses.emplace();
+    filter.responses.emplace(&filter.scrubbers);  // filled by pump_down's refresh_scrubbers
   }
   if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority.emplace(c->authority_host, c->authority_port);
   if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
   c->decision = "forwarded";
   c->stream();
-  // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
-  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, kind != FilterKind::kNone, filter));
+  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, scrub, filter));
   c->secrets = nullptr;  // the filter (and its snapshot) ends here
 }
 

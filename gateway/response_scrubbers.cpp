@@ -28,6 +28,10 @@ void ResponseScrubbers::keep(const std::shared_ptr<const SecretsSnapshot>& snaps
 }
 
 void ResponseScrubbers::feed(std::string_view in, std::string& out) {
+  if (chain_.empty()) {
+    out.append(in);
+    return;
+  }
   if (chain_.size() == 1) {
     chain_[0].scrubber->feed(in, out);
     return;

@@ -15,10 +15,13 @@
 
 namespace airlock::gateway {
 
-class ResponseScrubbers {
+// As an http::Scrubber it is what the connection's response paths borrow (the HTTP/1
+// ResponseStream, the WebSocket relay, opaque bytes), so keep()/release_unneeded() between two
+// calls apply to every path at once. An empty chain passes bytes through unchanged.
+class ResponseScrubbers final : public http::Scrubber {
  public:
   ResponseScrubbers() = default;
-  ~ResponseScrubbers();  // wipes the stage buffers
+  ~ResponseScrubbers() override;  // wipes the stage buffers
   ResponseScrubbers(const ResponseScrubbers&) = delete;
   ResponseScrubbers& operator=(const ResponseScrubbers&) = delete;
 
@@ -42,10 +45,10 @@ class ResponseScrubbers {
   std::size_t size() const noexcept { return chain_.size(); }
 
   // As ResponseScrubber's, through every scrubber of the chain in turn.
-  void feed(std::string_view in, std::string& out);
-  void flush(std::string& out);
-  std::size_t pending() const noexcept;
-  std::uint64_t masked_bytes() const noexcept;
+  void feed(std::string_view in, std::string& out) override;
+  void flush(std::string& out) override;
+  std::size_t pending() const noexcept override;
+  std::uint64_t masked_bytes() const noexcept override;
 
  private:
   struct Entry {

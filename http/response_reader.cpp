@@ -76,6 +76,7 @@ void wipe(ResponseHead& h) {
     wipe(n);
     wipe(v);
   }
+  wipe(h.status_line);
   h = ResponseHead{};
 }
 
@@ -83,6 +84,7 @@ void wipe(ResponseHead& h) {
 
 ResponseReader::~ResponseReader() {
   wipe(line_);
+  wipe(trailers_);
   wipe(head_);
 }
 
@@ -149,6 +151,7 @@ bool ResponseReader::take_line(std::string_view in, std::size_t& i, std::size_t 
 ResponseReader::Event ResponseReader::feed(std::string_view in, std::size_t& used) {
   std::size_t i = 0;
   Event event = Event::kNeedMore;
+  body_ = {};
   while (event == Event::kNeedMore && i < in.size()) {
     switch (state_) {
       case State::kFailed:
@@ -175,16 +178,24 @@ ResponseReader::Event ResponseReader::feed(std::string_view in, std::size_t& use
       case State::kBodyLength:
       case State::kChunkData: {
         const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, in.size() - i));
+        body_ = in.substr(i, n);
         i += n;
         remaining_ -= n;
+        event = Event::kBody;
         if (remaining_ == 0) {
-          if (state_ == State::kBodyLength) message_end();
-          else state_ = State::kChunkDataEnd;
+          if (state_ == State::kBodyLength) {
+            message_end();
+            event = Event::kEnd;
+          } else {
+            state_ = State::kChunkDataEnd;
+          }
         }
         break;
       }
       case State::kBodyUntilClose:
+        body_ = in.substr(i);
         i = in.size();
+        event = Event::kBody;
         break;
       case State::kChunkLine:
       case State::kChunkDataEnd:
@@ -209,8 +220,11 @@ ResponseReader::Event ResponseReader::feed(std::string_view in, std::size_t& use
           event = on_chunk_line();
         } else if (line_.empty()) {
           message_end();  // the empty line after the trailers
+          event = Event::kEnd;
         } else if (line_.find(':') == std::string::npos || line_.front() == ' ' || line_.front() == '\t') {
           event = fail(ResponseError::kBadChunk);
+        } else {
+          trailers_.append(line_).append("\r\n");  // within max_trailers, like the section
         }
         wipe(line_);
         break;
@@ -240,6 +254,7 @@ ResponseReader::Event ResponseReader::on_status_line() {
     if (!is_value_char(static_cast<unsigned char>(c))) return fail(ResponseError::kBadStatusLine);
   }
   wipe(head_);
+  head_.status_line = line_;
   head_.minor_version = static_cast<std::uint8_t>(l[7] - '0');
   head_.status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
   if (head_.status < 100) return fail(ResponseError::kBadStatusLine);
@@ -298,20 +313,29 @@ ResponseReader::Event ResponseReader::on_head_end() {
     if (!parse_length(v, one) || (length != 0 && one != length)) return fail(ResponseError::kBadContentLength);
     length = one;
   }
+  using Body = ResponseHead::Body;
   if (head_.request.head || status == 204 || status == 304) {
     message_end();
   } else if (!te.empty()) {
     if (te.back() == "chunked") {
       state_ = State::kChunkLine;
+      head_.body = Body::kChunked;
     } else {
       state_ = State::kBodyUntilClose;  // §6.3 rule 4: a response read until the close
+      head_.body = Body::kClose;
     }
   } else if (!cl.empty()) {
     remaining_ = length;
-    if (length == 0) message_end();
-    else state_ = State::kBodyLength;
+    head_.length = length;
+    if (length == 0) {
+      message_end();
+    } else {
+      state_ = State::kBodyLength;
+      head_.body = Body::kLength;
+    }
   } else {
     state_ = State::kBodyUntilClose;
+    head_.body = Body::kClose;
   }
   return Event::kHead;
 }
@@ -334,6 +358,7 @@ ResponseReader::Event ResponseReader::on_chunk_line() {
   }
   if (size == 0) {
     trailer_bytes_ = 0;
+    wipe(trailers_);
     state_ = State::kTrailers;
   } else {
     remaining_ = size;

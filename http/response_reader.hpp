@@ -19,6 +19,7 @@ struct ResponseExpectation {
   bool head = false;     // HEAD: no body whatever the framing fields say
   bool connect = false;  // CONNECT: 2xx turns the connection into a tunnel
   bool upgrade = false;  // an Upgrade offer: 101 switches protocols
+  bool http10 = false;   // an HTTP/1.0 request: its client reads no chunked body
 };
 
 enum class ResponseError : std::uint8_t {
@@ -37,8 +38,13 @@ enum class ResponseError : std::uint8_t {
 std::string_view to_string(ResponseError error) noexcept;
 
 struct ResponseHead {
+  // How the body is delimited (RFC 9112 §6.3), as the reader decided it.
+  enum class Body : std::uint8_t { kNone, kLength, kChunked, kClose };
   int status = 0;
   std::uint8_t minor_version = 1;
+  std::string status_line;  // without its line end
+  Body body = Body::kNone;
+  std::uint64_t length = 0;  // kLength
   std::vector<std::pair<std::string, std::string>> fields;  // name, value (trimmed), in order
   bool interim = false;   // 1xx other than 101: another head follows for the same request
   bool switched = false;  // 101 to an upgrade offer, or 2xx to CONNECT: the rest is opaque
@@ -62,6 +68,8 @@ class ResponseReader {
   enum class Event : std::uint8_t {
     kNeedMore,  // everything given was consumed
     kHead,      // a response head ended; see head()
+    kBody,      // body bytes (framing removed) were consumed; see body()
+    kEnd,       // the body's last bytes (body(), maybe empty) and its end; see trailers()
     kOpaque,    // after a switch: the rest of the stream is not HTTP (consumed: none)
     kError,     // see error(); nothing more is consumed
   };
@@ -81,6 +89,12 @@ class ResponseReader {
   ResponseError finish() const noexcept;
 
   const ResponseHead& head() const noexcept { return head_; }
+  // With kBody and kEnd: the body bytes of this event, a view of the input just fed.
+  std::string_view body() const noexcept { return body_; }
+  // With kEnd of a chunked body: its trailer field lines, each ended by CRLF.
+  const std::string& trailers() const noexcept { return trailers_; }
+  // Between responses or inside a head: what feed() consumes next is head bytes.
+  bool in_head() const noexcept { return state_ == State::kStatusLine || state_ == State::kFields; }
   ResponseError error() const noexcept { return error_; }
 
  private:
@@ -107,6 +121,8 @@ class ResponseReader {
   std::deque<ResponseExpectation> expected_;
   ResponseHead head_;
   std::string line_;
+  std::string trailers_;
+  std::string_view body_;
   std::size_t head_bytes_ = 0;
   std::size_t trailer_bytes_ = 0;
   std::uint64_t remaining_ = 0;

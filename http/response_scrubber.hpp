@@ -81,6 +81,22 @@ class ScrubForms {
   const unsigned char* samples_ = nullptr;
 };
 
+// What a response path scrubs through (ResponseStream, the WebSocket relay, the HTTP/2 bridge):
+// one ResponseScrubber, or a caller's chain of them (the gateway's ResponseScrubbers, one per
+// secrets snapshot a connection still needs after a reload). The contract is ResponseScrubber's:
+// feed() appends every byte of `in` (and of earlier held bytes) that can no longer begin a
+// value, masked, and holds back the rest; pending() is what it holds; flush() lets that go;
+// masked_bytes() only grows. A path that borrows one keeps no other scrubber of its own, so
+// whatever the owner adds to the chain between two calls applies to the next bytes.
+class Scrubber {
+ public:
+  virtual ~Scrubber() = default;
+  virtual void feed(std::string_view in, std::string& out) = 0;
+  virtual void flush(std::string& out) = 0;
+  virtual std::size_t pending() const noexcept = 0;
+  virtual std::uint64_t masked_bytes() const noexcept = 0;
+};
+
 // The scrubber for one response stream (one HTTP/1 connection's responses, or one HTTP/2
 // stream). Holds back at most forms.longest() - 1 bytes; never throws on its own (appending to
 // `out` can only fail to allocate).
@@ -90,22 +106,22 @@ class ScrubForms {
 // they are. So when a value is split by a pause long enough for the caller to flush, at most 3
 // bytes of its start reach the guest; the rest is still masked when it arrives, because the
 // scrubber remembers the emitted prefix as context.
-class ResponseScrubber {
+class ResponseScrubber final : public Scrubber {
  public:
   explicit ResponseScrubber(const ScrubForms& forms);  // `forms` must outlive this
-  ~ResponseScrubber();  // wipes the held bytes
+  ~ResponseScrubber() override;  // wipes the held bytes
   ResponseScrubber(const ResponseScrubber&) = delete;
   ResponseScrubber& operator=(const ResponseScrubber&) = delete;
 
   // Appends to `out` every byte of `in` (and of earlier held bytes) that can no longer be part
   // of a form, with occurrences masked; holds back a tail that is a proper prefix of some form.
-  void feed(std::string_view in, std::string& out);
+  void feed(std::string_view in, std::string& out) override;
   // Held bytes not yet emitted.
-  std::size_t pending() const noexcept { return held_size_ - held_emitted_; }
+  std::size_t pending() const noexcept override { return held_size_ - held_emitted_; }
   // No more bytes soon (or end of stream): emits the held bytes, following the rule above.
-  void flush(std::string& out);
+  void flush(std::string& out) override;
   // How many emitted bytes were masked so far (a byte covered by two occurrences may count twice).
-  std::uint64_t masked_bytes() const noexcept { return masked_bytes_; }
+  std::uint64_t masked_bytes() const noexcept override { return masked_bytes_; }
 
  private:
   static constexpr char kMask = '*';

@@ -117,6 +117,8 @@ SCENARIOS = {
     "close": ("wrk", [("close_rps", lambda d: d["rps"])]),
     "newconn": ("ab", [("newconn_rps", lambda d: d["rps"])]),
     "dl": ("wrk", [("dl_mibps", lambda d: d["rps"])]),             # 1 MiB per request
+    "dlchunk": ("wrk", [("dlchunk_mibps", lambda d: d["rps"])]),   # the same 1 MiB, chunked
+    "dlgzip": ("wrk", [("dlgzip_mibps", lambda d: d["rps"])]),     # 1 MiB of text, gzip despite identity
     "ul": ("wrk", [("ul_mibps", lambda d: d["rps"] / 16.0)]),      # 64 KiB per request
     "h2": ("h2load", [("h2_rps", lambda d: d["rps"])]),
 }
@@ -367,6 +369,8 @@ METRICS = [
     ("ka_p99_ms", "Keep-alive latency p99", "ms", False, 2),
     ("newconn_rps", "New TLS connection per request (ab)", "req/s", True, 0),
     ("dl_mibps", "1 MiB downloads", "MiB/s", True, 1),
+    ("dlchunk_mibps", "1 MiB downloads, chunked", "MiB/s", True, 1),
+    ("dlgzip_mibps", "1 MiB downloads, gzip despite identity (decoded size)", "MiB/s", True, 1),
     ("ul_mibps", "64 KiB uploads, body placeholder", "MiB/s", True, 1),
     ("idle_kib", "Memory per idle connection ({idle} held)", "KiB", False, 1),
     ("h2_rps", "HTTP/2 small requests (h2load, 8 connections × 10 streams)", "req/s", True, 0),

@@ -5,6 +5,7 @@
 #include <http/content_coding.hpp>
 #include <secrets/engine/matcher.hpp>
 #include <secrets/engine/request_gates.hpp>
+#include <secrets/engine/message_gate.hpp>
 
 #include <openssl/crypto.h>
 
@@ -96,6 +97,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   bool upgraded = false;
   StreamDetector opaque_det;
   std::string after_upgrade;  // guest bytes after an upgrade request, until its answer
+  std::optional<Request> upgrade_request;  // the last upgrade request, as the guest sent it
   std::vector<ForwardedRequest> forwarded;
 
   // ---- verdicts ----
@@ -349,7 +351,9 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
       if (!buffer) out->append(head_out);
     }
     const std::string_view method = head.view(head.method);
-    forwarded.push_back(ForwardedRequest{method == "HEAD", method == "CONNECT", head.upgrade && method != "CONNECT"});
+    if (head.upgrade && method != "CONNECT") keep_upgrade_request(head);
+    forwarded.push_back(
+        ForwardedRequest{method == "HEAD", method == "CONNECT", head.upgrade && method != "CONNECT", head.minor_version == 0});
     verbatim_tail = 0;
     if (drop_expect) guest->append(kContinue);
     body_buf.clear();
@@ -555,6 +559,40 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     after_upgrade.append(rest);
   }
 
+  // The neutral form of an upgrade request (guest bytes, no values): an absolute-form target
+  // becomes the authority and an origin-form target, as MessageGate's gate 4 reads them.
+  void keep_upgrade_request(const http::RequestHead& head) {
+    Request r;
+    r.method = std::string(head.view(head.method));
+    std::string_view target = head.view(head.target);
+    const std::size_t scheme_end = target.find("://");
+    if (!target.empty() && target.front() != '/' && scheme_end != std::string_view::npos) {
+      std::string_view rest = target.substr(scheme_end + 3);
+      const std::size_t path = rest.find_first_of("/?#");
+      // Kept as sent: userinfo (`@`) or anything else that is not a host fails gate 4, as for
+      // HTTP/1 (an empty authority would let the Host alone decide).
+      r.authority = std::string(rest.substr(0, path));
+      if (r.authority.empty()) r.authority = "@";
+      target = path == std::string_view::npos ? std::string_view("/") : rest.substr(path);
+      if (target.front() != '/') r.target = "/";
+    }
+    r.target += std::string(target);
+    for (const http::HeaderField& f : head.fields)
+      r.headers.push_back(Field{std::string(head.view(f.name)), std::string(head.view(f.value)), false});
+    upgrade_request = std::move(r);
+  }
+
+  Status hand_off_upgrade(Request& request, std::string& held_out) {
+    if (block || !parser.awaiting_upgrade() || !upgrade_request) return Status::kBlocked;
+    parser.resolve_upgrade(true);
+    upgraded = true;
+    request = std::move(*upgrade_request);
+    upgrade_request.reset();
+    held_out.swap(after_upgrade);
+    wipe(after_upgrade);
+    return Status::kOk;
+  }
+
   Status upgrade_answered(bool switched, std::string& to_upstream, std::string& to_guest) {
     if (block) return Status::kBlocked;
     if (!parser.awaiting_upgrade()) return Status::kOk;
@@ -655,6 +693,9 @@ std::vector<ForwardedRequest> RequestRewriter::take_forwarded() {
 bool RequestRewriter::awaiting_upgrade() const noexcept { return impl_->parser.awaiting_upgrade(); }
 Status RequestRewriter::upgrade_answered(bool switched, std::string& to_upstream, std::string& to_guest) {
   return impl_->upgrade_answered(switched, to_upstream, to_guest);
+}
+Status RequestRewriter::hand_off_upgrade(Request& request, std::string& held) {
+  return impl_->hand_off_upgrade(request, held);
 }
 bool RequestRewriter::values_may_flow() const noexcept { return impl_->values_flowed; }
 void RequestRewriter::assume_values_may_flow() noexcept { impl_->values_flowed = true; }

@@ -93,11 +93,14 @@ class SecretSet {
 
 enum class Status : std::uint8_t { kOk, kBlocked };
 
+struct Request;  // the protocol-neutral request (message_gate.hpp)
+
 // A request the rewriter forwarded, as its response needs to be read (issue 12 items 3, 4).
 struct ForwardedRequest {
   bool head = false;     // HEAD: the response has no body, whatever its framing fields say
   bool connect = false;  // CONNECT: a 2xx answer turns the connection into a tunnel
   bool upgrade = false;  // an Upgrade offer was forwarded: 101 switches protocols
+  bool http10 = false;   // an HTTP/1.0 request: its client reads no chunked response
 };
 
 // The request direction of one HTTP connection (intercepted TLS or plain HTTP). After a request
@@ -133,11 +136,18 @@ class RequestRewriter {
   static constexpr std::size_t kMaxHeldAfterUpgrade = 64 * 1024;
   bool awaiting_upgrade() const noexcept;
   Status upgrade_answered(bool switched, std::string& to_upstream, std::string& to_guest);
+  // WebSocket (issue 14): the answer switched to a protocol the gateway reads itself. Resolves
+  // the upgrade as switched, but the bytes the guest sent after the request go to `held` (for
+  // the caller's codec) instead of the opaque scan, and `request` gets the upgrade request as
+  // the guest sent it (placeholders not substituted), so that a MessageGate gates its messages
+  // with the same gates. kBlocked if the rewriter already blocked or no upgrade is awaited. The
+  // rewriter must not be fed afterwards.
+  Status hand_off_upgrade(Request& request, std::string& held);
 
   // Whether a secret has been eligible for some request on this connection, so that a value may
   // have reached this upstream (and may be echoed). From then on every request leaves with
   // `Accept-Encoding: identity`, no transfer-coding but chunked offered (TE), and no
-  // `Upgrade: h2c`; the response side must not forward compressed or transfer-coded responses.
+  // `Upgrade: h2c`; the response side decodes compressed or transfer-coded bodies (or blocks them).
   bool values_may_flow() const noexcept;
   // For a rewriter that takes over a connection from another one (a reload of the secrets at a
   // message boundary): values may already have reached this upstream, so requests leave as

@@ -4,14 +4,21 @@
 The topology is test_gateway.py's (its Env), plus resp.example.com (203.0.113.15:443), a TLS
 upstream that keeps connections alive and answers by path:
   /gzip-echo   Content-Encoding: gzip whatever the request asked, the body echoing Authorization
+               (also /deflate-echo, /br-echo, /zstd-echo, /compress-echo: a coding nobody decodes)
   /te-gzip     Transfer-Encoding: gzip, chunked, the body echoing Authorization
+  /split-echo  chunked identity, a chunk boundary in the middle of the echoed value
+  /byte-echo   chunked identity, one byte per chunk (and a pause between chunks)
+  /http10-gzip an HTTP/1.0 response, gzip with a Content-Length, echoing Authorization
+  /gzip-body   reads a gzip request body, records whether the value arrived in it
   /ws-refuse   426 to an Upgrade offer (the connection stays HTTP)
-  /ws-101      101, then echoes the byte count of what it receives
+  /raw-101     101 to a protocol the gateway does not read (x-raw), then echoes the byte count
+               of what it receives (WebSocket switches are relayed by frames: test_websocket.py)
   /unasked-101 101 to a request that offered no upgrade, then the Authorization echo
   anything     200 "ok"
 It records what it received (whether the value arrived, never the value) in resp.jsonl.
 """
 
+import gzip
 import json
 import os
 import textwrap
@@ -51,7 +58,7 @@ class Env(base.Env):
 
     def start_python_servers(self):
         script = self.lab.write("resp_server.py", textwrap.dedent(f"""\
-            import gzip, json, os, socket, ssl, threading
+            import brotli, gzip, json, os, socket, ssl, threading, time, zlib, zstandard
             VALUE = os.environ["AIRLOCK_E2E_RESP_VALUE"]
             LOG = "{self.path('resp.jsonl')}"
             lock = threading.Lock()
@@ -78,13 +85,41 @@ class Env(base.Env):
                         k, _, v = line.partition(":")
                         h[k.strip().lower()] = v.strip()
                     auth = h.get("authorization", "")
+                    length = int(h.get("content-length", "0"))
+                    while len(buf) < length:
+                        more = t.recv(65536)
+                        if not more:
+                            return
+                        buf += more
+                    req_body, buf = buf[:length], buf[length:]
+                    if h.get("content-encoding") == "gzip":
+                        req_body = gzip.decompress(req_body)
                     record(path=path, value_arrived=auth == "Bearer " + VALUE,
                            placeholder_arrived="$MSB_" in auth, accept_encoding=h.get("accept-encoding"),
-                           upgrade=h.get("upgrade"))
+                           upgrade=h.get("upgrade"), body_value=VALUE.encode() in req_body,
+                           body_placeholder=b"$MSB_" in req_body, body_json_ok=req_body.startswith(b"{{"))
                     echo = ("echo:" + auth).encode()
-                    if path == "/gzip-echo":
+                    coders = {{"/gzip-echo": ("gzip", gzip.compress), "/deflate-echo": ("deflate", zlib.compress),
+                              "/br-echo": ("br", brotli.compress), "/zstd-echo": ("zstd", zstandard.compress),
+                              "/compress-echo": ("compress", lambda b: b)}}
+                    if path in coders:
+                        name, enc = coders[path]
+                        body = enc(echo)
+                        t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Encoding: %s\\r\\nContent-Length: %d\\r\\n\\r\\n"
+                                  % (name.encode(), len(body)) + body)
+                    elif path == "/split-echo":
+                        cut = len(echo) - len(VALUE) // 2
+                        t.sendall(b"HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n%x\\r\\n%s\\r\\n%x\\r\\n%s\\r\\n0\\r\\n\\r\\n"
+                                  % (cut, echo[:cut], len(echo) - cut, echo[cut:]))
+                    elif path == "/byte-echo":
+                        t.sendall(b"HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n")
+                        for i in range(len(echo)):
+                            t.sendall(b"1\\r\\n%s\\r\\n" % echo[i:i + 1])
+                        t.sendall(b"0\\r\\n\\r\\n")
+                    elif path == "/http10-gzip":
                         body = gzip.compress(echo)
-                        t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Encoding: gzip\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
+                        t.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Encoding: gzip\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
+                        return
                     elif path == "/te-gzip":
                         body = gzip.compress(echo)
                         t.sendall(b"HTTP/1.1 200 OK\\r\\nTransfer-Encoding: gzip, chunked\\r\\n\\r\\n%x\\r\\n" % len(body)
@@ -93,8 +128,8 @@ class Env(base.Env):
                         t.sendall(b"HTTP/1.1 426 Upgrade Required\\r\\nContent-Length: 0\\r\\n\\r\\n")
                     elif path == "/unasked-101":
                         t.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: h2c\\r\\nConnection: Upgrade\\r\\n\\r\\n" + echo)
-                    elif path == "/ws-101":
-                        t.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n")
+                    elif path == "/raw-101":
+                        t.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: x-raw\\r\\nConnection: Upgrade\\r\\n\\r\\n")
                         data = buf
                         while True:
                             if data:
@@ -137,6 +172,7 @@ class Env(base.Env):
                 env = "RESP_KEY"
                 value_from = "env:AIRLOCK_E2E_RESP_KEY"
                 allow_hosts = ["resp.example.com"]
+                inject = { headers = true, body = true }
                 """))
 
     def gateway_env(self):
@@ -183,33 +219,111 @@ def blocked_responses(env):
 
 # ---------------------------------------------------------------- item 3: response codings
 
-def test_a_compressed_echo_is_blocked_not_decoded_by_the_client(env):
-    # python requests asks for gzip and decodes it: before issue 12 the gzip echo of the value
-    # reached it (the scrubber reads only identity bytes) and its output held the value.
-    before = len(blocked_responses(env))
-    r = env.python("""
-        import requests
+REQUESTS_GET = """
+    import requests, sys
+    s = requests.Session()
+    for path in sys.argv[1:]:
         try:
-            r = requests.get("https://resp.example.com/gzip-echo", headers={"Authorization": "Bearer $MSB_RESP_KEY"},
-                             verify=%r, timeout=10)
-            print("status", r.status_code, r.text)
+            r = s.get("https://resp.example.com" + path, headers={"Authorization": "Bearer $MSB_RESP_KEY"},
+                      verify=%r, timeout=10)
+            print(path, r.status_code, r.headers.get("content-encoding"), r.text)
         except requests.exceptions.ConnectionError:
-            print("reset")
-    """ % env.path("gateway-ca.pem"))
-    assert r.stdout.strip() == "reset", r.stdout + r.stderr
-    [rec] = env.received("/gzip-echo")
+            print(path, "reset")
+"""
+
+
+def get(env, *paths):
+    """GETs `paths` on one python requests session, with the placeholder in Authorization."""
+    return env.client(base.PY, "-c", textwrap.dedent(REQUESTS_GET % env.path("gateway-ca.pem")), *paths)
+
+
+def scrubbed_records(env):
+    return [r for r in env.audit() if r["event"] == "scrubbed"]
+
+
+# Before issue 14 each of these echoes was blocked (Content-Encoding) where a value may flow; a
+# client that decodes (python requests) got a reset. Now it gets the body decoded and masked.
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+def test_a_compressed_echo_despite_identity_is_decoded_and_masked(env, coding):
+    before = len(scrubbed_records(env))
+    r = get(env, f"/{coding}-echo", "/after")
+    [echo, after] = r.stdout.strip().splitlines()
+    # No Content-Encoding reaches the client: it reads identity bytes, the value masked.
+    assert echo == f"/{coding}-echo 200 None echo:Bearer " + "*" * len(RESP_FAKE), r.stdout + r.stderr
+    assert after == "/after 200 None ok", "the keep-alive connection went on after the re-framed body"
+    [rec] = env.received(f"/{coding}-echo")
     assert rec["value_arrived"] and rec["accept_encoding"] == "identity"
-    wait_for(lambda: len(blocked_responses(env)) > before, "a blocked-response record")
-    assert "Content-Encoding gzip" in blocked_responses(env)[-1]["reason"]
+    wait_for(lambda: len(scrubbed_records(env)) > before, "a scrubbed record")
 
 
-def test_a_transfer_coded_echo_is_blocked(env):
-    before = len(blocked_responses(env))
-    r = env.curl("-H", "Authorization: Bearer $MSB_RESP_KEY", "--raw", "https://resp.example.com/te-gzip")
-    assert r.returncode != 0 and "echo" not in r.stdout, (r.returncode, r.stdout)
+def test_a_compressed_echo_reaches_curl_identity_and_chunked(env):
+    # curl --raw shows the framing the gateway sends: the gzip body became chunked identity.
+    r = env.curl("-i", "--raw", "-H", "Authorization: Bearer $MSB_RESP_KEY", "https://resp.example.com/gzip-echo")
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.replace("\r\n", "\n").partition("\n\n")
+    assert "content-encoding" not in head.lower() and "content-length" not in head.lower(), head
+    assert "transfer-encoding: chunked" in head.lower(), head
+    assert "echo:Bearer " + "*" * len(RESP_FAKE) in body and body.endswith("0\n\n"), body
+
+
+def test_a_transfer_coded_echo_is_decoded_and_masked(env):
+    r = env.curl("-H", "Authorization: Bearer $MSB_RESP_KEY", "https://resp.example.com/te-gzip")
+    assert r.returncode == 0 and r.stdout == "echo:Bearer " + "*" * len(RESP_FAKE), (r.returncode, r.stdout, r.stderr)
     assert env.received("/te-gzip")[0]["value_arrived"]
+
+
+def test_an_unknown_coding_is_blocked_without_its_name(env):
+    before = len(blocked_responses(env))
+    r = get(env, "/compress-echo")
+    assert r.stdout.strip() == "/compress-echo reset", r.stdout + r.stderr
     wait_for(lambda: len(blocked_responses(env)) > before, "a blocked-response record")
-    assert "Transfer-Encoding gzip" in blocked_responses(env)[-1]["reason"]
+    reason = blocked_responses(env)[-1]["reason"]
+    assert "coding the gateway does not decode" in reason and "compress" not in reason.replace("decompress", ""), reason
+
+
+# The chunk-split attack (issue 14): before, the scrubber read the framed bytes, so a chunk line
+# inside the value hid it and the client, joining the chunks, read it whole.
+@pytest.mark.parametrize("path", ["/split-echo", "/byte-echo"])
+def test_a_chunk_split_echo_is_masked(env, path):
+    r = get(env, path, "/after")
+    [echo, after] = r.stdout.strip().splitlines()
+    assert echo.startswith(f"{path} 200 None echo:Bearer "), r.stdout + r.stderr
+    shown = echo.split("echo:Bearer ", 1)[1]
+    assert len(shown) == len(RESP_FAKE) and RESP_FAKE not in shown
+    # One byte per chunk, sent as separate writes: a held start may go at a pause (at most 3 bytes).
+    assert shown.count("*") >= len(RESP_FAKE) - 3, shown
+    assert after == "/after 200 None ok"
+
+
+def test_an_http10_compressed_response_leaves_close_delimited(env):
+    r = env.curl("-i", "--raw", "-H", "Authorization: Bearer $MSB_RESP_KEY", "https://resp.example.com/http10-gzip")
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.replace("\r\n", "\n").partition("\n\n")
+    assert head.startswith("HTTP/1.0 200") and "connection: close" in head.lower(), head
+    assert "content-length" not in head.lower() and "content-encoding" not in head.lower(), head
+    assert body == "echo:Bearer " + "*" * len(RESP_FAKE), body
+
+
+def test_a_gzip_json_request_body_is_substituted_at_the_allowed_host(env):
+    # The engine decodes, substitutes and re-encodes; proven here with curl --data-binary of a
+    # gzip file and python requests with a gzip body, as clients send them.
+    gz = env.path("body.json.gz")
+    with gzip.open(gz, "wb") as f:
+        f.write(b'{"key": "$MSB_RESP_KEY", "n": 1}')
+    r = env.curl("--data-binary", "@" + gz, "-H", "Content-Encoding: gzip", "-H", "Content-Type: application/json",
+                 "https://resp.example.com/gzip-body")
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
+    r = env.python("""
+        import gzip, requests
+        r = requests.post("https://resp.example.com/gzip-body-requests", verify=%r, timeout=10,
+                          data=gzip.compress(b'{"key": "$MSB_RESP_KEY"}'),
+                          headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+        print(r.status_code, r.text.strip())
+    """ % env.path("gateway-ca.pem"))
+    assert r.stdout.strip() == "200 ok", r.stdout + r.stderr
+    for path in ("/gzip-body", "/gzip-body-requests"):
+        [rec] = env.received(path)
+        assert rec["body_value"] and not rec["body_placeholder"] and rec["body_json_ok"], (path, rec)
 
 
 def test_identity_is_asked_for_also_when_the_client_offered_nothing(env):
@@ -309,7 +423,7 @@ def test_pipelined_requests_after_an_upgrade_wait_for_its_answer(env):
 
 def test_after_a_101_the_stream_is_opaque_and_placeholders_are_violations(env):
     r = env.python(RAW_TLS % env.path("gateway-ca.pem") + """
-    s.sendall(b"GET /ws-101 HTTP/1.1\\r\\nHost: resp.example.com\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n")
+    s.sendall(b"GET /raw-101 HTTP/1.1\\r\\nHost: resp.example.com\\r\\nUpgrade: x-raw\\r\\nConnection: Upgrade\\r\\n\\r\\n")
     print(answer())
     s.sendall(b"clean frame")
     print(s.recv(100).decode())

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, fake_value, run_clean, sh
+from netlab import Lab, assert_absent, assert_equal_secret, fake_value, run_clean, sh, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 PY = "/usr/bin/python3"
@@ -58,6 +58,7 @@ class World:
         self.lab.ca("ca")
         self.lab.leaf("server", "ca", f"DNS:{ALLOWED},DNS:{EVIL},DNS:{ALLOWED6},DNS:{ALIAS}")
         self.make_repo()
+        self.start_backend()
         self.start_nginx()
         self.dns_port = self.lab.dnsmasq([
             f"--host-record={ALLOWED},{UP_IP}", f"--address=/{EVIL}/{UP_IP}", f"--address=/{ALLOWED6}/{UP_IP6}",
@@ -89,8 +90,60 @@ class World:
               location / {{ echo "ok"; }}
               location /echo/ {{ echo "received: $http_authorization"; }}
               location /repo.git/ {{ root {d}; }}
+              location /dec/ {{ proxy_pass http://127.0.0.1:18081; proxy_http_version 1.1; proxy_buffering off; }}
             }}
             """)
+
+    def start_backend(self):
+        """nginx's /dec/ backend (plain HTTP on the upstream's loopback): it misbehaves the way issue
+        14 describes. /dec/<coding> echoes Authorization compressed whatever the request asked;
+        /dec/split and /dec/bytes echo it chunked with a chunk boundary inside the value (nginx,
+        unbuffered, sends each piece as its own chunk); POST /dec/body reads a gzip body and says
+        whether the value arrived in it (never the value)."""
+        script = self.lab.write("dec_backend.py", textwrap.dedent("""\
+            import brotli, gzip, os, time, zlib
+            from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+            VALUE = os.environ["AIRLOCK_E2E_SB_VALUE"].encode()
+            CODERS = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress}
+            class H(BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"
+                def log_message(self, *a):
+                    pass
+                def do_GET(self):
+                    name = self.path.rsplit("/", 1)[1]
+                    echo = b"received: " + self.headers.get("Authorization", "").encode() + b"\\n"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    if name in CODERS:
+                        body = CODERS[name](echo)
+                        self.send_header("Content-Encoding", name)
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    cut = len(echo) - len(VALUE) // 2
+                    pieces = [echo[:cut], echo[cut:]] if name == "split" else [echo[i:i + 1] for i in range(len(echo))]
+                    for p in pieces:
+                        self.wfile.write(b"%x\\r\\n%s\\r\\n" % (len(p), p))
+                        self.wfile.flush()
+                        time.sleep(0.05 if name == "split" else 0.005)
+                    self.wfile.write(b"0\\r\\n\\r\\n")
+                def do_POST(self):
+                    raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                    body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
+                    out = b"body_value=%d placeholder=%d json=%d\\n" % (VALUE in body, b"$MSB_" in body or b"$API_KEY" in body,
+                                                                       body.startswith(b"{"))
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+            ThreadingHTTPServer(("127.0.0.1", 18081), H).serve_forever()
+            """))
+        self.lab.start(["ip", "netns", "exec", UPNS, PY, script], "dec_backend.stderr",
+                       env=dict(os.environ, AIRLOCK_E2E_SB_VALUE=self.value))
+        wait_listening(UPNS, ["127.0.0.1:18081"], "the /dec/ backend listening")
 
     def write_config(self, action, egress):
         self.configs += 1
@@ -105,6 +158,7 @@ class World:
             env = "API_KEY"
             value_from = "env:AIRLOCK_E2E_SB_API_KEY"
             allow_hosts = ["{ALLOWED}", "{ALLOWED6}", "{ALIAS}"]
+            inject = {{ headers = true, body = true }}
 
             [gateway]
             home = "{self.path('home')}"
@@ -187,6 +241,51 @@ def test_a_compressed_echo_cannot_carry_the_value_past_the_scrubber(world):
     assert proc.stdout.startswith(masked)
     (other,) = world.upstream.received("echo/evil-gz")  # a host no secret allows keeps its compression
     assert other["ae"].startswith("deflate, gzip") or "gzip" in other["ae"]
+
+
+# Issue 14, inside `airlock run`: before, each compressed echo was blocked (python requests saw a
+# reset) and each chunk-split echo reached the guest whole.
+def test_compressed_and_chunk_split_echoes_are_masked_inside_airlock_run(world):
+    script = textwrap.dedent(f"""
+        import os, requests
+        s = requests.Session()
+        h = {{"Authorization": "Bearer " + os.environ["API_KEY"]}}
+        for name in ("gzip", "deflate", "br", "split", "bytes"):
+            try:
+                r = s.get("{url(ALLOWED, 'dec/')}" + name, headers=h, timeout=20)
+                print(name, r.status_code, r.headers.get("content-encoding"), r.text.strip())
+            except requests.exceptions.RequestException as e:
+                print(name, "failed", type(e).__name__)
+    """)
+    proc = world.run([PY, "-c", script])
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 5, proc.stdout
+    stars = "*" * len(world.value)
+    for line, name in zip(lines[:3], ("gzip", "deflate", "br")):
+        assert line == f"{name} 200 None received: Bearer {stars}", line
+    for line, name in zip(lines[3:], ("split", "bytes")):
+        prefix = f"{name} 200 None received: Bearer "
+        assert line.startswith(prefix) and len(line) == len(prefix) + len(world.value), line
+        # Pauses between chunks let a held start of at most 3 bytes go before the rest arrives.
+        assert line[len(prefix):].count("*") >= len(world.value) - 3, line
+    for name in ("gzip", "deflate", "br", "split", "bytes"):
+        (rec,) = world.upstream.received(f"dec/{name}")
+        world.assert_bearer_value(rec)
+        assert rec["ae"] == "identity", rec["ae"]
+
+
+def test_a_gzip_json_request_body_is_substituted_inside_airlock_run(world):
+    script = textwrap.dedent(f"""
+        import gzip, json, os, requests
+        body = gzip.compress(json.dumps({{"key": os.environ["API_KEY"]}}).encode())
+        r = requests.post("{url(ALLOWED, 'dec/body')}", data=body, timeout=20,
+                          headers={{"Content-Encoding": "gzip", "Content-Type": "application/json"}})
+        print(r.status_code, r.text.strip())
+    """)
+    proc = world.run([PY, "-c", script])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "200 body_value=1 placeholder=0 json=1", proc.stdout
 
 
 def test_python_requests_and_urllib(world):
