@@ -97,17 +97,20 @@ struct Pump {
         }
         hooks.touch();
         batched += r.bytes;
-        const bool more = batched < kBatchBytes && from.readable_now();
+        // Held bytes (a placeholder's or a value's possible start) are let go only at a pause,
+        // never because a batch is full: a value split across the batch boundary is still
+        // found whole.
+        const bool ready = from.readable_now();
         if (from_guest) {
           hooks.bytes(r.bytes, 0);
           bridge.from_guest(std::string_view(buf, r.bytes));
-          if (!more) bridge.flush_requests();
+          if (!ready) bridge.flush_requests();
         } else {
           hooks.bytes(0, r.bytes);
           bridge.from_upstream(std::string_view(buf, r.bytes));
-          if (!more) bridge.flush_responses();
+          if (!ready) bridge.flush_responses();
         }
-        if (!more || bridge.terminated() || bridge.done()) break;
+        if (!ready || batched >= kBatchBytes || bridge.terminated() || bridge.done()) break;
       }
       if (failed) {
         // One side ended: what is owed the other still goes, then it ends too.
