@@ -15,6 +15,12 @@ void wipe(std::string& s) noexcept {
   s.clear();
 }
 
+// Input read into the bridge before its output is written (bounds what a batch adds to the
+// bridge's buffers; the budget is checked on every write as before).
+constexpr std::size_t kBatchBytes = 64 * 1024;
+// Output buffers larger than this are released after a write (idle memory).
+constexpr std::size_t kKeepBytes = 64 * 1024;
+
 struct Pump {
   Stream& guest;
   Stream& upstream;
@@ -23,8 +29,19 @@ struct Pump {
   std::size_t read_size;
 
   // Notices first (a substitution's audit record before the bytes that carry it), then the bytes.
-  asio::awaitable<bool> write_out() {
+  // Output buffers, one pair per side (a side's write may be suspended while the other side
+  // writes), kept across calls (cleared, the upstream one wiped) so a write costs no
+  // allocation; a buffer that grew past kKeepBytes is let go after use.
+  struct Out {
     std::string g, u;
+  };
+  Out outs[2];
+
+  asio::awaitable<bool> write_out(Out& out) {
+    std::string& g = out.g;
+    std::string& u = out.u;
+    g.clear();
+    u.clear();
     bridge.take_output(g, u);
     for (const H2Notice& n : bridge.take_notices()) hooks.notice(n);
     if (hooks.aborted()) {
@@ -43,8 +60,11 @@ struct Pump {
         co_return false;
       }
     }
+    if (u.capacity() > kKeepBytes) std::string().swap(u);
     if (!g.empty()) {
       const std::error_code ec = co_await guest.write_all(g);
+      g.clear();
+      if (g.capacity() > kKeepBytes) std::string().swap(g);
       if (ec) {
         if (!hooks.aborted()) hooks.close(true);
         co_return false;
@@ -57,35 +77,53 @@ struct Pump {
     co_return true;
   }
 
+  // Reads what is ready (up to kBatchBytes) into the bridge before writing once: the frames of
+  // several TLS records, e.g. several streams' requests, leave in one record and one send
+  // instead of one per record read.
   asio::awaitable<void> side(bool from_guest) {
     Stream& from = from_guest ? guest : upstream;
     Stream& other = from_guest ? upstream : guest;
+    Out& out = outs[from_guest ? 0 : 1];
     while (!hooks.aborted()) {
-      char* buf = pump_scratch();
-      const IoResult r = co_await from.read_some(buf, read_size);
-      if (hooks.aborted()) break;
-      if (r.error) {
+      std::size_t batched = 0;
+      bool failed = false;
+      for (;;) {
+        char* buf = pump_scratch();
+        const IoResult r = co_await from.read_some(buf, read_size);
+        if (hooks.aborted()) co_return;
+        if (r.error) {
+          failed = true;
+          break;
+        }
+        hooks.touch();
+        batched += r.bytes;
+        // Held bytes (a placeholder's or a value's possible start) are let go only at a pause,
+        // never because a batch is full: a value split across the batch boundary is still
+        // found whole.
+        const bool ready = from.readable_now();
+        // A reload since the last read: what comes next (new streams, response bytes) sees it.
+        if (auto newer = hooks.newer_secrets(bridge.generation())) bridge.use_snapshot(std::move(newer));
+        if (from_guest) {
+          hooks.bytes(r.bytes, 0);
+          bridge.from_guest(std::string_view(buf, r.bytes));
+          if (!ready) bridge.flush_requests();
+        } else {
+          hooks.bytes(0, r.bytes);
+          bridge.from_upstream(std::string_view(buf, r.bytes));
+          if (!ready) bridge.flush_responses();
+        }
+        if (!ready || batched >= kBatchBytes || bridge.terminated() || bridge.done()) break;
+      }
+      if (failed) {
         // One side ended: what is owed the other still goes, then it ends too.
-        co_await write_out();
+        co_await write_out(out);
         if (!hooks.aborted()) {
           co_await other.shutdown_send();
           hooks.close(false);
         }
         break;
       }
-      hooks.touch();
-      // A reload since the last read: what comes next (new streams, response bytes) sees it.
-      if (auto newer = hooks.newer_secrets(bridge.generation())) bridge.use_snapshot(std::move(newer));
-      if (from_guest) {
-        hooks.bytes(r.bytes, 0);
-        bridge.from_guest(std::string_view(buf, r.bytes));
-        if (!from.readable_now()) bridge.flush_requests();
-      } else {
-        hooks.bytes(0, r.bytes);
-        bridge.from_upstream(std::string_view(buf, r.bytes));
-        if (!from.readable_now()) bridge.flush_responses();
-      }
-      if (!co_await write_out()) break;
+      if (!co_await write_out(out)) break;
       if (bridge.done()) {
         hooks.close(false);
         break;
@@ -99,9 +137,9 @@ struct Pump {
 asio::awaitable<void> run_h2_bridge(Stream& guest, Stream& upstream, H2Bridge& bridge, H2Hooks& hooks,
                                     std::size_t read_size) {
   using namespace asio::experimental::awaitable_operators;
-  Pump pump{guest, upstream, bridge, hooks, read_size};
+  Pump pump{guest, upstream, bridge, hooks, read_size, {}};
   // Both prefaces and SETTINGS go first.
-  if (!co_await pump.write_out()) co_return;
+  if (!co_await pump.write_out(pump.outs[0])) co_return;
   co_await (pump.side(true) && pump.side(false));
 }
 

@@ -64,8 +64,10 @@ bool valid_header(const Header& h) {
 }
 
 // nghttp2 copies name/value when a frame is submitted, so the vector may point into `headers`.
-std::vector<nghttp2_nv> to_nv(const Headers& headers) {
-  std::vector<nghttp2_nv> nva;
+// One vector per thread, reused (it holds pointers only, valid until the next call).
+std::vector<nghttp2_nv>& to_nv(const Headers& headers) {
+  thread_local std::vector<nghttp2_nv> nva;
+  nva.clear();
   nva.reserve(headers.size());
   for (const Header& h : headers) {
     nghttp2_nv nv{};
@@ -154,6 +156,7 @@ struct Session::Callbacks {
     Stream& st = s.ensure(frame->hd.stream_id);
     s.header_bytes_ -= st.block_size;
     st.block.clear();
+    st.block.reserve(16);  // a typical head without regrowing the vector per field
     st.block_size = 0;
     st.block_trailers = frame->headers.cat == NGHTTP2_HCAT_HEADERS && st.head_done;
     return 0;
@@ -348,7 +351,7 @@ struct Session::Callbacks {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
       if (st->has_trailers) {
         *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        std::vector<nghttp2_nv> nva = to_nv(st->trailers);
+        std::vector<nghttp2_nv>& nva = to_nv(st->trailers);
         if (nghttp2_submit_trailer(session, id, nva.data(), nva.size()) != 0)
           return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         st->trailers.clear();
@@ -487,7 +490,7 @@ StreamResult Session::submit_request(const Headers& headers, bool end_stream) {
   if (role_ != Role::kClient || !session_) return {0, H2Error::kInternal};
   if (error_ != H2Error::kNone || peer_goaway_ || local_goaway_) return {0, H2Error::kClosed};
   if (H2Error e = check_headers(headers); e != H2Error::kNone) return {0, e};
-  std::vector<nghttp2_nv> nva = to_nv(headers);
+  std::vector<nghttp2_nv>& nva = to_nv(headers);
   nghttp2_data_provider prd{};
   prd.read_callback = Callbacks::read_data;
   const std::int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(), end_stream ? nullptr : &prd, nullptr);
@@ -503,7 +506,7 @@ H2Error Session::submit_response(std::int32_t stream, const Headers& headers, bo
   Stream* st = find(stream);
   if (!st || st->closed || st->responded || st->rejected) return H2Error::kNoStream;
   if (H2Error e = check_headers(headers); e != H2Error::kNone) return e;
-  std::vector<nghttp2_nv> nva = to_nv(headers);
+  std::vector<nghttp2_nv>& nva = to_nv(headers);
   int rv;
   if (informational(headers)) {
     rv = nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, stream, nullptr, nva.data(), nva.size(), nullptr);

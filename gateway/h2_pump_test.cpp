@@ -1,0 +1,195 @@
+// The I/O loop around the HTTP/2 bridge (h2_pump.cpp) over scripted streams: it reads what is
+// ready in batches before writing, and a batch boundary must never count as a pause (a pause
+// lets the bridge release held bytes, e.g. the start of a placeholder). Values are fake.
+#include "gateway/h2_pump.hpp"
+
+#include <secrets/engine/engine_test_util.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace airlock::gateway {
+namespace {
+
+using http::h2::Event;
+using http::h2::Headers;
+using http::h2::Role;
+using http::h2::Session;
+
+const std::string kBody = "body-FAKE-pump";
+const std::string kPlaceholder = "$MSB_BODY";
+
+// Hands out its script in reads of at most `chunk` bytes, ready while any is left; then waits
+// (bounded) until shut down, or ends at once when `wait` is null.
+class ScriptedStream final : public Stream {
+ public:
+  ScriptedStream(std::string script, std::size_t chunk, asio::steady_timer* wait)
+      : script_(std::move(script)), chunk_(chunk), wait_(wait) {}
+
+  asio::awaitable<IoResult> read_some(char* out, std::size_t size) override {
+    // Through the executor like a real read, so the other side runs in between.
+    co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    if (pos_ < script_.size()) {
+      const std::size_t n = std::min({size, chunk_, script_.size() - pos_});
+      std::memcpy(out, script_.data() + pos_, n);
+      pos_ += n;
+      co_return IoResult{n, {}};
+    }
+    if (wait_) {
+      std::error_code ec;
+      co_await wait_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    co_return IoResult{0, asio::error::eof};
+  }
+  asio::awaitable<std::error_code> write_all(std::string_view data) override {
+    written.append(data);
+    co_return std::error_code{};
+  }
+  asio::awaitable<std::error_code> shutdown_send() override {
+    if (wait_) wait_->cancel();
+    co_return std::error_code{};
+  }
+  bool readable_now() override { return pos_ < script_.size(); }
+
+  std::string written;
+
+ private:
+  std::string script_;
+  std::size_t pos_ = 0;
+  std::size_t chunk_;
+  asio::steady_timer* wait_;
+};
+
+struct Hooks final : H2Hooks {
+  void notice(const H2Notice& n) override { notices.push_back(n); }
+  void touch() override {}
+  bool within_budget(std::size_t) override { return true; }
+  bool aborted() override { return closed; }
+  void close(bool) override { closed = true; }
+  void bytes(std::size_t, std::size_t) override {}
+  std::shared_ptr<const SecretsSnapshot> newer_secrets(std::uint64_t) override { return nullptr; }
+  bool closed = false;
+  std::vector<H2Notice> notices;
+};
+
+// A client that learnt a server's SETTINGS (so its windows allow a large body), then sends one
+// POST whose body is `body`: the bytes a guest would send after the handshake, in order.
+std::string guest_script(const std::string& body) {
+  Session client(Role::kClient, {});
+  Session server(Role::kServer, {});
+  std::string script, c, s;
+  std::vector<Event> ev;
+  client.pending_output(c);
+  server.receive(c, ev);
+  server.pending_output(s);
+  client.receive(s, ev);
+  script += c;
+  const Headers head = {{":method", "POST"}, {":scheme", "https"}, {":authority", "api.example.com"}, {":path", "/v1"}};
+  const auto r = client.submit_request(head, false);
+  EXPECT_EQ(r.error, http::h2::H2Error::kNone);
+  client.submit_data(r.stream, body, true);
+  c.clear();
+  client.pending_output(c);
+  script += c;
+  return script;
+}
+
+// The upstream's first bytes: a server's SETTINGS and connection WINDOW_UPDATE.
+std::string upstream_script() {
+  Session server(Role::kServer, {});
+  std::string s;
+  server.pending_output(s);
+  return s;
+}
+
+struct PumpRun {
+  std::string to_upstream;  // the DATA that reached the upstream, read by a real server session
+  std::string wire;         // every byte written to the upstream
+  std::vector<H2Notice> notices;
+};
+
+constexpr std::size_t kChunk = kScratchBytes;  // the gateway's read size
+constexpr std::size_t kBatch = 64 * 1024;      // h2_pump.cpp's kBatchBytes
+
+// One POST whose body has `placeholder` across the pump's batch boundary, through the pump.
+PumpRun run_across_boundary(const std::string& placeholder, const std::vector<secrets::testing::SecretSpec>& specs) {
+  std::string script;
+  for (std::size_t pad = kBatch - 400; pad < kBatch; ++pad) {
+    script = guest_script(std::string(pad, 'a') + placeholder + std::string(40000, 'b'));
+    const std::size_t at = script.find(placeholder);
+    if (at != std::string::npos && at < kBatch && at + placeholder.size() > kBatch) break;
+    script.clear();
+  }
+  EXPECT_FALSE(script.empty()) << "no padding put the placeholder across the batch boundary";
+
+  secrets::testing::FakePins pins;
+  pins.pin(secrets::testing::api_ip(), "api.example.com");
+  auto snapshot = std::make_shared<SecretsSnapshot>();
+  snapshot->set = std::make_shared<const secrets::SecretSet>(secrets::testing::make_secrets(specs), ViolationAction::kBlockAndLog);
+  snapshot->scrub_forms.emplace(snapshot->set->secrets());
+  snapshot->generation = 1;
+  H2Bridge bridge(std::move(snapshot), secrets::testing::tls_context(&pins));
+
+  asio::io_context io;
+  asio::steady_timer upstream_wait(io);
+  upstream_wait.expires_after(std::chrono::seconds(10));  // bounds the test if the pump never ends
+  ScriptedStream guest(script, kChunk, nullptr);
+  ScriptedStream upstream(upstream_script(), kChunk, &upstream_wait);
+  Hooks hooks;
+  asio::co_spawn(io, run_h2_bridge(guest, upstream, bridge, hooks, kChunk), asio::detached);
+  io.run();
+
+  PumpRun run;
+  run.wire = upstream.written;
+  run.notices = hooks.notices;
+  Session verifier(Role::kServer, {});
+  std::vector<Event> events;
+  verifier.receive(upstream.written, events);
+  for (const Event& e : events)
+    if (e.kind == Event::Kind::kData) run.to_upstream += e.data;
+  return run;
+}
+
+InjectionScopes body_scope() {
+  InjectionScopes scopes;
+  scopes.headers = false;
+  scopes.basic_auth = false;
+  scopes.body = true;
+  return scopes;
+}
+
+TEST(H2Pump, PlaceholderAcrossABatchBoundaryIsSubstituted) {
+  const PumpRun run = run_across_boundary(kPlaceholder, {{"BODY", kBody, {"api.example.com"}, body_scope()}});
+  ASSERT_GT(run.to_upstream.size(), kBatch) << "the body did not reach the upstream";
+  EXPECT_NE(run.to_upstream.find(kBody), std::string::npos) << "the value was not substituted";
+  EXPECT_EQ(run.wire.find("$MSB_B"), std::string::npos) << "a placeholder start reached the upstream";
+}
+
+// A placeholder of a secret this host may not receive, split by the batch boundary: found (a
+// violation, the stream is blocked) and its first half held back until the verdict. 23d4a24's
+// pump treated a full batch as a pause, so the gate released the first half to the upstream.
+TEST(H2Pump, DisallowedPlaceholderAcrossABatchBoundaryIsAViolation) {
+  const PumpRun run = run_across_boundary("$MSB_OTHER", {{"OTHER", "other-FAKE-pump", {"other.example"}, body_scope()}});
+  bool blocked = false;
+  for (const H2Notice& n : run.notices)
+    if (n.kind == H2Notice::Kind::kBlocked && n.block && n.block->violation) blocked = true;
+  EXPECT_TRUE(blocked) << "the split placeholder was not found";
+  // Its start was held back until the verdict, not sent ahead of it.
+  EXPECT_EQ(run.wire.find("$MSB_O"), std::string::npos) << "a placeholder start reached the upstream";
+}
+
+}  // namespace
+}  // namespace airlock::gateway
