@@ -159,6 +159,15 @@ class Lab:
             if ns:
                 sh("ip", "link", "set", dev, "netns", ns)
 
+    def upstream_link(self, ns, host_if, up_if, host_ip, up_ip):
+        """A namespace `ns` for upstream servers, reached from ours over a /30 veth host_if - up_if."""
+        self.netns(ns)
+        self.veth(host_if, up_if, None, ns)
+        sh("ip", "addr", "add", f"{host_ip}/30", "dev", host_if)
+        sh("ip", "link", "set", host_if, "up")
+        sh("ip", "-n", ns, "addr", "add", f"{up_ip}/30", "dev", up_if)
+        sh("ip", "-n", ns, "link", "set", up_if, "up")
+
     def netns_file(self, ns, name, text):
         """/etc/netns/<ns>/<name>, which `ip netns exec` bind-mounts over /etc/<name>."""
         d = f"/etc/netns/{ns}"

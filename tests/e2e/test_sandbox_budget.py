@@ -39,12 +39,7 @@ class World:
         self.value = fake_value()
 
     def setup(self):
-        self.lab.netns(UPNS)
-        self.lab.veth(HOST_IF, UP_IF, None, UPNS)
-        sh("ip", "addr", "add", f"{HOST_IP}/30", "dev", HOST_IF)
-        sh("ip", "link", "set", HOST_IF, "up")
-        sh("ip", "-n", UPNS, "addr", "add", f"{UP_IP}/30", "dev", UP_IF)
-        sh("ip", "-n", UPNS, "link", "set", UP_IF, "up")
+        self.lab.upstream_link(UPNS, HOST_IF, UP_IF, HOST_IP, UP_IP)
         self.lab.ca("ca")
         self.lab.leaf("server", "ca", f"DNS:{HOST}")
         d = self.lab.dir

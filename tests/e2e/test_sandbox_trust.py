@@ -79,12 +79,7 @@ class World:
 
     def setup(self):
         lab = self.lab
-        lab.netns(UPNS)
-        lab.veth(HOST_IF, UP_IF, None, UPNS)
-        sh("ip", "addr", "add", f"{HOST_IP}/30", "dev", HOST_IF)
-        sh("ip", "link", "set", HOST_IF, "up")
-        sh("ip", "-n", UPNS, "addr", "add", f"{UP_IP}/30", "dev", UP_IF)
-        sh("ip", "-n", UPNS, "link", "set", UP_IF, "up")
+        lab.upstream_link(UPNS, HOST_IF, UP_IF, HOST_IP, UP_IP)
         lab.ca("ca")
         lab.leaf("server", "ca", f"DNS:{HOST}")
         d = lab.dir
