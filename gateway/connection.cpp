@@ -1348,14 +1348,15 @@ void Core::replace_secrets(std::shared_ptr<const secrets::SecretSet> set) {
   if (!set) throw ConfigError("the gateway needs a secret set (it may be empty)");
   std::lock_guard reloading(reload_mutex_);
   auto next = std::make_shared<SecretsSnapshot>();
-  if (const std::shared_ptr<const SecretsSnapshot> current = snapshot()) {
+  const std::shared_ptr<const SecretsSnapshot> current = snapshot();  // the one replaced (one reload at a time)
+  if (current) {
     RetiringResult r = retire_removed(*current->set, std::move(set));
     next->set = std::move(r.set);
     next->retired = std::move(r.retired);
   } else {
     next->set = std::move(set);
   }
-  if (!next->set->secrets().empty()) next->scrub_forms.emplace(next->set->secrets());
+  build_scrub_forms(*next, current.get());
   std::shared_ptr<const SecretsSnapshot> old;
   {
     std::lock_guard lock(snapshot_mutex_);

@@ -48,8 +48,16 @@ class ResolveCache {
 // one off the data path and swaps it in; the old values are wiped when the last holder lets go.
 struct SecretsSnapshot {
   std::shared_ptr<const secrets::SecretSet> set;
-  std::optional<http::ScrubForms> scrub_forms;  // every form of every value; empty with no secrets
+  // Every form of every value of `set` and of the snapshot this one replaced (so that one scrubber
+  // masks both wholly during a rotation, even when one value is a prefix of the other); empty when
+  // neither has secrets. The previous values live here until the next reload replaces this one.
+  std::optional<http::ScrubForms> scrub_forms;
   std::uint64_t generation = 1;
+  std::uint64_t covers_from = 0;  // the replaced snapshot's generation when scrub_forms has its values too (0: none)
+  // Whether scrub_forms masks every value of the snapshot of generation `g`.
+  bool covers(std::uint64_t g) const noexcept {
+    return scrub_forms && (g == generation || (covers_from != 0 && covers_from <= g && g < generation));
+  }
   std::vector<std::string> retired;  // env names of secrets removed by a reload (sorted; see retired_secrets.hpp)
   bool is_retired(const std::string& env) const { return std::binary_search(retired.begin(), retired.end(), env); }
 };

@@ -177,6 +177,119 @@ TEST(ResponseScrubbers, ASnapshotWithoutSecretsAddsNoScrubber) {
   EXPECT_EQ(s.newest(), 3u);
 }
 
+// A reload's snapshot of {KEY: value} (or of `set`), built as Core::replace_secrets builds it.
+std::shared_ptr<const SecretsSnapshot> reload_to(const std::shared_ptr<const SecretsSnapshot>& previous,
+                                                 std::shared_ptr<const secrets::SecretSet> set) {
+  auto s = std::make_shared<SecretsSnapshot>();
+  s->set = std::move(set);
+  build_scrub_forms(*s, previous.get());
+  s->generation = previous ? previous->generation + 1 : 1;
+  return s;
+}
+std::shared_ptr<const SecretsSnapshot> reload_to(const std::shared_ptr<const SecretsSnapshot>& previous, const std::string& value) {
+  return reload_to(previous, set_of({{"KEY", value}}));
+}
+
+// The chain of a connection whose request went out under `older` and that has seen `newer`
+// (refresh_scrubbers' order and needs: both are needed while the old response is answered).
+void keep_both(ResponseScrubbers& s, const std::shared_ptr<const SecretsSnapshot>& first,
+               const std::shared_ptr<const SecretsSnapshot>& second) {
+  s.keep(first);
+  s.keep(second);
+  s.release_unneeded([&](std::uint64_t g) { return g == first->generation || g == second->generation; });
+}
+
+// `in` whole, cut at every offset, and byte by byte: neither value nor any byte run of the longer
+// one past the shorter shows.
+void expect_masked(ResponseScrubbers& s, const std::string& in, const std::string& shorter, const std::string& longer) {
+  const std::string tail = longer.substr(shorter.size());
+  std::vector<std::vector<std::string>> feeds = {{in}};
+  for (std::size_t cut = 1; cut < in.size(); ++cut) feeds.push_back({in.substr(0, cut), in.substr(cut)});
+  std::vector<std::string> bytes;
+  for (char c : in) bytes.emplace_back(1, c);
+  feeds.push_back(bytes);
+  for (std::size_t i = 0; i < feeds.size(); ++i) {
+    const std::string out = through(s, feeds[i]);
+    ASSERT_EQ(out.size(), in.size()) << i;
+    EXPECT_EQ(out.find(shorter), std::string::npos) << "feed " << i;
+    EXPECT_EQ(out.find(longer), std::string::npos) << "feed " << i;
+    EXPECT_EQ(out.find(tail), std::string::npos) << "the longer value's tail shows, feed " << i;
+    EXPECT_NE(out.find("<a "), std::string::npos);
+  }
+}
+
+// Obviously fake values, one extending the other (a rotation that appends to the old value).
+constexpr const char* kShort = "fake-rot-value-3a9f";
+constexpr const char* kLong = "fake-rot-value-3a9f-ext-7c21e0";
+
+TEST(ResponseScrubbers, ANewValueThatExtendsTheOldOneIsMaskedWhole) {
+  const auto old_snapshot = reload_to(nullptr, kShort);
+  const auto new_snapshot = reload_to(old_snapshot, kLong);
+  const std::string in = std::string("<a ") + kLong + " b " + kShort + " c " + kLong + ">";
+  for (bool newest_first : {false, true}) {
+    ResponseScrubbers s;
+    if (newest_first) keep_both(s, new_snapshot, old_snapshot);
+    else keep_both(s, old_snapshot, new_snapshot);
+    EXPECT_EQ(s.size(), 1u);  // the newest snapshot's forms cover the old value: one scrubber
+    expect_masked(s, in, kShort, kLong);
+  }
+}
+
+TEST(ResponseScrubbers, ANewValueThatIsAPrefixOfTheOldOneIsMaskedWhole) {
+  const auto old_snapshot = reload_to(nullptr, kLong);
+  const auto new_snapshot = reload_to(old_snapshot, kShort);
+  const std::string in = std::string("<a ") + kLong + " b " + kShort + " c " + kLong + ">";
+  for (bool newest_first : {false, true}) {
+    ResponseScrubbers s;
+    if (newest_first) keep_both(s, new_snapshot, old_snapshot);
+    else keep_both(s, old_snapshot, new_snapshot);
+    EXPECT_EQ(s.size(), 1u);
+    expect_masked(s, in, kShort, kLong);
+  }
+}
+
+// A secret a reload removed is retired with a random value; its old value is still masked in the
+// responses of that one generation, by the newest snapshot's scrubber alone.
+TEST(ResponseScrubbers, ARemovedSecretsOldValueIsMaskedByTheNewestScrubber) {
+  const auto old_snapshot = reload_to(nullptr, kShort);
+  RetiringResult r = retire_removed(*old_snapshot->set, set_of({{"OTHER", kNew}}));
+  ASSERT_EQ(r.retired, std::vector<std::string>{"KEY"});
+  const auto new_snapshot = reload_to(old_snapshot, r.set);
+  ResponseScrubbers s;
+  keep_both(s, old_snapshot, new_snapshot);
+  EXPECT_EQ(s.size(), 1u);
+  const std::string in = std::string("<a ") + kShort + " b " + kNew + ">";
+  for (std::size_t cut = 0; cut <= in.size(); ++cut) {
+    const std::string out = through(s, {in.substr(0, cut), in.substr(cut)});
+    EXPECT_EQ(out.find(kShort), std::string::npos) << cut;
+    EXPECT_EQ(out.find(kNew), std::string::npos) << cut;
+  }
+  // The next reload lets the removed value go: its snapshot covers only the one before it.
+  const auto third = reload_to(new_snapshot, set_of({{"OTHER", kNew}}));
+  ResponseScrubbers later;
+  later.keep(third);
+  EXPECT_NE(through(later, {in}).find(kShort), std::string::npos) << "the test cannot fail";
+}
+
+// Three live generations: the newest covers the one before it, not the oldest, which keeps its
+// own scrubber in the chain.
+TEST(ResponseScrubbers, TheOldestOfThreeGenerationsKeepsItsScrubber) {
+  const auto g1 = reload_to(nullptr, kOld);
+  const auto g2 = reload_to(g1, kNew);
+  const auto g3 = reload_to(g2, "fake-third-value-e4a1");
+  ResponseScrubbers s;
+  s.keep(g1);
+  s.keep(g2);
+  s.keep(g3);
+  s.release_unneeded([](std::uint64_t g) { return g == 1 || g == 3; });
+  EXPECT_EQ(s.size(), 2u);
+  const std::string in = std::string("<a ") + kOld + " " + kNew + " fake-third-value-e4a1>";
+  const std::string out = through(s, {in});
+  EXPECT_EQ(out.find(kOld), std::string::npos);
+  EXPECT_EQ(out.find(kNew), std::string::npos);
+  EXPECT_EQ(out.find("fake-third-value-e4a1"), std::string::npos);
+}
+
 // Every HTTP/1 response path scrubs through the chain it borrows (merge of reload2 with the
 // response decoder): a head, a body de-chunked with a value cut by a chunk line, its trailers,
 // and a gzip body the gateway decodes. One scrubber over the newest snapshot's forms (what the

@@ -14,6 +14,18 @@ void wipe(std::string& s) {
 
 }  // namespace
 
+void build_scrub_forms(SecretsSnapshot& next, const SecretsSnapshot* previous) {
+  if (!previous || previous->set->secrets().empty()) {
+    if (!next.set->secrets().empty()) next.scrub_forms.emplace(next.set->secrets());
+    return;
+  }
+  std::vector<std::string_view> both;  // views of the values in their locked memory
+  for (const SecretBinding& b : next.set->secrets()) both.push_back(b.value().expose());
+  for (const SecretBinding& b : previous->set->secrets()) both.push_back(b.value().expose());
+  next.scrub_forms.emplace(http::ScrubForms::OfValues{}, both);
+  next.covers_from = previous->generation;
+}
+
 ResponseScrubbers::~ResponseScrubbers() {
   for (std::string& s : stage_) wipe(s);
 }
@@ -24,6 +36,7 @@ void ResponseScrubbers::keep(const std::shared_ptr<const SecretsSnapshot>& snaps
   if (!snapshot->scrub_forms) return;
   for (const Entry& e : chain_)
     if (e.snapshot->generation == snapshot->generation) return;
+  if (!chain_.empty() && chain_.back().snapshot->covers(snapshot->generation)) return;
   chain_.push_back({snapshot, std::make_unique<http::ResponseScrubber>(*snapshot->scrub_forms)});
 }
 

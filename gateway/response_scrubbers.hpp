@@ -15,6 +15,13 @@
 
 namespace airlock::gateway {
 
+// Builds `next.scrub_forms` over the values of `next.set` and of `previous` (the snapshot it
+// replaces; null for the first): one scrubber then masks both wholly, overlapping values included,
+// and the chain needs no scrubber for `previous` (next.covers_from). A removed secret's old value
+// is among `previous`'s (its retired binding in `next` has a random one). Control path (throws
+// std::bad_alloc only).
+void build_scrub_forms(SecretsSnapshot& next, const SecretsSnapshot* previous);
+
 // As an http::Scrubber it is what the connection's response paths borrow (the HTTP/1
 // ResponseStream, the WebSocket relay, opaque bytes), so keep()/release_unneeded() between two
 // calls apply to every path at once. An empty chain passes bytes through unchanged.
@@ -25,16 +32,22 @@ class ResponseScrubbers final : public http::Scrubber {
   ResponseScrubbers(const ResponseScrubbers&) = delete;
   ResponseScrubbers& operator=(const ResponseScrubbers&) = delete;
 
-  // Scrubs for `snapshot`'s values too from now on (unless it does already; a snapshot without
-  // secrets adds no scrubber). The chain holds the snapshot, so its values stay until release().
+  // Scrubs for `snapshot`'s values too from now on (unless it does already, itself or through the
+  // newest kept snapshot's forms, which cover the snapshot before it: see build_scrub_forms; a
+  // snapshot without secrets adds no scrubber). The chain holds the snapshot, so its values stay
+  // until release().
   void keep(const std::shared_ptr<const SecretsSnapshot>& snapshot);
-  // Lets go of every snapshot `needed(generation)` says no to, once no scrubber holds bytes back
-  // (so nothing held is lost or let through unscrubbed); until then it keeps them all.
+  // Lets go of every snapshot `needed(generation)` says no to, and of every older one whose values
+  // the newest kept snapshot's forms cover, once no scrubber holds bytes back (so nothing held is
+  // lost or let through unscrubbed); until then it keeps them all.
   template <typename Needed>
   void release_unneeded(Needed&& needed) {
     if (chain_.size() < 2 || pending() > 0) return;
+    const SecretsSnapshot& last = *chain_.back().snapshot;
     std::erase_if(chain_, [&](const Entry& e) {
-      if (needed(e.snapshot->generation)) return false;
+      const std::uint64_t g = e.snapshot->generation;
+      const bool covered = g != last.generation && last.covers(g);
+      if (!covered && needed(g)) return false;
       released_masked_ += e.scrubber->masked_bytes();
       return true;
     });

@@ -234,22 +234,33 @@ Relation relate(std::string_view form, bool folded, std::string_view a, std::str
 
 }  // namespace
 
-ScrubForms::ScrubForms(const std::vector<SecretBinding>& secrets) {
+namespace {
+std::vector<std::string_view> values_of(const std::vector<SecretBinding>& secrets) {
+  std::vector<std::string_view> out;
+  out.reserve(secrets.size());
+  for (const SecretBinding& s : secrets) out.push_back(s.value().expose());
+  return out;
+}
+}  // namespace
+
+ScrubForms::ScrubForms(const std::vector<SecretBinding>& secrets) : ScrubForms(OfValues{}, values_of(secrets)) {}
+
+ScrubForms::ScrubForms(OfValues, const std::vector<std::string_view>& values) {
   // All forms go into one locked buffer: size them, then write them.
   std::vector<std::size_t> sizes;
   std::size_t total = 0;
-  for (const SecretBinding& s : secrets) {
+  for (const std::string_view value : values) {
     for (const FormSpec& spec : kFormSpecs) {
       std::size_t n = 0;
-      encode(spec.form, spec.shift, s.value().expose(), [&](char) { ++n; });
+      encode(spec.form, spec.shift, value, [&](char) { ++n; });
       sizes.push_back(n);
       total += n;
     }
   }
   std::string buffer(total, '\0');
   std::size_t at = 0;
-  for (const SecretBinding& s : secrets) {
-    for (const FormSpec& spec : kFormSpecs) encode(spec.form, spec.shift, s.value().expose(), [&](char c) { buffer[at++] = c; });
+  for (const std::string_view value : values) {
+    for (const FormSpec& spec : kFormSpecs) encode(spec.form, spec.shift, value, [&](char c) { buffer[at++] = c; });
   }
   // Forms matched ignoring case are kept lower-case.
   at = 0;

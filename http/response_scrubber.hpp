@@ -43,6 +43,10 @@ class ScrubForms {
  public:
   // Throws std::bad_alloc only (control path).
   explicit ScrubForms(const std::vector<SecretBinding>& secrets);
+  // The same over values seen in place (in their SecretValue's locked memory; nothing is copied
+  // outside it): a reload's forms cover two sets' values.
+  struct OfValues {};
+  ScrubForms(OfValues, const std::vector<std::string_view>& values);
 
   std::size_t count() const noexcept { return forms_.size(); }  // distinct forms
   std::size_t longest() const noexcept { return longest_; }      // bytes; 0 when there are none
