@@ -19,6 +19,13 @@ inline std::string words_body(std::initializer_list<const char*> words, std::siz
   return s;
 }
 
+// `size` bytes of JSON-like text (the words an API response or request body is made of).
+inline std::string json_like_body(std::size_t size) {
+  return words_body({"{\"id\":", "12345,", "\"name\":", "\"value\",", "\"url\":", "\"https:\\/\\/x.example\\/a\",",
+                     "true,", "null}", "[1,2,3]", "lorem", "ipsum", "dolor", "sit", "amet\n"},
+                    size);
+}
+
 // `size` uniformly random bytes.
 inline std::string random_body(std::size_t size, unsigned seed = 11) {
   std::mt19937 rng(seed);

@@ -165,6 +165,16 @@ def env():
         yield Env(lab)
 
 
+def secret_table(env_name, source, host="api.example.com"):
+    """One [[secret]] table whose value comes from `source` ("file:PATH" or "cmd:...")."""
+    return f"""\
+[[secret]]
+env = "{env_name}"
+value_from = "{source}"
+allow_hosts = ["{host}"]
+"""
+
+
 def secret_file(env, name, value):
     """Writes a value file the way a rotation does: a new file renamed over the old."""
     tmp = env.lab.write(name + ".tmp", value + "\n")
@@ -204,12 +214,7 @@ print(ok, failures, sorted(kinds))
 def test_reload_under_load_rotates_the_value_without_a_failure(env):
     old, new = fake_value(), fake_value()
     value = secret_file(env, "load.value", old)
-    env.start(env.config(f"""\
-        [[secret]]
-        env = "API_KEY"
-        value_from = "file:{value}"
-        allow_hosts = ["api.example.com"]
-        """))
+    env.start(env.config(secret_table("API_KEY", f"file:{value}")))
     client = env.lab.write("client.py", CLIENT)
     flag, done = env.path("load.after"), env.path("load.done")
     loop = subprocess.Popen(["ip", "netns", "exec", GW, PY, client, str(env.port), env.path("gateway-ca.pem"), flag,
@@ -259,12 +264,7 @@ def test_reload_under_load_rotates_the_value_without_a_failure(env):
 def test_a_failed_reload_keeps_the_running_secrets(env):
     value = fake_value()
     path = secret_file(env, "keep.value", value)
-    env.start(env.config(f"""\
-        [[secret]]
-        env = "API_KEY"
-        value_from = "file:{path}"
-        allow_hosts = ["api.example.com"]
-        """))
+    env.start(env.config(secret_table("API_KEY", f"file:{path}")))
     assert_equal_secret(env.one("keep/1")["x_api_key"], value, "before")
     # Each way a reload can fail: an empty value file, a missing one, a config that does not parse,
     # a value inline (the config error must not echo it).
@@ -298,12 +298,7 @@ def test_cmd_source_secrets_added_and_removed(env):
     token = env.lab.write("token.txt", first)
     script = env.lab.write("get-token", f"#!/bin/sh\nexec cat {token}\n")
     os.chmod(script, 0o755)
-    one = f"""\
-        [[secret]]
-        env = "API_KEY"
-        value_from = "cmd:{script}"
-        allow_hosts = ["api.example.com"]
-        """
+    one = secret_table("API_KEY", f"cmd:{script}")
     env.start(env.config(one))
     assert_equal_secret(env.one("cmd/1")["x_api_key"], first, "the command's output")
     # The command's output changes: a reload over the admin listener picks it up.
@@ -313,12 +308,7 @@ def test_cmd_source_secrets_added_and_removed(env):
     assert_equal_secret(env.one("cmd/2")["x_api_key"], second, "after the command's output changed")
     # A secret added by a reload is substituted; the command fails: the reload is refused.
     other_file = secret_file(env, "other.value", other)
-    env.lab.write(os.path.basename(env.config_path), env.config(one + f"""\
-        [[secret]]
-        env = "SECOND_KEY"
-        value_from = "file:{other_file}"
-        allow_hosts = ["api.example.com"]
-        """))
+    env.lab.write(os.path.basename(env.config_path), env.config(one + secret_table("SECOND_KEY", f"file:{other_file}")))
     assert "2 secrets" in env.reload_signal()
     r = env.request("cmd/3", headers=(f"X-Api-Key: {PH}", f"X-Second: {PH2}"))
     assert r.returncode == 0, r.stderr
@@ -427,12 +417,7 @@ def masked_echo(r, *values):
 def test_a_kept_alive_connection_takes_the_new_value_at_its_next_request(env, kept):
     old, new = fake_value(), fake_value()
     value = secret_file(env, "kept.value", old)
-    env.start(env.config(f"""\
-        [[secret]]
-        env = "API_KEY"
-        value_from = "file:{value}"
-        allow_hosts = ["api.example.com"]
-        """))
+    env.start(env.config(secret_table("API_KEY", f"file:{value}")))
     client = kept()
     assert client.get("/ka/1/", {"X-Api-Key": PH}) == {"status": 200, "body": "ok\n"}
     [first] = env.upstream.wait_received("/ka/1/")
@@ -455,12 +440,7 @@ def test_a_kept_alive_connection_takes_the_new_value_at_its_next_request(env, ke
 def test_an_echo_of_the_old_value_after_the_swap_is_still_masked(env, kept):
     old, new = fake_value(), fake_value()
     value = secret_file(env, "echo.value", old)
-    env.start(env.config(f"""\
-        [[secret]]
-        env = "API_KEY"
-        value_from = "file:{value}"
-        allow_hosts = ["api.example.com"]
-        """))
+    env.start(env.config(secret_table("API_KEY", f"file:{value}")))
     client = kept()
     assert client.get("/kept/echo-1", {"X-Api-Key": PH})["status"] == 200
     # A request leaves with the old value; the upstream takes 3 s to echo it. The swap happens in
@@ -482,18 +462,8 @@ def test_an_echo_of_the_old_value_after_the_swap_is_still_masked(env, kept):
 def test_a_secret_removed_by_reload_is_a_violation_on_the_kept_connection(env, kept):
     first, second = fake_value(), fake_value()
     a, b = secret_file(env, "rm-a.value", first), secret_file(env, "rm-b.value", second)
-    both = f"""\
-        [[secret]]
-        env = "API_KEY"
-        value_from = "file:{a}"
-        allow_hosts = ["api.example.com"]
-        """
-    env.start(env.config(both + f"""\
-        [[secret]]
-        env = "SECOND_KEY"
-        value_from = "file:{b}"
-        allow_hosts = ["api.example.com"]
-        """))
+    both = secret_table("API_KEY", f"file:{a}")
+    env.start(env.config(both + secret_table("SECOND_KEY", f"file:{b}")))
     client = kept()
     assert client.get("/rm/1", {"X-Api-Key": PH, "X-Second": PH2})["status"] == 200
     [rec] = env.upstream.wait_received("/rm/1")
@@ -611,18 +581,8 @@ def test_an_http2_connection_takes_the_new_value_on_its_next_stream(env):
     # of that value is still masked).
     old, new, second = fake_value(), fake_value(), fake_value()
     value, other = secret_file(env, "h2.value", old), secret_file(env, "h2-second.value", second)
-    kept_secret = f"""\
-        [[secret]]
-        env = "API_KEY"
-        value_from = "file:{value}"
-        allow_hosts = ["h2.example.com"]
-        """
-    env.start(env.config(kept_secret + f"""\
-        [[secret]]
-        env = "SECOND_KEY"
-        value_from = "file:{other}"
-        allow_hosts = ["h2.example.com"]
-        """))
+    kept_secret = secret_table("API_KEY", f"file:{value}", "h2.example.com")
+    env.start(env.config(kept_secret + secret_table("SECOND_KEY", f"file:{other}", "h2.example.com")))
     client = H2Kept(env)
     try:
         assert client.read(client.open("/h2/1/", {"X-Api-Key": PH})) == {"status": 200, "body": "ok\n"}
