@@ -419,6 +419,13 @@ def cmd_report(results_tsv, meta_json):
         vs = values.get((variant, metric))
         return statistics.median(vs) if vs else None
 
+    def foreign_load(metric):
+        """The most CPU time other processes took on the proxy's core in any run of the
+        scenario behind this metric, as a share of the scenario's wall time."""
+        scenario = metric.split("_")[0]
+        loads = [x for v in variants for x in values.get((v, f"{scenario}_foreign_pct"), [])]
+        return f"≤ {max(loads):.0f} %" if loads else "n/a"
+
     def failed(variant):
         runs = status.get(variant, [])
         return not runs or all(state != "ok" for _, state, _ in runs)
@@ -428,8 +435,9 @@ def cmd_report(results_tsv, meta_json):
     out.append("")
     out.append(f"- Machine: {meta['machine']}")
     out.append(f"- CPU placement: {meta['placement']}")
-    out.append(f"- Runs: medians of {meta['runs']} runs, {meta['duration']} s per timed scenario; "
-               f"ratios > 1 mean better than the reference (for latency and memory: lower).")
+    out.append(f"- Runs: medians of {meta['runs']} runs (under each, the lowest and highest run), "
+               f"{meta['duration']} s per timed scenario; ratios of medians, > 1 meaning better than "
+               "the reference (for latency and memory: lower).")
     foreign = [int(m.group(1)) for _, _, msg in notes
                for m in [re.search(r"other processes used (\d+) %", msg)] if m]
     if foreign:
@@ -446,6 +454,8 @@ def cmd_report(results_tsv, meta_json):
     for v in variants:
         head += f" {v} |"
         sep += "---:|"
+    head += " other load on the proxy's CPU |"
+    sep += "---:|"
     out.append(head)
     out.append(sep)
     for metric, label, unit, higher, dec in METRICS:
@@ -459,9 +469,11 @@ def cmd_report(results_tsv, meta_json):
                 row += " **failed** (see notes) |" if (v, metric) in voided else " n/a |"
                 continue
             cell = _fmt(m, dec)
-            n = len(values.get((v, metric), []))
-            if n < meta["runs"]:
-                cell += f" ({n} of {meta['runs']} runs)"
+            vs = values.get((v, metric), [])
+            if len(vs) > 1:
+                cell += f"<br>{_fmt(min(vs), dec)}–{_fmt(max(vs), dec)}"
+            if len(vs) < meta["runs"]:
+                cell += f" ({len(vs)} of {meta['runs']} runs)"
             parts = []
             if higher is None:  # context, not a figure of merit: no ratios
                 row += f" {cell} |"
@@ -479,7 +491,7 @@ def cmd_report(results_tsv, meta_json):
             if parts:
                 cell += "<br>(" + ", ".join(parts) + ")"
             row += f" {cell} |"
-        out.append(row)
+        out.append(row + f" {foreign_load(metric)} |")
     out.append("")
     out.append("\"× direct\" compares with the direct route; \"× peer\" compares with the better of "
                "mitmproxy and Squid in that row (for a peer: with the other peer).")
@@ -499,7 +511,12 @@ def cmd_report(results_tsv, meta_json):
                 return f"- {label}: {r*100:.0f} % of direct (target ≥ {floor} %): " + \
                     ("met" if r * 100 >= floor else "**not met**")
             out.append(tgt("ka_rps", "keep-alive small requests", 90))
-            out.append(tgt("newconn_rps", "new TLS connection per request", 80))
+            p99, p99_direct = median("airlock", "ka_p99_ms"), median("direct", "ka_p99_ms")
+            if p99 is not None and p99_direct is not None:
+                out.append(f"- keep-alive p99 latency: {p99:.2f} ms, direct {p99_direct:.2f} ms "
+                           f"(target ≤ direct + 0.30 ms): "
+                           + ("met" if p99 <= p99_direct + 0.3 else "**not met**"))
+            out.append(tgt("newconn_rps", "new TLS connection per request", 90))
             out.append(tgt("dl_mibps", "1 MiB downloads", 90))
             out.append(tgt("ul_mibps", "64 KiB uploads with body substitution", 80))
             out.append(tgt("h2_rps", "HTTP/2 small requests (h2load)", 80))
@@ -535,8 +552,8 @@ def cmd_report(results_tsv, meta_json):
                                + ("met" if two / one >= 1.8 else "**not met**") + extra)
             idle = median("airlock", "idle_kib")
             if idle is not None:
-                out.append(f"- memory per idle intercepted connection: {idle:.1f} KiB (target < 32 KiB): "
-                           + ("met" if idle < 32 else "**not met**"))
+                out.append(f"- memory per idle intercepted connection: {idle:.1f} KiB (target ≤ 32 KiB): "
+                           + ("met" if idle <= 32 else "**not met**"))
         out.append("")
 
     out.append("## Checks and notes")

@@ -1,0 +1,69 @@
+"""Unit tests for the bench report: medians with each run's range, the other-load column and
+the issue's targets, from a hand-written results file."""
+import contextlib
+import io
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+META = {"date": "2026-12-01", "machine": "test", "placement": "test", "runs": 3, "duration": 10,
+        "versions": "test", "commit": "abc", "variants": ["direct", "airlock"], "idle_conns": 1000}
+
+
+def report(tmp_path, lines, failed=()):
+    tsv, meta = tmp_path / "results.tsv", tmp_path / "meta.json"
+    ok = [f"status\t{v}\t{r}\t{'failed' if (v, r) in failed else 'ok'}\tchecked"
+          for v in ("direct", "airlock") for r in (1, 2, 3)]
+    tsv.write_text("\n".join(ok + lines) + "\n")
+    meta.write_text(json.dumps(META))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        benchlib.cmd_report(str(tsv), str(meta))
+    return out.getvalue()
+
+
+def values(variant, metric, *xs):
+    return [f"value\t{variant}\t{run}\t{metric}\t{x}" for run, x in enumerate(xs, 1)]
+
+
+def row(text, label):
+    return next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+
+
+def test_cells_show_median_and_range_and_the_ratio_of_medians(tmp_path):
+    text = report(tmp_path, values("direct", "ka_rps", 100, 120, 110) +
+                  values("airlock", "ka_rps", 90, 99, 70))
+    cells = row(text, "Keep-alive small requests").split("|")
+    assert "110<br>100–120" in cells[3]
+    assert "90<br>70–99<br>(0.82× direct)" in cells[4]
+    assert "keep-alive small requests: 82 % of direct (target ≥ 90 %): **not met**" in text
+
+
+def test_other_load_column_is_the_worst_run_of_the_scenario(tmp_path):
+    text = report(tmp_path, values("direct", "dl_mibps", 100, 100, 100) +
+                  values("airlock", "dl_mibps", 95, 95, 95) +
+                  values("direct", "dl_foreign_pct", 0, 1, 0) +
+                  values("airlock", "dl_foreign_pct", 2, 7, 0))
+    assert row(text, "1 MiB downloads").endswith(" ≤ 7 % |")
+    assert row(text, "Memory per idle connection (1000 held)").endswith(" n/a |")
+    assert "1 MiB downloads: 95 % of direct (target ≥ 90 %): met" in text
+
+
+def test_targets_use_the_issue_thresholds(tmp_path):
+    text = report(tmp_path, values("direct", "newconn_rps", 100, 100, 100) +
+                  values("airlock", "newconn_rps", 85, 85, 85) +
+                  values("direct", "ka_p99_ms", 0.7, 0.7, 0.7) +
+                  values("airlock", "ka_p99_ms", 1.0, 1.1, 0.9) +
+                  values("airlock", "idle_kib", 32.0, 32.0, 32.0))
+    assert "new TLS connection per request: 85 % of direct (target ≥ 90 %): **not met**" in text
+    assert "keep-alive p99 latency: 1.00 ms, direct 0.70 ms (target ≤ direct + 0.30 ms): met" in text
+    assert "memory per idle intercepted connection: 32.0 KiB (target ≤ 32 KiB): met" in text
+
+
+def test_a_run_that_failed_its_check_does_not_count(tmp_path):
+    lines = values("direct", "ka_rps", 100, 100, 100) + values("airlock", "ka_rps", 90, 80, 10)
+    cells = row(report(tmp_path, lines, failed={("airlock", 3)}), "Keep-alive small requests")
+    assert "85<br>80–90 (2 of 3 runs)<br>(0.85× direct)" in cells
