@@ -730,18 +730,25 @@ asio::awaitable<bool> relay_websocket_down(std::shared_ptr<Connection> c, Filter
   co_return true;
 }
 
+// What pump_down collects from the reads that are ready before it writes (one SSL_write, one
+// send): three full TLS records, so the records fit the thread's write cork (64 KiB) at once.
+constexpr std::size_t kDownBatchBytes = 48 * 1024;
+
 // Upstream to guest. With `scrub`, every value the responses echo is masked (same length, so
 // the framing holds), for every secrets snapshot still needed (filter.scrubbers, refreshed before
 // each read and after each write): HTTP/1 through the ResponseStream (heads, plain, de-chunked and
 // decoded bodies, trailers, opaque bytes after a switch), WebSocket messages after a 101 through
 // the session, other streams as raw bytes. The scrubbers may hold back the start of a possible
 // value, and let it go (masked when it is 4 bytes or more) once no more bytes are ready to read.
+// Scrubbed output of reads that follow each other without a pause is written once per batch
+// (up to kDownBatchBytes): one TLS write and one send instead of one per record read. A batch
+// ends at a pause like the held bytes do, so nothing waits for bytes that are not there yet.
 asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to,
                                 bool scrub, Filter& filter) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
   ResponseScrubbers& scrubbers = filter.scrubbers;
   if (scrub) refresh_scrubbers(*c, filter);
-  std::string scrubbed, hold;
+  std::string scrubbed, hold;  // scrubbed: the batch's output (masked), not yet written
   bool reported = false;
   while (!c->aborted) {
     char* buf = pump_scratch();  // valid until we suspend: write_all takes it before it waits
@@ -750,7 +757,7 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     if (r.error) {
       const bool truncated = r.error == tls_truncated();
       if (r.error == asio::error::eof || truncated) {
-        scrubbed.clear();
+        // The batch so far goes first, then what the stream's end lets go.
         if (filter.responses && filter.responses->finish(scrubbed) != http::DecodeError::kNone) {
           block_response(*c, filter.responses->error());
           break;
@@ -779,9 +786,9 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       continue;
     }
     bool close_after = false;
+    bool more = false;  // more bytes are ready: the batch may go on
     if (filter.responses) {
       const std::uint64_t masked = filter.responses->masked_bytes();
-      scrubbed.clear();
       if (!co_await read_responses(c, filter, from, chunk, scrubbed, hold, close_after)) break;
       wipe(hold);
       if (filter.websocket) {
@@ -791,11 +798,13 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
         std::string first;
         first.swap(filter.websocket_first);
         if (co_await to.write_all(scrubbed)) break;
+        scrubbed.clear();
         record_latency(*c, filter);
         if (!co_await relay_websocket_down(c, filter, to, first, reported)) break;
         continue;
       }
-      if (!close_after && !from.readable_now()) filter.responses->flush(scrubbed);
+      more = !close_after && from.readable_now();
+      if (!close_after && !more) filter.responses->flush(scrubbed);
       // A decoded read can expand (up to the ratio cap): that output counts against the budget.
       const bool large = scrubbed.capacity() > (std::size_t{64} << 10);
       if (large && !within_budget(*c, filter.held_bytes() + scrubbed.capacity())) break;
@@ -803,20 +812,23 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
         OPENSSL_cleanse(buf, r.bytes);  // it held a value
         if (!std::exchange(reported, true)) record_scrub(*c);
       }
+      if (more && scrubbed.size() + size <= kDownBatchBytes) continue;  // the batch goes on
       chunk = scrubbed;
     } else if (!scrubbers.empty()) {
       const std::uint64_t masked = scrubbers.masked_bytes();
-      scrubbed.clear();
       scrubbers.feed(chunk, scrubbed);
-      if (scrubbers.pending() > 0 && !from.readable_now()) scrubbers.flush(scrubbed);
+      more = from.readable_now();
+      if (scrubbers.pending() > 0 && !more) scrubbers.flush(scrubbed);
       if (scrubbers.masked_bytes() != masked) {
         OPENSSL_cleanse(buf, r.bytes);  // it held a value
         if (!std::exchange(reported, true)) record_scrub(*c);
       }
+      if (more && scrubbed.size() + size <= kDownBatchBytes) continue;  // the batch goes on
       chunk = scrubbed;
     }
     std::error_code ec;
     if (!chunk.empty()) ec = co_await to.write_all(chunk);
+    scrubbed.clear();
     if (ec) {
       if (!c->aborted) {
         c->detail = "guest write: " + ec.message();
@@ -826,7 +838,8 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     }
     if (!filter.answered.empty()) record_latency(*c, filter);
     if (scrub) refresh_scrubbers(*c, filter);  // a response just ended may free an old snapshot
-    if (scrubbed.capacity() > (std::size_t{64} << 10)) {  // a decoded burst: given back
+    // A decoded burst, or a batch before a pause (the connection may idle now): given back.
+    if (scrubbed.capacity() > (std::size_t{64} << 10) || (!more && scrubbed.capacity() > kScratchBytes)) {
       std::string().swap(scrubbed);
       c->ticket->hold(filter.held_bytes());
     }

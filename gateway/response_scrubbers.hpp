@@ -62,6 +62,7 @@ class ResponseScrubbers final : public http::Scrubber {
   void flush(std::string& out) override;
   std::size_t pending() const noexcept override;
   std::uint64_t masked_bytes() const noexcept override;
+  http::ResponseScrubber* sole() noexcept override { return chain_.size() == 1 ? chain_[0].scrubber.get() : nullptr; }
 
  private:
   struct Entry {

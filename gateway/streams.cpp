@@ -277,9 +277,9 @@ bool TlsStream::output_pending() const {
 
 void TlsStream::preload(std::string_view bytes) { source_.preloaded.append(bytes); }
 
-asio::awaitable<std::error_code> TlsStream::flush() {
-  // With no writer ahead of us, the corked records go out at once, straight from the cork; only
-  // what the socket does not take now is copied (to the backlog) and written as it drains.
+// With no writer ahead of us, the corked records go out at once, straight from the cork; only
+// what the socket does not take now is copied (to the backlog) and written as it drains.
+std::error_code TlsStream::send_corked() {
   Cork& c = cork();
   if (c.owner == &sink_ && c.used > 0) {
     if (!gate_.held() && sink_.backlog.empty()) {
@@ -288,11 +288,15 @@ asio::awaitable<std::error_code> TlsStream::flush() {
       if (!ec && sent < c.used) sink_.backlog.assign(c.data.data() + sent, c.used - sent);
       c.owner = nullptr;
       c.used = 0;
-      if (ec) co_return ec;
-    } else {
-      c.spill();
+      return ec;
     }
+    c.spill();
   }
+  return {};
+}
+
+asio::awaitable<std::error_code> TlsStream::flush() {
+  if (std::error_code ec = send_corked()) co_return ec;
   if (sink_.backlog.empty()) co_return std::error_code{};
   co_await gate_.lock();
   std::error_code ec;
@@ -387,10 +391,20 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
 
 asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
   if (data.empty()) co_return std::error_code{};
-  clear_tls_errors();
-  std::size_t written = 0;
-  // Memory BIOs take everything at once; the socket write below is the backpressure.
-  if (SSL_write_ex(ssl_.get(), data.data(), data.size(), &written) != 1 || written != data.size()) co_return tls_error();
+  // The sink takes everything at once; the socket write below is the backpressure. More than
+  // the cork holds is encrypted and sent in slices that fit it (no spill of the cork into the
+  // backlog, a copy and an allocation), all before the first wait: `data` may be scratch.
+  while (true) {
+    const std::string_view slice = data.substr(0, kWriteSlice);
+    clear_tls_errors();
+    std::size_t written = 0;
+    if (SSL_write_ex(ssl_.get(), slice.data(), slice.size(), &written) != 1 || written != slice.size()) {
+      co_return tls_error();
+    }
+    data.remove_prefix(slice.size());
+    if (data.empty()) break;
+    if (std::error_code ec = send_corked()) co_return ec;
+  }
   co_return co_await flush();
 }
 

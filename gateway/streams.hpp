@@ -98,6 +98,9 @@ struct SocketSink {
 // kTlsReadAhead bytes, several records, per syscall); records written go out from the thread's
 // cork buffer (see SocketSink), with no memory BIO in between.
 inline constexpr std::size_t kTlsReadAhead = 64 * 1024;
+// A write_all() of more plaintext than this is encrypted and sent in slices of it: three full
+// records (with their framing) fit the thread's 64 KiB write cork.
+inline constexpr std::size_t kWriteSlice = 48 * 1024;
 class TlsStream final : public Stream {
  public:
   TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl);
@@ -115,6 +118,7 @@ class TlsStream final : public Stream {
 
  private:
   asio::awaitable<std::error_code> flush();
+  std::error_code send_corked();  // flush()'s part that never waits
   std::error_code ended(std::error_code ec) const;
   asio::awaitable<std::error_code> wait_readable();
   std::error_code source_state() const;

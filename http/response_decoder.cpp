@@ -138,6 +138,12 @@ void ResponseBodyDecoder::emit(std::string_view scrubbed, std::string& out) {
 
 DecodeError ResponseBodyDecoder::scrub(std::string_view plain, std::string& out) {
   if (plain.empty()) return DecodeError::kNone;
+  if (plan_.reframe()) {
+    if (ResponseScrubber* one = scrubber_->sole()) {  // framed as it is scrubbed: no copy between
+      one->feed_chunk(plain, out);
+      return DecodeError::kNone;
+    }
+  }
   scrubbed_.clear();
   scrubber_->feed(plain, scrubbed_);
   emit(scrubbed_, out);

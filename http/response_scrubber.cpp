@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
 #include <cstring>
 #include <vector>
 
@@ -388,10 +389,19 @@ void ResponseScrubber::feed(std::string_view in, std::string& out) { scrub(in, o
 void ResponseScrubber::flush(std::string& out) { scrub({}, out, true); }
 
 // The stream C is the held bytes, then `in`; positions below are in C.
-void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushing) {
+void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushing, bool chunk) {
   const ScrubForms& f = *forms_;
+  // One chunk of `size` bytes: its size line now, its CRLF after the bytes.
+  const auto chunk_line = [&](std::size_t size) {
+    if (!chunk || size == 0) return;
+    char hex[20];
+    const auto r = std::to_chars(hex, hex + sizeof hex, size, 16);
+    out.append(hex, r.ptr).append("\r\n");
+  };
   if (f.forms_.empty()) {
+    chunk_line(in.size());
     out.append(in);
+    if (chunk && !in.empty()) out.append("\r\n");
     return;
   }
   const std::size_t held = held_size_;
@@ -433,6 +443,8 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
 
   // Emit C[held_emitted_, end): the bytes before the tail, or everything when flushing.
   const std::size_t end = flushing ? n : tail;
+  const std::size_t emitted = end > held_emitted_ ? end - held_emitted_ : 0;
+  chunk_line(emitted);
   const std::size_t base = out.size();
   if (end > held_emitted_) {
     const std::size_t from_held = std::min(end, held);
@@ -464,6 +476,7 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
   f.find_all(in, [&](std::size_t from, std::size_t to) { mask_occurrence(held + from, held + to); });
   if (flushing && n - tail >= kMinMaskedPrefix) mask(tail, n);
 
+  if (chunk && emitted > 0) out.append("\r\n");
   held_emitted_ = std::max(held_emitted_, end) > tail ? std::max(held_emitted_, end) - tail : 0;
   held_masked_ = carry;
   keep_tail(tail, in);

@@ -99,6 +99,9 @@ class Scrubber {
   virtual void flush(std::string& out) = 0;
   virtual std::size_t pending() const noexcept = 0;
   virtual std::uint64_t masked_bytes() const noexcept = 0;
+  // The one ResponseScrubber doing all of the work (this, or a chain of one), if there is one:
+  // a re-chunking path then scrubs straight into its output (ResponseScrubber::feed_chunk).
+  virtual class ResponseScrubber* sole() noexcept { return nullptr; }
 };
 
 // The scrubber for one response stream (one HTTP/1 connection's responses, or one HTTP/2
@@ -120,6 +123,10 @@ class ResponseScrubber final : public Scrubber {
   // Appends to `out` every byte of `in` (and of earlier held bytes) that can no longer be part
   // of a form, with occurrences masked; holds back a tail that is a proper prefix of some form.
   void feed(std::string_view in, std::string& out) override;
+  // The same, the emitted bytes framed as one HTTP/1 chunk (size line, bytes, CRLF; nothing when
+  // nothing is emitted): what feed() then append_chunk() would give, without the copy between.
+  void feed_chunk(std::string_view in, std::string& out) { scrub(in, out, false, true); }
+  ResponseScrubber* sole() noexcept override { return this; }
   // Held bytes not yet emitted.
   std::size_t pending() const noexcept override { return held_size_ - held_emitted_; }
   // No more bytes soon (or end of stream): emits the held bytes, following the rule above.
@@ -130,7 +137,7 @@ class ResponseScrubber final : public Scrubber {
  private:
   static constexpr char kMask = '*';
   static constexpr std::size_t kMinMaskedPrefix = 4;
-  void scrub(std::string_view in, std::string& out, bool flushing);
+  void scrub(std::string_view in, std::string& out, bool flushing, bool chunk = false);
   void keep_tail(std::size_t from, std::string_view in);
 
   const ScrubForms* forms_;

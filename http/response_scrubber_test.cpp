@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <string_view>
@@ -491,6 +492,55 @@ TEST(ScrubForms, CountsDistinctForms) {
   const ScrubForms slashed = forms_of({make_value(30, "/", kUpper)});
   EXPECT_EQ(slashed.count(), 9u);
   EXPECT_EQ(slashed.longest(), 186u);
+}
+
+}  // namespace
+}  // namespace airlock::http
+
+namespace airlock::http {
+namespace {
+
+// feed_chunk frames what feed would emit as one chunk, scrubbing straight into the output: at
+// every pair of split points the chunks, de-chunked, are the masked stream, each chunk is what
+// feed would emit for the same call, and a value cut by a split is masked whole.
+TEST(ResponseScrubber, FeedChunkIsFeedFramedAsOneChunk) {
+  const std::string v = make_value(24);
+  const ScrubForms forms = forms_of({v, make_value(9)});
+  const std::string in = "ab" + v + "cd" + base64(v) + v.substr(0, 5) + "xy" + v + v.substr(0, 7);
+  const std::string expected = scrub(forms, in);
+  ASSERT_EQ(expected.find(v), std::string::npos);
+  for (std::size_t i = 0; i <= in.size(); i += 2) {
+    for (std::size_t j = i; j <= in.size(); j += 5) {
+      ResponseScrubber framed(forms), plain(forms);
+      std::string out, dechunked, tail;
+      for (const std::string_view part : {std::string_view(in).substr(0, i), std::string_view(in).substr(i, j - i),
+                                          std::string_view(in).substr(j)}) {
+        std::string want, got;
+        plain.feed(part, want);
+        framed.feed_chunk(part, got);
+        if (want.empty()) {
+          ASSERT_TRUE(got.empty()) << i << " " << j;
+          continue;
+        }
+        std::string line(20, '\0');
+        line.resize(static_cast<std::size_t>(std::snprintf(line.data(), line.size(), "%zx\r\n", want.size())));
+        ASSERT_TRUE(SameBytes(got, line + want + "\r\n")) << "split at " << i << " and " << j;
+        dechunked += want;
+      }
+      framed.flush(tail);
+      dechunked += tail;
+      ASSERT_TRUE(SameBytes(dechunked, expected)) << "split at " << i << " and " << j;
+    }
+  }
+}
+
+TEST(ResponseScrubber, FeedChunkWithoutFormsPassesBytesAsOneChunk) {
+  const ScrubForms forms = forms_of({});
+  ResponseScrubber s(forms);
+  std::string out;
+  s.feed_chunk("hello", out);
+  s.feed_chunk("", out);
+  EXPECT_EQ(out, "5\r\nhello\r\n");
 }
 
 }  // namespace

@@ -474,6 +474,12 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
         if (!rewrite_coded_body(body_buf, body_out)) return;
       } else {
         if (any_not_eligible && !detect_base64(body_buf, Location::kBody)) return;
+        if (out->empty()) {
+          emit_buffered_in_place();
+          if (block) return;
+          finish_buffered_message();
+          return;
+        }
         body_out.clear();
         body_out.reserve(body_buf.size() + body_buf.size() / 8 + 64);
         rewrite_body(body_buf, true, body_out);
@@ -488,6 +494,39 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
       wipe(head_out);
       std::string().swap(body_out);  // a keep-alive connection keeps no body-sized buffer
     }
+    finish_buffered_message();
+  }
+
+  // A buffered length-framed body when nothing else is in the output yet: the head and the
+  // rewritten body are built in one buffer that becomes the output, so the rewritten body (which
+  // may hold values) is neither copied again nor wiped twice (the caller wipes the output). The
+  // head goes first at its current size, which holds when the new Content-Length has as many
+  // digits as the old one (the usual case); otherwise the head is rewritten and the body copied.
+  void emit_buffered_in_place() {
+    const std::size_t head_size = head_out.size();
+    body_out.clear();
+    body_out.reserve(head_size + body_buf.size() + body_buf.size() / 8 + 64);
+    body_out.append(head_out);
+    rewrite_body(body_buf, true, body_out);
+    const std::string len = std::to_string(body_out.size() - head_size);
+    bool same_size = true;
+    for (const std::size_t l : cl_lengths) same_size = same_size && l == len.size();
+    if (block) {
+      // nothing leaves
+    } else if (same_size) {
+      for (const std::size_t at : cl_offsets) body_out.replace(at, len.size(), len);  // same size: in place
+      out->swap(body_out);  // out was empty: body_out now holds its (unused) buffer
+    } else {
+      for (std::size_t k = cl_offsets.size(); k-- > 0;) head_out.replace(cl_offsets[k], cl_lengths[k], len);
+      out->append(head_out);
+      out->append(std::string_view(body_out).substr(head_size));
+    }
+    wipe(body_out);
+    wipe(head_out);
+    std::string().swap(body_out);  // a keep-alive connection keeps no body-sized buffer
+  }
+
+  void finish_buffered_message() {
     reset_body();
     body_buf.clear();
     if (body_buf.capacity() > kKeptBodyBytes) std::string().swap(body_buf);

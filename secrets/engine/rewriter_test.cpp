@@ -259,6 +259,13 @@ std::vector<Case> cases() {
          "POST /v1 HTTP/1.1\r\n" + kH + "content-length:7\r\n\r\n$MSB_BK",
          "POST /v1 HTTP/1.1\r\n" + kH + "content-length:9\r\n\r\nbody-FAKE"),
       ok("body_twice", post("", "$MSB_BK$MSB_BK"), "POST /v1 HTTP/1.1\r\n" + kH + "Content-Length: 18\r\n\r\n" + kBk + kBk),
+      // The new Content-Length has more digits than the old one: the head is rewritten whole.
+      ok("body_content_length_gains_a_digit", post("", "$MSB_BKx"),
+         "POST /v1 HTTP/1.1\r\n" + kH + "Content-Length: 10\r\n\r\n" + kBk + "x"),
+      // Two buffered bodies in one read: the second is emitted after the first's bytes.
+      ok("body_two_requests_pipelined", post("", "$MSB_BK") + post("", "$MSB_BKx") + post("", "a$MSB_BK"),
+         "POST /v1 HTTP/1.1\r\n" + kH + "Content-Length: 9\r\n\r\n" + kBk + "POST /v1 HTTP/1.1\r\n" + kH +
+             "Content-Length: 10\r\n\r\n" + kBk + "xPOST /v1 HTTP/1.1\r\n" + kH + "Content-Length: 10\r\n\r\na" + kBk),
       ok("body_identity_encoding", post("Content-Encoding: identity\r\n", "$MSB_BK"),
          "POST /v1 HTTP/1.1\r\n" + kH + "Content-Encoding: identity\r\nContent-Length: 9\r\n\r\n" + kBk),
       ok("body_due_no_placeholder", post("", "hello"), post("", "hello")),

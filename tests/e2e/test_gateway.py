@@ -170,7 +170,25 @@ class Env:
                 t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 100000\\r\\n\\r\\n" + b"x" * 1000)
                 t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 t.close()  # an abortive close: the gateway sees a reset mid-body
+            def burst_body(value):  # 192 KiB: the value across every 1 KiB boundary (TLS records, batches)
+                body = bytearray(b"." * (192 << 10))
+                for k in range(1, 192):
+                    body[1024 * k - 7:1024 * k - 7 + len(value)] = value
+                return bytes(body)
+            def burst_answer(t, head):
+                body = burst_body(os.environ["AIRLOCK_E2E_SPLIT_VALUE"].encode())
+                if b"/burst-chunked" in head:  # chunks of 5000 bytes: chunk lines cut values too
+                    framed = b"".join(b"%x\\r\\n" % len(body[i:i + 5000]) + body[i:i + 5000] + b"\\r\\n"
+                                      for i in range(0, len(body), 5000)) + b"0\\r\\n\\r\\n"
+                    t.sendall(b"HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\nConnection: close\\r\\n\\r\\n")
+                    t.sendall(framed)
+                else:  # the head in its own record: the body's records start at body offset 0
+                    t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n" % len(body))
+                    t.sendall(body)  # at once: the gateway reads the records back to back
+                t.close()
             def split_answer(t, head):
+                if b"/burst" in head:
+                    return burst_answer(t, head)
                 cut = int(head.split(b" ")[1].rsplit(b"/", 1)[1])
                 body = b"[" + os.environ["AIRLOCK_E2E_SPLIT_VALUE"].encode() + b"]\\n"
                 t.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n" % len(body)
@@ -733,6 +751,19 @@ def test_configured_ca_files(env):
     assert_equal_secret(rec["x_api_key"], FAKE, "X-Api-Key")
     p.terminate()
     assert p.wait(10) == 0
+
+
+@pytest.mark.parametrize("path", ["burst", "burst-chunked"])
+def test_values_across_records_read_back_to_back_are_masked(env, path):
+    # 192 KiB sent at once, the value across every 1 KiB boundary: across the 16 KiB TLS records
+    # the gateway reads one after the other and writes on in batches (and, chunked, across chunk
+    # lines). Every occurrence is masked whole; nothing else changes.
+    r = env.curl(f"https://split.example.com/{path}")
+    assert r.returncode == 0, r.stderr
+    body = ["."] * (192 << 10)
+    for k in range(1, 192):
+        body[1024 * k - 7:1024 * k - 7 + len(FAKE)] = "*" * len(FAKE)
+    assert r.stdout == "".join(body)
 
 
 @pytest.mark.parametrize("cut", [0, 2, 3, 4, 10])
