@@ -79,15 +79,26 @@ std::string_view format_utc_timestamp(char (&buf)[kTimestampSize]) {
   // The date and time change once a second; formatting them for every record showed in profiles.
   thread_local std::time_t formatted_second = -1;
   thread_local char seconds[64];
+  thread_local std::size_t seconds_length = 0;
   if (t != formatted_second) {
     std::tm tm{};
     gmtime_r(&t, &tm);
-    std::snprintf(seconds, sizeof seconds, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    const int n = std::snprintf(seconds, sizeof seconds, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    seconds_length = n < 0 ? 0 : std::min(static_cast<std::size_t>(n), sizeof seconds - 1);
     formatted_second = t;
   }
-  const int n = std::snprintf(buf, sizeof buf, "%s.%03dZ", seconds, static_cast<int>(ms));
-  return std::string_view(buf, n < 0 ? 0 : std::min(static_cast<std::size_t>(n), sizeof buf - 1));
+  // "<seconds>.mmmZ" (no printf per record: it showed in the keep-alive profile).
+  static_assert(sizeof seconds + 5 <= kTimestampSize);
+  const auto millis = static_cast<unsigned>(ms < 0 ? 0 : ms);
+  std::memcpy(buf, seconds, seconds_length);
+  char* p = buf + seconds_length;
+  *p++ = '.';
+  *p++ = static_cast<char>('0' + millis / 100);
+  *p++ = static_cast<char>('0' + millis / 10 % 10);
+  *p++ = static_cast<char>('0' + millis % 10);
+  *p++ = 'Z';
+  return std::string_view(buf, static_cast<std::size_t>(p - buf));
 }
 
 AuditLog::AuditLog(const std::string& path) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -181,6 +182,14 @@ TEST(AuditRecord, TheLogWritesTheSameLineForBothKinds) {
   ASSERT_EQ(observed.size(), 2u);
   EXPECT_EQ(observed[0].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
             observed[1].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+TEST(AuditRecord, TimestampsAreRfc3339UtcWithMilliseconds) {
+  const std::regex shape(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)");
+  for (int i = 0; i < 50; ++i) {
+    const std::string t = utc_timestamp();
+    ASSERT_TRUE(std::regex_match(t, shape)) << t;
+  }
 }
 
 }  // namespace

@@ -125,10 +125,20 @@ struct Connection {
   AuditRecord audit_record(std::string_view event) const {
     AuditRecord r(event);
     r.number("connection", id);
-    if (destination) r.string("destination", destination->to_string());
+    if (destination) r.string("destination", destination_text());
     r.string("sni", sni);
     return r;
   }
+  // destination->to_string(), formatted again only when the destination changed.
+  const std::string& destination_text() const {
+    if (destination_formatted != destination) {
+      destination_formatted = destination;
+      destination_string = destination ? destination->to_string() : std::string();
+    }
+    return destination_string;
+  }
+  mutable std::optional<SocketAddress> destination_formatted;
+  mutable std::string destination_string;
 };
 
 asio::awaitable<void> run_watchdog(std::shared_ptr<Connection> c) {
@@ -801,7 +811,8 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
         if (!co_await relay_websocket_down(c, filter, to, first, reported)) break;
         continue;
       }
-      if (!close_after && !from.readable_now()) filter.responses->flush(scrubbed);
+      // Asking the socket costs a syscall: only when a scrubber holds bytes back (else a no-op).
+      if (!close_after && scrubbers.pending() > 0 && !from.readable_now()) filter.responses->flush(scrubbed);
       // A decoded read can expand (up to the ratio cap): that output counts against the budget.
       const bool large = scrubbed.capacity() > (std::size_t{64} << 10);
       if (large && !within_budget(*c, filter.held_bytes() + scrubbed.capacity())) break;
