@@ -811,8 +811,7 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
         if (!co_await relay_websocket_down(c, filter, to, first, reported)) break;
         continue;
       }
-      // Asking the socket costs a syscall: only when a scrubber holds bytes back (else a no-op).
-      if (!close_after && scrubbers.pending() > 0 && !from.readable_now()) filter.responses->flush(scrubbed);
+      if (!close_after && !from.readable_now()) filter.responses->flush(scrubbed);
       // A decoded read can expand (up to the ratio cap): that output counts against the budget.
       const bool large = scrubbed.capacity() > (std::size_t{64} << 10);
       if (large && !within_budget(*c, filter.held_bytes() + scrubbed.capacity())) break;
