@@ -1,5 +1,6 @@
 #include "gateway/audit_record.hpp"
 
+#include <array>
 #include <cstddef>
 
 namespace airlock::gateway {
@@ -39,7 +40,14 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i, std::size_t& matche
   return length;
 }
 
-bool plain_ascii(unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
+// Bytes copied as they are: printable ASCII but the quote and the backslash.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[static_cast<std::size_t>(c)] = c != '"' && c != '\\';
+  return t;
+}();
+
+bool plain_ascii(unsigned char c) { return kPlain[c]; }
 
 }  // namespace
 
