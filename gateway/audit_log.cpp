@@ -126,7 +126,6 @@ bool AuditLog::failing() const {
 }
 
 bool AuditLog::append(const std::string& text) {
-  const off_t before = ::lseek(fd_, 0, SEEK_END);
   std::size_t done = 0;
   errno = 0;
   while (done < text.size()) {
@@ -137,6 +136,11 @@ bool AuditLog::append(const std::string& text) {
   }
   if (done == text.size()) return true;
   const int error = errno != 0 ? errno : EIO;
+  // Where the record started: O_APPEND leaves the offset after the bytes this call wrote (no
+  // lseek before every record, which cost a syscall per request; and no window between finding
+  // the end and writing there).
+  const off_t after = done > 0 ? ::lseek(fd_, 0, SEEK_CUR) : -1;
+  const off_t before = after >= static_cast<off_t>(done) ? after - static_cast<off_t>(done) : -1;
   if (done > 0 && before >= 0 && ::ftruncate(fd_, before) != 0) {
     // Cannot cut it off: end the fragment, so the next record starts on a line of its own.
     ssize_t ignored = ::write(fd_, "\n", 1);
