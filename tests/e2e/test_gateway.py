@@ -386,6 +386,9 @@ def test_disallowed_host_gets_nothing_and_a_reset(env):
     assert "reset by peer" in r.stderr
     time.sleep(0.5)
     env.upstream.assert_not_received("/d-other")
+    # The audit record is written as the connection ends, which curl may see first.
+    wait_for(lambda: any(v["sni"] == "other.example.com" for v in by_conn(env.audit(), "violation")),
+             "the violation record")
     viol = [v for v in by_conn(env.audit(), "violation") if v["sni"] == "other.example.com"]
     assert viol and viol[-1]["secret"] == "API_KEY" and viol[-1]["action"] == "block-and-log"
 
@@ -442,7 +445,8 @@ def test_connect_authority_differs_from_sni(env):
     time.sleep(0.5)
     for rec in env.upstream.received("/c-misaligned"):
         assert_absent(FAKE, json.dumps(rec), "the upstream's record")
-    assert any(a["event"] == "misaligned" and a["sni"] == "api.example.com" for a in env.audit())
+    wait_for(lambda: any(a["event"] == "misaligned" and a["sni"] == "api.example.com" for a in env.audit()),
+             "the misaligned record")
 
 
 def test_bypassed_host_is_spliced_untouched(env):
