@@ -581,7 +581,8 @@ for name, args in calls.items():
 }
 
 TEST(Sandbox, HostUnixSocketsUnderRunAreOutOfReach) {
-  const std::string path = "/run/airlock-sandbox-test.sock";
+  // Named after this process: two runs at once (two checkouts) never unlink each other's.
+  const std::string path = "/run/airlock-sandbox-test-" + std::to_string(::getpid()) + ".sock";
   ::unlink(path.c_str());
   const int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};

@@ -27,12 +27,11 @@ import time
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, in_ns, run_clean, sh, wait_for, wait_listening
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, in_ns, run_clean, sh, wait_for, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
 FAKE = "fake-e2e-value-4b1d9"  # an obviously fake secret value
 PH = "$MSB_API_KEY"
-TAG = str(os.getpid() % 100000)
 CL, GW, UP = f"alc{TAG}", f"alg{TAG}", f"alu{TAG}"
 PY = "/usr/bin/python3"
 

@@ -19,11 +19,10 @@ import time
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, fake_value, in_ns, sh, wait_for
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, fake_value, in_ns, sh, wait_for
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
 assert os.geteuid() == 0 and AIRLOCK, "these tests need root and AIRLOCK_BIN"
-TAG = str(os.getpid() % 100000)
 GW, UP = f"arg{TAG}", f"aru{TAG}"
 PH = "$MSB_API_KEY"
 PH2 = "$MSB_SECOND_KEY"

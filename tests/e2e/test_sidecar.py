@@ -29,10 +29,9 @@ import time
 import pytest
 import yaml
 
-from netlab import Lab, assert_absent, assert_equal_secret, in_ns, run_clean, sh, stop, wait_for, wait_listening
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, in_ns, run_clean, sh, stop, wait_for, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
-TAG = str(os.getpid() % 100000)
 POD, NET = f"alsp{TAG}", f"alsn{TAG}"
 PY = "/usr/bin/python3"
 MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../deploy/kubernetes/airlock-sidecar.yaml")
