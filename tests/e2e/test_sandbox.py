@@ -102,11 +102,25 @@ def netns_with_gw0():
     return found
 
 
+def guest_inits():
+    """PIDs of guest inits: argv[0] is airlock-sandbox-init (`pgrep -f` also matched any process
+    whose arguments merely mention it, such as someone's shell or grep)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if argv0 == b"airlock-sandbox-init":
+            found.append(int(pid))
+    return found
+
+
 def stray_guest_inits():
-    """PIDs of guest inits (airlock-sandbox-init) that no live sandbox owns."""
+    """PIDs of guest inits that no live sandbox owns."""
     owners = live_owners()
-    out = sh("pgrep", "-f", "airlock-sandbox-init", check=False).stdout.split()
-    return [pid for pid in out if not under_a_live_sandbox(int(pid), owners)]
+    return [pid for pid in guest_inits() if not under_a_live_sandbox(pid, owners)]
 
 
 def host_addresses():
