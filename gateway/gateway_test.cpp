@@ -576,6 +576,10 @@ TEST_F(GatewayFixture, AKeptAliveConnectionTakesTheNewSecretsAtItsNextRequest) {
   for (int i = 0; i < 500 && !first.expired(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_TRUE(first.expired()) << "a kept-alive connection holds the replaced set after moving on";
   EXPECT_EQ(gateway->counters().active, 1u);
+  // A latency is recorded once its response was written, which the client may read first.
+  for (int i = 0; i < 500 && gateway->counters().request_latency.count < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_EQ(gateway->counters().request_latency.count, 2u);
 }
 

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -91,6 +92,52 @@ std::vector<SecretBinding> one_secret() {
   s.push_back(SecretBuilder().env("API_KEY").value(kFakeValue).allow_host("api.example.com").build());
   return s;
 }
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/airlock-sandbox-test.XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+void write(const std::string& path, const std::string& text, int mode = 0644) {
+  std::ofstream(path) << text;
+  ::chmod(path.c_str(), static_cast<mode_t>(mode));
+}
+
+// A read-write volume at /ctl through which a test and its guest wait for each other instead of
+// sleeping a fixed time: the guest touches /ctl/ready, the test creates /ctl/go. Both sides
+// wait with a bounded deadline (30 s), long enough for a loaded machine.
+class Handshake {
+ public:
+  static inline const std::string kSayReady = "touch /ctl/ready";
+  static inline const std::string kAwaitGo =
+      "i=0; while [ ! -e /ctl/go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; test -e /ctl/go";
+
+  Handshake() { (void)!::chown(dir_.path().c_str(), 4242, 4242); }  // a volume's owner is never root
+  SandboxOptions mount(SandboxOptions o) const {
+    o.volumes.push_back({dir_.path(), "/ctl", false});
+    return o;
+  }
+  bool wait_ready() const {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!std::filesystem::exists(dir_.path() + "/ready")) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+  }
+  void go() const { std::ofstream(dir_.path() + "/go") << "go\n"; }
+
+ private:
+  TempDir dir_;
+};
 
 TEST(Sandbox, ExitStatusPassesThrough) {
   EXPECT_EQ(run(sh("exit 0")).status.code, 0);
@@ -194,8 +241,13 @@ TEST(Sandbox, TerminateKillsEveryProcess) {
 }
 
 TEST(Sandbox, SignalIsForwardedToTheCommand) {
-  const Outcome r = run(sh("trap 'echo got-term; exit 3' TERM; sleep 10 & wait"), {}, [](Sandbox& s) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The signal goes once the trap is set (a fixed sleep raced the shell's start on a loaded
+  // machine: the shell died of the signal, 143, before it ran `trap`).
+  Handshake hs;
+  SandboxOptions o = hs.mount(sh("trap 'echo got-term; exit 3' TERM; " + Handshake::kSayReady +
+                                 "; sleep 10 & wait"));
+  const Outcome r = run(std::move(o), {}, [&](Sandbox& s) {
+    ASSERT_TRUE(hs.wait_ready()) << "the guest never said ready";
     s.forward_signal(SIGTERM);
   });
   EXPECT_EQ(r.status.code, 3);
@@ -289,24 +341,6 @@ except PermissionError:
   EXPECT_EQ(r.status.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("udp-no-reply\n"));
   EXPECT_THAT(r.out, ::testing::AnyOf(HasSubstr("icmp-no-reply\n"), HasSubstr("raw-denied\n")));
-}
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/airlock-sandbox-test.XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-void write(const std::string& path, const std::string& text, int mode = 0644) {
-  std::ofstream(path) << text;
-  ::chmod(path.c_str(), static_cast<mode_t>(mode));
 }
 
 TEST(Sandbox, VolumesReadWriteAndReadOnly) {
@@ -416,6 +450,46 @@ TEST(Sandbox, NothingIsLeftBehindAfterExit) {
   EXPECT_FALSE(std::filesystem::exists("/run/airlock/" + id));
 }
 
+// collect_garbage(state_root) also sweeps the host-wide places (cgroups named airlock-<id>,
+// /run/netns/airlock-<id>) for what no live owner under state_root claims. With a temporary
+// state_root, every other sandbox running at that moment (the next test under ctest -j2, another
+// checkout's tests) is unclaimed: its empty cgroup (being set up, or its guest just gone) was
+// removed and reported, failing this test and breaking that sandbox. So the collection runs in
+// a child with a private mount namespace whose cgroup and netns directories are empty: only
+// what this test made is there to collect. Returns its lines ({"child failed"} if it failed).
+std::vector<std::string> collect_garbage_alone(const std::string& state_root) {
+  int out[2];
+  if (::pipe(out) != 0) return {"pipe failed"};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(out[0]);
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", "/sys/fs/cgroup", "tmpfs", 0, "mode=0755") != 0) {
+      _exit(2);
+    }
+    if (std::filesystem::is_directory("/run/netns") &&
+        ::mount("tmpfs", "/run/netns", "tmpfs", 0, "mode=0755") != 0) {
+      _exit(3);
+    }
+    std::string text;
+    for (const std::string& line : collect_garbage(state_root)) text += line + "\n";
+    _exit(::write(out[1], text.data(), text.size()) == static_cast<ssize_t>(text.size()) ? 0 : 4);
+  }
+  ::close(out[1]);
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return {"child failed"};
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
 TEST(CollectGarbage, RemovesStateOfADeadOwnerOnly) {
   TempDir root;
   const std::string dead = root.path() + "/0badc0de", live = root.path() + "/0000beef";
@@ -429,7 +503,7 @@ TEST(CollectGarbage, RemovesStateOfADeadOwnerOnly) {
   std::string field;
   for (int i = 3; i <= 22; ++i) rest >> field;
   write(live + "/owner", me + " " + field + "\n");
-  const auto removed = collect_garbage(root.path());
+  const auto removed = collect_garbage_alone(root.path());
   EXPECT_EQ(removed, (std::vector<std::string>{"state " + dead}));
   EXPECT_FALSE(std::filesystem::exists(dead));
   EXPECT_TRUE(std::filesystem::exists(live));
@@ -507,7 +581,8 @@ for name, args in calls.items():
 }
 
 TEST(Sandbox, HostUnixSocketsUnderRunAreOutOfReach) {
-  const std::string path = "/run/airlock-sandbox-test.sock";
+  // Named after this process: two runs at once (two checkouts) never unlink each other's.
+  const std::string path = "/run/airlock-sandbox-test-" + std::to_string(::getpid()) + ".sock";
   ::unlink(path.c_str());
   const int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};
@@ -545,12 +620,16 @@ std::string in_netns(int netns_fd, std::vector<std::string> argv) {
 
 TEST(Sandbox, GatewayNamespaceHasTheRulesNoForwardingAndOnlyTheLink) {
   std::string rules, forward, links;
-  const Outcome r = run(sh("sleep 0.5"), {}, [&](Sandbox& s) {
+  // The guest lives until the namespace has been looked at: when it ends, its namespace and the
+  // link's other end go, and gw0 with them (a guest of `sleep 0.5` raced the three looks).
+  Handshake hs;
+  const Outcome r = run(hs.mount(sh(Handshake::kAwaitGo)), {}, [&](Sandbox& s) {
     const int ns = s.gateway_netns_fd();
     rules = in_netns(ns, {"/usr/sbin/nft", "list", "ruleset"});
     forward = in_netns(ns, {"/bin/cat", "/proc/sys/net/ipv4/ip_forward",
                             "/proc/sys/net/ipv6/conf/all/forwarding"});
     links = in_netns(ns, {"/usr/sbin/ip", "-o", "-br", "link"});
+    hs.go();
   });
   EXPECT_EQ(r.status.code, 0);
   EXPECT_THAT(rules, HasSubstr("table inet airlock {"));

@@ -6,6 +6,8 @@ print a secret value.
 Each test file keeps its own topology and configs; this module only knows how to build them.
 Not a test file itself (CMake runs test_*.py); pytest finds it beside the tests, from any cwd.
 """
+import atexit
+import fcntl
 import hashlib
 import json
 import os
@@ -107,6 +109,66 @@ def stop(proc, timeout=10):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# ---------------------------------------------------------------- per-run names and addresses
+
+# Namespace and link names carry TAG, unique among the processes running now (a PID), so two
+# runs at once (two checkouts testing) never share one. Names stay within IFNAMSIZ (15).
+TAG = str(os.getpid())
+
+_RESERVATIONS = "/run/airlock-e2e/links"
+_POOLS = ("203.0.113", "198.51.100")  # the upper half of each: 64 /30s, used for nothing else
+
+
+def _holder_alive(path):
+    try:
+        with open(path) as f:
+            pid, start = f.read().split()
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19] == start
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _start_time(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[19]
+
+
+def link_addresses():
+    """(host_ip, up_ip, host_ip6, up_ip6) for a host - upstream veth in the host's own namespace,
+    where every run shares one routing table: a /30 and a /64 no other live run holds. A fixed
+    pair put two runs' upstreams behind one prefix (the first route wins: one run talked to the
+    other's nginx). Reserved by a file naming this process (PID and start time) until it exits;
+    a dead holder's file is taken over, a prefix still on a host link (a killed run's) skipped."""
+    os.makedirs(_RESERVATIONS, exist_ok=True)
+    me = f"{os.getpid()} {_start_time(os.getpid())}\n"
+    with open(os.path.join(_RESERVATIONS, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one chooser at a time; released when closed
+        first = os.getpid() % 64
+        for i in range(64):
+            index = (first + i) % 64
+            path = os.path.join(_RESERVATIONS, str(index))
+            pool, slot = _POOLS[index // 32], 128 + 4 * (index % 32)
+            v6 = f"2001:db8:a1e2:{index:x}"
+            if _holder_alive(path) or sh("ip", "-o", "addr", "show", "to", f"{pool}.{slot}/30").stdout \
+                    or sh("ip", "-o", "addr", "show", "to", f"{v6}::/64").stdout:
+                continue
+            with open(path, "w") as f:
+                f.write(me)
+            atexit.register(_release, path, me)
+            return f"{pool}.{slot + 1}", f"{pool}.{slot + 2}", f"{v6}::1", f"{v6}::2"
+    raise AssertionError("no free test link addresses: 64 runs at once?")
+
+
+def _release(path, me):
+    try:
+        with open(path) as f:
+            if f.read() == me:
+                os.unlink(path)
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------- the lab

@@ -3,7 +3,7 @@ seeds' hosts (api.example.com, api.stripe.com, api.openai.com) and a host no sec
 (evil.example.net), all answered by a dnsmasq on the host's loopback with an nginx in a namespace
 of its own, which logs what it received as JSON lines.
 
-  sandbox ── its gateway (airlock serve) ── host netns 203.0.113.x ──veth── upstream netns (nginx, test CA)
+  sandbox ── its gateway (airlock serve) ── host netns (netlab.link_addresses) ──veth── upstream netns (nginx, test CA)
 
 The SDK tests get the lab through environment variables (never a value: the tests make their
 fake values themselves):
@@ -17,7 +17,7 @@ fake values themselves):
 """
 import os
 
-from netlab import Lab, sh
+from netlab import TAG, Lab, link_addresses, sh
 
 HOSTS = ("api.example.com", "api.stripe.com", "api.openai.com", "evil.example.net")
 
@@ -25,11 +25,8 @@ HOSTS = ("api.example.com", "api.stripe.com", "api.openai.com", "evil.example.ne
 def start(prefix, tag_base):
     """A Lab with the upstream running; returns (lab, env for the SDK tests). `tag_base` keeps the
     namespace and link names apart from other test files running at the same time."""
-    tag = str(os.getpid() % 100000)
-    upns, host_if, up_if = f"{tag_base}u{tag}", f"{tag_base}h{tag}", f"{tag_base}p{tag}"
-    # Each SDK test file has its own /30 in 203.0.113.0/24 (no two files share an address).
-    octet = {"alsg": 209, "alsy": 213, "alsc": 217, "alss": 221}[tag_base]
-    host_ip, up_ip = f"203.0.113.{octet}", f"203.0.113.{octet + 1}"
+    upns, host_if, up_if = f"{tag_base}u{TAG}", f"{tag_base}h{TAG}", f"{tag_base}p{TAG}"
+    host_ip, up_ip, _, _ = link_addresses()  # this run's own /30 on the host
     lab = Lab(prefix)
     try:
         os.chmod(lab.dir, 0o755)

@@ -33,12 +33,11 @@ import textwrap
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netlab import Lab, assert_absent, in_ns, sh, wait_listening  # noqa: E402
+from netlab import Lab, TAG, assert_absent, in_ns, sh, wait_listening  # noqa: E402
 
 PY = "/usr/bin/python3"
 FAKE = "fake-soak-value-9d41c"
 PH = "$MSB_API_KEY"
-TAG = str(os.getpid() % 100000)
 CL, GW, UP = f"alsc{TAG}", f"alsg{TAG}", f"alsu{TAG}"
 HOSTS = {"api.soak.test": "203.0.113.30", "reset.soak.test": "203.0.113.31", "stall.soak.test": "203.0.113.32",
          "rogue.soak.test": "203.0.113.33", "garbage.soak.test": "203.0.113.34"}

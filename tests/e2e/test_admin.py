@@ -147,10 +147,32 @@ def test_health_readiness_and_errors(gateway):
         assert reply == b"" or reply.startswith(b"HTTP/1.1 400")
 
 
+def sockets_of(pid):
+    """How many sockets the process holds (an accepted connection is one more)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:  # closed meanwhile
+            pass
+    return count
+
+
+def answers_healthz(gateway):
+    """True once a fresh connection is served; False while it is closed unanswered (at the cap)."""
+    try:
+        return http_get(gateway.connect, "/healthz")[0] == 200
+    except (IndexError, OSError):  # closed without a status line, or reset
+        return False
+
+
 def test_idle_clients_are_capped_and_do_not_stop_it(gateway):
+    before = sockets_of(gateway.proc.pid)
     idle = [gateway.connect() for _ in range(16)]
     try:
-        time.sleep(0.3)
+        # All 16 accepted (a fixed sleep assumed it on a loaded machine). Each is dropped 5 s after
+        # its accept, so the 17th must come well within that.
+        wait_for(lambda: sockets_of(gateway.proc.pid) >= before + 16, "the 16 idle clients accepted", timeout=4)
         with gateway.connect() as extra:  # the 17th is closed at once
             extra.settimeout(5)
             extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -161,11 +183,13 @@ def test_idle_clients_are_capped_and_do_not_stop_it(gateway):
     finally:
         for s in idle:
             s.close()
-    wait_for(lambda: http_get(gateway.connect, "/healthz")[0] == 200, "served again once the idle clients left")
-    # An idle client is dropped at its 5 s deadline.
+    # (A probe that comes before the server saw every close is itself closed at the cap: not yet.)
+    wait_for(lambda: answers_healthz(gateway), "served again once the idle clients left")
+    # An idle client is dropped at its 5 s deadline, which starts at the accept: timed from before
+    # the connect, a stall of this process after it cannot make the drop look early.
+    start = time.monotonic()
     with gateway.connect() as s:
         s.settimeout(15)
-        start = time.monotonic()
         assert s.recv(4096) == b""
         assert 4 <= time.monotonic() - start < 10
 
@@ -240,6 +264,8 @@ def test_request_latency_histogram_counts_each_request(tmp_path):
             with pytest.raises((ConnectionError, http.client.HTTPException)):
                 conn.getresponse().read()
             conn.close()
+            # A latency is recorded once the response was written, which the client may see first.
+            wait_for(lambda: latency(gw.metrics()[0])[2] >= 5, "five latencies recorded")
             families, body = gw.metrics()
             buckets, total, count = latency(families)
             assert count == 5 and buckets["+Inf"] == 5

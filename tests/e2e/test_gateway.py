@@ -27,12 +27,11 @@ import time
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, in_ns, run_clean, sh, wait_for, wait_listening
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, in_ns, run_clean, sh, wait_for, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
 FAKE = "fake-e2e-value-4b1d9"  # an obviously fake secret value
 PH = "$MSB_API_KEY"
-TAG = str(os.getpid() % 100000)
 CL, GW, UP = f"alc{TAG}", f"alg{TAG}", f"alu{TAG}"
 PY = "/usr/bin/python3"
 
@@ -404,6 +403,9 @@ def test_disallowed_host_gets_nothing_and_a_reset(env):
     assert "reset by peer" in r.stderr
     time.sleep(0.5)
     env.upstream.assert_not_received("/d-other")
+    # The audit record is written as the connection ends, which curl may see first.
+    wait_for(lambda: any(v["sni"] == "other.example.com" for v in by_conn(env.audit(), "violation")),
+             "the violation record")
     viol = [v for v in by_conn(env.audit(), "violation") if v["sni"] == "other.example.com"]
     assert viol and viol[-1]["secret"] == "API_KEY" and viol[-1]["action"] == "block-and-log"
 
@@ -460,7 +462,8 @@ def test_connect_authority_differs_from_sni(env):
     time.sleep(0.5)
     for rec in env.upstream.received("/c-misaligned"):
         assert_absent(FAKE, json.dumps(rec), "the upstream's record")
-    assert any(a["event"] == "misaligned" and a["sni"] == "api.example.com" for a in env.audit())
+    wait_for(lambda: any(a["event"] == "misaligned" and a["sni"] == "api.example.com" for a in env.audit()),
+             "the misaligned record")
 
 
 def test_bypassed_host_is_spliced_untouched(env):

@@ -487,7 +487,8 @@ def test_http10_with_transfer_encoding_is_blocked(env):
     assert r.stdout.strip() in ("reset", "closed"), r.stdout + r.stderr
     time.sleep(0.3)
     env.upstream.assert_not_received("/h10-te")
-    assert any(a["event"] == "blocked" and "transfer_encoding_in_http10" in a.get("reason", "") for a in env.audit())
+    wait_for(lambda: any(a["event"] == "blocked" and "transfer_encoding_in_http10" in a.get("reason", "")
+                         for a in env.audit()), "the blocked record")
 
 
 def test_framing_fields_in_trailers_are_blocked(env):

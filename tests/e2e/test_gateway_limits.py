@@ -23,12 +23,11 @@ import time
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, in_ns, run_clean, sh, wait_for, wait_listening
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, in_ns, run_clean, sh, wait_for, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
 FAKE = "fake-limits-value-5c2e8"
 PH = "$MSB_API_KEY"
-TAG = str(os.getpid() % 100000)
 CL, GW, UP = f"allc{TAG}", f"allg{TAG}", f"allu{TAG}"
 PY = "/usr/bin/python3"
 API, FIN, SINK = "203.0.113.20", "203.0.113.21", "203.0.113.22"

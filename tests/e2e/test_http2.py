@@ -2,7 +2,7 @@
 real h2 servers with the placeholder; the value is substituted at the allowed host only, per
 stream, and echoes come back masked in headers, DATA and trailers.
 
-  sandbox ── its gateway ── host netns 203.0.113.213 ──veth── 203.0.113.214 upstream netns
+  sandbox ── its gateway ── host netns HOST_IP ──veth── UP_IP upstream netns
   upstream: nginx (TLS, h2 and http/1.1 by ALPN, :443; it logs the protocol of every request)
   and a grpcio server (TLS, :8443), certificates from a test CA the gateway trusts for
   upstreams; DNS from a dnsmasq on the host's loopback: api.h2.test and alt.h2.test (both
@@ -29,15 +29,14 @@ import textwrap
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, fake_value, listening, run_clean, sh, wait_for
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, fake_value, link_addresses, listening, run_clean, sh, wait_for
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 DIRECT = os.environ.get("AIRLOCK_E2E_H2_DIRECT") == "1"
 PY = "/usr/bin/python3"
-TAG = str(os.getpid() % 100000)
 UPNS = f"alh2u{TAG}"
 HOST_IF, UP_IF = f"alh2h{TAG}", f"alh2p{TAG}"
-HOST_IP, UP_IP = "203.0.113.213", "203.0.113.214"
+HOST_IP, UP_IP, _, _ = link_addresses()  # this run's own /30 on the host
 API, ALT, EVIL = "api.h2.test", "alt.h2.test", "evil.h2.test"
 GRPC_PORT = 8443
 

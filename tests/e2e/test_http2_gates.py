@@ -1,6 +1,6 @@
 """`airlock run` with HTTP/2 clients: the same gates on every stream (issue 13).
 
-  sandbox ── its gateway ── host netns 198.51.100.181 ──veth── 198.51.100.182 upstream netns
+  sandbox ── its gateway ── host netns HOST_IP ──veth── UP_IP upstream netns
   upstream: nginx with HTTP/2 on :443 (api.h2.test and evil.h2.test), HTTP/1.1 only on :8443;
   certificates from a test CA the gateway trusts; DNS from a dnsmasq on the host's loopback.
 
@@ -16,14 +16,13 @@ import textwrap
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, fake_value, run_clean, sh
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, fake_value, link_addresses, run_clean, sh
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 PY = "/usr/bin/python3"
-TAG = str(os.getpid() % 100000)
 UPNS = f"alh2g{TAG}"
 HOST_IF, UP_IF = f"alh2h{TAG}", f"alh2p{TAG}"
-HOST_IP, UP_IP = "198.51.100.181", "198.51.100.182"
+HOST_IP, UP_IP, _, _ = link_addresses()  # this run's own /30 on the host
 ALLOWED, EVIL = "api.h2.test", "evil.h2.test"
 H1_PORT = 8443
 PLAIN_PORT = 8080  # cleartext HTTP/1.1 (h2c tests)

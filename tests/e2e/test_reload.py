@@ -19,11 +19,10 @@ import time
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, fake_value, in_ns, sh, wait_for
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, fake_value, in_ns, sh, wait_for
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
 assert os.geteuid() == 0 and AIRLOCK, "these tests need root and AIRLOCK_BIN"
-TAG = str(os.getpid() % 100000)
 GW, UP = f"arg{TAG}", f"aru{TAG}"
 PH = "$MSB_API_KEY"
 PH2 = "$MSB_SECOND_KEY"
@@ -405,6 +404,12 @@ def kept(env):
         c.close()
 
 
+def substitutions(env):
+    """Placeholders swapped so far: a request counted here left with the value of that moment
+    (a fixed sleep assumed the gateway had sent the slow request before the reload)."""
+    return env.metrics().get("airlock_substitutions_total", 0)
+
+
 def masked_echo(r, *values):
     """The upstream's echo of the X-Api-Key it received, as the guest got it: masked, never a value."""
     __tracebackhide__ = True
@@ -445,8 +450,9 @@ def test_an_echo_of_the_old_value_after_the_swap_is_still_masked(env, kept):
     assert client.get("/kept/echo-1", {"X-Api-Key": PH})["status"] == 200
     # A request leaves with the old value; the upstream takes 3 s to echo it. The swap happens in
     # between, and the request after it (same connection) carries the new one.
+    swapped = substitutions(env)
     assert client.do("send", "/slow/echo-2", {"X-Api-Key": PH}) == {"sent": True}
-    time.sleep(0.7)
+    wait_for(lambda: substitutions(env) > swapped, "the slow request's substitution (before the reload)")
     secret_file(env, "echo.value", new)
     assert "reloaded" in env.reload_signal()
     masked_echo(client.do("read"), old, new)
@@ -592,8 +598,9 @@ def test_an_http2_connection_takes_the_new_value_on_its_next_stream(env):
         # A stream leaves with the old value; the upstream takes 3 s to echo it; the swap happens
         # in between (API_KEY rotated, SECOND_KEY removed); the stream opened after it (same
         # connection) carries the new value.
+        swapped = substitutions(env)
         slow = client.open("/slow/h2-2", {"X-Api-Key": PH})
-        time.sleep(0.7)
+        wait_for(lambda: substitutions(env) > swapped, "the slow stream's substitution (before the reload)")
         secret_file(env, "h2.value", new)
         env.lab.write(os.path.basename(env.config_path), env.config(kept_secret))
         assert "1 secret" in env.reload_signal()

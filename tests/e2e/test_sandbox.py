@@ -36,20 +36,91 @@ def in_sandbox(script, args=(), **kw):
     return airlock_run(list(args), ["/bin/sh", "-c", script], **kw)
 
 
-def state_dirs():
+# Other runs (another checkout's tests, a bench) may have sandboxes alive at the same time: what
+# a live owner holds is theirs, never a leftover of ours, so the before/after comparisons below
+# leave it out. A sandbox of ours that ended and left something behind has a dead owner.
+
+def _stat_fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()  # [0] is field 3 (state)
+
+
+def owner(state):
+    """(pid, alive) of the process recorded in a state directory's owner file; (0, False) if none."""
+    try:
+        with open(os.path.join(state, "owner")) as f:
+            pid, start = f.read().split()
+    except (OSError, ValueError):
+        return 0, False
+    try:
+        return int(pid), _stat_fields(pid)[19] == start
+    except (OSError, IndexError):
+        return int(pid), False
+
+
+def all_state_dirs():
     """Per-sandbox state directories (not the shared directory of id leases)."""
     return set(glob.glob(STATE_ROOT + "/*")) - {STATE_ROOT + "/ids"}
 
 
+def state_dirs():
+    """State directories no live process owns: leftovers (a live sandbox's, maybe another run's,
+    is not one)."""
+    return {d for d in all_state_dirs() if not owner(d)[1]}
+
+
+def live_owners():
+    return {pid for pid, alive in map(owner, all_state_dirs()) if alive}
+
+
+def under_a_live_sandbox(pid, owners):
+    """Is pid a live sandbox owner or one of its descendants?"""
+    for _ in range(64):  # bounded walk up the parents
+        if pid in owners:
+            return True
+        try:
+            pid = int(_stat_fields(pid)[1])
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid <= 1:
+            return False
+    return False
+
+
 def netns_with_gw0():
-    """Network namespaces (of any live process) that hold the gateway side of a sandbox link."""
+    """Network namespaces that hold the gateway side of a sandbox link and belong to no live
+    sandbox (a leftover)."""
+    owners = live_owners()
     out = sh("lsns", "-t", "net", "-n", "-o", "PID", check=False)
     found = set()
     for pid in out.stdout.split():
+        if under_a_live_sandbox(int(pid), owners):
+            continue
         link = sh("nsenter", "-t", pid, "-n", "ip", "-o", "link", "show", "gw0", check=False)
         if link.returncode == 0:
             found.add(os.readlink(f"/proc/{pid}/ns/net"))
     return found
+
+
+def guest_inits():
+    """PIDs of guest inits: argv[0] is airlock-sandbox-init (`pgrep -f` also matched any process
+    whose arguments merely mention it, such as someone's shell or grep)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if argv0 == b"airlock-sandbox-init":
+            found.append(int(pid))
+    return found
+
+
+def stray_guest_inits():
+    """PIDs of guest inits that no live sandbox owns."""
+    owners = live_owners()
+    return [pid for pid in guest_inits() if not under_a_live_sandbox(pid, owners)]
 
 
 def host_addresses():
@@ -358,20 +429,22 @@ def test_setup_failure_exits_3_and_leaves_nothing():
 
 
 def test_crash_leaves_state_that_gc_removes():
-    before, before_ns = state_dirs(), netns_with_gw0()
+    before_ns = netns_with_gw0()
     p = subprocess.Popen([AIRLOCK, "run", "--pids", "50", "--", "/bin/sh", "-c",
                           "echo ready; sleep 60"], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline() == "ready\n"
-    new = state_dirs() - before
+    new = {d for d in all_state_dirs() if owner(d) == (p.pid, True)}  # ours, not another run's
     assert len(new) == 1
     p.send_signal(signal.SIGKILL)  # no teardown runs: a crash
     p.wait(timeout=10)
-    time.sleep(0.5)
     (state,) = new
     assert os.path.isdir(state)
     # The guest died with its owner (parent-death signal), so no sandbox process is left.
-    out = sh("pgrep", "-f", "airlock-sandbox-init", check=False)
-    assert out.stdout == ""
+    # (Bounded wait: the kernel delivers that signal and the guest exits after the owner's end.)
+    deadline = time.monotonic() + 10
+    while stray_guest_inits() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stray_guest_inits() == []
     gc = sh(AIRLOCK, "gc", check=False, timeout=30)
     assert gc.returncode == 0, gc.stderr
     assert f"removed state {state}\n" in gc.stdout

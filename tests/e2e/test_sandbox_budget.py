@@ -6,7 +6,7 @@ rewrite it, in the airlock process, outside the guest's cgroup. Before the budge
 every held body (24 x 15 MB here); now it stays under the sandbox's budget (derived from
 --memory) and the requests past it are blocked (reset, audited, warned).
 
-  sandbox ── its gateway (in `airlock run`) ── host netns 203.0.113.205 ──veth── 203.0.113.206 upstream (nginx)
+  sandbox ── its gateway (in `airlock run`) ── host netns HOST_IP ──veth── UP_IP upstream (nginx)
 """
 import json
 import os
@@ -17,14 +17,13 @@ import time
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, fake_value, sh
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, fake_value, link_addresses, sh
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 PY = "/usr/bin/python3"
-TAG = str(os.getpid() % 100000)
 UPNS = f"albgu{TAG}"
 HOST_IF, UP_IF = f"albgh{TAG}", f"albgp{TAG}"
-HOST_IP, UP_IP = "203.0.113.205", "203.0.113.206"
+HOST_IP, UP_IP, _, _ = link_addresses()  # this run's own /30 on the host
 HOST = "bodies.upstream.test"
 MIB = 1 << 20
 

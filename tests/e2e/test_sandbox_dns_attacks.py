@@ -24,11 +24,10 @@ import textwrap
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, fake_value, in_ns, run_clean, wait_for, wait_listening
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, fake_value, in_ns, run_clean, wait_for, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
 PY = "/usr/bin/python3"
-TAG = str(os.getpid() % 100000)
 NS, UPNS = f"aldns{TAG}", f"aldnu{TAG}"
 HOST_IF, UP_IF = f"aldnh{TAG}", f"aldnp{TAG}"
 LEGIT_IP, ATTACKER_IP = "198.51.100.65", "198.51.100.66"

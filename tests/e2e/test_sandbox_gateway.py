@@ -2,9 +2,9 @@
 server with the placeholder; only the allowed host receives the value.
 
   sandbox ── its gateway (in the `airlock run` process, upstream sockets in the host netns)
-      host netns 203.0.113.201 ──veth── 203.0.113.202 upstream netns (nginx, TLS, test CA)
+      host netns HOST_IP ──veth── UP_IP upstream netns (nginx, TLS, test CA)
   DNS: the sandbox's forwarder asks a dnsmasq on the host's loopback (--dns-server), which
-  answers api.upstream.test and evil.upstream.test with 203.0.113.202 (alias.upstream.test is a
+  answers api.upstream.test and evil.upstream.test with UP_IP (alias.upstream.test is a
   CNAME to api.upstream.test; rebind.upstream.test and meta.upstream.test point into private and
   metadata space).
 
@@ -18,15 +18,13 @@ import time
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, fake_value, run_clean, sh, wait_listening
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, fake_value, link_addresses, run_clean, sh, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 PY = "/usr/bin/python3"
-TAG = str(os.getpid() % 100000)
 UPNS = f"alsbu{TAG}"
 HOST_IF, UP_IF = f"alsbh{TAG}", f"alsbp{TAG}"
-HOST_IP, UP_IP = "203.0.113.201", "203.0.113.202"
-HOST_IP6, UP_IP6 = "2001:db8:a1e2::1", "2001:db8:a1e2::2"
+HOST_IP, UP_IP, HOST_IP6, UP_IP6 = link_addresses()  # this run's own /30 and /64 on the host
 ALLOWED, EVIL = "api.upstream.test", "evil.upstream.test"
 ALLOWED6 = "api6.upstream.test"  # AAAA only
 ALIAS = "alias.upstream.test"     # CNAME to ALLOWED

@@ -284,9 +284,10 @@ def test_without_t_a_terminal_is_relayed_through_pipes_with_eof_and_status_intac
 def test_relay_does_not_spin_while_the_guest_waits():
     master, slave = os.openpty()
     try:
-        proc = subprocess.Popen([AIRLOCK, "run", "--", "sleep", "2"], stdin=slave, stdout=slave,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        time.sleep(1.0)
+        proc = subprocess.Popen([AIRLOCK, "run", "--", "sh", "-c", "echo started; exec sleep 4"], stdin=slave,
+                                stdout=slave, stderr=subprocess.PIPE, start_new_session=True)
+        # Measured once the guest runs: a fixed 1 s counted a slow (loaded) setup's work as spinning.
+        assert b"started" in read_until(master, b"started", proc), proc.stderr.read().decode()
         with open(f"/proc/{proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         before = int(fields[11]) + int(fields[12])  # utime + stime, clock ticks

@@ -3,7 +3,7 @@ unmodified, and the value reaches the allowed host. Java (HttpClient, its own PK
 store) and Python grpcio (gRPC core's bundled roots) would refuse the gateway's certificate on a
 sandbox that only rewrote the PEM bundle.
 
-  sandbox ── its gateway ── host netns 203.0.113.209 ──veth── 203.0.113.210 upstream netns
+  sandbox ── its gateway ── host netns HOST_IP ──veth── UP_IP upstream netns
   upstream: nginx (HTTPS, :443) and a grpcio server (TLS, :8443), certificates from a test CA
   the gateway trusts for upstreams; DNS from a dnsmasq on the host's loopback.
 
@@ -15,14 +15,13 @@ import textwrap
 
 import pytest
 
-from netlab import Lab, assert_equal_secret, fake_value, run_clean, sh, wait_listening
+from netlab import Lab, TAG, assert_equal_secret, fake_value, link_addresses, run_clean, sh, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 PY = "/usr/bin/python3"
-TAG = str(os.getpid() % 100000)
 UPNS = f"alsbt{TAG}"
 HOST_IF, UP_IF = f"alsth{TAG}", f"alstp{TAG}"
-HOST_IP, UP_IP = "203.0.113.209", "203.0.113.210"
+HOST_IP, UP_IP, _, _ = link_addresses()  # this run's own /30 on the host
 HOST = "api.trust.test"
 GRPC_PORT = 8443
 

@@ -29,10 +29,9 @@ import time
 import pytest
 import yaml
 
-from netlab import Lab, assert_absent, assert_equal_secret, in_ns, run_clean, sh, stop, wait_for, wait_listening
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, in_ns, run_clean, sh, stop, wait_for, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
-TAG = str(os.getpid() % 100000)
 POD, NET = f"alsp{TAG}", f"alsn{TAG}"
 PY = "/usr/bin/python3"
 MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../deploy/kubernetes/airlock-sidecar.yaml")
@@ -296,7 +295,8 @@ def test_violation_is_blocked_and_audited(pod):
     assert proc.returncode != 0
     time.sleep(0.3)
     pod.upstream.assert_not_received("/violation")
-    assert any(r["event"] == "violation" and r["sni"] == "other.example.com" for r in pod.audit_records())
+    wait_for(lambda: any(r["event"] == "violation" and r["sni"] == "other.example.com" for r in pod.audit_records()),
+             "the violation record")
 
 
 def test_dns_to_any_server_is_answered_by_the_gateway(pod):
@@ -342,7 +342,8 @@ def test_own_name_resolution_earns_no_substitution(pod):
     time.sleep(0.3)
     for rec in pod.upstream.received("/own-resolution"):
         assert_absent(pod.value, json.dumps(rec), "the look-alike's access log")
-    assert any(r["event"] == "violation" and r.get("destination") == "203.0.113.66:443" for r in pod.audit_records())
+    wait_for(lambda: any(r["event"] == "violation" and r.get("destination") == "203.0.113.66:443"
+                         for r in pod.audit_records()), "the violation record")
 
 
 RAW_SENDER = textwrap.dedent("""\
@@ -408,8 +409,9 @@ def test_raw_sockets_udp_icmp_and_ipv6_do_not_leave_the_pod(pod):
 def test_tcp_to_an_unallowed_port_is_reset_by_the_gateway(pod):
     proc = pod.app("curl", "-sS", "-m", "10", "http://203.0.113.99:8080/")
     assert proc.returncode != 0
-    assert any(r["event"] == "connection" and r.get("decision") == "denied" and r.get("destination") == "203.0.113.99:8080"
-               for r in pod.audit_records())
+    wait_for(lambda: any(r["event"] == "connection" and r.get("decision") == "denied"
+                         and r.get("destination") == "203.0.113.99:8080" for r in pod.audit_records()),
+             "the denied connection's record")
 
 
 def test_app_connecting_to_the_gateways_own_listener_gets_nothing(pod):
@@ -419,6 +421,9 @@ def test_app_connecting_to_the_gateways_own_listener_gets_nothing(pod):
     for url in ("http://127.0.0.1:15001/", "http://[::1]:15001/"):
         proc = pod.app("curl", "-sS", "-m", "5", url)
         assert proc.returncode != 0
+    # Records are written as connections end, which curl may see first; then none more comes.
+    wait_for(lambda: len([r for r in pod.audit_records() if r["event"] == "connection"]) >= accepted + 2,
+             "two connection records")
     time.sleep(0.3)
     records = [r for r in pod.audit_records() if r["event"] == "connection"][accepted:]
     # One record each, closed at once: no loop of connections to itself.

@@ -6,7 +6,7 @@ a body), the server's echoes of the value come back masked whether compressed or
 the frames cut them, and a placeholder in a message to a host the secret does not allow is a
 violation that never reaches that host.
 
-  sandbox ── its gateway ── host netns 203.0.113.217 ──veth── 203.0.113.218 upstream netns
+  sandbox ── its gateway ── host netns HOST_IP ──veth── UP_IP upstream netns
   upstream: a python websockets server (TLS, :443, certificate from a test CA the gateway trusts)
   DNS: a dnsmasq on the host's loopback answers api.ws.test and evil.ws.test.
 
@@ -20,15 +20,14 @@ import textwrap
 
 import pytest
 
-from netlab import Lab, assert_absent, assert_equal_secret, fake_value, run_clean, sh, wait_listening
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, fake_value, link_addresses, run_clean, sh, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 PY = "/usr/bin/python3"
 NODE_MODULES = "/usr/local/lib/airlock-e2e/node_modules"
-TAG = str(os.getpid() % 100000)
 UPNS = f"alwsu{TAG}"
 HOST_IF, UP_IF = f"alwsh{TAG}", f"alwsp{TAG}"
-HOST_IP, UP_IP = "203.0.113.217", "203.0.113.218"
+HOST_IP, UP_IP, _, _ = link_addresses()  # this run's own /30 on the host
 ALLOWED, EVIL = "api.ws.test", "evil.ws.test"
 
 # /echo: first sends "auth:" + the handshake's Authorization (what the server received, the
