@@ -10,6 +10,7 @@
 #include "gateway/streams.hpp"
 #include "gateway/websocket_pump.hpp"
 #include "http/response_decoder.hpp"
+#include "http/small_fifo.hpp"
 #include "tls/client_hello.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -27,7 +28,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -50,6 +50,8 @@ void wipe(std::string& s) {
   s.clear();
 }
 
+struct Filter;
+
 struct Connection {
   Core& core;
   std::uint64_t id;
@@ -65,6 +67,8 @@ struct Connection {
   bool finished = false;
   bool timed_out = false;
   bool aborted = false;    // closed on purpose (block, reset, timeout): the pumps just stop
+  bool idle_released = false;  // release_idle_state() gave back what it could; cleared on activity
+  Filter* filter = nullptr;    // the HTTP/1 relay's, while it runs (in pump()'s frame)
 
   std::optional<SocketAddress> client;
   std::optional<SocketAddress> destination;
@@ -100,7 +104,10 @@ struct Connection {
     last_activity = Clock::now();
     watchdog.cancel();
   }
-  void touch() { last_activity = Clock::now(); }
+  void touch() {
+    last_activity = Clock::now();
+    idle_released = false;
+  }
   // Closes both sides; with `reset_guest` the guest sees a TCP reset.
   void close_all(bool reset_guest) {
     aborted = true;
@@ -124,19 +131,29 @@ struct Connection {
   }
 };
 
-asio::awaitable<void> run_watchdog(std::shared_ptr<Connection> c) {
-  while (!c->finished) {
-    auto due = c->streaming ? std::min(c->last_activity + c->core.options.timeouts.idle, c->head_due) : c->deadline;
-    if (Clock::now() >= due) {
-      c->timed_out = true;
-      if (c->streaming && Clock::now() >= c->head_due) c->detail = "a request head did not end within its deadline";
-      c->close_all(false);
-      co_return;
-    }
-    c->watchdog.expires_at(due);
-    std::error_code ec;
-    co_await c->watchdog.async_wait(redirect_error(use_awaitable, ec));
+// A connection idle this long gives back its per-request state (see release_idle_state).
+constexpr std::chrono::milliseconds kIdleRelease{1000};
+bool release_idle_state(Connection& c);
+
+// Re-armed by its own handler (no coroutine: an idle connection holds only the timer's wait);
+// phase() and stream() cancel the wait so that the next round re-reads the deadline.
+void arm_watchdog(std::shared_ptr<Connection> c) {
+  if (c->finished) return;
+  const auto now = Clock::now();
+  auto due = c->streaming ? std::min(c->last_activity + c->core.options.timeouts.idle, c->head_due) : c->deadline;
+  if (now >= due) {
+    c->timed_out = true;
+    if (c->streaming && now >= c->head_due) c->detail = "a request head did not end within its deadline";
+    c->close_all(false);
+    return;
   }
+  if (c->streaming && !c->idle_released) {
+    if (now >= c->last_activity + kIdleRelease) c->idle_released = release_idle_state(*c);
+    if (!c->idle_released) due = std::min(due, std::max(now, c->last_activity) + kIdleRelease);
+  }
+  c->watchdog.expires_at(due);
+  Connection& conn = *c;
+  conn.watchdog.async_wait([c = std::move(c)](std::error_code) mutable { arm_watchdog(std::move(c)); });
 }
 
 asio::awaitable<IoResult> read_until(tcp::socket& socket, char* buf, std::size_t size, Clock::time_point until) {
@@ -267,12 +284,12 @@ struct Filter {
     Clock::time_point head_done;
     std::uint64_t generation;
   };
-  std::deque<InFlight> in_flight;
+  http::SmallFifo<InFlight> in_flight;  // allocates nothing while no response is due
   std::uint64_t answering = 0;  // the snapshot of the request whose response is being read
   std::vector<Clock::time_point> answered;  // heads of responses about to reach the guest
   std::optional<secrets::RequestRewriter> rewriter;
   std::optional<secrets::StreamScanner> scanner;
-  std::optional<AuthorityCheck> authority;
+  std::unique_ptr<AuthorityCheck> authority;  // explicit proxy, absolute-form HTTP only (344 bytes)
   // What every response path scrubs through (refresh_scrubbers): one scrubber per snapshot still
   // needed. Borrowed by `responses` and `websocket` (declared before them: it outlives them).
   ResponseScrubbers scrubbers;
@@ -280,6 +297,27 @@ struct Filter {
   // After a 101 to a WebSocket upgrade (issue 14): both directions message by message.
   std::unique_ptr<WebSocketSession> websocket;
   std::string websocket_first;  // the upstream's bytes after the 101, in the read that held it
+
+  // An idle connection's rewriter (~2 KiB of parser and engine state) is released between
+  // requests while pump_up waits for the guest's next bytes (release_idle_state), and made again,
+  // on the same snapshot and with what it knew about values reaching this upstream, as soon as
+  // the read returns: every other use of `rewriter` happens after that (or, in pump_down, only
+  // while an upgrade is awaited, which is never at a message boundary).
+  bool up_waiting = false;     // pump_up is suspended in its read
+  bool rewriter_parked = false;
+  bool parked_flowed = false;
+  bool park_rewriter() {
+    if (!up_waiting || !rewriter || websocket || !rewriter->at_message_boundary()) return false;
+    parked_flowed = rewriter->values_may_flow();
+    rewriter.reset();
+    rewriter_parked = true;
+    return true;
+  }
+  void unpark_rewriter() {
+    if (!std::exchange(rewriter_parked, false)) return;
+    rewriter.emplace(*snapshot->set, context);
+    if (parked_flowed) rewriter->assume_values_may_flow();
+  }
 
   secrets::Status feed(std::string_view in, std::string& out, std::string& to_guest) {
     if (websocket) return websocket->feed_up(in, out, to_guest);
@@ -310,6 +348,14 @@ struct Filter {
   }
   bool in_head() const { return !websocket && rewriter && rewriter->in_head(); }
 };
+
+// What an idle connection can give back (the watchdog calls this once it has been idle for
+// kIdleRelease): the HTTP/1 request rewriter at a message boundary. True when nothing is left to
+// try until the connection is active again.
+bool release_idle_state(Connection& c) {
+  if (c.filter == nullptr || !c.filter->rewriter) return true;
+  return c.filter->park_rewriter();
+}
 
 std::string mebibytes(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
 
@@ -613,7 +659,10 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
   while (!c->aborted) {
     // Read into the thread's scratch buffer; everything below uses it before the next suspension.
     char* buf = pump_scratch();
+    filter.up_waiting = true;
     IoResult r = co_await from.read_some(buf, size);
+    filter.up_waiting = false;
+    filter.unpark_rewriter();
     if (c->aborted) break;
     if (r.error) {
       const bool truncated = r.error == tls_truncated();
@@ -864,9 +913,10 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
     filter.rewriter.emplace(set, context);
     filter.responses.emplace(&filter.scrubbers);  // filled by pump_down's refresh_scrubbers
   }
-  if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority.emplace(c->authority_host, c->authority_port);
+  if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority = std::make_unique<AuthorityCheck>(c->authority_host, c->authority_port);
   if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
   c->decision = "forwarded";
+  c->filter = &filter;
   c->stream();
   // Both directions run to their ends before `filter` (in this frame) goes. pump_down is spawned
   // and joined with a flag and a timer rather than with awaitable_operators' `&&`, whose parallel
@@ -892,6 +942,7 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
     co_await joined.async_wait(redirect_error(use_awaitable, ignored));
   }
   c->secrets = nullptr;  // the filter (and its snapshot) ends here
+  c->filter = nullptr;
   if (up_error) std::rethrow_exception(up_error);
   if (down_error) std::rethrow_exception(down_error);
 }
@@ -1351,7 +1402,7 @@ asio::awaitable<void> serve_connection(Core& core, tcp::socket guest, ListenerKi
       }
     }
   } finish_guard{c};
-  asio::co_spawn(c->guest.get_executor(), run_watchdog(c), asio::detached);
+  arm_watchdog(c);
   if (std::optional<Relay> next = co_await run(c)) co_await relay(c, std::move(*next));
   finish(*c);
   c->watchdog.cancel();
