@@ -313,10 +313,11 @@ struct Filter {
     rewriter_parked = true;
     return true;
   }
-  void unpark_rewriter() {
-    if (!std::exchange(rewriter_parked, false)) return;
+  bool unpark_rewriter() {
+    if (!std::exchange(rewriter_parked, false)) return false;
     rewriter.emplace(*snapshot->set, context);
     if (parked_flowed) rewriter->assume_values_may_flow();
+    return true;
   }
 
   secrets::Status feed(std::string_view in, std::string& out, std::string& to_guest) {
@@ -354,7 +355,9 @@ struct Filter {
 // try until the connection is active again.
 bool release_idle_state(Connection& c) {
   if (c.filter == nullptr || !c.filter->rewriter) return true;
-  return c.filter->park_rewriter();
+  if (!c.filter->park_rewriter()) return false;
+  c.core.idle_released++;
+  return true;
 }
 
 std::string mebibytes(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
@@ -662,7 +665,7 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
     filter.up_waiting = true;
     IoResult r = co_await from.read_some(buf, size);
     filter.up_waiting = false;
-    filter.unpark_rewriter();
+    if (filter.unpark_rewriter()) c->watchdog.cancel();  // re-armed to release it again once idle
     if (c->aborted) break;
     if (r.error) {
       const bool truncated = r.error == tls_truncated();
