@@ -1381,11 +1381,6 @@ asio::awaitable<std::optional<Relay>> run(std::shared_ptr<Connection> c) {
   co_return Relay{intercepting, std::move(first), filter, transport};
 }
 
-asio::awaitable<void> relay(std::shared_ptr<Connection> c, Relay r) {
-  if (r.intercepting) co_await intercept(c, std::move(r.first));
-  else co_await forward_plain(c, std::move(r.first), r.filter, r.transport);
-}
-
 }  // namespace
 
 asio::awaitable<void> serve_connection(Core& core, tcp::socket guest, ListenerKind kind,
@@ -1406,7 +1401,10 @@ asio::awaitable<void> serve_connection(Core& core, tcp::socket guest, ListenerKi
     }
   } finish_guard{c};
   arm_watchdog(c);
-  if (std::optional<Relay> next = co_await run(c)) co_await relay(c, std::move(*next));
+  if (std::optional<Relay> next = co_await run(c)) {
+    if (next->intercepting) co_await intercept(c, std::move(next->first));
+    else co_await forward_plain(c, std::move(next->first), next->filter, next->transport);
+  }
   finish(*c);
   c->watchdog.cancel();
 }

@@ -284,11 +284,15 @@ asio::awaitable<std::error_code> TlsStream::flush() {
   co_return ec;
 }
 
-asio::awaitable<std::error_code> TlsStream::wait_readable() {
-  std::error_code ec;
-  co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, ec));
+// Not a coroutine: the wait has no frame of its own beyond the socket's (an idle connection waits
+// in two of these). The caller marks the source undrained once it returns (readable_again).
+asio::awaitable<void> TlsStream::wait_readable(std::error_code& ec) {
+  return socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, ec));
+}
+
+std::error_code TlsStream::readable_again(std::error_code ec) {
   ends_.source.drained = false;
-  co_return ec;
+  return ec;
 }
 
 // What the socket source met instead of bytes (end of stream, an error), if anything.
@@ -312,7 +316,9 @@ asio::awaitable<std::error_code> TlsStream::handshake() {
     if (r == 1) co_return std::error_code{};
     if (err != SSL_ERROR_WANT_READ) co_return tls_error();
     if (std::error_code ec = source_state()) co_return ec;
-    if (std::error_code ec = co_await wait_readable()) co_return ec;
+    std::error_code ec;
+    co_await wait_readable(ec);
+    if (readable_again(ec)) co_return ec;
   }
 }
 
@@ -327,7 +333,10 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
       std::error_code ec;
       if (output_pending()) ec = co_await flush();
       SSL_free_buffers(ssl_.get());
-      if (!ec) ec = co_await wait_readable();
+      if (!ec) {
+        co_await wait_readable(ec);
+        readable_again(ec);
+      }
       if (ec) {
         result.error = ended(ec);
         co_return result;
@@ -352,7 +361,10 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
     if (err == SSL_ERROR_WANT_READ) {
       // The socket is drained (or ended): a partial record may stay in OpenSSL's buffer.
       std::error_code ec = source_state();
-      if (!ec) ec = co_await wait_readable();
+      if (!ec) {
+        co_await wait_readable(ec);
+        readable_again(ec);
+      }
       if (ec) {
         result.error = ended(ec);
         co_return result;

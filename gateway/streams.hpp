@@ -122,7 +122,8 @@ class TlsStream final : public Stream {
  private:
   asio::awaitable<std::error_code> flush();
   std::error_code ended(std::error_code ec) const;
-  asio::awaitable<std::error_code> wait_readable();
+  asio::awaitable<void> wait_readable(std::error_code& ec);
+  std::error_code readable_again(std::error_code ec);
   std::error_code source_state() const;
   bool buffered() const;
   bool output_pending() const;
