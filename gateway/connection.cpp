@@ -10,6 +10,7 @@
 #include "gateway/streams.hpp"
 #include "gateway/websocket_pump.hpp"
 #include "http/response_decoder.hpp"
+#include "http/small_fifo.hpp"
 #include "tls/client_hello.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -27,7 +28,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,6 +50,8 @@ void wipe(std::string& s) {
   s.clear();
 }
 
+struct Filter;
+
 struct Connection {
   Core& core;
   std::uint64_t id;
@@ -64,6 +67,8 @@ struct Connection {
   bool finished = false;
   bool timed_out = false;
   bool aborted = false;    // closed on purpose (block, reset, timeout): the pumps just stop
+  bool idle_released = false;  // release_idle_state() gave back what it could; cleared on activity
+  Filter* filter = nullptr;    // the HTTP/1 relay's, while it runs (in pump()'s frame)
 
   std::optional<SocketAddress> client;
   std::optional<SocketAddress> destination;
@@ -99,7 +104,10 @@ struct Connection {
     last_activity = Clock::now();
     watchdog.cancel();
   }
-  void touch() { last_activity = Clock::now(); }
+  void touch() {
+    last_activity = Clock::now();
+    idle_released = false;
+  }
   // Closes both sides; with `reset_guest` the guest sees a TCP reset.
   void close_all(bool reset_guest) {
     aborted = true;
@@ -141,19 +149,29 @@ struct Connection {
   mutable std::string destination_string;
 };
 
-asio::awaitable<void> run_watchdog(std::shared_ptr<Connection> c) {
-  while (!c->finished) {
-    auto due = c->streaming ? std::min(c->last_activity + c->core.options.timeouts.idle, c->head_due) : c->deadline;
-    if (Clock::now() >= due) {
-      c->timed_out = true;
-      if (c->streaming && Clock::now() >= c->head_due) c->detail = "a request head did not end within its deadline";
-      c->close_all(false);
-      co_return;
-    }
-    c->watchdog.expires_at(due);
-    std::error_code ec;
-    co_await c->watchdog.async_wait(redirect_error(use_awaitable, ec));
+// A connection idle this long gives back its per-request state (see release_idle_state).
+constexpr std::chrono::milliseconds kIdleRelease{1000};
+bool release_idle_state(Connection& c);
+
+// Re-armed by its own handler (no coroutine: an idle connection holds only the timer's wait);
+// phase() and stream() cancel the wait so that the next round re-reads the deadline.
+void arm_watchdog(std::shared_ptr<Connection> c) {
+  if (c->finished) return;
+  const auto now = Clock::now();
+  auto due = c->streaming ? std::min(c->last_activity + c->core.options.timeouts.idle, c->head_due) : c->deadline;
+  if (now >= due) {
+    c->timed_out = true;
+    if (c->streaming && now >= c->head_due) c->detail = "a request head did not end within its deadline";
+    c->close_all(false);
+    return;
   }
+  if (c->streaming && !c->idle_released) {
+    if (now >= c->last_activity + kIdleRelease) c->idle_released = release_idle_state(*c);
+    if (!c->idle_released) due = std::min(due, std::max(now, c->last_activity) + kIdleRelease);
+  }
+  c->watchdog.expires_at(due);
+  Connection& conn = *c;
+  conn.watchdog.async_wait([c = std::move(c)](std::error_code) mutable { arm_watchdog(std::move(c)); });
 }
 
 asio::awaitable<IoResult> read_until(tcp::socket& socket, char* buf, std::size_t size, Clock::time_point until) {
@@ -284,12 +302,12 @@ struct Filter {
     Clock::time_point head_done;
     std::uint64_t generation;
   };
-  std::deque<InFlight> in_flight;
+  http::SmallFifo<InFlight> in_flight;  // allocates nothing while no response is due
   std::uint64_t answering = 0;  // the snapshot of the request whose response is being read
   std::vector<Clock::time_point> answered;  // heads of responses about to reach the guest
   std::optional<secrets::RequestRewriter> rewriter;
   std::optional<secrets::StreamScanner> scanner;
-  std::optional<AuthorityCheck> authority;
+  std::unique_ptr<AuthorityCheck> authority;  // explicit proxy, absolute-form HTTP only (344 bytes)
   // What every response path scrubs through (refresh_scrubbers): one scrubber per snapshot still
   // needed. Borrowed by `responses` and `websocket` (declared before them: it outlives them).
   ResponseScrubbers scrubbers;
@@ -297,6 +315,28 @@ struct Filter {
   // After a 101 to a WebSocket upgrade (issue 14): both directions message by message.
   std::unique_ptr<WebSocketSession> websocket;
   std::string websocket_first;  // the upstream's bytes after the 101, in the read that held it
+
+  // An idle connection's rewriter (~2 KiB of parser and engine state) is released between
+  // requests while pump_up waits for the guest's next bytes (release_idle_state), and made again,
+  // on the same snapshot and with what it knew about values reaching this upstream, as soon as
+  // the read returns: every other use of `rewriter` happens after that (or, in pump_down, only
+  // while an upgrade is awaited, which is never at a message boundary).
+  bool up_waiting = false;     // pump_up is suspended in its read
+  bool rewriter_parked = false;
+  bool parked_flowed = false;
+  bool park_rewriter() {
+    if (!up_waiting || !rewriter || websocket || !rewriter->at_message_boundary()) return false;
+    parked_flowed = rewriter->values_may_flow();
+    rewriter.reset();
+    rewriter_parked = true;
+    return true;
+  }
+  bool unpark_rewriter() {
+    if (!std::exchange(rewriter_parked, false)) return false;
+    rewriter.emplace(*snapshot->set, context);
+    if (parked_flowed) rewriter->assume_values_may_flow();
+    return true;
+  }
 
   secrets::Status feed(std::string_view in, std::string& out, std::string& to_guest) {
     if (websocket) return websocket->feed_up(in, out, to_guest);
@@ -327,6 +367,16 @@ struct Filter {
   }
   bool in_head() const { return !websocket && rewriter && rewriter->in_head(); }
 };
+
+// What an idle connection can give back (the watchdog calls this once it has been idle for
+// kIdleRelease): the HTTP/1 request rewriter at a message boundary. True when nothing is left to
+// try until the connection is active again.
+bool release_idle_state(Connection& c) {
+  if (c.filter == nullptr || !c.filter->rewriter) return true;
+  if (!c.filter->park_rewriter()) return false;
+  c.core.idle_released++;
+  return true;
+}
 
 std::string mebibytes(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
 
@@ -628,7 +678,10 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
   while (!c->aborted) {
     // Read into the thread's scratch buffer; everything below uses it before the next suspension.
     char* buf = pump_scratch();
+    filter.up_waiting = true;
     IoResult r = co_await from.read_some(buf, size);
+    filter.up_waiting = false;
+    if (filter.unpark_rewriter()) c->watchdog.cancel();  // re-armed to release it again once idle
     if (c->aborted) break;
     if (r.error) {
       const bool truncated = r.error == tls_truncated();
@@ -892,12 +945,38 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
     filter.rewriter.emplace(set, context);
     filter.responses.emplace(&filter.scrubbers);  // filled by pump_down's refresh_scrubbers
   }
-  if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority.emplace(c->authority_host, c->authority_port);
+  if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority = std::make_unique<AuthorityCheck>(c->authority_host, c->authority_port);
   if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
   c->decision = "forwarded";
+  c->filter = &filter;
   c->stream();
-  co_await (pump_up(c, guest, upstream, filter) && pump_down(c, upstream, guest, scrub, filter));
+  // Both directions run to their ends before `filter` (in this frame) goes. pump_down is spawned
+  // and joined with a flag and a timer rather than with awaitable_operators' `&&`, whose parallel
+  // group (two spawned entry frames, its own frame and state) held ~2.5 KiB per idle connection.
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  asio::steady_timer joined(executor, asio::steady_timer::time_point::max());
+  bool down_done = false;
+  std::exception_ptr down_error, up_error;
+  asio::co_spawn(executor, pump_down(c, upstream, guest, scrub, filter), [&](std::exception_ptr e) {
+    down_done = true;
+    down_error = e;
+    if (e) c->close_all(true);  // pump_up ends too (its socket is closed)
+    joined.cancel();
+  });
+  try {
+    co_await pump_up(c, guest, upstream, filter);
+  } catch (...) {
+    up_error = std::current_exception();
+    c->close_all(true);  // pump_down ends too
+  }
+  while (!down_done) {
+    std::error_code ignored;
+    co_await joined.async_wait(redirect_error(use_awaitable, ignored));
+  }
   c->secrets = nullptr;  // the filter (and its snapshot) ends here
+  c->filter = nullptr;
+  if (up_error) std::rethrow_exception(up_error);
+  if (down_error) std::rethrow_exception(down_error);
 }
 
 enum class FirstFlight { kTls, kTlsUnparsed, kHttp, kOpaque };
@@ -1159,7 +1238,17 @@ void finish(Connection& c) {
   if (c.core.logger.enabled(LogLevel::kDebug)) c.core.logger.log(LogLevel::kDebug, r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
-asio::awaitable<void> run(std::shared_ptr<Connection> c) {
+// What a connection does once its first flight is read and judged: the relay (interception or
+// forwarding) runs after run() has returned, so that run()'s frame (its parsing state and
+// locals, ~1.4 KiB) is not held for the connection's whole life.
+struct Relay {
+  bool intercepting = false;
+  std::string first;
+  FilterKind filter = FilterKind::kScanner;
+  secrets::Transport transport = secrets::Transport::kOpaque;
+};
+
+asio::awaitable<std::optional<Relay>> run(std::shared_ptr<Connection> c) {
   Core& core = c->core;
   const GatewayTimeouts& t = core.options.timeouts;
   const int fd = c->guest.native_handle();
@@ -1174,7 +1263,7 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
     auto local = local_address(fd);
     if (!original || (local && *original == *local)) {
       c->decision = "no_original_destination";  // not redirected here: never connect to ourselves
-      co_return;
+      co_return std::nullopt;
     }
     c->destination = original;
     if (core.options.pins) c->pins = core.options.pins;
@@ -1187,7 +1276,7 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
       IoResult r = co_await read_until(c->guest, buf.data(), std::min(buf.size(), kMaxProxyHead - first.size()), until);
       if (r.error) {
         c->decision = r.error == asio::error::timed_out ? "first_flight_timeout" : "closed_before_request";
-        co_return;
+        co_return std::nullopt;
       }
       first.append(buf.data(), r.bytes);
     }
@@ -1195,7 +1284,7 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
       c->decision = "bad_proxy_request";
       c->detail = request.error;
       co_await write_raw(c->guest, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-      co_return;
+      co_return std::nullopt;
     }
     c->authority_host = request.host;
     c->authority_port = request.port;
@@ -1225,17 +1314,17 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
       c->destination = denied->first;
       record_denial(*c, denied->second);
       co_await write_raw(c->guest, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-      co_return;
+      co_return std::nullopt;
     }
     if (ec) {
       c->decision = ips.empty() ? "resolve_failed" : "connect_failed";
       c->detail = ec.message();
       co_await write_raw(c->guest, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-      co_return;
+      co_return std::nullopt;
     }
     if (request.kind == ProxyRequest::Kind::kConnect) {
       first.erase(0, request.head_bytes);
-      if (co_await write_raw(c->guest, "HTTP/1.1 200 Connection established\r\n\r\n")) co_return;
+      if (co_await write_raw(c->guest, "HTTP/1.1 200 Connection established\r\n\r\n")) co_return std::nullopt;
     } else {
       absolute_http = true;
       c->absolute_http = true;
@@ -1265,7 +1354,7 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
       }
       if (r.error) {
         c->decision = r.error == asio::error::timed_out ? "first_flight_timeout" : "closed_during_first_flight";
-        co_return;
+        co_return std::nullopt;
       }
       first.append(buf.data(), r.bytes);
     }
@@ -1307,17 +1396,16 @@ asio::awaitable<void> run(std::shared_ptr<Connection> c) {
     case FirstFlight::kTlsUnparsed:
     case FirstFlight::kOpaque:
       c->handling = kind == FirstFlight::kOpaque ? "opaque" : "tls_unparsed";
-      if (refuse_uninspectable(*c, kind, hello)) co_return;
+      if (refuse_uninspectable(*c, kind, hello)) co_return std::nullopt;
       break;
   }
   // Decided once the first flight named its host (the SNI): domain rules need it.
   if (auto denied = deny_decision(*c, *c->destination, c->sni)) {
     record_denial(*c, *denied);
     c->close_all(true);
-    co_return;
+    co_return std::nullopt;
   }
-  if (intercepting) co_await intercept(c, std::move(first));
-  else co_await forward_plain(c, std::move(first), filter, transport);
+  co_return Relay{intercepting, std::move(first), filter, transport};
 }
 
 }  // namespace
@@ -1339,8 +1427,11 @@ asio::awaitable<void> serve_connection(Core& core, tcp::socket guest, ListenerKi
       }
     }
   } finish_guard{c};
-  asio::co_spawn(c->guest.get_executor(), run_watchdog(c), asio::detached);
-  co_await run(c);
+  arm_watchdog(c);
+  if (std::optional<Relay> next = co_await run(c)) {
+    if (next->intercepting) co_await intercept(c, std::move(next->first));
+    else co_await forward_plain(c, std::move(next->first), next->filter, next->transport);
+  }
   finish(*c);
   c->watchdog.cancel();
 }

@@ -280,6 +280,7 @@ GatewayCounters Gateway::counters() const {
   GatewayCounters out{c.accepted.load(), c.active.load(), c.rejected_over_limit.load(), c.intercepted.load(),
                       c.substitutions.load(), c.blocked.load(), c.denied.load()};
   out.over_budget = c.over_budget.load();
+  out.idle_released = c.idle_released.load();
   out.request_latency = c.request_latency.snapshot();
   return out;
 }

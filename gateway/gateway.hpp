@@ -88,6 +88,7 @@ struct GatewayCounters {
   std::uint64_t blocked = 0;
   std::uint64_t denied = 0;  // by the egress policy
   std::uint64_t over_budget = 0;  // requests blocked by the memory budget
+  std::uint64_t idle_released = 0;  // request rewriters given back by idle connections (made again on their next bytes)
   LatencyHistogram::Snapshot request_latency{};  // request head in to response head out, per request
 };
 

@@ -583,6 +583,39 @@ TEST_F(GatewayFixture, AKeptAliveConnectionTakesTheNewSecretsAtItsNextRequest) {
   EXPECT_EQ(gateway->counters().request_latency.count, 2u);
 }
 
+// An idle keep-alive connection gives back its request rewriter (kIdleRelease) and makes it again
+// when the guest sends more. What must survive the release: the next request is still rewritten
+// (not passed through raw), and what the connection already let reach the upstream still counts,
+// so a later request for which no secret is eligible (its Host is not the SNI) still leaves with
+// Accept-Encoding: identity. Seen failing with the rewriter not made again (request 2 hangs) and
+// with values_may_flow not carried over (gzip reaches the upstream).
+TEST_F(GatewayFixture, AnIdleConnectionReleasesItsRewriterAndTheNextRequestsAreStillRewritten) {
+  start("localhost");
+  KeptClient client(proxy_port(), authority(), "localhost", gateway->ca_certificate_pem());
+  ASSERT_TRUE(client.ok);
+  const std::string with_key = "GET /1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n";
+  ASSERT_FALSE(client.exchange(with_key).empty());
+  auto wait_released = [&](std::uint64_t n) {
+    for (int i = 0; i < 1000 && gateway->counters().idle_released < n; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return gateway->counters().idle_released;
+  };
+  ASSERT_EQ(wait_released(1), 1u) << "the idle connection did not release its rewriter";
+  ASSERT_FALSE(client.exchange("GET /2 HTTP/1.1\r\nHost: other.example\r\nAccept-Encoding: gzip\r\nConnection: keep-alive\r\n\r\n").empty());
+  ASSERT_EQ(wait_released(2), 2u);
+  const std::string again = client.exchange("GET /3 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n");
+  ASSERT_FALSE(again.empty()) << "the keep-alive connection was dropped";
+  EXPECT_EQ(again.find(kFakeValue), std::string::npos) << "the echoed value was not scrubbed";
+  auto got = upstream->received();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_NE(got[0].find(std::string("X-Api-Key: ") + kFakeValue + "\r\n"), std::string::npos);
+  EXPECT_NE(got[1].find("Accept-Encoding: identity\r\n"), std::string::npos) << got[1];
+  EXPECT_EQ(got[1].find("gzip"), std::string::npos) << got[1];
+  EXPECT_NE(got[2].find(std::string("X-Api-Key: ") + kFakeValue + "\r\n"), std::string::npos) << got[2];
+  EXPECT_EQ(got[2].find("$MSB_KEY"), std::string::npos) << "a request after the release went out unrewritten";
+  EXPECT_EQ(gateway->counters().active, 1u);
+}
+
 TEST_F(GatewayFixture, DisallowedHostIsResetAndNothingIsSent) {
   start("api.example.com");
   ClientResult r = via_proxy(proxy_port(), authority(), "localhost",

@@ -97,7 +97,7 @@ std::error_code send_now(asio::ip::tcp::socket& socket, std::string_view data, s
 // The read BIO over a SocketSource. OpenSSL asks for as much as its record buffer holds
 // (read-ahead); we give it the preloaded bytes first, then what one recv returns.
 int source_read(BIO* bio, char* out, size_t size, size_t* got) {
-  auto* src = static_cast<SocketSource*>(BIO_get_data(bio));
+  auto* src = &static_cast<SocketEnds*>(BIO_get_data(bio))->source;
   BIO_clear_retry_flags(bio);
   *got = 0;
   if (size == 0) return 0;
@@ -131,17 +131,9 @@ int source_read(BIO* bio, char* out, size_t size, size_t* got) {
   return 0;
 }
 
-long source_ctrl(BIO* bio, int cmd, long, void*) {
-  auto* src = static_cast<SocketSource*>(BIO_get_data(bio));
-  switch (cmd) {
-    case BIO_CTRL_PENDING: return static_cast<long>(src->preloaded_left());
-    case BIO_CTRL_FLUSH: return 1;
-    default: return 0;
-  }
-}
-
 int sink_write(BIO* bio, const char* in, size_t size, size_t* written) {
-  auto* sink = static_cast<SocketSink*>(BIO_get_data(bio));
+  auto* sink = &static_cast<SocketEnds*>(BIO_get_data(bio))->sink;
+  BIO_clear_retry_flags(bio);
   Cork& c = cork();
   if (c.owner != sink) c.spill();
   if (!sink->backlog.empty() || c.used + size > Cork::kBytes) {
@@ -157,37 +149,26 @@ int sink_write(BIO* bio, const char* in, size_t size, size_t* written) {
   return 1;
 }
 
-long sink_ctrl(BIO* bio, int cmd, long, void*) {
-  auto* sink = static_cast<SocketSink*>(BIO_get_data(bio));
+// Both directions through one BIO (an idle connection keeps one BIO per TLS session, not two).
+long socket_ctrl(BIO* bio, int cmd, long, void*) {
+  auto* ends = static_cast<SocketEnds*>(BIO_get_data(bio));
   switch (cmd) {
+    case BIO_CTRL_PENDING: return static_cast<long>(ends->source.preloaded_left());
     case BIO_CTRL_WPENDING: {
       const Cork& c = cork();
-      return static_cast<long>(sink->backlog.size() + (c.owner == sink ? c.used : 0));
+      return static_cast<long>(ends->sink.backlog.size() + (c.owner == &ends->sink ? c.used : 0));
     }
     case BIO_CTRL_FLUSH: return 1;
     default: return 0;
   }
 }
 
-const BIO_METHOD* sink_method() {
+const BIO_METHOD* socket_method() {
   static BIO_METHOD* const method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "airlock socket sink");
-    BIO_meth_set_write_ex(m, sink_write);
-    BIO_meth_set_ctrl(m, sink_ctrl);
-    BIO_meth_set_create(m, [](BIO* bio) {
-      BIO_set_init(bio, 1);
-      return 1;
-    });
-    return m;
-  }();
-  return method;
-}
-
-const BIO_METHOD* source_method() {
-  static BIO_METHOD* const method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "airlock socket source");
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "airlock socket");
     BIO_meth_set_read_ex(m, source_read);
-    BIO_meth_set_ctrl(m, source_ctrl);
+    BIO_meth_set_write_ex(m, sink_write);
+    BIO_meth_set_ctrl(m, socket_ctrl);
     BIO_meth_set_create(m, [](BIO* bio) {
       BIO_set_init(bio, 1);
       return 1;
@@ -249,22 +230,20 @@ TlsStream::TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl)
     : socket_(socket), ssl_(std::move(ssl)), gate_(socket.get_executor()) {
   std::error_code ignored;
   socket_.non_blocking(true, ignored);  // OpenSSL's reads never block the thread
-  source_.fd = socket_.native_handle();
+  ends_.source.fd = socket_.native_handle();
   SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);  // idle connections give their record buffers back
   // Several records per recv: the read buffer (allocated only while records are being read) holds
   // kTlsReadAhead bytes instead of one record.
   SSL_set_read_ahead(ssl_.get(), 1);
   SSL_set_default_read_buffer_len(ssl_.get(), kTlsReadAhead);
-  BIO* rbio = BIO_new(source_method());
-  BIO_set_data(rbio, &source_);
-  BIO* wbio = BIO_new(sink_method());
-  BIO_set_data(wbio, &sink_);
-  SSL_set_bio(ssl_.get(), rbio, wbio);
+  BIO* bio = BIO_new(socket_method());
+  BIO_set_data(bio, &ends_);
+  SSL_set_bio(ssl_.get(), bio, bio);  // one reference for both directions
 }
 
 TlsStream::~TlsStream() {
   Cork& c = cork();
-  if (c.owner == &sink_) {  // never sent (the connection ended): dropped with the stream
+  if (c.owner == &ends_.sink) {  // never sent (the connection ended): dropped with the stream
     c.owner = nullptr;
     c.used = 0;
   }
@@ -272,20 +251,20 @@ TlsStream::~TlsStream() {
 
 bool TlsStream::output_pending() const {
   const Cork& c = cork();
-  return !sink_.backlog.empty() || (c.owner == &sink_ && c.used > 0);
+  return !ends_.sink.backlog.empty() || (c.owner == &ends_.sink && c.used > 0);
 }
 
-void TlsStream::preload(std::string_view bytes) { source_.preloaded.append(bytes); }
+void TlsStream::preload(std::string_view bytes) { ends_.source.preloaded.append(bytes); }
 
 // With no writer ahead of us, the corked records go out at once, straight from the cork; only
 // what the socket does not take now is copied (to the backlog) and written as it drains.
 std::error_code TlsStream::send_corked() {
   Cork& c = cork();
-  if (c.owner == &sink_ && c.used > 0) {
-    if (!gate_.held() && sink_.backlog.empty()) {
+  if (c.owner == &ends_.sink && c.used > 0) {
+    if (!gate_.held() && ends_.sink.backlog.empty()) {
       std::size_t sent = 0;
       std::error_code ec = send_now(socket_, std::string_view(c.data.data(), c.used), sent);
-      if (!ec && sent < c.used) sink_.backlog.assign(c.data.data() + sent, c.used - sent);
+      if (!ec && sent < c.used) ends_.sink.backlog.assign(c.data.data() + sent, c.used - sent);
       c.owner = nullptr;
       c.used = 0;
       return ec;
@@ -297,35 +276,39 @@ std::error_code TlsStream::send_corked() {
 
 asio::awaitable<std::error_code> TlsStream::flush() {
   if (std::error_code ec = send_corked()) co_return ec;
-  if (sink_.backlog.empty()) co_return std::error_code{};
+  if (ends_.sink.backlog.empty()) co_return std::error_code{};
   co_await gate_.lock();
   std::error_code ec;
-  while (!ec && !sink_.backlog.empty()) {
+  while (!ec && !ends_.sink.backlog.empty()) {
     std::string out;
-    out.swap(sink_.backlog);  // records written while we wait collect behind it
+    out.swap(ends_.sink.backlog);  // records written while we wait collect behind it
     co_await asio::async_write(socket_, asio::buffer(out.data(), out.size()), redirect_error(use_awaitable, ec));
   }
   gate_.unlock();
   co_return ec;
 }
 
-asio::awaitable<std::error_code> TlsStream::wait_readable() {
-  std::error_code ec;
-  co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, ec));
-  source_.drained = false;
-  co_return ec;
+// Not a coroutine: the wait has no frame of its own beyond the socket's (an idle connection waits
+// in two of these). The caller marks the source undrained once it returns (readable_again).
+asio::awaitable<void> TlsStream::wait_readable(std::error_code& ec) {
+  return socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, ec));
+}
+
+std::error_code TlsStream::readable_again(std::error_code ec) {
+  ends_.source.drained = false;
+  return ec;
 }
 
 // What the socket source met instead of bytes (end of stream, an error), if anything.
 std::error_code TlsStream::source_state() const {
-  if (source_.error) return source_.error;
-  if (source_.eof) return asio::error::eof;
+  if (ends_.source.error) return ends_.source.error;
+  if (ends_.source.eof) return asio::error::eof;
   return {};
 }
 
 // Whether SSL_read could return bytes without the socket: decrypted or undecrypted bytes held by
 // OpenSSL, or preloaded ones.
-bool TlsStream::buffered() const { return SSL_has_pending(ssl_.get()) || source_.preloaded_left() > 0; }
+bool TlsStream::buffered() const { return SSL_has_pending(ssl_.get()) || ends_.source.preloaded_left() > 0; }
 
 asio::awaitable<std::error_code> TlsStream::handshake() {
   while (true) {
@@ -337,7 +320,9 @@ asio::awaitable<std::error_code> TlsStream::handshake() {
     if (r == 1) co_return std::error_code{};
     if (err != SSL_ERROR_WANT_READ) co_return tls_error();
     if (std::error_code ec = source_state()) co_return ec;
-    if (std::error_code ec = co_await wait_readable()) co_return ec;
+    std::error_code ec;
+    co_await wait_readable(ec);
+    if (readable_again(ec)) co_return ec;
   }
 }
 
@@ -347,12 +332,15 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
     // Nothing buffered and the socket drained: wait first, without record buffers. SSL_read would
     // only answer WANT_READ after a recv that finds nothing, and some read paths (e.g. after
     // post-handshake messages) keep the read buffer SSL_MODE_RELEASE_BUFFERS would give back.
-    if (!buffered() && source_.drained && !source_state()) {
+    if (!buffered() && ends_.source.drained && !source_state()) {
       // What an earlier SSL_read queued for the peer (e.g. a KeyUpdate answer) goes out first.
       std::error_code ec;
       if (output_pending()) ec = co_await flush();
       SSL_free_buffers(ssl_.get());
-      if (!ec) ec = co_await wait_readable();
+      if (!ec) {
+        co_await wait_readable(ec);
+        readable_again(ec);
+      }
       if (ec) {
         result.error = ended(ec);
         co_return result;
@@ -377,7 +365,10 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
     if (err == SSL_ERROR_WANT_READ) {
       // The socket is drained (or ended): a partial record may stay in OpenSSL's buffer.
       std::error_code ec = source_state();
-      if (!ec) ec = co_await wait_readable();
+      if (!ec) {
+        co_await wait_readable(ec);
+        readable_again(ec);
+      }
       if (ec) {
         result.error = ended(ec);
         co_return result;

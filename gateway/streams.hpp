@@ -94,6 +94,12 @@ struct SocketSink {
   std::string backlog;
 };
 
+// What the TLS session's one BIO reads from and writes to.
+struct SocketEnds {
+  SocketSource source;
+  SocketSink sink;
+};
+
 // TLS over a TCP socket. Reads go from the socket into OpenSSL's record buffer (read-ahead: up to
 // kTlsReadAhead bytes, several records, per syscall); records written go out from the thread's
 // cork buffer (see SocketSink), with no memory BIO in between.
@@ -104,7 +110,7 @@ inline constexpr std::size_t kWriteSlice = 48 * 1024;
 class TlsStream final : public Stream {
  public:
   TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl);
-  TlsStream(const TlsStream&) = delete;  // OpenSSL's BIO points at source_
+  TlsStream(const TlsStream&) = delete;  // OpenSSL's BIO points at ends_
   TlsStream& operator=(const TlsStream&) = delete;
   ~TlsStream() override;
   SSL* ssl() const noexcept { return ssl_.get(); }
@@ -120,13 +126,13 @@ class TlsStream final : public Stream {
   asio::awaitable<std::error_code> flush();
   std::error_code send_corked();  // flush()'s part that never waits
   std::error_code ended(std::error_code ec) const;
-  asio::awaitable<std::error_code> wait_readable();
+  asio::awaitable<void> wait_readable(std::error_code& ec);
+  std::error_code readable_again(std::error_code ec);
   std::error_code source_state() const;
   bool buffered() const;
   bool output_pending() const;
   asio::ip::tcp::socket& socket_;
-  SocketSource source_;  // declared before ssl_: both outlive the BIOs that use them
-  SocketSink sink_;
+  SocketEnds ends_;  // declared before ssl_: it outlives the BIO that uses it
   tls::SslPtr ssl_;
   WriteGate gate_;
 };

@@ -4,9 +4,10 @@
 // of protocols (101, or 2xx to CONNECT) from a refusal, and see the codings a response uses.
 // Pure: bytes in, events out. It observes only: the bytes are forwarded (scrubbed) by the
 // caller. Every buffer is bounded.
+#include "http/small_fifo.hpp"
+
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -118,7 +119,7 @@ class ResponseReader {
   ResponseLimits limits_;
   State state_ = State::kStatusLine;
   ResponseError error_ = ResponseError::kNone;
-  std::deque<ResponseExpectation> expected_;
+  SmallFifo<ResponseExpectation> expected_;  // allocates nothing while no request is due
   ResponseHead head_;
   std::string line_;
   std::string trailers_;
