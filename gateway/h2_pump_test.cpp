@@ -80,6 +80,8 @@ struct Hooks final : H2Hooks {
   bool aborted() override { return closed; }
   void close(bool) override { closed = true; }
   void bytes(std::size_t, std::size_t) override {}
+  void answered(std::chrono::steady_clock::duration) override { ++answered_streams; }
+  std::size_t answered_streams = 0;
   std::shared_ptr<const SecretsSnapshot> newer_secrets(std::uint64_t) override { return nullptr; }
   bool closed = false;
   std::vector<H2Notice> notices;

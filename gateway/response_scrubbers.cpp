@@ -74,6 +74,11 @@ void ResponseScrubbers::flush(std::string& out) {
   }
 }
 
+void ResponseScrubbers::reset() noexcept {
+  for (const Entry& e : chain_) e.scrubber->reset();
+  for (std::string& s : stage_) wipe(s);
+}
+
 std::size_t ResponseScrubbers::pending() const noexcept {
   std::size_t n = 0;
   for (const Entry& e : chain_) n += e.scrubber->pending();

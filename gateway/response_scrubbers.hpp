@@ -60,6 +60,8 @@ class ResponseScrubbers final : public http::Scrubber {
   // As ResponseScrubber's, through every scrubber of the chain in turn.
   void feed(std::string_view in, std::string& out) override;
   void flush(std::string& out) override;
+  // Every scrubber of the chain forgets its held bytes (ResponseScrubber::reset): a new text.
+  void reset() noexcept;
   std::size_t pending() const noexcept override;
   std::uint64_t masked_bytes() const noexcept override;
 

@@ -295,6 +295,23 @@ struct MessageGate::Impl final : detail::RequestGates {
     return Status::kOk;
   }
 
+  bool next_request() {
+    if (block) return false;
+    head_seen = false;
+    body_ended = false;
+    length_dropped = false;
+    mode = Mode::kPassthrough;
+    held.clear();  // guest bytes only
+    wipe(window);
+    wipe(piece_out);
+    body_buf.clear();  // guest bytes only
+    wipe(scratch_value);
+    reset_body();
+    subs.clear();
+    values_flowed = false;
+    return true;
+  }
+
   void next_message() {
     reset_body();
     held.clear();
@@ -318,6 +335,7 @@ Status MessageGate::on_trailers(std::vector<Field>& trailers, std::string& out) 
   return impl_->on_trailers(trailers, out);
 }
 void MessageGate::next_message() { impl_->next_message(); }
+bool MessageGate::next_request() { return impl_->next_request(); }
 void MessageGate::release_held(std::string& out) { impl_->release_held(out); }
 const std::optional<Block>& MessageGate::blocked() const noexcept { return impl_->block; }
 std::vector<Substitution> MessageGate::take_substitutions() {
