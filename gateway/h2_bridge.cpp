@@ -96,11 +96,15 @@ void H2Bridge::use_snapshot(std::shared_ptr<const SecretsSnapshot> newest) {
   if (!newest || newest->generation == newest_->generation) return;
   newest_ = std::move(newest);
   spare_.clear();  // gated with the replaced secrets
+  head_scrubbers_.reset();
   // Once restricted, every later stream stays so (an earlier stream's value may be echoed).
   restrict_ = restrict_ || may_be_eligible(*newest_->set, context_);
 }
 
-H2Bridge::~H2Bridge() { wipe(piece_); }
+H2Bridge::~H2Bridge() {
+  wipe(piece_);
+  wipe(header_out_);
+}
 
 std::size_t H2Bridge::held_bytes() const noexcept {
   std::size_t n = guest_.held_bytes() + upstream_.held_bytes() + piece_.capacity();
@@ -115,6 +119,11 @@ std::vector<H2Notice> H2Bridge::take_notices() {
   std::vector<H2Notice> out;
   out.swap(notices_);
   return out;
+}
+
+void H2Bridge::take_notices(std::vector<H2Notice>& out) {
+  out.clear();
+  out.swap(notices_);
 }
 
 void H2Bridge::take_answered(std::vector<Clock::time_point>& out) {
@@ -419,25 +428,39 @@ void H2Bridge::report_masked(std::uint64_t before, std::uint64_t after) {
 }
 
 // Each value is scrubbed as a whole text on its own (fed, flushed, then forgotten), through one
-// chain for the head: the stream's snapshot, the newest one and those in use.
+// chain for the head: the stream's snapshot, the newest one and those in use. Without a reload in
+// progress that is the newest snapshot alone, whose chain the bridge keeps for every head.
 void H2Bridge::scrub_headers(StreamState& s, Headers& headers) {
-  ResponseScrubbers scrubbers;
-  scrubbers.keep(s.snapshot);
-  keep_in_use(scrubbers);
-  if (scrubbers.empty()) return;  // no secrets: nothing to scrub
-  std::string out;
+  const bool only_newest = s.snapshot == newest_ &&
+                           (in_use_.empty() || (in_use_.size() == 1 && in_use_.begin()->first == newest_->generation));
+  std::optional<ResponseScrubbers> mixed;
+  ResponseScrubbers* scrubbers = nullptr;
+  if (only_newest) {
+    if (!head_scrubbers_) {
+      head_scrubbers_ = std::make_unique<ResponseScrubbers>();
+      head_scrubbers_->keep(newest_);
+    }
+    scrubbers = head_scrubbers_.get();
+  } else {
+    mixed.emplace();
+    mixed->keep(s.snapshot);
+    keep_in_use(*mixed);
+    scrubbers = &*mixed;
+  }
+  if (scrubbers->empty()) return;  // no secrets: nothing to scrub
+  std::string& out = header_out_;
   for (Header& h : headers) {
     out.clear();
-    const std::uint64_t before = scrubbers.masked_bytes();
-    scrubbers.feed(h.value, out);
-    scrubbers.flush(out);
-    scrubbers.reset();
-    if (scrubbers.masked_bytes() != before) {
+    const std::uint64_t before = scrubbers->masked_bytes();
+    scrubbers->feed(h.value, out);
+    scrubbers->flush(out);
+    scrubbers->reset();
+    if (scrubbers->masked_bytes() != before) {
       OPENSSL_cleanse(h.value.data(), h.value.size());
       h.value.swap(out);
       report_masked(0, 1);
     }
-    if (!out.empty()) OPENSSL_cleanse(out.data(), out.size());
+    wipe(out);
   }
 }
 

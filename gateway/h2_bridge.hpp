@@ -70,6 +70,8 @@ class H2Bridge {
   // The bytes each side is owed now. `to_upstream` may hold values: the caller wipes it.
   void take_output(std::string& to_guest, std::string& to_upstream);
   std::vector<H2Notice> take_notices();
+  // The same into `out` (cleared first), which keeps the capacity of the last call's vector.
+  void take_notices(std::vector<H2Notice>& out);
   // For the request-latency histogram: when each stream whose response has ended since the last
   // call (its last DATA or trailers, or a head with END_STREAM, handed to the guest's session)
   // had its request head arrive. One entry per answered stream; reset or blocked streams have
@@ -140,6 +142,8 @@ class H2Bridge {
   Clock::time_point now_{};
   secrets::Request request_;  // request_headers' scratch (emptied after each use)
   http::h2::Headers pseudo_rest_, out_headers_;
+  std::unique_ptr<ResponseScrubbers> head_scrubbers_;  // scrub_headers' chain for newest_ alone
+  std::string header_out_;  // a scrubbed header value (wiped after use)
   std::vector<H2Notice> notices_;
   std::vector<http::h2::Event> events_;
   std::string piece_;  // a request DATA piece after the gate (may hold values)

@@ -38,6 +38,7 @@ struct Pump {
   };
   Out outs[2];
   std::vector<H2Bridge::Clock::time_point> answered;  // kept across calls (no allocation per write)
+  std::vector<H2Notice> notices;
 
   asio::awaitable<bool> write_out(Out& out) {
     std::string& g = out.g;
@@ -51,7 +52,9 @@ struct Pump {
     ended.swap(answered);  // its capacity, if no other call holds it
     ended.clear();
     bridge.take_answered(ended);
-    for (const H2Notice& n : bridge.take_notices()) hooks.notice(n);
+    bridge.take_notices(notices);
+    for (const H2Notice& n : notices) hooks.notice(n);
+    notices.clear();
     if (hooks.aborted()) {
       wipe(u);
       co_return false;
@@ -151,7 +154,7 @@ struct Pump {
 asio::awaitable<void> run_h2_bridge(Stream& guest, Stream& upstream, H2Bridge& bridge, H2Hooks& hooks,
                                     std::size_t read_size) {
   using namespace asio::experimental::awaitable_operators;
-  Pump pump{guest, upstream, bridge, hooks, read_size, {}, {}};
+  Pump pump{guest, upstream, bridge, hooks, read_size, {}, {}, {}};
   // Both prefaces and SETTINGS go first.
   if (!co_await pump.write_out(pump.outs[0])) co_return;
   co_await (pump.side(true) && pump.side(false));

@@ -95,6 +95,38 @@ TEST(ResponseScrubber, RawValueMaskedWithSameLength) {
   expect_same_at_every_split(forms, in, expected);
 }
 
+// reset(): the next text is scrubbed as if by a new scrubber (an HTTP/2 head's values one by
+// one): a value's first 3 bytes ending one text are not context for the next text's bytes.
+TEST(ResponseScrubber, ResetStartsAnUnrelatedText) {
+  const std::string v = make_value(24);
+  const ScrubForms forms = forms_of({v});
+  ResponseScrubber scrubber(forms);
+  std::string first, second;
+  scrubber.feed("a: " + v.substr(0, 3), first);
+  scrubber.flush(first);
+  EXPECT_TRUE(SameBytes(first, "a: " + v.substr(0, 3)));
+  scrubber.reset();
+  scrubber.feed(v.substr(3), second);
+  scrubber.flush(second);
+  EXPECT_TRUE(SameBytes(second, scrub(forms, v.substr(3)))) << "the last text was context";
+  // Without the reset the two texts are one stream: the rest of the value is masked.
+  ResponseScrubber stream(forms);
+  std::string joined;
+  stream.feed("a: " + v.substr(0, 3), joined);
+  stream.flush(joined);
+  stream.feed(v.substr(3), joined);
+  stream.flush(joined);
+  EXPECT_TRUE(SameBytes(joined, "a: " + v.substr(0, 3) + stars(v.size() - 3)));
+  // A value whole in the next text is still masked after a reset, and counted.
+  const std::uint64_t before = scrubber.masked_bytes();
+  scrubber.reset();
+  std::string third;
+  scrubber.feed("x" + v, third);
+  scrubber.flush(third);
+  EXPECT_TRUE(SameBytes(third, "x" + stars(v.size())));
+  EXPECT_EQ(scrubber.masked_bytes(), before + v.size());
+}
+
 TEST(ResponseScrubber, CountsMaskedBytes) {
   const std::string v = make_value(24);
   const ScrubForms forms = forms_of({v});
