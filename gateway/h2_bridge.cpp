@@ -452,9 +452,7 @@ void H2Bridge::scrub_headers(StreamState& s, Headers& headers) {
   for (Header& h : headers) {
     out.clear();
     const std::uint64_t before = scrubbers->masked_bytes();
-    scrubbers->feed(h.value, out);
-    scrubbers->flush(out);
-    scrubbers->reset();
+    scrubbers->scrub_text(h.value, out);
     if (scrubbers->masked_bytes() != before) {
       OPENSSL_cleanse(h.value.data(), h.value.size());
       h.value.swap(out);

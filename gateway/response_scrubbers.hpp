@@ -62,6 +62,9 @@ class ResponseScrubbers final : public http::Scrubber {
   void flush(std::string& out) override;
   // Every scrubber of the chain forgets its held bytes (ResponseScrubber::reset): a new text.
   void reset() noexcept;
+  // `in` as a whole text on its own through the chain (ResponseScrubber::scrub_text): the same
+  // output as reset(), feed(in), flush(), reset().
+  void scrub_text(std::string_view in, std::string& out);
   std::size_t pending() const noexcept override;
   std::uint64_t masked_bytes() const noexcept override;
 

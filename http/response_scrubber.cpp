@@ -392,6 +392,12 @@ void ResponseScrubber::reset() noexcept {
   held_size_ = held_emitted_ = held_masked_ = 0;
 }
 
+void ResponseScrubber::scrub_text(std::string_view in, std::string& out) {
+  reset();
+  scrub(in, out, true);
+  reset();
+}
+
 // The stream C is the held bytes, then `in`; positions below are in C.
 void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushing) {
   const ScrubForms& f = *forms_;

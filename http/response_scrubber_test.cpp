@@ -127,6 +127,24 @@ TEST(ResponseScrubber, ResetStartsAnUnrelatedText) {
   EXPECT_EQ(scrubber.masked_bytes(), before + v.size());
 }
 
+// scrub_text(x) is a new scrubber's feed(x) then flush(), for texts around every form's edges:
+// whole values, their prefixes (the flush rule), base64 and percent forms, overlaps, and after
+// other texts on the same scrubber.
+TEST(ResponseScrubber, ScrubTextIsFeedThenFlush) {
+  const std::string a = make_value(20), b = make_value(12, "/\"&");
+  const ScrubForms forms = forms_of({a, b});
+  std::vector<std::string> texts = {"", "x", "Bearer " + a, a + a, a.substr(0, 3), a.substr(0, 4), "z" + a.substr(0, 9),
+                                    base64(a), "q" + base64(b, true) + "q", "%" + b, a.substr(5) + b.substr(0, 5)};
+  for (std::size_t cut = 0; cut <= a.size(); ++cut) texts.push_back(a.substr(cut) + " / " + a.substr(0, cut));
+  ResponseScrubber reused(forms);
+  for (const std::string& t : texts) {
+    std::string whole;
+    reused.scrub_text(t, whole);
+    EXPECT_TRUE(SameBytes(whole, scrub(forms, t))) << t.size();
+    EXPECT_EQ(reused.pending(), 0u);
+  }
+}
+
 TEST(ResponseScrubber, CountsMaskedBytes) {
   const std::string v = make_value(24);
   const ScrubForms forms = forms_of({v});
