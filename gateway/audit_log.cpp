@@ -2,6 +2,7 @@
 
 #include <airlock/errors.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -67,6 +68,11 @@ void Logger::log(LogLevel level, std::string_view message) {
 }
 
 std::string utc_timestamp() {
+  char buf[kTimestampSize];
+  return std::string(format_utc_timestamp(buf));
+}
+
+std::string_view format_utc_timestamp(char (&buf)[kTimestampSize]) {
   auto now = std::chrono::system_clock::now();
   std::time_t t = std::chrono::system_clock::to_time_t(now);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
@@ -80,9 +86,8 @@ std::string utc_timestamp() {
                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     formatted_second = t;
   }
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%s.%03dZ", seconds, static_cast<int>(ms));
-  return buf;
+  const int n = std::snprintf(buf, sizeof buf, "%s.%03dZ", seconds, static_cast<int>(ms));
+  return std::string_view(buf, n < 0 ? 0 : std::min(static_cast<std::size_t>(n), sizeof buf - 1));
 }
 
 AuditLog::AuditLog(const std::string& path) {
@@ -135,15 +140,28 @@ bool AuditLog::write(const nlohmann::ordered_json& record) {
   if (fd_ < 0) return true;
   // Replacement instead of throwing on invalid UTF-8: a hostile SNI or authority cannot break the log.
   // The record is serialized once and "time" spliced in front (no copy of the record as JSON).
-  std::string members = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  const std::string time = utc_timestamp();
-  std::string text = "{\"time\":\"" + time + '"';
-  if (members.size() > 2) text.append(",").append(members, 1, std::string::npos);
-  else text.push_back('}');
-  text.push_back('\n');
+  const std::string text = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const std::string_view members = text.size() > 2 ? std::string_view(text).substr(1, text.size() - 2) : std::string_view();
+  return write_line(members);
+}
+
+bool AuditLog::write(const AuditRecord& record) {
+  // The observer (the admin listener's metrics, when there is one) reads a JSON document.
+  if (observer_) observer_(nlohmann::ordered_json::parse("{" + std::string(record.members()) + "}"));
+  if (fd_ < 0) return true;
+  return write_line(record.members());
+}
+
+bool AuditLog::write_line(std::string_view members) {
+  char time_buf[kTimestampSize];
+  const std::string_view time = format_utc_timestamp(time_buf);
+  thread_local std::string text;  // reused: no allocation per record
+  text.assign("{\"time\":\"").append(time).push_back('"');
+  if (!members.empty()) text.append(",").append(members);
+  text.append("}\n");
   std::lock_guard lock(write_mutex());
   if (lost_ > lost_reported_) {
-    const std::string note = "{\"time\":\"" + time + "\",\"event\":\"audit_lost\",\"lost\":" +
+    const std::string note = "{\"time\":\"" + std::string(time) + "\",\"event\":\"audit_lost\",\"lost\":" +
                              std::to_string(lost_) + ",\"reason\":\"records that could not be written\"}\n";
     if (append(note)) lost_reported_ = lost_;
   }

@@ -1,6 +1,8 @@
 #pragma once
 // The gateway's two outputs for people: the audit log (JSON lines, one record per connection,
 // substitution and violation; never a value) and human-readable lines on stderr with a level.
+#include "gateway/audit_record.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -60,12 +62,16 @@ class AuditLog {
   // one, and the record is counted as lost. The first record written after a failure is
   // preceded by an "audit_lost" record with the count. A disabled log returns true.
   bool write(const nlohmann::ordered_json& record);
+  // The same for a record written without a JSON document (the per-request ones): same line,
+  // same failure handling; the observer gets it parsed.
+  bool write(const AuditRecord& record);
   std::uint64_t lost() const noexcept { return lost_; }
   bool failing() const;
   // Where the log says that it starts failing and that it writes again (stderr lines).
   void report_to(Logger* logger) { logger_ = logger; }
 
  private:
+  bool write_line(std::string_view members);  // "time" and the members, as one line
   bool append(const std::string& text);  // under write_mutex()
 
   int fd_ = -1;
@@ -77,5 +83,8 @@ class AuditLog {
 };
 
 std::string utc_timestamp();
+// The same into `buf`, without an allocation; the view points into `buf`.
+inline constexpr std::size_t kTimestampSize = 96;
+std::string_view format_utc_timestamp(char (&buf)[kTimestampSize]);
 
 }  // namespace airlock::gateway

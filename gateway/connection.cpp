@@ -121,6 +121,14 @@ struct Connection {
     r["sni"] = sni;
     return r;
   }
+  // The same members, written without a JSON document (the per-request records).
+  AuditRecord audit_record(std::string_view event) const {
+    AuditRecord r(event);
+    r.number("connection", id);
+    if (destination) r.string("destination", destination->to_string());
+    r.string("sni", sni);
+    return r;
+  }
 };
 
 asio::awaitable<void> run_watchdog(std::shared_ptr<Connection> c) {
@@ -358,10 +366,8 @@ bool record_substitutions(Connection& c, Filter& filter) {
   bool recorded = true;
   for (const auto& s : filter.take()) {
     c.core.substitutions++;
-    Json r = c.base_record("substitution");
-    r["secret"] = s.secret_env;
-    r["host"] = s.host;
-    r["location"] = secrets::to_string(s.location);
+    AuditRecord r = c.audit_record("substitution");
+    r.string("secret", s.secret_env).string("host", s.host).string("location", secrets::to_string(s.location));
     if (!c.core.audit.write(r)) recorded = false;
     if (c.core.logger.enabled(LogLevel::kDebug))
       c.core.logger.log(LogLevel::kDebug, "connection " + std::to_string(c.id) + ": substituted " + s.secret_env +
@@ -957,11 +963,9 @@ asio::awaitable<void> bridge_h2(std::shared_ptr<Connection> c, Stream& guest, St
       switch (n.kind) {
         case H2Notice::Kind::kSubstitution: {
           c.core.substitutions++;
-          Json r = c.base_record("substitution");
-          r["stream"] = n.stream;
-          r["secret"] = n.substitution.secret_env;
-          r["host"] = n.substitution.host;
-          r["location"] = secrets::to_string(n.substitution.location);
+          AuditRecord r = c.audit_record("substitution");
+          r.number("stream", n.stream).string("secret", n.substitution.secret_env).string("host", n.substitution.host);
+          r.string("location", secrets::to_string(n.substitution.location));
           if (!c.core.audit.write(r) && !c.core.options.audit_fail_open) handle_unaudited(c);
           return;
         }

@@ -1,0 +1,187 @@
+// AuditRecord must write exactly what the nlohmann path wrote (the audit format is unchanged):
+// compared here over hostile strings and many random ones, member by member and as a record.
+#include "gateway/audit_record.hpp"
+
+#include "gateway/audit_log.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+namespace airlock::gateway {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+std::string reference(std::string_view s) {
+  return Json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string ours(std::string_view s) {
+  std::string out;
+  append_json_string(out, s);
+  return out;
+}
+
+std::vector<std::string> hostile_strings() {
+  std::vector<std::string> v = {
+      "",
+      "plain host.example",
+      "\"quoted\"",
+      "back\\slash",
+      "\\\"",
+      "\"},\"event\":\"forged\",\"x\":{\"",  // a member forged from inside a value
+      "line\nbreak\r\n",
+      "\b\f\t",
+      std::string("nul\0byte", 8),
+      "\x01\x02\x1f\x7f",
+      "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x94\x91",  // valid 2-, 3- and 4-byte characters
+      "\xC3",                                        // truncated at the end
+      "\xE2\x82",
+      "\xF0\x9F\x94",
+      "\x80",                                        // a lone continuation byte
+      "\xBF\xBF",
+      "\xC0\xAF",                                    // overlong '/'
+      "\xC1\xBF",
+      "\xE0\x80\xAF",                                // overlong 3-byte
+      "\xE0\x9F\xBF",
+      "\xF0\x80\x80\xAF",                            // overlong 4-byte
+      "\xF0\x8F\xBF\xBF",
+      "\xED\xA0\x80",                                // a surrogate (U+D800)
+      "\xED\xBF\xBF",
+      "\xED\x9F\xBF",                                // U+D7FF, valid
+      "\xF4\x8F\xBF\xBF",                            // U+10FFFF, valid
+      "\xF4\x90\x80\x80",                            // past U+10FFFF
+      "\xF5\x80\x80\x80",
+      "\xFE\xFF",
+      "\xFF",
+      "\xE2\x28\xA1",                                // a bad continuation that is ASCII
+      "\xE2\x82\x28",
+      "\xC3\"",                                      // a truncated character before a quote
+      "\xE2\x82\n",
+      "a\xC3\xC3\xA9z",                              // a new lead where a continuation was due
+      "\xF0\x9F\xF0\x9F\x94\x91",
+      "\xEF\xBB\xBF" "bom",
+      "\xEF\xBF\xBD",                                // U+FFFD itself
+      "\xEF\xBF\xBE\xEF\xBF\xBF",                    // noncharacters are valid UTF-8
+      std::string(300, '"'),
+      std::string(300, '\x01'),
+      std::string(300, '\x80'),
+  };
+  return v;
+}
+
+TEST(AuditRecord, EscapesHostileStringsLikeTheJsonLibrary) {
+  for (const std::string& s : hostile_strings()) EXPECT_EQ(ours(s), reference(s)) << testing::PrintToString(s);
+}
+
+TEST(AuditRecord, EveryOneAndTwoByteStringMatchesTheJsonLibrary) {
+  for (int a = 0; a < 256; ++a) {
+    const std::string one(1, static_cast<char>(a));
+    ASSERT_EQ(ours(one), reference(one)) << a;
+    for (int b = 0; b < 256; ++b) {
+      const std::string two{static_cast<char>(a), static_cast<char>(b)};
+      ASSERT_EQ(ours(two), reference(two)) << a << " " << b;
+    }
+  }
+}
+
+// Every lead byte with every second byte and a few third and fourth bytes, at the end of the
+// string and before more text: the boundaries of table 3-7.
+TEST(AuditRecord, EveryMultiByteBoundaryMatchesTheJsonLibrary) {
+  const unsigned char tails[] = {0x00, 0x22, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xE0, 0xED, 0xF0, 0xF4, 0xFF};
+  for (int lead = 0xC0; lead < 256; ++lead) {
+    for (int second = 0; second < 256; ++second) {
+      for (unsigned char third : tails) {
+        for (unsigned char fourth : {0x41, 0x80, 0xBF, 0xC2}) {
+          const std::string s{static_cast<char>(lead), static_cast<char>(second), static_cast<char>(third),
+                              static_cast<char>(fourth)};  // NOLINT
+          ASSERT_EQ(ours(s), reference(s)) << testing::PrintToString(s);
+          ASSERT_EQ(ours(s + "x"), reference(s + "x"));
+        }
+      }
+    }
+  }
+}
+
+TEST(AuditRecord, RandomStringsMatchTheJsonLibrary) {
+  std::mt19937 rng(15);
+  // Biased towards the bytes that matter: ASCII, escapes, leads and continuations.
+  const std::string alphabet = std::string("aZ09 .:/\"\\\b\f\n\r\t\x01\x1f\x7f", 19) +
+                               "\x80\x8f\x90\x9f\xa0\xbf\xc0\xc1\xc2\xdf\xe0\xe1\xec\xed\xee\xef\xf0\xf1\xf3\xf4\xf5\xff";
+  for (int n = 0; n < 200000; ++n) {
+    const std::size_t len = rng() % 24;
+    std::string s;
+    for (std::size_t i = 0; i < len; ++i) {
+      s.push_back(rng() % 4 == 0 ? static_cast<char>(rng() & 0xFF) : alphabet[rng() % alphabet.size()]);
+    }
+    ASSERT_EQ(ours(s), reference(s)) << testing::PrintToString(s);
+  }
+}
+
+TEST(AuditRecord, ARecordIsTheSameTextAsTheJsonObject) {
+  for (const std::string& hostile : hostile_strings()) {
+    Json j;
+    j["event"] = "substitution";
+    j["connection"] = std::uint64_t{18446744073709551615u};
+    j["destination"] = "203.0.113.2:443";
+    j["sni"] = hostile;
+    j["stream"] = std::int32_t{-7};
+    j["secret"] = "KEY";
+    j["host"] = hostile;
+    j["location"] = "header";
+    AuditRecord r("substitution");
+    r.number("connection", std::uint64_t{18446744073709551615u}).string("destination", "203.0.113.2:443");
+    r.string("sni", hostile).number("stream", std::int32_t{-7}).string("secret", "KEY").string("host", hostile);
+    r.string("location", "header");
+    EXPECT_EQ("{" + std::string(r.members()) + "}", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    // What the observer (admin metrics) gets back is the same document.
+    EXPECT_EQ(Json::parse("{" + std::string(r.members()) + "}"), Json::parse(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+  }
+}
+
+// Both writers put the same line in the file: "time" first, then the members.
+TEST(AuditRecord, TheLogWritesTheSameLineForBothKinds) {
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("airlock-audit-record-" + std::to_string(::getpid()) + ".jsonl");
+  std::filesystem::remove(path);
+  std::vector<Json> observed;
+  {
+    AuditLog log(path.string());
+    log.set_observer([&](const Json& r) { observed.push_back(r); });
+    Json j;
+    j["event"] = "substitution";
+    j["connection"] = 3;
+    j["sni"] = "a\"b\xC3";
+    ASSERT_TRUE(log.write(j));
+    AuditRecord r("substitution");
+    r.number("connection", 3).string("sni", "a\"b\xC3");
+    ASSERT_TRUE(log.write(r));
+  }
+  std::ifstream in(path);
+  std::string first, second;
+  std::getline(in, first);
+  std::getline(in, second);
+  std::filesystem::remove(path);
+  const std::string tail = R"(","event":"substitution","connection":3,"sni":"a\"b)" "\xEF\xBF\xBD" R"("})";
+  ASSERT_EQ(first.rfind("{\"time\":\"", 0), 0u) << first;
+  ASSERT_GT(first.size(), tail.size());
+  EXPECT_EQ(first.substr(first.size() - tail.size()), tail);
+  EXPECT_EQ(second.substr(second.size() - tail.size()), tail);
+  EXPECT_EQ(first.size(), second.size());  // the same shape of timestamp
+  ASSERT_EQ(observed.size(), 2u);
+  EXPECT_EQ(observed[0].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+            observed[1].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+}  // namespace
+}  // namespace airlock::gateway
