@@ -494,14 +494,11 @@ void H2Bridge::response_headers(StreamState& s, Event& e) {
     block_response(s, std::string("response head not forwarded: ") + http::h2::describe(err));
     return;
   }
-  if (!e.informational) s.response_started = true;
-  if (e.end_stream) response_ended(s);
-}
-
-void H2Bridge::response_ended(StreamState& s) {
-  if (s.response_done) return;
-  s.response_done = true;
-  answered_.push_back(s.started);
+  if (!e.informational && !s.response_started) {
+    s.response_started = true;
+    answered_.push_back(s.started);  // the request latency's span ends with this head (as HTTP/1's)
+  }
+  if (e.end_stream) s.response_done = true;
 }
 
 void H2Bridge::response_data(StreamState& s, std::string_view data, bool end) {
@@ -512,7 +509,7 @@ void H2Bridge::response_data(StreamState& s, std::string_view data, bool end) {
     block_response(s, std::string("response DATA not forwarded: ") + http::h2::describe(err));
     return;
   }
-  if (end) response_ended(s);
+  if (end) s.response_done = true;
 }
 
 void H2Bridge::response_trailers(StreamState& s, Event& e) {
@@ -528,7 +525,7 @@ void H2Bridge::response_trailers(StreamState& s, Event& e) {
     block_response(s, std::string("response trailers not forwarded: ") + http::h2::describe(err));
     return;
   }
-  response_ended(s);
+  s.response_done = true;
 }
 
 void H2Bridge::flush_responses() {

@@ -72,10 +72,10 @@ class H2Bridge {
   std::vector<H2Notice> take_notices();
   // The same into `out` (cleared first), which keeps the capacity of the last call's vector.
   void take_notices(std::vector<H2Notice>& out);
-  // For the request-latency histogram: when each stream whose response has ended since the last
-  // call (its last DATA or trailers, or a head with END_STREAM, handed to the guest's session)
-  // had its request head arrive. One entry per answered stream; reset or blocked streams have
-  // none. Appends to `out`.
+  // For the request-latency histogram, the same span as an HTTP/1 request's: when each stream
+  // whose final (non-1xx) response head was handed to the guest's session since the last call
+  // had its request head arrive. One entry per answered stream; a stream refused or reset before
+  // its response head has none. Appends to `out`.
   void take_answered(std::vector<Clock::time_point>& out);
 
   // A reload: streams the guest opens from now on are gated with `newest` (its retired bindings
@@ -111,7 +111,6 @@ class H2Bridge {
   void reset_upstream(StreamState& s, http::h2::ErrorCode code);
   void close_stream(std::int32_t guest_id);
   std::unique_ptr<StreamState> open_state();
-  void response_ended(StreamState& s);
   void take_substitutions(StreamState& s);
   void keep_in_use(ResponseScrubbers& scrubbers) const;
   void keep_newest(StreamState& s);

@@ -46,7 +46,7 @@ struct Pump {
     g.clear();
     u.clear();
     bridge.take_output(g, u);
-    // The streams whose responses end in these bytes; counted once they are written (taken
+    // The streams whose response heads are in these bytes; counted once they are written (taken
     // now: another side's call may add more while this one waits on a write).
     std::vector<H2Bridge::Clock::time_point> ended;
     ended.swap(answered);  // its capacity, if no other call holds it
