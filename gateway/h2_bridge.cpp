@@ -208,6 +208,9 @@ void H2Bridge::request_headers(StreamState& s, Event& e) {
   secrets::Request& req = request_;  // emptied below whatever happens (its strings moved or wiped)
   Headers& pseudo_rest = pseudo_rest_;  // other pseudo-headers (:scheme), forwarded as they came
   pseudo_rest.clear();
+  req.method.clear();
+  req.authority.clear();
+  req.target.clear();
   req.headers.clear();
   req.target_sensitive = false;
   for (Header& h : e.headers) {
