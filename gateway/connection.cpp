@@ -1100,6 +1100,7 @@ asio::awaitable<void> bridge_h2(std::shared_ptr<Connection> c, Stream& guest, St
       c.bytes_up += up;
       c.bytes_down += down;
     }
+    void answered(std::chrono::steady_clock::duration latency) override { c.core.request_latency.observe(latency); }
     std::shared_ptr<const SecretsSnapshot> newer_secrets(std::uint64_t generation) override {
       if (c.core.generation() == generation) return nullptr;
       std::shared_ptr<const SecretsSnapshot> newest = c.core.snapshot();

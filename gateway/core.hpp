@@ -84,7 +84,7 @@ struct Core {
   std::atomic<std::uint64_t> denied{0};
   std::atomic<bool> stopping{false};
   // Per request: from its head complete at the gateway to its response head handed to the guest
-  // (HTTP/1 in connection.cpp; an HTTP/2 stream calls request_latency.observe() the same way).
+  // (HTTP/1 in connection.cpp; an HTTP/2 stream through H2Hooks::answered, from gateway/h2_pump).
   LatencyHistogram request_latency;
 
  private:

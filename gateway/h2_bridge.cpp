@@ -19,6 +19,9 @@ using http::h2::Headers;
 // Below this many bytes queued toward the other side, a stream's received DATA is given back to
 // its sender's flow-control window: each side then holds at most about one window per stream.
 constexpr std::size_t kLowWater = 64 * 1024;
+// Closed streams' states kept for the next streams (see H2Bridge::spare_): about one batch's
+// worth of streams that end while others open (h2load -m10, a browser's page).
+constexpr std::size_t kSpareStreams = 16;
 
 void wipe(std::string& s) noexcept {
   if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
@@ -57,6 +60,24 @@ struct H2Bridge::StreamState {
   bool upstream_reset = false;     // a reset toward the upstream was queued
   std::size_t guest_unconsumed = 0;     // guest DATA not yet given back to the guest's window
   std::size_t upstream_unconsumed = 0;  // upstream DATA not yet given back to the upstream's window
+  H2Bridge::Clock::time_point started{};  // the request head arrived (request latency)
+
+  // The stream ended: made ready for the next stream of the connection, or false when it may
+  // not serve another (its gate blocked). Its response scrubbers forget the last response.
+  bool recycle() {
+    if (blocked || gate.blocked() || !gate.next_request()) return false;
+    scrubbers.reset();
+    // As a new state's: its own snapshot only (the others it kept for the last response's echoes
+    // are let go; keep_newest adds what the next response needs).
+    const std::uint64_t own = snapshot->generation;
+    scrubbers.release_unneeded([own](std::uint64_t g) { return g == own; });
+    scrubbers.keep(snapshot);
+    guest_id = upstream_id = 0;
+    response_started = response_done = upstream_reset = false;
+    guest_unconsumed = upstream_unconsumed = 0;
+    started = {};
+    return true;
+  }
 };
 
 H2Bridge::H2Bridge(std::shared_ptr<const SecretsSnapshot> snapshot, secrets::ConnectionContext context,
@@ -74,15 +95,21 @@ H2Bridge::H2Bridge(std::shared_ptr<const SecretsSnapshot> snapshot, secrets::Con
 void H2Bridge::use_snapshot(std::shared_ptr<const SecretsSnapshot> newest) {
   if (!newest || newest->generation == newest_->generation) return;
   newest_ = std::move(newest);
+  spare_.clear();  // gated with the replaced secrets
+  head_scrubbers_.reset();
   // Once restricted, every later stream stays so (an earlier stream's value may be echoed).
   restrict_ = restrict_ || may_be_eligible(*newest_->set, context_);
 }
 
-H2Bridge::~H2Bridge() { wipe(piece_); }
+H2Bridge::~H2Bridge() {
+  wipe(piece_);
+  wipe(header_out_);
+}
 
 std::size_t H2Bridge::held_bytes() const noexcept {
   std::size_t n = guest_.held_bytes() + upstream_.held_bytes() + piece_.capacity();
   for (const auto& [id, s] : streams_) n += s->gate.held_bytes();
+  for (const auto& s : spare_) n += s->gate.held_bytes();
   return n;
 }
 
@@ -92,6 +119,26 @@ std::vector<H2Notice> H2Bridge::take_notices() {
   std::vector<H2Notice> out;
   out.swap(notices_);
   return out;
+}
+
+void H2Bridge::take_notices(std::vector<H2Notice>& out) {
+  out.clear();
+  out.swap(notices_);
+}
+
+void H2Bridge::take_answered(std::vector<Clock::time_point>& out) {
+  out.insert(out.end(), answered_.begin(), answered_.end());
+  answered_.clear();
+}
+
+// A state for a new stream gated with newest_: a spare one (same snapshot, reset) or a new one.
+std::unique_ptr<H2Bridge::StreamState> H2Bridge::open_state() {
+  while (!spare_.empty()) {
+    std::unique_ptr<StreamState> s = std::move(spare_.back());
+    spare_.pop_back();
+    if (s->snapshot == newest_) return s;
+  }
+  return std::make_unique<StreamState>(newest_, context_);
 }
 
 void H2Bridge::session_error(const char* side, H2Error e) {
@@ -104,7 +151,8 @@ void H2Bridge::session_error(const char* side, H2Error e) {
 
 // ---- guest → upstream ----
 
-void H2Bridge::from_guest(std::string_view bytes) {
+void H2Bridge::from_guest(std::string_view bytes, Clock::time_point now) {
+  now_ = now;
   events_.clear();
   const H2Error e = guest_.receive(bytes, events_);
   for (Event& ev : events_) on_guest_event(ev);
@@ -121,8 +169,9 @@ void H2Bridge::on_guest_event(Event& e) {
   auto it = streams_.find(e.stream);
   if (e.kind == Event::Kind::kHeaders) {
     if (it != streams_.end()) return;  // a second head: nghttp2 rejects it as malformed already
-    auto state = std::make_unique<StreamState>(newest_, context_);
+    std::unique_ptr<StreamState> state = open_state();
     state->guest_id = e.stream;
+    state->started = now_;
     InUse& use = in_use_[newest_->generation];
     use.snapshot = newest_;
     ++use.streams;
@@ -156,8 +205,14 @@ void H2Bridge::on_guest_event(Event& e) {
 }
 
 void H2Bridge::request_headers(StreamState& s, Event& e) {
-  secrets::Request req;
-  Headers pseudo_rest;  // other pseudo-headers (:scheme), forwarded as they came
+  secrets::Request& req = request_;  // emptied below whatever happens (its strings moved or wiped)
+  Headers& pseudo_rest = pseudo_rest_;  // other pseudo-headers (:scheme), forwarded as they came
+  pseudo_rest.clear();
+  req.method.clear();
+  req.authority.clear();
+  req.target.clear();
+  req.headers.clear();
+  req.target_sensitive = false;
   for (Header& h : e.headers) {
     if (h.name == ":method") req.method = std::move(h.value);
     else if (h.name == ":authority") req.authority = std::move(h.value);
@@ -169,20 +224,30 @@ void H2Bridge::request_headers(StreamState& s, Event& e) {
   take_substitutions(s);
   if (st == secrets::Status::kBlocked) {
     for (secrets::Field& f : req.headers) wipe(f.value);
+    req.headers.clear();
+    wipe(req.target);
+    req.method.clear();
+    req.authority.clear();
     block_stream(s);
     return;
   }
   values_flowed_ = values_flowed_ || s.gate.values_may_flow();
-  Headers out;
+  Headers& out = out_headers_;
+  out.clear();
   out.reserve(req.headers.size() + 4);
-  out.push_back(Header{":method", req.method, false});
+  out.push_back(Header{":method", std::move(req.method), false});
   for (Header& h : pseudo_rest) out.push_back(std::move(h));
-  if (!req.authority.empty()) out.push_back(Header{":authority", req.authority, false});
-  if (!req.target.empty()) out.push_back(Header{":path", req.target, req.target_sensitive});
+  if (!req.authority.empty()) out.push_back(Header{":authority", std::move(req.authority), false});
+  if (!req.target.empty()) out.push_back(Header{":path", std::move(req.target), req.target_sensitive});
   for (secrets::Field& f : req.headers) out.push_back(Header{std::move(f.name), std::move(f.value), f.sensitive});
+  req.headers.clear();
+  req.method.clear();
+  req.authority.clear();
+  wipe(req.target);
   const http::h2::StreamResult r = upstream_.submit_request(out, e.end_stream);
   for (Header& h : out) wipe(h.value);  // nghttp2 copied them
-  wipe(req.target);
+  out.clear();
+  pseudo_rest.clear();
   if (r.error != H2Error::kNone) {
     // Nothing of the request left: the guest may retry it (on another connection for kClosed).
     block_response(s, std::string("the upstream session did not take the request: ") + http::h2::describe(r.error),
@@ -289,7 +354,9 @@ void H2Bridge::close_stream(std::int32_t guest_id) {
   }
   const auto use = in_use_.find(s.snapshot->generation);
   if (use != in_use_.end() && --use->second.streams == 0) in_use_.erase(use);
+  std::unique_ptr<StreamState> state = std::move(it->second);
   streams_.erase(it);
+  if (spare_.size() < kSpareStreams && state->snapshot == newest_ && state->recycle()) spare_.push_back(std::move(state));
 }
 
 // ---- upstream → guest ----
@@ -363,22 +430,38 @@ void H2Bridge::report_masked(std::uint64_t before, std::uint64_t after) {
   }
 }
 
+// Each value is scrubbed as a whole text on its own (fed, flushed, then forgotten), through one
+// chain for the head: the stream's snapshot, the newest one and those in use. Without a reload in
+// progress that is the newest snapshot alone, whose chain the bridge keeps for every head.
 void H2Bridge::scrub_headers(StreamState& s, Headers& headers) {
-  std::string out;
+  const bool only_newest = s.snapshot == newest_ &&
+                           (in_use_.empty() || (in_use_.size() == 1 && in_use_.begin()->first == newest_->generation));
+  std::optional<ResponseScrubbers> mixed;
+  ResponseScrubbers* scrubbers = nullptr;
+  if (only_newest) {
+    if (!head_scrubbers_) {
+      head_scrubbers_ = std::make_unique<ResponseScrubbers>();
+      head_scrubbers_->keep(newest_);
+    }
+    scrubbers = head_scrubbers_.get();
+  } else {
+    mixed.emplace();
+    mixed->keep(s.snapshot);
+    keep_in_use(*mixed);
+    scrubbers = &*mixed;
+  }
+  if (scrubbers->empty()) return;  // no secrets: nothing to scrub
+  std::string& out = header_out_;
   for (Header& h : headers) {
-    ResponseScrubbers scrubbers;
-    scrubbers.keep(s.snapshot);
-    keep_in_use(scrubbers);
-    if (scrubbers.empty()) return;  // no secrets: nothing to scrub
     out.clear();
-    scrubbers.feed(h.value, out);
-    scrubbers.flush(out);
-    if (scrubbers.masked_bytes() != 0) {
+    const std::uint64_t before = scrubbers->masked_bytes();
+    scrubbers->scrub_text(h.value, out);
+    if (scrubbers->masked_bytes() != before) {
       OPENSSL_cleanse(h.value.data(), h.value.size());
       h.value.swap(out);
       report_masked(0, 1);
     }
-    if (!out.empty()) OPENSSL_cleanse(out.data(), out.size());
+    wipe(out);
   }
 }
 
@@ -414,7 +497,10 @@ void H2Bridge::response_headers(StreamState& s, Event& e) {
     block_response(s, std::string("response head not forwarded: ") + http::h2::describe(err));
     return;
   }
-  if (!e.informational) s.response_started = true;
+  if (!e.informational && !s.response_started) {
+    s.response_started = true;
+    answered_.push_back(s.started);  // the request latency's span ends with this head (as HTTP/1's)
+  }
   if (e.end_stream) s.response_done = true;
 }
 

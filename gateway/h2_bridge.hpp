@@ -18,6 +18,7 @@
 
 #include <secrets/engine/message_gate.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -55,7 +56,10 @@ class H2Bridge {
   H2Bridge(const H2Bridge&) = delete;
   H2Bridge& operator=(const H2Bridge&) = delete;
 
-  void from_guest(std::string_view bytes);
+  using Clock = std::chrono::steady_clock;
+  // `now`: when the bytes arrived (the caller's clock; the bridge reads none). A request stream
+  // opened by them starts its latency span then.
+  void from_guest(std::string_view bytes, Clock::time_point now = {});
   void from_upstream(std::string_view bytes);
   // No more upstream bytes are ready now: response bytes the scrubbers hold back (a possible
   // start of a value) leave, so a streaming response (gRPC server streaming) is not stalled.
@@ -66,6 +70,13 @@ class H2Bridge {
   // The bytes each side is owed now. `to_upstream` may hold values: the caller wipes it.
   void take_output(std::string& to_guest, std::string& to_upstream);
   std::vector<H2Notice> take_notices();
+  // The same into `out` (cleared first), which keeps the capacity of the last call's vector.
+  void take_notices(std::vector<H2Notice>& out);
+  // For the request-latency histogram, the same span as an HTTP/1 request's: when each stream
+  // whose final (non-1xx) response head was handed to the guest's session since the last call
+  // had its request head arrive. One entry per answered stream; a stream refused or reset before
+  // its response head has none. Appends to `out`.
+  void take_answered(std::vector<Clock::time_point>& out);
 
   // A reload: streams the guest opens from now on are gated with `newest` (its retired bindings
   // make a removed secret's placeholder a violation); streams in flight keep theirs, and every
@@ -81,6 +92,8 @@ class H2Bridge {
   bool values_may_flow() const noexcept { return values_flowed_; }
   std::size_t held_bytes() const noexcept;
   std::size_t open_streams() const noexcept { return streams_.size(); }
+  // Stream states kept for reuse (tests): a closed stream's gate, reset, serves the next stream.
+  std::size_t spare_streams() const noexcept { return spare_.size(); }
 
  private:
   struct StreamState;
@@ -97,6 +110,7 @@ class H2Bridge {
                       http::h2::ErrorCode code = http::h2::ErrorCode::kCancel);
   void reset_upstream(StreamState& s, http::h2::ErrorCode code);
   void close_stream(std::int32_t guest_id);
+  std::unique_ptr<StreamState> open_state();
   void take_substitutions(StreamState& s);
   void keep_in_use(ResponseScrubbers& scrubbers) const;
   void keep_newest(StreamState& s);
@@ -118,6 +132,17 @@ class H2Bridge {
     std::size_t streams = 0;
   };
   std::map<std::uint64_t, InUse> in_use_;  // by generation: the snapshots open streams are gated with
+  // Closed streams' states whose gate never blocked, reset for the next stream (MessageGate::
+  // next_request): the connection-level part of the gates (1–3 for the SNI) is decided once per
+  // connection, not per stream, and a stream costs no gate allocation. Only states gated with
+  // newest_ are kept (a reload drops them); at most kSpareStreams.
+  std::vector<std::unique_ptr<StreamState>> spare_;
+  std::vector<Clock::time_point> answered_;
+  Clock::time_point now_{};
+  secrets::Request request_;  // request_headers' scratch (emptied after each use)
+  http::h2::Headers pseudo_rest_, out_headers_;
+  std::unique_ptr<ResponseScrubbers> head_scrubbers_;  // scrub_headers' chain for newest_ alone
+  std::string header_out_;  // a scrubbed header value (wiped after use)
   std::vector<H2Notice> notices_;
   std::vector<http::h2::Event> events_;
   std::string piece_;  // a request DATA piece after the gate (may hold values)

@@ -398,6 +398,79 @@ TEST(H2Bridge, MalformedResponseResetsTheGuestStreamNotHangs) {
 // it keeps its value and its response is still masked; the stream opened after it carries the
 // new value; a secret the reload removed is a violation there; every response is scrubbed for
 // the newest values too; the old values go once no stream needs them.
+// Closed streams' states (their gates) serve later streams of the connection, with gates 1-3
+// decided once per connection: a later stream aimed at another authority, or with a host field
+// that disagrees with its :authority, is still refused, on every reuse.
+TEST(H2Bridge, AReusedStreamStateStillGatesALaterStreamsAuthority) {
+  Harness h;
+  const std::int32_t first = h.request("api.example.com", {{"authorization", "Bearer $MSB_KEY"}});
+  h.pump();
+  ASSERT_EQ(h.requests.size(), 1u);
+  EXPECT_FALSE(h.seen(first).reset);
+  EXPECT_EQ(h.bridge->open_streams(), 0u);
+  ASSERT_EQ(h.bridge->spare_streams(), 1u) << "the closed stream's state was not kept for reuse";
+  std::vector<std::int32_t> refused;
+  for (int round = 0; round < 3; ++round) {
+    refused.push_back(h.request("evil.example", {{"authorization", "Bearer $MSB_KEY"}}));
+    h.pump();
+    refused.push_back(h.request("api.example.com", {{"host", "evil.example"}, {"authorization", "Bearer $MSB_KEY"}}));
+    h.pump();
+    const std::int32_t ok = h.request("api.example.com", {{"authorization", "Bearer $MSB_KEY"}});
+    h.pump();
+    EXPECT_FALSE(h.seen(ok).reset);
+  }
+  for (const std::int32_t id : refused) EXPECT_TRUE(h.seen(id).reset) << "stream " << id;
+  EXPECT_EQ(h.requests.size(), 4u) << "a refused stream reached the upstream";
+  for (const auto& [id, r] : h.requests) {
+    EXPECT_TRUE(Harness::value_of(r.head, "authorization") == "Bearer " + kKey);
+    EXPECT_EQ(Harness::value_of(r.head, ":authority"), "api.example.com");
+  }
+  EXPECT_EQ(h.count(H2Notice::Kind::kBlocked), 3);  // the host mismatch is refused by the session
+  EXPECT_EQ(h.count(H2Notice::Kind::kSubstitution), 4);
+  EXPECT_FALSE(h.bridge->terminated());
+}
+
+// A body a stream left undecided (a held possible placeholder start) is not continued by the
+// next stream that reuses its state: the guest resets a stream mid-body after "$MSB_BO"; a later
+// stream's "DY tail" must not become "$MSB_BODY tail" (a value substituted into it).
+TEST(H2Bridge, AReusedStreamStateStartsWithNoHeldBody) {
+  Harness h;
+  const Headers head = {{":method", "POST"}, {":scheme", "https"}, {":authority", "api.example.com"}, {":path", "/v1"}};
+  const auto a = h.guest.submit_request(head, false);
+  ASSERT_EQ(a.error, http::h2::H2Error::kNone);
+  h.guest.submit_data(a.stream, "x $MSB_BO", false);
+  h.pump();
+  h.guest.reset(a.stream, ErrorCode::kCancel);
+  h.pump();
+  EXPECT_EQ(h.bridge->open_streams(), 0u);
+  ASSERT_EQ(h.bridge->spare_streams(), 1u);
+  const std::int32_t b = h.request("api.example.com", {}, "DY tail");
+  h.pump();
+  EXPECT_FALSE(h.seen(b).reset);
+  ASSERT_EQ(h.requests.size(), 2u);
+  EXPECT_EQ(h.requests.rbegin()->second.body, "DY tail");
+  EXPECT_EQ(h.upstream_wire.find(kBody), std::string::npos) << "a value went into the later stream";
+  EXPECT_EQ(h.count(H2Notice::Kind::kSubstitution), 0);
+}
+
+// The request-latency histogram: one observation per answered stream, none for a refused one.
+TEST(H2Bridge, EachAnsweredStreamIsReportedOnce) {
+  Harness h;
+  const std::int32_t a = h.request("api.example.com", {{"authorization", "Bearer $MSB_KEY"}});
+  const std::int32_t bad = h.request("evil.example", {{"authorization", "Bearer $MSB_KEY"}});
+  const std::int32_t c = h.request("api.example.com", {{"x-n", "3"}});
+  h.pump();
+  EXPECT_FALSE(h.seen(a).reset);
+  EXPECT_TRUE(h.seen(bad).reset);
+  EXPECT_FALSE(h.seen(c).reset);
+  std::vector<H2Bridge::Clock::time_point> answered;
+  h.bridge->take_answered(answered);
+  EXPECT_EQ(answered.size(), 2u);
+  answered.clear();
+  h.bridge->take_answered(answered);
+  EXPECT_TRUE(answered.empty()) << "a stream was reported twice";
+}
+
 TEST(H2Bridge, AReloadBetweenStreamsGatesTheNewStreamWithTheNewestSecrets) {
   const std::string kNew = "sk-rotated-FAKE-h2";  // (no value a prefix of the other)
   Harness h;

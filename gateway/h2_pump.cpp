@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 
 #include <string>
+#include <vector>
 
 namespace airlock::gateway {
 namespace {
@@ -36,6 +37,8 @@ struct Pump {
     std::string g, u;
   };
   Out outs[2];
+  std::vector<H2Bridge::Clock::time_point> answered;  // kept across calls (no allocation per write)
+  std::vector<H2Notice> notices;
 
   asio::awaitable<bool> write_out(Out& out) {
     std::string& g = out.g;
@@ -43,7 +46,15 @@ struct Pump {
     g.clear();
     u.clear();
     bridge.take_output(g, u);
-    for (const H2Notice& n : bridge.take_notices()) hooks.notice(n);
+    // The streams whose response heads are in these bytes; counted once they are written (taken
+    // now: another side's call may add more while this one waits on a write).
+    std::vector<H2Bridge::Clock::time_point> ended;
+    ended.swap(answered);  // its capacity, if no other call holds it
+    ended.clear();
+    bridge.take_answered(ended);
+    bridge.take_notices(notices);
+    for (const H2Notice& n : notices) hooks.notice(n);
+    notices.clear();
     if (hooks.aborted()) {
       wipe(u);
       co_return false;
@@ -69,6 +80,12 @@ struct Pump {
         if (!hooks.aborted()) hooks.close(true);
         co_return false;
       }
+      if (!ended.empty()) {
+        const auto now = H2Bridge::Clock::now();
+        for (const auto started : ended) hooks.answered(now - started);
+      }
+      ended.clear();
+      if (answered.capacity() < ended.capacity()) answered.swap(ended);
     }
     if (bridge.terminated()) {
       if (!hooks.aborted()) hooks.close(true);
@@ -105,7 +122,7 @@ struct Pump {
         if (auto newer = hooks.newer_secrets(bridge.generation())) bridge.use_snapshot(std::move(newer));
         if (from_guest) {
           hooks.bytes(r.bytes, 0);
-          bridge.from_guest(std::string_view(buf, r.bytes));
+          bridge.from_guest(std::string_view(buf, r.bytes), H2Bridge::Clock::now());
           if (!ready) bridge.flush_requests();
         } else {
           hooks.bytes(0, r.bytes);
@@ -137,7 +154,7 @@ struct Pump {
 asio::awaitable<void> run_h2_bridge(Stream& guest, Stream& upstream, H2Bridge& bridge, H2Hooks& hooks,
                                     std::size_t read_size) {
   using namespace asio::experimental::awaitable_operators;
-  Pump pump{guest, upstream, bridge, hooks, read_size, {}};
+  Pump pump{guest, upstream, bridge, hooks, read_size, {}, {}, {}};
   // Both prefaces and SETTINGS go first.
   if (!co_await pump.write_out(pump.outs[0])) co_return;
   co_await (pump.side(true) && pump.side(false));

@@ -5,6 +5,7 @@
 
 #include <asio/awaitable.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -22,6 +23,9 @@ class H2Hooks {
   virtual bool aborted() = 0;                  // the connection was closed (timeout, terminate)
   virtual void close(bool reset_guest) = 0;
   virtual void bytes(std::size_t up, std::size_t down) = 0;
+  // A stream's final response head was written to the guest: `latency` from its request head's
+  // arrival (the request-latency histogram, one observation per stream, as per HTTP/1 request).
+  virtual void answered(std::chrono::steady_clock::duration latency) = 0;
   // The newest secrets when they are newer than `generation` (a reload), else null: the streams
   // the guest opens from then on are gated with them (H2Bridge::use_snapshot).
   virtual std::shared_ptr<const SecretsSnapshot> newer_secrets(std::uint64_t generation) = 0;

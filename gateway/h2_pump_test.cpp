@@ -80,6 +80,11 @@ struct Hooks final : H2Hooks {
   bool aborted() override { return closed; }
   void close(bool) override { closed = true; }
   void bytes(std::size_t, std::size_t) override {}
+  void answered(std::chrono::steady_clock::duration latency) override {
+    ++answered_streams;
+    EXPECT_GE(latency.count(), 0);
+  }
+  std::size_t answered_streams = 0;
   std::shared_ptr<const SecretsSnapshot> newer_secrets(std::uint64_t) override { return nullptr; }
   bool closed = false;
   std::vector<H2Notice> notices;
@@ -161,6 +166,100 @@ PumpRun run_across_boundary(const std::string& placeholder, const std::vector<se
   for (const Event& e : events)
     if (e.kind == Event::Kind::kData) run.to_upstream += e.data;
   return run;
+}
+
+// A real HTTP/2 server (a Session) as the upstream: every request that ends is answered 200
+// with a small body. Reads wait until there is something to send, or the pump shuts it down.
+class ServerStream final : public Stream {
+ public:
+  explicit ServerStream(asio::io_context& io) : server_(Role::kServer, {}), ready_(io) {
+    ready_.expires_at(asio::steady_timer::time_point::max());
+  }
+  asio::awaitable<IoResult> read_some(char* out, std::size_t size) override {
+    for (;;) {
+      if (pending_.empty()) server_.pending_output(pending_);
+      if (!pending_.empty()) {
+        const std::size_t n = std::min(size, pending_.size());
+        std::memcpy(out, pending_.data(), n);
+        pending_.erase(0, n);
+        co_return IoResult{n, {}};
+      }
+      if (closed_) co_return IoResult{0, asio::error::eof};
+      std::error_code ec;
+      co_await ready_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      ready_.expires_at(asio::steady_timer::time_point::max());
+    }
+  }
+  asio::awaitable<std::error_code> write_all(std::string_view data) override {
+    std::vector<Event> events;
+    server_.receive(data, events);
+    for (const Event& e : events) {
+      if ((e.kind == Event::Kind::kHeaders || e.kind == Event::Kind::kData) && e.end_stream) {
+        server_.submit_response(e.stream, {{":status", "200"}}, false);
+        server_.submit_data(e.stream, "ok", true);
+        ++answered;
+      }
+    }
+    ready_.cancel();
+    co_return std::error_code{};
+  }
+  asio::awaitable<std::error_code> shutdown_send() override {
+    closed_ = true;
+    ready_.cancel();
+    co_return std::error_code{};
+  }
+  int answered = 0;
+
+ private:
+  Session server_;
+  std::string pending_;
+  asio::steady_timer ready_;
+  bool closed_ = false;
+};
+
+// The request-latency histogram's input: the pump reports one latency per stream whose response
+// reached the guest, none for a stream the gates refused.
+TEST(H2Pump, EachAnsweredStreamIsReportedOnceWithItsLatency) {
+  Session client(Role::kClient, {});
+  std::string script;
+  client.pending_output(script);
+  const std::vector<std::string> authorities = {"api.example.com", "evil.example", "api.example.com", "api.example.com"};
+  for (const std::string& authority : authorities) {
+    const Headers head = {{":method", "GET"}, {":scheme", "https"}, {":authority", authority}, {":path", "/v1"},
+                          {"authorization", "Bearer " + kPlaceholder}};
+    ASSERT_EQ(client.submit_request(head, true).error, http::h2::H2Error::kNone);
+  }
+  client.pending_output(script);
+
+  secrets::testing::FakePins pins;
+  pins.pin(secrets::testing::api_ip(), "api.example.com");
+  auto snapshot = std::make_shared<SecretsSnapshot>();
+  snapshot->set = std::make_shared<const secrets::SecretSet>(
+      secrets::testing::make_secrets({{"BODY", kBody, {"api.example.com"}}}), ViolationAction::kBlockAndLog);
+  snapshot->scrub_forms.emplace(snapshot->set->secrets());
+  snapshot->generation = 1;
+  H2Bridge bridge(std::move(snapshot), secrets::testing::tls_context(&pins));
+
+  asio::io_context io;
+  asio::steady_timer guest_wait(io);
+  guest_wait.expires_after(std::chrono::milliseconds(500));  // then the guest hangs up
+  ScriptedStream guest(script, kChunk, &guest_wait);
+  ServerStream upstream(io);
+  Hooks hooks;
+  asio::co_spawn(io, run_h2_bridge(guest, upstream, bridge, hooks, kChunk), asio::detached);
+  io.run();
+
+  EXPECT_EQ(upstream.answered, 3) << "the refused stream reached the upstream, or a request was lost";
+  EXPECT_EQ(hooks.answered_streams, 3u);
+  std::size_t refused = 0;
+  for (const H2Notice& n : hooks.notices) refused += n.kind == H2Notice::Kind::kBlocked ? 1 : 0;
+  EXPECT_EQ(refused, 1u);
+  // What the guest got: three answers and one reset.
+  std::vector<Event> events;
+  client.receive(guest.written, events);
+  int ok = 0;
+  for (const Event& e : events) ok += e.kind == Event::Kind::kData && e.end_stream ? 1 : 0;
+  EXPECT_EQ(ok, 3);
 }
 
 InjectionScopes body_scope() {

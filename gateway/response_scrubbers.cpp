@@ -74,6 +74,27 @@ void ResponseScrubbers::flush(std::string& out) {
   }
 }
 
+void ResponseScrubbers::reset() noexcept {
+  for (const Entry& e : chain_) e.scrubber->reset();
+  for (std::string& s : stage_) wipe(s);
+}
+
+void ResponseScrubbers::scrub_text(std::string_view in, std::string& out) {
+  if (chain_.empty()) {
+    out.append(in);
+    return;
+  }
+  std::string_view from = in;
+  for (std::size_t i = 0; i < chain_.size(); ++i) {
+    const bool last = i + 1 == chain_.size();
+    std::string& to = last ? out : stage_[i % 2];
+    if (!last) to.clear();
+    chain_[i].scrubber->scrub_text(from, to);
+    if (i > 0) wipe(stage_[(i - 1) % 2]);
+    from = to;
+  }
+}
+
 std::size_t ResponseScrubbers::pending() const noexcept {
   std::size_t n = 0;
   for (const Entry& e : chain_) n += e.scrubber->pending();

@@ -60,6 +60,11 @@ class ResponseScrubbers final : public http::Scrubber {
   // As ResponseScrubber's, through every scrubber of the chain in turn.
   void feed(std::string_view in, std::string& out) override;
   void flush(std::string& out) override;
+  // Every scrubber of the chain forgets its held bytes (ResponseScrubber::reset): a new text.
+  void reset() noexcept;
+  // `in` as a whole text on its own through the chain (ResponseScrubber::scrub_text): the same
+  // output as reset(), feed(in), flush(), reset().
+  void scrub_text(std::string_view in, std::string& out);
   std::size_t pending() const noexcept override;
   std::uint64_t masked_bytes() const noexcept override;
   http::ResponseScrubber* sole() noexcept override { return chain_.size() == 1 ? chain_[0].scrubber.get() : nullptr; }

@@ -54,13 +54,31 @@ namespace {
 
 bool is_pseudo(std::string_view name) { return !name.empty() && name[0] == ':'; }
 
+// nghttp2_check_header_name and nghttp2_check_header_value decide byte by byte; their verdict on
+// each single byte, asked once, makes the same check one table lookup per byte (every header of
+// every stream is checked before it is sent).
+struct ByteTables {
+  bool name[256];
+  bool value[256];
+  ByteTables() {
+    for (int b = 0; b < 256; ++b) {
+      const auto c = static_cast<std::uint8_t>(b);
+      name[b] = nghttp2_check_header_name(&c, 1) != 0;
+      value[b] = nghttp2_check_header_value(&c, 1) != 0;
+    }
+  }
+};
+const ByteTables kBytes;
+
 bool valid_header(const Header& h) {
   std::string_view name = h.name;
   if (is_pseudo(name)) name.remove_prefix(1);
   if (name.empty()) return false;
-  const auto* n = reinterpret_cast<const std::uint8_t*>(name.data());
-  const auto* v = reinterpret_cast<const std::uint8_t*>(h.value.data());
-  return nghttp2_check_header_name(n, name.size()) != 0 && nghttp2_check_header_value(v, h.value.size()) != 0;
+  for (const char c : name)
+    if (!kBytes.name[static_cast<std::uint8_t>(c)]) return false;
+  for (const char c : h.value)
+    if (!kBytes.value[static_cast<std::uint8_t>(c)]) return false;
+  return true;
 }
 
 // nghttp2 copies name/value when a frame is submitted, so the vector may point into `headers`.

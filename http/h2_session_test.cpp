@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nghttp2/nghttp2.h>
+
 #include <string>
 #include <vector>
 
@@ -635,6 +637,36 @@ TEST(H2Session, SubmitRefusesInvalidHeaders) {
   Headers upper = request();
   upper.push_back({"X-Upper", "v"});
   EXPECT_EQ(client.submit_request(upper, true).error, H2Error::kBadHeader);
+}
+
+// The submit check is nghttp2's own (byte tables asked of it once): the same verdict as
+// nghttp2_check_header_name / _value on whole fields, for every byte in a name and in a value.
+TEST(H2Session, SubmitChecksEveryByteAsNghttp2Does) {
+  for (int b = 0; b < 256; ++b) {
+    const char c = static_cast<char>(b);
+    const std::string name = std::string("x-") + c + "n";
+    const std::string value = std::string("a") + c + "a";
+    const auto* n = reinterpret_cast<const std::uint8_t*>(name.data());
+    const auto* v = reinterpret_cast<const std::uint8_t*>(value.data());
+    const bool name_ok = nghttp2_check_header_name(n, name.size()) != 0;
+    const bool value_ok = nghttp2_check_header_value(v, value.size()) != 0;
+    Session a(Role::kClient, {});
+    Headers bad_name = request();
+    bad_name.push_back({name, "v"});
+    EXPECT_EQ(a.submit_request(bad_name, true).error == H2Error::kBadHeader, !name_ok) << "name byte " << b;
+    Session z(Role::kClient, {});
+    Headers bad_value = request();
+    bad_value.push_back({"x-v", value});
+    EXPECT_EQ(z.submit_request(bad_value, true).error == H2Error::kBadHeader, !value_ok) << "value byte " << b;
+  }
+  Session e(Role::kClient, {});
+  Headers empty_name = request();
+  empty_name.push_back({"", "v"});
+  EXPECT_EQ(e.submit_request(empty_name, true).error, H2Error::kBadHeader);
+  Session p(Role::kClient, {});
+  Headers colon = request();
+  colon.push_back({":", "v"});
+  EXPECT_EQ(p.submit_request(colon, true).error, H2Error::kBadHeader);
 }
 
 TEST(H2Session, GarbageIsAProtocolError) {

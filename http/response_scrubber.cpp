@@ -388,6 +388,17 @@ void ResponseScrubber::feed(std::string_view in, std::string& out) { scrub(in, o
 
 void ResponseScrubber::flush(std::string& out) { scrub({}, out, true); }
 
+void ResponseScrubber::reset() noexcept {
+  if (held_size_ > 0) OPENSSL_cleanse(held_.data(), held_size_);
+  held_size_ = held_emitted_ = held_masked_ = 0;
+}
+
+void ResponseScrubber::scrub_text(std::string_view in, std::string& out) {
+  reset();
+  scrub(in, out, true);
+  reset();
+}
+
 // The stream C is the held bytes, then `in`; positions below are in C.
 void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushing, bool chunk) {
   const ScrubForms& f = *forms_;

@@ -131,6 +131,12 @@ class ResponseScrubber final : public Scrubber {
   std::size_t pending() const noexcept override { return held_size_ - held_emitted_; }
   // No more bytes soon (or end of stream): emits the held bytes, following the rule above.
   void flush(std::string& out) override;
+  // A new, unrelated text follows (the next HTTP/2 header value): the held bytes are dropped and
+  // wiped, so nothing of the previous text is context for the next. masked_bytes() keeps counting.
+  void reset() noexcept;
+  // `in` as a whole text on its own (an HTTP/2 header value): the output of a new scrubber's
+  // feed(in) then flush(), in one pass; nothing is held afterwards.
+  void scrub_text(std::string_view in, std::string& out);
   // How many emitted bytes were masked so far (a byte covered by two occurrences may count twice).
   std::uint64_t masked_bytes() const noexcept override { return masked_bytes_; }
 

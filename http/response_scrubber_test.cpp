@@ -96,6 +96,56 @@ TEST(ResponseScrubber, RawValueMaskedWithSameLength) {
   expect_same_at_every_split(forms, in, expected);
 }
 
+// reset(): the next text is scrubbed as if by a new scrubber (an HTTP/2 head's values one by
+// one): a value's first 3 bytes ending one text are not context for the next text's bytes.
+TEST(ResponseScrubber, ResetStartsAnUnrelatedText) {
+  const std::string v = make_value(24);
+  const ScrubForms forms = forms_of({v});
+  ResponseScrubber scrubber(forms);
+  std::string first, second;
+  scrubber.feed("a: " + v.substr(0, 3), first);
+  scrubber.flush(first);
+  EXPECT_TRUE(SameBytes(first, "a: " + v.substr(0, 3)));
+  scrubber.reset();
+  scrubber.feed(v.substr(3), second);
+  scrubber.flush(second);
+  EXPECT_TRUE(SameBytes(second, scrub(forms, v.substr(3)))) << "the last text was context";
+  // Without the reset the two texts are one stream: the rest of the value is masked.
+  ResponseScrubber stream(forms);
+  std::string joined;
+  stream.feed("a: " + v.substr(0, 3), joined);
+  stream.flush(joined);
+  stream.feed(v.substr(3), joined);
+  stream.flush(joined);
+  EXPECT_TRUE(SameBytes(joined, "a: " + v.substr(0, 3) + stars(v.size() - 3)));
+  // A value whole in the next text is still masked after a reset, and counted.
+  const std::uint64_t before = scrubber.masked_bytes();
+  scrubber.reset();
+  std::string third;
+  scrubber.feed("x" + v, third);
+  scrubber.flush(third);
+  EXPECT_TRUE(SameBytes(third, "x" + stars(v.size())));
+  EXPECT_EQ(scrubber.masked_bytes(), before + v.size());
+}
+
+// scrub_text(x) is a new scrubber's feed(x) then flush(), for texts around every form's edges:
+// whole values, their prefixes (the flush rule), base64 and percent forms, overlaps, and after
+// other texts on the same scrubber.
+TEST(ResponseScrubber, ScrubTextIsFeedThenFlush) {
+  const std::string a = make_value(20), b = make_value(12, "/\"&");
+  const ScrubForms forms = forms_of({a, b});
+  std::vector<std::string> texts = {"", "x", "Bearer " + a, a + a, a.substr(0, 3), a.substr(0, 4), "z" + a.substr(0, 9),
+                                    base64(a), "q" + base64(b, true) + "q", "%" + b, a.substr(5) + b.substr(0, 5)};
+  for (std::size_t cut = 0; cut <= a.size(); ++cut) texts.push_back(a.substr(cut) + " / " + a.substr(0, cut));
+  ResponseScrubber reused(forms);
+  for (const std::string& t : texts) {
+    std::string whole;
+    reused.scrub_text(t, whole);
+    EXPECT_TRUE(SameBytes(whole, scrub(forms, t))) << t.size();
+    EXPECT_EQ(reused.pending(), 0u);
+  }
+}
+
 TEST(ResponseScrubber, CountsMaskedBytes) {
   const std::string v = make_value(24);
   const ScrubForms forms = forms_of({v});

@@ -38,8 +38,11 @@ struct MessageGate::Impl final : detail::RequestGates {
 
   // Gate 4 inputs: the authority (or one `host` field when there is none), every `host` field
   // equal to it, and a target in origin form (or `*`; CONNECT has none).
+  std::string req_host, other_host;  // decide_authority's (reused: no allocation per request)
+
   void decide_authority(const Request& r) {
-    std::string req_host, other;
+    std::string& req_host = this->req_host;
+    std::string& other = other_host;
     bool ok = true;
     std::size_t host_fields = 0;
     std::string_view host_value;
@@ -92,15 +95,22 @@ struct MessageGate::Impl final : detail::RequestGates {
   // Edits the fields that decide the response's codings (see on_headers).
   static void restrict_fields(std::vector<Field>& headers) {
     bool accept_encoding = false;
-    std::vector<Field> kept;
-    kept.reserve(headers.size() + 1);
-    for (Field& f : headers) {
+    // In place, in order. A value replaced or dropped is wiped first (it may have been substituted).
+    const auto replace = [](Field& f, const char* value) {
+      wipe(f.value);
+      f.value = value;
+    };
+    // True: drop the field.
+    const auto edit = [&](Field& f) {
       if (iequals(f.name, "accept-encoding")) {
-        if (std::exchange(accept_encoding, true)) continue;
-        f.value = "identity";
+        if (std::exchange(accept_encoding, true)) {
+          wipe(f.value);
+          return true;
+        }
+        replace(f, "identity");
       } else if (iequals(f.name, "grpc-accept-encoding")) {
         // gRPC compresses messages inside identity DATA: the same offer, for the same reason.
-        f.value = "identity";
+        replace(f, "identity");
       } else if (iequals(f.name, "te")) {
         bool trailers = false;
         std::string_view list(f.value);
@@ -113,13 +123,22 @@ struct MessageGate::Impl final : detail::RequestGates {
           if (comma == std::string_view::npos) break;
           list.remove_prefix(comma + 1);
         }
-        if (!trailers) continue;
-        f.value = "trailers";
+        if (!trailers) {
+          wipe(f.value);
+          return true;
+        }
+        replace(f, "trailers");
       }
-      kept.push_back(std::move(f));
+      return false;
+    };
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < headers.size(); ++i) {
+      if (edit(headers[i])) continue;
+      if (kept != i) headers[kept] = std::move(headers[i]);
+      ++kept;
     }
-    if (!accept_encoding) kept.push_back(Field{"accept-encoding", "identity", false});
-    headers.swap(kept);
+    headers.resize(kept);
+    if (!accept_encoding) headers.push_back(Field{"accept-encoding", "identity", false});
   }
 
   bool substitute_head(Request& r) {
@@ -295,6 +314,23 @@ struct MessageGate::Impl final : detail::RequestGates {
     return Status::kOk;
   }
 
+  bool next_request() {
+    if (block) return false;
+    head_seen = false;
+    body_ended = false;
+    length_dropped = false;
+    mode = Mode::kPassthrough;
+    held.clear();  // guest bytes only
+    wipe(window);
+    wipe(piece_out);
+    body_buf.clear();  // guest bytes only
+    wipe(scratch_value);
+    reset_body();
+    subs.clear();
+    values_flowed = false;
+    return true;
+  }
+
   void next_message() {
     reset_body();
     held.clear();
@@ -318,6 +354,7 @@ Status MessageGate::on_trailers(std::vector<Field>& trailers, std::string& out) 
   return impl_->on_trailers(trailers, out);
 }
 void MessageGate::next_message() { impl_->next_message(); }
+bool MessageGate::next_request() { return impl_->next_request(); }
 void MessageGate::release_held(std::string& out) { impl_->release_held(out); }
 const std::optional<Block>& MessageGate::blocked() const noexcept { return impl_->block; }
 std::vector<Substitution> MessageGate::take_substitutions() {

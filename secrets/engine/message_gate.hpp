@@ -69,6 +69,13 @@ class MessageGate {
   // payload (decompressed, unmasked) goes through on_data with `end` on its last piece, and
   // next_message() before the next one.
   void next_message();
+  // Another request on the same connection (an HTTP/2 stream after this gate's stream ended):
+  // every per-request state goes (the head, the body and its detectors, the substitutions, the
+  // values-may-flow flag; buffers that may have held a value are wiped), while what depends only
+  // on the connection stays: the gates 1–3 decided for the SNI (cached per host), the buffers'
+  // capacity. The next on_headers decides the authority, pins and scopes anew for its request.
+  // A gate that blocked is never reused: false, and nothing changes.
+  bool next_request();
 
   const std::optional<Block>& blocked() const noexcept;
   std::vector<Substitution> take_substitutions();  // since the last call

@@ -303,6 +303,79 @@ TEST(MessageGate, MessageStreamKeepsTheDecision) {
   EXPECT_EQ(o, "second " + kBk);
 }
 
+// A gate reused for the next request of its connection (an HTTP/2 bridge keeps closed streams'
+// gates): the connection-level gates stay cached, but the authority, host and pins are decided
+// for each request anew, and nothing of the last request's state carries over.
+TEST(MessageGate, NextRequestDecidesTheAuthorityAgain) {
+  Fixture fx;
+  for (const char* authority : {"evil.example", "api.example.com.evil.example", "evil.example:443", ""}) {
+    MessageGate g(fx.set, fx.api());
+    for (int i = 0; i < 2; ++i) {  // gates 1-3 cached by the first request, used by the second
+      Request ok = get("api.example.com", {{"authorization", "Bearer $MSB_KEY"}});
+      ASSERT_EQ(g.on_headers(ok, true), Status::kOk);
+      EXPECT_EQ(find(ok.headers, "authorization")->value, "Bearer " + kKey);
+      EXPECT_EQ(g.take_substitutions().size(), 1u);
+      ASSERT_TRUE(g.next_request());
+      EXPECT_FALSE(g.values_may_flow()) << "the last request's verdict carried over";
+    }
+    Request later = get(authority, {{"authorization", "Bearer $MSB_KEY"}});
+    ASSERT_EQ(g.on_headers(later, true), Status::kBlocked) << authority;
+    ASSERT_TRUE(g.blocked());
+    EXPECT_TRUE(g.blocked()->violation);
+    EXPECT_EQ(later.headers[0].value, "Bearer $MSB_KEY");
+    EXPECT_TRUE(g.take_substitutions().empty());
+    EXPECT_FALSE(g.next_request()) << "a gate that blocked must not serve another request";
+  }
+  // A host field that disagrees with the authority, on a reused gate.
+  MessageGate g(fx.set, fx.api());
+  Request ok = get("api.example.com", {{"x-key", "$MSB_KEY"}});
+  ASSERT_EQ(g.on_headers(ok, true), Status::kOk);
+  ASSERT_TRUE(g.next_request());
+  Request host = get("api.example.com", {{"host", "evil.example"}, {"x-key", "$MSB_KEY"}});
+  EXPECT_EQ(g.on_headers(host, true), Status::kBlocked);
+  EXPECT_EQ(host.headers[1].value, "$MSB_KEY");
+}
+
+TEST(MessageGate, NextRequestStartsANewBody) {
+  Fixture fx;
+  MessageGate g(fx.set, fx.api());
+  // A body injection, left with a held carry (a placeholder's possible start) when the stream ends.
+  Request post = get("api.example.com", {{"content-length", "30"}});
+  post.method = "POST";
+  ASSERT_EQ(g.on_headers(post, false), Status::kOk);
+  EXPECT_TRUE(g.length_dropped());
+  std::string o;
+  ASSERT_EQ(g.on_data("x $MSB_B", false, o), Status::kOk);
+  EXPECT_EQ(o.find("$MSB_B"), std::string::npos);
+  ASSERT_TRUE(g.next_request());
+  // The next request: a GET with no body; then one whose body is passed through as it is.
+  Request next = get("api.example.com", {{"content-length", "5"}});
+  next.method = "POST";
+  next.headers.push_back({"x-key", "$MSB_KEY"});
+  ASSERT_EQ(g.on_headers(next, true), Status::kOk);
+  EXPECT_FALSE(g.length_dropped());
+  EXPECT_NE(find(next.headers, "content-length"), nullptr);
+  o.clear();
+  EXPECT_EQ(g.on_data("K", true, o), Status::kBlocked) << "data after an end_stream head";
+}
+
+TEST(MessageGate, NextRequestAfterABodyPassesTheNextBodyUnchanged) {
+  Fixture fx;
+  MessageGate g(fx.set, fx.evil());
+  Request post = get("evil.example", {});
+  post.method = "POST";
+  ASSERT_EQ(g.on_headers(post, false), Status::kOk);
+  std::string o;
+  ASSERT_EQ(g.on_data("plain $MSB_", false, o), Status::kOk);  // a carry held back
+  ASSERT_TRUE(g.next_request());
+  Request again = get("evil.example", {});
+  again.method = "POST";
+  ASSERT_EQ(g.on_headers(again, false), Status::kOk);
+  o.clear();
+  ASSERT_EQ(g.on_data("BK is not here", true, o), Status::kOk) << "the last body's carry was kept";
+  EXPECT_EQ(o, "BK is not here");
+}
+
 TEST(MessageGate, RestrictResponsesEditsCodingFields) {
   Fixture fx;
   MessageGate g(fx.set, fx.evil());
