@@ -192,6 +192,7 @@ asio::awaitable<IoResult> TcpStream::read_some(char* out, std::size_t size) {
     if (r.error) co_return r;
     r.bytes = socket_.read_some(asio::buffer(out, size), r.error);
     if (r.error == asio::error::would_block || r.error == asio::error::try_again) continue;
+    drained_ = r.error || r.bytes < size;
     co_return r;
   }
 }
@@ -222,6 +223,7 @@ asio::awaitable<std::error_code> TcpStream::shutdown_send() {
 }
 
 bool TcpStream::readable_now() {
+  if (drained_) return false;  // the last read took less than it asked: the socket was empty
   std::error_code ec;
   return socket_.available(ec) > 0;
 }
@@ -405,9 +407,13 @@ std::error_code TlsStream::ended(std::error_code ec) const {
   return ec;
 }
 
+// A short read already said the socket had nothing more: no FIONREAD then. Only after a read
+// that filled what OpenSSL asked for (or a wake-up with no read since) is the kernel asked.
 bool TlsStream::readable_now() {
+  if (buffered()) return true;
+  if (ends_.source.drained || source_state()) return false;
   std::error_code ec;
-  return buffered() || socket_.available(ec) > 0;
+  return socket_.available(ec) > 0;
 }
 
 asio::awaitable<std::error_code> TlsStream::shutdown_send() {

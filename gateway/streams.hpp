@@ -70,6 +70,7 @@ class TcpStream final : public Stream {
  private:
   asio::ip::tcp::socket& socket_;
   WriteGate gate_;
+  bool drained_ = false;  // the last read took less than it asked
 };
 
 // What OpenSSL reads from: the bytes read while peeking (the ClientHello) first, then the socket

@@ -18,9 +18,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace airlock::gateway {
 namespace {
@@ -137,6 +139,55 @@ TEST_F(TlsStreamFixture, AFinWithoutCloseNotifyIsATruncation) {
   });
   EXPECT_EQ(ended, tls_truncated()) << ended.message();
   EXPECT_TRUE(all == payload);
+}
+
+// readable_now() drives pump_down's batching: records that arrived together are "ready" (they
+// sit in OpenSSL's buffer after the first is returned); after the read that drained the socket
+// nothing is, until the next record arrives and is read.
+TEST_F(TlsStreamFixture, ReadableNowSeesRecordsReadTogetherAndAPauseAfterTheSocketIsDrained) {
+  std::atomic<int> stage{0};
+  peer_ = std::thread([&] {
+    if (SSL_connect(client_ssl_.get()) != 1) return;
+    SSL_write(client_ssl_.get(), "first", 5);  // two records, one after the other
+    SSL_write(client_ssl_.get(), "second", 6);
+    stage = 1;
+    for (int i = 0; i < 500 && stage.load() != 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    SSL_write(client_ssl_.get(), "third", 5);
+    SSL_shutdown(client_ssl_.get());
+  });
+  TlsStream stream(server_, server_ssl());
+  std::vector<std::string> reads;
+  std::vector<bool> ready;
+  std::error_code ended;
+  run([&]() -> asio::awaitable<void> {
+    if ((ended = co_await stream.handshake())) co_return;
+    asio::steady_timer pause(co_await asio::this_coro::executor);
+    for (int i = 0; i < 500 && stage.load() != 1; ++i) {  // both records are in the socket
+      pause.expires_after(std::chrono::milliseconds(10));
+      co_await pause.async_wait(asio::use_awaitable);
+    }
+    pause.expires_after(std::chrono::milliseconds(50));
+    co_await pause.async_wait(asio::use_awaitable);
+    char buf[kScratchBytes];
+    for (int i = 0; i < 3; ++i) {
+      IoResult r = co_await stream.read_some(buf, sizeof buf);
+      if (r.error) {
+        ended = r.error;
+        co_return;
+      }
+      reads.emplace_back(buf, r.bytes);
+      ready.push_back(stream.readable_now());
+      if (i == 1) stage = 2;
+    }
+    co_await read_to_end(stream, ended);
+  });
+  ASSERT_EQ(reads.size(), 3u) << ended.message();
+  EXPECT_EQ(reads[0], "first");
+  EXPECT_TRUE(ready[0]);  // "second" came with it
+  EXPECT_EQ(reads[1], "second");
+  EXPECT_FALSE(ready[1]);  // the socket was drained and nothing else was sent yet
+  EXPECT_EQ(reads[2], "third");
+  EXPECT_EQ(ended, std::error_code(asio::error::eof)) << ended.message();
 }
 
 TEST_F(TlsStreamFixture, AFinDuringTheHandshakeEndsIt) {
