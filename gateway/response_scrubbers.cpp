@@ -40,6 +40,19 @@ void ResponseScrubbers::keep(const std::shared_ptr<const SecretsSnapshot>& snaps
   chain_.push_back({snapshot, std::make_unique<http::ResponseScrubber>(*snapshot->scrub_forms)});
 }
 
+template <typename Step>
+void ResponseScrubbers::through_chain(std::string_view in, std::string& out, Step step) {
+  std::string_view from = in;
+  for (std::size_t i = 0; i < chain_.size(); ++i) {
+    const bool last = i + 1 == chain_.size();
+    std::string& to = last ? out : stage_[i % 2];
+    if (!last) to.clear();
+    step(*chain_[i].scrubber, from, to);
+    if (i > 0) wipe(stage_[(i - 1) % 2]);  // `from` is used up
+    from = to;
+  }
+}
+
 void ResponseScrubbers::feed(std::string_view in, std::string& out) {
   if (chain_.empty()) {
     out.append(in);
@@ -49,29 +62,15 @@ void ResponseScrubbers::feed(std::string_view in, std::string& out) {
     chain_[0].scrubber->feed(in, out);
     return;
   }
-  std::string_view from = in;
-  for (std::size_t i = 0; i < chain_.size(); ++i) {
-    const bool last = i + 1 == chain_.size();
-    std::string& to = last ? out : stage_[i % 2];
-    if (!last) to.clear();
-    chain_[i].scrubber->feed(from, to);
-    if (i > 0) wipe(stage_[(i - 1) % 2]);  // `from` is used up
-    from = to;
-  }
+  through_chain(in, out, [](http::ResponseScrubber& s, std::string_view from, std::string& to) { s.feed(from, to); });
 }
 
 void ResponseScrubbers::flush(std::string& out) {
   // Each scrubber gets what the one before it let go, then lets go of what it held.
-  std::string_view from;
-  for (std::size_t i = 0; i < chain_.size(); ++i) {
-    const bool last = i + 1 == chain_.size();
-    std::string& to = last ? out : stage_[i % 2];
-    if (!last) to.clear();
-    chain_[i].scrubber->feed(from, to);
-    chain_[i].scrubber->flush(to);
-    if (i > 0) wipe(stage_[(i - 1) % 2]);
-    from = to;
-  }
+  through_chain({}, out, [](http::ResponseScrubber& s, std::string_view from, std::string& to) {
+    s.feed(from, to);
+    s.flush(to);
+  });
 }
 
 void ResponseScrubbers::reset() noexcept {
@@ -84,15 +83,7 @@ void ResponseScrubbers::scrub_text(std::string_view in, std::string& out) {
     out.append(in);
     return;
   }
-  std::string_view from = in;
-  for (std::size_t i = 0; i < chain_.size(); ++i) {
-    const bool last = i + 1 == chain_.size();
-    std::string& to = last ? out : stage_[i % 2];
-    if (!last) to.clear();
-    chain_[i].scrubber->scrub_text(from, to);
-    if (i > 0) wipe(stage_[(i - 1) % 2]);
-    from = to;
-  }
+  through_chain(in, out, [](http::ResponseScrubber& s, std::string_view from, std::string& to) { s.scrub_text(from, to); });
 }
 
 std::size_t ResponseScrubbers::pending() const noexcept {

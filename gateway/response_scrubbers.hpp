@@ -78,6 +78,11 @@ class ResponseScrubbers final : public http::Scrubber {
   std::uint64_t newest_ = 0;
   std::uint64_t released_masked_ = 0;
   std::string stage_[2];  // between two scrubbers (may hold another snapshot's values: wiped)
+
+  // Runs `step(scrubber, from, to)` down the chain: `in` into the first scrubber, each one's
+  // output into the next, the last one's into `out`; a stage is wiped once it is used up.
+  template <typename Step>
+  void through_chain(std::string_view in, std::string& out, Step step);
 };
 
 }  // namespace airlock::gateway
