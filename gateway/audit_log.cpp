@@ -162,7 +162,7 @@ bool AuditLog::write(const nlohmann::ordered_json& record) {
 
 bool AuditLog::write(const AuditRecord& record) {
   // The observer (the admin listener's metrics, when there is one) reads a JSON document.
-  if (observer_) observer_(nlohmann::ordered_json::parse("{" + std::string(record.members()) + "}"));
+  if (observer_) observer_(nlohmann::ordered_json::parse(record.object()));
   if (fd_ < 0) return true;
   return write_line(record.members());
 }

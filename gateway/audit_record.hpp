@@ -37,6 +37,15 @@ class AuditRecord {
   }
   // The members, comma-separated, without the braces: `"event":"substitution","connection":7`.
   std::string_view members() const noexcept { return text_; }
+  // The whole JSON object: the members in braces.
+  std::string object() const {
+    std::string o;
+    o.reserve(text_.size() + 2);
+    o.push_back('{');
+    o.append(text_);
+    o.push_back('}');
+    return o;
+  }
 
  private:
   void begin_member(std::string_view key) {
