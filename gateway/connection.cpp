@@ -556,6 +556,18 @@ void block_response(Connection& c, const std::string& reason) {
   c.close_all(true);
 }
 
+// Writes the request side's output (it may hold a substituted value: wiped after), closing the
+// connection on a failed write. True while the connection goes on.
+asio::awaitable<bool> send_upstream(Connection& c, Stream& upstream, std::string& out) {
+  std::error_code ec = out.empty() ? std::error_code{} : co_await upstream.write_all(out);
+  wipe(out);
+  if (ec && !c.aborted) {
+    c.detail = "upstream write: " + ec.message();
+    c.close_all(true);
+  }
+  co_return !ec && !c.aborted;
+}
+
 // Item 4: the answer to an upgrade request (or CONNECT) decides what the guest's held bytes
 // are; after a refusal they are requests again, checked and rewritten, and sent here.
 asio::awaitable<bool> answer_upgrade(std::shared_ptr<Connection> c, Filter& filter, Stream& upstream, bool switched) {
@@ -573,13 +585,7 @@ asio::awaitable<bool> answer_upgrade(std::shared_ptr<Connection> c, Filter& filt
     handle_block(*c, *filter.blocked());
     co_return false;
   }
-  std::error_code ec = out.empty() ? std::error_code{} : co_await upstream.write_all(out);
-  wipe(out);
-  if (ec && !c->aborted) {
-    c->detail = "upstream write: " + ec.message();
-    c->close_all(true);
-  }
-  co_return !ec && !c->aborted;
+  co_return co_await send_upstream(*c, upstream, out);
 }
 
 // A 101 to a WebSocket upgrade (issue 14): the guest's held bytes and everything after go
@@ -626,13 +632,7 @@ asio::awaitable<bool> start_websocket(std::shared_ptr<Connection> c, Filter& fil
     else handle_unaudited(*c);
     co_return false;
   }
-  std::error_code ec = out.empty() ? std::error_code{} : co_await upstream.write_all(out);
-  wipe(out);
-  if (ec && !c->aborted) {
-    c->detail = "upstream write: " + ec.message();
-    c->close_all(true);
-  }
-  co_return !ec && !c->aborted;
+  co_return co_await send_upstream(*c, upstream, out);
 }
 
 // The HTTP/1 response stage (issue 14 item 3): the upstream's bytes in `raw` become in `out`
