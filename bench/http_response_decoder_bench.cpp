@@ -9,6 +9,7 @@
 #include <benchmark/benchmark.h>
 
 #include "bench/bodies.hpp"
+#include "bench/scrub_forms.hpp"
 
 #include <string>
 #include <vector>
@@ -20,15 +21,6 @@ using namespace airlock::http;
 
 constexpr std::size_t kBody = 1u << 20;
 constexpr std::size_t kRead = 16u << 10;
-
-const ScrubForms& forms() {
-  static const ScrubForms f = [] {
-    std::vector<SecretBinding> s;
-    s.push_back(SecretBuilder().env("KEY").value("+/bench0123456789abcdefghijklmnopqrstu").allow_host("api.example.com").build());
-    return ScrubForms(s);
-  }();
-  return f;
-}
 
 const std::string& plain() {
   static const std::string t = bench::json_like_body(kBody);
@@ -65,7 +57,7 @@ void BM_ScrubOnly(benchmark::State& state) {
   out.reserve(kBody + 4096);
   for (auto _ : state) {
     out.clear();
-    ResponseScrubber s(forms());
+    ResponseScrubber s(bench::one_secret_forms());
     for (std::size_t at = 0; at < in.size(); at += kRead) s.feed(std::string_view(in).substr(at, kRead), out);
     s.flush(out);
     benchmark::DoNotOptimize(out.data());
@@ -83,7 +75,7 @@ void BM_ScrubFramedThenRead(benchmark::State& state) {
   out.reserve(kBody + 65536);
   for (auto _ : state) {
     out.clear();
-    ResponseScrubber s(forms());
+    ResponseScrubber s(bench::one_secret_forms());
     ResponseReader reader;
     reader.expect({});
     for (std::size_t at = 0; at < in.size(); at += kRead) {
@@ -110,7 +102,7 @@ void BM_DecodeAndScrub(benchmark::State& state) {
   out.reserve(kBody + 65536);
   for (auto _ : state) {
     out.clear();
-    ResponseStream s(&forms());
+    ResponseStream s(&bench::one_secret_forms());
     s.expect({});
     s.undo_codings();
     for (std::size_t at = 0; at < in.size(); at += kRead) {

@@ -11,6 +11,7 @@
 #include <benchmark/benchmark.h>
 
 #include "bench/bodies.hpp"
+#include "bench/scrub_forms.hpp"
 
 #include <map>
 #include <string>
@@ -24,15 +25,6 @@ using namespace airlock::http::websocket;
 
 constexpr std::size_t kTotal = 1u << 20;
 constexpr std::size_t kRead = 16u << 10;
-
-const ScrubForms& forms() {
-  static const ScrubForms f = [] {
-    std::vector<SecretBinding> s;
-    s.push_back(SecretBuilder().env("KEY").value("+/bench0123456789abcdefghijklmnopqrstu").allow_host("api.example.com").build());
-    return ScrubForms(s);
-  }();
-  return f;
-}
 
 const std::string& plain() {
   static const std::string t = bench::json_like_body(kTotal);
@@ -59,7 +51,7 @@ const std::string& wire(int kind, std::size_t message) {
 }
 
 struct Scrub final : MessageFilter {
-  ResponseScrubber scrubber{forms()};
+  ResponseScrubber scrubber{bench::one_secret_forms()};
   std::string out;
   bool on_message(Opcode, std::string& payload) override {
     out.clear();
@@ -76,7 +68,7 @@ void BM_OpaqueScrub(benchmark::State& state) {
   out.reserve(in.size() + 4096);
   for (auto _ : state) {
     out.clear();
-    ResponseScrubber s(forms());
+    ResponseScrubber s(bench::one_secret_forms());
     for (std::size_t at = 0; at < in.size(); at += kRead) s.feed(std::string_view(in).substr(at, kRead), out);
     s.flush(out);
     benchmark::DoNotOptimize(out.data());
