@@ -67,6 +67,17 @@ def run_clean(secret, args, where, timeout=60, **kw):
 # ---------------------------------------------------------------- commands and waiting
 
 
+def airlock_run(value, env_var, home, config, dns_port, cmd, timeout, args=(), prefix=()):
+    """`airlock run` with the lab's config and DNS server, the secret's value in `env_var` (only in
+    its environment, never in argv); its output must not hold the value."""
+    env = dict(os.environ)
+    env[env_var] = value
+    env["AIRLOCK_HOME"] = home
+    return run_clean(value, [*prefix, os.environ.get("AIRLOCK_BIN", "airlock"), "run", "--config", config,
+                             "--dns-server", f"127.0.0.1:{dns_port}", *args, "--", *cmd],
+                     "airlock run's output", timeout=timeout, env=env)
+
+
 def sh(*args, check=True, timeout=60, **kw):
     return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=timeout, **kw)
 

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from netlab import Lab, TAG, assert_absent, assert_equal_secret, fake_value, link_addresses, run_clean, sh
+from netlab import Lab, airlock_run, TAG, assert_absent, assert_equal_secret, fake_value, link_addresses, sh
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 PY = "/usr/bin/python3"
@@ -150,12 +150,8 @@ class World:
             """))
 
     def run(self, cmd, action="block-and-log", timeout=120):
-        env = dict(os.environ)
-        env["AIRLOCK_E2E_H2_KEY"] = self.value
-        env["AIRLOCK_HOME"] = self.path("home")
-        return run_clean(self.value, [AIRLOCK, "run", "--config", self.config(action), "--dns-server",
-                                      f"127.0.0.1:{self.dns_port}", "--", *cmd],
-                         "airlock run's output", timeout=timeout, env=env)
+        return airlock_run(self.value, "AIRLOCK_E2E_H2_KEY", self.path("home"), self.config(action), self.dns_port,
+                           cmd, timeout)
 
     def h2(self, host, plan, action="block-and-log"):
         proc = self.run([PY, "-c", H2_CLIENT, host, json.dumps(plan)], action)

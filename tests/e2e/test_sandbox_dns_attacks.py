@@ -24,7 +24,7 @@ import textwrap
 
 import pytest
 
-from netlab import Lab, TAG, assert_absent, assert_equal_secret, fake_value, in_ns, run_clean, wait_for, wait_listening
+from netlab import Lab, airlock_run, TAG, assert_absent, assert_equal_secret, fake_value, in_ns, wait_for, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
 PY = "/usr/bin/python3"
@@ -167,12 +167,8 @@ class World:
             """))
 
     def run(self, cmd, egress, timeout=90):
-        env = dict(os.environ)
-        env["AIRLOCK_E2E_DNS_API_KEY"] = self.value
-        env["AIRLOCK_HOME"] = self.path("home")
-        return run_clean(self.value, ["ip", "netns", "exec", NS, AIRLOCK, "run", "--config", self.write_config(egress),
-                                      "--dns-server", f"127.0.0.1:{self.dns_port}", "--", *cmd],
-                         "airlock run's output", timeout=timeout, env=env)
+        return airlock_run(self.value, "AIRLOCK_E2E_DNS_API_KEY", self.path("home"), self.write_config(egress),
+                           self.dns_port, cmd, timeout, prefix=("ip", "netns", "exec", NS))
 
     def audit(self):
         """The audit records of the last run."""

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from netlab import Lab, TAG, assert_absent, assert_equal_secret, fake_value, link_addresses, run_clean, sh, wait_listening
+from netlab import Lab, airlock_run, TAG, assert_absent, assert_equal_secret, fake_value, link_addresses, sh, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 PY = "/usr/bin/python3"
@@ -160,12 +160,8 @@ class World:
 
     def run(self, cmd, action="block-and-log", timeout=90, args=(), egress=UPSTREAM_EGRESS):
         """airlock run; its output (the sandbox's and airlock's) must not hold the value."""
-        env = dict(os.environ)
-        env["AIRLOCK_E2E_SB_API_KEY"] = self.value
-        env["AIRLOCK_HOME"] = self.path("home")
-        return run_clean(self.value, [AIRLOCK, "run", "--config", self.write_config(action, egress),
-                                      "--dns-server", f"127.0.0.1:{self.dns_port}", *args, "--", *cmd],
-                         "airlock run's output", timeout=timeout, env=env)
+        return airlock_run(self.value, "AIRLOCK_E2E_SB_API_KEY", self.path("home"), self.write_config(action, egress),
+                           self.dns_port, cmd, timeout, args=args)
 
     def audit(self):
         """The audit records of every run so far (checked to be free of the value)."""

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from netlab import Lab, TAG, assert_equal_secret, fake_value, link_addresses, run_clean, sh, wait_listening
+from netlab import Lab, airlock_run, TAG, assert_equal_secret, fake_value, link_addresses, sh, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 PY = "/usr/bin/python3"
@@ -113,12 +113,8 @@ class World:
             """))
 
     def run(self, cmd, timeout=180):
-        env = dict(os.environ)
-        env["AIRLOCK_E2E_TRUST_KEY"] = self.value
-        env["AIRLOCK_HOME"] = self.lab.path("home")
-        return run_clean(self.value, [AIRLOCK, "run", "--config", self.config, "--dns-server",
-                                      f"127.0.0.1:{self.dns_port}", "--", *cmd],
-                         "airlock run's output", timeout=timeout, env=env)
+        return airlock_run(self.value, "AIRLOCK_E2E_TRUST_KEY", self.lab.path("home"), self.config, self.dns_port,
+                           cmd, timeout)
 
 
 @pytest.fixture(scope="module")
