@@ -125,16 +125,10 @@ bool AuditLog::failing() const {
   return failing_;
 }
 
-std::uint64_t AuditLog::write_calls() const {
-  std::lock_guard lock(write_mutex());
-  return write_calls_;
-}
-
-bool AuditLog::append(std::string_view text) {
+bool AuditLog::append(const std::string& text) {
   std::size_t done = 0;
   errno = 0;
   while (done < text.size()) {
-    ++write_calls_;
     ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
@@ -173,37 +167,20 @@ bool AuditLog::write(const AuditRecord& record) {
   return write_line(record.members());
 }
 
-void AuditLog::format_line(std::string& out, std::string_view time, std::string_view members) {
-  out.append("{\"time\":\"").append(time).push_back('"');
-  if (!members.empty()) out.append(",").append(members);
-  out.append("}\n");
-}
-
-void AuditLog::append_line(std::string& lines, const AuditRecord& record) {
-  if (observer_) observer_(nlohmann::ordered_json::parse(record.object()));
-  char time_buf[kTimestampSize];
-  format_line(lines, format_utc_timestamp(time_buf), record.members());
-}
-
 bool AuditLog::write_line(std::string_view members) {
   char time_buf[kTimestampSize];
+  const std::string_view time = format_utc_timestamp(time_buf);
   thread_local std::string text;  // reused: no allocation per record
-  text.clear();
-  format_line(text, format_utc_timestamp(time_buf), members);
-  return write_lines(text, 1);
-}
-
-bool AuditLog::write_lines(std::string_view lines, std::size_t count) {
-  if (fd_ < 0) return true;
+  text.assign("{\"time\":\"").append(time).push_back('"');
+  if (!members.empty()) text.append(",").append(members);
+  text.append("}\n");
   std::lock_guard lock(write_mutex());
   if (lost_ > lost_reported_) {
-    char time_buf[kTimestampSize];
-    const std::string note = "{\"time\":\"" + std::string(format_utc_timestamp(time_buf)) +
-                             "\",\"event\":\"audit_lost\",\"lost\":" + std::to_string(lost_) +
-                             ",\"reason\":\"records that could not be written\"}\n";
+    const std::string note = "{\"time\":\"" + std::string(time) + "\",\"event\":\"audit_lost\",\"lost\":" +
+                             std::to_string(lost_) + ",\"reason\":\"records that could not be written\"}\n";
     if (append(note)) lost_reported_ = lost_;
   }
-  const bool written = lost_ == lost_reported_ && append(lines);
+  const bool written = lost_ == lost_reported_ && append(text);
   if (written && failing_) {
     failing_ = false;
     if (logger_) logger_->log(LogLevel::kError, "the audit log is written again; " + std::to_string(lost_) +
@@ -211,7 +188,7 @@ bool AuditLog::write_lines(std::string_view lines, std::size_t count) {
   }
   if (!written) {
     const int error = errno;
-    lost_ += count;
+    ++lost_;
     if (!failing_) {
       failing_ = true;
       if (logger_) logger_->log(LogLevel::kError, std::string("cannot write the audit log: ") + std::strerror(error) +

@@ -67,28 +67,18 @@ class AuditLog {
   bool write(const AuditRecord& record);
   std::uint64_t lost() const noexcept { return lost_; }
   bool failing() const;
-  // For several records in one write (gateway/audit_turn.hpp): `append_line` adds to `lines` the
-  // line write() would write for `record` (and hands the record to the observer); `write_lines`
-  // writes `count` such lines with one write, whole or not at all (what a short write left is cut
-  // off, and all `count` are counted lost), with the same failure handling as write().
-  void append_line(std::string& lines, const AuditRecord& record);
-  bool write_lines(std::string_view lines, std::size_t count);
-  // write(2) calls made for records so far (tests count the writes a batch saves).
-  std::uint64_t write_calls() const;
   // Where the log says that it starts failing and that it writes again (stderr lines).
   void report_to(Logger* logger) { logger_ = logger; }
 
  private:
   bool write_line(std::string_view members);  // "time" and the members, as one line
-  static void format_line(std::string& out, std::string_view time, std::string_view members);
-  bool append(std::string_view text);  // under write_mutex()
+  bool append(const std::string& text);  // under write_mutex()
 
   int fd_ = -1;
   Observer observer_;
   Logger* logger_ = nullptr;
   std::uint64_t lost_ = 0;          // under write_mutex()
   std::uint64_t lost_reported_ = 0; // lost_ when the last audit_lost record was written
-  std::uint64_t write_calls_ = 0;   // under write_mutex()
   bool failing_ = false;
 };
 

@@ -1,6 +1,5 @@
 // One connection's life: destination, first-flight classification, interception, the engine on
 // the request direction, the splice back, and its audit record.
-#include "gateway/audit_turn.hpp"
 #include "gateway/core.hpp"
 #include "gateway/h2_pump.hpp"
 #include "gateway/proxy_request.hpp"
@@ -437,23 +436,6 @@ bool record_substitutions(Connection& c, Filter& filter) {
   return recorded || c.core.options.audit_fail_open;
 }
 
-// The same for requests on their way out of pump_up: their records are written with the other
-// requests' of this event-loop turn, in one write (gateway/audit_turn.hpp), before they leave.
-asio::awaitable<bool> record_substitutions_in_turn(Connection& c, Filter& filter) {
-  std::shared_ptr<AuditTurn> turn;
-  for (const auto& s : filter.take()) {
-    c.core.substitutions++;
-    AuditRecord r = c.audit_record("substitution");
-    r.string("secret", s.secret_env).string("host", s.host).string("location", secrets::to_string(s.location));
-    turn = add_to_turn(c.core.audit, r, c.guest.get_executor());
-    if (c.core.logger.enabled(LogLevel::kDebug))
-      c.core.logger.log(LogLevel::kDebug, "connection " + std::to_string(c.id) + ": substituted " + s.secret_env +
-                                              " for " + s.host + " in " + std::string(secrets::to_string(s.location)));
-  }
-  const bool recorded = !turn || co_await turn->written();
-  co_return recorded || c.core.options.audit_fail_open;
-}
-
 // A substitution whose audit record could not be written (fail closed): blocked, said on stderr.
 void handle_unaudited(Connection& c) {
   c.core.blocked++;
@@ -751,7 +733,7 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
       wipe(out);
       break;
     }
-    const bool recorded = co_await record_substitutions_in_turn(*c, filter);
+    const bool recorded = record_substitutions(*c, filter);
     expect_responses(filter);  // before the requests leave: their responses may come at once
     if (!to_guest.empty()) {
       co_await from.write_all(to_guest);
