@@ -545,7 +545,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     out = &out_sink.emplace(to_upstream);
     guest = to_guest;
     committed = to_upstream.size();
-    to_upstream.append(held);
+    out->append(held);
     verbatim_tail = held.size();
     held.clear();
   }
