@@ -238,6 +238,8 @@ TlsStream::TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl)
   // kTlsReadAhead bytes instead of one record.
   SSL_set_read_ahead(ssl_.get(), 1);
   SSL_set_default_read_buffer_len(ssl_.get(), kTlsReadAhead);
+  SSL_set_msg_callback(ssl_.get(), &TlsStream::on_tls_message);
+  SSL_set_msg_callback_arg(ssl_.get(), this);
   BIO* bio = BIO_new(socket_method());
   BIO_set_data(bio, &ends_);
   SSL_set_bio(ssl_.get(), bio, bio);  // one reference for both directions
@@ -308,6 +310,20 @@ std::error_code TlsStream::source_state() const {
   return {};
 }
 
+// Records of application data only, read or written in full, leave no buffer behind
+// (SSL_MODE_RELEASE_BUFFERS): the keep-alive path skips the call. Anything else sets the flag.
+void TlsStream::on_tls_message(int, int, int content_type, const void*, std::size_t, SSL*, void* arg) {
+  if (content_type == SSL3_RT_HANDSHAKE || content_type == SSL3_RT_ALERT || content_type == SSL3_RT_CHANGE_CIPHER_SPEC) {
+    static_cast<TlsStream*>(arg)->buffers_maybe_held_ = true;
+  }
+}
+
+void TlsStream::free_idle_buffers() {
+  if (!buffers_maybe_held_) return;
+  SSL_free_buffers(ssl_.get());
+  buffers_maybe_held_ = false;
+}
+
 // Whether SSL_read could return bytes without the socket: decrypted or undecrypted bytes held by
 // OpenSSL, or preloaded ones.
 bool TlsStream::buffered() const { return SSL_has_pending(ssl_.get()) || ends_.source.preloaded_left() > 0; }
@@ -338,7 +354,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
       // What an earlier SSL_read queued for the peer (e.g. a KeyUpdate answer) goes out first.
       std::error_code ec;
       if (output_pending()) ec = co_await flush();
-      SSL_free_buffers(ssl_.get());
+      free_idle_buffers();
       if (!ec) {
         co_await wait_readable(ec);
         readable_again(ec);
@@ -352,6 +368,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
     std::size_t n = 0;
     int r = SSL_read_ex(ssl_.get(), out, size, &n);
     int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), r);
+    if (r != 1) buffers_maybe_held_ = true;  // e.g. a post-handshake message read, or a partial record
     if (r == 1) {
       // No suspension between filling `out` and returning it (it may be shared scratch); what
       // SSL_read queued for the peer (e.g. a KeyUpdate answer) goes out with the next flush.
@@ -418,6 +435,7 @@ bool TlsStream::readable_now() {
 
 asio::awaitable<std::error_code> TlsStream::shutdown_send() {
   clear_tls_errors();
+  buffers_maybe_held_ = true;
   SSL_shutdown(ssl_.get());  // queues close_notify; reading continues until the peer's
   std::error_code ec = co_await flush();
   std::error_code ignored;

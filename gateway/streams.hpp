@@ -132,10 +132,18 @@ class TlsStream final : public Stream {
   std::error_code source_state() const;
   bool buffered() const;
   bool output_pending() const;
+  void free_idle_buffers();
+  static void on_tls_message(int write_p, int version, int content_type, const void* buf, std::size_t len, SSL* ssl, void* arg);
   asio::ip::tcp::socket& socket_;
   SocketEnds ends_;  // declared before ssl_: it outlives the BIO that uses it
   tls::SslPtr ssl_;
   WriteGate gate_;
+  // Whether OpenSSL may hold a record buffer that SSL_MODE_RELEASE_BUFFERS did not give back: set
+  // by any handshake, alert or change-cipher-spec message read or written (the handshake itself,
+  // session tickets, a KeyUpdate), an SSL_read that returned no data, or a shutdown. Only then is
+  // SSL_free_buffers worth its cost (~600 instructions even when it frees nothing) before an idle
+  // wait; reads and writes of application data give their buffers back themselves.
+  bool buffers_maybe_held_ = true;
 };
 
 // The error a failed TLS operation reports (details are in the OpenSSL error queue / verify result).

@@ -15,6 +15,7 @@
 
 #include <openssl/ssl.h>
 
+#include <malloc.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -205,6 +206,73 @@ TEST_F(TlsStreamFixture, GarbageIsATlsErrorNotATruncation) {
   TlsStream stream(server_, server_ssl());
   std::error_code ec = run([&]() -> asio::awaitable<std::error_code> { co_return co_await stream.handshake(); });
   EXPECT_EQ(ec, tls_error()) << ec.message();
+}
+
+// An idle stream (read_some waiting for the socket) holds no record buffer: after the handshake,
+// after a read of application data (OpenSSL released its buffers itself, so read_some skips the
+// SSL_free_buffers call), and after a KeyUpdate read together with data. Probed by freeing the
+// buffers by hand while the stream waits: nothing may be left to free (a record buffer is >= 16 KiB).
+TEST_F(TlsStreamFixture, AnIdleStreamHoldsNoRecordBuffer) {
+  std::atomic<int> stage{0};
+  auto wait_for = [&](int s) {
+    for (int i = 0; i < 500 && stage.load() < s; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  };
+  peer_ = std::thread([&] {
+    if (SSL_connect(client_ssl_.get()) != 1) return;
+    wait_for(1);
+    SSL_write(client_ssl_.get(), "one", 3);
+    wait_for(2);
+    SSL_key_update(client_ssl_.get(), SSL_KEY_UPDATE_NOT_REQUESTED);  // sent before the next record
+    SSL_write(client_ssl_.get(), "two", 3);
+    wait_for(3);
+    SSL_shutdown(client_ssl_.get());
+  });
+  TlsStream stream(server_, server_ssl());
+  std::string all;
+  std::error_code ended;
+  std::vector<long long> freed_by_hand;
+  run([&]() -> asio::awaitable<void> {
+    if ((ended = co_await stream.handshake())) co_return;
+    auto executor = co_await asio::this_coro::executor;
+    bool reader_done = false;
+    asio::co_spawn(
+        executor,
+        [&]() -> asio::awaitable<void> {
+          char buf[kScratchBytes];
+          while (true) {
+            IoResult r = co_await stream.read_some(buf, sizeof buf);
+            if (r.error) {
+              ended = r.error;
+              break;
+            }
+            all.append(buf, r.bytes);
+          }
+          reader_done = true;
+        },
+        asio::detached);
+    asio::steady_timer pause(executor);
+    const std::size_t expect[] = {0, 3, 6};
+    for (int s = 0; s < 3; ++s) {
+      for (int i = 0; i < 500 && all.size() < expect[s] && !reader_done; ++i) {
+        pause.expires_after(std::chrono::milliseconds(10));
+        co_await pause.async_wait(asio::use_awaitable);
+      }
+      pause.expires_after(std::chrono::milliseconds(100));  // the reader waits, the peer is blocked
+      co_await pause.async_wait(asio::use_awaitable);
+      const auto before = static_cast<long long>(mallinfo2().uordblks);
+      SSL_free_buffers(stream.ssl());
+      freed_by_hand.push_back(before - static_cast<long long>(mallinfo2().uordblks));
+      stage = s + 1;
+    }
+    for (int i = 0; i < 500 && !reader_done; ++i) {
+      pause.expires_after(std::chrono::milliseconds(10));
+      co_await pause.async_wait(asio::use_awaitable);
+    }
+  });
+  EXPECT_EQ(ended, std::error_code(asio::error::eof)) << ended.message();
+  EXPECT_EQ(all, "onetwo");
+  ASSERT_EQ(freed_by_hand.size(), 3u);
+  for (std::size_t s = 0; s < freed_by_hand.size(); ++s) EXPECT_LT(freed_by_hand[s], 1024) << "a record buffer was held while idle, stage " << s;
 }
 
 TEST_F(TlsStreamFixture, ConcurrentWritersAgainstAFullSocketKeepRecordOrderAndWholeWrites) {
