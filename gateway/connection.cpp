@@ -800,8 +800,11 @@ asio::awaitable<bool> relay_websocket_down(std::shared_ptr<Connection> c, Filter
 }
 
 // What pump_down collects from the reads that are ready before it writes (one SSL_write, one
-// send): three full TLS records, so the records fit the thread's write cork (64 KiB) at once.
-constexpr std::size_t kDownBatchBytes = 48 * 1024;
+// send): four full TLS records, the 64 KiB the kernel's segmentation offload (GSO/TSO) takes in
+// one segment, one write slice (kWriteSlice) that the thread's write cork holds at once.
+constexpr std::size_t kDownBatchBytes = kWriteSlice;
+// The batch buffer's capacity: a batch and one more read. Larger (a decoded burst) is given back.
+constexpr std::size_t kDownBatchCapacity = kDownBatchBytes + kScratchBytes;
 
 // Upstream to guest. With `scrub`, every value the responses echo is masked (same length, so
 // the framing holds), for every secrets snapshot still needed (filter.scrubbers, refreshed before
@@ -829,7 +832,7 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     const std::size_t room = direct != nullptr ? direct->pending() : 0;
     const std::size_t at = scrubbed.size() + room;
     if (direct != nullptr) {
-      if (scrubbed.capacity() < at + size) scrubbed.reserve(std::max(at + size, kDownBatchBytes + size));
+      if (scrubbed.capacity() < at + size) scrubbed.reserve(std::max(at + size, kDownBatchCapacity));
       scrubbed.resize(at + size);
       buf = scrubbed.data() + at;
     }
@@ -905,7 +908,7 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       more = !close_after && from.readable_now();
       if (!close_after && !more) filter.responses->flush(scrubbed);
       // A decoded read can expand (up to the ratio cap): that output counts against the budget.
-      const bool large = scrubbed.capacity() > (std::size_t{64} << 10);
+      const bool large = scrubbed.capacity() > kDownBatchCapacity;
       if (large && !within_budget(*c, filter.held_bytes() + scrubbed.capacity())) break;
       if (filter.responses->masked_bytes() != masked) {
         if (buf == pump_scratch()) OPENSSL_cleanse(buf, r.bytes);  // it held a value (in place: masked there)
@@ -938,7 +941,7 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     if (!filter.answered.empty()) record_latency(*c, filter);
     if (scrub) refresh_scrubbers(*c, filter);  // a response just ended may free an old snapshot
     // A decoded burst, or a batch before a pause (the connection may idle now): given back.
-    if (scrubbed.capacity() > (std::size_t{64} << 10) || (!more && scrubbed.capacity() > kScratchBytes)) {
+    if (scrubbed.capacity() > kDownBatchCapacity || (!more && scrubbed.capacity() > kScratchBytes)) {
       std::string().swap(scrubbed);
       c->ticket->hold(filter.held_bytes());
     }

@@ -62,7 +62,7 @@ namespace {
 // here (SSL_read may queue one, e.g. a KeyUpdate answer, and return), it moves to that stream's
 // backlog before another stream uses the cork.
 struct Cork {
-  static constexpr std::size_t kBytes = 64 * 1024;
+  static constexpr std::size_t kBytes = 2 * kWriteSlice;
   SocketSink* owner = nullptr;
   std::size_t used = 0;
   std::array<char, kBytes> data;
@@ -76,6 +76,10 @@ Cork& cork() noexcept {
   thread_local Cork c;
   return c;
 }
+
+// An upper bound of what `plaintext` bytes become as TLS records (header, padding, tag per
+// record of at most 16 KiB).
+constexpr std::size_t sealed_bound(std::size_t plaintext) noexcept { return plaintext + (plaintext / 16384 + 1) * 64; }
 
 // SSL_get_error needs an empty error queue before each call; clearing an empty one costs more
 // than looking at it.
@@ -385,8 +389,9 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
 asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
   if (data.empty()) co_return std::error_code{};
   // The sink takes everything at once; the socket write below is the backpressure. More than
-  // the cork holds is encrypted and sent in slices that fit it (no spill of the cork into the
-  // backlog, a copy and an allocation), all before the first wait: `data` may be scratch.
+  // the cork holds is encrypted in slices, and the cork is sent before a slice it may not hold
+  // (no spill of the cork into the backlog, a copy and an allocation), all before the first
+  // wait: `data` may be scratch.
   while (true) {
     const std::string_view slice = data.substr(0, kWriteSlice);
     clear_tls_errors();
@@ -396,7 +401,11 @@ asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
     }
     data.remove_prefix(slice.size());
     if (data.empty()) break;
-    if (std::error_code ec = send_corked()) co_return ec;
+    const Cork& c = cork();
+    const std::size_t corked = c.owner == &ends_.sink ? c.used : 0;
+    if (corked + sealed_bound(std::min(data.size(), kWriteSlice)) > Cork::kBytes) {
+      if (std::error_code ec = send_corked()) co_return ec;
+    }
   }
   co_return co_await flush();
 }
