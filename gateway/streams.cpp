@@ -13,6 +13,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 namespace airlock::gateway {
 
@@ -98,8 +99,8 @@ std::error_code send_now(asio::ip::tcp::socket& socket, std::string_view data, s
   return ec;
 }
 
-// The read BIO over a SocketSource. OpenSSL asks for as much as its record buffer holds
-// (read-ahead); we give it the preloaded bytes first, then what one recv returns.
+// The read BIO over a SocketSource. OpenSSL asks for a record's header, then for its body; we
+// give it the preloaded bytes first, then what is left of the last recv, then recv again.
 int source_read(BIO* bio, char* out, size_t size, size_t* got) {
   auto* src = &static_cast<SocketEnds*>(BIO_get_data(bio))->source;
   BIO_clear_retry_flags(bio);
@@ -116,17 +117,34 @@ int source_read(BIO* bio, char* out, size_t size, size_t* got) {
     *got = n;
     return 1;
   }
+  const auto take_ahead = [&] {
+    const std::size_t n = std::min(size, src->ahead_left());
+    std::memcpy(out, src->ahead.get() + src->ahead_begin, n);
+    src->ahead_begin += n;
+    *got = n;
+    return 1;
+  };
+  if (src->ahead_left() > 0) return take_ahead();
   if (src->eof || src->error) {
     BIO_set_retry_read(bio);  // TlsStream reports it; OpenSSL must not turn it into an alert
     return 0;
   }
+  if (!src->ahead) src->ahead.reset(new (std::nothrow) char[kTlsReadAhead]);
+  // Without the buffer (no memory): straight into OpenSSL's, what it asked for.
+  char* into = src->ahead ? src->ahead.get() : out;
+  const std::size_t want = src->ahead ? kTlsReadAhead : size;
   ssize_t n;
-  do n = ::recv(src->fd, out, size, 0);
+  do n = ::recv(src->fd, into, want, 0);
   while (n < 0 && errno == EINTR);
   if (n > 0) {
-    src->drained = static_cast<std::size_t>(n) < size;
-    *got = static_cast<std::size_t>(n);
-    return 1;
+    src->drained = static_cast<std::size_t>(n) < want;
+    if (!src->ahead) {
+      *got = static_cast<std::size_t>(n);
+      return 1;
+    }
+    src->ahead_begin = 0;
+    src->ahead_end = static_cast<std::size_t>(n);
+    return take_ahead();
   }
   src->drained = true;
   if (n == 0) src->eof = true;
@@ -157,7 +175,7 @@ int sink_write(BIO* bio, const char* in, size_t size, size_t* written) {
 long socket_ctrl(BIO* bio, int cmd, long, void*) {
   auto* ends = static_cast<SocketEnds*>(BIO_get_data(bio));
   switch (cmd) {
-    case BIO_CTRL_PENDING: return static_cast<long>(ends->source.preloaded_left());
+    case BIO_CTRL_PENDING: return static_cast<long>(ends->source.preloaded_left() + ends->source.ahead_left());
     case BIO_CTRL_WPENDING: {
       const Cork& c = cork();
       return static_cast<long>(ends->sink.backlog.size() + (c.owner == &ends->sink ? c.used : 0));
@@ -238,10 +256,6 @@ TlsStream::TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl)
   socket_.non_blocking(true, ignored);  // OpenSSL's reads never block the thread
   ends_.source.fd = socket_.native_handle();
   SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);  // idle connections give their record buffers back
-  // Several records per recv: the read buffer (allocated only while records are being read) holds
-  // kTlsReadAhead bytes instead of one record.
-  SSL_set_read_ahead(ssl_.get(), 1);
-  SSL_set_default_read_buffer_len(ssl_.get(), kTlsReadAhead);
   BIO* bio = BIO_new(socket_method());
   BIO_set_data(bio, &ends_);
   SSL_set_bio(ssl_.get(), bio, bio);  // one reference for both directions
@@ -314,7 +328,9 @@ std::error_code TlsStream::source_state() const {
 
 // Whether SSL_read could return bytes without the socket: decrypted or undecrypted bytes held by
 // OpenSSL, or preloaded ones.
-bool TlsStream::buffered() const { return SSL_has_pending(ssl_.get()) || ends_.source.preloaded_left() > 0; }
+bool TlsStream::buffered() const {
+  return SSL_has_pending(ssl_.get()) || ends_.source.preloaded_left() > 0 || ends_.source.ahead_left() > 0;
+}
 
 asio::awaitable<std::error_code> TlsStream::handshake() {
   while (true) {
@@ -343,6 +359,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
       std::error_code ec;
       if (output_pending()) ec = co_await flush();
       SSL_free_buffers(ssl_.get());
+      ends_.source.release_ahead();
       if (!ec) {
         co_await wait_readable(ec);
         readable_again(ec);
@@ -370,6 +387,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
     }
     if (err == SSL_ERROR_WANT_READ) {
       // The socket is drained (or ended): a partial record may stay in OpenSSL's buffer.
+      ends_.source.release_ahead();
       std::error_code ec = source_state();
       if (!ec) {
         co_await wait_readable(ec);
