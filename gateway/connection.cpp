@@ -800,8 +800,7 @@ asio::awaitable<bool> relay_websocket_down(std::shared_ptr<Connection> c, Filter
 }
 
 // What pump_down collects from the reads that are ready before it writes (one SSL_write, one
-// send): four full TLS records, the 64 KiB the kernel's segmentation offload (GSO/TSO) takes in
-// one segment, one write slice (kWriteSlice) that the thread's write cork holds at once.
+// send): three full TLS records, one write slice (kWriteSlice).
 constexpr std::size_t kDownBatchBytes = kWriteSlice;
 // The batch buffer's capacity: a batch and one more read. Larger (a decoded burst) is given back.
 constexpr std::size_t kDownBatchCapacity = kDownBatchBytes + kScratchBytes;

@@ -63,7 +63,7 @@ namespace {
 // here (SSL_read may queue one, e.g. a KeyUpdate answer, and return), it moves to that stream's
 // backlog before another stream uses the cork.
 struct Cork {
-  static constexpr std::size_t kBytes = 2 * kWriteSlice;
+  static constexpr std::size_t kBytes = 128 * 1024;  // > 2 slices (kWriteSlice) with their framing
   SocketSink* owner = nullptr;
   std::size_t used = 0;
   std::array<char, kBytes> data;
