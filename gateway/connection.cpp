@@ -838,7 +838,10 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     IoResult r = co_await from.read_some(buf, size);
     if (direct != nullptr) {
       scrubbed.resize(at + r.bytes);
-      if (c->aborted || r.error) scrubbed.resize(at - room);
+      if (c->aborted || r.error) {  // never scrubbed: the upstream's bytes do not stay behind
+        OPENSSL_cleanse(scrubbed.data() + at - room, room + r.bytes);
+        scrubbed.resize(at - room);
+      }
     }
     if (c->aborted) break;
     if (r.error) {
