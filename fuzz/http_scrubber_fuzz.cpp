@@ -7,6 +7,8 @@
 // pauses the output is the same as fed whole; every byte of a raw value's occurrence is masked
 // (fed whole); and no value survives in any output, even with flushes between chunks (a value
 // holding the mask byte can be spelled by masks, so only those without one are searched for).
+// scrub_in_place (each chunk read into the output after room for the held bytes) gives feed()'s
+// output for the same chunks and pauses.
 #include <http/response_scrubber.hpp>
 
 #include <cstddef>
@@ -25,8 +27,9 @@ void check(bool ok) {
   if (!ok) std::abort();
 }
 
-// Feeds `in` in chunks drawn from `seed`; with `pauses`, flushes after some of them.
-std::string run(const ScrubForms& forms, std::string_view in, unsigned seed, bool pauses) {
+// Feeds `in` in chunks drawn from `seed`; with `pauses`, flushes after some of them; `in_place`:
+// each chunk lands in the output after room for the held bytes and is scrubbed there.
+std::string run(const ScrubForms& forms, std::string_view in, unsigned seed, bool pauses, bool in_place = false) {
   ResponseScrubber s(forms);
   std::string out;
   std::uint32_t state = seed * 2654435761u + 1;
@@ -39,7 +42,14 @@ std::string run(const ScrubForms& forms, std::string_view in, unsigned seed, boo
   std::size_t at = 0;
   while (at < in.size()) {
     const std::size_t chunk = seed == 0 ? in.size() : 1 + next() % 19;
-    s.feed(in.substr(at, chunk), out);
+    if (in_place) {
+      const std::size_t into = out.size() + s.pending();
+      out.resize(into);
+      out.append(in.substr(at, chunk));
+      s.scrub_in_place(out, into);
+    } else {
+      s.feed(in.substr(at, chunk), out);
+    }
     at += std::min(chunk, in.size() - at);
     check(s.pending() < std::max<std::size_t>(forms.longest(), 1));
     check(out.size() + s.pending() == at);
@@ -81,6 +91,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string whole = run(forms, in, 0, false);
   check(run(forms, in, seed | 1, false) == whole);
   const std::string paused = run(forms, in, seed | 1, true);
+  check(run(forms, in, 0, false, true) == whole);
+  check(run(forms, in, seed | 1, false, true) == whole);
+  check(run(forms, in, seed | 1, true, true) == paused);
   for (const std::string& v : values) {
     for (std::size_t at = in.find(v); at != std::string_view::npos; at = in.find(v, at + 1)) {
       check(whole.compare(at, v.size(), std::string(v.size(), '*')) == 0);

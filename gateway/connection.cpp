@@ -800,8 +800,10 @@ asio::awaitable<bool> relay_websocket_down(std::shared_ptr<Connection> c, Filter
 }
 
 // What pump_down collects from the reads that are ready before it writes (one SSL_write, one
-// send): three full TLS records, so the records fit the thread's write cork (64 KiB) at once.
-constexpr std::size_t kDownBatchBytes = 48 * 1024;
+// send): three full TLS records, one write slice (kWriteSlice).
+constexpr std::size_t kDownBatchBytes = kWriteSlice;
+// The batch buffer's capacity: a batch and one more read. Larger (a decoded burst) is given back.
+constexpr std::size_t kDownBatchCapacity = kDownBatchBytes + kScratchBytes;
 
 // Upstream to guest. With `scrub`, every value the responses echo is masked (same length, so
 // the framing holds), for every secrets snapshot still needed (filter.scrubbers, refreshed before
@@ -818,10 +820,29 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
   ResponseScrubbers& scrubbers = filter.scrubbers;
   if (scrub) refresh_scrubbers(*c, filter);
   std::string scrubbed, hold;  // scrubbed: the batch's output (masked), not yet written
+  std::string rest;            // in place: the bytes after a plain body's end (the upstream's)
   bool reported = false;
   while (!c->aborted) {
     char* buf = pump_scratch();  // valid until we suspend: write_all takes it before it waits
+    // A plain body with one scrubber is read straight into the batch, after room for the bytes
+    // the scrubber holds, and scrubbed there (no copy from scratch into the batch).
+    http::ResponseScrubber* direct =
+        filter.responses && !filter.websocket ? filter.responses->in_place_scrubber() : nullptr;
+    const std::size_t room = direct != nullptr ? direct->pending() : 0;
+    const std::size_t at = scrubbed.size() + room;
+    if (direct != nullptr) {
+      if (scrubbed.capacity() < at + size) scrubbed.reserve(std::max(at + size, kDownBatchCapacity));
+      scrubbed.resize(at + size);
+      buf = scrubbed.data() + at;
+    }
     IoResult r = co_await from.read_some(buf, size);
+    if (direct != nullptr) {
+      scrubbed.resize(at + r.bytes);
+      if (c->aborted || r.error) {  // never scrubbed: the upstream's bytes do not stay behind
+        OPENSSL_cleanse(scrubbed.data() + at - room, room + r.bytes);
+        scrubbed.resize(at - room);
+      }
+    }
     if (c->aborted) break;
     if (r.error) {
       const bool truncated = r.error == tls_truncated();
@@ -850,6 +871,14 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     c->bytes_down += r.bytes;
     std::string_view chunk(buf, r.bytes);
     if (scrub) refresh_scrubbers(*c, filter);
+    if (direct != nullptr && (filter.responses->in_place_scrubber() != direct || direct->pending() != room)) {
+      // The chain changed while we waited (a reload): these bytes take the path that copies.
+      rest.assign(scrubbed, at);
+      OPENSSL_cleanse(scrubbed.data() + at - room, scrubbed.size() - at + room);
+      scrubbed.resize(at - room);
+      chunk = rest;
+      direct = nullptr;
+    }
     if (filter.websocket) {
       if (!co_await relay_websocket_down(c, filter, to, chunk, reported)) break;
       continue;
@@ -858,7 +887,13 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     bool more = false;  // more bytes are ready: the batch may go on
     if (filter.responses) {
       const std::uint64_t masked = filter.responses->masked_bytes();
-      if (!co_await read_responses(c, filter, from, chunk, scrubbed, hold, close_after)) break;
+      if (direct != nullptr) {
+        filter.responses->feed_in_place(scrubbed, at, rest);
+        chunk = rest;  // what followed the body, if anything, goes the usual way
+      }
+      const bool going = co_await read_responses(c, filter, from, chunk, scrubbed, hold, close_after);
+      wipe(rest);
+      if (!going) break;
       wipe(hold);
       if (filter.websocket) {
         // Switched in this read: the 101 goes on whole, then what followed it as WebSocket frames.
@@ -875,10 +910,10 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       more = !close_after && from.readable_now();
       if (!close_after && !more) filter.responses->flush(scrubbed);
       // A decoded read can expand (up to the ratio cap): that output counts against the budget.
-      const bool large = scrubbed.capacity() > (std::size_t{64} << 10);
+      const bool large = scrubbed.capacity() > kDownBatchCapacity;
       if (large && !within_budget(*c, filter.held_bytes() + scrubbed.capacity())) break;
       if (filter.responses->masked_bytes() != masked) {
-        OPENSSL_cleanse(buf, r.bytes);  // it held a value
+        if (buf == pump_scratch()) OPENSSL_cleanse(buf, r.bytes);  // it held a value (in place: masked there)
         if (!std::exchange(reported, true)) record_scrub(*c);
       }
       if (more && scrubbed.size() + size <= kDownBatchBytes) continue;  // the batch goes on
@@ -908,7 +943,7 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
     if (!filter.answered.empty()) record_latency(*c, filter);
     if (scrub) refresh_scrubbers(*c, filter);  // a response just ended may free an old snapshot
     // A decoded burst, or a batch before a pause (the connection may idle now): given back.
-    if (scrubbed.capacity() > (std::size_t{64} << 10) || (!more && scrubbed.capacity() > kScratchBytes)) {
+    if (scrubbed.capacity() > kDownBatchCapacity || (!more && scrubbed.capacity() > kScratchBytes)) {
       std::string().swap(scrubbed);
       c->ticket->hold(filter.held_bytes());
     }

@@ -13,6 +13,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 namespace airlock::gateway {
 
@@ -62,7 +63,7 @@ namespace {
 // here (SSL_read may queue one, e.g. a KeyUpdate answer, and return), it moves to that stream's
 // backlog before another stream uses the cork.
 struct Cork {
-  static constexpr std::size_t kBytes = 64 * 1024;
+  static constexpr std::size_t kBytes = 128 * 1024;  // > 2 slices (kWriteSlice) with their framing
   SocketSink* owner = nullptr;
   std::size_t used = 0;
   std::array<char, kBytes> data;
@@ -76,6 +77,10 @@ Cork& cork() noexcept {
   thread_local Cork c;
   return c;
 }
+
+// An upper bound of what `plaintext` bytes become as TLS records (header, padding, tag per
+// record of at most 16 KiB).
+constexpr std::size_t sealed_bound(std::size_t plaintext) noexcept { return plaintext + (plaintext / 16384 + 1) * 64; }
 
 // SSL_get_error needs an empty error queue before each call; clearing an empty one costs more
 // than looking at it.
@@ -94,8 +99,8 @@ std::error_code send_now(asio::ip::tcp::socket& socket, std::string_view data, s
   return ec;
 }
 
-// The read BIO over a SocketSource. OpenSSL asks for as much as its record buffer holds
-// (read-ahead); we give it the preloaded bytes first, then what one recv returns.
+// The read BIO over a SocketSource. OpenSSL asks for a record's header, then for its body; we
+// give it the preloaded bytes first, then what is left of the last recv, then recv again.
 int source_read(BIO* bio, char* out, size_t size, size_t* got) {
   auto* src = &static_cast<SocketEnds*>(BIO_get_data(bio))->source;
   BIO_clear_retry_flags(bio);
@@ -112,17 +117,34 @@ int source_read(BIO* bio, char* out, size_t size, size_t* got) {
     *got = n;
     return 1;
   }
+  const auto take_ahead = [&] {
+    const std::size_t n = std::min(size, src->ahead_left());
+    std::memcpy(out, src->ahead.get() + src->ahead_begin, n);
+    src->ahead_begin += n;
+    *got = n;
+    return 1;
+  };
+  if (src->ahead_left() > 0) return take_ahead();
   if (src->eof || src->error) {
     BIO_set_retry_read(bio);  // TlsStream reports it; OpenSSL must not turn it into an alert
     return 0;
   }
+  if (!src->ahead) src->ahead.reset(new (std::nothrow) char[kTlsReadAhead]);
+  // Without the buffer (no memory): straight into OpenSSL's, what it asked for.
+  char* into = src->ahead ? src->ahead.get() : out;
+  const std::size_t want = src->ahead ? kTlsReadAhead : size;
   ssize_t n;
-  do n = ::recv(src->fd, out, size, 0);
+  do n = ::recv(src->fd, into, want, 0);
   while (n < 0 && errno == EINTR);
   if (n > 0) {
-    src->drained = static_cast<std::size_t>(n) < size;
-    *got = static_cast<std::size_t>(n);
-    return 1;
+    src->drained = static_cast<std::size_t>(n) < want;
+    if (!src->ahead) {
+      *got = static_cast<std::size_t>(n);
+      return 1;
+    }
+    src->ahead_begin = 0;
+    src->ahead_end = static_cast<std::size_t>(n);
+    return take_ahead();
   }
   src->drained = true;
   if (n == 0) src->eof = true;
@@ -153,7 +175,7 @@ int sink_write(BIO* bio, const char* in, size_t size, size_t* written) {
 long socket_ctrl(BIO* bio, int cmd, long, void*) {
   auto* ends = static_cast<SocketEnds*>(BIO_get_data(bio));
   switch (cmd) {
-    case BIO_CTRL_PENDING: return static_cast<long>(ends->source.preloaded_left());
+    case BIO_CTRL_PENDING: return static_cast<long>(ends->source.preloaded_left() + ends->source.ahead_left());
     case BIO_CTRL_WPENDING: {
       const Cork& c = cork();
       return static_cast<long>(ends->sink.backlog.size() + (c.owner == &ends->sink ? c.used : 0));
@@ -234,10 +256,6 @@ TlsStream::TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl)
   socket_.non_blocking(true, ignored);  // OpenSSL's reads never block the thread
   ends_.source.fd = socket_.native_handle();
   SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);  // idle connections give their record buffers back
-  // Several records per recv: the read buffer (allocated only while records are being read) holds
-  // kTlsReadAhead bytes instead of one record.
-  SSL_set_read_ahead(ssl_.get(), 1);
-  SSL_set_default_read_buffer_len(ssl_.get(), kTlsReadAhead);
   SSL_set_msg_callback(ssl_.get(), &TlsStream::on_tls_message);
   SSL_set_msg_callback_arg(ssl_.get(), this);
   BIO* bio = BIO_new(socket_method());
@@ -326,7 +344,9 @@ void TlsStream::free_idle_buffers() {
 
 // Whether SSL_read could return bytes without the socket: decrypted or undecrypted bytes held by
 // OpenSSL, or preloaded ones.
-bool TlsStream::buffered() const { return SSL_has_pending(ssl_.get()) || ends_.source.preloaded_left() > 0; }
+bool TlsStream::buffered() const {
+  return SSL_has_pending(ssl_.get()) || ends_.source.preloaded_left() > 0 || ends_.source.ahead_left() > 0;
+}
 
 asio::awaitable<std::error_code> TlsStream::handshake() {
   while (true) {
@@ -355,6 +375,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
       std::error_code ec;
       if (output_pending()) ec = co_await flush();
       free_idle_buffers();
+      ends_.source.release_ahead();
       if (!ec) {
         co_await wait_readable(ec);
         readable_again(ec);
@@ -383,6 +404,7 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
     }
     if (err == SSL_ERROR_WANT_READ) {
       // The socket is drained (or ended): a partial record may stay in OpenSSL's buffer.
+      ends_.source.release_ahead();
       std::error_code ec = source_state();
       if (!ec) {
         co_await wait_readable(ec);
@@ -402,8 +424,9 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
 asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
   if (data.empty()) co_return std::error_code{};
   // The sink takes everything at once; the socket write below is the backpressure. More than
-  // the cork holds is encrypted and sent in slices that fit it (no spill of the cork into the
-  // backlog, a copy and an allocation), all before the first wait: `data` may be scratch.
+  // the cork holds is encrypted in slices, and the cork is sent before a slice it may not hold
+  // (no spill of the cork into the backlog, a copy and an allocation), all before the first
+  // wait: `data` may be scratch.
   while (true) {
     const std::string_view slice = data.substr(0, kWriteSlice);
     clear_tls_errors();
@@ -413,7 +436,11 @@ asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
     }
     data.remove_prefix(slice.size());
     if (data.empty()) break;
-    if (std::error_code ec = send_corked()) co_return ec;
+    const Cork& c = cork();
+    const std::size_t corked = c.owner == &ends_.sink ? c.used : 0;
+    if (corked + sealed_bound(std::min(data.size(), kWriteSlice)) > Cork::kBytes) {
+      if (std::error_code ec = send_corked()) co_return ec;
+    }
   }
   co_return co_await flush();
 }

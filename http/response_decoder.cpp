@@ -299,6 +299,27 @@ ResponseStream::Event ResponseStream::feed(std::string_view in, std::size_t& use
   return Event::kNeedMore;
 }
 
+ResponseScrubber* ResponseStream::in_place_scrubber() noexcept {
+  if (failed_ || scrubber_ == nullptr || body_ || (!opaque_ && reader_.in_head())) return nullptr;
+  const ResponseHead::Body framing = reader_.head().body;
+  if (!opaque_ && framing != ResponseHead::Body::kLength && framing != ResponseHead::Body::kClose) return nullptr;
+  return scrubber_->sole();
+}
+
+void ResponseStream::feed_in_place(std::string& buf, std::size_t at, std::string& rest) {
+  std::size_t used = buf.size() - at;
+  if (!opaque_) {
+    // The reader counts the body's bytes (and ends it); no event here needs more than that.
+    reader_.feed(std::string_view(buf).substr(at), used);
+    if (used < buf.size() - at) {
+      rest.assign(buf, at + used);
+      OPENSSL_cleanse(buf.data() + at + used, buf.size() - at - used);
+      buf.resize(at + used);
+    }
+  }
+  scrubber_->sole()->scrub_in_place(buf, at);
+}
+
 void ResponseStream::flush(std::string& out) {
   if (body_) body_->flush(out);
   else if (scrubber_ && scrubber_->pending() > 0) scrubber_->flush(out);

@@ -138,6 +138,17 @@ class ResponseStream {
 
   // Consumes a prefix of `in` (`used` bytes) up to the next event, appending what the guest gets.
   Event feed(std::string_view in, std::size_t& used, std::string& out);
+  // The fast path of a plain body (Content-Length or close-delimited, nothing to decode) and of
+  // the opaque bytes after a switch, when one scrubber does all the work: that scrubber when the
+  // next bytes fed would go straight through it, else null. A caller may then read the bytes
+  // straight into its output and hand them to feed_in_place().
+  ResponseScrubber* in_place_scrubber() noexcept;
+  // buf[at, buf.size()) are new bytes, and in_place_scrubber()->pending() bytes before `at` are
+  // room for its held bytes: the bytes the plain body takes are read (framing) and scrubbed where
+  // they lie (ResponseScrubber::scrub_in_place), so buf ends with feed()'s output for them. What
+  // follows the body (the next response) is moved to `rest`, for feed(); it is the upstream's
+  // bytes, so the caller wipes it.
+  void feed_in_place(std::string& buf, std::size_t at, std::string& rest);
   // No more bytes ready: the scrubbers let their held bytes go.
   void flush(std::string& out);
   // The upstream closed: the last bytes of a close-delimited body; kNone or the error.

@@ -115,6 +115,90 @@ Streamed stream(std::string_view wire, const ScrubForms* forms, std::size_t step
 
 const std::string kChunkedHead = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
 
+// The gateway's fast path: a read whose bytes a plain body takes goes straight into the output
+// (after room for the scrubber's held bytes) and is scrubbed there; what follows the body, and
+// every other read, goes through feed(). Same reads and pauses as stream().
+Streamed stream_in_place(std::string_view wire, const ScrubForms* forms, std::size_t step,
+                         std::vector<ResponseExpectation> expect = {{}}, bool pauses = false) {
+  ResponseStream s(forms);
+  for (const auto& e : expect) s.expect(e);
+  Streamed r;
+  for (std::size_t at = 0; at < wire.size(); at += step) {
+    std::string_view piece = wire.substr(at, step);
+    std::string rest;
+    if (ResponseScrubber* direct = s.in_place_scrubber()) {
+      const std::size_t into = r.out.size() + direct->pending();
+      r.out.resize(into);
+      r.out.append(piece);
+      s.feed_in_place(r.out, into, rest);
+      piece = rest;
+    }
+    while (!piece.empty()) {
+      std::size_t used = 0;
+      const auto ev = s.feed(piece, used, r.out);
+      piece.remove_prefix(used);
+      if (ev == ResponseStream::Event::kError) {
+        r.error = s.error();
+        return r;
+      }
+      if (ev == ResponseStream::Event::kOpaque) r.opaque = true;
+    }
+    if (pauses) s.flush(r.out);
+  }
+  if (s.finish(r.out) != DecodeError::kNone) r.error = s.error();
+  return r;
+}
+
+// In place, plain bodies come out as feed() gives them, whatever the reads: values across read
+// boundaries (held bytes put back before the next read), a body's end and the next response in
+// one read (the rest goes through feed()), a close-delimited body, pauses between reads.
+TEST(ResponseStream, InPlacePlainBodiesAreFeedAtEveryReadSize) {
+  const std::string v = make_value();
+  const ScrubForms forms = forms_of(v);
+  const std::string body1 = "a" + v + "bc" + v.substr(0, 9) + "." + v;
+  const std::string body2 = v + "-" + v.substr(0, 20);
+  const std::string two = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body1.size()) + "\r\n\r\n" + body1 +
+                          "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body2.size()) + "\r\n\r\n" + body2;
+  const std::string until_close = "HTTP/1.1 200 OK\r\n\r\n" + body1 + body2;
+  struct Case {
+    const std::string* wire;
+    std::vector<ResponseExpectation> expect;
+  };
+  for (const Case& c : {Case{&two, {{}, {}}}, Case{&until_close, {{}}}}) {
+    for (const bool pauses : {false, true}) {
+      for (std::size_t step = 1; step <= c.wire->size(); ++step) {
+        const Streamed want = stream(*c.wire, &forms, step, false, c.expect, pauses);
+        const Streamed got = stream_in_place(*c.wire, &forms, step, c.expect, pauses);
+        ASSERT_TRUE(want.error.empty() && got.error.empty()) << step;
+        ASSERT_EQ(got.out, want.out) << "reads of " << step << (pauses ? ", paused" : "");
+        ASSERT_EQ(got.out.find(v), std::string::npos) << step;
+      }
+    }
+  }
+}
+
+// No fast path where the bytes are not a plain body's: heads, chunked and decoded bodies.
+TEST(ResponseStream, InPlaceOnlyInsidePlainBodies) {
+  const ScrubForms forms = forms_of(make_value());
+  ResponseStream s(&forms);
+  s.expect({});
+  s.expect({});
+  EXPECT_EQ(s.in_place_scrubber(), nullptr);  // a head comes first
+  std::string out;
+  std::size_t used = 0;
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n";
+  ASSERT_EQ(s.feed(head, used, out), ResponseStream::Event::kHead);
+  EXPECT_NE(s.in_place_scrubber(), nullptr);
+  ASSERT_EQ(s.feed("abcd", used, out), ResponseStream::Event::kNeedMore);
+  EXPECT_EQ(s.in_place_scrubber(), nullptr);  // between responses
+  ASSERT_EQ(s.feed(kChunkedHead, used, out), ResponseStream::Event::kHead);
+  EXPECT_EQ(s.in_place_scrubber(), nullptr);  // de-chunked and framed again
+  ResponseStream none(static_cast<const ScrubForms*>(nullptr));
+  none.expect({});
+  ASSERT_EQ(none.feed(head, used, out), ResponseStream::Event::kHead);
+  EXPECT_EQ(none.in_place_scrubber(), nullptr);  // nothing to scrub with
+}
+
 // The attack of issue 14: an allowed server echoes the value with a chunk boundary inside it.
 // The old path scrubbed the framed bytes as they came; the guest's HTTP client joins the chunks
 // and reads the value. (This part of the test shows the old path letting it through.)

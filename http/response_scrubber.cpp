@@ -233,6 +233,48 @@ Relation relate(std::string_view form, bool folded, std::string_view a, std::str
   return k2 == rest.size() ? Relation::kFull : Relation::kPartial;
 }
 
+// Masks found while scrubbing in place are applied once every occurrence is found: matching reads
+// the very bytes masking overwrites (an occurrence overlapping one already masked would be missed).
+// One bit per output byte, per thread (scrubbing never suspends); cleared as they are applied.
+class MaskMarks {
+ public:
+  void mark(std::size_t lo, std::size_t hi) {
+    if (bits_.size() * 64 < hi) bits_.resize((hi + 63) / 64);
+    lo_ = std::min(lo_, lo);
+    hi_ = std::max(hi_, hi);
+    for (std::size_t i = lo; i < hi;) {
+      const std::size_t bit = i % 64, k = std::min<std::size_t>(64 - bit, hi - i);
+      bits_[i / 64] |= (k == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << k) - 1) << bit;
+      i += k;
+    }
+  }
+  // Writes `mask` over every marked byte of `out` (offsets as marked), then forgets the marks.
+  void apply(char* out, char mask) {
+    if (lo_ >= hi_) return;
+    for (std::size_t w = lo_ / 64; w < (hi_ + 63) / 64; ++w) {
+      std::uint64_t word = bits_[w];
+      bits_[w] = 0;
+      while (word != 0) {
+        const int bit = std::countr_zero(word);
+        const int run = std::countr_one(word >> bit);  // ones from `bit` up
+        std::memset(out + w * 64 + static_cast<std::size_t>(bit), mask, static_cast<std::size_t>(run));
+        word &= run + bit >= 64 ? 0 : ~std::uint64_t{0} << (run + bit);
+      }
+    }
+    lo_ = SIZE_MAX;
+    hi_ = 0;
+  }
+
+ private:
+  std::vector<std::uint64_t> bits_;
+  std::size_t lo_ = SIZE_MAX, hi_ = 0;
+};
+
+MaskMarks& mask_marks() {
+  thread_local MaskMarks marks;
+  return marks;
+}
+
 }  // namespace
 
 namespace {
@@ -388,6 +430,10 @@ void ResponseScrubber::feed(std::string_view in, std::string& out) { scrub(in, o
 
 void ResponseScrubber::flush(std::string& out) { scrub({}, out, true); }
 
+void ResponseScrubber::scrub_in_place(std::string& buf, std::size_t at) {
+  scrub(std::string_view(buf).substr(at), buf, false, false, true);
+}
+
 void ResponseScrubber::reset() noexcept {
   if (held_size_ > 0) OPENSSL_cleanse(held_.data(), held_size_);
   held_size_ = held_emitted_ = held_masked_ = 0;
@@ -400,7 +446,7 @@ void ResponseScrubber::scrub_text(std::string_view in, std::string& out) {
 }
 
 // The stream C is the held bytes, then `in`; positions below are in C.
-void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushing, bool chunk) {
+void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushing, bool chunk, bool in_place) {
   const ScrubForms& f = *forms_;
   // One chunk of `size` bytes: its size line now, its CRLF after the bytes.
   const auto chunk_line = [&](std::size_t size) {
@@ -410,6 +456,7 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
     out.append(hex, r.ptr).append("\r\n");
   };
   if (f.forms_.empty()) {
+    if (in_place) return;  // nothing is held: the new bytes are the output where they are
     chunk_line(in.size());
     out.append(in);
     if (chunk && !in.empty()) out.append("\r\n");
@@ -456,8 +503,14 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
   const std::size_t end = flushing ? n : tail;
   const std::size_t emitted = end > held_emitted_ ? end - held_emitted_ : 0;
   chunk_line(emitted);
-  const std::size_t base = out.size();
-  if (end > held_emitted_) {
+  // In place, C[held_emitted_, n) already lies at out[base, ...) once the held bytes not yet
+  // emitted fill the room left for them.
+  const std::size_t room = held - std::min(held, held_emitted_);
+  const std::size_t in_at = in_place ? out.size() - in.size() : 0;
+  const std::size_t base = in_place ? in_at - room : out.size();
+  if (in_place) {
+    if (room > 0) std::memcpy(out.data() + base, held_.data() + held_emitted_, room);
+  } else if (end > held_emitted_) {
     const std::size_t from_held = std::min(end, held);
     if (held_emitted_ < from_held) out.append(held_bytes.substr(held_emitted_, from_held - held_emitted_));
     if (end > held) out.append(in.substr(std::max(held_emitted_, held) - held, end - std::max(held_emitted_, held)));
@@ -466,7 +519,8 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
   auto mask = [&](std::size_t from, std::size_t to) {
     const std::size_t lo = std::max(from, held_emitted_), hi = std::min(to, end);
     if (lo < hi) {
-      std::memset(out.data() + base + (lo - held_emitted_), kMask, hi - lo);
+      if (in_place) mask_marks().mark(lo - held_emitted_, hi - held_emitted_);
+      else std::memset(out.data() + base + (lo - held_emitted_), kMask, hi - lo);
       masked_bytes_ += hi - lo;
     }
   };
@@ -486,11 +540,19 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
   }
   f.find_all(in, [&](std::size_t from, std::size_t to) { mask_occurrence(held + from, held + to); });
   if (flushing && n - tail >= kMinMaskedPrefix) mask(tail, n);
+  if (in_place) mask_marks().apply(out.data() + base, kMask);
 
   if (chunk && emitted > 0) out.append("\r\n");
   held_emitted_ = std::max(held_emitted_, end) > tail ? std::max(held_emitted_, end) - tail : 0;
   held_masked_ = carry;
   keep_tail(tail, in);
+  if (in_place) {
+    // The output ends before the tail (now held here): those bytes, which may begin a value,
+    // do not stay behind in the caller's buffer.
+    const std::size_t size = base + emitted;
+    if (out.size() > size) OPENSSL_cleanse(out.data() + size, out.size() - size);
+    out.resize(size);
+  }
 }
 
 // The held bytes become C[from, end).

@@ -126,6 +126,12 @@ class ResponseScrubber final : public Scrubber {
   // The same, the emitted bytes framed as one HTTP/1 chunk (size line, bytes, CRLF; nothing when
   // nothing is emitted): what feed() then append_chunk() would give, without the copy between.
   void feed_chunk(std::string_view in, std::string& out) { scrub(in, out, false, true); }
+  // In place, for a caller that reads straight into its output buffer: buf[at, buf.size()) are
+  // new bytes, and the pending() bytes before `at` are room the caller left for the held bytes
+  // (buf[0, at - pending()) is its output so far). Afterwards buf ends where feed() of the new
+  // bytes would have ended its output: the held bytes and the new ones, masked where they lie,
+  // up to the tail this holds back. What the output no longer covers (the new tail) is wiped.
+  void scrub_in_place(std::string& buf, std::size_t at);
   ResponseScrubber* sole() noexcept override { return this; }
   // Held bytes not yet emitted.
   std::size_t pending() const noexcept override { return held_size_ - held_emitted_; }
@@ -143,7 +149,8 @@ class ResponseScrubber final : public Scrubber {
  private:
   static constexpr char kMask = '*';
   static constexpr std::size_t kMinMaskedPrefix = 4;
-  void scrub(std::string_view in, std::string& out, bool flushing, bool chunk = false);
+  // in_place: `in` lies in `out` right after room for the pending() bytes (scrub_in_place).
+  void scrub(std::string_view in, std::string& out, bool flushing, bool chunk = false, bool in_place = false);
   void keep_tail(std::size_t from, std::string_view in);
 
   const ScrubForms* forms_;

@@ -584,6 +584,104 @@ TEST(ResponseScrubber, FeedChunkIsFeedFramedAsOneChunk) {
   }
 }
 
+// A reader that reads straight into its output buffer (the gateway's plain bodies): each part
+// lands at the end of `buf`, after room for the held bytes, and is scrubbed there; a flush
+// follows the parts marked in `flush_after` (a pause).
+struct InPlaceRun {
+  std::string out;
+  std::uint64_t masked = 0;
+  bool tail_wiped = true;  // nothing of a part beyond the output stayed in the buffer
+};
+InPlaceRun scrub_parts_in_place(const ScrubForms& forms, const std::vector<std::string_view>& parts,
+                                const std::vector<bool>& flush_after, std::string_view value) {
+  ResponseScrubber s(forms);
+  InPlaceRun run;
+  std::string& buf = run.out;
+  buf.assign(4096, '\0');  // the storage starts zeroed (the heap may hold the test's own copies)
+  buf.clear();
+  for (std::size_t k = 0; k < parts.size(); ++k) {
+    const std::size_t at = buf.size() + s.pending();
+    buf.resize(at);  // the room: its bytes are the scrubber's to fill
+    buf.append(parts[k]);
+    s.scrub_in_place(buf, at);
+    // The storage past the output (room and tail) was wiped: no piece of the value (4 bytes or
+    // more) is left there. Reads within capacity: the string's own allocation.
+    const std::string_view storage(buf.data(), buf.capacity());
+    for (std::size_t i = buf.size(); i + 4 <= storage.size() && value.size() >= 4; ++i) {
+      if (storage.substr(i, 4) == value.substr(0, 4)) run.tail_wiped = false;
+    }
+    if (k < flush_after.size() && flush_after[k]) s.flush(buf);
+  }
+  s.flush(buf);
+  run.masked = s.masked_bytes();
+  return run;
+}
+std::pair<std::string, std::uint64_t> scrub_parts(const ScrubForms& forms, const std::vector<std::string_view>& parts,
+                                                  const std::vector<bool>& flush_after) {
+  ResponseScrubber s(forms);
+  std::string out;
+  for (std::size_t k = 0; k < parts.size(); ++k) {
+    s.feed(parts[k], out);
+    if (k < flush_after.size() && flush_after[k]) s.flush(out);
+  }
+  s.flush(out);
+  return {out, s.masked_bytes()};
+}
+
+// scrub_in_place gives feed()'s output and count at every pair of split points, with and
+// without a pause after the first part: values cut at buffer boundaries, held bytes put back
+// in the room before the next part, held bytes already emitted by a flush, overlapping
+// occurrences (matching reads bytes that masking overwrites), and no tail left unwiped.
+TEST(ResponseScrubber, ScrubInPlaceIsFeedAtEverySplit) {
+  const std::string v = make_value(20);
+  const std::string periodic = "q7Zq7Zq7Zq7Z";  // overlaps itself every 3 bytes
+  const ScrubForms forms = forms_of({v, periodic});
+  const std::vector<std::string> inputs = {
+      "ab" + v + "cd" + base64(v) + v.substr(0, 5) + "xy" + v + v.substr(0, 7),
+      v + v + "." + periodic + "q7Zq7Z" + ".." + v.substr(0, 3),
+      "q7Zq7Zq7Zq7Zq7Zq7Zq7Zq7Zq" + v,
+  };
+  for (const std::string& in : inputs) {
+    const std::string_view sv(in);
+    for (const bool pause : {false, true}) {
+      for (std::size_t i = 0; i <= in.size(); ++i) {
+        for (std::size_t j = i; j <= in.size(); j += (pause ? 3 : 1)) {
+          const std::vector<std::string_view> parts = {sv.substr(0, i), sv.substr(i, j - i), sv.substr(j)};
+          const std::vector<bool> flushes = {pause, false, false};
+          const auto [want, want_masked] = scrub_parts(forms, parts, flushes);
+          const InPlaceRun got = scrub_parts_in_place(forms, parts, flushes, v);
+          ASSERT_TRUE(SameBytes(got.out, want)) << "split at " << i << " and " << j << (pause ? ", paused" : "");
+          ASSERT_EQ(got.masked, want_masked) << i << " " << j;
+          ASSERT_TRUE(got.tail_wiped) << "split at " << i << " and " << j << (pause ? ", paused" : "") << " input " << (&in - inputs.data());
+        }
+      }
+    }
+    EXPECT_EQ(scrub(forms, in).find(v), std::string::npos);
+  }
+}
+
+// Every overlapping occurrence is masked in place, as feed() masks them (a match found after an
+// earlier one was marked still sees the original bytes).
+TEST(ResponseScrubber, ScrubInPlaceMasksOverlappingOccurrences) {
+  const std::string periodic = "k2Mk2Mk2Mk2M";
+  const ScrubForms forms = forms_of({periodic});
+  const std::string in = "<" + periodic + "k2Mk2Mk2M>";
+  ResponseScrubber s(forms);
+  std::string buf = in;
+  s.scrub_in_place(buf, 0);
+  s.flush(buf);
+  EXPECT_TRUE(SameBytes(buf, "<" + stars(in.size() - 2) + ">"));
+}
+
+TEST(ResponseScrubber, ScrubInPlaceWithoutFormsLeavesBytes) {
+  const ScrubForms forms = forms_of({});
+  ResponseScrubber s(forms);
+  std::string buf = "out:hello";
+  s.scrub_in_place(buf, 4);
+  EXPECT_EQ(buf, "out:hello");
+  EXPECT_EQ(s.pending(), 0u);
+}
+
 TEST(ResponseScrubber, FeedChunkWithoutFormsPassesBytesAsOneChunk) {
   const ScrubForms forms = forms_of({});
   ResponseScrubber s(forms);
