@@ -115,12 +115,17 @@ class ResponseReader {
   Event on_head_end();
   Event on_chunk_line();
   void message_end() { state_ = State::kStatusLine; }
+  void reset_head();  // wipes head_, keeps its buffers (see spare_fields_)
 
   ResponseLimits limits_;
   State state_ = State::kStatusLine;
   ResponseError error_ = ResponseError::kNone;
   SmallFifo<ResponseExpectation> expected_;  // allocates nothing while no request is due
   ResponseHead head_;
+  // Field strings of earlier heads, wiped, reused by the next head's fields (no allocation per
+  // field on a keep-alive connection); at most kMaxPooledFields, each buffer at most 128 bytes.
+  static constexpr std::size_t kMaxPooledFields = 32;
+  std::vector<std::pair<std::string, std::string>> spare_fields_;
   std::string line_;
   std::string trailers_;
   std::string_view body_;
