@@ -761,6 +761,10 @@ std::size_t RequestRewriter::held_bytes() const noexcept {
          m.RequestGates::held_bytes() + m.held.capacity() + m.after_upgrade.capacity();
 }
 bool RequestRewriter::in_head() const noexcept { return !impl_->upgraded && impl_->parser.in_head(); }
+const std::vector<Substitution>& RequestRewriter::substitutions() const noexcept { return impl_->subs; }
+void RequestRewriter::clear_substitutions() noexcept { impl_->recycle_substitutions(); }
+const std::vector<ForwardedRequest>& RequestRewriter::forwarded() const noexcept { return impl_->forwarded; }
+void RequestRewriter::clear_forwarded() noexcept { impl_->forwarded.clear(); }
 std::vector<ForwardedRequest> RequestRewriter::take_forwarded() {
   std::vector<ForwardedRequest> out;
   out.swap(impl_->forwarded);

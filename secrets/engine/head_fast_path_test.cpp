@@ -551,5 +551,42 @@ TEST(HeadFastPath, SameAsTheReferenceOverHostileHeadsOnKeptAliveConnections) {
   EXPECT_GT(rewritten, 5000);
 }
 
+// The in-place readers (substitutions(), forwarded()) recycle their entries: each request's
+// list is exactly its own, with the host and secret of that request, whatever came before.
+TEST(HeadFastPath, RecycledSubstitutionsAndForwardedRequestsAreEachRequestsOwn) {
+  FakePins pins;
+  pins.pin(api_ip(), "api.example.com").pin(api_ip(), "b.example.com");
+  const SecretSet set(make_secrets({SecretSpec("A_KEY", "value-a", {"api.example.com"}, InjectionScopes{}, false),
+                                    SecretSpec("B_KEY", "value-b", {"b.example.com"}, InjectionScopes{}, false)}),
+                      ViolationAction::kBlockAndLog);
+  RequestRewriter rw(set, plain_context(&pins));
+  struct Want {
+    std::string request;
+    std::vector<std::pair<std::string, std::string>> subs;  // secret, host
+    bool head;
+  };
+  const std::vector<Want> wants = {
+      {"GET / HTTP/1.1\r\nHost: api.example.com\r\nX: $MSB_A_KEY $MSB_A_KEY\r\n\r\n",
+       {{"A_KEY", "api.example.com"}, {"A_KEY", "api.example.com"}}, false},
+      {"HEAD / HTTP/1.1\r\nHost: b.example.com\r\nX: $MSB_B_KEY\r\n\r\n", {{"B_KEY", "b.example.com"}}, true},
+      {"GET / HTTP/1.1\r\nHost: b.example.com\r\n\r\n", {}, false},
+      {"GET / HTTP/1.1\r\nHost: api.example.com\r\nX: $MSB_A_KEY\r\n\r\n", {{"A_KEY", "api.example.com"}}, false},
+  };
+  for (const Want& w : wants) {
+    std::string up, guest;
+    ASSERT_EQ(rw.feed(w.request, up, guest), Status::kOk);
+    std::vector<std::pair<std::string, std::string>> got;
+    for (const Substitution& s : rw.substitutions()) got.emplace_back(s.secret_env, s.host);
+    EXPECT_EQ(got, w.subs) << w.request;
+    rw.clear_substitutions();
+    EXPECT_TRUE(rw.substitutions().empty());
+    ASSERT_EQ(rw.forwarded().size(), 1u);
+    EXPECT_EQ(rw.forwarded().front().head, w.head);
+    rw.clear_forwarded();
+    EXPECT_TRUE(rw.take_forwarded().empty());
+    EXPECT_TRUE(rw.take_substitutions().empty());
+  }
+}
+
 }  // namespace
 }  // namespace airlock::secrets

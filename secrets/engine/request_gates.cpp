@@ -198,7 +198,25 @@ void RequestGates::violation(std::uint32_t s, Location loc, std::uint8_t forms) 
 }
 
 void RequestGates::record(std::uint32_t s, Location loc) {
-  subs.push_back(Substitution{set.secrets()[s].env_var(), host, loc});
+  if (spare_subs.empty()) {
+    subs.push_back(Substitution{set.secrets()[s].env_var(), host, loc});
+    return;
+  }
+  Substitution sub = std::move(spare_subs.back());
+  spare_subs.pop_back();
+  sub.secret_env.assign(set.secrets()[s].env_var());
+  sub.host.assign(host);
+  sub.location = loc;
+  subs.push_back(std::move(sub));
+}
+
+void RequestGates::recycle_substitutions() noexcept {
+  // A few are kept (names and hosts, never values): a request rarely substitutes more.
+  constexpr std::size_t kKept = 8;
+  for (Substitution& sub : subs) {
+    if (spare_subs.size() < kKept) spare_subs.push_back(std::move(sub));
+  }
+  subs.clear();
 }
 
 // ---- gates ----

@@ -76,6 +76,9 @@ struct RequestGates {
 
   std::optional<Block> block;
   std::vector<Substitution> subs;
+  // Entries of subs already read (strings keep their buffers): record() reuses them.
+  std::vector<Substitution> spare_subs;
+  void recycle_substitutions() noexcept;
 
   // Gates 1–4 for a request whose authority is `request_host` (its host part, normalized;
   // empty when absent or malformed). `authority_ok`: the codec found the authority fields
