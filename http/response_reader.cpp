@@ -169,7 +169,7 @@ std::vector<std::string> ResponseHead::codings(std::string_view name) const {
 }
 
 bool ResponseReader::take_line(std::string_view in, std::size_t& i, std::size_t used, std::size_t limit,
-                               bool& too_long) {
+                               bool& too_long, std::string_view* view) {
   const std::size_t lf = in.find('\n', i);
   const std::size_t end = lf == std::string_view::npos ? in.size() : lf;
   if (used + (end - i) > limit) {  // `used`: what the section (head, trailers, line) already holds
@@ -177,10 +177,19 @@ bool ResponseReader::take_line(std::string_view in, std::size_t& i, std::size_t 
     too_long = true;
     return false;
   }
+  if (view != nullptr && line_.empty() && lf != std::string_view::npos) {
+    // The whole line is in `in`: read in place, not copied.
+    std::string_view l = in.substr(i, end - i);
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    *view = l;
+    i = lf + 1;
+    return true;
+  }
   line_.append(in.substr(i, end - i));
   i = lf == std::string_view::npos ? in.size() : lf + 1;
   if (lf == std::string_view::npos) return false;
   if (!line_.empty() && line_.back() == '\r') line_.pop_back();
+  if (view != nullptr) *view = line_;
   return true;
 }
 
@@ -200,14 +209,15 @@ ResponseReader::Event ResponseReader::feed(std::string_view in, std::size_t& use
       case State::kFields: {
         bool too_long = false;
         const std::size_t before = i;
-        const bool line = take_line(in, i, head_bytes_, limits_.max_head, too_long);
+        std::string_view l;
+        const bool line = take_line(in, i, head_bytes_, limits_.max_head, too_long, &l);
         head_bytes_ += i - before;
         if (too_long) {
           event = fail(ResponseError::kHeadTooLarge);
           break;
         }
         if (!line) break;
-        event = state_ == State::kStatusLine ? on_status_line() : on_field_line();
+        event = state_ == State::kStatusLine ? on_status_line(l) : on_field_line(l);
         wipe(line_);
         break;
       }
@@ -271,14 +281,13 @@ ResponseReader::Event ResponseReader::feed(std::string_view in, std::size_t& use
   return event;
 }
 
-ResponseReader::Event ResponseReader::on_status_line() {
+ResponseReader::Event ResponseReader::on_status_line(std::string_view l) {
   // An empty line before a status line is tolerated (a stray CRLF after a body).
-  if (line_.empty() && head_bytes_ <= 2) {
+  if (l.empty() && head_bytes_ <= 2) {
     head_bytes_ = 0;
     return Event::kNeedMore;
   }
   // HTTP-version SP 3DIGIT SP [ reason-phrase ]  (the SP after the code is sometimes missing)
-  const std::string_view l = line_;
   if (l.size() < 12 || l.substr(0, 7) != "HTTP/1." || (l[7] != '0' && l[7] != '1') || l[8] != ' ') {
     return fail(ResponseError::kBadStatusLine);
   }
@@ -290,7 +299,7 @@ ResponseReader::Event ResponseReader::on_status_line() {
     if (!is_value_char(static_cast<unsigned char>(c))) return fail(ResponseError::kBadStatusLine);
   }
   reset_head();
-  head_.status_line = line_;
+  head_.status_line.assign(l);
   head_.minor_version = static_cast<std::uint8_t>(l[7] - '0');
   head_.status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
   if (head_.status < 100) return fail(ResponseError::kBadStatusLine);
@@ -298,16 +307,15 @@ ResponseReader::Event ResponseReader::on_status_line() {
   return Event::kNeedMore;
 }
 
-ResponseReader::Event ResponseReader::on_field_line() {
-  if (line_.empty()) return on_head_end();
-  const std::size_t colon = line_.find(':');
+ResponseReader::Event ResponseReader::on_field_line(std::string_view l) {
+  if (l.empty()) return on_head_end();
+  const std::size_t colon = l.find(':');
   if (colon == std::string::npos || colon == 0 || head_.fields.size() >= limits_.max_fields) {
     return fail(ResponseError::kBadHeaderField);
   }
   for (std::size_t k = 0; k < colon; ++k) {
-    if (!is_tchar(static_cast<unsigned char>(line_[k]))) return fail(ResponseError::kBadHeaderField);
+    if (!is_tchar(static_cast<unsigned char>(l[k]))) return fail(ResponseError::kBadHeaderField);
   }
-  const std::string_view l = line_;
   for (std::size_t k = colon + 1; k < l.size(); ++k) {
     const auto c = static_cast<unsigned char>(l[k]);
     if (!is_value_char(c)) return fail(c == '\r' ? ResponseError::kBareCr : ResponseError::kBadHeaderField);

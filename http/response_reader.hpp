@@ -109,9 +109,11 @@ class ResponseReader {
     return Event::kError;
   }
   // Takes bytes of `in` into line_ until LF; true when a whole line (CR stripped) is there.
-  bool take_line(std::string_view in, std::size_t& i, std::size_t used, std::size_t limit, bool& too_long);
-  Event on_status_line();
-  Event on_field_line();
+  // With `view`: the line is given there, read in place from `in` when it is whole in it.
+  bool take_line(std::string_view in, std::size_t& i, std::size_t used, std::size_t limit, bool& too_long,
+                 std::string_view* view = nullptr);
+  Event on_status_line(std::string_view line);
+  Event on_field_line(std::string_view line);
   Event on_head_end();
   Event on_chunk_line();
   void message_end() { state_ = State::kStatusLine; }
