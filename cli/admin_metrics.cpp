@@ -10,11 +10,6 @@ namespace airlock::cli {
 
 namespace {
 
-std::uint64_t number(const nlohmann::ordered_json& record, const char* field) {
-  const auto it = record.find(field);
-  return it != record.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
-}
-
 std::vector<gateway::MetricSample> by_label(const std::map<std::string, std::uint64_t>& counts, const char* label) {
   std::vector<gateway::MetricSample> out;
   for (const auto& [value, n] : counts) out.push_back({{{label, value}}, n});
@@ -36,36 +31,33 @@ gateway::MetricFamily request_latency_family(const gateway::LatencyHistogram::Sn
           gateway::MetricFamily::Type::kHistogram, std::move(samples)};
 }
 
-void RecordMetrics::count(std::map<std::string, std::uint64_t>& by, const nlohmann::ordered_json& record,
-                          const char* field) {
-  const auto it = record.find(field);
-  std::string value = it != record.end() && it->is_string() ? it->get<std::string>() : std::string("none");
+void RecordMetrics::count(std::map<std::string, std::uint64_t>& by, const std::optional<std::string_view>& field) {
+  std::string value = field ? std::string(*field) : std::string("none");
   if (value.size() > 128) value.resize(128);
   if (by.find(value) == by.end() && by.size() >= kMaxLabelValues) value = "other";
   ++by[value];
 }
 
-void RecordMetrics::observe(const nlohmann::ordered_json& record) {
-  const auto event = record.find("event");
-  if (event == record.end() || !event->is_string()) return;
-  const std::string& e = event->get_ref<const std::string&>();
+void RecordMetrics::observe(const gateway::AuditFacts& record) {
+  const std::string_view e = record.event;
+  if (e.empty()) return;
   std::lock_guard lock(mutex_);
   if (e == "connection") {
-    count(decisions_, record, "decision");
-    bytes_up_ += number(record, "bytes_up");
-    bytes_down_ += number(record, "bytes_down");
-    const std::uint64_t ms = number(record, "duration_ms");
+    count(decisions_, record.decision);
+    bytes_up_ += record.bytes_up;
+    bytes_down_ += record.bytes_down;
+    const std::uint64_t ms = record.duration_ms;
     for (std::size_t i = 0; i < kDurationBucketsMs.size(); ++i) {
       if (ms <= kDurationBucketsMs[i]) ++duration_buckets_[i];
     }
     duration_sum_ms_ += ms;
     ++duration_count_;
   } else if (e == "violation") {
-    count(violations_, record, "action");
+    count(violations_, record.action);
   } else if (e == "blocked") {
-    count(blocks_, record, "reason");
+    count(blocks_, record.reason);
   } else if (e == "substitution") {
-    count(substitutions_, record, "secret");
+    count(substitutions_, record.secret);
   } else if (e == "scrubbed") {
     ++scrubs_;
   } else if (e == "misaligned") {

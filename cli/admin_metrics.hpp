@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,11 +27,11 @@ class RecordMetrics {
   static constexpr std::size_t kMaxLabelValues = 32;
   static constexpr std::array<std::uint64_t, 10> kDurationBucketsMs = {1, 5, 10, 50, 100, 500, 1000, 5000, 30000, 300000};
 
-  void observe(const nlohmann::ordered_json& record);
+  void observe(const gateway::AuditFacts& record);
   std::vector<gateway::MetricFamily> families() const;
 
  private:
-  static void count(std::map<std::string, std::uint64_t>& by, const nlohmann::ordered_json& record, const char* field);
+  static void count(std::map<std::string, std::uint64_t>& by, const std::optional<std::string_view>& value);
 
   mutable std::mutex mutex_;
   std::map<std::string, std::uint64_t> decisions_, violations_, blocks_, substitutions_;

@@ -65,15 +65,19 @@ TEST(AdminMetrics, NoDnsFamiliesWithoutAForwarder) {
 namespace airlock::cli {
 namespace {
 
+// A JSON record as the audit log hands it to its observer (the facts are views into it: the
+// temporary lives through the call).
+gateway::AuditFacts facts(const nlohmann::ordered_json& record) { return gateway::AuditFacts::of(record); }
+
 TEST(RecordMetrics, CountsWhatTheAuditRecordsSay) {
   RecordMetrics m;
-  m.observe({{"event", "connection"}, {"decision", "allowed"}, {"bytes_up", 100u}, {"bytes_down", 2000u}, {"duration_ms", 7u}});
-  m.observe({{"event", "connection"}, {"decision", "denied"}, {"bytes_up", 0u}, {"bytes_down", 0u}, {"duration_ms", 0u}});
-  m.observe({{"event", "violation"}, {"action", "block-and-log"}});
-  m.observe({{"event", "blocked"}, {"reason", "encoded body"}});
-  m.observe({{"event", "substitution"}, {"secret", "API_KEY"}});
-  m.observe({{"event", "scrubbed"}});
-  m.observe({{"no", "event"}});
+  m.observe(facts({{"event", "connection"}, {"decision", "allowed"}, {"bytes_up", 100u}, {"bytes_down", 2000u}, {"duration_ms", 7u}}));
+  m.observe(facts({{"event", "connection"}, {"decision", "denied"}, {"bytes_up", 0u}, {"bytes_down", 0u}, {"duration_ms", 0u}}));
+  m.observe(facts({{"event", "violation"}, {"action", "block-and-log"}}));
+  m.observe(facts({{"event", "blocked"}, {"reason", "encoded body"}}));
+  m.observe(facts({{"event", "substitution"}, {"secret", "API_KEY"}}));
+  m.observe(facts({{"event", "scrubbed"}}));
+  m.observe(facts({{"no", "event"}}));
   const std::string text = gateway::render_prometheus(m.families());
   for (const char* line : {"airlock_connections_total{decision=\"allowed\"} 1\n",
                            "airlock_connections_total{decision=\"denied\"} 1\n",
@@ -93,7 +97,7 @@ TEST(RecordMetrics, CountsWhatTheAuditRecordsSay) {
 
 TEST(RecordMetrics, LabelValuesFromHostileRecordsAreBounded) {
   RecordMetrics m;
-  for (int i = 0; i < 1000; ++i) m.observe({{"event", "blocked"}, {"reason", "reason " + std::to_string(i) + std::string(500, 'x')}});
+  for (int i = 0; i < 1000; ++i) m.observe(facts({{"event", "blocked"}, {"reason", "reason " + std::to_string(i) + std::string(500, 'x')}}));
   const auto families = m.families();
   const auto& blocks = families[2];
   ASSERT_EQ(blocks.name, "airlock_blocks_total");
@@ -104,6 +108,42 @@ TEST(RecordMetrics, LabelValuesFromHostileRecordsAreBounded) {
     total += s.value;
   }
   EXPECT_EQ(total, 1000u);
+}
+
+}  // namespace
+}  // namespace airlock::cli
+
+namespace airlock::cli {
+namespace {
+
+// The per-request records reach the metrics as facts, no longer parsed back from their text:
+// what /metrics says is the same as when each record was parsed (the old path), for the records
+// the gateway writes both ways (substitutions as AuditRecords, the rest as JSON).
+TEST(RecordMetrics, FactsGiveTheSameMetricsAsTheParsedRecords) {
+  RecordMetrics direct, parsed;
+  gateway::AuditLog log("");  // no file: the observer still sees every record
+  log.set_observer([&](const gateway::AuditFacts& f) { direct.observe(f); });
+  const std::vector<std::string> secrets = {"API_KEY", "OTHER", "WEIRD\"NAME\\x", "API_KEY"};
+  for (std::size_t i = 0; i < secrets.size(); ++i) {
+    gateway::AuditRecord r("substitution");
+    r.number("connection", i).string("sni", "api.example.com").string("secret", secrets[i]).string("host", "api.example.com");
+    ASSERT_TRUE(log.write(r, {.event = "substitution", .secret = secrets[i]}));
+    parsed.observe(facts(nlohmann::ordered_json::parse(r.object())));
+  }
+  for (const nlohmann::ordered_json& j :
+       {nlohmann::ordered_json{{"event", "connection"}, {"decision", "allowed"}, {"bytes_up", 10u}, {"duration_ms", 3u}},
+        nlohmann::ordered_json{{"event", "blocked"}, {"reason", "over the memory budget"}},
+        nlohmann::ordered_json{{"event", "violation"}, {"action", "block"}},
+        nlohmann::ordered_json{{"event", "scrubbed"}}, nlohmann::ordered_json{{"event", "misaligned"}},
+        nlohmann::ordered_json{{"event", "connection"}, {"decision", 7}}}) {
+    ASSERT_TRUE(log.write(j));
+    parsed.observe(facts(nlohmann::ordered_json::parse(j.dump())));
+  }
+  const std::string text = gateway::render_prometheus(direct.families());
+  EXPECT_EQ(text, gateway::render_prometheus(parsed.families()));
+  EXPECT_NE(text.find("airlock_substitutions_by_secret_total{secret=\"API_KEY\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("airlock_connections_total{decision=\"none\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("airlock_misaligned_connections_total 1\n"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -204,7 +204,7 @@ int run_gateway(const GatewayArgs& args) {
   std::atomic<bool> terminate{false};
   options.on_terminate = [&terminate](const std::string&) { terminate = true; };
   RecordMetrics record_metrics;  // outlives the gateway (declared before it)
-  if (!args.admin.empty()) options.on_record = [&record_metrics](const nlohmann::ordered_json& r) { record_metrics.observe(r); };
+  if (!args.admin.empty()) options.on_record = [&record_metrics](const gateway::AuditFacts& r) { record_metrics.observe(r); };
 
   gateway::Gateway gw(std::move(options));
   Reloader reloader(args.config, gw);

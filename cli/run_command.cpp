@@ -409,8 +409,8 @@ void add_run_command(CLI::App& app, std::optional<std::vector<std::string>> afte
 
   auto state_root = std::make_shared<std::string>("/run/airlock");
   CLI::App* gc = app.add_subcommand(
-      "gc", "Remove what crashed sandboxes left behind (state, id leases, cgroups, airlock-* namespaces)");
-  gc->add_option("--state-dir", *state_root, "where sandboxes record their owner")
+      "gc", "Remove what crashed sandboxes recorded under the state directory left behind (state, id leases, their cgroups and airlock-<id> namespaces)");
+  gc->add_option("--state-dir", *state_root, "where sandboxes record their owner (only their leftovers are removed)")
       ->capture_default_str();
   gc->callback([state_root] {
     for (const std::string& line : sandbox::collect_garbage(*state_root)) {

@@ -150,8 +150,31 @@ bool AuditLog::append(const std::string& text) {
   return false;
 }
 
+AuditFacts AuditFacts::of(const nlohmann::ordered_json& record) {
+  AuditFacts f;
+  if (!record.is_object()) return f;
+  const auto text = [&](const char* key) -> std::optional<std::string_view> {
+    const auto it = record.find(key);
+    if (it == record.end() || !it->is_string()) return std::nullopt;
+    return std::string_view(it->get_ref<const std::string&>());
+  };
+  const auto number = [&](const char* key) -> std::uint64_t {
+    const auto it = record.find(key);
+    return it != record.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+  };
+  f.event = text("event").value_or(std::string_view());
+  f.decision = text("decision");
+  f.action = text("action");
+  f.reason = text("reason");
+  f.secret = text("secret");
+  f.bytes_up = number("bytes_up");
+  f.bytes_down = number("bytes_down");
+  f.duration_ms = number("duration_ms");
+  return f;
+}
+
 bool AuditLog::write(const nlohmann::ordered_json& record) {
-  if (observer_) observer_(record);
+  if (observer_) observer_(AuditFacts::of(record));
   if (fd_ < 0) return true;
   // Replacement instead of throwing on invalid UTF-8: a hostile SNI or authority cannot break the log.
   // The record is serialized once and "time" spliced in front (no copy of the record as JSON).
@@ -160,9 +183,8 @@ bool AuditLog::write(const nlohmann::ordered_json& record) {
   return write_line(members);
 }
 
-bool AuditLog::write(const AuditRecord& record) {
-  // The observer (the admin listener's metrics, when there is one) reads a JSON document.
-  if (observer_) observer_(nlohmann::ordered_json::parse(record.object()));
+bool AuditLog::write(const AuditRecord& record, const AuditFacts& facts) {
+  if (observer_) observer_(facts);
   if (fd_ < 0) return true;
   return write_line(record.members());
 }

@@ -42,6 +42,18 @@ class Logger {
   std::uint64_t suppressed_ = 0;
 };
 
+// What an observer of the audit log (the admin listener's metrics) reads of a record: its event
+// and the members it counts, without a JSON document. Views, valid during the call.
+struct AuditFacts {
+  std::string_view event;
+  // String members (absent when the record has none, or not as a string).
+  std::optional<std::string_view> decision{}, action{}, reason{}, secret{};
+  // Unsigned members (0 when absent).
+  std::uint64_t bytes_up = 0, bytes_down = 0, duration_ms = 0;
+  // The facts of a JSON record (views into it).
+  static AuditFacts of(const nlohmann::ordered_json& record);
+};
+
 class AuditLog {
  public:
   // Appends to `path` (created with mode 0600). An empty path disables the log.
@@ -52,9 +64,10 @@ class AuditLog {
   AuditLog& operator=(const AuditLog&) = delete;
 
   bool enabled() const noexcept { return fd_ >= 0; }
-  // Also hands every record to `observer` (the admin listener's metrics), file or no file. Set
-  // before the gateway starts; called on the writing thread, so it must be quick and thread-safe.
-  using Observer = std::function<void(const nlohmann::ordered_json& record)>;
+  // Also hands every record's facts to `observer` (the admin listener's metrics), file or no
+  // file. Set before the gateway starts; called on the writing thread, so it must be quick and
+  // thread-safe.
+  using Observer = std::function<void(const AuditFacts& facts)>;
   void set_observer(Observer observer) { observer_ = std::move(observer); }
   // Writes `record` (a JSON object without a "time" member) with a "time" field (RFC 3339, UTC,
   // milliseconds) first, as one line. False when it could not be written whole (disk full, I/O
@@ -63,8 +76,9 @@ class AuditLog {
   // preceded by an "audit_lost" record with the count. A disabled log returns true.
   bool write(const nlohmann::ordered_json& record);
   // The same for a record written without a JSON document (the per-request ones): same line,
-  // same failure handling; the observer gets it parsed.
-  bool write(const AuditRecord& record);
+  // same failure handling. The observer gets `facts`, which say what the record says (its event,
+  // and the members it has of those AuditFacts names): the record is never parsed back.
+  bool write(const AuditRecord& record, const AuditFacts& facts);
   std::uint64_t lost() const noexcept { return lost_; }
   bool failing() const;
   // Where the log says that it starts failing and that it writes again (stderr lines).

@@ -428,7 +428,7 @@ bool record_substitutions(Connection& c, Filter& filter) {
     c.core.substitutions++;
     AuditRecord r = c.audit_record("substitution");
     r.string("secret", s.secret_env).string("host", s.host).string("location", secrets::to_string(s.location));
-    if (!c.core.audit.write(r)) recorded = false;
+    if (!c.core.audit.write(r, {.event = "substitution", .secret = s.secret_env})) recorded = false;
     if (c.core.logger.enabled(LogLevel::kDebug))
       c.core.logger.log(LogLevel::kDebug, "connection " + std::to_string(c.id) + ": substituted " + s.secret_env +
                                               " for " + s.host + " in " + std::string(secrets::to_string(s.location)));
@@ -1076,7 +1076,9 @@ asio::awaitable<void> bridge_h2(std::shared_ptr<Connection> c, Stream& guest, St
           AuditRecord r = c.audit_record("substitution");
           r.number("stream", n.stream).string("secret", n.substitution.secret_env).string("host", n.substitution.host);
           r.string("location", secrets::to_string(n.substitution.location));
-          if (!c.core.audit.write(r) && !c.core.options.audit_fail_open) handle_unaudited(c);
+          if (!c.core.audit.write(r, {.event = "substitution", .secret = n.substitution.secret_env}) &&
+              !c.core.options.audit_fail_open)
+            handle_unaudited(c);
           return;
         }
         case H2Notice::Kind::kBlocked:

@@ -1,8 +1,10 @@
 #include <http/content_coding.hpp>
+#include <http/wiping_alloc.hpp>
 
 #include <brotli/decode.h>
 #include <brotli/encode.h>
 #include <zlib.h>
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_customMem: the coder's state is wiped when freed
 #include <zstd.h>
 #include <openssl/crypto.h>
 
@@ -11,6 +13,8 @@
 
 namespace airlock::http {
 namespace {
+
+const ZSTD_customMem kWipingMem = {wiping_alloc, wiping_free, nullptr};
 
 // Output is produced in steps of this size, and the caps are checked after each: one feed can
 // overshoot a cap by at most a step, whatever it holds.
@@ -69,6 +73,7 @@ class ZlibDecompressor final : public Decompressor {
         const auto cmf = static_cast<unsigned char>(head_[0]), flg = static_cast<unsigned char>(head_[1]);
         window = (cmf & 0x0F) == 8 && (cmf >> 4) <= 7 && ((cmf << 8) | flg) % 31 == 0 ? 15 : -15;
       }
+      use_wiping_allocator(z_);  // its window holds decoded bytes (an echo before it is masked)
       if (inflateInit2(&z_, window) != Z_OK) return error_ = CodingError::kNoMemory;
       init_ = true;
       if (!head_.empty()) {
@@ -132,7 +137,7 @@ class ZlibDecompressor final : public Decompressor {
 
 class BrotliDecompressor final : public Decompressor {
  public:
-  explicit BrotliDecompressor(const CodingLimits& limits) : state_(BrotliDecoderCreateInstance(nullptr, nullptr, nullptr)) {
+  explicit BrotliDecompressor(const CodingLimits& limits) : state_(BrotliDecoderCreateInstance(wiping_alloc, wiping_free, nullptr)) {
     bounds_.limits = limits;
   }
   ~BrotliDecompressor() override {
@@ -178,7 +183,7 @@ class BrotliDecompressor final : public Decompressor {
 
 class ZstdDecompressor final : public Decompressor {
  public:
-  explicit ZstdDecompressor(const CodingLimits& limits) : d_(ZSTD_createDStream()) {
+  explicit ZstdDecompressor(const CodingLimits& limits) : d_(ZSTD_createDStream_advanced(kWipingMem)) {
     bounds_.limits = limits;
     if (d_ != nullptr && ZSTD_isError(ZSTD_DCtx_setParameter(d_, ZSTD_d_windowLogMax, kZstdWindowLogMax))) {
       ZSTD_freeDStream(d_);
@@ -235,12 +240,14 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// The encoders' state holds the plain bytes (a rewritten body with values): wiped when freed.
 CodingError encode_one(Coding coding, std::string_view in, std::string& out) {
   out.clear();
   switch (coding) {
     case Coding::kGzip:
     case Coding::kDeflate: {
       z_stream z{};
+      use_wiping_allocator(z);
       // deflate is written zlib-wrapped, as RFC 9110 defines it.
       if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, coding == Coding::kGzip ? 16 + 15 : 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         return CodingError::kNoMemory;
@@ -256,20 +263,33 @@ CodingError encode_one(Coding coding, std::string_view in, std::string& out) {
       return r == Z_STREAM_END ? CodingError::kNone : CodingError::kNoMemory;
     }
     case Coding::kBrotli: {
+      // The one-shot BrotliEncoderCompress cannot take an allocator: one stream call instead.
       std::size_t size = BrotliEncoderMaxCompressedSize(in.size());
       if (size == 0) size = in.size() + 1024;
       out.resize(size);
-      if (!BrotliEncoderCompress(5, BROTLI_DEFAULT_WINDOW, BROTLI_MODE_GENERIC, in.size(),
-                                 reinterpret_cast<const std::uint8_t*>(in.data()), &size,
-                                 reinterpret_cast<std::uint8_t*>(out.data()))) {
-        return CodingError::kNoMemory;
-      }
-      out.resize(size);
+      BrotliEncoderState* s = BrotliEncoderCreateInstance(wiping_alloc, wiping_free, nullptr);
+      if (s == nullptr) return CodingError::kNoMemory;
+      BrotliEncoderSetParameter(s, BROTLI_PARAM_QUALITY, 5);
+      BrotliEncoderSetParameter(s, BROTLI_PARAM_LGWIN, BROTLI_DEFAULT_WINDOW);
+      BrotliEncoderSetParameter(s, BROTLI_PARAM_MODE, BROTLI_MODE_GENERIC);
+      BrotliEncoderSetParameter(s, BROTLI_PARAM_SIZE_HINT, static_cast<std::uint32_t>(std::min<std::size_t>(in.size(), 1u << 30)));
+      std::size_t avail_in = in.size(), avail_out = out.size();
+      const auto* next_in = reinterpret_cast<const std::uint8_t*>(in.data());
+      auto* next_out = reinterpret_cast<std::uint8_t*>(out.data());
+      const bool ok = BrotliEncoderCompressStream(s, BROTLI_OPERATION_FINISH, &avail_in, &next_in, &avail_out, &next_out,
+                                                  nullptr) &&
+                      BrotliEncoderIsFinished(s);
+      BrotliEncoderDestroyInstance(s);
+      if (!ok) return CodingError::kNoMemory;
+      out.resize(out.size() - avail_out);
       return CodingError::kNone;
     }
     case Coding::kZstd: {
       out.resize(ZSTD_compressBound(in.size()));
-      const std::size_t r = ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 3);
+      ZSTD_CCtx* c = ZSTD_createCCtx_advanced(kWipingMem);
+      if (c == nullptr) return CodingError::kNoMemory;
+      const std::size_t r = ZSTD_compressCCtx(c, out.data(), out.size(), in.data(), in.size(), 3);
+      ZSTD_freeCCtx(c);
       if (ZSTD_isError(r)) return CodingError::kNoMemory;
       out.resize(r);
       return CodingError::kNone;
@@ -401,12 +421,31 @@ CodingError decode_all(const std::vector<Coding>& codings, std::string_view in, 
   return d.finish(out);
 }
 
+// The layers between the plain body and the last coding are the encoder's own buffers; what they
+// held (a coded form of a body that may hold values) is wiped before they are freed. The plain
+// body itself is read where it is, never copied.
 CodingError encode_all(const std::vector<Coding>& codings, std::string_view in, std::string& out) {
-  std::string current(in), next;
+  const auto wipe_all = [](std::string& s) {
+    OPENSSL_cleanse(s.data(), s.capacity());
+    s.clear();
+  };
+  std::string current, next;
+  std::string_view from = in;
+  CodingError e = CodingError::kNone;
   for (Coding c : codings) {
-    if (CodingError e = encode_one(c, current, next); e != CodingError::kNone) return e;
+    wipe_all(next);  // encode_one may reallocate it
+    if ((e = encode_one(c, from, next)) != CodingError::kNone) break;
+    wipe_all(current);
     current.swap(next);
+    from = current;
   }
+  wipe_all(next);
+  if (e != CodingError::kNone) {
+    wipe_all(current);
+    return e;
+  }
+  if (codings.empty()) current.assign(in);
+  wipe_all(out);
   out.swap(current);
   return CodingError::kNone;
 }

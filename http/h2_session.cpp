@@ -4,9 +4,15 @@
 // few header checks nghttp2 leaves to the application, and events instead of callbacks.
 #include <http/h2_session.hpp>
 
+#include <common/value_sink.hpp>
+
 #include <nghttp2/nghttp2.h>
+#include <openssl/crypto.h>
+
+#include <malloc.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 namespace airlock::http::h2 {
@@ -37,8 +43,9 @@ struct Session::Stream {
   bool rejected = false;         // reset by us for a malformed head: its DATA is dropped
   std::size_t unconsumed = 0;    // DATA delivered, not yet consumed()
   // Sending.
-  std::string out;               // queued DATA, from out_pos
+  std::string out;               // queued DATA, from out_pos (grown through a ValueSink)
   std::size_t out_pos = 0;
+  bool wipe = false;             // client role: the queue holds request DATA with values
   bool responded = false;        // a final response head was submitted (server)
   bool has_provider = false;     // HEADERS went without END_STREAM: DATA may follow
   bool out_end = false;          // end the stream after the queue
@@ -48,9 +55,41 @@ struct Session::Stream {
   bool closed = false;           // nghttp2 closed it; kept until its DATA is consumed
 
   std::size_t queued() const noexcept { return out.size() - out_pos; }
+  // The queue is let go: bytes that may have held values are wiped first.
+  void drop_queue() noexcept {
+    if (wipe && !out.empty()) OPENSSL_cleanse(out.data(), out.size());
+    out.clear();
+    out_pos = 0;
+  }
+  ~Stream() {
+    if (wipe) OPENSSL_cleanse(out.data(), out.capacity());
+  }
 };
 
 namespace {
+
+void* mem_malloc(std::size_t size, void*) { return std::malloc(size); }
+void* mem_calloc(std::size_t n, std::size_t size, void*) { return std::calloc(n, size); }
+void mem_free(void* p, void*) {
+  if (p == nullptr) return;
+  OPENSSL_cleanse(p, malloc_usable_size(p));
+  std::free(p);
+}
+void* mem_realloc(void* p, std::size_t size, void* ud) {
+  if (p == nullptr) return std::malloc(size);
+  if (size == 0) {
+    mem_free(p, ud);
+    return nullptr;
+  }
+  const std::size_t old = malloc_usable_size(p);
+  if (size <= old) return p;
+  void* q = std::malloc(size);
+  if (q == nullptr) return nullptr;
+  std::memcpy(q, p, old);
+  mem_free(p, ud);  // never moved by realloc with the old bytes left behind
+  return q;
+}
+nghttp2_mem kWipingMem = {nullptr, mem_malloc, mem_free, mem_calloc, mem_realloc};
 
 bool is_pseudo(std::string_view name) { return !name.empty() && name[0] == ':'; }
 
@@ -322,8 +361,7 @@ struct Session::Callbacks {
     if (code == NGHTTP2_NO_ERROR && s.reset_tokens_ < s.limits_.rapid_reset_budget) ++s.reset_tokens_;
     s.queued_total_ -= st->queued();
     s.header_bytes_ -= st->block_size;
-    st->out.clear();
-    st->out_pos = 0;
+    st->drop_queue();
     st->block.clear();
     st->block_size = 0;
     st->closed = true;
@@ -359,10 +397,12 @@ struct Session::Callbacks {
     st->out_pos += n;
     s.queued_total_ -= n;
     if (st->out_pos == st->out.size()) {
-      st->out.clear();
-      st->out_pos = 0;
+      st->drop_queue();
     } else if (st->out_pos > (64u << 10) && st->out_pos > st->out.size() / 2) {
+      const std::size_t size = st->out.size();
       st->out.erase(0, st->out_pos);
+      // The tail moved down; its old place past the new size still holds a copy.
+      if (st->wipe) OPENSSL_cleanse(st->out.data() + st->out.size(), size - st->out.size());
       st->out_pos = 0;
     }
     if (st->queued() == 0 && st->out_end) {
@@ -406,8 +446,10 @@ Session::Session(Role role, SessionLimits limits) : role_(role), limits_(limits)
   // stays deterministic (same bytes, same events: what the fuzzer and the tests rely on).
   nghttp2_option_set_stream_reset_rate_limit(opt, UINT64_MAX, UINT64_MAX);
 
+  // The client session (toward the upstream) copies substituted header values and DATA into its
+  // own memory (header lists, frame buffers): that memory is wiped when nghttp2 frees it.
   const int rv = role_ == Role::kServer ? nghttp2_session_server_new2(&session_, cb, this, opt)
-                                        : nghttp2_session_client_new2(&session_, cb, this, opt);
+                                        : nghttp2_session_client_new3(&session_, cb, this, opt, &kWipingMem);
   nghttp2_session_callbacks_del(cb);
   nghttp2_option_del(opt);
   if (rv != 0) {
@@ -444,6 +486,7 @@ Session::Stream& Session::ensure(std::int32_t stream) {
   if (!p) {
     p = std::make_unique<Stream>();
     p->id = stream;
+    p->wipe = role_ == Role::kClient;
   }
   return *p;
 }
@@ -493,7 +536,7 @@ H2Error Session::pending_output(std::string& out) {
       break;
     }
     if (n == 0) break;
-    out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
+    ValueSink(out).append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
   }
   events_ = nullptr;
   return error_;
@@ -546,7 +589,7 @@ H2Error Session::submit_data(std::int32_t stream, std::string_view bytes, bool e
   if (st->queued() + bytes.size() > limits_.max_stream_buffer ||
       held_bytes() + bytes.size() > limits_.max_session_buffer)
     return H2Error::kBufferFull;
-  st->out.append(bytes);
+  ValueSink(st->out).append(bytes);
   queued_total_ += bytes.size();
   st->out_end = end_stream;
   if (st->deferred) {
@@ -578,8 +621,7 @@ H2Error Session::reset(std::int32_t stream, ErrorCode code) {
   Stream* st = find(stream);
   if (!st || st->closed) return H2Error::kNoStream;
   queued_total_ -= st->queued();
-  st->out.clear();
-  st->out_pos = 0;
+  st->drop_queue();
   st->out_end = true;
   st->has_trailers = false;
   const int rv = nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream, static_cast<std::uint32_t>(code));

@@ -1,5 +1,7 @@
 #include <http/websocket.hpp>
 
+#include <common/value_sink.hpp>
+
 #include <openssl/crypto.h>
 
 #include <algorithm>
@@ -245,6 +247,9 @@ MessageReader::Event MessageReader::feed(std::string_view in, std::size_t& used)
 
 void write_frame(std::string& out, bool fin, bool rsv1, Opcode opcode, std::string_view payload,
                  const std::array<std::uint8_t, 4>* mask) {
+  // The payload may hold a substituted value: room for the whole frame first, so no append
+  // below reallocates with earlier frames' bytes left behind.
+  ValueSink(out).room_for(14 + payload.size());
   out.push_back(static_cast<char>((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | static_cast<std::uint8_t>(opcode)));
   const std::uint8_t mask_bit = mask != nullptr ? 0x80 : 0;
   const std::uint64_t n = payload.size();

@@ -1,4 +1,7 @@
 #include <http/websocket_deflate.hpp>
+#include <http/wiping_alloc.hpp>
+
+#include <common/value_sink.hpp>
 
 #include <openssl/crypto.h>
 #include <zlib.h>
@@ -63,30 +66,6 @@ constexpr unsigned char kTail[4] = {0x00, 0x00, 0xFF, 0xFF};
 void wipe(std::string& s) noexcept {
   if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
   s.clear();
-}
-
-// zlib's windows hold message bytes (upward, substituted values; downward, echoes before they
-// are masked): its allocations are wiped when freed. Each block keeps its size in front.
-constexpr std::size_t kHeader = alignof(std::max_align_t);
-voidpf wiping_alloc(voidpf, uInt items, uInt size) {
-  const std::size_t n = static_cast<std::size_t>(items) * size;
-  auto* p = static_cast<unsigned char*>(std::malloc(n + kHeader));
-  if (p == nullptr) return Z_NULL;
-  std::memcpy(p, &n, sizeof n);
-  return p + kHeader;
-}
-void wiping_free(voidpf, voidpf block) {
-  if (block == Z_NULL) return;
-  auto* p = static_cast<unsigned char*>(block) - kHeader;
-  std::size_t n = 0;
-  std::memcpy(&n, p, sizeof n);
-  OPENSSL_cleanse(p, n + kHeader);
-  std::free(p);
-}
-void use_wiping_allocator(z_stream& z) {
-  z.zalloc = wiping_alloc;
-  z.zfree = wiping_free;
-  z.opaque = Z_NULL;
 }
 
 }  // namespace
@@ -241,7 +220,7 @@ Error MessageDeflater::deflate(std::string_view message, std::string& out) {
   std::size_t used = 0;
   out.resize(deflateBound(&z, static_cast<uLong>(message.size())) + 16);
   while (true) {
-    if (out.size() - used < 64) out.resize(out.size() * 2);
+    if (out.size() - used < 64) ValueSink(out).resize(out.size() * 2);  // the old buffer is wiped
     z.next_out = reinterpret_cast<Bytef*>(out.data() + used);
     z.avail_out = static_cast<uInt>(out.size() - used);
     const int r = ::deflate(&z, Z_SYNC_FLUSH);

@@ -25,20 +25,32 @@ bool writable_dir(const std::string& path) { return ::access(path.c_str(), W_OK)
 
 }  // namespace
 
-void remove_cgroup_dir(const std::string& path) {
+bool remove_cgroup_dir(const std::string& path) {
   // The guest's processes may take a moment to leave after init is reaped.
   for (int i = 0; i < 100; ++i) {
-    if (::rmdir(path.c_str()) == 0 || errno == ENOENT) return;
-    if (errno != EBUSY) return;
+    if (::rmdir(path.c_str()) == 0 || errno == ENOENT) return true;
+    if (errno != EBUSY) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  return false;
 }
 
 CgroupLimits::CgroupLimits(const std::string& id, const Limits& limits)
     : id_(id), limits_(limits) {}
 
-CgroupLimits::~CgroupLimits() {
-  for (auto it = paths_.rbegin(); it != paths_.rend(); ++it) remove_cgroup_dir(*it);
+CgroupLimits::~CgroupLimits() { remove(); }
+
+std::vector<std::string> CgroupLimits::candidate_paths(const std::string& id) {
+  const std::string name = "/airlock-" + id;
+  return {std::string(kCgroupRoot) + name, std::string(kCgroupRoot) + "/memory" + name,
+          std::string(kCgroupRoot) + "/cpu" + name, std::string(kCgroupRoot) + "/pids" + name};
+}
+
+bool CgroupLimits::remove() {
+  bool gone = true;
+  for (auto it = paths_.rbegin(); it != paths_.rend(); ++it) gone = remove_cgroup_dir(*it) && gone;
+  if (gone) paths_.clear();
+  return gone;
 }
 
 void CgroupLimits::apply(pid_t pid, std::vector<std::string>& warnings) {

@@ -31,59 +31,54 @@ bool is_sandbox_name(const std::string& name) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
+// A cgroup sandbox `id` may have made: airlock-<id> right under one of the cgroup mounts
+// (CgroupLimits::candidate_paths). A record naming anything else is not acted on.
+bool is_cgroup_of(const std::string& path, const std::string& id) {
+  const std::vector<std::string> own = detail::CgroupLimits::candidate_paths(id);
+  return std::find(own.begin(), own.end(), path) != own.end();
+}
+
 }  // namespace
 
+// Only what sandboxes recorded under `state_root` made, and only once their owner is gone: a
+// cgroup or namespace name is never attributed by its name alone, since sandboxes recorded
+// under another state root (another checkout's tests, a second airlock installation) use the
+// same names. A sandbox records its cgroups before it makes them and keeps the record while one
+// remains, so nothing it made is left without a record.
 std::vector<std::string> collect_garbage(const std::string& state_root) {
   namespace fs = std::filesystem;
   std::vector<std::string> removed;
   std::error_code ec;
-  std::vector<std::string> live_ids;
   for (const auto& entry : fs::directory_iterator(state_root, ec)) {
     const std::string dir = entry.path().string();
     const std::string id = entry.path().filename().string();
-    if (!is_sandbox_name("airlock-" + id)) continue;
-    if (owner_alive(dir)) {
-      live_ids.push_back(id);
-      continue;
-    }
+    if (!is_sandbox_name("airlock-" + id) || owner_alive(dir)) continue;
+    bool kept = false;  // a cgroup still busy: the record stays for the next gc
     if (const auto cgroups = detail::read_small_file(dir + "/cgroups", 65536)) {
       std::istringstream in(*cgroups);
       std::string path;
       while (std::getline(in, path)) {
-        if (path.rfind("/sys/fs/cgroup/", 0) != 0 || path.find("/airlock-") == std::string::npos) {
-          continue;  // only what this tool creates
-        }
-        detail::remove_cgroup_dir(path);
-        removed.push_back("cgroup " + path);
+        if (!is_cgroup_of(path, id)) continue;
+        const bool existed = fs::exists(path, ec);
+        if (!detail::remove_cgroup_dir(path)) kept = true;
+        else if (existed) removed.push_back("cgroup " + path);
       }
     }
+    // A network namespace named after this sandbox (tools or older versions named them).
+    const std::string netns = "/run/netns/airlock-" + id;
+    if (fs::exists(netns, ec)) {
+      try {
+        detail::run_tool({detail::find_tool("ip"), "netns", "delete", "airlock-" + id}, "", -1);
+        removed.push_back("netns airlock-" + id);
+      } catch (const SandboxError&) {
+      }
+    }
+    if (kept) continue;
     ::umount2((dir + "/stage").c_str(), MNT_DETACH);  // never mounted on the host; be sure
     fs::remove_all(dir, ec);
     removed.push_back("state " + dir);
   }
   for (std::string& line : detail::collect_stale_leases(state_root)) removed.push_back(std::move(line));
-  // cgroups whose state directory is gone (rmdir only succeeds on an empty cgroup).
-  for (const char* base : {"/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu",
-                           "/sys/fs/cgroup/pids"}) {
-    for (const auto& entry : fs::directory_iterator(base, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (!is_sandbox_name(name) || !entry.is_directory(ec)) continue;
-      if (std::find(live_ids.begin(), live_ids.end(), name.substr(8)) != live_ids.end()) continue;
-      if (::rmdir(entry.path().c_str()) == 0) removed.push_back("cgroup " + entry.path().string());
-    }
-  }
-  // Named network namespaces (from tools or older versions that named them airlock-<id>).
-  for (const auto& entry : fs::directory_iterator("/run/netns", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (!is_sandbox_name(name)) continue;  // airlock-<8 hex>: never another tool's namespace
-    const std::string id = name.substr(8);
-    if (std::find(live_ids.begin(), live_ids.end(), id) != live_ids.end()) continue;
-    try {
-      detail::run_tool({detail::find_tool("ip"), "netns", "delete", name}, "", -1);
-      removed.push_back("netns " + name);
-    } catch (const SandboxError&) {
-    }
-  }
   return removed;
 }
 

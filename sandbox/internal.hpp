@@ -158,7 +158,14 @@ class CgroupLimits {
  public:
   CgroupLimits(const std::string& id, const Limits& limits);
   ~CgroupLimits();  // removes the cgroups (the processes must be gone)
+  // Every cgroup a sandbox `id` may make (airlock-<id> under the v2 root and the v1 controllers):
+  // what the sandbox records before apply() and the only paths `airlock gc` removes for it.
+  static std::vector<std::string> candidate_paths(const std::string& id);
+  // Whether apply() may make any (a limit is set).
+  bool wanted() const noexcept { return limits_.memory_bytes || limits_.cpus || limits_.pids; }
   void apply(pid_t pid, std::vector<std::string>& warnings);
+  // Removes the cgroups made so far; false when one is still there (its processes did not leave).
+  bool remove();
   const std::vector<std::string>& paths() const noexcept { return paths_; }
 
  private:
@@ -166,7 +173,8 @@ class CgroupLimits {
   Limits limits_;
   std::vector<std::string> paths_;
 };
-void remove_cgroup_dir(const std::string& path);
+// True when the cgroup directory is gone (removed, or it was not there).
+bool remove_cgroup_dir(const std::string& path);
 
 // Host terminals stay outside (stdio_relay.cpp): each of the host's fds 0..2 that is a terminal
 // reaches the guest as a pipe this relay copies to and from it (or as /dev/null with -t, where

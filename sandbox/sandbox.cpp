@@ -179,6 +179,12 @@ struct Sandbox::Impl {
 
   ~Impl() { teardown(); }
 
+  void write_cgroups_record(const std::vector<std::string>& paths) {
+    std::string list;
+    for (const std::string& path : paths) list += path + "\n";
+    detail::write_file(state_dir + "/cgroups", list);
+  }
+
   void create_state_dir() {
     ::mkdir(options.state_root.c_str(), 0711);
     ::chmod(options.state_root.c_str(), 0711);
@@ -584,12 +590,11 @@ struct Sandbox::Impl {
     try {
       write_id_maps();
       cgroups = std::make_unique<detail::CgroupLimits>(id, options.limits);
+      // Recorded before they exist (and kept while one remains, see teardown): `airlock gc`
+      // removes only cgroups its state root records, so none may be made without a record.
+      if (cgroups->wanted()) write_cgroups_record(detail::CgroupLimits::candidate_paths(id));
       cgroups->apply(pid, warnings);
-      if (!cgroups->paths().empty()) {
-        std::string list;
-        for (const std::string& path : cgroups->paths()) list += path + "\n";
-        detail::write_file(state_dir + "/cgroups", list);
-      }
+      if (cgroups->wanted()) write_cgroups_record(cgroups->paths());
       // The guest builds its file system while the link is configured; it starts the command
       // only after the second byte.
       if (::write(sync_w.get(), "g", 1) != 1) throw_errno("release the guest");
@@ -817,13 +822,16 @@ struct Sandbox::Impl {
       list->clear();
     }
     gateway_netns.reset();  // the last reference: the namespace and the veth pair go with it
+    // A cgroup that cannot be removed yet keeps its record and the owner file: once this process
+    // is gone, `airlock gc` finds the dead owner and removes it.
+    const bool cgroups_gone = !cgroups || cgroups->remove();
     cgroups.reset();
     lease.reset();  // the guest is gone: its ids are free again
     idmaps.clear();
     root_layers.reset();
     etc_layers.reset();
     share_layers.clear();
-    if (!state_dir.empty()) {
+    if (!state_dir.empty() && cgroups_gone) {
       ::rmdir((state_dir + "/stage").c_str());
       ::unlink((state_dir + "/cgroups").c_str());
       ::unlink((state_dir + "/owner").c_str());

@@ -202,8 +202,10 @@ class Sandbox {
 // and rewritten files, the scan's figures), one line each; runs the scan, starts nothing.
 std::string describe_view(const SandboxOptions& options, const std::vector<SecretBinding>& secrets);
 
-// Removes what sandboxes whose owner process is gone left behind: state directories under
-// state_root, their id leases, cgroups, and network namespaces named airlock-*. Returns one line per removal.
+// Removes what sandboxes recorded under state_root whose owner process is gone left behind:
+// their state directories, id leases, the cgroups their records name (airlock-<id> only) and
+// network namespaces named airlock-<id>. Never what another state root's sandboxes made: a name
+// alone does not say whose it is. Returns one line per removal.
 std::vector<std::string> collect_garbage(const std::string& state_root = "/run/airlock");
 
 }  // namespace airlock::sandbox

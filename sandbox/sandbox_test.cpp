@@ -16,9 +16,11 @@
 #include <cstring>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 #include <sstream>
 #include <sys/stat.h>
@@ -450,14 +452,15 @@ TEST(Sandbox, NothingIsLeftBehindAfterExit) {
   EXPECT_FALSE(std::filesystem::exists("/run/airlock/" + id));
 }
 
-// collect_garbage(state_root) also sweeps the host-wide places (cgroups named airlock-<id>,
-// /run/netns/airlock-<id>) for what no live owner under state_root claims. With a temporary
-// state_root, every other sandbox running at that moment (the next test under ctest -j2, another
-// checkout's tests) is unclaimed: its empty cgroup (being set up, or its guest just gone) was
-// removed and reported, failing this test and breaking that sandbox. So the collection runs in
-// a child with a private mount namespace whose cgroup and netns directories are empty: only
-// what this test made is there to collect. Returns its lines ({"child failed"} if it failed).
-std::vector<std::string> collect_garbage_alone(const std::string& state_root) {
+// collect_garbage(state_root) acts on host-wide places (cgroups named airlock-<id>,
+// /run/netns/airlock-<id>), though only for what state_root records. The collection runs in a
+// child with a private mount namespace whose cgroup and netns directories are empty, so a test
+// can make such names without touching the host's. Returns its lines ({"child failed"} if it
+// failed).
+// `setup` runs in the child first (it may make cgroups and netns names there); after the
+// collection, each of `watch` that still exists adds a line "present <path>".
+std::vector<std::string> collect_garbage_alone(const std::string& state_root, const std::function<void()>& setup = {},
+                                               const std::vector<std::string>& watch = {}) {
   int out[2];
   if (::pipe(out) != 0) return {"pipe failed"};
   const pid_t pid = ::fork();
@@ -471,8 +474,11 @@ std::vector<std::string> collect_garbage_alone(const std::string& state_root) {
         ::mount("tmpfs", "/run/netns", "tmpfs", 0, "mode=0755") != 0) {
       _exit(3);
     }
+    if (setup) setup();
     std::string text;
     for (const std::string& line : collect_garbage(state_root)) text += line + "\n";
+    for (const std::string& path : watch)
+      if (std::filesystem::exists(path)) text += "present " + path + "\n";
     _exit(::write(out[1], text.data(), text.size()) == static_cast<ssize_t>(text.size()) ? 0 : 4);
   }
   ::close(out[1]);
@@ -506,6 +512,51 @@ TEST(CollectGarbage, RemovesStateOfADeadOwnerOnly) {
   const auto removed = collect_garbage_alone(root.path());
   EXPECT_EQ(removed, (std::vector<std::string>{"state " + dead}));
   EXPECT_FALSE(std::filesystem::exists(dead));
+  EXPECT_TRUE(std::filesystem::exists(live));
+}
+
+// The attack: `airlock gc --state-dir A` removed every airlock-<id> cgroup (and deleted every
+// airlock-<id> network namespace name) that no live owner under A claimed, so the cgroup of a
+// sandbox recorded under another state root B, live but with an empty cgroup (being set up, or
+// between processes), was removed from under it. gc removes only what its own root records.
+TEST(CollectGarbage, LeavesWhatAnotherStateRootRecordsAlone) {
+  TempDir a, b;
+  const std::string me = std::to_string(::getpid());
+  std::ifstream stat("/proc/self/stat");
+  std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::istringstream rest(all.substr(all.rfind(')') + 1));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) rest >> field;
+  // B: a live sandbox (this process is its owner) with a cgroup.
+  const std::string live = b.path() + "/0000beef";
+  std::filesystem::create_directories(live + "/stage");
+  write(live + "/owner", me + " " + field + "\n");
+  write(live + "/cgroups", "/sys/fs/cgroup/airlock-0000beef\n");
+  // A: a sandbox whose owner died, with its cgroup recorded, and one listing a cgroup not its own.
+  const std::string dead = a.path() + "/0badc0de", forged = a.path() + "/0000dead";
+  std::filesystem::create_directories(dead + "/stage");
+  write(dead + "/owner", "999999999 1\n");
+  write(dead + "/cgroups", "/sys/fs/cgroup/airlock-0badc0de\n");
+  std::filesystem::create_directories(forged);
+  write(forged + "/owner", "999999999 1\n");
+  write(forged + "/cgroups", "/sys/fs/cgroup/airlock-0000beef\n");
+  const std::string live_cgroup = "/sys/fs/cgroup/airlock-0000beef", dead_cgroup = "/sys/fs/cgroup/airlock-0badc0de";
+  const std::string unrecorded = "/sys/fs/cgroup/airlock-12345678";
+  const std::string live_netns = "/run/netns/airlock-0000beef";
+  const auto removed = collect_garbage_alone(
+      a.path(),
+      [&] {
+        for (const std::string& d : {live_cgroup, dead_cgroup, unrecorded}) std::filesystem::create_directory(d);
+        std::ofstream(live_netns).put('x');
+      },
+      {live_cgroup, dead_cgroup, unrecorded, live_netns});
+  const std::vector<std::string> want = {"cgroup " + dead_cgroup, "state " + dead, "state " + forged,
+                                         "present " + live_cgroup, "present " + unrecorded, "present " + live_netns};
+  std::vector<std::string> got = removed;
+  std::sort(got.begin(), got.end());
+  std::vector<std::string> sorted = want;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(got, sorted);
   EXPECT_TRUE(std::filesystem::exists(live));
 }
 

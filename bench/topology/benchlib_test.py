@@ -67,3 +67,34 @@ def test_a_run_that_failed_its_check_does_not_count(tmp_path):
     lines = values("direct", "ka_rps", 100, 100, 100) + values("airlock", "ka_rps", 90, 80, 10)
     cells = row(report(tmp_path, lines, failed={("airlock", 3)}), "Keep-alive small requests")
     assert "85<br>80–90 (2 of 3 runs)<br>(0.85× direct)" in cells
+
+
+# A figure rounded for the report must not read as the other verdict: 79.8 % against a target of
+# 80 % was shown as "80 % ... not met" (and 89.96 % as "90 %"). Where rounding would flip the
+# reading, the figure gets as many decimals as it takes; elsewhere it stays as it was.
+def test_a_rounded_figure_never_reads_as_the_other_verdict(tmp_path):
+    text = report(tmp_path, values("direct", "ul_mibps", 1000, 1000, 1000) +
+                  values("airlock", "ul_mibps", 798, 798, 798) +
+                  values("direct", "ka_rps", 10000, 10000, 10000) +
+                  values("airlock", "ka_rps", 8996, 8996, 8996) +
+                  values("direct", "dl_mibps", 1000, 1000, 1000) +
+                  values("airlock", "dl_mibps", 904, 904, 904) +
+                  values("direct", "ka_p99_ms", 0.7, 0.7, 0.7) +
+                  values("airlock", "ka_p99_ms", 1.003, 1.003, 1.003) +
+                  values("airlock", "idle_kib", 32.04, 32.04, 32.04))
+    assert "64 KiB uploads with body substitution: 79.8 % of direct (target ≥ 80 %): **not met**" in text
+    assert "keep-alive small requests: 89.96 % of direct (target ≥ 90 %): **not met**" in text
+    assert "1 MiB downloads: 90 % of direct (target ≥ 90 %): met" in text  # 90.4: rounding agrees
+    assert "keep-alive p99 latency: 1.003 ms, direct 0.70 ms (target ≤ direct + 0.30 ms): **not met**" in text
+    assert "memory per idle intercepted connection: 32.04 KiB (target ≤ 32 KiB): **not met**" in text
+
+
+def test_figure_adds_decimals_only_where_rounding_flips_the_verdict():
+    def at_least(floor):
+        return lambda x: x >= floor
+    assert benchlib._figure(79.8, 0, at_least(80)) == "79.8"
+    assert benchlib._figure(79.96, 0, at_least(80)) == "79.96"
+    assert benchlib._figure(80.0, 0, at_least(80)) == "80"
+    assert benchlib._figure(80.4, 0, at_least(80)) == "80"
+    assert benchlib._figure(79.4, 0, at_least(80)) == "79"
+    assert benchlib._figure(1.7996, 2, at_least(1.8)) == "1.7996"

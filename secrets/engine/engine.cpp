@@ -82,15 +82,18 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   Mode mode = Mode::kPassthrough;
   bool in_message = false;
   bool is_chunked = false;
-  std::string head_out;                 // rewritten head (may hold values)
+  // Buffers that may hold values grow through a ValueSink (no unwiped copy left in freed memory).
+  std::string head_bytes, body_bytes;
+  ValueSink head_out{head_bytes};       // rewritten head (may hold values)
   std::vector<std::size_t> cl_offsets;  // Content-Length value spans in head_out (buffer mode)
   std::vector<std::size_t> cl_lengths;
   std::string body_buf;                 // buffered body or re-chunk carry (guest bytes)
-  std::string body_out;                 // rewritten body (may hold values)
+  ValueSink body_out{body_bytes};       // rewritten body (may hold values)
   std::string window;                   // re-chunk: carry + new data
 
-  // Output during feed()/finish().
-  std::string* out = nullptr;
+  // Output during feed()/finish(): the caller's string, grown through a ValueSink.
+  std::optional<ValueSink> out_sink;
+  ValueSink* out = nullptr;
   std::string* guest = nullptr;
   std::size_t committed = 0;      // out->size() at the last message end (or at entry)
   std::size_t verbatim_tail = 0;  // trailing bytes of *out that are verbatim stream data
@@ -529,7 +532,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
       out->append(body_out);
       wipe(body_out);
       wipe(head_out);
-      std::string().swap(body_out);  // a keep-alive connection keeps no body-sized buffer
+      std::string().swap(body_out.str());  // a keep-alive connection keeps no body-sized buffer
     }
     finish_buffered_message();
   }
@@ -560,7 +563,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     }
     wipe(body_out);
     wipe(head_out);
-    std::string().swap(body_out);  // a keep-alive connection keeps no body-sized buffer
+    std::string().swap(body_out.str());  // a keep-alive connection keeps no body-sized buffer
   }
 
   void finish_buffered_message() {
@@ -576,10 +579,10 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   // ---- driving ----
 
   void begin(std::string& to_upstream, std::string* to_guest) {
-    out = &to_upstream;
+    out = &out_sink.emplace(to_upstream);
     guest = to_guest;
     committed = to_upstream.size();
-    to_upstream.append(held);
+    out->append(held);
     verbatim_tail = held.size();
     held.clear();
   }
@@ -598,7 +601,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     }
     const std::size_t hold = std::min(carry, verbatim_tail);
     if (hold > 0) {
-      held.assign(*out, out->size() - hold, hold);
+      held.assign(out->str(), out->size() - hold, hold);
       out->resize(out->size() - hold);
     }
     out = nullptr;

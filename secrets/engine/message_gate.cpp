@@ -224,18 +224,19 @@ struct MessageGate::Impl final : detail::RequestGates {
 
   // ---- the body ----
 
-  void release_passthrough(std::string_view piece, std::string& out) {
+  // The caller's output may hold values from earlier pieces: it grows through a ValueSink.
+  void release_passthrough(std::string_view piece, ValueSink out) {
     // The detector's carry is the stream's undecided tail: held back so that a placeholder cut
     // by a frame boundary never reaches the upstream in part before it is found.
     window.assign(held);
     window.append(piece);
     const std::size_t hold = any_not_eligible ? std::min(body_det.carry_size(), window.size()) : 0;
-    out.append(window, 0, window.size() - hold);
+    out.append(std::string_view(window).substr(0, window.size() - hold));
     held.assign(window, window.size() - hold, hold);
     window.clear();
   }
 
-  Status on_data(std::string_view piece, bool end, std::string& out) {
+  Status on_data(std::string_view piece, bool end, ValueSink out) {
     if (block) return Status::kBlocked;
     if (!head_seen || body_ended) {
       set_block(false, {}, Location::kBody, head_seen ? "data after the end of the body" : "data before the request head");
@@ -295,13 +296,13 @@ struct MessageGate::Impl final : detail::RequestGates {
     return Status::kOk;
   }
 
-  void release_held(std::string& out) {
+  void release_held(ValueSink out) {
     if (block || body_ended || mode != Mode::kPassthrough) return;
     out.append(held);
     held.clear();
   }
 
-  Status on_trailers(std::vector<Field>& trailers, std::string& out) {
+  Status on_trailers(std::vector<Field>& trailers, ValueSink out) {
     if (block) return Status::kBlocked;
     if (!body_ended && on_data({}, true, out) != Status::kOk) return Status::kBlocked;
     if (!any_not_eligible) return Status::kOk;

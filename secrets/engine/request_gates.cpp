@@ -332,7 +332,7 @@ void RequestGates::note_values_may_flow() noexcept {
 // ---- substitution ----
 
 bool RequestGates::substitute_raw(std::string_view text, const std::vector<std::uint8_t>& mask, Into into,
-                                  Location loc, std::string& dst) {
+                                  Location loc, ValueSink dst) {
   const auto* d = reinterpret_cast<const unsigned char*>(text.data());
   const std::size_t n = text.size();
   std::size_t i = 0, last = 0;
@@ -352,7 +352,8 @@ bool RequestGates::substitute_raw(std::string_view text, const std::vector<std::
       dst.append(text.substr(last, i - last));
       const std::string_view value = set.secrets()[s].value().expose();
       if (into == Into::kQuery) {
-        percent_encode_append(value, dst);
+        dst.room_for(3 * value.size());  // percent_encode_append writes to the string itself
+        percent_encode_append(value, dst.str());
       } else {
         dst.append(value);
       }
@@ -368,11 +369,11 @@ bool RequestGates::substitute_raw(std::string_view text, const std::vector<std::
   return true;
 }
 
-bool RequestGates::substitute_header_value(std::string_view name, std::string_view value, std::string& dst) {
+bool RequestGates::substitute_header_value(std::string_view name, std::string_view value, ValueSink dst) {
   return substitute_header_value(classify_field_name(name), value, dst);
 }
 
-bool RequestGates::substitute_header_value(FieldName kind, std::string_view value, std::string& dst) {
+bool RequestGates::substitute_header_value(FieldName kind, std::string_view value, ValueSink dst) {
   std::string_view v = value;
   if (any_headers) {
     scratch.clear();
@@ -520,7 +521,7 @@ std::string RequestGates::coding_names() const {
   return out;
 }
 
-bool RequestGates::rewrite_coded_body(const std::string& body_buf, std::string& body_out) {
+bool RequestGates::rewrite_coded_body(const std::string& body_buf, ValueSink body_out) {
   const std::uint32_t due = first_body_due();
   http::CodingLimits limits;
   limits.max_output = set.options().max_body_bytes;
@@ -580,7 +581,7 @@ bool RequestGates::finish_inflated() {
   return false;
 }
 
-std::size_t RequestGates::rewrite_body(std::string_view data, bool final, std::string& dst) {
+std::size_t RequestGates::rewrite_body(std::string_view data, bool final, ValueSink dst) {
   const auto* d = reinterpret_cast<const unsigned char*>(data.data());
   const std::size_t n = data.size();
   std::size_t i = 0, last = 0, settled = n;

@@ -4,6 +4,7 @@
 // protocol-neutral MessageGate (message_gate.cpp, for HTTP/2 streams and WebSocket messages) are
 // codecs that feed it: they tell it the request's authority, hand it header values, query strings
 // and body pieces, and it answers with rewritten bytes or a Block. Not a public header.
+#include <common/value_sink.hpp>
 #include <http/content_coding.hpp>
 #include <secrets/engine/engine.hpp>
 #include <secrets/engine/matcher.hpp>
@@ -14,6 +15,11 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+namespace airlock::secrets {
+// A buffer written through a ValueSink is wiped like any other (capacity kept, contents zeroed).
+inline void wipe(ValueSink s) noexcept { wipe(s.str()); }
+}  // namespace airlock::secrets
 
 namespace airlock::secrets::detail {
 
@@ -99,13 +105,13 @@ struct RequestGates {
   // (percent-encoded for the query). False (and blocked) when a value with CR, LF or NUL would
   // go into the head.
   bool substitute_raw(std::string_view text, const std::vector<std::uint8_t>& mask, Into into, Location loc,
-                      std::string& dst);
+                      ValueSink dst);
   // A header field value: header-scope placeholders, then Basic credentials (decoded,
   // substituted, encoded again) when `name` is Authorization. Appends to dst; false if blocked.
-  bool substitute_header_value(std::string_view name, std::string_view value, std::string& dst);
-  bool substitute_header_value(FieldName kind, std::string_view value, std::string& dst);  // name told apart
+  bool substitute_header_value(std::string_view name, std::string_view value, ValueSink dst);
+  bool substitute_header_value(FieldName kind, std::string_view value, ValueSink dst);  // name told apart
   // Query-scope placeholders in a query string (the bytes after '?'), percent-encoded.
-  bool substitute_query(std::string_view query, std::string& dst) {
+  bool substitute_query(std::string_view query, ValueSink dst) {
     return substitute_raw(query, mask_query, Into::kQuery, Location::kQuery, dst);
   }
 
@@ -134,10 +140,10 @@ struct RequestGates {
   // Scans data (complete, or with `final` false a prefix of the body so far) for body forms:
   // violations block; raw placeholders of body-scope secrets are replaced. Appends the settled
   // part to dst and returns its length (the rest may begin a placeholder).
-  std::size_t rewrite_body(std::string_view data, bool final, std::string& dst);
+  std::size_t rewrite_body(std::string_view data, bool final, ValueSink dst);
   // A compressed body buffered whole: decoded (bounded by the body cap and the ratio cap),
   // rewritten, encoded again into out. A body with nothing substituted leaves as it came.
-  bool rewrite_coded_body(const std::string& buf, std::string& out);
+  bool rewrite_coded_body(const std::string& buf, ValueSink out);
   // Streaming detection of the not-eligible secrets' forms over a body.
   bool detect(StreamDetector& det, std::string_view data, Location loc);
   bool detect_finish(StreamDetector& det, Location loc);
