@@ -424,7 +424,7 @@ void track_head(Connection& c, const Filter& filter) {
 // carries the substitution must then not leave (the caller blocks it).
 bool record_substitutions(Connection& c, Filter& filter) {
   bool recorded = true;
-  for (const auto& s : filter.take()) {
+  const auto one = [&](const secrets::Substitution& s) {
     c.core.substitutions++;
     AuditRecord r = c.audit_record("substitution");
     r.string("secret", s.secret_env).string("host", s.host).string("location", secrets::to_string(s.location));
@@ -432,6 +432,13 @@ bool record_substitutions(Connection& c, Filter& filter) {
     if (c.core.logger.enabled(LogLevel::kDebug))
       c.core.logger.log(LogLevel::kDebug, "connection " + std::to_string(c.id) + ": substituted " + s.secret_env +
                                               " for " + s.host + " in " + std::string(secrets::to_string(s.location)));
+  };
+  if (filter.rewriter && !filter.websocket) {
+    // Read in place and recycled: no vector and no strings allocated per request.
+    for (const auto& s : filter.rewriter->substitutions()) one(s);
+    filter.rewriter->clear_substitutions();
+  } else {
+    for (const auto& s : filter.take()) one(s);
   }
   return recorded || c.core.options.audit_fail_open;
 }
@@ -490,11 +497,12 @@ void expect_responses(Filter& filter) {
   if (!filter.rewriter || !filter.responses) return;
   // Before the requests leave: a value may reach the upstream with them, and come back coded.
   if (filter.rewriter->values_may_flow()) filter.responses->undo_codings();
-  for (const secrets::ForwardedRequest& r : filter.rewriter->take_forwarded()) {
+  for (const secrets::ForwardedRequest& r : filter.rewriter->forwarded()) {
     filter.responses->expect(
         http::ResponseExpectation{.head = r.head, .connect = r.connect, .upgrade = r.upgrade, .http10 = r.http10});
     filter.in_flight.push_back({Clock::now(), filter.snapshot->generation});
   }
+  filter.rewriter->clear_forwarded();  // its capacity is kept for the next requests
 }
 
 // A final response head about to reach the guest: its request is answered.

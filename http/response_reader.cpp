@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <array>
 #include <limits>
 
 namespace airlock::http {
@@ -24,12 +25,22 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-bool is_tchar(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+// Byte classes by table lookup (a field line is checked byte by byte on every response).
+enum : std::uint8_t { kTchar = 1, kValueChar = 2 };
+constexpr std::array<std::uint8_t, 256> make_byte_classes() {
+  std::array<std::uint8_t, 256> t{};
+  for (int c = 0x20; c <= 0xff; ++c) t[c] = c != 0x7f ? kValueChar : 0;
+  t['\t'] = kValueChar;
+  for (int c = '0'; c <= '9'; ++c) t[c] |= kTchar;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] |= kTchar;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] |= kTchar;
+  for (const char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] |= kTchar;
+  return t;
 }
+constexpr std::array<std::uint8_t, 256> kByteClass = make_byte_classes();
 
-bool is_value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+bool is_tchar(unsigned char c) { return (kByteClass[c] & kTchar) != 0; }
+bool is_value_char(unsigned char c) { return (kByteClass[c] & kValueChar) != 0; }
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -42,6 +53,20 @@ int hex_value(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
+}
+
+// Each coding of a comma list, as sent (parameters such as q= are not the coding; empty items
+// are skipped).
+template <typename F>
+void for_each_coding(std::string_view v, F&& f) {
+  while (true) {
+    const std::size_t comma = v.find(',');
+    std::string_view item = trim(v.substr(0, comma));
+    item = trim(item.substr(0, item.find(';')));
+    if (!item.empty()) f(item);
+    if (comma == std::string_view::npos) return;
+    v.remove_prefix(comma + 1);
+  }
 }
 
 // 1*DIGIT, or a list of identical values; false otherwise.
@@ -71,21 +96,39 @@ void wipe(std::string& s) {
   s.clear();
 }
 
-void wipe(ResponseHead& h) {
-  for (auto& [n, v] : h.fields) {
-    wipe(n);
-    wipe(v);
-  }
-  wipe(h.status_line);
-  h = ResponseHead{};
+// A pooled string keeps its buffer for the next head only when it is small (bounded memory).
+constexpr std::size_t kMaxPooledCapacity = 128;
+void release_large(std::string& s) {
+  if (s.capacity() > kMaxPooledCapacity) std::string().swap(s);
 }
 
 }  // namespace
 
+// The previous head's bytes are wiped; its field strings (and the fields vector) keep their
+// buffers for the next head, so a keep-alive connection reads a response head without
+// allocating. At most kMaxPooledFields pairs of small strings are kept.
+void ResponseReader::reset_head() {
+  for (auto& [n, v] : head_.fields) {
+    wipe(n);
+    wipe(v);
+    if (spare_fields_.size() >= kMaxPooledFields) continue;
+    release_large(n);
+    release_large(v);
+    spare_fields_.emplace_back(std::move(n), std::move(v));
+  }
+  wipe(head_.status_line);
+  // Every other member back to its default; the two buffers kept.
+  ResponseHead fresh;
+  fresh.fields.swap(head_.fields);
+  fresh.fields.clear();
+  fresh.status_line.swap(head_.status_line);
+  head_ = std::move(fresh);
+}
+
 ResponseReader::~ResponseReader() {
   wipe(line_);
   wipe(trailers_);
-  wipe(head_);
+  reset_head();
 }
 
 std::string_view to_string(ResponseError error) noexcept {
@@ -116,24 +159,17 @@ std::vector<std::string_view> ResponseHead::values(std::string_view name) const 
 std::vector<std::string> ResponseHead::codings(std::string_view name) const {
   std::vector<std::string> out;
   for (std::string_view v : values(name)) {
-    while (true) {
-      const std::size_t comma = v.find(',');
-      std::string_view item = trim(v.substr(0, comma));
-      item = trim(item.substr(0, item.find(';')));  // parameters (e.g. q=) are not the coding
-      if (!item.empty()) {
-        std::string c(item);
-        for (char& ch : c) ch = lower(ch);
-        out.push_back(std::move(c));
-      }
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
-    }
+    for_each_coding(v, [&](std::string_view item) {
+      std::string c(item);
+      for (char& ch : c) ch = lower(ch);
+      out.push_back(std::move(c));
+    });
   }
   return out;
 }
 
 bool ResponseReader::take_line(std::string_view in, std::size_t& i, std::size_t used, std::size_t limit,
-                               bool& too_long) {
+                               bool& too_long, std::string_view* view) {
   const std::size_t lf = in.find('\n', i);
   const std::size_t end = lf == std::string_view::npos ? in.size() : lf;
   if (used + (end - i) > limit) {  // `used`: what the section (head, trailers, line) already holds
@@ -141,10 +177,19 @@ bool ResponseReader::take_line(std::string_view in, std::size_t& i, std::size_t 
     too_long = true;
     return false;
   }
+  if (view != nullptr && line_.empty() && lf != std::string_view::npos) {
+    // The whole line is in `in`: read in place, not copied.
+    std::string_view l = in.substr(i, end - i);
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    *view = l;
+    i = lf + 1;
+    return true;
+  }
   line_.append(in.substr(i, end - i));
   i = lf == std::string_view::npos ? in.size() : lf + 1;
   if (lf == std::string_view::npos) return false;
   if (!line_.empty() && line_.back() == '\r') line_.pop_back();
+  if (view != nullptr) *view = line_;
   return true;
 }
 
@@ -164,14 +209,15 @@ ResponseReader::Event ResponseReader::feed(std::string_view in, std::size_t& use
       case State::kFields: {
         bool too_long = false;
         const std::size_t before = i;
-        const bool line = take_line(in, i, head_bytes_, limits_.max_head, too_long);
+        std::string_view l;
+        const bool line = take_line(in, i, head_bytes_, limits_.max_head, too_long, &l);
         head_bytes_ += i - before;
         if (too_long) {
           event = fail(ResponseError::kHeadTooLarge);
           break;
         }
         if (!line) break;
-        event = state_ == State::kStatusLine ? on_status_line() : on_field_line();
+        event = state_ == State::kStatusLine ? on_status_line(l) : on_field_line(l);
         wipe(line_);
         break;
       }
@@ -235,14 +281,13 @@ ResponseReader::Event ResponseReader::feed(std::string_view in, std::size_t& use
   return event;
 }
 
-ResponseReader::Event ResponseReader::on_status_line() {
+ResponseReader::Event ResponseReader::on_status_line(std::string_view l) {
   // An empty line before a status line is tolerated (a stray CRLF after a body).
-  if (line_.empty() && head_bytes_ <= 2) {
+  if (l.empty() && head_bytes_ <= 2) {
     head_bytes_ = 0;
     return Event::kNeedMore;
   }
   // HTTP-version SP 3DIGIT SP [ reason-phrase ]  (the SP after the code is sometimes missing)
-  const std::string_view l = line_;
   if (l.size() < 12 || l.substr(0, 7) != "HTTP/1." || (l[7] != '0' && l[7] != '1') || l[8] != ' ') {
     return fail(ResponseError::kBadStatusLine);
   }
@@ -253,8 +298,8 @@ ResponseReader::Event ResponseReader::on_status_line() {
   for (const char c : l.substr(12)) {
     if (!is_value_char(static_cast<unsigned char>(c))) return fail(ResponseError::kBadStatusLine);
   }
-  wipe(head_);
-  head_.status_line = line_;
+  reset_head();
+  head_.status_line.assign(l);
   head_.minor_version = static_cast<std::uint8_t>(l[7] - '0');
   head_.status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
   if (head_.status < 100) return fail(ResponseError::kBadStatusLine);
@@ -262,21 +307,29 @@ ResponseReader::Event ResponseReader::on_status_line() {
   return Event::kNeedMore;
 }
 
-ResponseReader::Event ResponseReader::on_field_line() {
-  if (line_.empty()) return on_head_end();
-  const std::size_t colon = line_.find(':');
+ResponseReader::Event ResponseReader::on_field_line(std::string_view l) {
+  if (l.empty()) return on_head_end();
+  const std::size_t colon = l.find(':');
   if (colon == std::string::npos || colon == 0 || head_.fields.size() >= limits_.max_fields) {
     return fail(ResponseError::kBadHeaderField);
   }
   for (std::size_t k = 0; k < colon; ++k) {
-    if (!is_tchar(static_cast<unsigned char>(line_[k]))) return fail(ResponseError::kBadHeaderField);
+    if (!is_tchar(static_cast<unsigned char>(l[k]))) return fail(ResponseError::kBadHeaderField);
   }
-  for (std::size_t k = colon + 1; k < line_.size(); ++k) {
-    const auto c = static_cast<unsigned char>(line_[k]);
-    if (c == '\r') return fail(ResponseError::kBareCr);
-    if (!is_value_char(c)) return fail(ResponseError::kBadHeaderField);
+  for (std::size_t k = colon + 1; k < l.size(); ++k) {
+    const auto c = static_cast<unsigned char>(l[k]);
+    if (!is_value_char(c)) return fail(c == '\r' ? ResponseError::kBareCr : ResponseError::kBadHeaderField);
   }
-  head_.fields.emplace_back(line_.substr(0, colon), std::string(trim(std::string_view(line_).substr(colon + 1))));
+  const std::string_view name = l.substr(0, colon), value = trim(l.substr(colon + 1));
+  if (spare_fields_.empty()) {
+    head_.fields.emplace_back(name, value);
+  } else {
+    std::pair<std::string, std::string> field = std::move(spare_fields_.back());
+    spare_fields_.pop_back();
+    field.first.assign(name);
+    field.second.assign(value);
+    head_.fields.push_back(std::move(field));
+  }
   return Event::kNeedMore;
 }
 
@@ -304,27 +357,38 @@ ResponseReader::Event ResponseReader::on_head_end() {
     state_ = State::kOpaque;
     return Event::kHead;
   }
-  const auto te = head_.codings("transfer-encoding");
-  const auto cl = head_.values("content-length");
-  if (!te.empty() && !cl.empty()) return fail(ResponseError::kAmbiguousFraming);
+  // The framing fields in one pass over the head, without copies: whether a transfer coding is
+  // listed and which is last (as codings() lists them), and every Content-Length.
+  bool has_te = false, has_cl = false, bad_length = false;
+  std::string_view last_te;
   std::uint64_t length = 0;
-  for (std::string_view v : cl) {
-    std::uint64_t one = 0;
-    if (!parse_length(v, one) || (length != 0 && one != length)) return fail(ResponseError::kBadContentLength);
-    length = one;
+  for (const auto& [name, value] : head_.fields) {
+    if (iequals(name, "transfer-encoding")) {
+      for_each_coding(value, [&](std::string_view coding) {
+        has_te = true;
+        last_te = coding;
+      });
+    } else if (iequals(name, "content-length")) {
+      has_cl = true;
+      std::uint64_t one = 0;
+      if (!parse_length(value, one) || (length != 0 && one != length)) bad_length = true;
+      length = one;
+    }
   }
+  if (has_te && has_cl) return fail(ResponseError::kAmbiguousFraming);
+  if (bad_length) return fail(ResponseError::kBadContentLength);
   using Body = ResponseHead::Body;
   if (head_.request.head || status == 204 || status == 304) {
     message_end();
-  } else if (!te.empty()) {
-    if (te.back() == "chunked") {
+  } else if (has_te) {
+    if (iequals(last_te, "chunked")) {
       state_ = State::kChunkLine;
       head_.body = Body::kChunked;
     } else {
       state_ = State::kBodyUntilClose;  // §6.3 rule 4: a response read until the close
       head_.body = Body::kClose;
     }
-  } else if (!cl.empty()) {
+  } else if (has_cl) {
     remaining_ = length;
     head_.length = length;
     if (length == 0) {

@@ -109,18 +109,25 @@ class ResponseReader {
     return Event::kError;
   }
   // Takes bytes of `in` into line_ until LF; true when a whole line (CR stripped) is there.
-  bool take_line(std::string_view in, std::size_t& i, std::size_t used, std::size_t limit, bool& too_long);
-  Event on_status_line();
-  Event on_field_line();
+  // With `view`: the line is given there, read in place from `in` when it is whole in it.
+  bool take_line(std::string_view in, std::size_t& i, std::size_t used, std::size_t limit, bool& too_long,
+                 std::string_view* view = nullptr);
+  Event on_status_line(std::string_view line);
+  Event on_field_line(std::string_view line);
   Event on_head_end();
   Event on_chunk_line();
   void message_end() { state_ = State::kStatusLine; }
+  void reset_head();  // wipes head_, keeps its buffers (see spare_fields_)
 
   ResponseLimits limits_;
   State state_ = State::kStatusLine;
   ResponseError error_ = ResponseError::kNone;
   SmallFifo<ResponseExpectation> expected_;  // allocates nothing while no request is due
   ResponseHead head_;
+  // Field strings of earlier heads, wiped, reused by the next head's fields (no allocation per
+  // field on a keep-alive connection); at most kMaxPooledFields, each buffer at most 128 bytes.
+  static constexpr std::size_t kMaxPooledFields = 32;
+  std::vector<std::pair<std::string, std::string>> spare_fields_;
   std::string line_;
   std::string trailers_;
   std::string_view body_;

@@ -151,5 +151,92 @@ TEST(ResponseReaderLimits, HeadIsBounded) {
   EXPECT_EQ(r.error(), ResponseError::kHeadTooLarge);
 }
 
+// The reader reuses the field strings of earlier heads (kept-alive connections read heads
+// without allocating): every head still has exactly its own fields and framing, whatever the
+// heads before it held (more, fewer, longer or shorter fields; interim heads).
+TEST(ResponseReaderReuse, EachHeadHasExactlyItsOwnFields) {
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  struct Step {
+    std::string wire;
+    int status;
+    Fields fields;
+    ResponseHead::Body body;
+    std::uint64_t length;
+    bool interim;
+  };
+  Fields many;
+  std::string many_wire = "HTTP/1.1 200 OK\r\n";
+  for (int i = 0; i < 40; ++i) {
+    many.emplace_back("X-Long-" + std::to_string(i), std::string(150 + i, static_cast<char>('a' + i % 26)));
+    many_wire += many.back().first + ":  " + many.back().second + " \r\n";
+  }
+  many.emplace_back("Content-Length", "3");
+  many_wire += "Content-Length: 3\r\n\r\nabc";
+  const std::vector<Step> steps = {
+      {many_wire, 200, many, ResponseHead::Body::kLength, 3, false},
+      {"HTTP/1.1 204 No Content\r\nA: b\r\n\r\n", 204, {{"A", "b"}}, ResponseHead::Body::kNone, 0, false},
+      {"HTTP/1.1 100 Continue\r\n\r\n", 100, {}, ResponseHead::Body::kNone, 0, true},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked;x=1\r\nServer: s\r\n\r\n1\r\nz\r\n0\r\n\r\n", 200,
+       {{"Transfer-Encoding", "gzip, Chunked;x=1"}, {"Server", "s"}}, ResponseHead::Body::kChunked, 0, false},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok", 200, {{"Content-Length", "2, 2"}},
+       ResponseHead::Body::kLength, 2, false},
+      {many_wire, 200, many, ResponseHead::Body::kLength, 3, false},
+  };
+  ResponseReader r;
+  for (int i = 0; i < 5; ++i) r.expect({});
+  r.expect({});
+  for (const Step& step : steps) {
+    std::string_view in = step.wire;
+    bool saw_head = false;
+    while (!in.empty()) {
+      std::size_t used = 0;
+      const auto ev = r.feed(in, used);
+      ASSERT_NE(ev, ResponseReader::Event::kError) << to_string(r.error());
+      in.remove_prefix(used);
+      if (ev != ResponseReader::Event::kHead) continue;
+      saw_head = true;
+      EXPECT_EQ(r.head().status, step.status);
+      EXPECT_EQ(r.head().fields, step.fields);
+      EXPECT_EQ(r.head().body, step.body);
+      EXPECT_EQ(r.head().length, step.length);
+      EXPECT_EQ(r.head().interim, step.interim);
+      EXPECT_FALSE(r.head().switched);
+    }
+    EXPECT_TRUE(saw_head);
+  }
+}
+
+// Framing is decided from the fields as listed: a transfer coding with a Content-Length is
+// ambiguous however the list is spelled, and a last coding other than chunked reads to the close.
+TEST(ResponseReaderFraming, TransferCodingListsAsCodingsListsThem) {
+  struct Want {
+    std::string fields;
+    ResponseError error;
+    ResponseHead::Body body;
+  };
+  const std::vector<Want> wants = {
+      {"Transfer-Encoding: ,\r\nContent-Length: 1\r\n", ResponseError::kNone, ResponseHead::Body::kLength},
+      {"Transfer-Encoding: ;q\r\nContent-Length: 1\r\n", ResponseError::kNone, ResponseHead::Body::kLength},
+      {"Transfer-Encoding: x\r\nContent-Length: 1\r\n", ResponseError::kAmbiguousFraming, ResponseHead::Body::kNone},
+      {"Content-Length: 1\r\nContent-Length: 2\r\n", ResponseError::kBadContentLength, ResponseHead::Body::kNone},
+      {"Transfer-Encoding: chunked, gzip\r\n", ResponseError::kNone, ResponseHead::Body::kClose},
+      {"Transfer-Encoding: gzip\r\ntransfer-encoding: CHUNKED\r\n", ResponseError::kNone, ResponseHead::Body::kChunked},
+  };
+  for (const Want& w : wants) {
+    ResponseReader r;
+    r.expect({});
+    const std::string in = "HTTP/1.1 200 OK\r\n" + w.fields + "\r\n";
+    std::size_t used = 0;
+    const auto ev = r.feed(in, used);
+    if (w.error != ResponseError::kNone) {
+      EXPECT_EQ(ev, ResponseReader::Event::kError) << w.fields;
+      EXPECT_EQ(r.error(), w.error) << w.fields;
+    } else {
+      ASSERT_EQ(ev, ResponseReader::Event::kHead) << w.fields;
+      EXPECT_EQ(r.head().body, w.body) << w.fields;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace airlock::http

@@ -43,6 +43,8 @@ ViolationAction SecretSet::action() const noexcept { return action_; }
 const EngineOptions& SecretSet::options() const noexcept { return options_; }
 
 using detail::basic_token;
+using detail::classify_field_name;
+using detail::FieldName;
 using detail::host_part;
 using detail::iequals;
 
@@ -117,10 +119,10 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     // Gate 4 inputs: exactly one Host, and an absolute-form or authority-form target.
     std::size_t host_count = 0;
     std::string_view host_value;
-    for (const http::HeaderField& f : head.fields) {
-      if (iequals(head.view(f.name), "host")) {
+    for (std::size_t k = 0; k < head.fields.size(); ++k) {
+      if (kinds[k] == FieldName::kHost) {
         ++host_count;
-        host_value = head.view(f.value);
+        host_value = head.view(head.fields[k].value);
       }
     }
     const bool host_ok = host_count == 1 && host_part(host_value, req_host);
@@ -147,6 +149,14 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
 
   // ---- head ----
 
+  // The kind of each field name of the current head (by index), told once per head: the gates,
+  // the scans and the rewrite below all read it instead of comparing names.
+  std::vector<FieldName> kinds;
+  void classify_fields(const http::RequestHead& head) {
+    kinds.resize(head.fields.size());
+    for (std::size_t k = 0; k < head.fields.size(); ++k) kinds[k] = classify_field_name(head.view(head.fields[k].name));
+  }
+
   Location head_location(const http::RequestHead& head, std::size_t pos) const {
     const std::size_t line_end = head.fields.empty() ? head.raw.size() : head.fields.front().line.offset;
     if (pos >= line_end) return Location::kHeader;
@@ -170,8 +180,10 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
                });
     if (found) return false;
     // Inside Basic credentials, decoded.
-    for (const http::HeaderField& f : head.fields) {
-      if (!detect_basic(head.view(f.name), head.view(f.value))) return false;
+    for (std::size_t k = 0; k < head.fields.size(); ++k) {
+      if (kinds[k] != FieldName::kAuthorization && kinds[k] != FieldName::kProxyAuthorization) continue;
+      const http::HeaderField& f = head.fields[k];
+      if (!detect_basic(kinds[k], head.view(f.value))) return false;
     }
     // Base64 / base64url anywhere in the head.
     std::size_t at = 0;
@@ -230,10 +242,10 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   // Upgrade without h2c, HTTP2-Settings dropped, one Accept-Encoding: identity.
   ResponseRestrictions plan_restrictions(const http::RequestHead& head) const {
     ResponseRestrictions r;
-    for (const http::HeaderField& f : head.fields) {
-      const std::string_view name = head.view(f.name), value = head.view(f.value);
-      if (iequals(name, "te") && !has_list_token(value, "trailers")) r.te_dropped = true;
-      if (iequals(name, "upgrade") && has_list_token(value, "h2c")) {
+    for (std::size_t k = 0; k < head.fields.size(); ++k) {
+      const std::string_view value = head.view(head.fields[k].value);
+      if (kinds[k] == FieldName::kTe && !has_list_token(value, "trailers")) r.te_dropped = true;
+      if (kinds[k] == FieldName::kUpgrade && has_list_token(value, "h2c")) {
         r.h2c_stripped = true;
         if (without_items(value, [](std::string_view i) { return iequals(i, "h2c"); }).empty()) r.upgrade_dropped = true;
       }
@@ -241,23 +253,29 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     return r;
   }
 
-  FieldEdit restrict_field(std::string_view name, std::string_view value, ResponseRestrictions& r) const {
-    if (iequals(name, "accept-encoding")) {
+  // The fields restrict_field may edit.
+  static bool restricted_kind(FieldName kind) noexcept {
+    return kind == FieldName::kAcceptEncoding || kind == FieldName::kTe || kind == FieldName::kHttp2Settings ||
+           kind == FieldName::kUpgrade || kind == FieldName::kConnection;
+  }
+
+  FieldEdit restrict_field(FieldName kind, std::string_view value, ResponseRestrictions& r) const {
+    if (kind == FieldName::kAcceptEncoding) {
       // One identity offer: a compressed echo would carry a value past the response scrubber.
       if (std::exchange(r.accept_encoding_seen, true)) return {FieldEdit::kDrop, {}};
       return {FieldEdit::kReplace, "identity"};
     }
-    if (iequals(name, "te")) {
+    if (kind == FieldName::kTe) {
       // Only chunked (always allowed) and trailers: no transfer-coding the scrubber cannot read.
       if (!has_list_token(value, "trailers")) return {FieldEdit::kDrop, {}};
       return {FieldEdit::kReplace, "trailers"};
     }
-    if (iequals(name, "http2-settings") && r.h2c_stripped) return {FieldEdit::kDrop, {}};
-    if (iequals(name, "upgrade") && r.h2c_stripped) {
+    if (kind == FieldName::kHttp2Settings && r.h2c_stripped) return {FieldEdit::kDrop, {}};
+    if (kind == FieldName::kUpgrade && r.h2c_stripped) {
       if (r.upgrade_dropped) return {FieldEdit::kDrop, {}};
       return {FieldEdit::kReplace, without_items(value, [](std::string_view i) { return iequals(i, "h2c"); })};
     }
-    if (iequals(name, "connection") && (r.te_dropped || r.h2c_stripped)) {
+    if (kind == FieldName::kConnection && (r.te_dropped || r.h2c_stripped)) {
       std::string v = without_items(value, [&](std::string_view i) {
         return (r.te_dropped && iequals(i, "te")) || (r.h2c_stripped && iequals(i, "http2-settings")) ||
                (r.upgrade_dropped && iequals(i, "upgrade"));
@@ -271,6 +289,9 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   // Builds the rewritten head into head_out. Returns false when blocked. With `restrict`
   // (values may flow on this connection), the fields that decide the response's codings are
   // edited (restrict_field) and an Accept-Encoding: identity is added when there was none.
+  // Fields with nothing to do (no raw placeholder's first byte in the value, not Basic
+  // credentials to rewrite, not edited or tracked) are copied with their neighbours as one run:
+  // one scan of the field lines for those first bytes serves every field.
   bool rewrite_head(http::RequestHead& head, bool drop_expect, bool track_cl, bool restrict) {
     const std::string& raw = head.raw;
     const std::string_view rv(raw);
@@ -289,14 +310,25 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     } else {
       head_out.append(rv.substr(0, line_end));
     }
-    std::size_t pos = line_end;
+    std::size_t pos = line_end;  // rv[pos, ...) is not in head_out yet
     ResponseRestrictions restrictions = restrict ? plan_restrictions(head) : ResponseRestrictions{};
     if (restrictions.upgrade_dropped) head.upgrade = false;  // nothing left to switch to
-    for (const http::HeaderField& f : head.fields) {
-      const std::string_view name = head.view(f.name);
+    const auto* d = reinterpret_cast<const unsigned char*>(raw.data());
+    std::size_t next_raw = any_headers ? next_trigger(cs, d, line_end, raw.size(), true) : raw.size();
+    for (std::size_t k = 0; k < head.fields.size(); ++k) {
+      const http::HeaderField& f = head.fields[k];
+      const FieldName kind = kinds[k];
       const std::size_t line_stop = f.line.offset + f.line.length;
-      const FieldEdit edit = restrict ? restrict_field(name, head.view(f.value), restrictions) : FieldEdit{};
-      if ((drop_expect && iequals(name, "expect")) || edit.kind == FieldEdit::kDrop) {
+      const std::size_t value_end = f.value.offset + f.value.length;
+      if (next_raw < f.value.offset) next_raw = next_trigger(cs, d, f.value.offset, raw.size(), true);
+      const bool has_raw = next_raw < value_end;  // a header-scope placeholder may start in the value
+      const bool basic = any_basic && kind == FieldName::kAuthorization;
+      const bool cl = track_cl && kind == FieldName::kContentLength;
+      const bool expect = drop_expect && kind == FieldName::kExpect;
+      const bool restricted = restrict && restricted_kind(kind);
+      if (!has_raw && !basic && !cl && !expect && !restricted) continue;  // left as it came
+      const FieldEdit edit = restricted ? restrict_field(kind, head.view(f.value), restrictions) : FieldEdit{};
+      if (expect || edit.kind == FieldEdit::kDrop) {
         head_out.append(rv.substr(pos, f.line.offset - pos));
         pos = line_stop;
         continue;
@@ -304,20 +336,24 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
       head_out.append(rv.substr(pos, f.value.offset - pos));
       // An edited value (Upgrade without h2c, Connection without TE) is substituted like any other.
       const std::string_view value = edit.kind == FieldEdit::kReplace ? std::string_view(edit.value) : head.view(f.value);
-      if (edit.kind == FieldEdit::kReplace && iequals(name, "accept-encoding")) {
+      if (edit.kind == FieldEdit::kReplace && kind == FieldName::kAcceptEncoding) {
         head_out.append(edit.value);
-      } else if (track_cl && iequals(name, "content-length")) {
+      } else if (cl) {
         cl_offsets.push_back(head_out.size());
         cl_lengths.push_back(value.size());
         head_out.append(value);
       } else {
-        if (!substitute_header_value(name, value, head_out)) return false;
+        if (!substitute_header_value(kind, value, head_out)) return false;
       }
-      head_out.append(rv.substr(f.value.offset + f.value.length, line_stop - (f.value.offset + f.value.length)));
-      pos = line_stop;
+      pos = value_end;  // the rest of the line goes out with the next run
     }
-    // rv[pos, end) is the empty line ending the head.
-    if (restrict && !restrictions.accept_encoding_seen) head_out.append("Accept-Encoding: identity\r\n");
+    // The empty line ending the head starts after the last field line.
+    const std::size_t head_end = head.fields.empty() ? line_end : head.fields.back().line.offset + head.fields.back().line.length;
+    if (restrict && !restrictions.accept_encoding_seen) {
+      head_out.append(rv.substr(pos, head_end - pos));
+      head_out.append("Accept-Encoding: identity\r\n");
+      pos = head_end;
+    }
     head_out.append(rv.substr(pos));
     return true;
   }
@@ -326,6 +362,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     if (block) return;
     in_message = true;
     is_chunked = head.framing == http::BodyFraming::kChunked;
+    classify_fields(head);
     parse_head_codings(head);
     compute_eligibility(head);
     if (any_not_eligible && !scan_head_violations(head)) return;
@@ -367,10 +404,10 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   bool body_coding_known = true;
   void parse_head_codings(const http::RequestHead& head) {
     content_encoding.clear();
-    for (const http::HeaderField& f : head.fields) {
-      if (!iequals(head.view(f.name), "content-encoding")) continue;
+    for (std::size_t k = 0; k < head.fields.size(); ++k) {
+      if (kinds[k] != FieldName::kContentEncoding) continue;
       if (!content_encoding.empty()) content_encoding += ", ";
-      content_encoding.append(head.view(f.value));
+      content_encoding.append(head.view(head.fields[k].value));
     }
     RequestGates::parse_body_codings(content_encoding);
   }
@@ -727,6 +764,10 @@ std::size_t RequestRewriter::held_bytes() const noexcept {
          m.RequestGates::held_bytes() + m.held.capacity() + m.after_upgrade.capacity();
 }
 bool RequestRewriter::in_head() const noexcept { return !impl_->upgraded && impl_->parser.in_head(); }
+const std::vector<Substitution>& RequestRewriter::substitutions() const noexcept { return impl_->subs; }
+void RequestRewriter::clear_substitutions() noexcept { impl_->recycle_substitutions(); }
+const std::vector<ForwardedRequest>& RequestRewriter::forwarded() const noexcept { return impl_->forwarded; }
+void RequestRewriter::clear_forwarded() noexcept { impl_->forwarded.clear(); }
 std::vector<ForwardedRequest> RequestRewriter::take_forwarded() {
   std::vector<ForwardedRequest> out;
   out.swap(impl_->forwarded);

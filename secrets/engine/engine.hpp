@@ -128,6 +128,12 @@ class RequestRewriter {
   const std::optional<Block>& blocked() const noexcept;
   std::vector<Substitution> take_substitutions();  // since the last call
   std::vector<ForwardedRequest> take_forwarded();  // requests forwarded since the last call, in order
+  // The same without a new vector per call (a kept-alive connection's per-request path): what
+  // take_substitutions() / take_forwarded() would return, until the matching clear call.
+  const std::vector<Substitution>& substitutions() const noexcept;
+  void clear_substitutions() noexcept;
+  const std::vector<ForwardedRequest>& forwarded() const noexcept;
+  void clear_forwarded() noexcept;
 
   // Upgrades (issue 12 item 4). After a request that offers an upgrade (or a CONNECT), the
   // bytes that follow are held (at most kMaxHeldAfterUpgrade) until its response is known:

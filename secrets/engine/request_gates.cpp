@@ -5,17 +5,36 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <utility>
 
 namespace airlock::secrets::detail {
 
-char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+namespace {
+constexpr std::array<char, 256> make_lower() {
+  std::array<char, 256> t{};
+  for (int c = 0; c < 256; ++c) t[c] = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return t;
+}
+constexpr std::array<char, 256> kLower = make_lower();
+
+// iequals(a, b) for a `b` already in lower case (the names the engine looks for).
+bool iequals_lower(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (kLower[static_cast<unsigned char>(a[i])] != b[i]) return false;
+  }
+  return true;
+}
+}  // namespace
+
+char lower(char c) noexcept { return kLower[static_cast<unsigned char>(c)]; }
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
+    if (kLower[static_cast<unsigned char>(a[i])] != kLower[static_cast<unsigned char>(b[i])]) return false;
   }
   return true;
 }
@@ -41,9 +60,18 @@ std::string quote(std::string_view text) {
 
 bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 
-bool is_host_char(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '-' || c == '.' || c == '_';
+// Host name bytes (a registered name as the gates accept it), by table lookup.
+constexpr std::array<bool, 256> make_host_chars() {
+  std::array<bool, 256> t{};
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  t['-'] = t['.'] = t['_'] = true;
+  return t;
 }
+constexpr std::array<bool, 256> kHostChar = make_host_chars();
+
+bool is_host_char(char c) noexcept { return kHostChar[static_cast<unsigned char>(c)]; }
 
 // The host part of a Host value or an authority (port stripped, IPv6 brackets kept, lower
 // case, one trailing dot removed). False when it is not a plausible host.
@@ -75,9 +103,27 @@ bool host_part(std::string_view authority, std::string& out) {
   }
   if (!host.empty() && host.back() == '.') host.remove_suffix(1);
   if (host.empty()) return false;
-  out.reserve(host.size());
-  for (const char c : host) out.push_back(lower(c));
+  out.assign(host);
+  for (char& c : out) c = lower(c);
   return true;
+}
+
+FieldName classify_field_name(std::string_view name) noexcept {
+  switch (name.size()) {
+    case 2: return iequals_lower(name, "te") ? FieldName::kTe : FieldName::kOther;
+    case 4: return iequals_lower(name, "host") ? FieldName::kHost : FieldName::kOther;
+    case 6: return iequals_lower(name, "expect") ? FieldName::kExpect : FieldName::kOther;
+    case 7: return iequals_lower(name, "upgrade") ? FieldName::kUpgrade : FieldName::kOther;
+    case 10: return iequals_lower(name, "connection") ? FieldName::kConnection : FieldName::kOther;
+    case 13: return iequals_lower(name, "authorization") ? FieldName::kAuthorization : FieldName::kOther;
+    case 14:
+      if (iequals_lower(name, "content-length")) return FieldName::kContentLength;
+      return iequals_lower(name, "http2-settings") ? FieldName::kHttp2Settings : FieldName::kOther;
+    case 15: return iequals_lower(name, "accept-encoding") ? FieldName::kAcceptEncoding : FieldName::kOther;
+    case 16: return iequals_lower(name, "content-encoding") ? FieldName::kContentEncoding : FieldName::kOther;
+    case 19: return iequals_lower(name, "proxy-authorization") ? FieldName::kProxyAuthorization : FieldName::kOther;
+    default: return FieldName::kOther;
+  }
 }
 
 std::string_view why_text(Why why) noexcept {
@@ -152,7 +198,25 @@ void RequestGates::violation(std::uint32_t s, Location loc, std::uint8_t forms) 
 }
 
 void RequestGates::record(std::uint32_t s, Location loc) {
-  subs.push_back(Substitution{set.secrets()[s].env_var(), host, loc});
+  if (spare_subs.empty()) {
+    subs.push_back(Substitution{set.secrets()[s].env_var(), host, loc});
+    return;
+  }
+  Substitution sub = std::move(spare_subs.back());
+  spare_subs.pop_back();
+  sub.secret_env.assign(set.secrets()[s].env_var());
+  sub.host.assign(host);
+  sub.location = loc;
+  subs.push_back(std::move(sub));
+}
+
+void RequestGates::recycle_substitutions() noexcept {
+  // A few are kept (names and hosts, never values): a request rarely substitutes more.
+  constexpr std::size_t kKept = 8;
+  for (Substitution& sub : subs) {
+    if (spare_subs.size() < kKept) spare_subs.push_back(std::move(sub));
+  }
+  subs.clear();
 }
 
 // ---- gates ----
@@ -161,20 +225,26 @@ void RequestGates::record(std::uint32_t s, Location loc) {
 void RequestGates::compute_connection_gates(const std::string& name) {
   const auto& secrets = set.secrets();
   gate_cache.assign(secrets.size(), kEligible);
+  gate_patterns.clear();
+  gate_pattern_end.assign(secrets.size(), 0);
   for (std::size_t i = 0; i < secrets.size(); ++i) {
     const SecretBinding& s = secrets[i];
     if (name.empty()) {
       gate_cache[i] = kHostNotAllowed;
-      continue;
-    }
-    if (!s.any_host() && s.match_host(name) == nullptr) {
+    } else if (!s.any_host() && s.match_host(name) == nullptr) {
       gate_cache[i] = kHostNotAllowed;
-      continue;
+    } else {
+      if (ctx.transport == Transport::kOpaque ||
+          (ctx.transport == Transport::kPlainHttp && s.require_tls_identity())) {
+        gate_cache[i] = kNoTlsIdentity;
+      }
+      if (!s.any_host()) {
+        for (const HostPattern& pattern : s.hosts()) {
+          if (pattern.matches(name)) gate_patterns.push_back(&pattern);
+        }
+      }
     }
-    if (ctx.transport == Transport::kOpaque ||
-        (ctx.transport == Transport::kPlainHttp && s.require_tls_identity())) {
-      gate_cache[i] = kNoTlsIdentity;
-    }
+    gate_pattern_end[i] = static_cast<std::uint32_t>(gate_patterns.size());
   }
   gate_cache_host = name;
   gate_cache_valid = true;
@@ -204,7 +274,7 @@ void RequestGates::decide(const std::string& request_host, bool authority_ok) {
   if (!gate_cache_valid || gate_cache_host != host) compute_connection_gates(host);
 
   const auto& secrets = set.secrets();
-  any_not_eligible = any_headers = any_basic = any_query = any_body = false;
+  bool changed = !decided;
   for (std::size_t i = 0; i < secrets.size(); ++i) {
     const SecretBinding& s = secrets[i];
     std::uint8_t w = gate_cache[i];
@@ -217,8 +287,9 @@ void RequestGates::decide(const std::string& request_host, bool authority_ok) {
           const HostPattern* pattern = exact_pattern_for(host);
           pinned = pattern != nullptr && ctx.pins->pinned(ctx.destination, *pattern);
         } else {
-          for (const HostPattern& pattern : s.hosts()) {
-            if (pattern.matches(host) && ctx.pins->pinned(ctx.destination, pattern)) {
+          // The patterns that match this host (gates 1–3 were computed for it, above).
+          for (std::uint32_t k = i == 0 ? 0 : gate_pattern_end[i - 1]; k < gate_pattern_end[i]; ++k) {
+            if (ctx.pins->pinned(ctx.destination, *gate_patterns[k])) {
               pinned = true;
               break;
             }
@@ -228,16 +299,25 @@ void RequestGates::decide(const std::string& request_host, bool authority_ok) {
       if (!pinned) w = kNotPinned;
     }
     if (w == kEligible && !gate4) w = kAuthorityMismatch;
+    // The arrays below follow from why[i] and the secret's scopes alone: kept when it is the
+    // same as for the previous request (the usual case on a kept-alive connection).
+    if (decided && why[i] == w) continue;
+    changed = true;
     why[i] = w;
     const bool ok = w == kEligible;
     eligible[i] = ok ? 1 : 0;
     not_eligible[i] = ok ? 0 : 1;
-    any_not_eligible = any_not_eligible || !ok;
     const InjectionScopes& sc = s.scopes();
     mask_headers[i] = ok && sc.headers;
     mask_basic[i] = ok && sc.basic_auth;
     mask_query[i] = ok && sc.query;
     mask_body[i] = ok && sc.body;
+  }
+  decided = true;
+  if (!changed) return;
+  any_not_eligible = any_headers = any_basic = any_query = any_body = false;
+  for (std::size_t i = 0; i < secrets.size(); ++i) {
+    any_not_eligible = any_not_eligible || !eligible[i];
     any_headers = any_headers || mask_headers[i];
     any_basic = any_basic || mask_basic[i];
     any_query = any_query || mask_query[i];
@@ -290,13 +370,17 @@ bool RequestGates::substitute_raw(std::string_view text, const std::vector<std::
 }
 
 bool RequestGates::substitute_header_value(std::string_view name, std::string_view value, ValueSink dst) {
+  return substitute_header_value(classify_field_name(name), value, dst);
+}
+
+bool RequestGates::substitute_header_value(FieldName kind, std::string_view value, ValueSink dst) {
   std::string_view v = value;
   if (any_headers) {
     scratch.clear();
     if (!substitute_raw(value, mask_headers, Into::kHead, Location::kHeader, scratch)) return false;
     v = scratch;
   }
-  const std::string_view token = any_basic && iequals(name, "authorization") ? basic_token(v) : std::string_view{};
+  const std::string_view token = any_basic && kind == FieldName::kAuthorization ? basic_token(v) : std::string_view{};
   if (!token.empty() && base64_decode(token, decoded)) {
     encoded.clear();
     if (!substitute_raw(decoded, mask_basic, Into::kBasic, Location::kBasicAuth, encoded)) return false;
@@ -342,7 +426,11 @@ bool RequestGates::detect_base64(std::string_view data, Location loc) {
 }
 
 bool RequestGates::detect_basic(std::string_view name, std::string_view value) {
-  if (!iequals(name, "authorization") && !iequals(name, "proxy-authorization")) return true;
+  return detect_basic(classify_field_name(name), value);
+}
+
+bool RequestGates::detect_basic(FieldName kind, std::string_view value) {
+  if (kind != FieldName::kAuthorization && kind != FieldName::kProxyAuthorization) return true;
   const std::string_view token = basic_token(value);
   if (token.empty() || !base64_decode(token, decoded)) return true;
   bool found = false;

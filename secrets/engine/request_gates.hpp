@@ -33,6 +33,24 @@ bool host_part(std::string_view authority, std::string& out);
 // `Basic <token68>` → the token span inside the value, or empty.
 std::string_view basic_token(std::string_view value);
 
+// The field names the gates and the rewriter act on, told apart once per field (by length, then
+// one case-insensitive comparison) instead of comparing every name with each of them.
+enum class FieldName : std::uint8_t {
+  kOther,
+  kHost,
+  kTe,
+  kExpect,
+  kUpgrade,
+  kConnection,
+  kAuthorization,
+  kProxyAuthorization,
+  kContentLength,
+  kHttp2Settings,
+  kAcceptEncoding,
+  kContentEncoding,
+};
+FieldName classify_field_name(std::string_view name) noexcept;
+
 // Why a secret is not eligible for a request (0: it is).
 enum Why : std::uint8_t {
   kEligible = 0,
@@ -60,9 +78,13 @@ struct RequestGates {
   bool any_not_eligible = false, any_headers = false, any_basic = false, any_query = false, any_body = false;
   std::string host;  // the name gates compare against (SNI, or the request's host for plain HTTP)
   bool values_flowed = false;  // sticky: some secret was eligible for a request on this connection
+  bool decided = false;        // decide() has run: the arrays above hold a decision
 
   std::optional<Block> block;
   std::vector<Substitution> subs;
+  // Entries of subs already read (strings keep their buffers): record() reuses them.
+  std::vector<Substitution> spare_subs;
+  void recycle_substitutions() noexcept;
 
   // Gates 1–4 for a request whose authority is `request_host` (its host part, normalized;
   // empty when absent or malformed). `authority_ok`: the codec found the authority fields
@@ -87,6 +109,7 @@ struct RequestGates {
   // A header field value: header-scope placeholders, then Basic credentials (decoded,
   // substituted, encoded again) when `name` is Authorization. Appends to dst; false if blocked.
   bool substitute_header_value(std::string_view name, std::string_view value, ValueSink dst);
+  bool substitute_header_value(FieldName kind, std::string_view value, ValueSink dst);  // name told apart
   // Query-scope placeholders in a query string (the bytes after '?'), percent-encoded.
   bool substitute_query(std::string_view query, ValueSink dst) {
     return substitute_raw(query, mask_query, Into::kQuery, Location::kQuery, dst);
@@ -101,6 +124,7 @@ struct RequestGates {
   bool detect_base64(std::string_view data, Location loc);
   // Inside `Authorization` / `Proxy-Authorization: Basic` credentials, decoded.
   bool detect_basic(std::string_view name, std::string_view value);
+  bool detect_basic(FieldName kind, std::string_view value);
 
   // ---- the body ----
   std::uint32_t first_body_due() const noexcept;  // a secret with mask_body set (any_body)
@@ -136,6 +160,10 @@ struct RequestGates {
 
   std::string gate_cache_host;  // the host gates 1–3 were last computed for
   std::vector<std::uint8_t> gate_cache;
+  // For gate 2, asked per request: the patterns of each secret (not any_host) that match
+  // gate_cache_host, in the secret's order; secret i's are [gate_pattern_end[i-1], gate_pattern_end[i]).
+  std::vector<const HostPattern*> gate_patterns;
+  std::vector<std::uint32_t> gate_pattern_end;
   bool gate_cache_valid = false;
   std::optional<HostPattern> any_host_pattern;  // HostPattern::exact(host) for any_host secrets
   std::string any_host_pattern_for;
