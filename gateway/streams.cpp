@@ -185,13 +185,20 @@ TcpStream::TcpStream(asio::ip::tcp::socket& socket) : socket_(socket), gate_(soc
   socket_.non_blocking(true, ignored);  // reads happen only after readiness, never blocking the thread
 }
 
+// Waits for readiness first unless the last read filled what it asked (or readable() said the
+// socket is ready): then the read comes first.
 asio::awaitable<IoResult> TcpStream::read_some(char* out, std::size_t size) {
   IoResult r;
   while (true) {
-    co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, r.error));
-    if (r.error) co_return r;
+    if (drained_) {
+      co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, r.error));
+      if (r.error) co_return r;
+    }
     r.bytes = socket_.read_some(asio::buffer(out, size), r.error);
-    if (r.error == asio::error::would_block || r.error == asio::error::try_again) continue;
+    if (r.error == asio::error::would_block || r.error == asio::error::try_again) {
+      drained_ = true;
+      continue;
+    }
     drained_ = r.error || r.bytes < size;
     co_return r;
   }
@@ -405,6 +412,14 @@ asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
 std::error_code TlsStream::ended(std::error_code ec) const {
   if (ec == asio::error::eof && (SSL_get_shutdown(ssl_.get()) & SSL_RECEIVED_SHUTDOWN) == 0) return tls_truncated();
   return ec;
+}
+
+// Nothing buffered, nothing to send, the socket drained: read_some() would wait first. The record
+// buffers go back now (SSL_MODE_RELEASE_BUFFERS does not free them on every read path).
+bool TlsStream::parkable() {
+  if (buffered() || !ends_.source.drained || source_state() || output_pending()) return false;
+  SSL_free_buffers(ssl_.get());
+  return true;
 }
 
 // A short read already said the socket had nothing more: no FIONREAD then. Only after a read

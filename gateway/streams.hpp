@@ -57,6 +57,13 @@ class Stream {
   virtual asio::awaitable<std::error_code> shutdown_send_truncated() { return shutdown_send(); }
   // Whether read_some() would return bytes without waiting (false when unsure).
   virtual bool readable_now() { return false; }
+  // Parking: an idle connection waits for its sockets with plain handlers, no coroutine. True when
+  // read_some() would first wait for the socket with nothing held or pending (record buffers are
+  // given back then); the caller may then wait on park_socket() itself and call readable() once
+  // it is, before the next read_some(). False when unsure: read_some() waits as usual.
+  virtual bool parkable() { return false; }
+  virtual asio::ip::tcp::socket* park_socket() { return nullptr; }
+  virtual void readable() {}
 };
 
 class TcpStream final : public Stream {
@@ -66,11 +73,14 @@ class TcpStream final : public Stream {
   asio::awaitable<std::error_code> write_all(std::string_view data) override;
   asio::awaitable<std::error_code> shutdown_send() override;
   bool readable_now() override;
+  bool parkable() override { return drained_; }
+  asio::ip::tcp::socket* park_socket() override { return &socket_; }
+  void readable() override { drained_ = false; }
 
  private:
   asio::ip::tcp::socket& socket_;
   WriteGate gate_;
-  bool drained_ = false;  // the last read took less than it asked
+  bool drained_ = true;  // the last read took less than it asked (or there was none): wait first
 };
 
 // What OpenSSL reads from: the bytes read while peeking (the ClientHello) first, then the socket
@@ -122,6 +132,9 @@ class TlsStream final : public Stream {
   asio::awaitable<std::error_code> shutdown_send() override;
   asio::awaitable<std::error_code> shutdown_send_truncated() override;
   bool readable_now() override;
+  bool parkable() override;
+  asio::ip::tcp::socket* park_socket() override { return &socket_; }
+  void readable() override { readable_again({}); }
 
  private:
   asio::awaitable<std::error_code> flush();
