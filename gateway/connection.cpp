@@ -324,6 +324,13 @@ struct Filter {
   // the read returns: every other use of `rewriter` happens after that (or, in pump_down, only
   // while an upgrade is awaited, which is never at a message boundary).
   bool up_waiting = false;     // pump_up is suspended in its read, or parked
+  // Parking (see Relay): an idle connection's two reads are cancelled (park_idle_relay) and
+  // their coroutines end; each direction then waits for its socket with a plain handler.
+  bool down_waiting = false;   // pump_down is suspended in its read with nothing held back, or parked
+  bool park_up = false;        // its read was cancelled to park the direction
+  bool park_down = false;
+  Stream* guest = nullptr;     // the Relay's streams
+  Stream* upstream = nullptr;
   bool rewriter_parked = false;
   bool parked_flowed = false;
   bool park_rewriter() {
@@ -370,14 +377,38 @@ struct Filter {
   bool in_head() const { return !websocket && rewriter && rewriter->in_head(); }
 };
 
-// What an idle connection can give back (the watchdog calls this once it has been idle for
-// kIdleRelease): the HTTP/1 request rewriter at a message boundary. True when nothing is left to
-// try until the connection is active again.
-bool release_idle_state(Connection& c) {
-  if (c.filter == nullptr || !c.filter->rewriter) return true;
-  if (!c.filter->park_rewriter()) return false;
-  c.core.idle_released++;
+// An idle relay whose two directions both wait in their reads (nothing held back, nothing being
+// written) ends both coroutines: the reads are cancelled and return to pump_up / pump_down, which
+// see their park flag and return kParked (parked_now); the Relay then waits for each socket with
+// a plain handler. False when a direction is busy (tried again at the watchdog's next round).
+bool park_idle_relay(Connection& c) {
+  Filter& f = *c.filter;
+  if (f.park_up || f.park_down) return true;  // already under way
+  if (!f.up_waiting || !f.down_waiting || !f.guest->waiting_for_bytes() || !f.upstream->waiting_for_bytes()) return false;
+  f.park_up = f.park_down = true;
+  c.core.idle_parked++;
+  std::error_code ignored;
+  c.guest.cancel(ignored);
+  c.upstream.cancel(ignored);
   return true;
+}
+
+// Whether the read that just returned was cancelled to park its direction (the flag is cleared
+// either way: a read that returned bytes first simply goes on).
+bool parked_now(const Connection& c, bool& flag, const IoResult& r) {
+  return std::exchange(flag, false) && r.error == asio::error::operation_aborted && !c.aborted;
+}
+
+// What an idle connection can give back (the watchdog calls this once it has been idle for
+// kIdleRelease): the HTTP/1 request rewriter at a message boundary, then the relay's coroutines
+// (park_idle_relay). True when nothing is left to try until the connection is active again.
+bool release_idle_state(Connection& c) {
+  if (c.filter == nullptr) return true;
+  if (c.filter->rewriter) {
+    if (!c.filter->park_rewriter()) return false;
+    c.core.idle_released++;
+  }
+  return park_idle_relay(c);
 }
 
 std::string mebibytes(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
@@ -684,14 +715,11 @@ asio::awaitable<Pumped> pump_up(std::shared_ptr<Connection> c, Stream& from, Str
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
   std::string out, to_guest;
   while (!c->aborted) {
-    if (out.empty() && from.parkable()) {
-      filter.up_waiting = true;  // as in a read: the rewriter may be released (park_rewriter)
-      co_return Pumped::kParked;
-    }
     // Read into the thread's scratch buffer; everything below uses it before the next suspension.
     char* buf = pump_scratch();
     filter.up_waiting = true;
     IoResult r = co_await from.read_some(buf, size);
+    if (parked_now(*c, filter.park_up, r)) co_return Pumped::kParked;  // up_waiting stays set
     filter.up_waiting = false;
     if (filter.unpark_rewriter()) c->watchdog.cancel();  // re-armed to release it again once idle
     if (c->aborted) break;
@@ -833,9 +861,11 @@ asio::awaitable<Pumped> pump_down(std::shared_ptr<Connection> c, Stream& from, S
   std::string scrubbed, hold;  // scrubbed: the batch's output (masked), not yet written
   bool& reported = filter.scrub_reported;
   while (!c->aborted) {
-    if (scrubbed.empty() && scrubbers.pending() == 0 && from.parkable()) co_return Pumped::kParked;
     char* buf = pump_scratch();  // valid until we suspend: write_all takes it before it waits
+    filter.down_waiting = scrubbed.empty() && scrubbers.pending() == 0;  // nothing held back
     IoResult r = co_await from.read_some(buf, size);
+    if (parked_now(*c, filter.park_down, r)) co_return Pumped::kParked;
+    filter.down_waiting = false;
     if (c->aborted) break;
     if (r.error) {
       const bool truncated = r.error == tls_truncated();
@@ -939,13 +969,14 @@ asio::awaitable<Pumped> pump_down(std::shared_ptr<Connection> c, Stream& from, S
 enum class FilterKind { kNone, kRewriter, kScanner };
 
 // A connection's relay (HTTP/1, WebSocket after a switch, opaque and spliced streams) after its
-// setup: both streams, the filter and what the two directions share, on the heap. Each direction
-// runs in bursts: pump_up / pump_down run while their stream has bytes (or a write to finish),
-// and return kParked when it would wait with nothing held; the relay then waits for that socket
-// with a plain handler (park) and starts the next burst when it is readable. An idle connection
-// so holds no coroutine frame (the setup's serve_connection -> intercept chain is gone too), only
-// two socket waits. The last of the two directions to end takes the Relay with it: ~Relay
-// finishes the connection.
+// setup: both streams, the filter and what the two directions share, on the heap, so that the
+// setup's frames (serve_connection -> intercept) are gone once it runs. Each direction is a
+// coroutine (pump_up / pump_down) while the connection is in use. Once it has been idle for
+// kIdleRelease with both directions waiting in their reads, the watchdog cancels those reads
+// (park_idle_relay): both coroutines return kParked and each direction waits for its socket with
+// a plain handler (park), which starts a new coroutine when bytes come. An idle connection so
+// holds no coroutine frame, only two socket waits; a busy one pays nothing per request for it.
+// The last of the two directions to end takes the Relay with it: ~Relay finishes the connection.
 struct Relay {
   std::shared_ptr<Connection> c;
   std::unique_ptr<Stream> guest;
@@ -999,7 +1030,12 @@ void run_burst(std::shared_ptr<Relay> r, Direction d) {
 // wakes it too, and the burst then ends at once.
 void park(std::shared_ptr<Relay> r, Direction d) {
   Stream& from = d == Direction::kUp ? *r->guest : *r->upstream;
-  from.park_socket()->async_wait(asio::socket_base::wait_read, [r = std::move(r), d](std::error_code ec) mutable {
+  asio::ip::tcp::socket* socket = from.park_socket();
+  if (socket == nullptr) {  // a stream that cannot park: its burst waits in read_some
+    run_burst(std::move(r), d);
+    return;
+  }
+  socket->async_wait(asio::socket_base::wait_read, [r = std::move(r), d](std::error_code ec) mutable {
     Connection& c = *r->c;
     if (ec && !c.aborted) {
       if (c.detail.empty()) c.detail = std::string(d == Direction::kUp ? "guest: " : "upstream: ") + ec.message();
@@ -1037,6 +1073,8 @@ void start_relay(std::shared_ptr<Connection> c, std::unique_ptr<Stream> guest, s
   }
   if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority = std::make_unique<AuthorityCheck>(c->authority_host, c->authority_port);
   if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
+  filter.guest = r->guest.get();
+  filter.upstream = r->upstream.get();
   c->decision = "forwarded";
   c->filter = &filter;
   c->stream();
@@ -1277,9 +1315,9 @@ asio::awaitable<void> forward_plain(std::shared_ptr<Connection> c, std::string f
     asio::awaitable<std::error_code> write_all(std::string_view data) override { return inner.write_all(data); }
     asio::awaitable<std::error_code> shutdown_send() override { return inner.shutdown_send(); }
     bool readable_now() override { return !pending.empty() || inner.readable_now(); }
-    bool parkable() override { return pending.empty() && inner.parkable(); }
     tcp::socket* park_socket() override { return inner.park_socket(); }
     void readable() override { inner.readable(); }
+    bool waiting_for_bytes() const override { return pending.empty() && inner.waiting_for_bytes(); }
   };
   start_relay(c, std::make_unique<Preloaded>(c->guest, std::move(first)), std::make_unique<TcpStream>(c->upstream), kind,
               transport);

@@ -631,10 +631,14 @@ TEST_F(GatewayFixture, AParkedIdleConnectionStillBlocksAViolationAndEndsWithItsR
   EXPECT_EQ(first.find(kFakeValue), std::string::npos) << "the echoed value was not scrubbed";
   for (int i = 0; i < 1000 && gateway->counters().idle_released < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(gateway->counters().idle_released, 1u);
+  ASSERT_EQ(gateway->counters().idle_parked, 1u) << "the idle relay did not park";
   EXPECT_EQ(gateway->counters().active, 1u) << "the parked connection is still counted";
   const std::string second = client.exchange(with_key);
   ASSERT_FALSE(second.empty()) << "the parked connection did not wake for its next request";
   EXPECT_EQ(second.find(kFakeValue), std::string::npos) << "the echoed value was not scrubbed after idling";
+  // Parked a second time, then woken by a violation.
+  for (int i = 0; i < 1000 && gateway->counters().idle_parked < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(gateway->counters().idle_parked, 2u);
   const std::string violation =
       client.exchange("GET /3 HTTP/1.1\r\nHost: other.example\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n");
   EXPECT_TRUE(violation.empty()) << "the violating request got an answer";

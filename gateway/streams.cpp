@@ -191,7 +191,9 @@ asio::awaitable<IoResult> TcpStream::read_some(char* out, std::size_t size) {
   IoResult r;
   while (true) {
     if (drained_) {
+      in_wait_ = true;
       co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, r.error));
+      in_wait_ = false;
       if (r.error) co_return r;
     }
     r.bytes = socket_.read_some(asio::buffer(out, size), r.error);
@@ -347,7 +349,9 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
       if (output_pending()) ec = co_await flush();
       SSL_free_buffers(ssl_.get());
       if (!ec) {
+        in_wait_ = true;
         co_await wait_readable(ec);
+        in_wait_ = false;
         readable_again(ec);
       }
       if (ec) {
@@ -375,7 +379,9 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
       // The socket is drained (or ended): a partial record may stay in OpenSSL's buffer.
       std::error_code ec = source_state();
       if (!ec) {
+        in_wait_ = true;
         co_await wait_readable(ec);
+        in_wait_ = false;
         readable_again(ec);
       }
       if (ec) {
@@ -412,14 +418,6 @@ asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
 std::error_code TlsStream::ended(std::error_code ec) const {
   if (ec == asio::error::eof && (SSL_get_shutdown(ssl_.get()) & SSL_RECEIVED_SHUTDOWN) == 0) return tls_truncated();
   return ec;
-}
-
-// Nothing buffered, nothing to send, the socket drained: read_some() would wait first. The record
-// buffers go back now (SSL_MODE_RELEASE_BUFFERS does not free them on every read path).
-bool TlsStream::parkable() {
-  if (buffered() || !ends_.source.drained || source_state() || output_pending()) return false;
-  SSL_free_buffers(ssl_.get());
-  return true;
 }
 
 // A short read already said the socket had nothing more: no FIONREAD then. Only after a read

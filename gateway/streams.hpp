@@ -57,13 +57,15 @@ class Stream {
   virtual asio::awaitable<std::error_code> shutdown_send_truncated() { return shutdown_send(); }
   // Whether read_some() would return bytes without waiting (false when unsure).
   virtual bool readable_now() { return false; }
-  // Parking: an idle connection waits for its sockets with plain handlers, no coroutine. True when
-  // read_some() would first wait for the socket with nothing held or pending (record buffers are
-  // given back then); the caller may then wait on park_socket() itself and call readable() once
-  // it is, before the next read_some(). False when unsure: read_some() waits as usual.
-  virtual bool parkable() { return false; }
+  // Parking: an idle connection waits for its sockets with plain handlers, no coroutine. After a
+  // read_some() whose wait was cancelled, the caller may wait on park_socket() itself and call
+  // readable() once it is, before the next read_some().
   virtual asio::ip::tcp::socket* park_socket() { return nullptr; }
   virtual void readable() {}
+  // read_some() is suspended in its wait for the socket to be readable (and in nothing else, such
+  // as a write of what an earlier read queued): cancelling the socket's operations then only
+  // ends that wait.
+  virtual bool waiting_for_bytes() const { return false; }
 };
 
 class TcpStream final : public Stream {
@@ -73,13 +75,14 @@ class TcpStream final : public Stream {
   asio::awaitable<std::error_code> write_all(std::string_view data) override;
   asio::awaitable<std::error_code> shutdown_send() override;
   bool readable_now() override;
-  bool parkable() override { return drained_; }
   asio::ip::tcp::socket* park_socket() override { return &socket_; }
   void readable() override { drained_ = false; }
+  bool waiting_for_bytes() const override { return in_wait_; }
 
  private:
   asio::ip::tcp::socket& socket_;
   WriteGate gate_;
+  bool in_wait_ = false;
   bool drained_ = true;  // the last read took less than it asked (or there was none): wait first
 };
 
@@ -132,9 +135,9 @@ class TlsStream final : public Stream {
   asio::awaitable<std::error_code> shutdown_send() override;
   asio::awaitable<std::error_code> shutdown_send_truncated() override;
   bool readable_now() override;
-  bool parkable() override;
   asio::ip::tcp::socket* park_socket() override { return &socket_; }
   void readable() override { readable_again({}); }
+  bool waiting_for_bytes() const override { return in_wait_; }
 
  private:
   asio::awaitable<std::error_code> flush();
@@ -149,6 +152,7 @@ class TlsStream final : public Stream {
   SocketEnds ends_;  // declared before ssl_: it outlives the BIO that uses it
   tls::SslPtr ssl_;
   WriteGate gate_;
+  bool in_wait_ = false;  // read_some() is in wait_readable()
 };
 
 // The error a failed TLS operation reports (details are in the OpenSSL error queue / verify result).
