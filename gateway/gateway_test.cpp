@@ -636,6 +636,10 @@ TEST_F(GatewayFixture, AParkedIdleConnectionStillBlocksAViolationAndEndsWithItsR
   const std::string second = client.exchange(with_key);
   ASSERT_FALSE(second.empty()) << "the parked connection did not wake for its next request";
   EXPECT_EQ(second.find(kFakeValue), std::string::npos) << "the echoed value was not scrubbed after idling";
+  // The response side was given back while parked and made again: the second response was read
+  // as HTTP (its head answered the request: a latency), not passed through as raw bytes.
+  for (int i = 0; i < 500 && gateway->counters().request_latency.count < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(gateway->counters().request_latency.count, 2u) << "the response after idling was not read as HTTP";
   // Parked a second time, then woken by a violation.
   for (int i = 0; i < 1000 && gateway->counters().idle_parked < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(gateway->counters().idle_parked, 2u);
