@@ -724,8 +724,8 @@ asio::awaitable<bool> read_responses(std::shared_ptr<Connection> c, Filter& filt
 
 void finish(Connection& c);
 
-// How a burst of one relay direction ended: its stream would wait with nothing held (the relay
-// waits for the socket with a plain handler, no coroutine), or the direction is over.
+// How one coroutine of a relay direction ended: its read was cancelled to park it (the relay then
+// waits for the socket with a plain handler, park_idle_relay), or the direction is over.
 enum class Pumped { kEnded, kParked };
 
 asio::awaitable<Pumped> pump_up(std::shared_ptr<Connection> c, Stream& from, Stream& to, Filter& filter) {
@@ -1023,7 +1023,7 @@ struct Relay {
 enum class Direction { kUp, kDown };
 void park(std::shared_ptr<Relay> r, Direction d);
 
-// One burst of one direction, as a coroutine; when it parks, the direction waits (park).
+// One direction as a coroutine until it ends or parks; a parked direction waits (park).
 void run_burst(std::shared_ptr<Relay> r, Direction d) {
   Relay& relay = *r;
   asio::awaitable<Pumped> burst =
