@@ -331,6 +331,8 @@ struct Filter {
   bool down_waiting = false;   // pump_down is suspended in its read with nothing held back, or parked
   bool park_up = false;        // its read was cancelled to park the direction
   bool park_down = false;
+  bool up_parked = false;      // the direction waits with a plain handler (no coroutine)
+  bool down_parked = false;
   Stream* guest = nullptr;     // the Relay's streams
   Stream* upstream = nullptr;
   bool rewriter_parked = false;
@@ -400,13 +402,23 @@ struct Filter {
 bool park_idle_relay(Connection& c) {
   Filter& f = *c.filter;
   if (f.park_up || f.park_down) return true;  // already under way
-  if (!f.up_waiting || !f.down_waiting || !f.guest->waiting_for_bytes() || !f.upstream->waiting_for_bytes()) return false;
-  f.park_up = f.park_down = true;
+  // A direction that is parked already (it woke and parked again before the other) is left alone:
+  // cancelling its socket would end its handler's wait.
+  const bool up_ready = f.up_parked || (f.up_waiting && f.guest->waiting_for_bytes());
+  const bool down_ready = f.down_parked || (f.down_waiting && f.upstream->waiting_for_bytes());
+  if (!up_ready || !down_ready) return false;
+  if (f.up_parked && f.down_parked) return true;
   f.park_responses();
   c.core.idle_parked++;
   std::error_code ignored;
-  c.guest.cancel(ignored);
-  c.upstream.cancel(ignored);
+  if (!f.up_parked) {
+    f.park_up = true;
+    c.guest.cancel(ignored);
+  }
+  if (!f.down_parked) {
+    f.park_down = true;
+    c.upstream.cancel(ignored);
+  }
   return true;
 }
 
@@ -1054,6 +1066,7 @@ void park(std::shared_ptr<Relay> r, Direction d) {
     run_burst(std::move(r), d);
     return;
   }
+  (d == Direction::kUp ? r->filter.up_parked : r->filter.down_parked) = true;
   socket->async_wait(asio::socket_base::wait_read, [r = std::move(r), d](std::error_code ec) mutable {
     Connection& c = *r->c;
     if (ec && !c.aborted) {
@@ -1061,6 +1074,7 @@ void park(std::shared_ptr<Relay> r, Direction d) {
       c.close_all(true);
     }
     (d == Direction::kUp ? *r->guest : *r->upstream).readable();
+    (d == Direction::kUp ? r->filter.up_parked : r->filter.down_parked) = false;
     run_burst(std::move(r), d);
   });
 }
