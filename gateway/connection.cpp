@@ -402,8 +402,9 @@ struct Filter {
 bool park_idle_relay(Connection& c) {
   Filter& f = *c.filter;
   if (f.park_up || f.park_down) return true;  // already under way
-  // A direction that is parked already (it woke and parked again before the other) is left alone:
-  // cancelling its socket would end its handler's wait.
+  // A direction that is parked already (the other's read returned bytes before its cancel took
+  // effect, and that one has gone idle since) is left alone: cancelling its socket would end its
+  // handler's wait.
   const bool up_ready = f.up_parked || (f.up_waiting && f.guest->waiting_for_bytes());
   const bool down_ready = f.down_parked || (f.down_waiting && f.upstream->waiting_for_bytes());
   if (!up_ready || !down_ready) return false;
