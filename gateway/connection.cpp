@@ -68,7 +68,8 @@ struct Connection {
   bool timed_out = false;
   bool aborted = false;    // closed on purpose (block, reset, timeout): the pumps just stop
   bool idle_released = false;  // release_idle_state() gave back what it could; cleared on activity
-  Filter* filter = nullptr;    // the HTTP/1 relay's, while it runs (in pump()'s frame)
+  Filter* filter = nullptr;    // the HTTP/1 relay's, while it runs (in its Relay)
+  bool relaying = false;       // a Relay owns the rest of its life (start_relay): it finishes it
 
   std::optional<SocketAddress> client;
   std::optional<SocketAddress> destination;
@@ -311,17 +312,29 @@ struct Filter {
   // What every response path scrubs through (refresh_scrubbers): one scrubber per snapshot still
   // needed. Borrowed by `responses` and `websocket` (declared before them: it outlives them).
   ResponseScrubbers scrubbers;
-  std::optional<http::ResponseStream> responses;  // with the rewriter: the responses, read and scrubbed
+  // With the rewriter: the responses, read and scrubbed. On the heap: an idle connection gives it
+  // back between responses (park_responses, ~1.5 KiB with its last head's fields).
+  std::unique_ptr<http::ResponseStream> responses;
   // After a 101 to a WebSocket upgrade (issue 14): both directions message by message.
   std::unique_ptr<WebSocketSession> websocket;
   std::string websocket_first;  // the upstream's bytes after the 101, in the read that held it
+  bool scrub_reported = false;  // a response echoed a value: audited once per connection
 
   // An idle connection's rewriter (~2 KiB of parser and engine state) is released between
   // requests while pump_up waits for the guest's next bytes (release_idle_state), and made again,
   // on the same snapshot and with what it knew about values reaching this upstream, as soon as
   // the read returns: every other use of `rewriter` happens after that (or, in pump_down, only
   // while an upgrade is awaited, which is never at a message boundary).
-  bool up_waiting = false;     // pump_up is suspended in its read
+  bool up_waiting = false;     // pump_up is suspended in its read, or parked
+  // Parking (see Relay): an idle connection's two reads are cancelled (park_idle_relay) and
+  // their coroutines end; each direction then waits for its socket with a plain handler.
+  bool down_waiting = false;   // pump_down is suspended in its read with nothing held back, or parked
+  bool park_up = false;        // its read was cancelled to park the direction
+  bool park_down = false;
+  bool up_parked = false;      // the direction waits with a plain handler (no coroutine)
+  bool down_parked = false;
+  Stream* guest = nullptr;     // the Relay's streams
+  Stream* upstream = nullptr;
   bool rewriter_parked = false;
   bool parked_flowed = false;
   bool park_rewriter() {
@@ -330,6 +343,20 @@ struct Filter {
     rewriter.reset();
     rewriter_parked = true;
     return true;
+  }
+  bool responses_parked = false;
+  bool parked_undo = false;
+  void park_responses() {
+    if (!responses || !responses->at_rest()) return;
+    parked_undo = responses->undoes_codings();
+    responses.reset();
+    responses_parked = true;
+  }
+  // Before either direction touches `responses` again (pump_up's expect_responses, pump_down's read).
+  void unpark_responses() {
+    if (!std::exchange(responses_parked, false)) return;
+    responses = std::make_unique<http::ResponseStream>(&scrubbers);
+    if (parked_undo) responses->undo_codings();
   }
   bool unpark_rewriter() {
     if (!std::exchange(rewriter_parked, false)) return false;
@@ -368,14 +395,50 @@ struct Filter {
   bool in_head() const { return !websocket && rewriter && rewriter->in_head(); }
 };
 
-// What an idle connection can give back (the watchdog calls this once it has been idle for
-// kIdleRelease): the HTTP/1 request rewriter at a message boundary. True when nothing is left to
-// try until the connection is active again.
-bool release_idle_state(Connection& c) {
-  if (c.filter == nullptr || !c.filter->rewriter) return true;
-  if (!c.filter->park_rewriter()) return false;
-  c.core.idle_released++;
+// An idle relay whose two directions both wait in their reads (nothing held back, nothing being
+// written) ends both coroutines: the reads are cancelled and return to pump_up / pump_down, which
+// see their park flag and return kParked (parked_now); the Relay then waits for each socket with
+// a plain handler. False when a direction is busy (tried again at the watchdog's next round).
+bool park_idle_relay(Connection& c) {
+  Filter& f = *c.filter;
+  if (f.park_up || f.park_down) return true;  // already under way
+  // A direction that is parked already (the other's read returned bytes before its cancel took
+  // effect, and that one has gone idle since) is left alone: cancelling its socket would end its
+  // handler's wait.
+  const bool up_ready = f.up_parked || (f.up_waiting && f.guest->waiting_for_bytes());
+  const bool down_ready = f.down_parked || (f.down_waiting && f.upstream->waiting_for_bytes());
+  if (!up_ready || !down_ready) return false;
+  if (f.up_parked && f.down_parked) return true;
+  f.park_responses();
+  c.core.idle_parked++;
+  std::error_code ignored;
+  if (!f.up_parked) {
+    f.park_up = true;
+    c.guest.cancel(ignored);
+  }
+  if (!f.down_parked) {
+    f.park_down = true;
+    c.upstream.cancel(ignored);
+  }
   return true;
+}
+
+// Whether the read that just returned was cancelled to park its direction (the flag is cleared
+// either way: a read that returned bytes first simply goes on).
+bool parked_now(const Connection& c, bool& flag, const IoResult& r) {
+  return std::exchange(flag, false) && r.error == asio::error::operation_aborted && !c.aborted;
+}
+
+// What an idle connection can give back (the watchdog calls this once it has been idle for
+// kIdleRelease): the HTTP/1 request rewriter at a message boundary, then the relay's coroutines
+// (park_idle_relay). True when nothing is left to try until the connection is active again.
+bool release_idle_state(Connection& c) {
+  if (c.filter == nullptr) return true;
+  if (c.filter->rewriter) {
+    if (!c.filter->park_rewriter()) return false;
+    c.core.idle_released++;
+  }
+  return park_idle_relay(c);
 }
 
 std::string mebibytes(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
@@ -680,7 +743,13 @@ asio::awaitable<bool> read_responses(std::shared_ptr<Connection> c, Filter& filt
   co_return true;
 }
 
-asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Stream& to, Filter& filter) {
+void finish(Connection& c);
+
+// How one coroutine of a relay direction ended: its read was cancelled to park it (the relay then
+// waits for the socket with a plain handler, park_idle_relay), or the direction is over.
+enum class Pumped { kEnded, kParked };
+
+asio::awaitable<Pumped> pump_up(std::shared_ptr<Connection> c, Stream& from, Stream& to, Filter& filter) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
   std::string out, to_guest;
   while (!c->aborted) {
@@ -688,7 +757,9 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
     char* buf = pump_scratch();
     filter.up_waiting = true;
     IoResult r = co_await from.read_some(buf, size);
+    if (parked_now(*c, filter.park_up, r)) co_return Pumped::kParked;  // up_waiting stays set
     filter.up_waiting = false;
+    filter.unpark_responses();
     if (filter.unpark_rewriter()) c->watchdog.cancel();  // re-armed to release it again once idle
     if (c->aborted) break;
     if (r.error) {
@@ -771,6 +842,7 @@ asio::awaitable<void> pump_up(std::shared_ptr<Connection> c, Stream& from, Strea
       }
     }
   }
+  co_return Pumped::kEnded;
 }
 
 // Once per connection, when a response first echoes a value (masked before the guest sees it).
@@ -822,16 +894,17 @@ constexpr std::size_t kDownBatchCapacity = kDownBatchBytes + kScratchBytes;
 // Scrubbed output of reads that follow each other without a pause is written once per batch
 // (up to kDownBatchBytes): one TLS write and one send instead of one per record read. A batch
 // ends at a pause like the held bytes do, so nothing waits for bytes that are not there yet.
-asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to,
-                                bool scrub, Filter& filter) {
+asio::awaitable<Pumped> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to,
+                                  bool scrub, Filter& filter) {
   const std::size_t size = std::min(c->core.options.buffer_bytes, kScratchBytes);
   ResponseScrubbers& scrubbers = filter.scrubbers;
   if (scrub) refresh_scrubbers(*c, filter);
   std::string scrubbed, hold;  // scrubbed: the batch's output (masked), not yet written
   std::string rest;            // in place: the bytes after a plain body's end (the upstream's)
-  bool reported = false;
+  bool& reported = filter.scrub_reported;
   while (!c->aborted) {
     char* buf = pump_scratch();  // valid until we suspend: write_all takes it before it waits
+    filter.down_waiting = scrubbed.empty() && scrubbers.pending() == 0;  // nothing held back
     // A plain body with one scrubber is read straight into the batch, after room for the bytes
     // the scrubber holds, and scrubbed there (no copy from scratch into the batch).
     http::ResponseScrubber* direct =
@@ -851,6 +924,9 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
         scrubbed.resize(at - room);
       }
     }
+    if (parked_now(*c, filter.park_down, r)) co_return Pumped::kParked;
+    filter.down_waiting = false;
+    filter.unpark_responses();
     if (c->aborted) break;
     if (r.error) {
       const bool truncated = r.error == tls_truncated();
@@ -962,12 +1038,98 @@ asio::awaitable<void> pump_down(std::shared_ptr<Connection> c, Stream& from, Str
       break;
     }
   }
+  co_return Pumped::kEnded;
 }
 
 enum class FilterKind { kNone, kRewriter, kScanner };
 
-asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream& upstream, FilterKind kind,
-                           secrets::Transport transport) {
+// A connection's relay (HTTP/1, WebSocket after a switch, opaque and spliced streams) after its
+// setup: both streams, the filter and what the two directions share, on the heap, so that the
+// setup's frames (serve_connection -> intercept) are gone once it runs. Each direction is a
+// coroutine (pump_up / pump_down) while the connection is in use. Once it has been idle for
+// kIdleRelease with both directions waiting in their reads, the watchdog cancels those reads
+// (park_idle_relay): both coroutines return kParked and each direction waits for its socket with
+// a plain handler (park), which starts a new coroutine when bytes come. An idle connection so
+// holds no coroutine frame, only two socket waits; a busy one pays nothing per request for it.
+// The last of the two directions to end takes the Relay with it: ~Relay finishes the connection.
+struct Relay {
+  std::shared_ptr<Connection> c;
+  std::unique_ptr<Stream> guest;
+  std::unique_ptr<Stream> upstream;
+  Filter filter;
+  bool scrub = false;  // bytes the gateway can read (not spliced TLS) are scrubbed on their way back
+  bool ended[2] = {false, false};  // up, down: the direction ran to its end
+
+  Relay(std::shared_ptr<Connection> conn, std::unique_ptr<Stream> g, std::unique_ptr<Stream> u)
+      : c(std::move(conn)), guest(std::move(g)), upstream(std::move(u)) {}
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+  ~Relay() {
+    c->secrets = nullptr;  // the filter (and its snapshot) ends here
+    c->filter = nullptr;
+    const bool complete = ended[0] && ended[1];
+    // Not complete: the gateway is stopping and its handlers are being destroyed (no asio calls then).
+    if (!c->finished && !complete && c->decision == "forwarded") c->decision = "stopped";
+    finish(*c);
+    if (complete) c->watchdog.cancel();
+    c->core.active--;
+  }
+};
+
+enum class Direction { kUp, kDown };
+void park(std::shared_ptr<Relay> r, Direction d);
+
+// One direction as a coroutine until it ends or parks; a parked direction waits (park).
+void run_burst(std::shared_ptr<Relay> r, Direction d) {
+  Relay& relay = *r;
+  asio::awaitable<Pumped> burst =
+      d == Direction::kUp ? pump_up(relay.c, *relay.guest, *relay.upstream, relay.filter)
+                          : pump_down(relay.c, *relay.upstream, *relay.guest, relay.scrub, relay.filter);
+  asio::co_spawn(relay.c->guest.get_executor(), std::move(burst), [r = std::move(r), d](std::exception_ptr e, Pumped p) mutable {
+    if (e) {
+      r->c->close_all(true);  // the other direction ends too (its socket is closed)
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        r->c->core.logger.log(LogLevel::kError, std::string("connection ended by an exception: ") + x.what());
+      } catch (...) {
+      }
+      p = Pumped::kEnded;
+    }
+    if (p == Pumped::kParked && !r->c->aborted) park(std::move(r), d);
+    else r->ended[d == Direction::kUp ? 0 : 1] = true;
+  });
+}
+
+// Waits for the direction's socket without a coroutine; a closed socket (the connection aborted)
+// wakes it too, and the burst then ends at once.
+void park(std::shared_ptr<Relay> r, Direction d) {
+  Stream& from = d == Direction::kUp ? *r->guest : *r->upstream;
+  asio::ip::tcp::socket* socket = from.park_socket();
+  if (socket == nullptr) {  // a stream that cannot park: its burst waits in read_some
+    run_burst(std::move(r), d);
+    return;
+  }
+  (d == Direction::kUp ? r->filter.up_parked : r->filter.down_parked) = true;
+  socket->async_wait(asio::socket_base::wait_read, [r = std::move(r), d](std::error_code ec) mutable {
+    Connection& c = *r->c;
+    if (ec && !c.aborted) {
+      if (c.detail.empty()) c.detail = std::string(d == Direction::kUp ? "guest: " : "upstream: ") + ec.message();
+      c.close_all(true);
+    }
+    (d == Direction::kUp ? *r->guest : *r->upstream).readable();
+    (d == Direction::kUp ? r->filter.up_parked : r->filter.down_parked) = false;
+    run_burst(std::move(r), d);
+  });
+}
+
+// The relay of a connection whose setup is done: the filter for its kind, then both directions.
+// From here on the Relay, not serve_connection, finishes the connection.
+void start_relay(std::shared_ptr<Connection> c, std::unique_ptr<Stream> guest, std::unique_ptr<Stream> upstream,
+                 FilterKind kind, secrets::Transport transport) {
+  auto r = std::make_shared<Relay>(c, std::move(guest), std::move(upstream));
+  c->relaying = true;
+  Filter& filter = r->filter;
   secrets::ConnectionContext context;
   context.transport = transport;
   context.sni = c->sni;
@@ -977,49 +1139,24 @@ asio::awaitable<void> pump(std::shared_ptr<Connection> c, Stream& guest, Stream&
   // The secrets as they are now. A reload never changes them under a request in flight: an HTTP
   // connection takes the newest ones at its next request (rebind_at_boundary); a stream that is
   // not HTTP keeps these to its end.
-  Filter filter;
   filter.snapshot = c->core.snapshot();
   filter.context = context;
   c->secrets = filter.snapshot.get();
   const secrets::SecretSet& set = *filter.snapshot->set;
-  // Bytes the gateway can read (not spliced TLS) are scrubbed on their way back.
-  const bool scrub = kind != FilterKind::kNone;
+  r->scrub = kind != FilterKind::kNone;
   if (kind == FilterKind::kRewriter) {
     filter.rewriter.emplace(set, context);
-    filter.responses.emplace(&filter.scrubbers);  // filled by pump_down's refresh_scrubbers
+    filter.responses = std::make_unique<http::ResponseStream>(&filter.scrubbers);  // filled by pump_down's refresh_scrubbers
   }
   if (c->kind == ListenerKind::kProxy && c->absolute_http) filter.authority = std::make_unique<AuthorityCheck>(c->authority_host, c->authority_port);
   if (kind == FilterKind::kScanner) filter.scanner.emplace(set, context);
+  filter.guest = r->guest.get();
+  filter.upstream = r->upstream.get();
   c->decision = "forwarded";
   c->filter = &filter;
   c->stream();
-  // Both directions run to their ends before `filter` (in this frame) goes. pump_down is spawned
-  // and joined with a flag and a timer rather than with awaitable_operators' `&&`, whose parallel
-  // group (two spawned entry frames, its own frame and state) held ~2.5 KiB per idle connection.
-  const asio::any_io_executor executor = co_await asio::this_coro::executor;
-  asio::steady_timer joined(executor, asio::steady_timer::time_point::max());
-  bool down_done = false;
-  std::exception_ptr down_error, up_error;
-  asio::co_spawn(executor, pump_down(c, upstream, guest, scrub, filter), [&](std::exception_ptr e) {
-    down_done = true;
-    down_error = e;
-    if (e) c->close_all(true);  // pump_up ends too (its socket is closed)
-    joined.cancel();
-  });
-  try {
-    co_await pump_up(c, guest, upstream, filter);
-  } catch (...) {
-    up_error = std::current_exception();
-    c->close_all(true);  // pump_down ends too
-  }
-  while (!down_done) {
-    std::error_code ignored;
-    co_await joined.async_wait(redirect_error(use_awaitable, ignored));
-  }
-  c->secrets = nullptr;  // the filter (and its snapshot) ends here
-  c->filter = nullptr;
-  if (up_error) std::rethrow_exception(up_error);
-  if (down_error) std::rethrow_exception(down_error);
+  run_burst(r, Direction::kDown);
+  run_burst(std::move(r), Direction::kUp);
 }
 
 enum class FirstFlight { kTls, kTlsUnparsed, kHttp, kOpaque };
@@ -1187,9 +1324,9 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first
     c->close_all(true);
     co_return;
   }
-  TlsStream upstream(c->upstream, std::move(upstream_ssl));
-  if (std::error_code ec = co_await upstream.handshake()) {
-    long verify = SSL_get_verify_result(upstream.ssl());
+  auto upstream = std::make_unique<TlsStream>(c->upstream, std::move(upstream_ssl));
+  if (std::error_code ec = co_await upstream->handshake()) {
+    long verify = SSL_get_verify_result(upstream->ssl());
     c->decision = "upstream_tls_failed";
     c->detail = verify != X509_V_OK ? std::string("certificate: ") + X509_verify_cert_error_string(verify)
                                     : (ec == tls_error() ? tls::openssl_error_text() : ec.message());
@@ -1207,16 +1344,16 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first
     co_return;
   }
   // ALPN follows the upstream (tls/contexts.hpp says why).
-  const bool h2 = tls::negotiated_alpn(upstream.ssl()) == tls::kAlpnH2;
+  const bool h2 = tls::negotiated_alpn(upstream->ssl()) == tls::kAlpnH2;
   tls::answer_guest_alpn(guest_ssl.get(), h2 ? tls::kAlpnH2 : tls::kAlpnHttp11);
   const bool alpn_mismatch = !h2 && std::find(c->alpn.begin(), c->alpn.end(), tls::kAlpnH2) != c->alpn.end() &&
                              std::find(c->alpn.begin(), c->alpn.end(), tls::kAlpnHttp11) == c->alpn.end();
-  TlsStream guest(c->guest, std::move(guest_ssl));
-  guest.preload(first);
+  auto guest = std::make_unique<TlsStream>(c->guest, std::move(guest_ssl));
+  guest->preload(first);
   wipe(first);
   first.shrink_to_fit();  // the hello is in OpenSSL's hands now
   c->phase(core.options.timeouts.handshake);
-  if (std::error_code ec = co_await guest.handshake()) {
+  if (std::error_code ec = co_await guest->handshake()) {
     c->decision = "guest_tls_failed";
     c->detail = ec == tls_error() ? tls::openssl_error_text() : ec.message();
     if (alpn_mismatch) {
@@ -1229,22 +1366,20 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first
   }
   ack_now(c->guest.native_handle());  // the client's Finished gets no reply (no session tickets)
   if (h2) {
-    co_await bridge_h2(c, guest, upstream);
+    co_await bridge_h2(c, *guest, *upstream);
     co_return;
   }
-  co_await pump(c, guest, upstream, FilterKind::kRewriter, secrets::Transport::kTlsVerified);
+  start_relay(c, std::move(guest), std::move(upstream), FilterKind::kRewriter, secrets::Transport::kTlsVerified);
 }
 
 asio::awaitable<void> forward_plain(std::shared_ptr<Connection> c, std::string first, FilterKind kind,
                                     secrets::Transport transport) {
   if (!co_await ensure_upstream(c)) co_return;
-  TcpStream guest(c->guest);
-  TcpStream upstream(c->upstream);
   // The first flight goes through the same path (and filter) as everything after it.
   struct Preloaded final : Stream {
-    TcpStream& inner;
+    TcpStream inner;
     std::string pending;
-    Preloaded(TcpStream& s, std::string bytes) : inner(s), pending(std::move(bytes)) {}
+    Preloaded(tcp::socket& s, std::string bytes) : inner(s), pending(std::move(bytes)) {}
     asio::awaitable<IoResult> read_some(char* out, std::size_t size) override {
       if (!pending.empty()) {
         IoResult r;
@@ -1258,8 +1393,13 @@ asio::awaitable<void> forward_plain(std::shared_ptr<Connection> c, std::string f
     }
     asio::awaitable<std::error_code> write_all(std::string_view data) override { return inner.write_all(data); }
     asio::awaitable<std::error_code> shutdown_send() override { return inner.shutdown_send(); }
-  } preloaded(guest, std::move(first));
-  co_await pump(c, preloaded, upstream, kind, transport);
+    bool readable_now() override { return !pending.empty() || inner.readable_now(); }
+    tcp::socket* park_socket() override { return inner.park_socket(); }
+    void readable() override { inner.readable(); }
+    bool waiting_for_bytes() const override { return pending.empty() && inner.waiting_for_bytes(); }
+  };
+  start_relay(c, std::make_unique<Preloaded>(c->guest, std::move(first)), std::make_unique<TcpStream>(c->upstream), kind,
+              transport);
 }
 
 void finish(Connection& c) {
@@ -1287,14 +1427,14 @@ void finish(Connection& c) {
 // What a connection does once its first flight is read and judged: the relay (interception or
 // forwarding) runs after run() has returned, so that run()'s frame (its parsing state and
 // locals, ~1.4 KiB) is not held for the connection's whole life.
-struct Relay {
+struct Setup {
   bool intercepting = false;
   std::string first;
   FilterKind filter = FilterKind::kScanner;
   secrets::Transport transport = secrets::Transport::kOpaque;
 };
 
-asio::awaitable<std::optional<Relay>> run(std::shared_ptr<Connection> c) {
+asio::awaitable<std::optional<Setup>> run(std::shared_ptr<Connection> c) {
   Core& core = c->core;
   const GatewayTimeouts& t = core.options.timeouts;
   const int fd = c->guest.native_handle();
@@ -1451,33 +1591,33 @@ asio::awaitable<std::optional<Relay>> run(std::shared_ptr<Connection> c) {
     c->close_all(true);
     co_return std::nullopt;
   }
-  co_return Relay{intercepting, std::move(first), filter, transport};
+  co_return Setup{intercepting, std::move(first), filter, transport};
 }
 
 }  // namespace
 
 asio::awaitable<void> serve_connection(Core& core, tcp::socket guest, ListenerKind kind,
                                        std::unique_ptr<Budget::Ticket> ticket) {
-  struct ActiveGuard {
-    Core& core;
-    ~ActiveGuard() { core.active--; }
-  } active{core};
   auto c = std::make_shared<Connection>(core, std::move(guest), kind, std::move(ticket));
-  // Written even if the frame is destroyed at shutdown (no asio calls there).
+  // Written even if the frame is destroyed at shutdown (no asio calls there). Once a Relay took
+  // the connection over (c->relaying), the Relay finishes it and counts it out of `active`.
   struct FinishGuard {
     std::shared_ptr<Connection> c;
     ~FinishGuard() {
+      if (c->relaying) return;
       if (!c->finished) {
         if (c->decision == "forwarded") c->decision = "stopped";
         finish(*c);
       }
+      c->core.active--;
     }
   } finish_guard{c};
   arm_watchdog(c);
-  if (std::optional<Relay> next = co_await run(c)) {
+  if (std::optional<Setup> next = co_await run(c)) {
     if (next->intercepting) co_await intercept(c, std::move(next->first));
     else co_await forward_plain(c, std::move(next->first), next->filter, next->transport);
   }
+  if (c->relaying) co_return;
   finish(*c);
   c->watchdog.cancel();
 }

@@ -281,6 +281,7 @@ GatewayCounters Gateway::counters() const {
                       c.substitutions.load(), c.blocked.load(), c.denied.load()};
   out.over_budget = c.over_budget.load();
   out.idle_released = c.idle_released.load();
+  out.idle_parked = c.idle_parked.load();
   out.request_latency = c.request_latency.snapshot();
   return out;
 }

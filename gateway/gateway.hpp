@@ -89,6 +89,7 @@ struct GatewayCounters {
   std::uint64_t denied = 0;  // by the egress policy
   std::uint64_t over_budget = 0;  // requests blocked by the memory budget
   std::uint64_t idle_released = 0;  // request rewriters given back by idle connections (made again on their next bytes)
+  std::uint64_t idle_parked = 0;    // idle relays whose coroutines ended (they wait with plain socket handlers)
   LatencyHistogram::Snapshot request_latency{};  // request head in to response head out, per request
 };
 

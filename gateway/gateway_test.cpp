@@ -616,6 +616,49 @@ TEST_F(GatewayFixture, AnIdleConnectionReleasesItsRewriterAndTheNextRequestsAreS
   EXPECT_EQ(gateway->counters().active, 1u);
 }
 
+// An idle connection waits with no coroutine (the relay parks both directions on plain socket
+// waits) and the Relay, not the setup's frame, finishes the connection. After idling (parked, its
+// rewriter released), the next request is still gated: a placeholder bound for a Host that is not
+// the SNI is a violation, blocked with a reset, audited, nothing sent; the connection's record
+// is written once with that decision and `active` drops to 0.
+TEST_F(GatewayFixture, AParkedIdleConnectionStillBlocksAViolationAndEndsWithItsRecord) {
+  start("localhost");
+  KeptClient client(proxy_port(), authority(), "localhost", gateway->ca_certificate_pem());
+  ASSERT_TRUE(client.ok);
+  const std::string with_key = "GET /1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n";
+  const std::string first = client.exchange(with_key);
+  ASSERT_FALSE(first.empty());
+  EXPECT_EQ(first.find(kFakeValue), std::string::npos) << "the echoed value was not scrubbed";
+  for (int i = 0; i < 1000 && gateway->counters().idle_released < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(gateway->counters().idle_released, 1u);
+  ASSERT_EQ(gateway->counters().idle_parked, 1u) << "the idle relay did not park";
+  EXPECT_EQ(gateway->counters().active, 1u) << "the parked connection is still counted";
+  const std::string second = client.exchange(with_key);
+  ASSERT_FALSE(second.empty()) << "the parked connection did not wake for its next request";
+  EXPECT_EQ(second.find(kFakeValue), std::string::npos) << "the echoed value was not scrubbed after idling";
+  // The response side was given back while parked and made again: the second response was read
+  // as HTTP (its head answered the request: a latency), not passed through as raw bytes.
+  for (int i = 0; i < 500 && gateway->counters().request_latency.count < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(gateway->counters().request_latency.count, 2u) << "the response after idling was not read as HTTP";
+  // Parked a second time, then woken by a violation.
+  for (int i = 0; i < 1000 && gateway->counters().idle_parked < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(gateway->counters().idle_parked, 2u);
+  const std::string violation =
+      client.exchange("GET /3 HTTP/1.1\r\nHost: other.example\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_TRUE(violation.empty()) << "the violating request got an answer";
+  for (int i = 0; i < 500 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(gateway->counters().active, 0u) << "the blocked connection was not counted out";
+  auto got = upstream->received();
+  ASSERT_EQ(got.size(), 2u) << "the violating request reached the upstream";
+  EXPECT_NE(got[1].find(std::string("X-Api-Key: ") + kFakeValue + "\r\n"), std::string::npos) << got[1];
+  const auto conn = only_connection();
+  EXPECT_EQ(conn["decision"], "violation");
+  auto v = audit_events("violation");
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0]["secret"], "KEY");
+  EXPECT_EQ(audit_events("substitution").size(), 2u);
+}
+
 TEST_F(GatewayFixture, DisallowedHostIsResetAndNothingIsSent) {
   start("api.example.com");
   ClientResult r = via_proxy(proxy_port(), authority(), "localhost",

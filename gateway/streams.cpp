@@ -207,13 +207,22 @@ TcpStream::TcpStream(asio::ip::tcp::socket& socket) : socket_(socket), gate_(soc
   socket_.non_blocking(true, ignored);  // reads happen only after readiness, never blocking the thread
 }
 
+// Waits for readiness first unless the last read filled what it asked (or readable() said the
+// socket is ready): then the read comes first.
 asio::awaitable<IoResult> TcpStream::read_some(char* out, std::size_t size) {
   IoResult r;
   while (true) {
-    co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, r.error));
-    if (r.error) co_return r;
+    if (drained_) {
+      in_wait_ = true;
+      co_await socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, r.error));
+      in_wait_ = false;
+      if (r.error) co_return r;
+    }
     r.bytes = socket_.read_some(asio::buffer(out, size), r.error);
-    if (r.error == asio::error::would_block || r.error == asio::error::try_again) continue;
+    if (r.error == asio::error::would_block || r.error == asio::error::try_again) {
+      drained_ = true;
+      continue;
+    }
     drained_ = r.error || r.bytes < size;
     co_return r;
   }
@@ -377,7 +386,9 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
       free_idle_buffers();
       ends_.source.release_ahead();
       if (!ec) {
+        in_wait_ = true;
         co_await wait_readable(ec);
+        in_wait_ = false;
         readable_again(ec);
       }
       if (ec) {
@@ -407,7 +418,9 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
       ends_.source.release_ahead();
       std::error_code ec = source_state();
       if (!ec) {
+        in_wait_ = true;
         co_await wait_readable(ec);
+        in_wait_ = false;
         readable_again(ec);
       }
       if (ec) {

@@ -58,6 +58,15 @@ class Stream {
   virtual asio::awaitable<std::error_code> shutdown_send_truncated() { return shutdown_send(); }
   // Whether read_some() would return bytes without waiting (false when unsure).
   virtual bool readable_now() { return false; }
+  // Parking: an idle connection waits for its sockets with plain handlers, no coroutine. After a
+  // read_some() whose wait was cancelled, the caller may wait on park_socket() itself and call
+  // readable() once it is, before the next read_some().
+  virtual asio::ip::tcp::socket* park_socket() { return nullptr; }
+  virtual void readable() {}
+  // read_some() is suspended in its wait for the socket to be readable (and in nothing else, such
+  // as a write of what an earlier read queued): cancelling the socket's operations then only
+  // ends that wait.
+  virtual bool waiting_for_bytes() const { return false; }
 };
 
 class TcpStream final : public Stream {
@@ -67,11 +76,15 @@ class TcpStream final : public Stream {
   asio::awaitable<std::error_code> write_all(std::string_view data) override;
   asio::awaitable<std::error_code> shutdown_send() override;
   bool readable_now() override;
+  asio::ip::tcp::socket* park_socket() override { return &socket_; }
+  void readable() override { drained_ = false; }
+  bool waiting_for_bytes() const override { return in_wait_; }
 
  private:
   asio::ip::tcp::socket& socket_;
   WriteGate gate_;
-  bool drained_ = false;  // the last read took less than it asked
+  bool in_wait_ = false;
+  bool drained_ = true;  // the last read took less than it asked (or there was none): wait first
 };
 
 // What OpenSSL reads from: the bytes read while peeking (the ClientHello) first, then the socket
@@ -135,6 +148,9 @@ class TlsStream final : public Stream {
   asio::awaitable<std::error_code> shutdown_send() override;
   asio::awaitable<std::error_code> shutdown_send_truncated() override;
   bool readable_now() override;
+  asio::ip::tcp::socket* park_socket() override { return &socket_; }
+  void readable() override { readable_again({}); }
+  bool waiting_for_bytes() const override { return in_wait_; }
 
  private:
   asio::awaitable<std::error_code> flush();
@@ -157,6 +173,7 @@ class TlsStream final : public Stream {
   // SSL_free_buffers worth its cost (~600 instructions even when it frees nothing) before an idle
   // wait; reads and writes of application data give their buffers back themselves.
   bool buffers_maybe_held_ = true;
+  bool in_wait_ = false;  // read_some() is in wait_readable()
 };
 
 // The error a failed TLS operation reports (details are in the OpenSSL error queue / verify result).

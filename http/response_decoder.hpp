@@ -135,6 +135,12 @@ class ResponseStream {
   void expect(const ResponseExpectation& e) { reader_.expect(e); }
   // Sticky: from now on coded bodies are decoded (a value may have reached the upstream).
   void undo_codings() noexcept { undo_codings_ = true; }
+  bool undoes_codings() const noexcept { return undo_codings_; }
+  // Between responses with none expected, nothing held: a new stream (with undo_codings() if this
+  // one undid them, over the same scrubber) would read what follows the same way.
+  bool at_rest() const noexcept {
+    return !failed_ && !opaque_ && !close_after_ && !body_ && head_.empty() && reader_.at_rest();
+  }
 
   // Consumes a prefix of `in` (`used` bytes) up to the next event, appending what the guest gets.
   Event feed(std::string_view in, std::size_t& used, std::string& out);

@@ -202,6 +202,38 @@ TEST(ResponseStream, InPlaceOnlyInsidePlainBodies) {
 // The attack of issue 14: an allowed server echoes the value with a chunk boundary inside it.
 // The old path scrubbed the framed bytes as they came; the guest's HTTP client joins the chunks
 // and reads the value. (This part of the test shows the old path letting it through.)
+// at_rest() says when the stream may be given back and made again (an idle connection's
+// response side): only between responses with none expected and no byte of the next one held.
+TEST(ResponseStream, AtRestOnlyBetweenResponsesWithNoneExpected) {
+  const ScrubForms forms = forms_of(make_value());
+  ResponseStream s(&forms);
+  EXPECT_TRUE(s.at_rest());
+  s.expect({});
+  EXPECT_FALSE(s.at_rest()) << "a response is due";
+  std::string out;
+  const std::string wire = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody";
+  std::size_t used = 0;
+  std::string_view in(wire.data(), wire.size() - 2);  // the body's last two bytes not yet there
+  while (!in.empty()) {
+    ASSERT_NE(s.feed(in, used, out), ResponseStream::Event::kError);
+    in.remove_prefix(used);
+  }
+  EXPECT_FALSE(s.at_rest()) << "inside a body";
+  in = std::string_view(wire).substr(wire.size() - 2);
+  while (!in.empty()) {
+    ASSERT_NE(s.feed(in, used, out), ResponseStream::Event::kError);
+    in.remove_prefix(used);
+  }
+  EXPECT_TRUE(s.at_rest());
+  s.expect({});
+  in = "HTTP/1.1 2";  // part of the next status line
+  ASSERT_NE(s.feed(in, used, out), ResponseStream::Event::kError);
+  EXPECT_FALSE(s.at_rest()) << "a status line is held";
+  EXPECT_FALSE(s.undoes_codings());
+  s.undo_codings();
+  EXPECT_TRUE(s.undoes_codings());
+}
+
 TEST(ResponseStream, ChunkSplitEchoIsMasked) {
   const std::string v = make_value();
   const ScrubForms forms = forms_of(v);

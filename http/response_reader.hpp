@@ -96,6 +96,8 @@ class ResponseReader {
   const std::string& trailers() const noexcept { return trailers_; }
   // Between responses or inside a head: what feed() consumes next is head bytes.
   bool in_head() const noexcept { return state_ == State::kStatusLine || state_ == State::kFields; }
+  // Between responses with none expected and no byte of the next one held.
+  bool at_rest() const noexcept { return state_ == State::kStatusLine && expected_.empty() && line_.empty(); }
   ResponseError error() const noexcept { return error_; }
 
  private:
