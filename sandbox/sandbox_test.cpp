@@ -496,19 +496,23 @@ std::vector<std::string> collect_garbage_alone(const std::string& state_root, co
   return lines;
 }
 
+// The owner line a sandbox of this process writes: its pid and start time (/proc/self/stat field 22).
+std::string own_owner_line() {
+  std::ifstream stat("/proc/self/stat");
+  std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::istringstream rest(all.substr(all.rfind(')') + 1));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) rest >> field;
+  return std::to_string(::getpid()) + " " + field + "\n";
+}
+
 TEST(CollectGarbage, RemovesStateOfADeadOwnerOnly) {
   TempDir root;
   const std::string dead = root.path() + "/0badc0de", live = root.path() + "/0000beef";
   std::filesystem::create_directories(dead + "/stage");
   std::filesystem::create_directories(live + "/stage");
   write(dead + "/owner", "999999999 1\n");
-  const std::string me = std::to_string(::getpid());
-  std::ifstream stat("/proc/self/stat");
-  std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  std::istringstream rest(all.substr(all.rfind(')') + 1));
-  std::string field;
-  for (int i = 3; i <= 22; ++i) rest >> field;
-  write(live + "/owner", me + " " + field + "\n");
+  write(live + "/owner", own_owner_line());
   const auto removed = collect_garbage_alone(root.path());
   EXPECT_EQ(removed, (std::vector<std::string>{"state " + dead}));
   EXPECT_FALSE(std::filesystem::exists(dead));
@@ -521,16 +525,10 @@ TEST(CollectGarbage, RemovesStateOfADeadOwnerOnly) {
 // between processes), was removed from under it. gc removes only what its own root records.
 TEST(CollectGarbage, LeavesWhatAnotherStateRootRecordsAlone) {
   TempDir a, b;
-  const std::string me = std::to_string(::getpid());
-  std::ifstream stat("/proc/self/stat");
-  std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  std::istringstream rest(all.substr(all.rfind(')') + 1));
-  std::string field;
-  for (int i = 3; i <= 22; ++i) rest >> field;
   // B: a live sandbox (this process is its owner) with a cgroup.
   const std::string live = b.path() + "/0000beef";
   std::filesystem::create_directories(live + "/stage");
-  write(live + "/owner", me + " " + field + "\n");
+  write(live + "/owner", own_owner_line());
   write(live + "/cgroups", "/sys/fs/cgroup/airlock-0000beef\n");
   // A: a sandbox whose owner died, with its cgroup recorded, and one listing a cgroup not its own.
   const std::string dead = a.path() + "/0badc0de", forged = a.path() + "/0000dead";
