@@ -51,6 +51,27 @@ void WriteGate::unlock() {
   timer_.cancel();
 }
 
+namespace {
+// One spare read buffer per thread: a stream gives its buffer back before every wait, and the
+// thread's next read takes it again instead of a 64 KiB malloc and free per read.
+std::unique_ptr<char[]>& spare_ahead() noexcept {
+  thread_local std::unique_ptr<char[]> spare;
+  return spare;
+}
+}  // namespace
+
+void SocketSource::take_ahead_buffer() noexcept {
+  if (std::unique_ptr<char[]>& spare = spare_ahead()) ahead = std::move(spare);
+  else ahead.reset(new (std::nothrow) char[kTlsReadAhead]);
+}
+
+void SocketSource::release_ahead() noexcept {
+  if (ahead_left() != 0 || !ahead) return;
+  std::unique_ptr<char[]>& spare = spare_ahead();
+  if (!spare) spare = std::move(ahead);
+  else ahead.reset();
+}
+
 char* pump_scratch() noexcept {
   thread_local std::array<char, kScratchBytes> scratch;
   return scratch.data();
@@ -129,7 +150,7 @@ int source_read(BIO* bio, char* out, size_t size, size_t* got) {
     BIO_set_retry_read(bio);  // TlsStream reports it; OpenSSL must not turn it into an alert
     return 0;
   }
-  if (!src->ahead) src->ahead.reset(new (std::nothrow) char[kTlsReadAhead]);
+  if (!src->ahead) src->take_ahead_buffer();
   // Without the buffer (no memory): straight into OpenSSL's, what it asked for.
   char* into = src->ahead ? src->ahead.get() : out;
   const std::size_t want = src->ahead ? kTlsReadAhead : size;

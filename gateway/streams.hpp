@@ -105,9 +105,8 @@ struct SocketSource {
   bool drained = true;  // the last read found the socket empty (or took less than it asked)
   std::size_t preloaded_left() const noexcept { return preloaded.size() - preloaded_used; }
   std::size_t ahead_left() const noexcept { return ahead_end - ahead_begin; }
-  void release_ahead() noexcept {
-    if (ahead_left() == 0) ahead.reset();
-  }
+  void take_ahead_buffer() noexcept;  // the thread's spare, or a new one (none without memory)
+  void release_ahead() noexcept;      // when empty: back to the thread's spare
 };
 
 // Where OpenSSL writes: records collect in the thread's cork buffer (shared by every stream of the
