@@ -879,12 +879,6 @@ asio::awaitable<bool> relay_websocket_down(std::shared_ptr<Connection> c, Filter
   co_return true;
 }
 
-// What pump_down collects from the reads that are ready before it writes (one SSL_write, one
-// send): three full TLS records, one write slice (kWriteSlice).
-constexpr std::size_t kDownBatchBytes = kWriteSlice;
-// The batch buffer's capacity: a batch and one more read. Larger (a decoded burst) is given back.
-constexpr std::size_t kDownBatchCapacity = kDownBatchBytes + kScratchBytes;
-
 // Upstream to guest. With `scrub`, every value the responses echo is masked (same length, so
 // the framing holds), for every secrets snapshot still needed (filter.scrubbers, refreshed before
 // each read and after each write): HTTP/1 through the ResponseStream (heads, plain, de-chunked and
@@ -892,7 +886,8 @@ constexpr std::size_t kDownBatchCapacity = kDownBatchBytes + kScratchBytes;
 // the session, other streams as raw bytes. The scrubbers may hold back the start of a possible
 // value, and let it go (masked when it is 4 bytes or more) once no more bytes are ready to read.
 // Scrubbed output of reads that follow each other without a pause is written once per batch
-// (up to kDownBatchBytes): one TLS write and one send instead of one per record read. A batch
+// (kDownBatchBytes or more, batch_goes_on): one TLS write and one send instead of one per record
+// read, as whole records while more bytes are ready (the rest leads the next batch). A batch
 // ends at a pause like the held bytes do, so nothing waits for bytes that are not there yet.
 asio::awaitable<Pumped> pump_down(std::shared_ptr<Connection> c, Stream& from, Stream& to,
                                   bool scrub, Filter& filter) {
@@ -1000,7 +995,7 @@ asio::awaitable<Pumped> pump_down(std::shared_ptr<Connection> c, Stream& from, S
         if (buf == pump_scratch()) OPENSSL_cleanse(buf, r.bytes);  // it held a value (in place: masked there)
         if (!std::exchange(reported, true)) record_scrub(*c);
       }
-      if (more && scrubbed.size() + size <= kDownBatchBytes) continue;  // the batch goes on
+      if (batch_goes_on(more, scrubbed.size(), size)) continue;
       chunk = scrubbed;
     } else if (!scrubbers.empty()) {
       const std::uint64_t masked = scrubbers.masked_bytes();
@@ -1011,12 +1006,17 @@ asio::awaitable<Pumped> pump_down(std::shared_ptr<Connection> c, Stream& from, S
         OPENSSL_cleanse(buf, r.bytes);  // it held a value
         if (!std::exchange(reported, true)) record_scrub(*c);
       }
-      if (more && scrubbed.size() + size <= kDownBatchBytes) continue;  // the batch goes on
+      if (batch_goes_on(more, scrubbed.size(), size)) continue;
       chunk = scrubbed;
     }
+    // With more bytes ready, only whole records go: the rest (under one record, already
+    // scrubbed) starts the next batch, which follows at once.
+    std::size_t carried = 0;
+    if (more && !close_after && chunk.data() == scrubbed.data()) carried = chunk.size() - whole_records(chunk.size());
+    chunk.remove_suffix(carried);
     std::error_code ec;
     if (!chunk.empty()) ec = co_await to.write_all(chunk);
-    scrubbed.clear();
+    scrubbed.erase(0, scrubbed.size() - carried);
     if (ec) {
       if (!c->aborted) {
         c->detail = "guest write: " + ec.message();
@@ -1028,7 +1028,7 @@ asio::awaitable<Pumped> pump_down(std::shared_ptr<Connection> c, Stream& from, S
     if (scrub) refresh_scrubbers(*c, filter);  // a response just ended may free an old snapshot
     // A decoded burst, or a batch before a pause (the connection may idle now): given back.
     if (scrubbed.capacity() > kDownBatchCapacity || (!more && scrubbed.capacity() > kScratchBytes)) {
-      std::string().swap(scrubbed);
+      std::string(scrubbed).swap(scrubbed);  // keeps what was carried, if anything
       c->ticket->hold(filter.held_bytes());
     }
     if (close_after) {

@@ -133,6 +133,24 @@ inline constexpr std::size_t kTlsReadAhead = 64 * 1024;
 // one send. (Slices and download batches of 64 KiB measured no better: slower in every paired
 // run of a loaded machine.)
 inline constexpr std::size_t kWriteSlice = 48 * 1024;
+// The most plaintext one TLS record carries. A write of n bytes becomes ceil(n / this) records,
+// so a batch written while more bytes are ready goes as whole records (whole_records) and the
+// rest starts the next batch: no record of a few bytes after every batch.
+inline constexpr std::size_t kTlsRecordPlaintext = 16 * 1024;
+constexpr std::size_t whole_records(std::size_t n) noexcept { return n - n % kTlsRecordPlaintext; }
+
+// What pump_down collects from the reads that are ready before it writes (one SSL_write, one
+// send): at least three full TLS records, one write slice (kWriteSlice).
+inline constexpr std::size_t kDownBatchBytes = kWriteSlice;
+// The batch buffer's capacity: a batch and one more read. Larger (a decoded burst) is given back.
+inline constexpr std::size_t kDownBatchCapacity = kDownBatchBytes + kScratchBytes;
+// Whether a batch of `batched` output bytes takes another read of up to `read_size` before it is
+// written: more bytes are ready, it holds less than kDownBatchBytes and the read fits its
+// capacity. (Counting output against the capacity, not against kDownBatchBytes: a re-chunked
+// body's framing would otherwise end each batch one read early, at two records and a few bytes.)
+constexpr bool batch_goes_on(bool more, std::size_t batched, std::size_t read_size) noexcept {
+  return more && batched < kDownBatchBytes && batched + read_size <= kDownBatchCapacity;
+}
 class TlsStream final : public Stream {
  public:
   TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl);

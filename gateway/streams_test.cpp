@@ -122,6 +122,94 @@ TEST_F(TlsStreamFixture, PreloadedHelloThenManyRecordsThenCloseNotify) {
   EXPECT_TRUE(all == payload);
 }
 
+// The sizes of the application-data records a client receives (TLS 1.3: every record's outer
+// type is application data; the inner type of a handshake message after the handshake is rare).
+void count_record(int write_p, int, int content_type, const void* buf, std::size_t len, SSL*, void* arg) {
+  if (write_p != 0 || content_type != SSL3_RT_HEADER || len != 5) return;
+  const auto* h = static_cast<const unsigned char*>(buf);
+  if (h[0] != SSL3_RT_APPLICATION_DATA) return;
+  static_cast<std::vector<std::size_t>*>(arg)->push_back(static_cast<std::size_t>(h[3]) << 8 | h[4]);
+}
+
+// pump_down writes a batch as whole records while more bytes are ready (whole_records), on the
+// premise that a write of n bytes leaves as ceil(n / kTlsRecordPlaintext) records: checked here
+// for a batch of whole records, through the write slices, and for one record and a few bytes
+// (what every re-chunked batch used to end with).
+TEST_F(TlsStreamFixture, WritesOfWholeRecordsLeaveAsFullRecords) {
+  const std::vector<std::size_t> writes = {3 * kTlsRecordPlaintext, 4 * kTlsRecordPlaintext, kTlsRecordPlaintext + 8};
+  std::size_t total = 0;
+  for (std::size_t w : writes) total += w;
+  std::vector<std::size_t> records;
+  std::string got;
+  peer_ = std::thread([&] {
+    SSL_set_msg_callback(client_ssl_.get(), count_record);
+    SSL_set_msg_callback_arg(client_ssl_.get(), &records);
+    if (SSL_connect(client_ssl_.get()) != 1) return;
+    char buf[65536];
+    while (got.size() < total) {
+      int n = SSL_read(client_ssl_.get(), buf, sizeof buf);
+      if (n <= 0) return;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+  });
+  TlsStream stream(server_, server_ssl());
+  const std::string payload = pattern(total);
+  std::error_code failed = run([&]() -> asio::awaitable<std::error_code> {
+    if (std::error_code ec = co_await stream.handshake()) co_return ec;
+    std::string_view rest = payload;
+    for (std::size_t w : writes) {
+      if (std::error_code ec = co_await stream.write_all(rest.substr(0, w))) co_return ec;
+      rest.remove_prefix(w);
+    }
+    co_return std::error_code{};
+  });
+  ASSERT_FALSE(failed) << failed.message();
+  peer_.join();
+  EXPECT_TRUE(got == payload);
+  // Session tickets come first (small records); then 3 + 4 full records, one full and one of 8.
+  std::vector<std::size_t> data;
+  for (std::size_t len : records) {
+    if (len > 1024 || !data.empty()) data.push_back(len);
+  }
+  const std::size_t full = kTlsRecordPlaintext + 17;  // the inner content type and the GCM tag
+  ASSERT_EQ(data.size(), 9u);
+  for (std::size_t i = 0; i < 8; ++i) EXPECT_EQ(data[i], full) << i;
+  EXPECT_EQ(data[8], 8u + 17u);
+}
+
+TEST(DownBatch, WholeRecordsAreTheLargestPrefixOfFullRecords) {
+  EXPECT_EQ(whole_records(0), 0u);
+  EXPECT_EQ(whole_records(kTlsRecordPlaintext - 1), 0u);
+  EXPECT_EQ(whole_records(kTlsRecordPlaintext), kTlsRecordPlaintext);
+  EXPECT_EQ(whole_records(3 * kTlsRecordPlaintext + 24), 3 * kTlsRecordPlaintext);
+  EXPECT_EQ(whole_records(4 * kTlsRecordPlaintext - 1), 3 * kTlsRecordPlaintext);
+}
+
+// A re-chunked body: every 16 KiB read becomes its bytes and 8 bytes of chunk framing. The batch
+// must reach three whole records before it is written (it used to stop at two reads: 32,784
+// bytes, two records and one of 16 bytes), and never outgrow its buffer.
+TEST(DownBatch, AReChunkedBatchReachesThreeRecordsWithinItsCapacity) {
+  const std::size_t read = kScratchBytes, framed = read + 8;
+  for (std::size_t carried : {std::size_t{0}, std::size_t{24}, std::size_t{8000}, kTlsRecordPlaintext - 1}) {
+    std::size_t batched = carried;
+    int reads = 0;
+    while (batch_goes_on(true, batched, read)) {
+      batched += framed;
+      ++reads;
+      ASSERT_LE(batched, kDownBatchCapacity) << carried;
+    }
+    EXPECT_GE(whole_records(batched), 3 * kTlsRecordPlaintext) << carried;
+    EXPECT_LE(reads, 3) << carried;
+  }
+  // A plain body keeps three reads, three records, nothing carried.
+  std::size_t batched = 0;
+  while (batch_goes_on(true, batched, read)) batched += read;
+  EXPECT_EQ(batched, 3 * kTlsRecordPlaintext);
+  EXPECT_EQ(whole_records(batched), batched);
+  // No more bytes ready: the batch goes now, whatever it holds.
+  EXPECT_FALSE(batch_goes_on(false, 100, read));
+}
+
 TEST_F(TlsStreamFixture, AFinWithoutCloseNotifyIsATruncation) {
   const std::string payload = pattern(40 * 1024);
   peer_ = std::thread([&] {
