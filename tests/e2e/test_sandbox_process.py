@@ -2,14 +2,18 @@
 their terminal (never a descriptor of a host terminal), and the system calls and socket families
 the seccomp filter leaves them. Written as attacks; needs root.
 """
+import fcntl
 import os
 import select
+import struct
 import subprocess
 import termios
 import time
 import tty
 
 import pytest
+
+from netlab import wait_for
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 
@@ -257,8 +261,9 @@ def test_without_t_a_terminal_is_relayed_through_pipes_with_eof_and_status_intac
         # 200 KiB in: more than a pipe and the relay's buffer hold, so flow control is exercised.
         payload = b"hello" + b"x" * (200 * 1024 - 5)
         os.write(master, payload)
-        time.sleep(0.5)
-        # EOF on a terminal: ^D in canonical mode, once the raw bytes have been read.
+        # EOF on a terminal: ^D in canonical mode, once the raw bytes have been read (a fixed 0.5 s
+        # assumed it; bytes still queued when ICANON is set wait for a line end that never comes).
+        wait_for(lambda: tty_input_queued(slave) == 0, "the relay to read the raw input")
         attrs = termios.tcgetattr(slave)
         attrs[3] |= termios.ICANON
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
@@ -284,8 +289,10 @@ def test_without_t_a_terminal_is_relayed_through_pipes_with_eof_and_status_intac
 def test_relay_does_not_spin_while_the_guest_waits():
     master, slave = os.openpty()
     try:
-        proc = subprocess.Popen([AIRLOCK, "run", "--", "sh", "-c", "echo started; exec sleep 4"], stdin=slave,
-                                stdout=slave, stderr=subprocess.PIPE, start_new_session=True)
+        # The guest waits for a line the test sends after measuring: with a fixed `sleep 4`, a stall
+        # of this process past it put the guest's exit and the teardown in the 0.8 s window.
+        proc = subprocess.Popen([AIRLOCK, "run", "--", "sh", "-c", "echo started; read line; echo got-$line"],
+                                stdin=slave, stdout=slave, stderr=subprocess.PIPE, start_new_session=True)
         # Measured once the guest runs: a fixed 1 s counted a slow (loaded) setup's work as spinning.
         assert b"started" in read_until(master, b"started", proc), proc.stderr.read().decode()
         with open(f"/proc/{proc.pid}/stat") as f:
@@ -295,12 +302,20 @@ def test_relay_does_not_spin_while_the_guest_waits():
         with open(f"/proc/{proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         after = int(fields[11]) + int(fields[12])
+        assert proc.poll() is None, "the guest ended within the window"
+        os.write(master, b"go\n")
+        assert b"got-go" in read_until(master, b"got-go", proc), proc.stderr.read().decode()
         proc.wait(timeout=30)
         assert proc.returncode == 0
         assert after - before <= 2, f"airlock used {after - before} ticks in 0.8 s while idle"
     finally:
         os.close(master)
         os.close(slave)
+
+
+def tty_input_queued(fd):
+    """Bytes in a terminal's input queue, not yet read by whoever reads it."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.TIOCINQ, b"\0" * 4))[0]
 
 
 def read_until(fd, needle, proc, timeout=30):
