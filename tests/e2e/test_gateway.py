@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from netlab import Lab, TAG, assert_absent, assert_equal_secret, in_ns, run_clean, sh, wait_for, wait_listening
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, in_ns, json_lines, run_clean, sh, wait_for, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
 FAKE = "fake-e2e-value-4b1d9"  # an obviously fake secret value
@@ -284,7 +284,7 @@ class Env:
         except FileNotFoundError:
             return []
         assert_absent(FAKE, text, name)
-        return [json.loads(line) for line in text.splitlines()]
+        return json_lines(text)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import time
 import pytest
 
 import test_gateway as base
-from netlab import Lab, assert_absent, wait_for, wait_listening
+from netlab import Lab, assert_absent, json_lines, wait_for, wait_listening
 
 FAKE = base.FAKE
 RESP_FAKE = "fake-e2e-resp-77c3e"  # the second secret's (fake) value
@@ -189,7 +189,7 @@ class Env(base.Env):
         """What resp.example.com recorded for `path` (never the value itself)."""
         try:
             with open(self.path("resp.jsonl")) as f:
-                return [r for r in map(json.loads, f) if r["path"] == path]
+                return [r for r in json_lines(f.read()) if r["path"] == path]
         except FileNotFoundError:
             return []
 

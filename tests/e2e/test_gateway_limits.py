@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from netlab import Lab, TAG, assert_absent, assert_equal_secret, in_ns, run_clean, sh, wait_for, wait_listening
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, in_ns, json_lines, run_clean, sh, wait_for, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
 FAKE = "fake-limits-value-5c2e8"
@@ -194,13 +194,13 @@ class Env:
         except FileNotFoundError:
             return []
         assert_absent(FAKE, text, name)
-        return [json.loads(line) for line in text.splitlines()]
+        return json_lines(text)
 
     def upstream(self, marker):
         """What the api upstream received (it holds the value: never print it)."""
         try:
             with open(self.path("api.jsonl")) as f:
-                return [rec for rec in map(json.loads, f) if rec["uri"].startswith(marker)]
+                return [rec for rec in json_lines(f.read()) if rec["uri"].startswith(marker)]
         except FileNotFoundError:
             return []
 

@@ -29,7 +29,7 @@ import time
 import pytest
 import yaml
 
-from netlab import Lab, TAG, assert_absent, assert_equal_secret, in_ns, run_clean, sh, stop, wait_for, wait_listening
+from netlab import Lab, TAG, assert_absent, assert_equal_secret, in_ns, json_lines, run_clean, sh, stop, wait_for, wait_listening
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "")
 POD, NET = f"alsp{TAG}", f"alsn{TAG}"
@@ -241,7 +241,7 @@ class Pod:
 
     def audit_records(self):
         with open(self.audit) as f:
-            return [json.loads(line) for line in f]
+            return json_lines(f.read())
 
     def sink_packets(self):
         return sum(int(n) for n in re.findall(r"packets (\d+)", in_ns(NET, "nft", "list", "table", "inet", "sink").stdout))
