@@ -308,13 +308,20 @@ http {{
     def dnsmasq(self, records):
         """Starts dnsmasq on 127.0.0.1 answering only from records (dnsmasq options such as
         --host-record=NAME,IP); returns its port."""
-        port = free_port()
-        self.start(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
-                    "--listen-address=127.0.0.1", f"--port={port}", "--user=root",
-                    f"--pid-file={self.path('dnsmasq.pid')}", f"--log-facility={self.path('dnsmasq.log')}",
-                    *records], "dnsmasq.stderr")
-        wait_listening(None, [f"127.0.0.1:{port}"], "dnsmasq listening", proto="udp")
-        return port
+        # The port was free when chosen, not necessarily when dnsmasq binds it (UDP and TCP) a
+        # moment later on a machine other runs share: a dnsmasq that exits for it gets another.
+        for _ in range(3):
+            port = free_port()
+            p = self.start(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+                            "--listen-address=127.0.0.1", f"--port={port}", "--user=root",
+                            f"--pid-file={self.path('dnsmasq.pid')}", f"--log-facility={self.path('dnsmasq.log')}",
+                            *records], "dnsmasq.stderr")
+            up = lambda: f"127.0.0.1:{port}" in listening(None, "udp")
+            wait_for(lambda: up() or p.poll() is not None, "dnsmasq listening")
+            if p.poll() is None:
+                return port
+        with open(self.path("dnsmasq.stderr")) as f:
+            raise AssertionError(f"dnsmasq did not start: {f.read()[-500:]}")
 
 
 def json_lines(text):
