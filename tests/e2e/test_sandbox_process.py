@@ -2,18 +2,14 @@
 their terminal (never a descriptor of a host terminal), and the system calls and socket families
 the seccomp filter leaves them. Written as attacks; needs root.
 """
-import fcntl
 import os
 import select
-import struct
 import subprocess
 import termios
 import time
 import tty
 
 import pytest
-
-from netlab import wait_for
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 
@@ -254,21 +250,26 @@ def test_without_t_a_terminal_is_relayed_through_pipes_with_eof_and_status_intac
     master, slave = os.openpty()
     try:
         tty.setraw(slave)
-        script = ("import os, sys; print([os.isatty(i) for i in range(3)]); data = sys.stdin.read(); "
+        # The guest reads the 200 KiB, says so, then reads on until EOF.
+        script = ("import os, sys; print([os.isatty(i) for i in range(3)], flush=True); "
+                  f"data = sys.stdin.read({200 * 1024}); print('have', len(data), flush=True); data += sys.stdin.read(); "
                   "print(len(data), data[:5]); sys.stderr.write('err\\n'); sys.exit(7)")
         proc = subprocess.Popen([AIRLOCK, "run", "--", "python3", "-c", script],
                                 stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
         # 200 KiB in: more than a pipe and the relay's buffer hold, so flow control is exercised.
         payload = b"hello" + b"x" * (200 * 1024 - 5)
-        os.write(master, payload)
-        # EOF on a terminal: ^D in canonical mode, once the raw bytes have been read (a fixed 0.5 s
-        # assumed it; bytes still queued when ICANON is set wait for a line end that never comes).
-        wait_for(lambda: tty_input_queued(slave) == 0, "the relay to read the raw input")
+        sent = 0
+        while sent < len(payload):
+            sent += os.write(master, payload[sent:])
+        # EOF on a terminal: ^D in canonical mode, once every raw byte reached the guest. A fixed
+        # 0.5 s assumed it, and so did an empty input queue (TIOCINQ): the terminal's flip buffers
+        # still held bytes under load. Bytes still in the terminal when ICANON is set wait for a
+        # line end that never comes, and the guest hung (killed at 60 s).
+        output = read_until(master, b"have %d\n" % len(payload), proc, timeout=60)
         attrs = termios.tcgetattr(slave)
         attrs[3] |= termios.ICANON
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
         os.write(master, b"\x04")
-        output = b""
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             output += read_available(master)
@@ -311,11 +312,6 @@ def test_relay_does_not_spin_while_the_guest_waits():
     finally:
         os.close(master)
         os.close(slave)
-
-
-def tty_input_queued(fd):
-    """Bytes in a terminal's input queue, not yet read by whoever reads it."""
-    return struct.unpack("i", fcntl.ioctl(fd, termios.TIOCINQ, b"\0" * 4))[0]
 
 
 def read_until(fd, needle, proc, timeout=30):
