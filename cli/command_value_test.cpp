@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 namespace airlock::cli {
 namespace {
@@ -78,12 +79,13 @@ TEST_F(CommandValue, TimeoutKillsTheCommandAndWhatItStarted) {
   CommandLimits quick;
   quick.timeout = std::chrono::milliseconds(300);
   const auto marker = dir_ / "survived";
-  // A child in the background keeps the pipe open: the timeout must not wait for it.
-  const std::string cmd = script("slow", "(sleep 2; touch " + marker.string() + ") & printf %s " + kFake + "; sleep 5");
+  // A child in the background keeps the pipe open for 5 s: the timeout must not wait for it (the
+  // bound; it was 2 s of 2, which left a loaded machine 1.7 s for the spawn and the kill).
+  const std::string cmd = script("slow", "(sleep 5; touch " + marker.string() + ") & printf %s " + kFake + "; sleep 20");
   const auto start = std::chrono::steady_clock::now();
   EXPECT_NE(error(cmd, quick).find("did not finish within 300 ms"), std::string::npos);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
-  ::sleep(3);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(4500));
+  std::this_thread::sleep_until(start + std::chrono::seconds(7));
   EXPECT_FALSE(std::filesystem::exists(marker)) << "the command's process group outlived the timeout";
 }
 

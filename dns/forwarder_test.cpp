@@ -432,7 +432,7 @@ TEST_F(ForwarderTest, UnansweredUpstreamGivesServfailAfterEveryTry) {
   EXPECT_EQ(m.header.rcode(), rcode::kServFail);
   EXPECT_EQ(forwarder_->stats().upstream_udp.load(), 2u);
   EXPECT_GE(took, 600ms);
-  EXPECT_LT(took, 3s);
+  EXPECT_LT(took, 5s);  // answered, before the client's own 6 s (was 3 s: a loaded machine's stall)
   ::close(sink);
 }
 

@@ -461,7 +461,7 @@ TEST_F(GatewayFixture, ReplaceSecretsRotatesTheValueForLaterConnections) {
   EXPECT_EQ(gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::move(next), ViolationAction::kUnset)), 2u);
   // Once no connection holds the first set, its values are gone (SecretValue wipes them as it
   // goes). The first connection's coroutine may still be ending: wait (bounded) until none is open.
-  for (int i = 0; i < 500 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(gateway->counters().active, 0u);
   EXPECT_TRUE(first.expired()) << "the replaced set outlives the reload";
   ASSERT_TRUE(via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem()).handshake);
@@ -573,11 +573,11 @@ TEST_F(GatewayFixture, AKeptAliveConnectionTakesTheNewSecretsAtItsNextRequest) {
   EXPECT_NE(got[1].find(std::string("X-Api-Key: ") + kRotated + "\r\n"), std::string::npos);
   EXPECT_EQ(got[1].find(kFakeValue), std::string::npos);
   // Every response to a request sent under the first set has ended: the connection lets it go.
-  for (int i = 0; i < 500 && !first.expired(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && !first.expired(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_TRUE(first.expired()) << "a kept-alive connection holds the replaced set after moving on";
   EXPECT_EQ(gateway->counters().active, 1u);
   // A latency is recorded once its response was written, which the client may read first.
-  for (int i = 0; i < 500 && gateway->counters().request_latency.count < 2; ++i) {
+  for (int i = 0; i < 3000 && gateway->counters().request_latency.count < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_EQ(gateway->counters().request_latency.count, 2u);
@@ -596,7 +596,7 @@ TEST_F(GatewayFixture, AnIdleConnectionReleasesItsRewriterAndTheNextRequestsAreS
   const std::string with_key = "GET /1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n";
   ASSERT_FALSE(client.exchange(with_key).empty());
   auto wait_released = [&](std::uint64_t n) {
-    for (int i = 0; i < 1000 && gateway->counters().idle_released < n; ++i)
+    for (int i = 0; i < 3000 && gateway->counters().idle_released < n; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return gateway->counters().idle_released;
   };
@@ -629,7 +629,7 @@ TEST_F(GatewayFixture, AParkedIdleConnectionStillBlocksAViolationAndEndsWithItsR
   const std::string first = client.exchange(with_key);
   ASSERT_FALSE(first.empty());
   EXPECT_EQ(first.find(kFakeValue), std::string::npos) << "the echoed value was not scrubbed";
-  for (int i = 0; i < 1000 && gateway->counters().idle_released < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && gateway->counters().idle_released < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(gateway->counters().idle_released, 1u);
   ASSERT_EQ(gateway->counters().idle_parked, 1u) << "the idle relay did not park";
   EXPECT_EQ(gateway->counters().active, 1u) << "the parked connection is still counted";
@@ -638,15 +638,15 @@ TEST_F(GatewayFixture, AParkedIdleConnectionStillBlocksAViolationAndEndsWithItsR
   EXPECT_EQ(second.find(kFakeValue), std::string::npos) << "the echoed value was not scrubbed after idling";
   // The response side was given back while parked and made again: the second response was read
   // as HTTP (its head answered the request: a latency), not passed through as raw bytes.
-  for (int i = 0; i < 500 && gateway->counters().request_latency.count < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && gateway->counters().request_latency.count < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(gateway->counters().request_latency.count, 2u) << "the response after idling was not read as HTTP";
   // Parked a second time, then woken by a violation.
-  for (int i = 0; i < 1000 && gateway->counters().idle_parked < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && gateway->counters().idle_parked < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(gateway->counters().idle_parked, 2u);
   const std::string violation =
       client.exchange("GET /3 HTTP/1.1\r\nHost: other.example\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n");
   EXPECT_TRUE(violation.empty()) << "the violating request got an answer";
-  for (int i = 0; i < 500 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(gateway->counters().active, 0u) << "the blocked connection was not counted out";
   auto got = upstream->received();
   ASSERT_EQ(got.size(), 2u) << "the violating request reached the upstream";
@@ -790,7 +790,8 @@ TEST_F(GatewayFixture, SilentClientTimesOutWhileOthersAreServed) {
   EXPECT_EQ(::recv(idle, buf, sizeof buf, 0), 0);  // closed by the gateway after the first-flight timeout
   auto waited = std::chrono::steady_clock::now() - started;
   EXPECT_GE(waited, std::chrono::milliseconds(500));
-  EXPECT_LT(waited, std::chrono::seconds(5));
+  // Closed at the 600 ms timeout, not never; the bound leaves room for a loaded machine (was 5 s).
+  EXPECT_LT(waited, std::chrono::seconds(30));
   ::close(idle);
   gateway->stop();
   int timeouts = 0;
@@ -814,7 +815,7 @@ TEST_F(GatewayFixture, IdleConnectionsAreClosed) {
   EXPECT_EQ(::recv(fd, buf, sizeof buf, 0), 0);  // then nothing either way until the idle timeout
   auto waited = std::chrono::steady_clock::now() - started;
   EXPECT_GE(waited, std::chrono::milliseconds(450));
-  EXPECT_LT(waited, std::chrono::seconds(3));
+  EXPECT_LT(waited, std::chrono::seconds(30));  // closed at all (was 3 s: a loaded machine's stall)
   ::close(fd);
   const auto conn = only_connection();
   EXPECT_EQ(conn["handling"], "opaque");
@@ -890,7 +891,7 @@ TEST_F(GatewayFixture, AStalledRequestHeadIsCutAtItsDeadline) {
   EXPECT_LE(::recv(fd, buf, sizeof buf, 0), 0);
   const auto waited = std::chrono::steady_clock::now() - started;
   EXPECT_GE(waited, std::chrono::milliseconds(250));
-  EXPECT_LT(waited, std::chrono::seconds(3));  // not the 300 s idle timeout
+  EXPECT_LT(waited, std::chrono::seconds(30));  // not the 300 s idle timeout (was 3 s: a loaded machine's stall)
   ::close(fd);
   const auto conn = only_connection();
   EXPECT_EQ(conn["decision"], "timeout");

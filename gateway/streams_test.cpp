@@ -240,7 +240,7 @@ TEST_F(TlsStreamFixture, ReadableNowSeesRecordsReadTogetherAndAPauseAfterTheSock
     SSL_write(client_ssl_.get(), "first", 5);  // two records, one after the other
     SSL_write(client_ssl_.get(), "second", 6);
     stage = 1;
-    for (int i = 0; i < 500 && stage.load() != 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (int i = 0; i < 3000 && stage.load() != 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     SSL_write(client_ssl_.get(), "third", 5);
     SSL_shutdown(client_ssl_.get());
   });
@@ -251,7 +251,7 @@ TEST_F(TlsStreamFixture, ReadableNowSeesRecordsReadTogetherAndAPauseAfterTheSock
   run([&]() -> asio::awaitable<void> {
     if ((ended = co_await stream.handshake())) co_return;
     asio::steady_timer pause(co_await asio::this_coro::executor);
-    for (int i = 0; i < 500 && stage.load() != 1; ++i) {  // both records are in the socket
+    for (int i = 0; i < 3000 && stage.load() != 1; ++i) {  // both records are in the socket
       pause.expires_after(std::chrono::milliseconds(10));
       co_await pause.async_wait(asio::use_awaitable);
     }
@@ -303,7 +303,7 @@ TEST_F(TlsStreamFixture, GarbageIsATlsErrorNotATruncation) {
 TEST_F(TlsStreamFixture, AnIdleStreamHoldsNoRecordBuffer) {
   std::atomic<int> stage{0};
   auto wait_for = [&](int s) {
-    for (int i = 0; i < 500 && stage.load() < s; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (int i = 0; i < 3000 && stage.load() < s; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   };
   peer_ = std::thread([&] {
     if (SSL_connect(client_ssl_.get()) != 1) return;
@@ -341,7 +341,7 @@ TEST_F(TlsStreamFixture, AnIdleStreamHoldsNoRecordBuffer) {
     asio::steady_timer pause(executor);
     const std::size_t expect[] = {0, 3, 6};
     for (int s = 0; s < 3; ++s) {
-      for (int i = 0; i < 500 && all.size() < expect[s] && !reader_done; ++i) {
+      for (int i = 0; i < 3000 && all.size() < expect[s] && !reader_done; ++i) {
         pause.expires_after(std::chrono::milliseconds(10));
         co_await pause.async_wait(asio::use_awaitable);
       }
@@ -352,7 +352,7 @@ TEST_F(TlsStreamFixture, AnIdleStreamHoldsNoRecordBuffer) {
       freed_by_hand.push_back(before - static_cast<long long>(mallinfo2().uordblks));
       stage = s + 1;
     }
-    for (int i = 0; i < 500 && !reader_done; ++i) {
+    for (int i = 0; i < 3000 && !reader_done; ++i) {
       pause.expires_after(std::chrono::milliseconds(10));
       co_await pause.async_wait(asio::use_awaitable);
     }

@@ -227,7 +227,8 @@ TEST(Sandbox, TimeoutKillsAndReports124) {
   o.limits.timeout = std::chrono::milliseconds(300);
   const auto t0 = std::chrono::steady_clock::now();
   const Outcome r = run(std::move(o));
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  // Not the 30 s sleep; the bound holds the sandbox's setup, which a loaded machine stretches (was 5 s).
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
   EXPECT_EQ(r.status.kind, ExitStatus::Kind::kTimedOut);
   EXPECT_EQ(r.status.code, kExitTimeout);
 }

@@ -86,7 +86,10 @@ def in_ns(ns, *args, **kw):
     return sh("ip", "netns", "exec", ns, *args, **kw)
 
 
-def wait_for(predicate, what, timeout=10):
+def wait_for(predicate, what, timeout=30):
+    """Polls predicate until it holds. The bound only decides how long a failure takes to be
+    reported: a loaded machine (CI runs the fuzz smoke tests beside these) stalls a process for
+    seconds, so it is never the property under test; a test that needs a deadline asserts it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -305,13 +308,27 @@ http {{
     def dnsmasq(self, records):
         """Starts dnsmasq on 127.0.0.1 answering only from records (dnsmasq options such as
         --host-record=NAME,IP); returns its port."""
-        port = free_port()
-        self.start(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
-                    "--listen-address=127.0.0.1", f"--port={port}", "--user=root",
-                    f"--pid-file={self.path('dnsmasq.pid')}", f"--log-facility={self.path('dnsmasq.log')}",
-                    *records], "dnsmasq.stderr")
-        wait_listening(None, [f"127.0.0.1:{port}"], "dnsmasq listening", proto="udp")
-        return port
+        # The port was free when chosen, not necessarily when dnsmasq binds it (UDP and TCP) a
+        # moment later on a machine other runs share: a dnsmasq that exits for it gets another.
+        for _ in range(3):
+            port = free_port()
+            p = self.start(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+                            "--listen-address=127.0.0.1", f"--port={port}", "--user=root",
+                            f"--pid-file={self.path('dnsmasq.pid')}", f"--log-facility={self.path('dnsmasq.log')}",
+                            *records], "dnsmasq.stderr")
+            up = lambda: f"127.0.0.1:{port}" in listening(None, "udp")
+            wait_for(lambda: up() or p.poll() is not None, "dnsmasq listening")
+            if p.poll() is None:
+                return port
+        with open(self.path("dnsmasq.stderr")) as f:
+            raise AssertionError(f"dnsmasq did not start: {f.read()[-500:]}")
+
+
+def json_lines(text):
+    """The records of a JSON-lines file that a live process (nginx, the gateway, a test server)
+    appends to: a last line without its newline is still being written (a write that crosses a
+    page can be read half done) and is left for the next read, not parsed as a torn record."""
+    return [json.loads(line) for line in text.split("\n")[:-1]]
 
 
 class AccessLog:
@@ -324,14 +341,14 @@ class AccessLog:
         """The records whose URI contains marker."""
         try:
             with open(self.path) as f:
-                return [rec for rec in map(json.loads, f) if marker in rec["uri"]]
+                return [rec for rec in json_lines(f.read()) if marker in rec["uri"]]
         except FileNotFoundError:
             return []
 
     def count(self, marker):
         return len(self.received(marker))
 
-    def wait_received(self, marker, count=1, timeout=5):
+    def wait_received(self, marker, count=1, timeout=30):
         wait_for(lambda: self.count(marker) >= count, f"upstream received {marker}", timeout)
         return self.received(marker)
 

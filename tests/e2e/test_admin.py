@@ -9,6 +9,7 @@ import http.client
 import http.server
 import os
 import re
+import select
 import threading
 import socket
 import stat
@@ -169,32 +170,61 @@ def answers_healthz(gateway):
         return False
 
 
-def test_idle_clients_are_capped_and_do_not_stop_it(gateway):
+def dropped(clients):
+    """Has the server closed any of these (idle: they are never sent anything else)?"""
+    for s in select.select(clients, [], [], 0)[0]:
+        try:
+            if s.recv(1, socket.MSG_PEEK) == b"":
+                return True
+        except ConnectionResetError:
+            return True
+    return False
+
+
+def at_cap_answer(gateway, port):
+    """Opens the 16 idle clients the admin listener may hold, then a 17th; what the 17th got
+    (b"", or None for a reset), or "inconclusive" if one of the 16 was closed before the 17th was
+    answered: at its 5 s deadline after a stall of this process, or at once because an earlier
+    connection (another test's, still closing) held a place. Either way it was not at the cap."""
     idle = [gateway.connect() for _ in range(16)]
     try:
-        # All 16 accepted (a fixed sleep assumed it on a loaded machine). Each is dropped 5 s after
-        # its accept, so the 17th must come well within that.
-        port = int(gateway.admin.rsplit(":", 1)[1])
-        wait_for(lambda: accepted(idle, port) == 16, "the 16 idle clients accepted", timeout=4)
-        with gateway.connect() as extra:  # the 17th is closed at once
-            extra.settimeout(5)
+        # All 16 accepted (a fixed sleep assumed it on a loaded machine).
+        wait_for(lambda: accepted(idle, port) == 16 or dropped(idle), "the 16 idle clients accepted")
+        if dropped(idle):
+            return "inconclusive"
+        with gateway.connect() as extra:
+            extra.settimeout(15)
             extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
             try:
-                assert extra.recv(4096) == b""
+                got = extra.recv(4096)
             except ConnectionResetError:
-                pass
+                got = None
+        return "inconclusive" if dropped(idle) else got
     finally:
         for s in idle:
             s.close()
-    # (A probe that comes before the server saw every close is itself closed at the cap: not yet.)
-    wait_for(lambda: answers_healthz(gateway), "served again once the idle clients left")
+
+
+def test_idle_clients_are_capped_and_do_not_stop_it(gateway):
+    # The 17th must come while all 16 are still held, which each is for 5 s from its accept: a
+    # stall longer than that makes an attempt inconclusive (checked, not assumed), never a pass.
+    port = int(gateway.admin.rsplit(":", 1)[1])
+    for _ in range(3):
+        got = at_cap_answer(gateway, port)
+        # (A probe that comes before the server saw every close is itself closed at the cap: not yet.)
+        wait_for(lambda: answers_healthz(gateway), "served again once the idle clients left")
+        if got != "inconclusive":
+            break
+        time.sleep(5.5)  # past the deadline of every connection accepted before this attempt
+    assert got in (b"", None), f"the 17th client got {got!r} (closed at once expected)"
     # An idle client is dropped at its 5 s deadline, which starts at the accept: timed from before
-    # the connect, a stall of this process after it cannot make the drop look early.
+    # the connect, a stall of this process after it cannot make the drop look early. The upper
+    # bound only says it was dropped at all (a stall of the gateway may add seconds to it).
     start = time.monotonic()
     with gateway.connect() as s:
-        s.settimeout(15)
+        s.settimeout(60)
         assert s.recv(4096) == b""
-        assert 4 <= time.monotonic() - start < 10
+        assert 4 <= time.monotonic() - start < 30
 
 
 def test_unix_socket_admin_listener():

@@ -384,7 +384,7 @@ class World:
     def assert_value_arrived(self, marker, field="authorization", prefix="Bearer ", protocol="HTTP/2.0"):
         """The upstream received `marker` once, over `protocol`, with the value in `field`."""
         __tracebackhide__ = True
-        recs = self.upstream.received(marker)
+        recs = self.upstream.wait_received(marker)  # nginx logs after it answered: the guest may end first
         assert len(recs) == 1, f"the upstream received {len(recs)} request(s) for {marker}"
         assert recs[0]["protocol"] == protocol, f"{marker} reached the upstream over {recs[0]['protocol']}"
         assert_equal_secret(recs[0][field], prefix + self.value, f"the {field} the upstream received for {marker}")
@@ -560,7 +560,7 @@ def test_a_body_placeholder_split_across_data_frames_is_substituted(world):
                                       body_split_at_value=True, content_length=True,
                                       headers=[["content-type", "application/x-www-form-urlencoded"]])])
     assert results[0]["status"] == "200", results[0]
-    (rec,) = world.upstream.received("body-split")
+    (rec,) = world.upstream.wait_received("body-split")
     assert rec["protocol"] == "HTTP/2.0", rec["protocol"]
     assert_equal_secret(rec["body"], "token=" + world.value + "&x=1", "the body the upstream received")
     assert rec["content_length"] in ("", str(len("token=&x=1") + len(world.value))), "a stale content-length"

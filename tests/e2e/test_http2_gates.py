@@ -178,7 +178,7 @@ def test_curl_http2_carries_the_value_to_the_allowed_host(world):
                       f"https://{ALLOWED}/curl-h2"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.split() == ["ok", "2"], proc.stdout
-    (rec,) = world.upstream.received("curl-h2")
+    (rec,) = world.upstream.wait_received("curl-h2")
     assert rec["protocol"] == "HTTP/2.0"
     assert_equal_secret(rec["authorization"], "Bearer " + world.value, "the Authorization nginx received")
     conn = [r for r in world.audit() if r["event"] == "connection" and r.get("protocol") == "h2"]
@@ -193,7 +193,7 @@ def test_one_stream_of_several_with_a_mismatched_authority_is_reset_alone(world)
     ])
     assert results[0].get("status") == "200" and results[2].get("status") == "200", results
     assert results[1].get("reset") == 8, results  # CANCEL
-    (rec,) = world.upstream.received("multi-1")
+    (rec,) = world.upstream.wait_received("multi-1")
     assert_equal_secret(rec["key"], world.value, "the x-api-key nginx received")
     world.upstream.assert_not_received("multi-2")
     violations = [r for r in world.audit() if r["event"] == "violation" and r.get("stream") == 3]
@@ -205,7 +205,7 @@ def test_a_placeholder_to_a_disallowed_authority_never_leaves(world):
                                  {"authority": EVIL, "path": "/evil-2"}])
     assert results[0].get("reset") == 8 and results[1].get("status") == "200", results
     world.upstream.assert_not_received("evil-1")
-    (rec,) = world.upstream.received("evil-2")
+    (rec,) = world.upstream.wait_received("evil-2")
     assert rec["key"] == "", "nothing of the placeholder reached evil"
 
 
@@ -218,7 +218,7 @@ def test_hpack_dynamic_table_reuse_is_gated_per_stream(world):
     ])
     assert [r.get("status") or r.get("reset") for r in results] == ["200", 8, "200"], results
     for marker in ("hpack-1", "hpack-3"):
-        (rec,) = world.upstream.received(marker)
+        (rec,) = world.upstream.wait_received(marker)
         assert_equal_secret(rec["key"], world.value, f"the x-api-key nginx received on {marker}")
     world.upstream.assert_not_received("hpack-2")
 
@@ -230,7 +230,7 @@ def test_a_header_block_split_over_continuation_is_gated_whole(world):
         {"authority": EVIL, "path": "/cont-2", "headers": pad + [["x-api-key", "{KEY}"]]},
     ])
     assert results[0].get("status") == "200" and results[1].get("reset") == 8, results
-    (rec,) = world.upstream.received("cont-1")
+    (rec,) = world.upstream.wait_received("cont-1")
     assert_equal_secret(rec["key"], world.value, "the x-api-key nginx received after CONTINUATION")
     world.upstream.assert_not_received("cont-2")
 
@@ -250,7 +250,8 @@ def test_an_h2_only_client_against_an_http1_upstream_fails_clearly(world):
     words = proc.stdout.split()
     assert words[0] == "refused", proc.stdout
     assert "alert no application protocol" in proc.stdout, "a no_application_protocol alert: " + proc.stdout
-    assert int(words[1]) < 5, "refused at once, not after a timeout"
+    # Not after the gateway's 10 s handshake timeout (the bound was 5 s: a loaded machine's stall).
+    assert int(words[1]) < 9, "refused at once, not after a timeout"
     mismatch = [r for r in world.audit() if r["event"] == "connection" and r["decision"] == "alpn_mismatch"]
     assert mismatch and "only h2" in mismatch[-1]["detail"], mismatch
 
@@ -280,6 +281,6 @@ def test_h2c_upgrade_is_stripped_where_a_value_flows(world):
     proc = world.run(["/bin/sh", "-c", "curl -sS --http2 -H \"X-Api-Key: $PLAIN_KEY\" "
                       f"http://{ALLOWED}:{PLAIN_PORT}/up-1"])
     assert proc.returncode == 0 and proc.stdout.strip() == "plain", proc.stdout + proc.stderr
-    (rec,) = world.upstream.received("up-1")
+    (rec,) = world.upstream.wait_received("up-1")
     assert rec["upgrade"] == "" and rec["protocol"] == "HTTP/1.1", rec["upgrade"]
     assert_equal_secret(rec["key"], world.value, "the x-api-key nginx received over cleartext")

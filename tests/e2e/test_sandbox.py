@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from netlab import fake_value, run_clean, sh
+from netlab import fake_value, run_clean, sh, wait_for
 
 AIRLOCK = os.environ.get("AIRLOCK_BIN", "airlock")
 STATE_ROOT = "/run/airlock"
@@ -344,7 +344,9 @@ def test_timeout_kills_the_sandbox_with_124():
     start = time.monotonic()
     proc = in_sandbox("sleep 60", ["--timeout", "1"])
     assert proc.returncode == 124
-    assert time.monotonic() - start < 10
+    # Killed at its 1 s timeout, not after the 60 s sleep; the bound also holds the sandbox's
+    # setup and teardown, which a loaded machine stretches (it was 10 s).
+    assert time.monotonic() - start < 40
     assert "airlock: sandbox timed out after 1 s" in proc.stderr
 
 
@@ -407,9 +409,9 @@ def test_nothing_is_left_after_exit():
     before_tables = sh("nft", "list", "tables", check=False).stdout
     assert in_sandbox("exit 3").returncode == 3
     assert in_sandbox("sleep 30", ["--timeout", "0.5"]).returncode == 124
-    time.sleep(0.3)
-    assert state_dirs() == before_state
-    assert netns_with_gw0() == before_ns
+    # What the kernel frees after the last process of a namespace exits may lag the exit (a fixed
+    # 0.3 s assumed it); nothing of ours may be left once it has.
+    wait_for(lambda: state_dirs() == before_state and netns_with_gw0() == before_ns, "the sandboxes' leftovers gone")
     after_tables = sh("nft", "list", "tables", check=False).stdout
     assert after_tables == before_tables
     assert "airlock" not in after_tables
@@ -441,7 +443,7 @@ def test_crash_leaves_state_that_gc_removes():
     assert os.path.isdir(state)
     # The guest died with its owner (parent-death signal), so no sandbox process is left.
     # (Bounded wait: the kernel delivers that signal and the guest exits after the owner's end.)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while stray_guest_inits() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert stray_guest_inits() == []

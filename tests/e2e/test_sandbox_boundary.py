@@ -301,7 +301,7 @@ def test_one_sandbox_cannot_read_a_file_of_a_concurrent_one():
             alone = airlock([], ["cat", "/proc/self/uid_map"], cwd=project)
         finally:
             first.kill()
-            _, first_err = first.communicate(timeout=10)
+            _, first_err = first.communicate(timeout=30)
         assert "the-first-sandboxs-data" not in second.stdout
         if first_map:  # it started: then the file system must have refused it, not the guest's ids
             assert not os.path.exists(os.path.join(shared, "private")) or \
@@ -325,7 +325,7 @@ def test_concurrent_sandboxes_get_distinct_id_ranges():
             second = airlock([], ["cat", "/proc/self/uid_map"], cwd=project)
         finally:
             first.kill()
-            first.wait(timeout=10)
+            first.wait(timeout=30)
         assert second.returncode == 0, second.stderr
         a, b = int(first_map[1]), int(second.stdout.split()[1])
         assert abs(a - b) >= 65536, (a, b)
@@ -344,7 +344,7 @@ def test_id_leases_are_released_and_stale_ones_collected():
             assert os.path.exists(lease)  # held while the sandbox lives
         finally:
             first.terminate()
-            first.wait(timeout=10)
+            first.wait(timeout=30)
     assert not os.path.exists(lease)  # and released at exit
     stale = os.path.join(ids, str(0x7FFD0000))
     write(stale, "")

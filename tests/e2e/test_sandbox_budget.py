@@ -179,7 +179,7 @@ def test_large_stalled_bodies_keep_airlock_under_the_sandbox_budget(world):
     assert growth < 64 * MIB, f"airlock grew by {growth / MIB:.1f} MiB ({held} held, {refused} refused)"
     assert refused > 0 and held >= 1, (held, refused)
     assert after == "after HTTP/1.1 200 OK", after + err[-2000:]
-    (rec,) = world.upstream.received("/after")
+    (rec,) = world.upstream.wait_received("/after")
     assert_equal_secret(rec["body"], "token=" + world.value, "the body the upstream received")
     blocked = [r for r in world.audit() if r["event"] == "blocked" and "memory budget" in r.get("reason", "")]
     assert len(blocked) >= refused, blocked[:3]

@@ -207,7 +207,7 @@ def test_control_a_lookup_of_the_allowed_name_pins_it_and_plain_http_gets_the_va
                      egress=HTTP_EGRESS)
     assert proc.returncode == 0, proc.stderr
     assert f"['{LEGIT_IP}']" in proc.stdout and "ok\nrc=0" in proc.stdout
-    (rec,) = world.servers.received("prov-control")
+    (rec,) = world.servers.wait_received("prov-control")
     assert rec["addr"] == LEGIT_IP
     assert_equal_secret(rec["authorization"], "Bearer " + world.value, "the Authorization the legitimate server received")
 

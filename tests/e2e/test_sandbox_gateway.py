@@ -195,7 +195,7 @@ def test_curl_sends_the_value_only_to_the_allowed_host(world):
                       f'{url(EVIL, "curl-evil")}; echo "rc=$?"'])
     assert proc.returncode == 0, proc.stderr
     assert world.upstream.count("curl-ok") == 1, proc.stdout + proc.stderr
-    (ok,) = world.upstream.received("curl-ok")
+    (ok,) = world.upstream.wait_received("curl-ok")
     world.assert_bearer_value(ok)
     assert ok["sni"] == ALLOWED
     assert proc.stdout.startswith("ok\nrc=0\n")
@@ -209,7 +209,7 @@ def test_a_response_that_echoes_the_value_is_scrubbed(world):
     # masked, same length; run() checks that the value is nowhere in the output.
     proc = world.run(["/bin/sh", "-c",
                       f'curl -sS -m 20 -H "Authorization: Bearer $API_KEY" {url(ALLOWED, "echo/x")}'])
-    (rec,) = world.upstream.received("echo/x")
+    (rec,) = world.upstream.wait_received("echo/x")
     world.assert_bearer_value(rec)
     assert proc.returncode == 0, proc.stderr
     masked = "received: Bearer " + "*" * len(world.value) + "\n"
@@ -224,11 +224,11 @@ def test_a_compressed_echo_cannot_carry_the_value_past_the_scrubber(world):
                                        f'{url(ALLOWED, "echo/gz")}; curl -sS -m 20 --compressed -o /dev/null '
                                        f'-w "%{{content_type}} %{{size_download}}\\n" {url(EVIL, "echo/evil-gz")}'])
     assert proc.returncode == 0, proc.stderr
-    (rec,) = world.upstream.received("echo/gz")
+    (rec,) = world.upstream.wait_received("echo/gz")
     assert rec["ae"] == "identity"
     masked = "received: Bearer " + "*" * len(world.value) + "\n"
     assert proc.stdout.startswith(masked)
-    (other,) = world.upstream.received("echo/evil-gz")  # a host no secret allows keeps its compression
+    (other,) = world.upstream.wait_received("echo/evil-gz")  # a host no secret allows keeps its compression
     assert other["ae"].startswith("deflate, gzip") or "gzip" in other["ae"]
 
 
@@ -259,7 +259,7 @@ def test_compressed_and_chunk_split_echoes_are_masked_inside_airlock_run(world):
         # Pauses between chunks let a held start of at most 3 bytes go before the rest arrives.
         assert line[len(prefix):].count("*") >= len(world.value) - 3, line
     for name in ("gzip", "deflate", "br", "split", "bytes"):
-        (rec,) = world.upstream.received(f"dec/{name}")
+        (rec,) = world.upstream.wait_received(f"dec/{name}")
         world.assert_bearer_value(rec)
         assert rec["ae"] == "identity", rec["ae"]
 
@@ -296,7 +296,7 @@ def test_python_requests_and_urllib(world):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "requests 200\nurllib 200\nevil blocked\n"
     for marker in ("requests-ok", "urllib-ok"):
-        (rec,) = world.upstream.received(marker)
+        (rec,) = world.upstream.wait_received(marker)
         world.assert_bearer_value(rec)
     world.upstream.assert_not_received("requests-evil")
 
@@ -321,7 +321,7 @@ def test_node_fetch_and_https(world):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "fetch 200\nhttps 200\nevil blocked\n"
     for marker in ("fetch-ok", "https-ok"):
-        (rec,) = world.upstream.received(marker)
+        (rec,) = world.upstream.wait_received(marker)
         world.assert_bearer_value(rec)
     world.upstream.assert_not_received("fetch-evil")
 
@@ -331,7 +331,7 @@ def test_ipv6_upstream_through_the_guest_ula_link(world):
                       f'curl -6 -sS -m 20 -H "Authorization: Bearer $API_KEY" {url(ALLOWED6, "v6-ok")}'])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ok\n"
-    (rec,) = world.upstream.received("v6-ok")
+    (rec,) = world.upstream.wait_received("v6-ok")
     world.assert_bearer_value(rec)
 
 
@@ -426,7 +426,7 @@ def test_domain_rule_allows_only_its_name_after_a_lookup(world):
     proc = world.run(["/bin/sh", "-c", ";".join(lines)], egress=egress)
     assert proc.returncode == 0, proc.stderr
     world.upstream.assert_not_received("dom-nolookup")
-    (ok,) = world.upstream.received("dom-ok")
+    (ok,) = world.upstream.wait_received("dom-ok")
     world.assert_bearer_value(ok)
     world.upstream.assert_not_received("dom-evil")
     assert proc.stdout.count("rc=0") == 1 and "ok\nrc=0\n" in proc.stdout
@@ -437,7 +437,7 @@ def test_domain_rule_allows_only_its_name_after_a_lookup(world):
 def test_a_cname_chain_pins_the_alias_and_carries_the_value(world):
     proc = world.run(["/bin/sh", "-c", curl(ALIAS, "cname")], egress=(f"allow@{ALIAS}:tcp:443",))
     assert proc.returncode == 0, proc.stderr
-    (rec,) = world.upstream.received("cname")
+    (rec,) = world.upstream.wait_received("cname")
     assert rec["sni"] == ALIAS
     world.assert_bearer_value(rec)
 

@@ -250,20 +250,26 @@ def test_without_t_a_terminal_is_relayed_through_pipes_with_eof_and_status_intac
     master, slave = os.openpty()
     try:
         tty.setraw(slave)
-        script = ("import os, sys; print([os.isatty(i) for i in range(3)]); data = sys.stdin.read(); "
+        # The guest reads the 200 KiB, says so, then reads on until EOF.
+        script = ("import os, sys; print([os.isatty(i) for i in range(3)], flush=True); "
+                  f"data = sys.stdin.read({200 * 1024}); print('have', len(data), flush=True); data += sys.stdin.read(); "
                   "print(len(data), data[:5]); sys.stderr.write('err\\n'); sys.exit(7)")
         proc = subprocess.Popen([AIRLOCK, "run", "--", "python3", "-c", script],
                                 stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
         # 200 KiB in: more than a pipe and the relay's buffer hold, so flow control is exercised.
         payload = b"hello" + b"x" * (200 * 1024 - 5)
-        os.write(master, payload)
-        time.sleep(0.5)
-        # EOF on a terminal: ^D in canonical mode, once the raw bytes have been read.
+        sent = 0
+        while sent < len(payload):
+            sent += os.write(master, payload[sent:])
+        # EOF on a terminal: ^D in canonical mode, once every raw byte reached the guest. A fixed
+        # 0.5 s assumed it, and so did an empty input queue (TIOCINQ): the terminal's flip buffers
+        # still held bytes under load. Bytes still in the terminal when ICANON is set wait for a
+        # line end that never comes, and the guest hung (killed at 60 s).
+        output = read_until(master, b"have %d\n" % len(payload), proc, timeout=60)
         attrs = termios.tcgetattr(slave)
         attrs[3] |= termios.ICANON
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
         os.write(master, b"\x04")
-        output = b""
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             output += read_available(master)
@@ -284,8 +290,10 @@ def test_without_t_a_terminal_is_relayed_through_pipes_with_eof_and_status_intac
 def test_relay_does_not_spin_while_the_guest_waits():
     master, slave = os.openpty()
     try:
-        proc = subprocess.Popen([AIRLOCK, "run", "--", "sh", "-c", "echo started; exec sleep 4"], stdin=slave,
-                                stdout=slave, stderr=subprocess.PIPE, start_new_session=True)
+        # The guest waits for a line the test sends after measuring: with a fixed `sleep 4`, a stall
+        # of this process past it put the guest's exit and the teardown in the 0.8 s window.
+        proc = subprocess.Popen([AIRLOCK, "run", "--", "sh", "-c", "echo started; read line; echo got-$line"],
+                                stdin=slave, stdout=slave, stderr=subprocess.PIPE, start_new_session=True)
         # Measured once the guest runs: a fixed 1 s counted a slow (loaded) setup's work as spinning.
         assert b"started" in read_until(master, b"started", proc), proc.stderr.read().decode()
         with open(f"/proc/{proc.pid}/stat") as f:
@@ -295,6 +303,9 @@ def test_relay_does_not_spin_while_the_guest_waits():
         with open(f"/proc/{proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         after = int(fields[11]) + int(fields[12])
+        assert proc.poll() is None, "the guest ended within the window"
+        os.write(master, b"go\n")
+        assert b"got-go" in read_until(master, b"got-go", proc), proc.stderr.read().decode()
         proc.wait(timeout=30)
         assert proc.returncode == 0
         assert after - before <= 2, f"airlock used {after - before} ticks in 0.8 s while idle"

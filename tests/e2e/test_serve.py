@@ -155,7 +155,7 @@ def test_closing_the_channel_stops_the_sandbox(serve):
     wait_for(lambda: mine(), "the sandbox's sleep to start")  # forked before the echo, exec'd soon after
     t = time.monotonic()
     assert s.close() == 0
-    assert time.monotonic() - t < 15
+    assert time.monotonic() - t < 60  # not the sleep's 299 s (it was 15 s: a loaded machine's stall)
     # No process of that sandbox is left (its init is gone with its PID namespace).
     assert not mine()
 
@@ -208,7 +208,8 @@ def test_output_is_bounded_and_background_pipes_do_not_hold_the_answer(serve):
     assert len(e["stdout"]) == 8 << 20 and e["stdout_truncated"]
     t = time.monotonic()
     e = run(s, 2, ["sh", "-c", "sleep 100 & echo started"])
-    assert e["stdout"] == b"started\n" and time.monotonic() - t < 10
+    # Answered without waiting for the background sleep's 100 s (the bound was 10 s).
+    assert e["stdout"] == b"started\n" and time.monotonic() - t < 50
     assert run(s, 3, ["echo", "next"])["stdout"] == b"next\n"
 
 
