@@ -301,8 +301,11 @@ http {{
   access_log {d}/access.log rx;
 {textwrap.indent(textwrap.dedent(http), "  ")}}}
 """)
-        self.start(["ip", "netns", "exec", ns, "nginx", "-c", conf, "-p", d], "nginx.stderr")
-        wait_listening(ns, re.findall(r"\blisten\s+([^\s;]+)", http), "nginx listening")
+        proc = self.start(["ip", "netns", "exec", ns, "nginx", "-c", conf, "-p", d], "nginx.stderr")
+        addresses = set(re.findall(r"\blisten\s+([^\s;]+)", http))
+        # Until it listens or exits: an nginx that failed says why at once; a loaded machine only waits longer.
+        wait_for(lambda: addresses <= listening(ns) or proc.poll() is not None, "nginx listening", timeout=60)
+        assert proc.poll() is None, f"nginx exited: {open(self.path('nginx.stderr')).read()}"
         return AccessLog(self.path("access.log"))
 
     def dnsmasq(self, records):
