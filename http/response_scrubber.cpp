@@ -203,23 +203,30 @@ std::uint32_t hash_piece(const unsigned char* piece, std::size_t gram) noexcept 
   return g * 0x9E3779B1u;
 }
 
-// The first i in [from, to) with d[i] one of `bytes`, else `to`.
-std::size_t next_of(const std::array<unsigned char, 4>& bytes, const unsigned char* d, std::size_t from,
-                    std::size_t to) noexcept {
+// The first i in [from, to) with d[i] one of `bytes`, else `to`; d[0, readable) may be read (the
+// last block of fewer than 16 positions is read whole when it lies inside, its excess masked).
+std::size_t next_of(const std::array<unsigned char, 4>& bytes, const unsigned char* d, std::size_t from, std::size_t to,
+                    std::size_t readable) noexcept {
   const __m128i v0 = _mm_set1_epi8(static_cast<char>(bytes[0]));
   const __m128i v1 = _mm_set1_epi8(static_cast<char>(bytes[1]));
   const __m128i v2 = _mm_set1_epi8(static_cast<char>(bytes[2]));
   const __m128i v3 = _mm_set1_epi8(static_cast<char>(bytes[3]));
-  std::size_t i = from;
-  for (; i + 16 <= to; i += 16) {
+  const auto hits = [&](std::size_t i) {
     const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + i));
     const __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(a, v0), _mm_cmpeq_epi8(a, v1)),
                                    _mm_or_si128(_mm_cmpeq_epi8(a, v2), _mm_cmpeq_epi8(a, v3)));
-    const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(m));
-    if (mask != 0) return i + static_cast<std::size_t>(std::countr_zero(mask));
+    return static_cast<unsigned>(_mm_movemask_epi8(m));
+  };
+  std::size_t i = from;
+  for (; i + 16 <= to; i += 16) {
+    if (const unsigned mask = hits(i); mask != 0) return i + static_cast<std::size_t>(std::countr_zero(mask));
+  }
+  if (i < to && i + 16 <= readable) {
+    const unsigned mask = hits(i) & ((1u << (to - i)) - 1);
+    return mask != 0 ? i + static_cast<std::size_t>(std::countr_zero(mask)) : to;
   }
   for (; i < to; ++i) {
-    if (d[i] == bytes[0] || d[i] == bytes[1] || d[i] == bytes[2] || d[i] == bytes[3]) return i;
+    if (std::find(bytes.begin(), bytes.end(), d[i]) != bytes.end()) return i;
   }
   return to;
 }
@@ -566,7 +573,7 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
     const std::size_t size = in.size();
     std::size_t i = std::max(tail_from, held) - held;
     const std::size_t far_end = size >= f.near_reach_ ? std::clamp<std::size_t>(size - f.near_reach_ + 1, i, size) : i;
-    while (tail == n && (i = next_of(f.far_bytes_, bytes, i, far_end)) < far_end) {
+    while (tail == n && (i = next_of(f.far_bytes_, bytes, i, far_end, size)) < far_end) {
       if (reach[bytes[i]] > size - i && holds_from(held + i)) tail = held + i;
       ++i;
     }
