@@ -2,6 +2,8 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 namespace airlock::gateway {
 
@@ -49,15 +51,66 @@ constexpr std::array<bool, 256> kPlain = [] {
 
 bool plain_ascii(unsigned char c) { return kPlain[c]; }
 
+// Whether all 8 bytes of `w` are plain (as kPlain): none below 0x20, none from 0x80, no quote
+// and no backslash. Exact as a test of the whole word (the bit tricks may flag the wrong byte of
+// a word that has one, never a word that has none).
+bool plain_word(std::uint64_t w) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101u, kHigh = 0x8080808080808080u;
+  const auto has_zero = [](std::uint64_t x) { return (x - kOnes) & ~x & kHigh; };
+  const std::uint64_t below_space = (w - 0x20 * kOnes) & ~w & kHigh;
+  return ((w & kHigh) | below_space | has_zero(w ^ ('"' * kOnes)) | has_zero(w ^ ('\\' * kOnes))) == 0;
+}
+
+// The first byte of s from `i` on that is not plain, else s.size().
+std::size_t plain_run_end(std::string_view s, std::size_t i) {
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, sizeof w);
+    if (!plain_word(w)) break;
+  }
+  while (i < s.size() && plain_ascii(static_cast<unsigned char>(s[i]))) ++i;
+  return i;
+}
+
+// The buffer the thread's next record writes into (AuditRecord's constructor takes it, its
+// destructor gives it back): records never hold a value, so nothing needs wiping.
+thread_local std::string spare_text;
+constexpr std::size_t kRecordReserve = 256, kMaxSpare = 4096;
+
 }  // namespace
+
+AuditRecord::AuditRecord(std::string_view event) {
+  text_.swap(spare_text);
+  text_.clear();
+  if (text_.capacity() < kRecordReserve) text_.reserve(kRecordReserve);
+  string("event", event);
+}
+
+AuditRecord::~AuditRecord() {
+  // A string without a buffer of its own has its short-string capacity (moved-from, or the spare
+  // already taken back by another record).
+  const std::size_t none = std::string().capacity();
+  if (text_.capacity() <= none || text_.capacity() > kMaxSpare || spare_text.capacity() > none) return;
+  text_.clear();
+  spare_text.swap(text_);
+}
 
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
+  std::size_t i = plain_run_end(s, 0);
+  if (i == s.size()) {  // the common case: nothing to escape, one append
+    const std::size_t at = out.size();
+    out.resize(at + s.size() + 2);
+    char* p = out.data() + at;
+    p[0] = '"';
+    s.copy(p + 1, s.size());
+    p[s.size() + 1] = '"';
+    return;
+  }
   out.push_back('"');
-  std::size_t i = 0;
+  out.append(s.data(), i);
   while (i < s.size()) {
-    std::size_t run = i;
-    while (run < s.size() && plain_ascii(static_cast<unsigned char>(s[run]))) ++run;
+    const std::size_t run = plain_run_end(s, i);
     out.append(s.data() + i, run - i);
     i = run;
     if (i == s.size()) break;

@@ -7,6 +7,7 @@
 // strings): control bytes escaped, invalid UTF-8 replaced by U+FFFD, everything else as is.
 #include <charconv>
 #include <concepts>
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -17,18 +18,40 @@ void append_json_string(std::string& out, std::string_view s);
 
 class AuditRecord {
  public:
-  // A record whose first member is "event": `event`.
-  explicit AuditRecord(std::string_view event) {
-    text_.reserve(256);
-    string("event", event);
-  }
-  AuditRecord& string(std::string_view key, std::string_view value) {
+  // A member name: a string literal of printable ASCII without a quote or a backslash, checked
+  // when the program is compiled, so it is written as it is, without escaping.
+  class Key {
+   public:
+    template <std::size_t N>
+    consteval Key(const char (&text)[N]) : text_(text, N - 1) {  // NOLINT: implicit from a literal
+      static_assert(N - 1 <= kMaxKey, "an audit member name longer than kMaxKey");
+      for (char c : text_) {
+        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') throw "an audit member name that needs escaping";
+      }
+    }
+    std::string_view text() const noexcept { return text_; }
+
+   private:
+    std::string_view text_;
+  };
+  static constexpr std::size_t kMaxKey = 32;
+
+  // A record whose first member is "event": `event`. Its text is written into a buffer the
+  // thread reuses (one record after another: no allocation per record).
+  explicit AuditRecord(std::string_view event);
+  ~AuditRecord();
+  AuditRecord(AuditRecord&&) noexcept = default;
+  AuditRecord(const AuditRecord&) = delete;
+  AuditRecord& operator=(const AuditRecord&) = delete;
+  AuditRecord& operator=(AuditRecord&&) = delete;
+
+  AuditRecord& string(Key key, std::string_view value) {
     begin_member(key);
     append_json_string(text_, value);
     return *this;
   }
   template <std::integral T>
-  AuditRecord& number(std::string_view key, T value) {
+  AuditRecord& number(Key key, T value) {
     begin_member(key);
     char buf[24];
     const auto r = std::to_chars(buf, buf + sizeof buf, value);
@@ -48,10 +71,17 @@ class AuditRecord {
   }
 
  private:
-  void begin_member(std::string_view key) {
-    if (!text_.empty()) text_.push_back(',');
-    append_json_string(text_, key);
-    text_.push_back(':');
+  // `,"key":` (no comma for the first member), as one append.
+  void begin_member(Key key) {
+    char buf[kMaxKey + 4];
+    std::size_t n = 0;
+    if (!text_.empty()) buf[n++] = ',';
+    buf[n++] = '"';
+    key.text().copy(buf + n, key.text().size());
+    n += key.text().size();
+    buf[n++] = '"';
+    buf[n++] = ':';
+    text_.append(buf, n);
   }
   std::string text_;
 };

@@ -185,6 +185,52 @@ TEST(AuditRecord, TheLogWritesTheSameLineForBothKinds) {
   EXPECT_EQ(observed[1], "substitution/KEY");
 }
 
+// The escaping reads 8 bytes at a time where it can: every byte that needs escaping or checking
+// (control bytes, quote, backslash, DEL, every byte from 0x80, a UTF-8 sequence) at every offset
+// of plain strings of several lengths, alone and next to another one.
+TEST(AuditRecord, EachSpecialByteAtEveryOffsetIsEscapedAsTheJsonLibraryDoes) {
+  std::vector<std::string> specials;
+  for (int c = 0; c < 0x20; ++c) specials.emplace_back(1, static_cast<char>(c));
+  for (int c = 0x7f; c < 0x100; ++c) specials.emplace_back(1, static_cast<char>(c));
+  for (const char* s : {"\"", "\\", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x94\x91", "\xED\xA0\x80"}) specials.emplace_back(s);
+  std::size_t checked = 0;
+  for (std::size_t length : {1u, 7u, 8u, 9u, 16u, 23u, 40u}) {
+    const std::string plain = std::string("abcdefghijklmnopqrstuvwxyz0123456789 ./:-~").substr(0, length);
+    for (std::size_t at = 0; at <= plain.size(); ++at) {
+      for (const std::string& special : specials) {
+        std::string s = plain;
+        s.insert(at, special);
+        ASSERT_EQ(ours(s), reference(s)) << "length " << length << ", offset " << at << ", byte " << static_cast<int>(static_cast<unsigned char>(special[0]));
+        s.insert(std::min(s.size(), at + special.size() + at % 9), special);
+        ASSERT_EQ(ours(s), reference(s)) << "two, length " << length << ", offset " << at;
+        checked += 2;
+      }
+    }
+  }
+  EXPECT_GT(checked, 30000u);
+}
+
+// Records reuse the thread's buffer: each one, after a longer one or while another is being
+// built, has exactly its own members.
+TEST(AuditRecord, ARecordAfterOrBesideAnotherHasOnlyItsOwnMembers) {
+  {
+    AuditRecord longer("violation");
+    longer.string("sni", std::string(300, 'x')).string("reason", "a long reason that the next record must not show");
+  }
+  AuditRecord first("substitution");
+  first.number("connection", 1).string("secret", "KEY");
+  {
+    AuditRecord beside("connection");
+    beside.number("connection", 2);
+    EXPECT_EQ(beside.object(), R"({"event":"connection","connection":2})");
+  }
+  EXPECT_EQ(first.object(), R"({"event":"substitution","connection":1,"secret":"KEY"})");
+  AuditRecord moved = std::move(first);
+  EXPECT_EQ(moved.object(), R"({"event":"substitution","connection":1,"secret":"KEY"})");
+  AuditRecord next("substitution");
+  EXPECT_EQ(next.object(), R"({"event":"substitution"})");
+}
+
 TEST(AuditRecord, TimestampsAreRfc3339UtcWithMilliseconds) {
   const std::regex shape(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)");
   for (int i = 0; i < 50; ++i) {

@@ -132,6 +132,32 @@ TEST_P(ResponseCase, SameAtEverySplit) {
 INSTANTIATE_TEST_SUITE_P(Table, ResponseCase, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
+// Field values and reason phrases are checked 16 bytes at a time: every byte value at every
+// offset of values of several lengths is accepted or refused exactly as by the byte table
+// (HTAB, 0x20-0x7E and 0x80-0xFF accepted; a CR is kBareCr in a field, anything else refused),
+// as the byte-by-byte check did.
+TEST(ResponseReaderBytes, EachByteAtEveryOffsetOfAValueOrReason) {
+  std::size_t refused = 0;
+  for (std::size_t length : {1u, 15u, 16u, 17u, 33u}) {
+    for (std::size_t at = 0; at < length; ++at) {
+      for (int b = 0; b < 256; ++b) {
+        if (b == '\n') continue;  // ends the line
+        std::string value(length, 'v');
+        value[at] = static_cast<char>(b);
+        const bool ok = b == '\t' || (b >= 0x20 && b != 0x7f);
+        const Outcome field = read("HTTP/1.1 200 OK\r\nX-Long: " + value + "\r\nContent-Length: 0\r\n\r\n", {kGet}, {});
+        const ResponseError field_error = ok ? ResponseError::kNone : b == '\r' ? ResponseError::kBareCr : ResponseError::kBadHeaderField;
+        ASSERT_EQ(field.error, field_error) << "field, length " << length << ", offset " << at << ", byte " << b;
+        const Outcome reason = read("HTTP/1.1 200 " + value + "\r\nContent-Length: 0\r\n\r\n", {kGet}, {});
+        const ResponseError reason_error = ok ? ResponseError::kNone : ResponseError::kBadStatusLine;
+        ASSERT_EQ(reason.error, reason_error) << "reason, length " << length << ", offset " << at << ", byte " << b;
+        refused += !ok;
+      }
+    }
+  }
+  EXPECT_GT(refused, 1000u);
+}
+
 TEST(ResponseHead, CodingsAreListedLowerCaseWithoutParameters) {
   ResponseReader r;
   r.expect({});

@@ -2,6 +2,8 @@
 
 #include <openssl/crypto.h>
 
+#include <emmintrin.h>
+
 #include <algorithm>
 #include <bit>
 #include <charconv>
@@ -201,6 +203,49 @@ std::uint32_t hash_piece(const unsigned char* piece, std::size_t gram) noexcept 
   return g * 0x9E3779B1u;
 }
 
+// The first i in [from, to) with d[i] one of `bytes`, else `to`; d[0, readable) may be read (the
+// last block of fewer than 16 positions is read whole when it lies inside, its excess masked).
+std::size_t next_of(const std::array<unsigned char, 4>& bytes, const unsigned char* d, std::size_t from, std::size_t to,
+                    std::size_t readable) noexcept {
+  const __m128i v0 = _mm_set1_epi8(static_cast<char>(bytes[0]));
+  const __m128i v1 = _mm_set1_epi8(static_cast<char>(bytes[1]));
+  const __m128i v2 = _mm_set1_epi8(static_cast<char>(bytes[2]));
+  const __m128i v3 = _mm_set1_epi8(static_cast<char>(bytes[3]));
+  const auto hits = [&](std::size_t i) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + i));
+    const __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(a, v0), _mm_cmpeq_epi8(a, v1)),
+                                   _mm_or_si128(_mm_cmpeq_epi8(a, v2), _mm_cmpeq_epi8(a, v3)));
+    return static_cast<unsigned>(_mm_movemask_epi8(m));
+  };
+  std::size_t i = from;
+  for (; i + 16 <= to; i += 16) {
+    if (const unsigned mask = hits(i); mask != 0) return i + static_cast<std::size_t>(std::countr_zero(mask));
+  }
+  if (i < to && i + 16 <= readable) {
+    const unsigned mask = hits(i) & ((1u << (to - i)) - 1);
+    return mask != 0 ? i + static_cast<std::size_t>(std::countr_zero(mask)) : to;
+  }
+  for (; i < to; ++i) {
+    if (std::find(bytes.begin(), bytes.end(), d[i]) != bytes.end()) return i;
+  }
+  return to;
+}
+
+// The first i in [from, size) where a form starting with d[i] is longer than the size - i bytes
+// left (reach: the longest form per first byte), else `size`. Four positions per test.
+std::size_t next_reaching(const std::uint32_t* reach, const unsigned char* d, std::size_t from, std::size_t size) noexcept {
+  std::size_t i = from;
+  for (; i + 4 <= size; i += 4) {
+    const std::size_t x = std::max<std::size_t>(reach[d[i]] + i, reach[d[i + 1]] + i + 1);
+    const std::size_t y = std::max<std::size_t>(reach[d[i + 2]] + i + 2, reach[d[i + 3]] + i + 3);
+    if (std::max(x, y) > size) break;
+  }
+  for (; i < size; ++i) {
+    if (reach[d[i]] + i > size) return i;
+  }
+  return size;
+}
+
 enum class Relation { kNone, kPartial, kFull };
 
 // Whether x and y agree on their first k bytes. A loop, not memcmp: the edge checks call this
@@ -329,14 +374,27 @@ ScrubForms::ScrubForms(OfValues, const std::vector<std::string_view>& values) {
     if (seen) continue;
     const auto index = static_cast<std::uint32_t>(forms_.size());
     const auto first = static_cast<unsigned char>(text[0]);
+    const auto length = static_cast<std::uint32_t>(std::min<std::size_t>(text.size(), UINT32_MAX));
     by_first_byte_[first].push_back(index);
-    if (fold_case && first >= 'a' && first <= 'z') by_first_byte_[first - 0x20].push_back(index);
+    reach_[first] = std::max(reach_[first], length);
+    if (fold_case && first >= 'a' && first <= 'z') {
+      by_first_byte_[first - 0x20].push_back(index);
+      reach_[first - 0x20] = std::max(reach_[first - 0x20], length);
+    }
     forms_.push_back(text);
     folded_.push_back(fold_case);
     shortest_ = shortest_ == 0 ? text.size() : std::min(shortest_, text.size());
     longest_ = std::max(longest_, text.size());
   }
-  if (!forms_.empty()) build_table();
+  if (forms_.empty()) return;
+  build_table();
+  std::array<unsigned, 256> order;
+  for (unsigned b = 0; b < 256; ++b) order[b] = b;
+  std::stable_sort(order.begin(), order.end(), [&](unsigned x, unsigned y) { return reach_[x] > reach_[y]; });
+  for (std::size_t k = 0; k < far_bytes_.size(); ++k) {
+    far_bytes_[k] = static_cast<unsigned char>(reach_[order[k]] > 0 ? order[k] : order[0]);
+  }
+  near_reach_ = reach_[order[far_bytes_.size()]];
 }
 
 void ScrubForms::build_table() {
@@ -482,6 +540,10 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
     const unsigned char first = p < held ? held_[p] : static_cast<unsigned char>(in[p - held]);
     if (f.by_first_byte_[first].empty()) return false;
     if (n - p < f.gram_) return true;
+    if (p >= held) {
+      const std::uint32_t bit = hash_piece(reinterpret_cast<const unsigned char*>(in.data()) + (p - held), f.gram_) >> f.filter_shift_;
+      return (f.filter_[bit / 8] & (1u << (bit % 8))) != 0;
+    }
     unsigned char gram[4];
     for (std::size_t k = 0; k < f.gram_; ++k) {
       gram[k] = p + k < held ? held_[p + k] : static_cast<unsigned char>(in[p + k - held]);
@@ -490,13 +552,36 @@ void ResponseScrubber::scrub(std::string_view in, std::string& out, bool flushin
     return (f.filter_[bit / 8] & (1u << (bit % 8))) != 0;
   };
 
-  // The tail to hold: from the first position whose bytes to the end begin some form.
+  // The tail to hold: from the first position whose bytes to the end are a proper prefix of some
+  // form. Only a form longer than the bytes left can be one (reach_): most positions are ruled
+  // out by one table read, and where at least near_reach_ bytes are left, by a search for the 4
+  // far_bytes_ 16 positions at a time.
   std::size_t tail = n;
-  for (std::size_t p = n - std::min(n, f.longest_ - 1); p < n && tail == n; ++p) {
-    if (!may_start(p)) continue;
-    relate_at(p, [&](std::size_t, Relation r) {
-      if (r == Relation::kPartial) tail = p;
-    });
+  const std::uint32_t* const reach = f.reach_.data();
+  const auto holds_from = [&](std::size_t p) {
+    if (!may_start(p)) return false;
+    bool partial = false;
+    relate_at(p, [&](std::size_t, Relation r) { partial = partial || r == Relation::kPartial; });
+    return partial;
+  };
+  const std::size_t tail_from = n - std::min(n, f.longest_ - 1);
+  for (std::size_t p = tail_from; p < held && tail == n; ++p) {
+    if (reach[held_[p]] > n - p && holds_from(p)) tail = p;
+  }
+  if (tail == n && !in.empty()) {  // in `in`'s own positions
+    const auto* bytes = reinterpret_cast<const unsigned char*>(in.data());
+    const std::size_t size = in.size();
+    std::size_t i = std::max(tail_from, held) - held;
+    const std::size_t far_end = size >= f.near_reach_ ? std::clamp<std::size_t>(size - f.near_reach_ + 1, i, size) : i;
+    while (tail == n && (i = next_of(f.far_bytes_, bytes, i, far_end, size)) < far_end) {
+      if (reach[bytes[i]] > size - i && holds_from(held + i)) tail = held + i;
+      ++i;
+    }
+    i = std::max(i, far_end);
+    while (tail == n && (i = next_reaching(reach, bytes, i, size)) < size) {
+      if (holds_from(held + i)) tail = held + i;
+      ++i;
+    }
   }
 
   // Emit C[held_emitted_, end): the bytes before the tail, or everything when flushing.

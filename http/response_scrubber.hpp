@@ -53,6 +53,7 @@ class ScrubForms {
 
  private:
   friend class ResponseScrubber;
+  friend struct ScrubFormsPeer;  // response_scrubber_scan_test.cpp: the forms, for a brute-force reference
   // Sampling: every form is at least shortest_ bytes long, so with stride_ <= shortest_ - gram_ + 1
   // an occurrence covers one of the positions 0, stride_, 2*stride_, ... of a buffer, at an
   // offset below stride_, with the gram_ bytes there inside it. Those bytes are hashed: one bit
@@ -71,6 +72,15 @@ class ScrubForms {
   std::vector<std::string_view> forms_;    // the distinct ones, viewing form_bytes_
   std::vector<bool> folded_;               // per form: matched ignoring ASCII case (kept lower-case)
   std::array<std::vector<std::uint32_t>, 256> by_first_byte_;  // form indices
+  // Per byte: the length of the longest form starting with it (either case of a folded form's
+  // letter), 0 for none. A position with k bytes left can begin a held tail (a proper prefix of
+  // a form) only where this is above k, so the tail search reads one table entry per position.
+  std::array<std::uint32_t, 256> reach_{};
+  // The 4 bytes of longest reach (repeated when fewer begin forms) and the longest reach of any
+  // other byte: a position with at least near_reach_ bytes left can begin a held tail only at one
+  // of those 4 bytes, which the tail search finds 16 positions at a time.
+  std::array<unsigned char, 4> far_bytes_{};
+  std::uint32_t near_reach_ = 0;
   std::size_t shortest_ = 0;
   std::size_t longest_ = 0;
   std::size_t gram_ = 0;    // min(4, shortest_)
