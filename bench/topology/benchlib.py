@@ -380,8 +380,10 @@ METRICS = [
     ("ka_load_pct", "Client core busy, keep-alive (client, nginx)", "%", None, 0),
     ("newconn_load_pct", "Client core busy, new connections", "%", None, 0),
 ]
-VARIANT_ORDER = ["direct", "airlock", "airlock-2t", "mitmproxy", "squid"]
+VARIANT_ORDER = ["direct", "airlock", "airlock-2t", "tls-relay", "mitmproxy", "squid"]
 PEERS = ["mitmproxy", "squid"]
+# The zero-logic TLS relay: what terminating and re-encrypting alone costs on this machine.
+FLOOR = "tls-relay"
 
 
 def _fmt(v, decimals):
@@ -494,6 +496,10 @@ def cmd_report(results_tsv, meta_json):
                 r = _ratio(m, median("direct", metric), higher)
                 if r is not None:
                     parts.append(f"{r:.2f}× direct")
+            if v.startswith("airlock") and FLOOR in variants and not failed(FLOOR):
+                r = _ratio(m, median(FLOOR, metric), higher)
+                if r is not None:
+                    parts.append(f"{r:.2f}× {FLOOR}")
             others = [p for p in PEERS if p != v and p in variants and not failed(p)]
             peer_vals = [(p, median(p, metric)) for p in others]
             peer_vals = [(p, x) for p, x in peer_vals if x is not None and x > 0]
@@ -506,7 +512,10 @@ def cmd_report(results_tsv, meta_json):
         out.append(row + f" {foreign_load(metric)} |")
     out.append("")
     out.append("\"× direct\" compares with the direct route; \"× peer\" compares with the better of "
-               "mitmproxy and Squid in that row (for a peer: with the other peer).")
+               "mitmproxy and Squid in that row (for a peer: with the other peer)." +
+               (f" For airlock, \"× {FLOOR}\" compares with the zero-logic TLS relay (nginx stream: "
+                "terminate, re-encrypt, no HTTP), the floor of any intercepting proxy here."
+                if FLOOR in variants else ""))
     out.append("")
 
     # targets for airlock
@@ -516,6 +525,21 @@ def cmd_report(results_tsv, meta_json):
         if failed("airlock"):
             out.append("- airlock failed its check; no target can be assessed.")
         else:
+            have_floor = FLOOR in variants and not failed(FLOOR)
+
+            def floor_clause(metric, floor):
+                """How far the TLS relay floor gets against direct, and airlock against it."""
+                if not have_floor:
+                    return ""
+                f = _ratio(median(FLOOR, metric), median("direct", metric), True)
+                a = _ratio(median("airlock", metric), median(FLOOR, metric), True)
+                if f is None or a is None:
+                    return "; the TLS relay floor: not measured"
+                def meets(pct):
+                    return pct >= floor
+                return (f"; the TLS relay floor reaches {_figure(f * 100, 0, meets)} % of direct"
+                        f"{'' if meets(f * 100) else ' (below the target itself)'}, airlock {a:.2f}× the floor")
+
             def tgt(metric, label, floor):
                 r = _ratio(median("airlock", metric), median("direct", metric), True)
                 if r is None:
@@ -523,15 +547,24 @@ def cmd_report(results_tsv, meta_json):
                 def meets(pct):
                     return pct >= floor
                 return f"- {label}: {_figure(r * 100, 0, meets)} % of direct (target ≥ {floor} %): " + \
-                    ("met" if meets(r * 100) else "**not met**")
+                    ("met" if meets(r * 100) else "**not met**") + floor_clause(metric, floor)
             out.append(tgt("ka_rps", "keep-alive small requests", 90))
             p99, p99_direct = median("airlock", "ka_p99_ms"), median("direct", "ka_p99_ms")
             if p99 is not None and p99_direct is not None:
                 def p99_meets(ms):
                     return ms <= p99_direct + 0.3
+                p99_floor = median(FLOOR, "ka_p99_ms") if have_floor else None
+                floor = ""
+                if p99_floor is not None:
+                    floor = (f"; the TLS relay floor's p99 is {_figure(p99_floor, 2, p99_meets)} ms "
+                             f"(direct + {p99_floor - p99_direct:.2f} ms"
+                             f"{'' if p99_meets(p99_floor) else ', over the target itself'}), "
+                             f"airlock's {p99 - p99_floor:+.2f} ms against it")
+                elif have_floor:
+                    floor = "; the TLS relay floor: not measured"
                 out.append(f"- keep-alive p99 latency: {_figure(p99, 2, p99_meets)} ms, direct {p99_direct:.2f} ms "
                            f"(target ≤ direct + 0.30 ms): "
-                           + ("met" if p99_meets(p99) else "**not met**"))
+                           + ("met" if p99_meets(p99) else "**not met**") + floor)
             out.append(tgt("newconn_rps", "new TLS connection per request", 90))
             out.append(tgt("dl_mibps", "1 MiB downloads", 90))
             out.append(tgt("ul_mibps", "64 KiB uploads with body substitution", 80))
