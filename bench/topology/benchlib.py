@@ -182,6 +182,42 @@ def cmd_cpucost(scenario, path, variant, run, tsv, snap0, snap1, load0, load1, s
     return 0
 
 
+def perf_stat_counts(path):
+    """{event: count} from `perf stat -x,` output (lines "count,unit,event,...")."""
+    counts = {}
+    for line in open(path, encoding="utf-8", errors="replace"):
+        f = line.strip().split(",")
+        if len(f) >= 3 and not line.startswith("#") and f[0].replace(".", "", 1).isdigit():
+            counts[f[2]] = float(f[0])
+    return counts
+
+
+def cmd_perrequest(scenario, path, ut0, ut1, hz, stat_path):
+    """One line for a profile: the proxy's user and system CPU per request (from /proc utime and
+    stime around the scenario) and its syscalls and context switches per request (perf stat)."""
+    tool, _ = SCENARIOS[scenario]
+    d = parse(tool, path)
+    n = d["requests"]
+    if n <= 0 or not ut0 or not ut1:
+        print("per request: no requests or no CPU times")
+        return 1
+    (u0, s0), (u1, s1) = (map(int, ut0.split())), (map(int, ut1.split()))
+    user, system = 1e6 * (u1 - u0) / float(hz) / n, 1e6 * (s1 - s0) / float(hz) / n
+    text = (f"{n} requests; proxy CPU per request: {user:.1f} µs user + {system:.1f} µs system "
+            f"= {user + system:.1f} µs ({100 * system / max(user + system, 1e-9):.0f} % system)")
+    try:
+        counts = perf_stat_counts(stat_path)
+    except OSError:
+        counts = {}
+    if "raw_syscalls:sys_enter" in counts:
+        text += f"; {counts['raw_syscalls:sys_enter'] / n:.2f} syscalls"
+    if "context-switches" in counts:
+        text += f", {counts['context-switches'] / n:.2f} context switches"
+    print(text + " per request (perf stat over the scenario's first "
+          "--duration seconds, CPU times over the whole scenario)")
+    return 0
+
+
 # ---------------------------------------------------------------- idle connections
 
 def cmd_hold(host, port, count, cafile, workers=8, hold_max=600):
@@ -634,7 +670,7 @@ def cmd_report(results_tsv, meta_json):
 
 def main(argv):
     if len(argv) < 2:
-        print("usage: benchlib.py parse|record|hold|rss|checklog|checkbody|report ...", file=sys.stderr)
+        print("usage: benchlib.py parse|record|cpucost|perrequest|hold|rss|checklog|checkbody|report ...", file=sys.stderr)
         return 2
     cmd, args = argv[1], argv[2:]
     if cmd == "parse":
@@ -645,6 +681,8 @@ def main(argv):
         cmd_hold(args[0], int(args[1]), int(args[2]), args[3])
     elif cmd == "cpucost":
         return cmd_cpucost(*args)
+    elif cmd == "perrequest":
+        return cmd_perrequest(*args)
     elif cmd == "cpusnap":
         print(*cpu_snapshot(int(args[0]), int(args[1])))
     elif cmd == "rss":

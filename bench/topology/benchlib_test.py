@@ -138,3 +138,16 @@ def test_no_floor_clause_when_the_relay_failed(tmp_path):
                   failed={("tls-relay", r) for r in (1, 2, 3)})
     assert "keep-alive small requests: 95 % of direct (target ≥ 90 %): met\n" in text
     assert "× tls-relay)" not in text and "floor reaches" not in text
+
+
+def test_perrequest_splits_user_and_system_and_counts_syscalls(tmp_path, capsys):
+    wrk = tmp_path / "ka.out"
+    wrk.write_text("  100000 requests in 5.00s, 30.00MB read\nRequests/sec:  20000.00\n")
+    stat = tmp_path / "ka.stat"
+    stat.write_text("# started on Tue Dec  1\n\n700000,,raw_syscalls:sys_enter,5000000,100.00,,\n"
+                    "12000,,context-switches,5000000,100.00,,\n")
+    # 1 s user + 2 s system at 100 ticks per second over 100,000 requests
+    assert benchlib.cmd_perrequest("ka", str(wrk), "1000 500", "1100 700", "100", str(stat)) == 0
+    out = capsys.readouterr().out
+    assert "100000 requests; proxy CPU per request: 10.0 µs user + 20.0 µs system = 30.0 µs (67 % system)" in out
+    assert "; 7.00 syscalls, 0.12 context switches per request" in out
