@@ -413,6 +413,8 @@ METRICS = [
     ("close_rps", "Extra: wrk `Connection: close` (caveated)", "req/s", True, 0),
     ("ka_cpu_us", "Proxy CPU per keep-alive request", "µs", False, 1),
     ("newconn_cpu_us", "Proxy CPU per new connection", "µs", False, 0),
+    ("dl_cpu_us", "Proxy CPU per 1 MiB download", "µs", False, 0),
+    ("ul_cpu_us", "Proxy CPU per 64 KiB upload", "µs", False, 0),
     ("ka_load_pct", "Client core busy, keep-alive (client, nginx)", "%", None, 0),
     ("newconn_load_pct", "Client core busy, new connections", "%", None, 0),
 ]

@@ -151,3 +151,13 @@ def test_perrequest_splits_user_and_system_and_counts_syscalls(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "100000 requests; proxy CPU per request: 10.0 µs user + 20.0 µs system = 30.0 µs (67 % system)" in out
     assert "; 7.00 syscalls, 0.12 context switches per request" in out
+
+
+def test_proxy_cpu_rows_compare_airlock_with_the_floor(tmp_path):
+    variants = ("direct", "airlock", "tls-relay")
+    text = report(tmp_path, values("airlock", "dl_cpu_us", 1800, 1800, 1800) +
+                  values("tls-relay", "dl_cpu_us", 2000, 2000, 2000) +
+                  values("airlock", "ka_cpu_us", 36, 36, 36) +
+                  values("tls-relay", "ka_cpu_us", 30, 30, 30), variants=variants)
+    assert "| 1,800<br>1,800–1,800<br>(1.11× tls-relay) | 2,000<br>2,000–2,000 |" in row(text, "Proxy CPU per 1 MiB download")
+    assert "(0.83× tls-relay)" in row(text, "Proxy CPU per keep-alive request")
