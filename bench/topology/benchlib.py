@@ -182,6 +182,42 @@ def cmd_cpucost(scenario, path, variant, run, tsv, snap0, snap1, load0, load1, s
     return 0
 
 
+def perf_stat_counts(path):
+    """{event: count} from `perf stat -x,` output (lines "count,unit,event,...")."""
+    counts = {}
+    for line in open(path, encoding="utf-8", errors="replace"):
+        f = line.strip().split(",")
+        if len(f) >= 3 and not line.startswith("#") and f[0].replace(".", "", 1).isdigit():
+            counts[f[2]] = float(f[0])
+    return counts
+
+
+def cmd_perrequest(scenario, path, ut0, ut1, hz, stat_path):
+    """One line for a profile: the proxy's user and system CPU per request (from /proc utime and
+    stime around the scenario) and its syscalls and context switches per request (perf stat)."""
+    tool, _ = SCENARIOS[scenario]
+    d = parse(tool, path)
+    n = d["requests"]
+    if n <= 0 or not ut0 or not ut1:
+        print("per request: no requests or no CPU times")
+        return 1
+    (u0, s0), (u1, s1) = (map(int, ut0.split())), (map(int, ut1.split()))
+    user, system = 1e6 * (u1 - u0) / float(hz) / n, 1e6 * (s1 - s0) / float(hz) / n
+    text = (f"{n} requests; proxy CPU per request: {user:.1f} µs user + {system:.1f} µs system "
+            f"= {user + system:.1f} µs ({100 * system / max(user + system, 1e-9):.0f} % system)")
+    try:
+        counts = perf_stat_counts(stat_path)
+    except OSError:
+        counts = {}
+    if "raw_syscalls:sys_enter" in counts:
+        text += f"; {counts['raw_syscalls:sys_enter'] / n:.2f} syscalls"
+    if "context-switches" in counts:
+        text += f", {counts['context-switches'] / n:.2f} context switches"
+    print(text + " per request (perf stat over the scenario's first "
+          "--duration seconds, CPU times over the whole scenario)")
+    return 0
+
+
 # ---------------------------------------------------------------- idle connections
 
 def cmd_hold(host, port, count, cafile, workers=8, hold_max=600):
@@ -377,11 +413,15 @@ METRICS = [
     ("close_rps", "Extra: wrk `Connection: close` (caveated)", "req/s", True, 0),
     ("ka_cpu_us", "Proxy CPU per keep-alive request", "µs", False, 1),
     ("newconn_cpu_us", "Proxy CPU per new connection", "µs", False, 0),
+    ("dl_cpu_us", "Proxy CPU per 1 MiB download", "µs", False, 0),
+    ("ul_cpu_us", "Proxy CPU per 64 KiB upload", "µs", False, 0),
     ("ka_load_pct", "Client core busy, keep-alive (client, nginx)", "%", None, 0),
     ("newconn_load_pct", "Client core busy, new connections", "%", None, 0),
 ]
-VARIANT_ORDER = ["direct", "airlock", "airlock-2t", "mitmproxy", "squid"]
+VARIANT_ORDER = ["direct", "airlock", "airlock-2t", "tls-relay", "mitmproxy", "squid"]
 PEERS = ["mitmproxy", "squid"]
+# The zero-logic TLS relay: what terminating and re-encrypting alone costs on this machine.
+FLOOR = "tls-relay"
 
 
 def _fmt(v, decimals):
@@ -494,6 +534,10 @@ def cmd_report(results_tsv, meta_json):
                 r = _ratio(m, median("direct", metric), higher)
                 if r is not None:
                     parts.append(f"{r:.2f}× direct")
+            if v.startswith("airlock") and FLOOR in variants and not failed(FLOOR):
+                r = _ratio(m, median(FLOOR, metric), higher)
+                if r is not None:
+                    parts.append(f"{r:.2f}× {FLOOR}")
             others = [p for p in PEERS if p != v and p in variants and not failed(p)]
             peer_vals = [(p, median(p, metric)) for p in others]
             peer_vals = [(p, x) for p, x in peer_vals if x is not None and x > 0]
@@ -506,7 +550,10 @@ def cmd_report(results_tsv, meta_json):
         out.append(row + f" {foreign_load(metric)} |")
     out.append("")
     out.append("\"× direct\" compares with the direct route; \"× peer\" compares with the better of "
-               "mitmproxy and Squid in that row (for a peer: with the other peer).")
+               "mitmproxy and Squid in that row (for a peer: with the other peer)." +
+               (f" For airlock, \"× {FLOOR}\" compares with the zero-logic TLS relay (nginx stream: "
+                "terminate, re-encrypt, no HTTP), the floor of any intercepting proxy here."
+                if FLOOR in variants else ""))
     out.append("")
 
     # targets for airlock
@@ -516,6 +563,21 @@ def cmd_report(results_tsv, meta_json):
         if failed("airlock"):
             out.append("- airlock failed its check; no target can be assessed.")
         else:
+            have_floor = FLOOR in variants and not failed(FLOOR)
+
+            def floor_clause(metric, floor):
+                """How far the TLS relay floor gets against direct, and airlock against it."""
+                if not have_floor:
+                    return ""
+                f = _ratio(median(FLOOR, metric), median("direct", metric), True)
+                a = _ratio(median("airlock", metric), median(FLOOR, metric), True)
+                if f is None or a is None:
+                    return "; the TLS relay floor: not measured"
+                def meets(pct):
+                    return pct >= floor
+                return (f"; the TLS relay floor reaches {_figure(f * 100, 0, meets)} % of direct"
+                        f"{'' if meets(f * 100) else ' (below the target itself)'}, airlock {a:.2f}× the floor")
+
             def tgt(metric, label, floor):
                 r = _ratio(median("airlock", metric), median("direct", metric), True)
                 if r is None:
@@ -523,15 +585,24 @@ def cmd_report(results_tsv, meta_json):
                 def meets(pct):
                     return pct >= floor
                 return f"- {label}: {_figure(r * 100, 0, meets)} % of direct (target ≥ {floor} %): " + \
-                    ("met" if meets(r * 100) else "**not met**")
+                    ("met" if meets(r * 100) else "**not met**") + floor_clause(metric, floor)
             out.append(tgt("ka_rps", "keep-alive small requests", 90))
             p99, p99_direct = median("airlock", "ka_p99_ms"), median("direct", "ka_p99_ms")
             if p99 is not None and p99_direct is not None:
                 def p99_meets(ms):
                     return ms <= p99_direct + 0.3
+                p99_floor = median(FLOOR, "ka_p99_ms") if have_floor else None
+                floor = ""
+                if p99_floor is not None:
+                    floor = (f"; the TLS relay floor's p99 is {_figure(p99_floor, 2, p99_meets)} ms "
+                             f"(direct + {p99_floor - p99_direct:.2f} ms"
+                             f"{'' if p99_meets(p99_floor) else ', over the target itself'}), "
+                             f"airlock's {p99 - p99_floor:+.2f} ms against it")
+                elif have_floor:
+                    floor = "; the TLS relay floor: not measured"
                 out.append(f"- keep-alive p99 latency: {_figure(p99, 2, p99_meets)} ms, direct {p99_direct:.2f} ms "
                            f"(target ≤ direct + 0.30 ms): "
-                           + ("met" if p99_meets(p99) else "**not met**"))
+                           + ("met" if p99_meets(p99) else "**not met**") + floor)
             out.append(tgt("newconn_rps", "new TLS connection per request", 90))
             out.append(tgt("dl_mibps", "1 MiB downloads", 90))
             out.append(tgt("ul_mibps", "64 KiB uploads with body substitution", 80))
@@ -601,7 +672,7 @@ def cmd_report(results_tsv, meta_json):
 
 def main(argv):
     if len(argv) < 2:
-        print("usage: benchlib.py parse|record|hold|rss|checklog|checkbody|report ...", file=sys.stderr)
+        print("usage: benchlib.py parse|record|cpucost|perrequest|hold|rss|checklog|checkbody|report ...", file=sys.stderr)
         return 2
     cmd, args = argv[1], argv[2:]
     if cmd == "parse":
@@ -612,6 +683,8 @@ def main(argv):
         cmd_hold(args[0], int(args[1]), int(args[2]), args[3])
     elif cmd == "cpucost":
         return cmd_cpucost(*args)
+    elif cmd == "perrequest":
+        return cmd_perrequest(*args)
     elif cmd == "cpusnap":
         print(*cpu_snapshot(int(args[0]), int(args[1])))
     elif cmd == "rss":

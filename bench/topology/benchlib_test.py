@@ -13,12 +13,12 @@ META = {"date": "2026-12-01", "machine": "test", "placement": "test", "runs": 3,
         "versions": "test", "commit": "abc", "variants": ["direct", "airlock"], "idle_conns": 1000}
 
 
-def report(tmp_path, lines, failed=()):
+def report(tmp_path, lines, failed=(), variants=("direct", "airlock")):
     tsv, meta = tmp_path / "results.tsv", tmp_path / "meta.json"
     ok = [f"status\t{v}\t{r}\t{'failed' if (v, r) in failed else 'ok'}\tchecked"
-          for v in ("direct", "airlock") for r in (1, 2, 3)]
+          for v in variants for r in (1, 2, 3)]
     tsv.write_text("\n".join(ok + lines) + "\n")
-    meta.write_text(json.dumps(META))
+    meta.write_text(json.dumps(dict(META, variants=list(variants))))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         benchlib.cmd_report(str(tsv), str(meta))
@@ -98,3 +98,66 @@ def test_figure_adds_decimals_only_where_rounding_flips_the_verdict():
     assert benchlib._figure(80.4, 0, at_least(80)) == "80"
     assert benchlib._figure(79.4, 0, at_least(80)) == "79"
     assert benchlib._figure(1.7996, 2, at_least(1.8)) == "1.7996"
+
+
+# The zero-logic TLS relay is the floor any intercepting proxy pays: each throughput and latency
+# target says how far the floor itself gets against direct and where airlock stands against it.
+def test_targets_show_the_tls_relay_floor(tmp_path):
+    variants = ("direct", "airlock", "tls-relay")
+    text = report(tmp_path, values("direct", "ka_rps", 1000, 1000, 1000) +
+                  values("airlock", "ka_rps", 770, 770, 770) +
+                  values("tls-relay", "ka_rps", 810, 800, 820) +
+                  values("direct", "dl_mibps", 1000, 1000, 1000) +
+                  values("airlock", "dl_mibps", 820, 820, 820) +
+                  values("tls-relay", "dl_mibps", 950, 950, 950) +
+                  values("direct", "ul_mibps", 100, 100, 100) +
+                  values("airlock", "ul_mibps", 78, 78, 78) +
+                  values("direct", "ka_p99_ms", 0.5, 0.5, 0.5) +
+                  values("airlock", "ka_p99_ms", 1.2, 1.2, 1.2) +
+                  values("tls-relay", "ka_p99_ms", 0.9, 0.9, 0.9), variants=variants)
+    assert ("keep-alive small requests: 77 % of direct (target ≥ 90 %): **not met**; the TLS relay "
+            "floor reaches 81 % of direct (below the target itself), airlock 0.95× the floor") in text
+    assert ("1 MiB downloads: 82 % of direct (target ≥ 90 %): **not met**; the TLS relay floor "
+            "reaches 95 % of direct, airlock 0.86× the floor") in text
+    assert ("64 KiB uploads with body substitution: 78 % of direct (target ≥ 80 %): **not met**; "
+            "the TLS relay floor: not measured") in text
+    assert ("keep-alive p99 latency: 1.20 ms, direct 0.50 ms (target ≤ direct + 0.30 ms): **not met**; "
+            "the TLS relay floor's p99 is 0.90 ms (direct + 0.40 ms, over the target itself), "
+            "airlock's +0.30 ms against it") in text
+    # The table has the relay as a column and, for airlock, the ratio against it.
+    cells = row(text, "Keep-alive small requests").split("|")
+    assert "810<br>800–820<br>(0.81× direct)" in cells[5]
+    assert "(0.77× direct, 0.95× tls-relay)" in cells[4]
+
+
+def test_no_floor_clause_when_the_relay_failed(tmp_path):
+    variants = ("direct", "airlock", "tls-relay")
+    text = report(tmp_path, values("direct", "ka_rps", 1000, 1000, 1000) +
+                  values("airlock", "ka_rps", 950, 950, 950) +
+                  values("tls-relay", "ka_rps", 990, 990, 990), variants=variants,
+                  failed={("tls-relay", r) for r in (1, 2, 3)})
+    assert "keep-alive small requests: 95 % of direct (target ≥ 90 %): met\n" in text
+    assert "× tls-relay)" not in text and "floor reaches" not in text
+
+
+def test_perrequest_splits_user_and_system_and_counts_syscalls(tmp_path, capsys):
+    wrk = tmp_path / "ka.out"
+    wrk.write_text("  100000 requests in 5.00s, 30.00MB read\nRequests/sec:  20000.00\n")
+    stat = tmp_path / "ka.stat"
+    stat.write_text("# started on Tue Dec  1\n\n700000,,raw_syscalls:sys_enter,5000000,100.00,,\n"
+                    "12000,,context-switches,5000000,100.00,,\n")
+    # 1 s user + 2 s system at 100 ticks per second over 100,000 requests
+    assert benchlib.cmd_perrequest("ka", str(wrk), "1000 500", "1100 700", "100", str(stat)) == 0
+    out = capsys.readouterr().out
+    assert "100000 requests; proxy CPU per request: 10.0 µs user + 20.0 µs system = 30.0 µs (67 % system)" in out
+    assert "; 7.00 syscalls, 0.12 context switches per request" in out
+
+
+def test_proxy_cpu_rows_compare_airlock_with_the_floor(tmp_path):
+    variants = ("direct", "airlock", "tls-relay")
+    text = report(tmp_path, values("airlock", "dl_cpu_us", 1800, 1800, 1800) +
+                  values("tls-relay", "dl_cpu_us", 2000, 2000, 2000) +
+                  values("airlock", "ka_cpu_us", 36, 36, 36) +
+                  values("tls-relay", "ka_cpu_us", 30, 30, 30), variants=variants)
+    assert "| 1,800<br>1,800–1,800<br>(1.11× tls-relay) | 2,000<br>2,000–2,000 |" in row(text, "Proxy CPU per 1 MiB download")
+    assert "(0.83× tls-relay)" in row(text, "Proxy CPU per keep-alive request")
