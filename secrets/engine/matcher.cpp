@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include <emmintrin.h>
+#include <string.h>  // explicit_bzero
 
 namespace airlock::secrets {
 namespace {
@@ -681,10 +682,12 @@ void percent_encode_append(std::string_view bytes, std::string& out) {
   }
 }
 
+// One pass over the whole buffer (bytes past size() may have held a value too), as
+// reserve_wiped does: explicit_bzero is not optimized away. (This was resize(capacity), a
+// zero-fill of the bytes past size(), then OPENSSL_cleanse over all of them: two passes.)
 void wipe(std::string& s) noexcept {
   if (s.capacity() == 0) return;
-  s.resize(s.capacity());
-  OPENSSL_cleanse(s.data(), s.size());
+  explicit_bzero(s.data(), s.capacity());
   s.clear();
 }
 

@@ -261,5 +261,18 @@ TEST(Codecs, WipeZeroesTheWholeBuffer) {
   for (std::size_t i = 0; i < cap; ++i) ASSERT_EQ(s.data()[i], '\0');
 }
 
+// Bytes past size() may have held a value (a string that shrank after a substitution): the one
+// pass covers the whole capacity, not only the bytes in use.
+TEST(Codecs, WipeZeroesTheBytesPastTheSizeToo) {
+  std::string s(200, 'v');
+  s.resize(7);  // the capacity (and the 'v' bytes past the size) stay
+  const std::size_t cap = s.capacity();
+  ASSERT_GE(cap, 200u);
+  wipe(s);
+  EXPECT_TRUE(s.empty());
+  EXPECT_EQ(s.capacity(), cap);
+  for (std::size_t i = 0; i < cap; ++i) ASSERT_EQ(s.data()[i], '\0') << "byte " << i;
+}
+
 }  // namespace
 }  // namespace airlock::secrets
