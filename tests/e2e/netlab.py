@@ -105,8 +105,12 @@ def listening(ns, proto="tcp"):
     return {fields[3] for fields in map(str.split, out.splitlines()) if len(fields) > 3}
 
 
-def wait_listening(ns, addresses, what, proto="tcp", timeout=15):
-    wait_for(lambda: set(addresses) <= listening(ns, proto), what, timeout)
+def wait_listening(ns, addresses, what, proto="tcp", timeout=30, proc=None):
+    """Until every address has a listener in ns, or `proc` (the server, if given) has exited:
+    a server that failed is reported at once. Returns whether `proc` still runs."""
+    wait_for(lambda: set(addresses) <= listening(ns, proto) or (proc is not None and proc.poll() is not None),
+             what, timeout)
+    return proc is None or proc.poll() is None
 
 
 def free_port():
@@ -302,10 +306,9 @@ http {{
 {textwrap.indent(textwrap.dedent(http), "  ")}}}
 """)
         proc = self.start(["ip", "netns", "exec", ns, "nginx", "-c", conf, "-p", d], "nginx.stderr")
-        addresses = set(re.findall(r"\blisten\s+([^\s;]+)", http))
-        # Until it listens or exits: an nginx that failed says why at once; a loaded machine only waits longer.
-        wait_for(lambda: addresses <= listening(ns) or proc.poll() is not None, "nginx listening", timeout=60)
-        assert proc.poll() is None, f"nginx exited: {open(self.path('nginx.stderr')).read()}"
+        addresses = re.findall(r"\blisten\s+([^\s;]+)", http)
+        assert wait_listening(ns, addresses, "nginx listening", timeout=60, proc=proc), \
+            f"nginx exited: {open(self.path('nginx.stderr')).read()}"
         return AccessLog(self.path("access.log"))
 
     def dnsmasq(self, records):
@@ -319,9 +322,7 @@ http {{
                             "--listen-address=127.0.0.1", f"--port={port}", "--user=root",
                             f"--pid-file={self.path('dnsmasq.pid')}", f"--log-facility={self.path('dnsmasq.log')}",
                             *records], "dnsmasq.stderr")
-            up = lambda: f"127.0.0.1:{port}" in listening(None, "udp")
-            wait_for(lambda: up() or p.poll() is not None, "dnsmasq listening")
-            if p.poll() is None:
+            if wait_listening(None, [f"127.0.0.1:{port}"], "dnsmasq listening", proto="udp", proc=p):
                 return port
         with open(self.path("dnsmasq.stderr")) as f:
             raise AssertionError(f"dnsmasq did not start: {f.read()[-500:]}")
