@@ -7,9 +7,12 @@
 // invalid, and no buffer ever grows past its limit.
 #include "http/request_parser.hpp"
 
+#include <emmintrin.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 namespace airlock::http {
@@ -148,6 +151,71 @@ bool valid_reg_name(std::string_view s) {
     }
     return false;
   }
+  return true;
+}
+
+// The index of the first byte of d[i, n) that is not a field-value byte (n when there is none),
+// 16 bytes at a time: a control byte other than HTAB, or DEL.
+std::size_t first_non_value(const unsigned char* d, std::size_t i, std::size_t n) {
+  const __m128i below_space = _mm_set1_epi8(0x1f), tab = _mm_set1_epi8('\t'), del = _mm_set1_epi8(0x7f);
+  for (; i + 16 <= n; i += 16) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + i));
+    const __m128i control = _mm_andnot_si128(_mm_cmpeq_epi8(a, tab), _mm_cmpeq_epi8(_mm_min_epu8(a, below_space), a));
+    const int bad = _mm_movemask_epi8(_mm_or_si128(control, _mm_cmpeq_epi8(a, del)));
+    if (bad != 0) return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(bad)));
+  }
+  while (i < n && kValueChar[d[i]]) ++i;
+  return i;
+}
+
+// Where the byte machine's fast paths found the parts of a line (indexes into the input).
+struct LineParts {
+  std::size_t a = 0;    // request line: the space after the method; field line: the colon
+  std::size_t b = 0;    // request line: the space after the target; field line: the value's start
+  std::size_t c = 0;    // field line: one past the value's last byte that is not OWS
+  std::size_t end = 0;  // one past the line's LF
+};
+
+// A whole, valid request line `method SP target SP HTTP/1.x CRLF` at in[j, stop), stop bounding
+// the request-line limit. False when it is not whole there or not valid: the byte machine then
+// reads it and reports what is wrong at the byte where it is wrong, so the fast path decides
+// nothing the machine would decide otherwise.
+bool whole_request_line(std::string_view in, std::size_t j, std::size_t stop, LineParts& p) {
+  const auto* d = reinterpret_cast<const unsigned char*>(in.data());
+  std::size_t k = j;
+  while (k < stop && kTchar[d[k]]) ++k;
+  if (k == j || k >= stop || d[k] != ' ') return false;
+  p.a = k;
+  std::size_t t = k + 1;
+  while (t < stop && is_target_char(d[t])) ++t;
+  if (t == k + 1 || t >= stop || d[t] != ' ') return false;
+  p.b = t;
+  if (stop - t < 11) return false;  // SP HTTP/1.x CR LF
+  if (std::memcmp(d + t + 1, "HTTP/1.", 7) != 0 || (d[t + 8] != '1' && d[t + 8] != '0') || d[t + 9] != '\r' ||
+      d[t + 10] != '\n') {
+    return false;
+  }
+  p.end = t + 11;
+  return true;
+}
+
+// A whole, valid field line `name ":" OWS value OWS CRLF` at in[j, stop), stop bounding the
+// header-section limit; false as for whole_request_line.
+bool whole_field_line(std::string_view in, std::size_t j, std::size_t stop, LineParts& p) {
+  const auto* d = reinterpret_cast<const unsigned char*>(in.data());
+  std::size_t k = j;
+  while (k < stop && kTchar[d[k]]) ++k;
+  if (k == j || k >= stop || d[k] != ':') return false;
+  p.a = k;
+  std::size_t v = k + 1;
+  while (v < stop && is_ows(d[v])) ++v;
+  const std::size_t e = first_non_value(d, v, stop);  // the CR, if the line is valid
+  if (stop - e < 2 || d[e] != '\r' || d[e + 1] != '\n') return false;
+  std::size_t last = e;
+  while (last > v && is_ows(d[last - 1])) --last;
+  p.b = v;
+  p.c = last;
+  p.end = e + 2;
   return true;
 }
 
@@ -422,6 +490,28 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
     flush(at);
     return fail(e, at);
   };
+  auto pos_of = [&](std::size_t k) { return static_cast<std::uint32_t>(base + (k - begin)); };
+  // The field line whose LF is in[lf] has been read (line_start_ ... value_end_ set): check it
+  // and record it. False after an error (the LF is not consumed).
+  auto end_field = [&](std::size_t lf) {
+    flush(lf + 1);
+    const std::string_view name(raw.data() + line_start_, name_end_ - line_start_);
+    const std::string_view value(raw.data() + value_start_, value_end_ - value_start_);
+    const ParseError e = on_field(name, value);
+    if (e != ParseError::kNone) {
+      raw.pop_back();  // the LF is not consumed
+      fail(e, lf);
+      return false;
+    }
+    head_.fields.push_back(HeaderField{
+        .line = {line_start_, pos_of(lf) + 1 - line_start_},
+        .name = {line_start_, name_end_ - line_start_},
+        .value = {value_start_, value_end_ - value_start_},
+    });
+    state_ = State::kFieldStart;
+    restart(lf + 1);
+    return true;
+  };
 
   for (std::size_t j = i; j < in.size(); ++j) {
     const std::size_t pos = base + (j - begin);
@@ -440,6 +530,19 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
 
     switch (state_) {
       case State::kMethod:
+        if (pos == 0) {
+          // Fast path: the whole line is here and valid (else the bytes below say what is wrong).
+          const std::size_t stop = std::min(head_stop, j + limits_.max_request_line);
+          if (LineParts p; whole_request_line(in, j, stop, p)) {
+            head_.method = {0, pos_of(p.a)};
+            head_.target = {pos_of(p.a) + 1, static_cast<std::uint32_t>(p.b - p.a - 1)};
+            head_.version = {pos_of(p.b) + 1, 8};
+            head_.minor_version = static_cast<std::uint8_t>(in[p.b + 8] - '0');
+            state_ = State::kFieldStart;
+            j = p.end - 1;
+            break;
+          }
+        }
         if (c == ' ') {
           head_.method = {0, static_cast<std::uint32_t>(pos)};
           head_.target = {static_cast<std::uint32_t>(pos + 1), 0};
@@ -498,6 +601,15 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
         } else if (kTchar[c]) {
           if (head_.fields.size() >= limits_.max_headers) return failed(ParseError::kTooManyHeaders, j);
           line_start_ = static_cast<std::uint32_t>(pos);
+          // Fast path: the whole line is here and valid (else the bytes below say what is wrong).
+          if (LineParts p; whole_field_line(in, j, head_stop, p)) {
+            name_end_ = pos_of(p.a);
+            value_start_ = pos_of(p.b);
+            value_end_ = pos_of(p.c);
+            if (!end_field(p.end - 1)) return p.end - 1;
+            j = p.end - 1;
+            break;
+          }
           state_ = State::kFieldName;
         } else {
           return failed(ParseError::kBadHeaderName, j);
@@ -550,21 +662,7 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
 
       case State::kFieldLf: {
         if (c != '\n') return failed(ParseError::kBareCr, j);
-        flush(j + 1);
-        const std::string_view name(raw.data() + line_start_, name_end_ - line_start_);
-        const std::string_view value(raw.data() + value_start_, value_end_ - value_start_);
-        const ParseError e = on_field(name, value);
-        if (e != ParseError::kNone) {
-          raw.pop_back();  // the LF is not consumed
-          return fail(e, j);
-        }
-        head_.fields.push_back(HeaderField{
-            .line = {line_start_, static_cast<std::uint32_t>(pos + 1 - line_start_)},
-            .name = {line_start_, name_end_ - line_start_},
-            .value = {value_start_, value_end_ - value_start_},
-        });
-        state_ = State::kFieldStart;
-        restart(j + 1);
+        if (!end_field(j)) return j;
         break;
       }
 
