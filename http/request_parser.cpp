@@ -491,28 +491,19 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
     return fail(e, at);
   };
   auto pos_of = [&](std::size_t k) { return static_cast<std::uint32_t>(base + (k - begin)); };
-  // The field line whose LF is in[lf] has been read (line_start_ ... value_end_ set): check it
-  // and record it. False after an error (the LF is not consumed).
-  auto end_field = [&](std::size_t lf) {
-    flush(lf + 1);
-    const std::string_view name(raw.data() + line_start_, name_end_ - line_start_);
-    const std::string_view value(raw.data() + value_start_, value_end_ - value_start_);
+  // A field line read whole (line_start_ ... value_end_ set, its LF at in[lf]): checked and
+  // recorded, or the error.
+  auto add_field = [&](std::string_view name, std::string_view value, std::size_t lf) {
     const ParseError e = on_field(name, value);
-    if (e != ParseError::kNone) {
-      raw.pop_back();  // the LF is not consumed
-      fail(e, lf);
-      return false;
-    }
+    if (e != ParseError::kNone) return e;
     head_.fields.push_back(HeaderField{
         .line = {line_start_, pos_of(lf) + 1 - line_start_},
         .name = {line_start_, name_end_ - line_start_},
         .value = {value_start_, value_end_ - value_start_},
     });
     state_ = State::kFieldStart;
-    restart(lf + 1);
-    return true;
+    return ParseError::kNone;
   };
-
   for (std::size_t j = i; j < in.size(); ++j) {
     const std::size_t pos = base + (j - begin);
     const auto c = static_cast<unsigned char>(in[j]);
@@ -606,7 +597,9 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
             name_end_ = pos_of(p.a);
             value_start_ = pos_of(p.b);
             value_end_ = pos_of(p.c);
-            if (!end_field(p.end - 1)) return p.end - 1;
+            // Read in place: the line joins raw with the next flush.
+            const ParseError e = add_field(in.substr(j, p.a - j), in.substr(p.b, p.c - p.b), p.end - 1);
+            if (e != ParseError::kNone) return failed(e, p.end - 1);  // the LF is not consumed
             j = p.end - 1;
             break;
           }
@@ -662,7 +655,14 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
 
       case State::kFieldLf: {
         if (c != '\n') return failed(ParseError::kBareCr, j);
-        if (!end_field(j)) return j;
+        flush(j + 1);  // the line may have come in pieces: read it from raw
+        const ParseError e = add_field(std::string_view(raw.data() + line_start_, name_end_ - line_start_),
+                                       std::string_view(raw.data() + value_start_, value_end_ - value_start_), j);
+        if (e != ParseError::kNone) {
+          raw.pop_back();  // the LF is not consumed
+          return fail(e, j);
+        }
+        restart(j + 1);
         break;
       }
 
@@ -687,29 +687,43 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
 }
 
 ParseError RequestParser::on_field(std::string_view name, std::string_view value) {
-  if (iequals(name, "host")) {
-    if (++host_count_ > 1) return ParseError::kMultipleHost;
-    if (!valid_host_value(value)) return ParseError::kBadHost;
-  } else if (iequals(name, "content-length")) {
-    if (has_transfer_encoding_) return ParseError::kContentLengthWithTransferEncoding;
-    std::uint64_t length = 0;
-    const ParseError e = parse_content_length(value, length);
-    if (e != ParseError::kNone) return e;
-    if (has_content_length_ && length != head_.content_length) return ParseError::kConflictingContentLength;
-    has_content_length_ = true;
-    head_.content_length = length;
-  } else if (iequals(name, "transfer-encoding")) {
-    if (head_.minor_version == 0) return ParseError::kTransferEncodingInHttp10;
-    if (has_content_length_) return ParseError::kContentLengthWithTransferEncoding;
-    // Only a single `chunked`: a second field would apply a coding after (or twice) chunked.
-    if (has_transfer_encoding_ || !iequals(value, "chunked")) return ParseError::kUnsupportedTransferCoding;
-    has_transfer_encoding_ = true;
-  } else if (iequals(name, "expect")) {
-    if (iequals(value, "100-continue")) head_.expect_continue = true;
-  } else if (iequals(name, "upgrade")) {
-    has_upgrade_field_ = true;
-  } else if (iequals(name, "connection")) {
-    if (has_token(value, "upgrade")) connection_upgrade_ = true;
+  // By length first: most fields are none of these, and each length names at most one.
+  switch (name.size()) {
+    case 4:
+      if (!iequals(name, "host")) break;
+      if (++host_count_ > 1) return ParseError::kMultipleHost;
+      if (!valid_host_value(value)) return ParseError::kBadHost;
+      break;
+    case 14: {
+      if (!iequals(name, "content-length")) break;
+      if (has_transfer_encoding_) return ParseError::kContentLengthWithTransferEncoding;
+      std::uint64_t length = 0;
+      const ParseError e = parse_content_length(value, length);
+      if (e != ParseError::kNone) return e;
+      if (has_content_length_ && length != head_.content_length) return ParseError::kConflictingContentLength;
+      has_content_length_ = true;
+      head_.content_length = length;
+      break;
+    }
+    case 17:
+      if (!iequals(name, "transfer-encoding")) break;
+      if (head_.minor_version == 0) return ParseError::kTransferEncodingInHttp10;
+      if (has_content_length_) return ParseError::kContentLengthWithTransferEncoding;
+      // Only a single `chunked`: a second field would apply a coding after (or twice) chunked.
+      if (has_transfer_encoding_ || !iequals(value, "chunked")) return ParseError::kUnsupportedTransferCoding;
+      has_transfer_encoding_ = true;
+      break;
+    case 6:
+      if (iequals(name, "expect") && iequals(value, "100-continue")) head_.expect_continue = true;
+      break;
+    case 7:
+      if (iequals(name, "upgrade")) has_upgrade_field_ = true;
+      break;
+    case 10:
+      if (iequals(name, "connection") && has_token(value, "upgrade")) connection_upgrade_ = true;
+      break;
+    default:
+      break;
   }
   return ParseError::kNone;
 }
