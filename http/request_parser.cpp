@@ -4,7 +4,11 @@
 // as validation goes, and handed to the sink whole. Body bytes are passed through as they arrive.
 // Chunk framing lines are accumulated in line_buf_ (bounded) and handed to the sink whole. Every
 // byte is checked when it arrives, so an error is reported at the first byte that makes the input
-// invalid, and no buffer ever grows past its limit.
+// invalid, and no buffer ever grows past its limit. A request line or field line that is whole in
+// the input and valid is read in one pass (whole_request_line, whole_field_line); those fast paths
+// only accept, and every other line goes through the byte machine, so the events, spans and errors
+// are the same however the input is split (request_parser_test.cpp compares them with a feed of
+// one byte at a time).
 #include "http/request_parser.hpp"
 
 #include <emmintrin.h>
