@@ -5,7 +5,8 @@
 // (abort on failure): no crash; the bytes handed to the sink are the consumed prefix of the input
 // (all of it at a message boundary, the rest being the bounded in-progress buffer); the same events,
 // error and consumed count whether the stream is fed whole, in the chosen splits, or a byte at a
-// time; every buffer stays within its limit.
+// time (the head's spans included, so the fast paths for whole lines agree with the byte machine);
+// every buffer stays within its limit.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -42,8 +43,23 @@ struct Recorder : RequestSink {
       check(std::size_t{f.line.offset} + f.line.length <= head.raw.size());
       check(f.name.offset == f.line.offset && f.value.offset + f.value.length <= f.line.offset + f.line.length);
     }
+    // The spans too: the fast paths for whole lines (fed whole) and the byte machine (a byte at a
+    // time) must find the same parts.
+    std::string spans;
+    auto span = [&spans](airlock::http::Span sp) {
+      spans += std::to_string(sp.offset) + "+" + std::to_string(sp.length) + ",";
+    };
+    span(head.method);
+    span(head.target);
+    span(head.version);
+    for (const auto& f : head.fields) {
+      span(f.line);
+      span(f.name);
+      span(f.value);
+    }
     events.push_back("h" + head.raw + (head.upgrade ? "U" : "") + (head.expect_continue ? "C" : "") +
-                     std::to_string(static_cast<int>(head.framing)) + ":" + std::to_string(head.content_length));
+                     std::to_string(static_cast<int>(head.framing)) + ":" + std::to_string(head.content_length) +
+                     ":1." + std::to_string(head.minor_version) + ":" + spans);
     bytes += head.raw;
   }
   void on_body(std::string_view data) override {

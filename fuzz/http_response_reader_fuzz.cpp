@@ -57,7 +57,7 @@ Outcome run(std::string_view in, std::uint8_t control, const ResponseLimits& lim
         check(h.status >= 100 && h.status <= 999);
         check(h.fields.size() <= limits.max_fields);
         std::string s = std::to_string(h.status) + (h.interim ? "i" : "") + (h.switched ? "s" : "");
-        for (const auto& [n, v] : h.fields) s += "|" + n + ":" + v;
+        for (const auto& [n, v] : h.fields) s.append("|").append(n).append(":").append(v);
         out.heads.push_back(std::move(s));
       } else if (ev == ResponseReader::Event::kError) {
         check(used == 0 || r.error() != ResponseError::kNone);

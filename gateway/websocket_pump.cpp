@@ -27,7 +27,7 @@ bool iequals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-bool is_websocket_switch(const std::vector<std::pair<std::string, std::string>>& fields) {
+bool is_websocket_switch(const std::vector<std::pair<std::string_view, std::string_view>>& fields) {
   for (const auto& [name, value] : fields)
     if (iequals(name, "upgrade") && iequals(value, "websocket")) return true;
   return false;

@@ -21,7 +21,7 @@
 namespace airlock::gateway {
 
 // Whether a 101 answers a WebSocket upgrade (`Upgrade: websocket`, RFC 6455 §4.2.2).
-bool is_websocket_switch(const std::vector<std::pair<std::string, std::string>>& response_fields);
+bool is_websocket_switch(const std::vector<std::pair<std::string_view, std::string_view>>& response_fields);
 
 class WebSocketSession {
  public:

@@ -4,12 +4,19 @@
 // as validation goes, and handed to the sink whole. Body bytes are passed through as they arrive.
 // Chunk framing lines are accumulated in line_buf_ (bounded) and handed to the sink whole. Every
 // byte is checked when it arrives, so an error is reported at the first byte that makes the input
-// invalid, and no buffer ever grows past its limit.
+// invalid, and no buffer ever grows past its limit. A request line or field line that is whole in
+// the input and valid is read in one pass (whole_request_line, whole_field_line); those fast paths
+// only accept, and every other line goes through the byte machine, so the events, spans and errors
+// are the same however the input is split (request_parser_test.cpp compares them with a feed of
+// one byte at a time).
 #include "http/request_parser.hpp"
+
+#include <emmintrin.h>
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 namespace airlock::http {
@@ -148,6 +155,71 @@ bool valid_reg_name(std::string_view s) {
     }
     return false;
   }
+  return true;
+}
+
+// The index of the first byte of d[i, n) that is not a field-value byte (n when there is none),
+// 16 bytes at a time: a control byte other than HTAB, or DEL.
+std::size_t first_non_value(const unsigned char* d, std::size_t i, std::size_t n) {
+  const __m128i below_space = _mm_set1_epi8(0x1f), tab = _mm_set1_epi8('\t'), del = _mm_set1_epi8(0x7f);
+  for (; i + 16 <= n; i += 16) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + i));
+    const __m128i control = _mm_andnot_si128(_mm_cmpeq_epi8(a, tab), _mm_cmpeq_epi8(_mm_min_epu8(a, below_space), a));
+    const int bad = _mm_movemask_epi8(_mm_or_si128(control, _mm_cmpeq_epi8(a, del)));
+    if (bad != 0) return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(bad)));
+  }
+  while (i < n && kValueChar[d[i]]) ++i;
+  return i;
+}
+
+// Where the byte machine's fast paths found the parts of a line (indexes into the input).
+struct LineParts {
+  std::size_t a = 0;    // request line: the space after the method; field line: the colon
+  std::size_t b = 0;    // request line: the space after the target; field line: the value's start
+  std::size_t c = 0;    // field line: one past the value's last byte that is not OWS
+  std::size_t end = 0;  // one past the line's LF
+};
+
+// A whole, valid request line `method SP target SP HTTP/1.x CRLF` at in[j, stop), stop bounding
+// the request-line limit. False when it is not whole there or not valid: the byte machine then
+// reads it and reports what is wrong at the byte where it is wrong, so the fast path decides
+// nothing the machine would decide otherwise.
+bool whole_request_line(std::string_view in, std::size_t j, std::size_t stop, LineParts& p) {
+  const auto* d = reinterpret_cast<const unsigned char*>(in.data());
+  std::size_t k = j;
+  while (k < stop && kTchar[d[k]]) ++k;
+  if (k == j || k >= stop || d[k] != ' ') return false;
+  p.a = k;
+  std::size_t t = k + 1;
+  while (t < stop && is_target_char(d[t])) ++t;
+  if (t == k + 1 || t >= stop || d[t] != ' ') return false;
+  p.b = t;
+  if (stop - t < 11) return false;  // SP HTTP/1.x CR LF
+  if (std::memcmp(d + t + 1, "HTTP/1.", 7) != 0 || (d[t + 8] != '1' && d[t + 8] != '0') || d[t + 9] != '\r' ||
+      d[t + 10] != '\n') {
+    return false;
+  }
+  p.end = t + 11;
+  return true;
+}
+
+// A whole, valid field line `name ":" OWS value OWS CRLF` at in[j, stop), stop bounding the
+// header-section limit; false as for whole_request_line.
+bool whole_field_line(std::string_view in, std::size_t j, std::size_t stop, LineParts& p) {
+  const auto* d = reinterpret_cast<const unsigned char*>(in.data());
+  std::size_t k = j;
+  while (k < stop && kTchar[d[k]]) ++k;
+  if (k == j || k >= stop || d[k] != ':') return false;
+  p.a = k;
+  std::size_t v = k + 1;
+  while (v < stop && is_ows(d[v])) ++v;
+  const std::size_t e = first_non_value(d, v, stop);  // the CR, if the line is valid
+  if (stop - e < 2 || d[e] != '\r' || d[e + 1] != '\n') return false;
+  std::size_t last = e;
+  while (last > v && is_ows(d[last - 1])) --last;
+  p.b = v;
+  p.c = last;
+  p.end = e + 2;
   return true;
 }
 
@@ -422,7 +494,20 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
     flush(at);
     return fail(e, at);
   };
-
+  auto pos_of = [&](std::size_t k) { return static_cast<std::uint32_t>(base + (k - begin)); };
+  // A field line read whole (line_start_ ... value_end_ set, its LF at in[lf]): checked and
+  // recorded, or the error.
+  auto add_field = [&](std::string_view name, std::string_view value, std::size_t lf) {
+    const ParseError e = on_field(name, value);
+    if (e != ParseError::kNone) return e;
+    head_.fields.push_back(HeaderField{
+        .line = {line_start_, pos_of(lf) + 1 - line_start_},
+        .name = {line_start_, name_end_ - line_start_},
+        .value = {value_start_, value_end_ - value_start_},
+    });
+    state_ = State::kFieldStart;
+    return ParseError::kNone;
+  };
   for (std::size_t j = i; j < in.size(); ++j) {
     const std::size_t pos = base + (j - begin);
     const auto c = static_cast<unsigned char>(in[j]);
@@ -440,6 +525,19 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
 
     switch (state_) {
       case State::kMethod:
+        if (pos == 0) {
+          // Fast path: the whole line is here and valid (else the bytes below say what is wrong).
+          const std::size_t stop = std::min(head_stop, j + limits_.max_request_line);
+          if (LineParts p; whole_request_line(in, j, stop, p)) {
+            head_.method = {0, pos_of(p.a)};
+            head_.target = {pos_of(p.a) + 1, static_cast<std::uint32_t>(p.b - p.a - 1)};
+            head_.version = {pos_of(p.b) + 1, 8};
+            head_.minor_version = static_cast<std::uint8_t>(in[p.b + 8] - '0');
+            state_ = State::kFieldStart;
+            j = p.end - 1;
+            break;
+          }
+        }
         if (c == ' ') {
           head_.method = {0, static_cast<std::uint32_t>(pos)};
           head_.target = {static_cast<std::uint32_t>(pos + 1), 0};
@@ -498,6 +596,17 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
         } else if (kTchar[c]) {
           if (head_.fields.size() >= limits_.max_headers) return failed(ParseError::kTooManyHeaders, j);
           line_start_ = static_cast<std::uint32_t>(pos);
+          // Fast path: the whole line is here and valid (else the bytes below say what is wrong).
+          if (LineParts p; whole_field_line(in, j, head_stop, p)) {
+            name_end_ = pos_of(p.a);
+            value_start_ = pos_of(p.b);
+            value_end_ = pos_of(p.c);
+            // Read in place: the line joins raw with the next flush.
+            const ParseError e = add_field(in.substr(j, p.a - j), in.substr(p.b, p.c - p.b), p.end - 1);
+            if (e != ParseError::kNone) return failed(e, p.end - 1);  // the LF is not consumed
+            j = p.end - 1;
+            break;
+          }
           state_ = State::kFieldName;
         } else {
           return failed(ParseError::kBadHeaderName, j);
@@ -550,20 +659,13 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
 
       case State::kFieldLf: {
         if (c != '\n') return failed(ParseError::kBareCr, j);
-        flush(j + 1);
-        const std::string_view name(raw.data() + line_start_, name_end_ - line_start_);
-        const std::string_view value(raw.data() + value_start_, value_end_ - value_start_);
-        const ParseError e = on_field(name, value);
+        flush(j + 1);  // the line may have come in pieces: read it from raw
+        const ParseError e = add_field(std::string_view(raw.data() + line_start_, name_end_ - line_start_),
+                                       std::string_view(raw.data() + value_start_, value_end_ - value_start_), j);
         if (e != ParseError::kNone) {
           raw.pop_back();  // the LF is not consumed
           return fail(e, j);
         }
-        head_.fields.push_back(HeaderField{
-            .line = {line_start_, static_cast<std::uint32_t>(pos + 1 - line_start_)},
-            .name = {line_start_, name_end_ - line_start_},
-            .value = {value_start_, value_end_ - value_start_},
-        });
-        state_ = State::kFieldStart;
         restart(j + 1);
         break;
       }
@@ -589,29 +691,43 @@ std::size_t RequestParser::parse_head(std::string_view in, std::size_t i, Reques
 }
 
 ParseError RequestParser::on_field(std::string_view name, std::string_view value) {
-  if (iequals(name, "host")) {
-    if (++host_count_ > 1) return ParseError::kMultipleHost;
-    if (!valid_host_value(value)) return ParseError::kBadHost;
-  } else if (iequals(name, "content-length")) {
-    if (has_transfer_encoding_) return ParseError::kContentLengthWithTransferEncoding;
-    std::uint64_t length = 0;
-    const ParseError e = parse_content_length(value, length);
-    if (e != ParseError::kNone) return e;
-    if (has_content_length_ && length != head_.content_length) return ParseError::kConflictingContentLength;
-    has_content_length_ = true;
-    head_.content_length = length;
-  } else if (iequals(name, "transfer-encoding")) {
-    if (head_.minor_version == 0) return ParseError::kTransferEncodingInHttp10;
-    if (has_content_length_) return ParseError::kContentLengthWithTransferEncoding;
-    // Only a single `chunked`: a second field would apply a coding after (or twice) chunked.
-    if (has_transfer_encoding_ || !iequals(value, "chunked")) return ParseError::kUnsupportedTransferCoding;
-    has_transfer_encoding_ = true;
-  } else if (iequals(name, "expect")) {
-    if (iequals(value, "100-continue")) head_.expect_continue = true;
-  } else if (iequals(name, "upgrade")) {
-    has_upgrade_field_ = true;
-  } else if (iequals(name, "connection")) {
-    if (has_token(value, "upgrade")) connection_upgrade_ = true;
+  // By length first: most fields are none of these, and each length names at most one.
+  switch (name.size()) {
+    case 4:
+      if (!iequals(name, "host")) break;
+      if (++host_count_ > 1) return ParseError::kMultipleHost;
+      if (!valid_host_value(value)) return ParseError::kBadHost;
+      break;
+    case 14: {
+      if (!iequals(name, "content-length")) break;
+      if (has_transfer_encoding_) return ParseError::kContentLengthWithTransferEncoding;
+      std::uint64_t length = 0;
+      const ParseError e = parse_content_length(value, length);
+      if (e != ParseError::kNone) return e;
+      if (has_content_length_ && length != head_.content_length) return ParseError::kConflictingContentLength;
+      has_content_length_ = true;
+      head_.content_length = length;
+      break;
+    }
+    case 17:
+      if (!iequals(name, "transfer-encoding")) break;
+      if (head_.minor_version == 0) return ParseError::kTransferEncodingInHttp10;
+      if (has_content_length_) return ParseError::kContentLengthWithTransferEncoding;
+      // Only a single `chunked`: a second field would apply a coding after (or twice) chunked.
+      if (has_transfer_encoding_ || !iequals(value, "chunked")) return ParseError::kUnsupportedTransferCoding;
+      has_transfer_encoding_ = true;
+      break;
+    case 6:
+      if (iequals(name, "expect") && iequals(value, "100-continue")) head_.expect_continue = true;
+      break;
+    case 7:
+      if (iequals(name, "upgrade")) has_upgrade_field_ = true;
+      break;
+    case 10:
+      if (iequals(name, "connection") && has_token(value, "upgrade")) connection_upgrade_ = true;
+      break;
+    default:
+      break;
   }
   return ParseError::kNone;
 }

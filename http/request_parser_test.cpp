@@ -26,15 +26,29 @@ std::string kind_name(FramingKind k) {
   return "?";
 }
 
+// Everything a head says besides its bytes: the spans, framing and flags, as one string (the
+// fast paths for whole lines and the byte machine must give the same).
+std::string shape(const RequestHead& h) {
+  auto span = [](Span s) { return std::to_string(s.offset) + "+" + std::to_string(s.length); };
+  std::string out = span(h.method) + " " + span(h.target) + " " + span(h.version) + " 1." +
+                    std::to_string(h.minor_version) + " f" + std::to_string(static_cast<int>(h.framing)) + " cl" +
+                    std::to_string(h.content_length) + (h.expect_continue ? " expect" : "") +
+                    (h.upgrade ? " upgrade" : "");
+  for (const HeaderField& f : h.fields) out += " [" + span(f.line) + " " + span(f.name) + " " + span(f.value) + "]";
+  return out;
+}
+
 // Records events as strings; consecutive body pieces are joined (their split depends on the feed).
 struct Recorder : RequestSink {
   std::vector<std::string> events;
+  std::vector<std::string> shapes;  // shape() of each head
   std::vector<RequestHead> heads;
   std::string bytes;  // every byte handed to the sink, in call order
   bool move_heads = false;
 
   void on_head(RequestHead& head) override {
     events.push_back("head:" + head.raw);
+    shapes.push_back(shape(head));
     bytes += head.raw;
     heads.push_back(move_heads ? std::move(head) : head);
   }
@@ -74,6 +88,7 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 struct Outcome {
   std::vector<std::string> events;
+  std::vector<std::string> shapes;
   std::string bytes;
   ParseError error = ParseError::kNone;
   std::size_t consumed = 0;
@@ -102,6 +117,7 @@ Outcome feed(const Case& c, const std::vector<std::size_t>& sizes) {
     }
   }
   out.events = std::move(rec.events);
+  out.shapes = std::move(rec.shapes);
   out.bytes = std::move(rec.bytes);
   out.error = parser.error();
   out.upgraded = parser.awaiting_upgrade();  // an upgrade request ended: the rest waits for its answer
@@ -137,10 +153,12 @@ TEST_P(ParserCase, SameEventsAtEverySplit) {
   const Case& c = GetParam();
   const std::string input = c.ok + c.rest;
   const auto splits = splits_for(input.size(), std::hash<std::string>{}(c.name));
+  const Outcome byte_at_a_time = feed(c, splits[1]);  // never a whole line: the byte machine alone
   for (std::size_t s = 0; s < splits.size(); ++s) {
     SCOPED_TRACE("split #" + std::to_string(s));
     const Outcome out = feed(c, splits[s]);
     EXPECT_EQ(out.events, c.events);
+    EXPECT_EQ(out.shapes, byte_at_a_time.shapes);
     EXPECT_EQ(to_string(out.error), to_string(c.error));
     EXPECT_EQ(out.consumed, c.ok.size());
     EXPECT_EQ(out.upgraded, c.upgraded);
@@ -790,6 +808,77 @@ TEST(RequestParserTest, LargeBodyStreamsWithoutBuffering) {
   ASSERT_EQ(rec.events.size(), 3u);
   EXPECT_EQ(rec.events[1].size(), 5u + 100000);
   EXPECT_EQ(rec.events[2], E);
+}
+
+// The fast paths for whole lines (taken when a line's LF is in the same input) against the byte
+// machine alone (one byte at a time, so no line is ever whole): every byte value at every offset
+// of a keep-alive request head like the bench's, and every cut of the head's request-line and
+// header-section limits, must give the same events, spans, error and consumed count.
+Outcome feed_with(const std::string& input, const Limits& limits, bool byte_at_a_time) {
+  Case c{.name = "", .ok = input, .rest = "", .events = {}, .limits = limits};
+  return feed(c, byte_at_a_time ? std::vector<std::size_t>(input.size(), 1) : std::vector<std::size_t>{input.size()});
+}
+
+void expect_same_as_byte_machine(const std::string& input, const Limits& limits) {
+  const Outcome whole = feed_with(input, limits, false);
+  const Outcome bytes = feed_with(input, limits, true);
+  EXPECT_EQ(whole.events, bytes.events);
+  EXPECT_EQ(whole.shapes, bytes.shapes);
+  EXPECT_EQ(to_string(whole.error), to_string(bytes.error));
+  EXPECT_EQ(whole.consumed, bytes.consumed);
+  EXPECT_EQ(whole.upgraded, bytes.upgraded);
+  EXPECT_EQ(whole.boundary, bytes.boundary);
+}
+
+const std::string kKeepAliveHead =
+    "GET /small?q=1 HTTP/1.1\r\nHost: a.example:8443\r\nUser-Agent: ApacheBench/2.3\r\nAccept: */*\r\n"
+    "Authorization: Bearer $MSB_KEY\r\nX-Empty:\r\nX-Ows: \t v \t\r\nContent-Length: 3\r\n"
+    "Connection: keep-alive\r\n\r\nabc";
+
+TEST(RequestParserFastPath, EveryByteAtEveryOffsetAsTheByteMachine) {
+  for (std::size_t at = 0; at < kKeepAliveHead.size(); ++at) {
+    for (int b = 0; b < 256; ++b) {
+      std::string input = kKeepAliveHead;
+      input[at] = static_cast<char>(b);
+      SCOPED_TRACE("byte " + std::to_string(b) + " at " + std::to_string(at));
+      expect_same_as_byte_machine(input, {});
+      // The same byte inserted rather than replacing one.
+      expect_same_as_byte_machine(kKeepAliveHead.substr(0, at) + static_cast<char>(b) + kKeepAliveHead.substr(at), {});
+      if (::testing::Test::HasFailure()) return;
+    }
+  }
+}
+
+TEST(RequestParserFastPath, EveryLimitCutAsTheByteMachine) {
+  const std::string twice = kKeepAliveHead + kKeepAliveHead;
+  for (std::size_t limit = 0; limit <= kKeepAliveHead.size(); ++limit) {
+    SCOPED_TRACE("limit " + std::to_string(limit));
+    Limits line;
+    line.max_request_line = limit;
+    expect_same_as_byte_machine(twice, line);
+    Limits section;
+    section.max_header_section = limit;
+    expect_same_as_byte_machine(twice, section);
+    Limits fields;
+    fields.max_headers = limit % 12;
+    expect_same_as_byte_machine(twice, fields);
+    if (::testing::Test::HasFailure()) return;
+  }
+}
+
+TEST(RequestParserFastPath, LongValuesAcrossTheSixteenByteBlocks) {
+  // A bad byte at every offset of values of 1-70 bytes, so the 16-byte value search meets it in
+  // every lane of every block and in the tail.
+  for (std::size_t len = 1; len <= 70; ++len) {
+    for (std::size_t at = 0; at < len; ++at) {
+      for (const char bad : {'\0', '\r', '\n', '\x01', '\x1f', '\x7f', '\t', ' ', '\x80', '\xff'}) {
+        std::string value(len, 'v');
+        value[at] = bad;
+        expect_same_as_byte_machine("GET / HTTP/1.1\r\nX: " + value + "\r\nHost: a\r\n\r\n", {});
+        if (::testing::Test::HasFailure()) return;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -75,6 +75,12 @@ DecodeError plan_body(const ResponseHead& head, bool undo_codings, BodyPlan& pla
   plan = BodyPlan{};
   plan.framing = head.body;
   if (head.body == Body::kNone || !undo_codings) return DecodeError::kNone;
+  // Most responses name no coding: then there is nothing to join, parse or decode (one pass
+  // over the names instead of a list of values per field name).
+  const bool named = std::any_of(head.fields.begin(), head.fields.end(), [](const auto& f) {
+    return iequals(f.first, "content-encoding") || iequals(f.first, "transfer-encoding");
+  });
+  if (!named) return DecodeError::kNone;
   std::string joined;
   for (const std::string_view v : head.values("content-encoding")) {
     if (!joined.empty()) joined += ',';

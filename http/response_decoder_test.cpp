@@ -62,7 +62,9 @@ std::vector<GuestResponse> guest_read(std::string_view wire, std::vector<Respons
     EXPECT_NE(ev, ResponseReader::Event::kError) << to_string(reader.error());
     if (ev == ResponseReader::Event::kError || ev == ResponseReader::Event::kOpaque) break;
     if (ev == ResponseReader::Event::kHead) {
-      out.push_back({reader.head().status, reader.head().fields, reader.head().body, {}, {}, reader.head().body == ResponseHead::Body::kNone});
+      // The fields are views valid until the next head: the guest's copy owns its strings.
+      std::vector<std::pair<std::string, std::string>> fields(reader.head().fields.begin(), reader.head().fields.end());
+      out.push_back({reader.head().status, std::move(fields), reader.head().body, {}, {}, reader.head().body == ResponseHead::Body::kNone});
     } else if (ev == ResponseReader::Event::kBody || ev == ResponseReader::Event::kEnd) {
       out.back().body.append(reader.body());
       if (ev == ResponseReader::Event::kEnd) {

@@ -115,26 +115,15 @@ void wipe(std::string& s) {
   s.clear();
 }
 
-// A pooled string keeps its buffer for the next head only when it is small (bounded memory).
-constexpr std::size_t kMaxPooledCapacity = 128;
-void release_large(std::string& s) {
-  if (s.capacity() > kMaxPooledCapacity) std::string().swap(s);
-}
-
 }  // namespace
 
-// The previous head's bytes are wiped; its field strings (and the fields vector) keep their
-// buffers for the next head, so a keep-alive connection reads a response head without
-// allocating. At most kMaxPooledFields pairs of small strings are kept.
+// The previous head's bytes are wiped; the field buffer (and the fields vectors) keep their
+// capacity for the next head while it is small, so a keep-alive connection reads a response
+// head without allocating.
 void ResponseReader::reset_head() {
-  for (auto& [n, v] : head_.fields) {
-    wipe(n);
-    wipe(v);
-    if (spare_fields_.size() >= kMaxPooledFields) continue;
-    release_large(n);
-    release_large(v);
-    spare_fields_.emplace_back(std::move(n), std::move(v));
-  }
+  wipe(field_bytes_);
+  if (field_bytes_.capacity() > kMaxKeptFieldBytes) std::string().swap(field_bytes_);
+  field_spans_.clear();
   wipe(head_.status_line);
   // Every other member back to its default; the two buffers kept.
   ResponseHead fresh;
@@ -327,7 +316,7 @@ ResponseReader::Event ResponseReader::on_status_line(std::string_view l) {
 ResponseReader::Event ResponseReader::on_field_line(std::string_view l) {
   if (l.empty()) return on_head_end();
   const std::size_t colon = l.find(':');
-  if (colon == std::string::npos || colon == 0 || head_.fields.size() >= limits_.max_fields) {
+  if (colon == std::string::npos || colon == 0 || field_spans_.size() >= limits_.max_fields) {
     return fail(ResponseError::kBadHeaderField);
   }
   for (std::size_t k = 0; k < colon; ++k) {
@@ -340,21 +329,23 @@ ResponseReader::Event ResponseReader::on_field_line(std::string_view l) {
     }
   }
   const std::string_view name = l.substr(0, colon), value = trim(l.substr(colon + 1));
-  if (spare_fields_.empty()) {
-    head_.fields.emplace_back(name, value);
-  } else {
-    std::pair<std::string, std::string> field = std::move(spare_fields_.back());
-    spare_fields_.pop_back();
-    field.first.assign(name);
-    field.second.assign(value);
-    head_.fields.push_back(std::move(field));
-  }
+  // Within the head limit: the field bytes are fewer than the head's.
+  const auto at = static_cast<std::uint32_t>(field_bytes_.size());
+  field_bytes_.append(name).append(value);
+  field_spans_.push_back({at, static_cast<std::uint32_t>(name.size()), static_cast<std::uint32_t>(at + name.size()),
+                          static_cast<std::uint32_t>(value.size())});
   return Event::kNeedMore;
 }
 
 // §6.3: the length of the body this head announces, and whether the stream stays HTTP.
 ResponseReader::Event ResponseReader::on_head_end() {
   head_bytes_ = 0;
+  // The field bytes grow no more until the next head: the fields can view them now.
+  head_.fields.clear();
+  const std::string_view bytes = field_bytes_;
+  for (const FieldSpan& f : field_spans_) {
+    head_.fields.emplace_back(bytes.substr(f.name, f.name_size), bytes.substr(f.value, f.value_size));
+  }
   const int status = head_.status;
   if (expected_.empty()) return fail(ResponseError::kUnrequestedResponse);
   head_.request = expected_.front();

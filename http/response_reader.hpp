@@ -46,7 +46,9 @@ struct ResponseHead {
   std::string status_line;  // without its line end
   Body body = Body::kNone;
   std::uint64_t length = 0;  // kLength
-  std::vector<std::pair<std::string, std::string>> fields;  // name, value (trimmed), in order
+  // Name, value (trimmed), in order: views into the reader's buffer, valid until the reader
+  // begins the next head (as the head itself is).
+  std::vector<std::pair<std::string_view, std::string_view>> fields;
   bool interim = false;   // 1xx other than 101: another head follows for the same request
   bool switched = false;  // 101 to an upgrade offer, or 2xx to CONNECT: the rest is opaque
   ResponseExpectation request;  // what the request it answers asked for
@@ -119,17 +121,22 @@ class ResponseReader {
   Event on_head_end();
   Event on_chunk_line();
   void message_end() { state_ = State::kStatusLine; }
-  void reset_head();  // wipes head_, keeps its buffers (see spare_fields_)
+  void reset_head();  // wipes head_ and field_bytes_, keeps their buffers
 
   ResponseLimits limits_;
   State state_ = State::kStatusLine;
   ResponseError error_ = ResponseError::kNone;
   SmallFifo<ResponseExpectation> expected_;  // allocates nothing while no request is due
   ResponseHead head_;
-  // Field strings of earlier heads, wiped, reused by the next head's fields (no allocation per
-  // field on a keep-alive connection); at most kMaxPooledFields, each buffer at most 128 bytes.
-  static constexpr std::size_t kMaxPooledFields = 32;
-  std::vector<std::pair<std::string, std::string>> spare_fields_;
+  // The head's field names and values, one after another (head_.fields views them once the
+  // head has ended), and where each is. Wiped and kept for the next head (no allocation per
+  // field on a keep-alive connection) while at most kMaxKeptFieldBytes.
+  struct FieldSpan {
+    std::uint32_t name, name_size, value, value_size;
+  };
+  static constexpr std::size_t kMaxKeptFieldBytes = 4096;
+  std::string field_bytes_;
+  std::vector<FieldSpan> field_spans_;
   std::string line_;
   std::string trailers_;
   std::string_view body_;

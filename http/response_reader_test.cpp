@@ -222,7 +222,7 @@ TEST(ResponseReaderReuse, EachHeadHasExactlyItsOwnFields) {
       if (ev != ResponseReader::Event::kHead) continue;
       saw_head = true;
       EXPECT_EQ(r.head().status, step.status);
-      EXPECT_EQ(r.head().fields, step.fields);
+      EXPECT_EQ(Fields(r.head().fields.begin(), r.head().fields.end()), step.fields);
       EXPECT_EQ(r.head().body, step.body);
       EXPECT_EQ(r.head().length, step.length);
       EXPECT_EQ(r.head().interim, step.interim);
