@@ -670,6 +670,27 @@ def cmd_report(results_tsv, meta_json):
     print("\n".join(out))
 
 
+def cmd_sample(pid, seconds, out, period=0.25):
+    """Every `period` s for `seconds`: the time, the proxy's utime and stime (ticks, all threads)
+    and the packets its network namespace's rt-cli link received and sent (about one each per
+    keep-alive request), so that one run's rate and CPU cost can be followed over time."""
+    end = time.monotonic() + float(seconds)
+    with open(out, "w", encoding="utf-8") as f:
+        while time.monotonic() < end:
+            try:
+                st = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                rx = tx = 0
+                for line in open(f"/proc/{pid}/net/dev"):
+                    if line.strip().startswith("rt-cli:"):
+                        x = line.split(":", 1)[1].split()
+                        rx, tx = int(x[1]), int(x[9])
+            except OSError:
+                return 0
+            f.write(f"{time.monotonic():.3f} {st[11]} {st[12]} {rx} {tx}\n")
+            time.sleep(period)
+    return 0
+
+
 def main(argv):
     if len(argv) < 2:
         print("usage: benchlib.py parse|record|cpucost|perrequest|hold|rss|checklog|checkbody|report ...", file=sys.stderr)
@@ -685,6 +706,8 @@ def main(argv):
         return cmd_cpucost(*args)
     elif cmd == "perrequest":
         return cmd_perrequest(*args)
+    elif cmd == "sample":
+        return cmd_sample(int(args[0]), float(args[1]), args[2])
     elif cmd == "cpusnap":
         print(*cpu_snapshot(int(args[0]), int(args[1])))
     elif cmd == "rss":
