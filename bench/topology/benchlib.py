@@ -831,12 +831,6 @@ def main(argv):
         return cmd_cpucost(*args)
     elif cmd == "perrequest":
         return cmd_perrequest(*args)
-    elif cmd == "counters":
-        return cmd_counters(args[0])
-    elif cmd == "speednorm":
-        return cmd_speednorm(*args)
-    elif cmd == "sample":
-        return cmd_sample(int(args[0]), float(args[1]), args[2])
     elif cmd == "cpusnap":
         print(*cpu_snapshot(int(args[0]), int(args[1])))
     elif cmd == "rss":
@@ -847,6 +841,12 @@ def main(argv):
         return cmd_checkbody(args[0], args[1], args[2])
     elif cmd == "report":
         cmd_report(args[0], args[1])
+    elif cmd == "counters":
+        return cmd_counters(args[0])
+    elif cmd == "speednorm":
+        return cmd_speednorm(*args)
+    elif cmd == "sample":
+        return cmd_sample(int(args[0]), float(args[1]), args[2])
     else:
         print(f"unknown command {cmd}", file=sys.stderr)
         return 2
