@@ -750,7 +750,7 @@ def _switch_reasons(path):
         where = "user"
         for sym, name in (("do_epoll_wait", "epoll_wait"), ("ksys_write", "write"), ("vfs_write", "write"),
                           ("__sys_sendto", "sendto"), ("__sys_recvfrom", "recvfrom"), ("do_epoll_ctl", "epoll_ctl"),
-                          ("futex", "futex"), ("exc_page_fault", "page fault")):
+                          ("futex", "futex"), ("do_sigtimedwait", "sigtimedwait"), ("exc_page_fault", "page fault")):
             if sym in block:
                 where = name
                 break
