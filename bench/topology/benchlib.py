@@ -412,6 +412,10 @@ METRICS = [
     ("h2_rps", "HTTP/2 small requests (h2load, 8 connections × 10 streams)", "req/s", True, 0),
     ("close_rps", "Extra: wrk `Connection: close` (caveated)", "req/s", True, 0),
     ("ka_cpu_us", "Proxy CPU per keep-alive request", "µs", False, 1),
+    # The same per run, divided by the client core's CPU per request in that run (wrk and nginx do
+    # the same work whatever proxy is between them, so that measures how fast the machine ran):
+    # runs at different machine speeds compare (see speednorm).
+    ("ka_cpu_norm", "Proxy CPU per keep-alive request ÷ client core CPU per request (same run)", "×", False, 2),
     ("newconn_cpu_us", "Proxy CPU per new connection", "µs", False, 0),
     ("dl_cpu_us", "Proxy CPU per 1 MiB download", "µs", False, 0),
     ("ul_cpu_us", "Proxy CPU per 64 KiB upload", "µs", False, 0),
@@ -446,6 +450,17 @@ def _ratio(v, ref, higher):
     return v / ref if higher else ref / v
 
 
+def _add_speed_normalised(raw, good, values):
+    """ka_cpu_norm per run: ka_cpu_us / (ka_load_pct / 100 / ka_rps in µs), for runs with all three."""
+    per_run = {}
+    for variant, run, metric, v in raw:
+        if (variant, run) in good and metric in ("ka_cpu_us", "ka_load_pct", "ka_rps"):
+            per_run.setdefault((variant, run), {})[metric] = float(v)
+    for (variant, run), m in sorted(per_run.items(), key=lambda kv: (kv[0][0], int(kv[0][1]))):
+        if len(m) == 3 and m["ka_rps"] > 0 and m["ka_load_pct"] > 0:
+            values.setdefault((variant, "ka_cpu_norm"), []).append(m["ka_cpu_us"] / (1e6 * m["ka_load_pct"] / 100 / m["ka_rps"]))
+
+
 def cmd_report(results_tsv, meta_json):
     meta = json.load(open(meta_json))
     values, status, notes, raw, voided = {}, {}, [], [], {}
@@ -466,6 +481,7 @@ def cmd_report(results_tsv, meta_json):
     for variant, run, metric, v in raw:
         if (variant, run) in good and run not in voided.get((variant, metric), ()):
             values.setdefault((variant, metric), []).append(float(v))
+    _add_speed_normalised(raw, good, values)
 
     def median(variant, metric):
         vs = values.get((variant, metric))

@@ -20,22 +20,35 @@ def run(fn, *args):
 def results_file(tmp_path):
     """A results file as cmd_report writes it, with two airlock runs at different speeds."""
     tsv, meta = tmp_path / "results.tsv", tmp_path / "meta.json"
-    lines = [f"status\t{v}\t{r}\tok\tchecked" for v in ("direct", "airlock") for r in (1, 2)]
+    lines = [f"status\t{v}\t{r}\tok\tchecked" for v in ("direct", "airlock", "tls-relay") for r in (1, 2)]
     per_run = {("direct", "ka_rps"): (40000, 32000), ("direct", "ka_load_pct"): (74, 74),
                ("direct", "ka_p50_ms"): (0.3, 0.37), ("direct", "ka_p99_ms"): (0.7, 0.9),
                # run 2 is the same work on a machine 1.5x slower: both cores' costs scale
                ("airlock", "ka_rps"): (30000, 20000), ("airlock", "ka_load_pct"): (69, 69),
                ("airlock", "ka_cpu_us"): (32.0, 48.0), ("airlock", "ka_p50_ms"): (0.49, 0.74),
-               ("airlock", "ka_p99_ms"): (1.1, 1.6)}
+               ("airlock", "ka_p99_ms"): (1.1, 1.6),
+               # 25 / (0.75 / 34000 s) = 1.133
+               ("tls-relay", "ka_rps"): (34000, 34000), ("tls-relay", "ka_load_pct"): (75, 75),
+               ("tls-relay", "ka_cpu_us"): (25.0, 25.0)}
     for (v, metric), xs in per_run.items():
         lines += [f"value\t{v}\t{r}\t{metric}\t{x}" for r, x in enumerate(xs, 1)]
     tsv.write_text("\n".join(lines) + "\n")
     meta.write_text(json.dumps({"date": "2026-12-02", "machine": "test", "placement": "test", "runs": 2,
                                 "duration": 10, "versions": "test", "commit": "abc",
-                                "variants": ["direct", "airlock"], "idle_conns": 1000}))
+                                "variants": ["direct", "airlock", "tls-relay"], "idle_conns": 1000}))
     md = tmp_path / "results.md"
     md.write_text(run(benchlib.cmd_report, str(tsv), str(meta)))
     return md
+
+
+def test_the_report_has_the_speed_normalised_keep_alive_cost_per_run(tmp_path):
+    text = results_file(tmp_path).read_text()
+    row = next(l for l in text.splitlines() if l.startswith("| Proxy CPU per keep-alive request ÷ client core"))
+    cells = row.split("|")
+    # direct has no proxy; airlock 1.39 in both runs although its raw cost differs 1.5x
+    assert cells[3].strip() == "n/a" and cells[4].startswith(" 1.39<br>1.39–1.39") and "tls-relay" in cells[4]
+    assert cells[5].startswith(" 1.13<br>")
+    assert "| airlock | ka_cpu_norm | 1.39, 1.39 |" in text
 
 
 def test_speednorm_divides_the_proxy_cost_by_the_client_cores_cost_in_the_same_run(tmp_path):
