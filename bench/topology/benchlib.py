@@ -412,6 +412,10 @@ METRICS = [
     ("h2_rps", "HTTP/2 small requests (h2load, 8 connections × 10 streams)", "req/s", True, 0),
     ("close_rps", "Extra: wrk `Connection: close` (caveated)", "req/s", True, 0),
     ("ka_cpu_us", "Proxy CPU per keep-alive request", "µs", False, 1),
+    # The same per run, divided by the client core's CPU per request in that run (wrk and nginx do
+    # the same work whatever proxy is between them, so that measures how fast the machine ran):
+    # runs at different machine speeds compare (see speednorm).
+    ("ka_cpu_norm", "Proxy CPU per keep-alive request ÷ client core CPU per request (same run)", "×", False, 2),
     ("newconn_cpu_us", "Proxy CPU per new connection", "µs", False, 0),
     ("dl_cpu_us", "Proxy CPU per 1 MiB download", "µs", False, 0),
     ("ul_cpu_us", "Proxy CPU per 64 KiB upload", "µs", False, 0),
@@ -446,6 +450,17 @@ def _ratio(v, ref, higher):
     return v / ref if higher else ref / v
 
 
+def _add_speed_normalised(raw, good, values):
+    """ka_cpu_norm per run: ka_cpu_us / (ka_load_pct / 100 / ka_rps in µs), for runs with all three."""
+    per_run = {}
+    for variant, run, metric, v in raw:
+        if (variant, run) in good and metric in ("ka_cpu_us", "ka_load_pct", "ka_rps"):
+            per_run.setdefault((variant, run), {})[metric] = float(v)
+    for (variant, run), m in sorted(per_run.items(), key=lambda kv: (kv[0][0], int(kv[0][1]))):
+        if len(m) == 3 and m["ka_rps"] > 0 and m["ka_load_pct"] > 0:
+            values.setdefault((variant, "ka_cpu_norm"), []).append(m["ka_cpu_us"] / (1e6 * m["ka_load_pct"] / 100 / m["ka_rps"]))
+
+
 def cmd_report(results_tsv, meta_json):
     meta = json.load(open(meta_json))
     values, status, notes, raw, voided = {}, {}, [], [], {}
@@ -466,6 +481,7 @@ def cmd_report(results_tsv, meta_json):
     for variant, run, metric, v in raw:
         if (variant, run) in good and run not in voided.get((variant, metric), ()):
             values.setdefault((variant, metric), []).append(float(v))
+    _add_speed_normalised(raw, good, values)
 
     def median(variant, metric):
         vs = values.get((variant, metric))
@@ -670,6 +686,152 @@ def cmd_report(results_tsv, meta_json):
     print("\n".join(out))
 
 
+def cmd_sample(pid, seconds, out, period=0.25):
+    """Every `period` s for `seconds`: the time, the proxy's utime and stime (ticks, all threads)
+    and the packets its network namespace's rt-cli link received and sent (about one each per
+    keep-alive request), so that one run's rate and CPU cost can be followed over time."""
+    end = time.monotonic() + float(seconds)
+    with open(out, "w", encoding="utf-8") as f:
+        while time.monotonic() < end:
+            try:
+                st = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                rx = tx = 0
+                for line in open(f"/proc/{pid}/net/dev"):
+                    if line.strip().startswith("rt-cli:"):
+                        x = line.split(":", 1)[1].split()
+                        rx, tx = int(x[1]), int(x[9])
+            except OSError:
+                return 0
+            f.write(f"{time.monotonic():.3f} {st[11]} {st[12]} {rx} {tx}\n")
+            time.sleep(period)
+    return 0
+
+
+def cmd_speednorm(*paths):
+    """Keep-alive figures of results files, per run, against the machine's speed in that run.
+    The client core runs the same wrk and nginx work per request whichever proxy is in between,
+    so its CPU per request (ka_load_pct / ka_rps) measures how fast the machine ran in that run;
+    the proxy's CPU per request (ka_cpu_us) divided by it compares runs taken at different
+    speeds, and the latency percentiles divided by the mean latency (16 connections / rate,
+    Little's law) give the distribution's shape apart from the rate."""
+    for path in paths:
+        runs = {}
+        for line in open(path, encoding="utf-8"):
+            m = re.match(r"\| (\S+) \| (ka_\w+) \| (.*) \|$", line)
+            if m:
+                runs[(m.group(1), m.group(2))] = [float(x.replace(",", "")) for x in re.split(r", (?=\d)", m.group(3))]
+        print(f"## {path}")
+        for v in ("direct", "airlock", "airlock-2t", "tls-relay", "mitmproxy", "squid"):
+            rps, load = runs.get((v, "ka_rps")), runs.get((v, "ka_load_pct"))
+            if not rps or not load or len(rps) != len(load):
+                continue
+            cpu = runs.get((v, "ka_cpu_us")) or [0.0] * len(rps)
+            p50 = runs.get((v, "ka_p50_ms")) or [0.0] * len(rps)
+            p99 = runs.get((v, "ka_p99_ms")) or [0.0] * len(rps)
+            for i, r in enumerate(rps):
+                client_us = 1e6 * load[i] / 100 / r
+                mean_ms = 1e3 * 16 / r
+                norm = f"; proxy/client {cpu[i] / client_us:.2f}" if cpu[i] else ""
+                print(f"{v} run {i + 1}: {r:,.0f} req/s; client core {client_us:.1f} us/request; proxy {cpu[i]:.1f} us/request"
+                      f"{norm}; p50 {p50[i] / mean_ms:.2f}x and p99 {p99[i] / mean_ms:.2f}x the mean latency")
+    return 0
+
+
+def _proc_stat_cpus(path):
+    """{cpuN: [user, nice, system, idle, iowait, irq, softirq, steal]} and {IRQ name: [per CPU]}."""
+    cpus, irqs = {}, {}
+    for line in open(path, encoding="utf-8", errors="replace"):
+        f = line.split()
+        if f and re.fullmatch(r"cpu\d+", f[0]):
+            cpus[f[0]] = [int(x) for x in f[1:9]]
+        elif f and f[0] in ("RES:", "CAL:", "LOC:", "TLB:"):
+            irqs[f[0][:-1]] = [int(x) for x in f[1:1 + len(cpus)]]
+    return cpus, irqs
+
+
+def _switch_reasons(path):
+    """Why the proxy's threads left the CPU, from a `perf record -e sched:sched_switch -g`:
+    {(where, state, next): count}; where is the syscall (or "user"), state R = preempted."""
+    import subprocess
+    try:
+        text = subprocess.run(["perf", "script", "-i", path], capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    out = {}
+    for block in text.split("\n\n"):
+        m = re.search(r"prev_state=(\S+) ==> next_comm=(\S+)", block)
+        if not m:
+            continue
+        state = m.group(1)
+        where = "user"
+        for sym, name in (("do_epoll_wait", "epoll_wait"), ("ksys_write", "write"), ("vfs_write", "write"),
+                          ("__sys_sendto", "sendto"), ("__sys_recvfrom", "recvfrom"), ("do_epoll_ctl", "epoll_ctl"),
+                          ("futex", "futex"), ("do_sigtimedwait", "sigtimedwait"), ("exc_page_fault", "page fault")):
+            if sym in block:
+                where = name
+                break
+        nxt = "-" if where == "epoll_wait" and state != "R" else re.sub(r"[/:].*|\d+$", "", m.group(2))
+        out[(where, state, nxt)] = out.get((where, state, nxt), 0) + 1
+    return out
+
+
+def cmd_counters(directory):
+    """One summary per scenario run that scripts/bench recorded with BENCH_COUNTERS=DIR."""
+    import glob
+    for series in sorted(glob.glob(os.path.join(directory, "*.series"))):
+        base = series[: -len(".series")]
+        name = os.path.basename(base)
+        rows = [[float(x) for x in line.split()] for line in open(series) if line.strip()]
+        if len(rows) < 2:
+            continue
+        span, ticks_u, ticks_s = rows[-1][0] - rows[0][0], rows[-1][1] - rows[0][1], rows[-1][2] - rows[0][2]
+        n = rows[-1][3] - rows[0][3]   # packets in on rt-cli: one per request (and rare ACKs)
+        hz = os.sysconf("SC_CLK_TCK")
+        if n <= 0 or span <= 0:
+            continue
+        line = [f"{name}: {n / span:,.0f} req/s; proxy {1e6 * ticks_u / hz / n:.1f} user + {1e6 * ticks_s / hz / n:.1f} system us/request"]
+        try:
+            c = perf_stat_counts(base + ".proxy")
+            # perf stat ran for the scenario's first --duration seconds; the series spans about that.
+            line.append("per request: " + ", ".join(
+                f"{k.split(':')[-1].replace('sys_enter_', '')} {c[k] / n:.2f}" for k in (
+                    "raw_syscalls:sys_enter", "syscalls:sys_enter_epoll_wait", "context-switches", "sched:sched_wakeup", "page-faults")
+                if k in c))
+        except OSError:
+            pass
+        try:
+            (c0, i0), (c1, i1) = _proc_stat_cpus(base + ".tasks0.proc"), _proc_stat_cpus(base + ".tasks1.proc")
+            parts = []
+            for cpu in sorted(c0):
+                d = [b - a for a, b in zip(c0[cpu], c1[cpu])]
+                tot = max(sum(d), 1)
+                parts.append(f"{cpu} busy {100 * (d[0] + d[1] + d[2]) / tot:.0f} idle {100 * (d[3] + d[4]) / tot:.0f} "
+                             f"irq+softirq {100 * (d[5] + d[6]) / tot:.0f} steal {100 * d[7] / tot:.1f} %")
+            for irq in ("RES", "CAL"):
+                if irq in i0 and irq in i1:
+                    parts.append(f"{irq}/request " + "/".join(f"{(b - a) / n:.2f}" for a, b in zip(i0[irq], i1[irq])))
+            line.append("; ".join(parts))
+        except (OSError, KeyError):
+            pass
+        try:
+            probe = [l.split() for l in open(base + ".probe") if l.startswith("alu")]
+            line.append("probe (before/after) " + " ".join(
+                f"alu {p[1]} l2 {p[3]} pair {p[p.index('ratio') + 1] if 'ratio' in p else '-'}" for p in probe[::2]))
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            m = re.search(r"^tail_us (.*)$", open(base + ".client").read(), re.M)
+            if m:
+                line.append("latency us: " + m.group(1))
+        except OSError:
+            pass
+        if os.path.exists(base + ".switch"):
+            reasons = sorted(_switch_reasons(base + ".switch").items(), key=lambda kv: -kv[1])[:8]
+            line.append("off CPU: " + ", ".join(f"{w} {st}{'' if nx == '-' else ' -> ' + nx} {k}" for (w, st, nx), k in reasons))
+        print("\n  ".join(line))
+    return 0
+
+
 def main(argv):
     if len(argv) < 2:
         print("usage: benchlib.py parse|record|cpucost|perrequest|hold|rss|checklog|checkbody|report ...", file=sys.stderr)
@@ -695,6 +857,12 @@ def main(argv):
         return cmd_checkbody(args[0], args[1], args[2])
     elif cmd == "report":
         cmd_report(args[0], args[1])
+    elif cmd == "counters":
+        return cmd_counters(args[0])
+    elif cmd == "speednorm":
+        return cmd_speednorm(*args)
+    elif cmd == "sample":
+        return cmd_sample(int(args[0]), float(args[1]), args[2])
     else:
         print(f"unknown command {cmd}", file=sys.stderr)
         return 2
