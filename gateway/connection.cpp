@@ -51,6 +51,7 @@ void wipe(std::string& s) {
 }
 
 struct Filter;
+struct Relay;
 
 struct Connection {
   Core& core;
@@ -70,6 +71,8 @@ struct Connection {
   bool idle_released = false;  // release_idle_state() gave back what it could; cleared on activity
   Filter* filter = nullptr;    // the HTTP/1 relay's, while it runs (in its Relay)
   bool relaying = false;       // a Relay owns the rest of its life (start_relay): it finishes it
+  Relay* relay = nullptr;      // that Relay, while it lives
+  bool upstream_release_tried = false;  // release_idle_upstream() ran; cleared on activity
 
   std::optional<SocketAddress> client;
   std::optional<SocketAddress> destination;
@@ -108,6 +111,7 @@ struct Connection {
   void touch() {
     last_activity = Clock::now();
     idle_released = false;
+    upstream_release_tried = false;
   }
   // Closes both sides; with `reset_guest` the guest sees a TCP reset.
   void close_all(bool reset_guest) {
@@ -153,6 +157,7 @@ struct Connection {
 // A connection idle this long gives back its per-request state (see release_idle_state).
 constexpr std::chrono::milliseconds kIdleRelease{1000};
 bool release_idle_state(Connection& c);
+bool release_idle_upstream(Connection& c);
 
 // Re-armed by its own handler (no coroutine: an idle connection holds only the timer's wait);
 // phase() and stream() cancel the wait so that the next round re-reads the deadline.
@@ -169,6 +174,16 @@ void arm_watchdog(std::shared_ptr<Connection> c) {
   if (c->streaming && !c->idle_released) {
     if (now >= c->last_activity + kIdleRelease) c->idle_released = release_idle_state(*c);
     if (!c->idle_released) due = std::min(due, std::max(now, c->last_activity) + kIdleRelease);
+  }
+  // Much later, a parked HTTP/1 connection also gives back its upstream connection.
+  const auto upstream_idle = c->core.options.timeouts.upstream_idle_release;
+  if (c->streaming && c->idle_released && c->relay != nullptr && !c->upstream_release_tried && upstream_idle.count() > 0) {
+    if (now >= c->last_activity + upstream_idle) {
+      c->upstream_release_tried = release_idle_upstream(*c);
+      if (!c->upstream_release_tried) due = std::min(due, now + kIdleRelease);  // not at rest yet
+    } else {
+      due = std::min(due, c->last_activity + upstream_idle);
+    }
   }
   c->watchdog.expires_at(due);
   Connection& conn = *c;
@@ -1052,13 +1067,19 @@ enum class FilterKind { kNone, kRewriter, kScanner };
 // a plain handler (park), which starts a new coroutine when bytes come. An idle connection so
 // holds no coroutine frame, only two socket waits; a busy one pays nothing per request for it.
 // The last of the two directions to end takes the Relay with it: ~Relay finishes the connection.
+// An intercepted HTTP/1 relay parked for timeouts.upstream_idle_release also closes its upstream
+// connection (release_idle_upstream); the guest's next bytes connect and verify it again first
+// (pump_up_after_release).
 struct Relay {
   std::shared_ptr<Connection> c;
   std::unique_ptr<Stream> guest;
-  std::unique_ptr<Stream> upstream;
+  std::unique_ptr<Stream> upstream;  // null while released
   Filter filter;
   bool scrub = false;  // bytes the gateway can read (not spliced TLS) are scrubbed on their way back
   bool ended[2] = {false, false};  // up, down: the direction ran to its end
+  bool upstream_releasable = false;  // intercepted TLS with the request rewriter (both streams TlsStreams)
+  bool upstream_released = false;
+  std::uint32_t upstream_epoch = 0;  // which upstream connection a parked down direction waits on
 
   Relay(std::shared_ptr<Connection> conn, std::unique_ptr<Stream> g, std::unique_ptr<Stream> u)
       : c(std::move(conn)), guest(std::move(g)), upstream(std::move(u)) {}
@@ -1067,6 +1088,7 @@ struct Relay {
   ~Relay() {
     c->secrets = nullptr;  // the filter (and its snapshot) ends here
     c->filter = nullptr;
+    c->relay = nullptr;
     const bool complete = ended[0] && ended[1];
     // Not complete: the gateway is stopping and its handlers are being destroyed (no asio calls then).
     if (!c->finished && !complete && c->decision == "forwarded") c->decision = "stopped";
@@ -1078,12 +1100,65 @@ struct Relay {
 
 enum class Direction { kUp, kDown };
 void park(std::shared_ptr<Relay> r, Direction d);
+void run_burst(std::shared_ptr<Relay> r, Direction d);
+asio::awaitable<std::unique_ptr<TlsStream>> connect_upstream_tls(std::shared_ptr<Connection> c, std::vector<std::string> alpn);
+
+// A parked intercepted HTTP/1 connection idle for timeouts.upstream_idle_release, at a message
+// boundary with no response due: its upstream TLS connection ends (close_notify, then the socket
+// closes), ~14 KiB of OpenSSL state with it; the guest's connection stays. False when the relay
+// is not at rest yet (tried again later).
+bool release_idle_upstream(Connection& c) {
+  Relay& r = *c.relay;
+  Filter& f = r.filter;
+  const bool at_rest = f.up_parked && f.down_parked && !f.rewriter && f.rewriter_parked && !f.responses &&
+                       f.responses_parked && f.in_flight.empty() && f.answered.empty() && !f.websocket;
+  if (!r.upstream_releasable || r.upstream_released || c.aborted) return true;
+  if (!at_rest) return false;
+  static_cast<TlsStream&>(*r.upstream).close_now();
+  r.upstream_released = true;
+  r.ended[1] = true;  // nothing to read until the next request connects again
+  f.down_parked = false;
+  std::error_code ignored;
+  c.upstream.close(ignored);  // the parked down direction's wait ends; its handler sees the release
+  f.upstream = nullptr;
+  r.upstream.reset();
+  c.core.upstream_released++;
+  if (c.core.logger.enabled(LogLevel::kDebug)) c.core.logger.log(LogLevel::kDebug, c.describe() + ": idle, upstream connection released");
+  return true;
+}
+
+// The guest's side of a connection whose upstream was released: once the guest sends data (not
+// when it just ends), the upstream is connected and verified again exactly as at the start
+// (connect_upstream_tls: the same verification, a cached session offered), HTTP/1.1 only; then
+// both directions go on. A failure ends the connection as it would have at the start (the guest
+// is reset; nothing it sent reaches anyone).
+asio::awaitable<Pumped> pump_up_after_release(std::shared_ptr<Relay> r) {
+  Relay& relay = *r;
+  std::shared_ptr<Connection> c = relay.c;
+  if (c->aborted) co_return Pumped::kEnded;
+  if (std::error_code ec = co_await static_cast<TlsStream&>(*relay.guest).wait_for_data()) {
+    if (ec != asio::error::eof && ec != tls_truncated() && !c->aborted && c->detail.empty()) c->detail = "guest: " + ec.message();
+    co_return Pumped::kEnded;  // the guest ended while idle: nothing to connect for
+  }
+  std::vector<std::string> alpn(1, std::string(tls::kAlpnHttp11));  // HTTP/1 goes on as HTTP/1
+  std::unique_ptr<TlsStream> upstream = co_await connect_upstream_tls(c, std::move(alpn));
+  if (!upstream) co_return Pumped::kEnded;
+  relay.upstream = std::move(upstream);
+  relay.filter.upstream = relay.upstream.get();
+  relay.upstream_released = false;
+  ++relay.upstream_epoch;
+  relay.ended[1] = false;
+  c->stream();
+  run_burst(r, Direction::kDown);
+  co_return co_await pump_up(c, *relay.guest, *relay.upstream, relay.filter);
+}
 
 // One direction as a coroutine until it ends or parks; a parked direction waits (park).
 void run_burst(std::shared_ptr<Relay> r, Direction d) {
   Relay& relay = *r;
   asio::awaitable<Pumped> burst =
-      d == Direction::kUp ? pump_up(relay.c, *relay.guest, *relay.upstream, relay.filter)
+      d == Direction::kUp ? (relay.upstream_released ? pump_up_after_release(r)
+                                                     : pump_up(relay.c, *relay.guest, *relay.upstream, relay.filter))
                           : pump_down(relay.c, *relay.upstream, *relay.guest, relay.scrub, relay.filter);
   asio::co_spawn(relay.c->guest.get_executor(), std::move(burst), [r = std::move(r), d](std::exception_ptr e, Pumped p) mutable {
     if (e) {
@@ -1096,7 +1171,7 @@ void run_burst(std::shared_ptr<Relay> r, Direction d) {
       }
       p = Pumped::kEnded;
     }
-    if (p == Pumped::kParked && !r->c->aborted) park(std::move(r), d);
+      if (p == Pumped::kParked && !r->c->aborted) park(std::move(r), d);
     else r->ended[d == Direction::kUp ? 0 : 1] = true;
   });
 }
@@ -1111,7 +1186,10 @@ void park(std::shared_ptr<Relay> r, Direction d) {
     return;
   }
   (d == Direction::kUp ? r->filter.up_parked : r->filter.down_parked) = true;
-  socket->async_wait(asio::socket_base::wait_read, [r = std::move(r), d](std::error_code ec) mutable {
+  const std::uint32_t epoch = r->upstream_epoch;
+  socket->async_wait(asio::socket_base::wait_read, [r = std::move(r), d, epoch](std::error_code ec) mutable {
+    // The upstream this wait was for has been released since (release_idle_upstream).
+    if (d == Direction::kDown && (r->upstream_released || epoch != r->upstream_epoch)) return;
     Connection& c = *r->c;
     if (ec && !c.aborted) {
       if (c.detail.empty()) c.detail = std::string(d == Direction::kUp ? "guest: " : "upstream: ") + ec.message();
@@ -1129,6 +1207,8 @@ void start_relay(std::shared_ptr<Connection> c, std::unique_ptr<Stream> guest, s
                  FilterKind kind, secrets::Transport transport) {
   auto r = std::make_shared<Relay>(c, std::move(guest), std::move(upstream));
   c->relaying = true;
+  c->relay = r.get();
+  r->upstream_releasable = kind == FilterKind::kRewriter && transport == secrets::Transport::kTlsVerified;
   Filter& filter = r->filter;
   secrets::ConnectionContext context;
   context.transport = transport;
@@ -1308,21 +1388,20 @@ asio::awaitable<void> bridge_h2(std::shared_ptr<Connection> c, Stream& guest, St
   c->secrets = nullptr;
 }
 
-asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first) {
+// The upstream's TLS connection for `c`: TCP to its destination, then a handshake offering
+// `alpn` that verifies the certificate chain and that it names the SNI (or the destination IP):
+// UpstreamVerifier::new_session. Null when either fails: the decision and detail are set and both
+// sides are closed (the guest reset). The same for a connection's start and for its reconnect
+// after an idle release.
+asio::awaitable<std::unique_ptr<TlsStream>> connect_upstream_tls(std::shared_ptr<Connection> c, std::vector<std::string> alpn) {
   Core& core = c->core;
-  core.intercepted++;
-  if (!co_await ensure_upstream(c)) co_return;
+  if (!co_await ensure_upstream(c)) co_return nullptr;
   c->phase(core.options.timeouts.handshake);
   tls::SslPtr upstream_ssl = core.upstream->new_session(c->sni, c->destination->ip, c->destination->port);
-  if (!upstream_ssl) {
+  if (!upstream_ssl || !tls::offer_alpn(upstream_ssl.get(), alpn)) {
     c->decision = "internal_error";
     c->close_all(true);
-    co_return;
-  }
-  if (!tls::offer_alpn(upstream_ssl.get(), tls::upstream_alpn_offer(c->alpn))) {
-    c->decision = "internal_error";
-    c->close_all(true);
-    co_return;
+    co_return nullptr;
   }
   auto upstream = std::make_unique<TlsStream>(c->upstream, std::move(upstream_ssl));
   if (std::error_code ec = co_await upstream->handshake()) {
@@ -1332,8 +1411,16 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first
                                     : (ec == tls_error() ? tls::openssl_error_text() : ec.message());
     core.logger.log(LogLevel::kWarn, c->describe() + ": upstream TLS failed, guest closed: " + c->detail);
     c->close_all(true);
-    co_return;
+    co_return nullptr;
   }
+  co_return upstream;
+}
+
+asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first) {
+  Core& core = c->core;
+  core.intercepted++;
+  std::unique_ptr<TlsStream> upstream = co_await connect_upstream_tls(c, tls::upstream_alpn_offer(c->alpn));
+  if (!upstream) co_return;
   std::string leaf_name = c->sni.empty() ? c->destination->ip.to_string() : c->sni;
   std::shared_ptr<X509> leaf = core.minter->leaf_for(leaf_name);
   tls::SslPtr guest_ssl = leaf ? tls::new_guest_session(core.guest_context.get(), leaf.get(), core.minter->leaf_key()) : nullptr;

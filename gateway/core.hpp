@@ -79,6 +79,7 @@ struct Core {
   std::atomic<std::uint64_t> over_budget{0};
   std::atomic<std::uint64_t> idle_released{0};
   std::atomic<std::uint64_t> idle_parked{0};
+  std::atomic<std::uint64_t> upstream_released{0};
   std::atomic<std::uint64_t> intercepted{0};
   std::atomic<std::uint64_t> substitutions{0};
   std::atomic<std::uint64_t> blocked{0};

@@ -282,6 +282,7 @@ GatewayCounters Gateway::counters() const {
   out.over_budget = c.over_budget.load();
   out.idle_released = c.idle_released.load();
   out.idle_parked = c.idle_parked.load();
+  out.upstream_released = c.upstream_released.load();
   out.request_latency = c.request_latency.snapshot();
   return out;
 }

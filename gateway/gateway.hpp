@@ -31,6 +31,10 @@ struct GatewayTimeouts {
   std::chrono::milliseconds handshake{10'000};     // each TLS handshake
   std::chrono::milliseconds head{10'000};          // a request head, from its first byte to its empty line
   std::chrono::milliseconds idle{300'000};         // no bytes either way
+  // An intercepted HTTP/1 connection idle this long between requests closes its upstream TLS
+  // connection (~14 KiB of OpenSSL state) and keeps the guest's; its next request connects and
+  // verifies the upstream again (resuming its TLS session when the server allows). 0: never.
+  std::chrono::milliseconds upstream_idle_release{30'000};
   std::chrono::milliseconds stop_grace{5'000};     // stop(): time for open connections to finish
 };
 
@@ -90,6 +94,7 @@ struct GatewayCounters {
   std::uint64_t over_budget = 0;  // requests blocked by the memory budget
   std::uint64_t idle_released = 0;  // request rewriters given back by idle connections (made again on their next bytes)
   std::uint64_t idle_parked = 0;    // idle relays whose coroutines ended (they wait with plain socket handlers)
+  std::uint64_t upstream_released = 0;  // upstream connections closed by long-idle guest connections (timeouts.upstream_idle_release)
   LatencyHistogram::Snapshot request_latency{};  // request head in to response head out, per request
 };
 

@@ -248,6 +248,17 @@ class EchoUpstream {
     std::lock_guard lock(mutex_);
     return received_;
   }
+  int accepted() const { return accepted_; }
+  // From the next connection on: a new server (new TLS context, so no earlier session resumes)
+  // presenting a leaf for "localhost" from `minter`.
+  void present_leaf_from(tls::LeafMinter& minter) {
+    std::lock_guard lock(mutex_);
+    ctx_ = tls::make_guest_context();
+    leaf_ = minter.leaf_for("localhost");
+    EVP_PKEY_free(key_);
+    key_ = minter.leaf_key();
+    EVP_PKEY_up_ref(key_);
+  }
 
  private:
   void serve() {
@@ -256,7 +267,12 @@ class EchoUpstream {
       if (fd < 0) return;
       timeval tv{5, 0};
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      tls::SslPtr ssl = tls::new_guest_session(ctx_.get(), leaf_.get(), key_);
+      ++accepted_;
+      tls::SslPtr ssl;
+      {
+        std::lock_guard lock(mutex_);
+        ssl = tls::new_guest_session(ctx_.get(), leaf_.get(), key_);
+      }
       SSL_set_fd(ssl.get(), fd);
       // A request with "Connection: keep-alive" is answered on an open connection, the next one
       // read after it; any other closes it.
@@ -288,6 +304,7 @@ class EchoUpstream {
   int listen_fd_ = -1;
   std::uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
   std::thread thread_;
   std::mutex mutex_;
   std::vector<std::string> received_;
@@ -657,6 +674,80 @@ TEST_F(GatewayFixture, AParkedIdleConnectionStillBlocksAViolationAndEndsWithItsR
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0]["secret"], "KEY");
   EXPECT_EQ(audit_events("substitution").size(), 2u);
+}
+
+// An intercepted HTTP/1 connection idle between requests for timeouts.upstream_idle_release closes
+// its upstream connection and keeps the guest's; its next request connects again and is rewritten
+// and scrubbed as before; requests right after it share the new upstream connection.
+TEST_F(GatewayFixture, ALongIdleConnectionReleasesItsUpstreamAndItsNextRequestConnectsAgain) {
+  tweak = [](GatewayOptions& o) { o.timeouts.upstream_idle_release = std::chrono::milliseconds(1500); };
+  start("localhost");
+  KeptClient client(proxy_port(), authority(), "localhost", gateway->ca_certificate_pem());
+  ASSERT_TRUE(client.ok);
+  const std::string with_key = "GET /1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n";
+  ASSERT_FALSE(client.exchange(with_key).empty());
+  for (int i = 0; i < 3000 && gateway->counters().upstream_released < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(gateway->counters().upstream_released, 1u) << "the idle connection kept its upstream";
+  EXPECT_EQ(upstream->accepted(), 1);
+  EXPECT_EQ(gateway->counters().active, 1u) << "the guest's connection ended with the upstream's";
+  const std::string second = client.exchange(with_key);
+  ASSERT_FALSE(second.empty()) << "the request after the release got no answer";
+  EXPECT_EQ(second.find(kFakeValue), std::string::npos) << "the echoed value was not scrubbed";
+  EXPECT_EQ(upstream->accepted(), 2) << "the request after the release did not connect again";
+  ASSERT_FALSE(client.exchange(with_key).empty());
+  EXPECT_EQ(upstream->accepted(), 2) << "a request right after another one connected again";
+  auto got = upstream->received();
+  ASSERT_EQ(got.size(), 3u);
+  for (const std::string& head : got) {
+    EXPECT_NE(head.find(std::string("X-Api-Key: ") + kFakeValue + "\r\n"), std::string::npos) << head;
+    EXPECT_EQ(head.find("$MSB_KEY"), std::string::npos) << "a request went out unrewritten";
+  }
+  EXPECT_EQ(audit_events("substitution").size(), 3u);
+  EXPECT_EQ(gateway->counters().upstream_released, 1u);
+}
+
+// The attack: while a guest connection idles with its upstream released, the upstream address
+// starts answering with a certificate the gateway does not trust (another CA; a new server, so no
+// session of the old one resumes). The reconnect verifies it as the first connection did: the
+// handshake fails, the guest is reset, the request (with the substituted value) goes nowhere.
+TEST_F(GatewayFixture, AReleasedUpstreamIsVerifiedAgainWhenItConnectsAgain) {
+  tweak = [](GatewayOptions& o) { o.timeouts.upstream_idle_release = std::chrono::milliseconds(1500); };
+  start("localhost");
+  KeptClient client(proxy_port(), authority(), "localhost", gateway->ca_certificate_pem());
+  ASSERT_TRUE(client.ok);
+  const std::string with_key = "GET /1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n";
+  ASSERT_FALSE(client.exchange(with_key).empty());
+  for (int i = 0; i < 3000 && gateway->counters().upstream_released < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(gateway->counters().upstream_released, 1u);
+  tls::LeafMinter impostor{tls::CertificateAuthority::generate("an impostor CA")};
+  upstream->present_leaf_from(impostor);
+  EXPECT_TRUE(client.exchange(with_key).empty()) << "a request went to an upstream whose certificate was not verified";
+  for (int i = 0; i < 3000 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(gateway->counters().active, 0u);
+  EXPECT_EQ(upstream->accepted(), 2) << "the gateway did not try to connect again";
+  EXPECT_EQ(upstream->received().size(), 1u) << "the request after the release reached the impostor";
+  const auto conn = only_connection();
+  EXPECT_EQ(conn["decision"], "upstream_tls_failed");
+  EXPECT_NE(conn.value("detail", "").find("certificate"), std::string::npos) << conn.dump();
+  EXPECT_EQ(audit_events("substitution").size(), 1u);
+}
+
+// A guest that ends its idle connection while the upstream is released gets no reconnect.
+TEST_F(GatewayFixture, AGuestEndingWhileItsUpstreamIsReleasedDoesNotConnectAgain) {
+  tweak = [](GatewayOptions& o) { o.timeouts.upstream_idle_release = std::chrono::milliseconds(1500); };
+  start("localhost");
+  {
+    KeptClient client(proxy_port(), authority(), "localhost", gateway->ca_certificate_pem());
+    ASSERT_TRUE(client.ok);
+    ASSERT_FALSE(client.exchange("GET /1 HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n").empty());
+    for (int i = 0; i < 3000 && gateway->counters().upstream_released < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(gateway->counters().upstream_released, 1u);
+    SSL_shutdown(client.ssl.get());
+  }
+  for (int i = 0; i < 3000 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(gateway->counters().active, 0u);
+  EXPECT_EQ(upstream->accepted(), 1);
+  EXPECT_EQ(only_connection()["decision"], "forwarded");
 }
 
 TEST_F(GatewayFixture, DisallowedHostIsResetAndNothingIsSent) {

@@ -455,6 +455,39 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
   }
 }
 
+asio::awaitable<std::error_code> TlsStream::wait_for_data() {
+  while (true) {
+    clear_tls_errors();
+    char byte = 0;
+    std::size_t n = 0;
+    const int r = SSL_peek_ex(ssl_.get(), &byte, 1, &n);
+    if (r == 1) co_return std::error_code{};
+    buffers_maybe_held_ = true;
+    const int err = SSL_get_error(ssl_.get(), r);
+    if (output_pending()) {
+      if (std::error_code ec = co_await flush()) co_return ec;
+    }
+    if (err != SSL_ERROR_WANT_READ) co_return err == SSL_ERROR_ZERO_RETURN ? std::error_code(asio::error::eof) : tls_error();
+    ends_.source.release_ahead();
+    std::error_code ec = source_state();
+    if (!ec) {
+      in_wait_ = true;
+      co_await wait_readable(ec);
+      in_wait_ = false;
+      readable_again(ec);
+    }
+    if (ec) co_return ended(ec);
+  }
+}
+
+void TlsStream::close_now() {
+  clear_tls_errors();
+  buffers_maybe_held_ = true;
+  SSL_shutdown(ssl_.get());
+  send_corked();  // what the socket does not take now is dropped with the stream
+  ERR_clear_error();
+}
+
 asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
   if (data.empty()) co_return std::error_code{};
   // The sink takes everything at once; the socket write below is the backpressure. More than

@@ -168,6 +168,13 @@ class TlsStream final : public Stream {
   asio::ip::tcp::socket* park_socket() override { return &socket_; }
   void readable() override { readable_again({}); }
   bool waiting_for_bytes() const override { return in_wait_; }
+  // Waits until the peer has sent application data (decrypted and left in OpenSSL for the next
+  // read_some) or has ended: asio::error::eof after its close_notify, tls_truncated() after a bare
+  // FIN, or another error. Nothing is consumed.
+  asio::awaitable<std::error_code> wait_for_data();
+  // Ends an idle session at once: close_notify queued and sent if the socket takes it now (no
+  // wait); the caller then closes the socket.
+  void close_now();
 
  private:
   asio::awaitable<std::error_code> flush();
