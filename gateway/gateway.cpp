@@ -15,11 +15,13 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <pthread.h>
 #include <sys/resource.h>
 
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace airlock::gateway {
@@ -189,8 +191,12 @@ void Gateway::start() {
   if (s.listeners.empty()) throw ConfigError("the gateway has no listener (give a transparent or a proxy address)");
   for (auto& l : s.listeners)
     asio::co_spawn(*s.contexts[0], s.accept_loop(*l.acceptor, l.kind), asio::detached);
-  for (auto& ctx : s.contexts) {
-    s.threads.emplace_back([&s, io = ctx.get()] {
+  for (std::size_t i = 0; i < s.contexts.size(); ++i) {
+    s.threads.emplace_back([&s, io = s.contexts[i].get(), i] {
+      // "airlock-loop-N" in ps/top -H, perf and /proc/PID/task/*/comm: which thread is which
+      // event loop (loop 0 also runs the acceptors); scripts/bench's capped scenario finds them so.
+      const std::string name = "airlock-loop-" + std::to_string(i);
+      ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
       while (true) {
         try {
           io->run();
