@@ -216,12 +216,14 @@ def cap_snapshot(entries):
 
 
 def cmd_capstat(scenario, variant, run, tsv, cap_pct, load_cpu, load0, load1, snap0, snap1,
-                seconds, hz):
+                seconds, hz, client_seconds=None):
     """Appends what a capped scenario run needs to be read as the gateway's figure: the CPU each
     capped event loop used as a share of its cap (lowest loop: {scenario}_capuse_pct), the share
     of CFS periods in which each was throttled (lowest: {scenario}_throttled_pct), and how busy
-    the client's core was without the gateway loops pinned to it ({scenario}_client_pct); and one
-    note with every loop's figures."""
+    the client's core was without the gateway loops pinned to it ({scenario}_client_pct: the
+    client tool, nginx, the kernel's forwarding and any other load there) and, given
+    `client_seconds` (the client tool's and nginx's own CPU seconds), their share of a CPU
+    ({scenario}_clientown_pct); and one note with every loop's figures."""
     cap_pct, load_cpu, seconds, hz = float(cap_pct), int(load_cpu), float(seconds), float(hz)
     before, after = json.loads(snap0), json.loads(snap1)
     if seconds <= 0 or len(before) != len(after) or not after:
@@ -248,8 +250,13 @@ def cmd_capstat(scenario, variant, run, tsv, cap_pct, load_cpu, load0, load1, sn
         f.write(f"value\t{variant}\t{run}\t{scenario}_capuse_pct\t{capuse:.4f}\n")
         f.write(f"value\t{variant}\t{run}\t{scenario}_throttled_pct\t{throttled_share:.4f}\n")
         f.write(f"value\t{variant}\t{run}\t{scenario}_client_pct\t{client:.4f}\n")
+        own = ""
+        if client_seconds not in (None, ""):
+            own_pct = 100 * float(client_seconds) / seconds
+            f.write(f"value\t{variant}\t{run}\t{scenario}_clientown_pct\t{own_pct:.4f}\n")
+            own = f" (the client tool and nginx themselves: {own_pct:.0f} %)"
         f.write(f"note\t{variant}\t{run}\t{scenario}: cap {cap_pct:.0f} % of a CPU per event-loop thread; "
-                f"{detail}; CPU {load_cpu} {busy:.0f} % busy, {client:.0f} % without the gateway\n")
+                f"{detail}; CPU {load_cpu} {busy:.0f} % busy, {client:.0f} % without the gateway{own}\n")
     return 0
 
 
@@ -496,8 +503,11 @@ METRICS = [
     ("kacap_capuse_pct", "Capped keep-alive: CPU the least busy gateway thread used, % of its cap", "%", None, 0),
     ("newconncap_capuse_pct", "Capped new connections: CPU the least busy gateway thread used, % of its cap",
      "%", None, 0),
-    ("kacap_client_pct", "Capped keep-alive: client core busy without the gateway (client, nginx)", "%", None, 0),
+    ("kacap_client_pct", "Capped keep-alive: client core busy without the gateway (client, nginx, other load)",
+     "%", None, 0),
     ("newconncap_client_pct", "Capped new connections: client core busy without the gateway", "%", None, 0),
+    ("kacap_clientown_pct", "Capped keep-alive: CPU of wrk and nginx themselves, % of a CPU", "%", None, 0),
+    ("newconncap_clientown_pct", "Capped new connections: CPU of ab and nginx themselves, % of a CPU", "%", None, 0),
 ]
 # Rows of the capped scaling scenario: airlock-2t's cell is compared with airlock's (one thread at
 # the same cap), never with direct or a peer (they have no such row).
@@ -581,6 +591,7 @@ def cmd_report(results_tsv, meta_json):
             uses = values.get(("airlock", f"{scenario}_capuse_pct"), []) + \
                 values.get(("airlock-2t", f"{scenario}_capuse_pct"), [])
             clients = values.get(("airlock-2t", f"{scenario}_client_pct"), [])
+            own = values.get(("airlock-2t", f"{scenario}_clientown_pct"), [])
             def scales(x):
                 return x >= 1.8
             text = (f"- two event-loop threads against one, each CPU-capped at {cap} % of a CPU "
@@ -591,6 +602,8 @@ def cmd_report(results_tsv, meta_json):
             if clients:
                 text += (f", the client's core without the gateway was ≤ {max(clients):.0f} % busy "
                          "with two loops")
+            if own:
+                text += f" (the client tool and nginx themselves ≤ {max(own):.0f} % of a CPU)"
             c1, c2 = median("airlock", f"{scenario}_cpu_us"), median("airlock-2t", f"{scenario}_cpu_us")
             if c1 and c2:
                 text += f"; gateway CPU per request {c1:.1f} → {c2:.1f} µs ({c2 / c1:.2f}×)"

@@ -175,15 +175,16 @@ def test_capstat_reports_each_loops_share_of_its_cap_and_the_client_side(tmp_pat
              {"loop": 1, "cpu": 0, "runtime_ns": {"12": 2_000_000_000, "13": 500_000_000},
               "nr_periods": 600, "nr_throttled": 250}]
     assert benchlib.cmd_capstat("kacap", "airlock-2t", "1", str(tsv), "25", "0", "1000 0", "1700 0",
-                                json.dumps(before), json.dumps(after), "10", "100") == 0
+                                json.dumps(before), json.dumps(after), "10", "100", "3.5") == 0
     lines = tsv.read_text().splitlines()
+    assert "value\tairlock-2t\t1\tkacap_clientown_pct\t35.0000" in lines   # wrk and nginx: 3.5 s of 10
     assert "value\tairlock-2t\t1\tkacap_capuse_pct\t80.0000" in lines      # the lower loop: 20 % of 25 %
     assert "value\tairlock-2t\t1\tkacap_throttled_pct\t50.0000" in lines
     assert "value\tairlock-2t\t1\tkacap_client_pct\t50.0000" in lines      # 70 % less loop 1's 20 %
     note = next(line for line in lines if line.startswith("note"))
     assert "loop 0 on CPU 1: 25.0 % CPU (100 % of its cap), throttled in 480 of 500 periods" in note
     assert "loop 1 on CPU 0: 20.0 % CPU (80 % of its cap), throttled in 250 of 500 periods" in note
-    assert "CPU 0 70 % busy, 50 % without the gateway" in note
+    assert "CPU 0 70 % busy, 50 % without the gateway (the client tool and nginx themselves: 35 %)" in note
 
 
 def test_capstat_refuses_snapshots_that_do_not_match(tmp_path):
