@@ -57,7 +57,10 @@ std::size_t Budget::clients() const {
   return accounts_.size();
 }
 
-Budget::Ticket::~Ticket() { budget_.release(*this); }
+Budget::Ticket::~Ticket() {
+  if (loop_) loop_->fetch_sub(1, std::memory_order_relaxed);
+  budget_.release(*this);
+}
 
 Over Budget::Ticket::hold(std::size_t bytes) noexcept {
   if (bytes == held_) return Over::kNone;

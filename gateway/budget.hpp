@@ -56,6 +56,12 @@ class Budget {
     // are counted all the same: the caller frees them and holds 0).
     Over hold(std::size_t bytes) noexcept;
     std::size_t held() const noexcept { return held_; }
+    // Counts the connection in `open` (its event loop's open connections, which place the next
+    // ones: loop_placement.hpp) until the ticket is destroyed. Once per ticket.
+    void occupy(std::atomic<std::size_t>& open) noexcept {
+      loop_ = &open;
+      loop_->fetch_add(1, std::memory_order_relaxed);
+    }
 
    private:
     friend class Budget;
@@ -63,6 +69,7 @@ class Budget {
     Budget& budget_;
     std::shared_ptr<Account> account_;
     std::size_t held_ = 0;
+    std::atomic<std::size_t>* loop_ = nullptr;
   };
 
   // A ticket for a new connection of `client`, or nullptr with the reason in `why`.

@@ -1,6 +1,7 @@
 #include "gateway/gateway.hpp"
 
 #include "gateway/core.hpp"
+#include "gateway/loop_placement.hpp"
 #include "gateway/socket_util.hpp"
 
 #include <airlock/errors.hpp>
@@ -15,11 +16,13 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <pthread.h>
 #include <sys/resource.h>
 
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace airlock::gateway {
@@ -39,6 +42,7 @@ struct Gateway::Impl {
   std::vector<std::thread> threads;
   std::vector<Listener> listeners;
   std::atomic<std::size_t> next_context{0};
+  std::vector<std::atomic<std::size_t>> open;  // per context: connections placed there, still open
   std::mutex mutex;
   std::condition_variable changed;
   bool started = false;
@@ -47,7 +51,8 @@ struct Gateway::Impl {
 
   explicit Impl(GatewayOptions options) : core(std::move(options)) {}
 
-  asio::io_context& pick_context() { return *contexts[next_context++ % contexts.size()]; }
+  // The loop with the fewest open connections, ties in turn (loop_placement.hpp).
+  std::size_t pick_loop() { return least_loaded(open, next_context++); }
 
   void add_listener(std::unique_ptr<tcp::acceptor> acceptor, ListenerKind kind) {
     auto local = local_address(acceptor->native_handle());
@@ -117,7 +122,8 @@ struct Gateway::Impl {
   asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind) {
     asio::steady_timer backoff(acceptor.get_executor());
     while (!core.stopping) {
-      asio::io_context& target = pick_context();
+      const std::size_t loop = pick_loop();
+      asio::io_context& target = *contexts[loop];
       tcp::socket socket(target);
       std::error_code ec;
       co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
@@ -132,6 +138,7 @@ struct Gateway::Impl {
       core.accepted++;
       std::unique_ptr<Budget::Ticket> ticket = admit(socket);
       if (!ticket) continue;
+      ticket->occupy(open[loop]);
       core.active++;
       asio::co_spawn(target, serve_connection(core, std::move(socket), kind, std::move(ticket)),
                      [this](std::exception_ptr error) {
@@ -180,6 +187,7 @@ void Gateway::start() {
     s.contexts.push_back(std::make_unique<asio::io_context>(1));
     s.guards.push_back(asio::make_work_guard(*s.contexts.back()));
   }
+  s.open = std::vector<std::atomic<std::size_t>>(s.contexts.size());
   const GatewayOptions& o = s.core.options;
   s.core.budget.emplace(fit_descriptor_limit(o.limits));
   for (int fd : o.transparent_fds) s.adopt(fd, ListenerKind::kTransparent);
@@ -189,8 +197,8 @@ void Gateway::start() {
   if (s.listeners.empty()) throw ConfigError("the gateway has no listener (give a transparent or a proxy address)");
   for (auto& l : s.listeners)
     asio::co_spawn(*s.contexts[0], s.accept_loop(*l.acceptor, l.kind), asio::detached);
-  for (auto& ctx : s.contexts) {
-    s.threads.emplace_back([&s, io = ctx.get()] {
+  for (std::size_t i = 0; i < s.contexts.size(); ++i) {
+    s.threads.emplace_back([&s, io = s.contexts[i].get()] {
       while (true) {
         try {
           io->run();
@@ -200,6 +208,11 @@ void Gateway::start() {
         }
       }
     });
+    // "airlock-loop-N" in ps -L, top -H, perf and /proc/PID/task/*/comm: which thread is which
+    // event loop (loop 0 also runs the acceptors); named before start() returns. A thread a loop
+    // starts (Asio's resolver) inherits the name. scripts/bench's capped scenario finds them so.
+    const std::string name = "airlock-loop-" + std::to_string(i);
+    ::pthread_setname_np(s.threads.back().native_handle(), name.substr(0, 15).c_str());
   }
   s.started = true;
   for (auto& l : s.listeners)

@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -434,6 +435,30 @@ struct GatewayFixture : ::testing::Test {
     EXPECT_EQ(audit().find(kFakeValue), std::string::npos) << "the audit log holds the value";
   }
 };
+
+// Each event loop's thread carries its index ("airlock-loop-N" in ps -L, top -H, perf and
+// /proc/PID/task/*/comm): scripts/bench's capped scaling scenario finds and caps the loops so.
+TEST_F(GatewayFixture, EventLoopThreadsAreNamedByTheirIndex) {
+  start("localhost");
+  std::multiset<std::string> names;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "comm");
+    std::string comm;
+    if (std::getline(in, comm) && comm.rfind("airlock-loop-", 0) == 0) names.insert(comm);
+  }
+  // Two loops (the fixture runs two threads); a loop's helper threads would carry its name too.
+  EXPECT_GE(names.count("airlock-loop-0"), 1u);
+  EXPECT_GE(names.count("airlock-loop-1"), 1u);
+  EXPECT_EQ(names.count("airlock-loop-0") + names.count("airlock-loop-1"), names.size());
+  gateway->stop();
+  names.clear();
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "comm");
+    std::string comm;
+    if (std::getline(in, comm) && comm.rfind("airlock-loop-", 0) == 0) names.insert(comm);
+  }
+  EXPECT_TRUE(names.empty()) << "a loop thread outlived stop()";
+}
 
 TEST_F(GatewayFixture, ConnectTunnelSubstitutesForTheAllowedHost) {
   start("localhost");

@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 
-META = {"date": "2026-12-01", "machine": "test", "placement": "test", "runs": 3, "duration": 10,
+META = {"date": "2026-12-01", "machine": "test", "placement": "test", "runs": 3, "duration": 10, "cap_pct": 25,
         "versions": "test", "commit": "abc", "variants": ["direct", "airlock"], "idle_conns": 1000}
 
 
@@ -161,3 +161,84 @@ def test_proxy_cpu_rows_compare_airlock_with_the_floor(tmp_path):
                   values("tls-relay", "ka_cpu_us", 30, 30, 30), variants=variants)
     assert "| 1,800<br>1,800–1,800<br>(1.11× tls-relay) | 2,000<br>2,000–2,000 |" in row(text, "Proxy CPU per 1 MiB download")
     assert "(0.83× tls-relay)" in row(text, "Proxy CPU per keep-alive request")
+
+
+# The capped scaling scenario (scenario 6): airlock-2t against airlock, each event loop CPU-capped.
+def test_capstat_reports_each_loops_share_of_its_cap_and_the_client_side(tmp_path):
+    tsv = tmp_path / "results.tsv"
+    # Loop 0 on CPU 1 used 2.5 s of 10 s (its whole 25 % cap) and was throttled in 480 of 500
+    # periods; loop 1 on CPU 0 used 2.0 s over two threads, one of them new in the run (counted
+    # from zero), throttled in 250 of 500. CPU 0 was 70 % busy (700 of 1000 ticks at 100 Hz).
+    before = [{"loop": 0, "cpu": 1, "runtime_ns": {"11": 1_000_000_000}, "nr_periods": 100, "nr_throttled": 90},
+              {"loop": 1, "cpu": 0, "runtime_ns": {"12": 500_000_000}, "nr_periods": 100, "nr_throttled": 0}]
+    after = [{"loop": 0, "cpu": 1, "runtime_ns": {"11": 3_500_000_000}, "nr_periods": 600, "nr_throttled": 570},
+             {"loop": 1, "cpu": 0, "runtime_ns": {"12": 2_000_000_000, "13": 500_000_000},
+              "nr_periods": 600, "nr_throttled": 250}]
+    assert benchlib.cmd_capstat("kacap", "airlock-2t", "1", str(tsv), "25", "0", "1000 0", "1700 0",
+                                json.dumps(before), json.dumps(after), "10", "100", "3.5") == 0
+    lines = tsv.read_text().splitlines()
+    assert "value\tairlock-2t\t1\tkacap_clientown_pct\t35.0000" in lines   # wrk and nginx: 3.5 s of 10
+    assert "value\tairlock-2t\t1\tkacap_capuse_pct\t80.0000" in lines      # the lower loop: 20 % of 25 %
+    assert "value\tairlock-2t\t1\tkacap_throttled_pct\t50.0000" in lines
+    assert "value\tairlock-2t\t1\tkacap_client_pct\t50.0000" in lines      # 70 % less loop 1's 20 %
+    note = next(line for line in lines if line.startswith("note"))
+    assert "loop 0 on CPU 1: 25.0 % CPU (100 % of its cap), throttled in 480 of 500 periods" in note
+    assert "loop 1 on CPU 0: 20.0 % CPU (80 % of its cap), throttled in 250 of 500 periods" in note
+    assert "CPU 0 70 % busy, 50 % without the gateway (the client tool and nginx themselves: 35 %)" in note
+
+
+def test_capstat_refuses_snapshots_that_do_not_match(tmp_path):
+    tsv = tmp_path / "results.tsv"
+    one = [{"loop": 0, "cpu": 1, "runtime_ns": {"11": 1}}]
+    two = one + [{"loop": 1, "cpu": 0, "runtime_ns": {"12": 1}}]
+    assert benchlib.cmd_capstat("kacap", "airlock", "1", str(tsv), "25", "0", "0 0", "1 0",
+                                json.dumps(one), json.dumps(two), "10", "100") == 1
+    empty = [{"loop": 0, "cpu": 1, "runtime_ns": {}}]
+    assert benchlib.cmd_capstat("kacap", "airlock", "1", str(tsv), "25", "0", "0 0", "1 0",
+                                json.dumps(one), json.dumps(empty), "10", "100") == 1
+    assert not tsv.exists()
+
+
+def test_cap_snapshot_reads_the_groups_threads_and_cfs_counters(tmp_path):
+    group = tmp_path / "grp"
+    group.mkdir()
+    (group / "tasks").write_text(f"{os.getpid()}\n")
+    (group / "cpu.stat").write_text("nr_periods 7\nnr_throttled 3\nthrottled_time 12345\n")
+    snap = benchlib.cap_snapshot([f"0:1:{group}"])
+    assert snap[0]["loop"] == 0 and snap[0]["cpu"] == 1
+    assert snap[0]["nr_periods"] == 7 and snap[0]["nr_throttled"] == 3
+    assert snap[0]["runtime_ns"][str(os.getpid())] > 0
+
+
+def test_capped_rows_compare_two_loops_with_one_and_the_target_says_what_it_shows(tmp_path):
+    variants = ("direct", "airlock", "airlock-2t")
+    text = report(tmp_path, values("direct", "kacap_rps", 9, 9, 9) +   # never a ratio against direct
+                  values("airlock", "kacap_rps", 5000, 5100, 4900) +
+                  values("airlock-2t", "kacap_rps", 9500, 9800, 9700) +
+                  values("airlock", "kacap_capuse_pct", 99, 98, 99) +
+                  values("airlock-2t", "kacap_capuse_pct", 97, 95, 99) +
+                  values("airlock-2t", "kacap_client_pct", 40, 55, 45) +
+                  values("airlock", "kacap_cpu_us", 50, 50, 50) +
+                  values("airlock-2t", "kacap_cpu_us", 51, 51, 51) +
+                  values("airlock", "ka_rps", 20000, 20000, 20000) +
+                  values("airlock", "ka_cpu_us", 50, 50, 50) +
+                  values("airlock", "newconncap_rps", 200, 200, 200) +
+                  values("airlock-2t", "newconncap_rps", 340, 350, 360), variants=variants)
+    cells = row(text, "Keep-alive, gateway CPU-capped at 25 % per thread (1 thread; airlock-2t: 2)").split("|")
+    assert cells[3].strip() == "9<br>9–9"
+    assert cells[4].strip() == "5,000<br>4,900–5,100"
+    assert cells[5].strip() == "9,700<br>9,500–9,800<br>(1.94× 1 thread)"
+    assert ("two event-loop threads against one, each CPU-capped at 25 % of a CPU (scenario 6), keep-alive: "
+            "1.94× one thread at the same cap (target ≥ 1.8×): met; the least busy loop used ≥ 95 % of its "
+            "cap in every run, the client's core without the gateway was ≤ 55 % busy with two loops; "
+            "gateway CPU per request 50.0 → 51.0 µs (1.02×); one capped loop made 1.00× its cap over the "
+            "uncapped CPU per request (50.0 µs) and 1.00× 25 % of the uncapped one-thread rate. Shows:") in text
+    assert "not: 1.8× the uncapped one-thread figure on this 2-core machine" in text
+    assert ("each CPU-capped at 25 % of a CPU (scenario 6), new connections: 1.75× one thread at the same cap "
+            "(target ≥ 1.8×): **not met**") in text
+
+
+def test_no_capped_target_without_both_loops_measured(tmp_path):
+    text = report(tmp_path, values("airlock", "kacap_rps", 5000, 5000, 5000),
+                  variants=("direct", "airlock", "airlock-2t"))
+    assert "CPU-capped at 25 % of a CPU (scenario 6)" not in text
