@@ -14,6 +14,8 @@
 #include <cstring>
 #include <utility>
 
+#include <string.h>
+
 namespace airlock::secrets {
 
 std::string_view to_string(Location location) noexcept {
@@ -68,7 +70,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
 
   ~Impl() override {
     wipe(head_out);
-    wipe(body_out);
+    wipe_body_out();
     // Guest bytes only (never a value): freed, not wiped; wiping its whole capacity would touch
     // every page of a body reserved at its declared length but never sent.
     std::string().swap(body_buf);
@@ -409,10 +411,13 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   // A length-framed body with an injection due is rewritten as it arrives, behind its head, into
   // the buffer that becomes the output at the message end: the body is copied once (the guest's
   // bytes straight into the rewritten request), not buffered and then copied again. Its length
-  // is capped (check_body_shape), so the reservation is too.
+  // is capped (check_body_shape), so the reservation is too: the declared length and room for
+  // values longer than their placeholders (an eighth, at most 64 KiB: the memory budget counts the
+  // capacity from the head on, so a large body holds little more than its length; a body that
+  // grows past it moves once, through the ValueSink).
   void start_buffered_body(std::size_t content_length) {
-    body_out.clear();
-    body_out.reserve(head_out.size() + content_length + content_length / 8 + 64);
+    wipe(body_out);  // whatever an earlier request left past its size (kBuffer wipes only the size)
+    body_out.reserve(head_out.size() + content_length + std::min<std::size_t>(content_length / 8, 64 * 1024) + 64);
     body_out.append(head_out);
     body_open = 0;
     body_b64_carry.clear();
@@ -561,14 +566,29 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     if (same_size && out->empty()) {
       for (const std::size_t at : cl_offsets) body_out.replace(at, len.size(), len);  // same size: in place
       out->swap(body_out);  // out was empty: body_out now holds its (unused) buffer
+      wipe(body_out);
     } else {
       for (std::size_t k = cl_offsets.size(); k-- > 0;) head_out.replace(cl_offsets[k], cl_lengths[k], len);
       out->append(head_out);
       out->append(std::string_view(body_out).substr(head_size));
+      wipe_body_out();
     }
-    wipe(body_out);
     wipe(head_out);
     std::string().swap(body_out.str());  // a keep-alive connection keeps no body-sized buffer
+  }
+
+  // In kBuffer, body_out is a buffer reserved for the body's declared length (start_buffered_body
+  // wiped what it held before) and written only below its size: values go in behind the bytes
+  // before them, and the only bytes ever dropped from its end are an open tail's, verbatim guest
+  // bytes. Its size is what may hold values; wiping the whole capacity would touch every page
+  // of a body declared large and never sent (a stalled upload the budget refuses).
+  void wipe_body_out() noexcept {
+    if (mode != Mode::kBuffer) {
+      wipe(body_out);
+      return;
+    }
+    if (!body_out.empty()) explicit_bzero(body_out.data(), body_out.size());
+    body_out.clear();
   }
 
   void finish_buffered_message() {
@@ -595,7 +615,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   Status end(std::size_t carry) {
     if (block) {
       // A buffered request rewritten so far (it may hold values) never leaves.
-      wipe(body_out);
+      wipe_body_out();
       wipe(head_out);
       // Drop this call's output past the last complete message (it may hold values).
       if (out->size() > committed) {
