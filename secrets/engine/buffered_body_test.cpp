@@ -111,11 +111,11 @@ void compare(Lab& lab, const std::string& input, std::mt19937& rng, int& blocked
     const testing::RunResult split = run_rewriter(lab.set, ctx, input, cuts);
     ASSERT_EQ(split.status, whole.status) << input;
     if (whole.status == Status::kBlocked) {
-      // Nothing of the blocked request leaves; the verdict names a secret not allowed here
-      // (which one may differ when a body holds several: each read is decided as it comes).
+      // Nothing of the blocked request leaves, and the verdict is the whole body's.
       EXPECT_EQ(split.upstream, "") << input;
       ASSERT_TRUE(split.block && whole.block);
-      EXPECT_TRUE(split.block->secret_env == "OTHER" || split.block->secret_env == "OTHER_LONGER") << input;
+      EXPECT_EQ(split.block->secret_env, whole.block->secret_env) << input;
+      EXPECT_EQ(split.block->reason, whole.block->reason) << input;
       EXPECT_EQ(split.block->location, Location::kBody);
     } else {
       ASSERT_EQ(split.upstream, whole.upstream) << input;
@@ -192,17 +192,36 @@ TEST(BufferedBody, Base64FormCutByReadsBlocks) {
   }
 }
 
-// The guest stops inside the body right after a placeholder not allowed here: the read that
-// completes it blocks, though a longer one (OTHER_LONGER) might still follow.
-TEST(BufferedBody, ReadEndingInAViolationBlocks) {
+// The guest stops inside the body right after a placeholder not allowed here: the request is
+// blocked once the body is known to end (here: the guest's end), as when the body was scanned
+// only once complete; nothing of it left before.
+TEST(BufferedBody, AFormInAnIncompleteBodyBlocksAtFinish) {
   Lab lab;
   const std::string input = post(std::string(300, 'p') + "$MSB_OTHER" + "_LONGER and more");
   RequestRewriter rw(lab.set, testing::tls_context(&lab.pins));
   std::string up, guest;
-  ASSERT_EQ(rw.feed(std::string_view(input).substr(0, input.find("_LONGER")), up, guest), Status::kBlocked);
+  ASSERT_EQ(rw.feed(std::string_view(input).substr(0, input.find("_LONGER")), up, guest), Status::kOk);
+  EXPECT_EQ(up, "");
+  EXPECT_EQ(rw.finish(up), Status::kBlocked);
   EXPECT_EQ(up, "");
   ASSERT_TRUE(rw.blocked());
   EXPECT_EQ(rw.blocked()->secret_env, "OTHER");
+}
+
+// A raw form of one secret early in the body and a base64 form of another after it: the verdict
+// is the base64 one (a whole body is looked at for base64 forms first), however the reads cut it.
+TEST(BufferedBody, TheVerdictDoesNotDependOnTheReads) {
+  Lab lab;
+  const std::string input = post(std::string(200, 'p') + "$MSB_OTHER_LONGER" + std::string(900, 'q') +
+                                 base64_encode("x$MSB_OTHERyy") + std::string(300, 'r'));
+  for (std::size_t cut = 100; cut < input.size(); cut += 37) {
+    const testing::RunResult r = run_rewriter(lab.set, testing::tls_context(&lab.pins), input, {cut, cut + 600});
+    ASSERT_EQ(r.status, Status::kBlocked) << cut;
+    EXPECT_EQ(r.upstream, "");
+    ASSERT_TRUE(r.block);
+    EXPECT_EQ(r.block->secret_env, "OTHER") << cut;
+    EXPECT_NE(r.block->reason.find("base64"), std::string::npos) << r.block->reason;
+  }
 }
 
 // The guest stops inside a form: it stays open, finish() forwards nothing of the incomplete

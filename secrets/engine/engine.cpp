@@ -93,6 +93,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   ValueSink body_out{body_bytes};       // rewritten body (may hold values); in kBuffer, head and body
   std::size_t body_open = 0;            // kBuffer: verbatim bytes at body_out's end not yet settled
   std::string body_b64_carry;           // kBuffer: the body's last bytes, for base64 forms across reads
+  std::optional<Block> body_refused;    // kBuffer: a form found, the verdict at the body's end
   std::string window;                   // re-chunk: carry + new data
 
   // Output during feed()/finish(): the caller's string, grown through a ValueSink.
@@ -408,6 +409,16 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     }
   }
 
+  // A buffered body is decided as a whole, whatever the reads: a base64 form anywhere in it is
+  // the verdict, else the first other form (as when the body was scanned once complete). A form
+  // found in a read is kept until the body ends; the rewritten request, never to leave, is wiped.
+  void refuse_body() {
+    body_refused = std::move(block);
+    block.reset();
+    wipe_body_out();
+    body_open = 0;
+  }
+
   // A length-framed body with an injection due is rewritten as it arrives, behind its head, into
   // the buffer that becomes the output at the message end: the body is copied once (the guest's
   // bytes straight into the rewritten request), not buffered and then copied again. Its length
@@ -421,6 +432,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     body_out.append(head_out);
     body_open = 0;
     body_b64_carry.clear();
+    body_refused.reset();
   }
 
   std::string content_encoding;  // joined Content-Encoding values of the current head
@@ -471,7 +483,9 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
       case Mode::kBuffer:
         // rewrite_body_piece sees raw, percent and JSON forms; base64 ones are looked for here.
         if (any_not_eligible && !detect_base64_piece(data, body_b64_carry, Location::kBody)) return;
+        if (body_refused) return;  // nothing more to rewrite; a base64 form may still come
         rewrite_body_piece(data, false, body_out, body_open);
+        if (block) refuse_body();
         break;
       case Mode::kRechunk:
         // rewrite_body sees raw, percent and JSON forms; the stream detector adds base64 ones.
@@ -557,6 +571,11 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   // keeps its size when the new Content-Length has as many digits as the old one (the usual
   // case); otherwise the head is rewritten and the body copied after it.
   void emit_buffered() {
+    if (body_refused) {
+      block = std::move(body_refused);
+      body_refused.reset();
+      return;
+    }
     rewrite_body_piece({}, true, body_out, body_open);
     if (block) return;
     const std::size_t head_size = head_out.size();
@@ -761,7 +780,12 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
         case Mode::kBuffer:
           // The body never completed: it is not forwarded; a violation in it still blocks (what
           // came was scanned as it came, but for a form still open at its end: none, now).
-          if (any_not_eligible) detect_forms(std::string_view(body_out).substr(body_out.size() - body_open), Location::kBody);
+          if (body_refused) {
+            block = std::move(body_refused);
+            body_refused.reset();
+          } else if (any_not_eligible) {
+            detect_forms(std::string_view(body_out).substr(body_out.size() - body_open), Location::kBody);
+          }
           break;
         case Mode::kBufferCoded:
           // The body never completed: it is not forwarded; a violation in it still blocks.
