@@ -29,9 +29,11 @@ InjectionScopes body_scope() {
   return s;
 }
 
-// BK and LONG are due in the body for api.example.com; OTHER and OTHER_LONGER are not.
+// BK, BK_LONG and LONG_BODY_SECRET_NAME are due in the body for api.example.com; OTHER and
+// OTHER_LONGER are not (in each pair one placeholder is the other's prefix).
 std::vector<SecretSpec> secrets() {
   return {{"BK", "body-FAKE", {"api.example.com"}, body_scope()},
+          {"BK_LONG", "bk-long-FAKE", {"api.example.com"}, body_scope()},  // BK's placeholder is its prefix
           {"LONG_BODY_SECRET_NAME", "long-body-FAKE", {"api.example.com"}, body_scope()},
           {"OTHER", "other-FAKE", {"other.example.net"}, {}},
           {"OTHER_LONGER", "other-longer-FAKE", {"other.example.net"}, {}}};
@@ -54,7 +56,7 @@ std::string b64_of(std::mt19937& rng, const std::string& placeholder) {
 // Mostly due placeholders and near misses; with `violations`, forms of the others too.
 std::string random_body(std::mt19937& rng, bool violations) {
   static const std::vector<std::string> safe = {
-      "$MSB_BK", "$MSB_LONG_BODY_SECRET_NAME", "$MSB_LONG_BODY_SECRET", "$MSB_B", "$MS", "$", "%", "\\", "%24MSB_BK",
+      "$MSB_BK", "$MSB_BK_LONG", "$MSB_BK_LON", "$MSB_LONG_BODY_SECRET_NAME", "$MSB_LONG_BODY_SECRET", "$MSB_B", "$MS", "$", "%", "\\", "%24MSB_BK",
       "\\u0024MSB_BK", "$MSB_OTHE", "$MSB_OTHER_LONGE", "%24MSB_OTH", "\\u0024MSB_OT", "aaaa", "{\"k\":\"", "\"}"};
   static const std::vector<std::string> bad = {"$MSB_OTHER", "$MSB_OTHER_LONGER", "%24MSB_OTHER", "\\u0024MSB_OTHER",
                                                "%24MSB_OTHER_LONGER"};
@@ -159,6 +161,22 @@ TEST(BufferedBody, PlaceholderCutByALongReadIsRewritten) {
     const testing::RunResult r = run_rewriter(lab.set, testing::tls_context(&lab.pins), input, {cut});
     ASSERT_EQ(r.status, Status::kOk) << cut;
     EXPECT_EQ(r.upstream, post(std::string(700, 'p') + "long-body-FAKE" + tail)) << cut;
+  }
+}
+
+// A placeholder whose prefix is another's ($MSB_BK in $MSB_BK_LONG), cut at every byte by a long
+// read: the same request as one read gives.
+TEST(BufferedBody, APlaceholderWithAnotherAsPrefixCutByAReadIsRewrittenAsWhole) {
+  Lab lab;
+  const std::string input = post(std::string(700, 'p') + "$MSB_BK_LONG" + std::string(1000, 'q'));
+  const testing::RunResult whole = run_rewriter(lab.set, testing::tls_context(&lab.pins), input);
+  ASSERT_EQ(whole.status, Status::kOk);
+  ASSERT_NE(whole.upstream.find("FAKE"), std::string::npos);
+  const std::size_t at = input.find('$');
+  for (std::size_t cut = at; cut <= at + 12; ++cut) {
+    const testing::RunResult r = run_rewriter(lab.set, testing::tls_context(&lab.pins), input, {cut});
+    ASSERT_EQ(r.status, Status::kOk) << cut;
+    EXPECT_EQ(r.upstream, whole.upstream) << cut;
   }
 }
 
