@@ -14,6 +14,8 @@
 #include <cstring>
 #include <utility>
 
+#include <string.h>
+
 namespace airlock::secrets {
 
 std::string_view to_string(Location location) noexcept {
@@ -68,7 +70,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
 
   ~Impl() override {
     wipe(head_out);
-    wipe(body_out);
+    wipe_body_out();
     // Guest bytes only (never a value): freed, not wiped; wiping its whole capacity would touch
     // every page of a body reserved at its declared length but never sent.
     std::string().swap(body_buf);
@@ -87,8 +89,11 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   ValueSink head_out{head_bytes};       // rewritten head (may hold values)
   std::vector<std::size_t> cl_offsets;  // Content-Length value spans in head_out (buffer mode)
   std::vector<std::size_t> cl_lengths;
-  std::string body_buf;                 // buffered body or re-chunk carry (guest bytes)
-  ValueSink body_out{body_bytes};       // rewritten body (may hold values)
+  std::string body_buf;                 // buffered coded body or re-chunk carry (guest bytes)
+  ValueSink body_out{body_bytes};       // rewritten body (may hold values); in kBuffer, head and body
+  std::size_t body_open = 0;            // kBuffer: verbatim bytes at body_out's end not yet settled
+  std::string body_b64_carry;           // kBuffer: the body's last bytes, for base64 forms across reads
+  std::optional<Block> body_refused;    // kBuffer: a form found, the verdict at the body's end
   std::string window;                   // re-chunk: carry + new data
 
   // Output during feed()/finish(): the caller's string, grown through a ValueSink.
@@ -397,7 +402,37 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     verbatim_tail = 0;
     if (drop_expect) guest->append(kContinue);
     body_buf.clear();
-    if (buffer) body_buf.reserve(static_cast<std::size_t>(head.content_length));
+    if (mode == Mode::kBuffer) {
+      start_buffered_body(static_cast<std::size_t>(head.content_length));
+    } else if (buffer) {
+      body_buf.reserve(static_cast<std::size_t>(head.content_length));
+    }
+  }
+
+  // A buffered body is decided as a whole, whatever the reads: a base64 form anywhere in it is
+  // the verdict, else the first other form (as when the body was scanned once complete). A form
+  // found in a read is kept until the body ends; the rewritten request, never to leave, is wiped.
+  void refuse_body() {
+    body_refused = std::move(block);
+    block.reset();
+    wipe_body_out();
+    body_open = 0;
+  }
+
+  // A length-framed body with an injection due is rewritten as it arrives, behind its head, into
+  // the buffer that becomes the output at the message end: the body is copied once (the guest's
+  // bytes straight into the rewritten request), not buffered and then copied again. Its length
+  // is capped (check_body_shape), so the reservation is too: the declared length and room for
+  // values longer than their placeholders (an eighth, at most 64 KiB: the memory budget counts the
+  // capacity from the head on, so a large body holds little more than its length; a body that
+  // grows past it moves once, through the ValueSink).
+  void start_buffered_body(std::size_t content_length) {
+    wipe(body_out);  // whatever an earlier request left past its size (kBuffer wipes only the size)
+    body_out.reserve(head_out.size() + content_length + std::min<std::size_t>(content_length / 8, 64 * 1024) + 64);
+    body_out.append(head_out);
+    body_open = 0;
+    body_b64_carry.clear();
+    body_refused.reset();
   }
 
   std::string content_encoding;  // joined Content-Encoding values of the current head
@@ -446,7 +481,11 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
         verbatim_tail += data.size();
         break;
       case Mode::kBuffer:
-        body_buf.append(data);
+        // rewrite_body_piece sees raw, percent and JSON forms; base64 ones are looked for here.
+        if (any_not_eligible && !detect_base64_piece(data, body_b64_carry, Location::kBody)) return;
+        if (body_refused) return;  // nothing more to rewrite; a base64 form may still come
+        rewrite_body_piece(data, false, body_out, body_open);
+        if (block) refuse_body();
         break;
       case Mode::kRechunk:
         // rewrite_body sees raw, percent and JSON forms; the stream detector adds base64 ones.
@@ -509,22 +548,11 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     if (mode == Mode::kPassthrough) {
       if (any_not_eligible && !detect_finish(body_det, Location::kBody)) return;
       if (!is_chunked && !finish_inflated()) return;
-    } else if (mode == Mode::kBuffer || mode == Mode::kBufferCoded) {
-      if (mode == Mode::kBufferCoded) {
-        if (!rewrite_coded_body(body_buf, body_out)) return;
-      } else {
-        if (any_not_eligible && !detect_base64(body_buf, Location::kBody)) return;
-        if (out->empty()) {
-          emit_buffered_in_place();
-          if (block) return;
-          finish_buffered_message();
-          return;
-        }
-        body_out.clear();
-        body_out.reserve(body_buf.size() + body_buf.size() / 8 + 64);
-        rewrite_body(body_buf, true, body_out);
-      }
+    } else if (mode == Mode::kBuffer) {
+      emit_buffered();
       if (block) return;
+    } else if (mode == Mode::kBufferCoded) {
+      if (!rewrite_coded_body(body_buf, body_out)) return;
       // Recompute Content-Length: rewrite only its value(s), right to left.
       const std::string len = std::to_string(body_out.size());
       for (std::size_t k = cl_offsets.size(); k-- > 0;) head_out.replace(cl_offsets[k], cl_lengths[k], len);
@@ -537,33 +565,49 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     finish_buffered_message();
   }
 
-  // A buffered length-framed body when nothing else is in the output yet: the head and the
-  // rewritten body are built in one buffer that becomes the output, so the rewritten body (which
-  // may hold values) is neither copied again nor wiped twice (the caller wipes the output). The
-  // head goes first at its current size, which holds when the new Content-Length has as many
-  // digits as the old one (the usual case); otherwise the head is rewritten and the body copied.
-  void emit_buffered_in_place() {
+  // The end of a buffered length-framed body: body_out holds the head and the rewritten body.
+  // With nothing else in the output yet it becomes the output, so the rewritten body (which may
+  // hold values) is neither copied again nor wiped twice (the caller wipes the output). The head
+  // keeps its size when the new Content-Length has as many digits as the old one (the usual
+  // case); otherwise the head is rewritten and the body copied after it.
+  void emit_buffered() {
+    if (body_refused) {
+      block = std::move(body_refused);
+      body_refused.reset();
+      return;
+    }
+    rewrite_body_piece({}, true, body_out, body_open);
+    if (block) return;
     const std::size_t head_size = head_out.size();
-    body_out.clear();
-    body_out.reserve(head_size + body_buf.size() + body_buf.size() / 8 + 64);
-    body_out.append(head_out);
-    rewrite_body(body_buf, true, body_out);
     const std::string len = std::to_string(body_out.size() - head_size);
     bool same_size = true;
     for (const std::size_t l : cl_lengths) same_size = same_size && l == len.size();
-    if (block) {
-      // nothing leaves
-    } else if (same_size) {
+    if (same_size && out->empty()) {
       for (const std::size_t at : cl_offsets) body_out.replace(at, len.size(), len);  // same size: in place
       out->swap(body_out);  // out was empty: body_out now holds its (unused) buffer
+      wipe(body_out);
     } else {
       for (std::size_t k = cl_offsets.size(); k-- > 0;) head_out.replace(cl_offsets[k], cl_lengths[k], len);
       out->append(head_out);
       out->append(std::string_view(body_out).substr(head_size));
+      wipe_body_out();
     }
-    wipe(body_out);
     wipe(head_out);
     std::string().swap(body_out.str());  // a keep-alive connection keeps no body-sized buffer
+  }
+
+  // In kBuffer, body_out is a buffer reserved for the body's declared length (start_buffered_body
+  // wiped what it held before) and written only below its size: values go in behind the bytes
+  // before them, and the only bytes ever dropped from its end are an open tail's, verbatim guest
+  // bytes. Its size is what may hold values; wiping the whole capacity would touch every page
+  // of a body declared large and never sent (a stalled upload the budget refuses).
+  void wipe_body_out() noexcept {
+    if (mode != Mode::kBuffer) {
+      wipe(body_out);
+      return;
+    }
+    if (!body_out.empty()) explicit_bzero(body_out.data(), body_out.size());
+    body_out.clear();
   }
 
   void finish_buffered_message() {
@@ -589,6 +633,9 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
 
   Status end(std::size_t carry) {
     if (block) {
+      // A buffered request rewritten so far (it may hold values) never leaves.
+      wipe_body_out();
+      wipe(head_out);
       // Drop this call's output past the last complete message (it may hold values).
       if (out->size() > committed) {
         OPENSSL_cleanse(out->data() + committed, out->size() - committed);
@@ -731,6 +778,15 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
           if (any_not_eligible) detect_finish(body_det, Location::kBody);
           break;
         case Mode::kBuffer:
+          // The body never completed: it is not forwarded; a violation in it still blocks (what
+          // came was scanned as it came, but for a form still open at its end: none, now).
+          if (body_refused) {
+            block = std::move(body_refused);
+            body_refused.reset();
+          } else if (any_not_eligible) {
+            detect_forms(std::string_view(body_out).substr(body_out.size() - body_open), Location::kBody);
+          }
+          break;
         case Mode::kBufferCoded:
           // The body never completed: it is not forwarded; a violation in it still blocks.
           if (any_not_eligible) detect_whole(body_buf, Location::kBody);

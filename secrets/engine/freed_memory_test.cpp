@@ -140,6 +140,39 @@ TEST_F(FreedMemory, ARechunkedBodyGrowingTheOutputLeavesNoValueBehind) {
   EXPECT_EQ(scan.freed_with_value(), 0);
 }
 
+// A buffered body is rewritten as it arrives (upload4): the rewritten request held values long
+// before its end. A violation in a later read blocks it (at the body's end); the request
+// rewritten up to the violation never leaves, and its buffer (values in the head and the body)
+// goes back wiped.
+TEST_F(FreedMemory, ABufferedBodyBlockedHalfwayLeavesNoValueBehind) {
+  InjectionScopes scopes;
+  scopes.headers = true;
+  scopes.body = true;
+  const SecretSet two(make_secrets({SecretSpec("KEY", std::string(kValue), {"api.example.com"}, scopes),
+                                    SecretSpec("OTHER", "other-FAKE", {"other.example.net"}, {})}),
+                      ViolationAction::kUnset);
+  std::string body;
+  for (int i = 0; i < 200; ++i) body += "{\"k\":\"$MSB_KEY\"}";
+  body += std::string(20000, 'x') + "$MSB_OTHER" + std::string(20000, 'y');
+  const std::string input = "POST /b HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer $MSB_KEY\r\n"
+                            "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  FreedMemoryScan scan;
+  {
+    RequestRewriter rw(two, tls_context(&pins));
+    std::string out, guest;
+    Status status = Status::kOk;
+    std::size_t at = 0;
+    for (; at < input.size() && status == Status::kOk; at += 4096) {
+      status = rw.feed(std::string_view(input).substr(at, 4096), out, guest);
+    }
+    ASSERT_EQ(status, Status::kBlocked);  // at the body's end
+    EXPECT_EQ(out, "");
+    EXPECT_EQ(rw.blocked()->secret_env, "OTHER");
+    EXPECT_EQ(rw.finish(out), Status::kBlocked);
+  }
+  EXPECT_EQ(scan.freed_with_value(), 0);
+}
+
 // A compressed body with an injection due is decoded, rewritten and encoded again: neither the
 // encoder's intermediate buffers (the rewritten plain body among them) nor its state (zlib's
 // window holds the plain bytes) may go back to the allocator unwiped.

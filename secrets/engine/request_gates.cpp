@@ -582,12 +582,18 @@ bool RequestGates::finish_inflated() {
 }
 
 std::size_t RequestGates::rewrite_body(std::string_view data, bool final, ValueSink dst) {
+  return rewrite_range(data, 0, data.size(), final, dst);
+}
+
+std::size_t RequestGates::rewrite_range(std::string_view data, std::size_t from, std::size_t start_limit, bool final,
+                                        ValueSink dst) {
   const auto* d = reinterpret_cast<const unsigned char*>(data.data());
   const std::size_t n = data.size();
-  std::size_t i = 0, last = 0, settled = n;
+  const std::size_t limit = std::min(start_limit, n);
+  std::size_t i = from, last = from, settled = limit;
   while (true) {
-    i = next_trigger(cs, d, i, n);
-    if (i >= n) break;
+    i = next_trigger(cs, d, i, limit);
+    if (i >= limit) break;
     const Match m = match_at(cs, d, n, i, nullptr);
     if (m.kind == Match::kPartial) {
       if (!final) {
@@ -611,8 +617,70 @@ std::size_t RequestGates::rewrite_body(std::string_view data, bool final, ValueS
     }
     ++i;
   }
+  // A placeholder that starts before the limit may end past it.
+  settled = std::max(settled, last);
   dst.append(data.substr(last, settled - last));
   return settled;
+}
+
+void RequestGates::rewrite_body_piece(std::string_view data, bool final, ValueSink dst, std::size_t& open) {
+  std::size_t from = 0;  // where the scan of `data` starts
+  if (open > 0) {
+    // The open tail goes back through the scan with the bytes after it: in a window of the tail
+    // and the next max_form bytes (every form starting in the tail ends within them), so the
+    // rest of the piece is scanned where it lies, not copied.
+    body_window.assign(dst.str(), dst.size() - open, open);
+    dst.resize(dst.size() - open);
+    const bool whole = data.size() <= cs.max_form;
+    body_window.append(data.substr(0, whole ? data.size() : cs.max_form));
+    // Positions in the tail only (unless the window holds the whole piece); never partial there
+    // unless the window is the whole piece, as each has max_form bytes after it.
+    const std::size_t limit = whole ? body_window.size() : open;
+    const std::size_t settled = rewrite_range(body_window, 0, limit, final, dst);
+    if (block) return;
+    if (whole || settled < open) {
+      // The window is the whole piece (or, defensively, a form in the tail is still open): what
+      // is not settled stays open, in the window, the piece's bytes after it appended as they are.
+      const std::string_view rest = std::string_view(body_window).substr(settled);
+      dst.append(rest);
+      if (!whole) dst.append(data.substr(cs.max_form));
+      open = rest.size() + (whole ? 0 : data.size() - cs.max_form);
+      return;
+    }
+    from = settled - open;  // past a placeholder that began in the tail, or the piece's start
+  }
+  const std::size_t settled = rewrite_range(data, from, data.size(), final, dst);
+  if (block) return;
+  dst.append(data.substr(settled));
+  open = data.size() - settled;
+}
+
+bool RequestGates::detect_base64_piece(std::string_view data, std::string& carry, Location loc) {
+  if (cs.base64_forms.empty() || data.empty()) return true;
+  const std::size_t keep = cs.max_base64_form - 1;
+  std::size_t at = 0;
+  if (!carry.empty()) {
+    // A form that begins in the carry ends within the piece's first max_base64_form - 1 bytes.
+    body_window.assign(carry);
+    body_window.append(data.substr(0, std::min(data.size(), keep)));
+    const Match m = find_base64_form(cs, body_window, not_eligible.data(), &at);
+    if (m.kind == Match::kFound && at < carry.size()) {
+      violation(m.secret, loc, m.forms);
+      return false;
+    }
+  }
+  const Match m = find_base64_form(cs, data, not_eligible.data(), &at);
+  if (m.kind == Match::kFound) {
+    violation(m.secret, loc, m.forms);
+    return false;
+  }
+  if (data.size() >= keep) {
+    carry.assign(data.substr(data.size() - keep));
+  } else {
+    carry.append(data);
+    if (carry.size() > keep) carry.erase(0, carry.size() - keep);
+  }
+  return true;
 }
 
 }  // namespace airlock::secrets::detail

@@ -141,6 +141,20 @@ struct RequestGates {
   // violations block; raw placeholders of body-scope secrets are replaced. Appends the settled
   // part to dst and returns its length (the rest may begin a placeholder).
   std::size_t rewrite_body(std::string_view data, bool final, ValueSink dst);
+  // The same over data[from, size) with only positions before start_limit starting a form (a
+  // form may run past it); returns where the appended part ends (>= start_limit unless a form
+  // is still open there).
+  std::size_t rewrite_range(std::string_view data, std::size_t from, std::size_t start_limit, bool final,
+                            ValueSink dst);
+  // A body rewritten as it arrives, piece by piece, into dst (which keeps the whole rewritten
+  // body): the same bytes, substitutions and violations as rewrite_body over the whole body.
+  // `open`: how many bytes at dst's end are verbatim body bytes that may still begin a form
+  // (fewer than max_form); they are scanned again with the next piece. With `final` none stay open.
+  void rewrite_body_piece(std::string_view data, bool final, ValueSink dst, std::size_t& open);
+  // Base64 forms of the not-eligible secrets in a body fed piece by piece: found in some piece
+  // iff detect_base64 finds one in the whole body. `carry` keeps the body's last bytes (guest
+  // bytes, fewer than the longest base64 form) between pieces.
+  bool detect_base64_piece(std::string_view data, std::string& carry, Location loc);
   // A compressed body buffered whole: decoded (bounded by the body cap and the ratio cap),
   // rewritten, encoded again into out. A body with nothing substituted leaves as it came.
   bool rewrite_coded_body(const std::string& buf, ValueSink out);
@@ -168,6 +182,7 @@ struct RequestGates {
   std::optional<HostPattern> any_host_pattern;  // HostPattern::exact(host) for any_host secrets
   std::string any_host_pattern_for;
 
+  std::string body_window;                  // an open body tail and the next bytes (guest bytes)
   std::string scratch;                      // a header value being rewritten (may hold values)
   std::string decoded, encoded, reencoded;  // Basic credentials (may hold values)
   std::optional<http::ContentDecoder> inflater;
