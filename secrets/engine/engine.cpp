@@ -53,6 +53,8 @@ namespace {
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 // A buffered body's buffer is given back at the message end when larger than this.
 constexpr std::size_t kKeptBodyBytes = 64 * 1024;
+// The head's list of placeholder first bytes is given back after the head when longer than this.
+constexpr std::size_t kKeptRawStarts = 64;
 
 }  // namespace
 
@@ -426,6 +428,9 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
       if (!rewrite_head(head, drop_expect, buffer, values_flowed)) return;
       if (!buffer) out->append(head_out);
     }
+    head_raw_known = false;
+    // A head full of first bytes leaves no large list behind on a kept-alive connection.
+    if (head_raw_at.capacity() > kKeptRawStarts) std::vector<std::uint32_t>().swap(head_raw_at);
     const std::string_view method = head.view(head.method);
     if (head.upgrade && method != "CONNECT") keep_upgrade_request(head);
     forwarded.push_back(
@@ -797,7 +802,8 @@ std::vector<Substitution> RequestRewriter::take_substitutions() {
 std::size_t RequestRewriter::held_bytes() const noexcept {
   const Impl& m = *impl_;
   return m.head_out.capacity() + m.body_out.capacity() + m.body_buf.capacity() + m.window.capacity() +
-         m.RequestGates::held_bytes() + m.held.capacity() + m.after_upgrade.capacity();
+         m.RequestGates::held_bytes() + m.held.capacity() + m.after_upgrade.capacity() +
+         m.head_raw_at.capacity() * sizeof(std::uint32_t);
 }
 bool RequestRewriter::in_head() const noexcept { return !impl_->upgraded && impl_->parser.in_head(); }
 const std::vector<Substitution>& RequestRewriter::substitutions() const noexcept { return impl_->subs; }
