@@ -10,10 +10,13 @@
 //    delivered (forwarded byte for byte);
 //  - with eligible secrets and no block, the output parses, and no raw placeholder of secret A
 //    remains in a scope A enables in a request to A's host;
-//  - no fake value appears in a verdict.
+//  - no fake value appears in a verdict;
+//  - the head's rewrite reusing its violation scan's positions (the default) and searching the
+//    head again (detail::reuse_head_scan false) forward, owe, record and block the same.
 #include <http/request_parser.hpp>
 #include <secrets/engine/engine.hpp>
 #include <secrets/engine/engine_test_util.hpp>
+#include <secrets/engine/request_gates.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -162,6 +165,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const testing::RunResult whole = testing::run_rewriter(set, ctx, input, {}, true, answer);
   const testing::RunResult split = testing::run_rewriter(set, ctx, input, {cut1, cut2}, true, answer);
   if (!same_verdict(whole, split)) std::abort();
+  {
+    airlock::secrets::detail::reuse_head_scan = false;
+    const testing::RunResult searched = testing::run_rewriter(set, ctx, input, {}, true, answer);
+    airlock::secrets::detail::reuse_head_scan = true;
+    if (!same_verdict(whole, searched) || searched.upstream != whole.upstream || searched.guest != whole.guest) std::abort();
+    if (searched.subs.size() != whole.subs.size()) std::abort();
+    for (std::size_t k = 0; k < whole.subs.size(); ++k) {
+      if (searched.subs[k].secret_env != whole.subs[k].secret_env || searched.subs[k].host != whole.subs[k].host ||
+          searched.subs[k].location != whole.subs[k].location)
+        std::abort();
+    }
+  }
 
   for (const testing::RunResult* r : {&whole, &split}) {
     if (r->upstream.size() > 4 * input.size() + 4096) std::abort();

@@ -16,7 +16,10 @@ namespace airlock::gateway {
 // Appends `s` as a JSON string (quotes included) to `out`, escaped as above.
 void append_json_string(std::string& out, std::string_view s);
 
-class AuditRecord {
+// Members written member by member, as a record writes them: a record takes them whole
+// (AuditRecord::members), so members that are the same for many records (a connection's own) are
+// escaped and written once.
+class AuditMembers {
  public:
   // A member name: a string literal of printable ASCII without a quote or a backslash, checked
   // when the program is compiled, so it is written as it is, without escaping.
@@ -36,22 +39,13 @@ class AuditRecord {
   };
   static constexpr std::size_t kMaxKey = 32;
 
-  // A record whose first member is "event": `event`. Its text is written into a buffer the
-  // thread reuses (one record after another: no allocation per record).
-  explicit AuditRecord(std::string_view event);
-  ~AuditRecord();
-  AuditRecord(AuditRecord&&) noexcept = default;
-  AuditRecord(const AuditRecord&) = delete;
-  AuditRecord& operator=(const AuditRecord&) = delete;
-  AuditRecord& operator=(AuditRecord&&) = delete;
-
-  AuditRecord& string(Key key, std::string_view value) {
+  AuditMembers& string(Key key, std::string_view value) {
     begin_member(key);
     append_json_string(text_, value);
     return *this;
   }
   template <std::integral T>
-  AuditRecord& number(Key key, T value) {
+  AuditMembers& number(Key key, T value) {
     begin_member(key);
     char buf[24];
     const auto r = std::to_chars(buf, buf + sizeof buf, value);
@@ -60,17 +54,9 @@ class AuditRecord {
   }
   // The members, comma-separated, without the braces: `"event":"substitution","connection":7`.
   std::string_view members() const noexcept { return text_; }
-  // The whole JSON object: the members in braces.
-  std::string object() const {
-    std::string o;
-    o.reserve(text_.size() + 2);
-    o.push_back('{');
-    o.append(text_);
-    o.push_back('}');
-    return o;
-  }
+  void clear() noexcept { text_.clear(); }
 
- private:
+ protected:
   // `,"key":` (no comma for the first member), as one append.
   void begin_member(Key key) {
     char buf[kMaxKey + 4];
@@ -84,6 +70,37 @@ class AuditRecord {
     text_.append(buf, n);
   }
   std::string text_;
+};
+
+class AuditRecord : public AuditMembers {
+ public:
+  // A record whose first member is "event": `event`. Its text is written into a buffer the
+  // thread reuses (one record after another: no allocation per record).
+  explicit AuditRecord(std::string_view event);
+  ~AuditRecord();
+  AuditRecord(AuditRecord&&) noexcept = default;
+  AuditRecord(const AuditRecord&) = delete;
+  AuditRecord& operator=(const AuditRecord&) = delete;
+  AuditRecord& operator=(AuditRecord&&) = delete;
+
+  // Appends `m`'s members after this record's: the same text as writing each of them here.
+  AuditRecord& members(const AuditMembers& m) {
+    const std::string_view more = m.members();
+    if (more.empty()) return *this;
+    if (!text_.empty()) text_.push_back(',');
+    text_.append(more);
+    return *this;
+  }
+  using AuditMembers::members;
+  // The whole JSON object: the members in braces.
+  std::string object() const {
+    std::string o;
+    o.reserve(text_.size() + 2);
+    o.push_back('{');
+    o.append(text_);
+    o.push_back('}');
+    return o;
+  }
 };
 
 }  // namespace airlock::gateway

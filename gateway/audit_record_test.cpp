@@ -231,6 +231,39 @@ TEST(AuditRecord, ARecordAfterOrBesideAnotherHasOnlyItsOwnMembers) {
   EXPECT_EQ(next.object(), R"({"event":"substitution"})");
 }
 
+// A connection's members written once (AuditMembers) and taken by many records: each record is
+// the same text as one that wrote those members itself, after another record, and with none.
+TEST(AuditRecord, MembersWrittenOnceAreTheSameTextAsMembersWrittenInPlace) {
+  std::size_t checked = 0;
+  for (const std::string& hostile : hostile_strings()) {
+    AuditMembers own;
+    own.number("connection", std::uint64_t{18446744073709551615u}).string("destination", "[2001:db8::1]:443");
+    own.string("sni", hostile);
+    for (int round = 0; round < 3; ++round) {
+      AuditRecord direct("substitution");
+      direct.number("connection", std::uint64_t{18446744073709551615u}).string("destination", "[2001:db8::1]:443");
+      direct.string("sni", hostile).string("secret", "KEY").string("host", hostile).string("location", "header");
+      const std::string expected = direct.object();
+      AuditRecord reused("substitution");
+      reused.members(own).string("secret", "KEY").string("host", hostile).string("location", "header");
+      ASSERT_EQ(reused.object(), expected) << testing::PrintToString(hostile);
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 10u);
+  AuditMembers none;
+  AuditRecord alone("substitution");
+  alone.members(none).string("secret", "KEY");
+  EXPECT_EQ(alone.object(), R"({"event":"substitution","secret":"KEY"})");
+  AuditMembers one;
+  one.number("connection", 7);
+  one.clear();
+  one.string("sni", "a\"b");
+  AuditRecord after("substitution");
+  after.members(one);
+  EXPECT_EQ(after.object(), R"({"event":"substitution","sni":"a\"b"})");
+}
+
 TEST(AuditRecord, TimestampsAreRfc3339UtcWithMilliseconds) {
   const std::regex shape(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)");
   for (int i = 0; i < 50; ++i) {

@@ -140,21 +140,27 @@ struct Connection {
   // The same members, written without a JSON document (the per-request records).
   AuditRecord audit_record(std::string_view event) const {
     AuditRecord r(event);
-    r.number("connection", id);
-    if (destination) r.string("destination", destination_text());
-    r.string("sni", sni);
+    r.members(own_members());
     return r;
   }
-  // destination->to_string(), formatted again only when the destination changed.
-  const std::string& destination_text() const {
-    if (destination_formatted != destination) {
-      destination_formatted = destination;
-      destination_string = destination ? destination->to_string() : std::string();
+  // This connection's members of every record (connection, destination, sni), escaped and
+  // written once and again only when the destination or the SNI changed.
+  const AuditMembers& own_members() const {
+    if (!own_members_valid || own_members_destination != destination || own_members_sni != sni) {
+      own_members_text.clear();
+      own_members_text.number("connection", id);
+      if (destination) own_members_text.string("destination", destination->to_string());
+      own_members_text.string("sni", sni);
+      own_members_destination = destination;
+      own_members_sni = sni;
+      own_members_valid = true;
     }
-    return destination_string;
+    return own_members_text;
   }
-  mutable std::optional<SocketAddress> destination_formatted;
-  mutable std::string destination_string;
+  mutable AuditMembers own_members_text;
+  mutable std::optional<SocketAddress> own_members_destination;
+  mutable std::string own_members_sni;
+  mutable bool own_members_valid = false;
 };
 
 // A connection idle this long gives back its per-request state (see release_idle_state).

@@ -55,6 +55,8 @@ namespace {
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 // A buffered body's buffer is given back at the message end when larger than this.
 constexpr std::size_t kKeptBodyBytes = 64 * 1024;
+// The head's list of placeholder first bytes is given back after the head when longer than this.
+constexpr std::size_t kKeptRawStarts = 64;
 
 }  // namespace
 
@@ -173,17 +175,48 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     return Location::kRequestLine;
   }
 
+  // Where the current head's placeholder first bytes are, in order (positions in head.raw): the
+  // violation scan notes them on its way, so that the rewrite does not search the same bytes for
+  // them again. Valid for the current head when head_raw_known.
+  std::vector<std::uint32_t> head_raw_at;
+  bool head_raw_known = false;
+
+  // The noted positions in raw[from, to) (head_raw_known).
+  RawStarts raw_starts(std::size_t from, std::size_t to) const {
+    const auto b = std::lower_bound(head_raw_at.begin(), head_raw_at.end(), from);
+    const auto e = std::lower_bound(b, head_raw_at.end(), to);
+    return RawStarts{std::span<const std::uint32_t>(head_raw_at.data() + (b - head_raw_at.begin()),
+                                                    static_cast<std::size_t>(e - b)),
+                     from};
+  }
+  // The first placeholder first byte in raw[from, size) (raw.size() if none).
+  std::size_t next_raw_start(const std::string& raw, std::size_t from) const {
+    if (head_raw_known) {
+      const auto it = std::lower_bound(head_raw_at.begin(), head_raw_at.end(), from);
+      return it == head_raw_at.end() ? raw.size() : *it;
+    }
+    return next_trigger(cs, reinterpret_cast<const unsigned char*>(raw.data()), from, raw.size(), true);
+  }
+
   // Every placeholder form of a secret not eligible for this request, anywhere in the head.
   bool scan_head_violations(const http::RequestHead& head) {
     const auto* d = reinterpret_cast<const unsigned char*>(head.raw.data());
-    bool found = false;
-    scan_forms(cs, d, 0, head.raw.size(), head.raw.size(), not_eligible.data(), true,
-               [&](std::size_t pos, const Match& m) {
-                 violation(m.secret, head_location(head, pos), m.forms);
-                 found = true;
-                 return false;
-               });
-    if (found) return false;
+    const std::size_t n = head.raw.size();
+    // scan_forms (complete data: every position may start a form) written out, so that the
+    // positions of the placeholders' first bytes (a subset of the trigger bytes it stops at)
+    // are noted for rewrite_head.
+    head_raw_at.clear();
+    for (std::size_t i = 0;; ++i) {
+      i = next_trigger(cs, d, i, n);
+      if (i >= n) break;
+      if (cs.trigger[d[i]] & SecretSet::Compiled::kTriggerRaw) head_raw_at.push_back(static_cast<std::uint32_t>(i));
+      const Match m = match_at(cs, d, n, i, not_eligible.data());
+      if (m.kind == Match::kFound) {
+        violation(m.secret, head_location(head, i), m.forms);
+        return false;
+      }
+    }
+    head_raw_known = detail::reuse_head_scan;
     // Inside Basic credentials, decoded.
     for (std::size_t k = 0; k < head.fields.size(); ++k) {
       if (kinds[k] != FieldName::kAuthorization && kinds[k] != FieldName::kProxyAuthorization) continue;
@@ -310,7 +343,8 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
       const std::size_t qs = head.target.offset + q + 1;
       const std::size_t te = head.target.offset + head.target.length;
       head_out.append(rv.substr(0, qs));
-      if (!substitute_query(rv.substr(qs, te - qs), head_out)) return false;
+      const RawStarts known = head_raw_known ? raw_starts(qs, te) : RawStarts{};
+      if (!substitute_query(rv.substr(qs, te - qs), head_out, head_raw_known ? &known : nullptr)) return false;
       head_out.append(rv.substr(te, line_end - te));
     } else {
       head_out.append(rv.substr(0, line_end));
@@ -318,14 +352,13 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     std::size_t pos = line_end;  // rv[pos, ...) is not in head_out yet
     ResponseRestrictions restrictions = restrict ? plan_restrictions(head) : ResponseRestrictions{};
     if (restrictions.upgrade_dropped) head.upgrade = false;  // nothing left to switch to
-    const auto* d = reinterpret_cast<const unsigned char*>(raw.data());
-    std::size_t next_raw = any_headers ? next_trigger(cs, d, line_end, raw.size(), true) : raw.size();
+    std::size_t next_raw = any_headers ? next_raw_start(raw, line_end) : raw.size();
     for (std::size_t k = 0; k < head.fields.size(); ++k) {
       const http::HeaderField& f = head.fields[k];
       const FieldName kind = kinds[k];
       const std::size_t line_stop = f.line.offset + f.line.length;
       const std::size_t value_end = f.value.offset + f.value.length;
-      if (next_raw < f.value.offset) next_raw = next_trigger(cs, d, f.value.offset, raw.size(), true);
+      if (next_raw < f.value.offset) next_raw = next_raw_start(raw, f.value.offset);
       const bool has_raw = next_raw < value_end;  // a header-scope placeholder may start in the value
       const bool basic = any_basic && kind == FieldName::kAuthorization;
       const bool cl = track_cl && kind == FieldName::kContentLength;
@@ -347,6 +380,10 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
         cl_offsets.push_back(head_out.size());
         cl_lengths.push_back(value.size());
         head_out.append(value);
+      } else if (head_raw_known && edit.kind != FieldEdit::kReplace) {
+        // The value's bytes are the head's: their placeholder first bytes are known.
+        const RawStarts known = raw_starts(f.value.offset, value_end);
+        if (!substitute_header_value(kind, value, head_out, &known)) return false;
       } else {
         if (!substitute_header_value(kind, value, head_out)) return false;
       }
@@ -366,6 +403,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
   void on_head(http::RequestHead& head) override {
     if (block) return;
     in_message = true;
+    head_raw_known = false;
     is_chunked = head.framing == http::BodyFraming::kChunked;
     classify_fields(head);
     parse_head_codings(head);
@@ -395,6 +433,9 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
       if (!rewrite_head(head, drop_expect, buffer, values_flowed)) return;
       if (!buffer) out->append(head_out);
     }
+    head_raw_known = false;
+    // A head full of first bytes leaves no large list behind on a kept-alive connection.
+    if (head_raw_at.capacity() > kKeptRawStarts) std::vector<std::uint32_t>().swap(head_raw_at);
     const std::string_view method = head.view(head.method);
     if (head.upgrade && method != "CONNECT") keep_upgrade_request(head);
     forwarded.push_back(
@@ -817,7 +858,8 @@ std::vector<Substitution> RequestRewriter::take_substitutions() {
 std::size_t RequestRewriter::held_bytes() const noexcept {
   const Impl& m = *impl_;
   return m.head_out.capacity() + m.body_out.capacity() + m.body_buf.capacity() + m.window.capacity() +
-         m.RequestGates::held_bytes() + m.held.capacity() + m.after_upgrade.capacity();
+         m.RequestGates::held_bytes() + m.held.capacity() + m.after_upgrade.capacity() +
+         m.head_raw_at.capacity() * sizeof(std::uint32_t);
 }
 bool RequestRewriter::in_head() const noexcept { return !impl_->upgraded && impl_->parser.in_head(); }
 const std::vector<Substitution>& RequestRewriter::substitutions() const noexcept { return impl_->subs; }

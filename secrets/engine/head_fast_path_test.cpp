@@ -590,3 +590,247 @@ TEST(HeadFastPath, RecycledSubstitutionsAndForwardedRequestsAreEachRequestsOwn) 
 
 }  // namespace
 }  // namespace airlock::secrets
+
+namespace airlock::secrets {
+namespace {
+
+using namespace testing;
+
+// ---- the head's one scan (the rewrite reuses the violation scan's positions) ----
+//
+// rewrite_head finds the placeholders' first bytes in the head from the positions the violation
+// scan noted, instead of searching the head again. Differential: the rewriter with the reuse and
+// the rewriter searching again (detail::reuse_head_scan = false, the code as it was) over hostile
+// heads on kept-alive connections must forward the same bytes, owe the guest the same bytes,
+// record the same substitutions and block with the same verdict. The secrets' placeholders share
+// prefixes and first bytes, begin with a byte that is also an escape ('%', '\'), and overlap
+// themselves; the heads hold their forms (raw, case variants, percent, JSON, base64, Basic,
+// adjacent, overlapping, cut short) in every field, in the target's path and query.
+
+struct ScanLab {
+  FakePins pins;
+  std::unique_ptr<SecretSet> set;
+  std::vector<std::string> placeholders;
+  ScanLab() {
+    pins.pin(api_ip(), "api.example.com").pin(api_ip(), "other.example.com");
+    const InjectionScopes all{.headers = true, .basic_auth = true, .query = true, .body = false};
+    const InjectionScopes headers{.headers = true, .basic_auth = false, .query = false, .body = false};
+    const InjectionScopes query_basic{.headers = false, .basic_auth = true, .query = true, .body = false};
+    const InjectionScopes body_only{.headers = false, .basic_auth = false, .query = false, .body = true};
+    const std::vector<SecretSpec> specs = {
+        SecretSpec("KEY_A", "value-a", {"api.example.com"}, all, false),
+        SecretSpec("KEY_B", "value-b", {"other.example.com"}, all, false),          // shares "$MSB_KEY_"
+        SecretSpec("KEY_AB", "value-ab", {"api.example.com"}, headers, false, false, "$MSB_KEZ"),
+        SecretSpec("PCT", "value-pct", {"api.example.com"}, query_basic, false, false, "%Q%"),  // '%' first
+        SecretSpec("BSL", "value-bsl", {"other.example.com"}, all, false, false, "\\T\\"),     // '\' first
+        SecretSpec("XY", "value-xy", {"api.example.com"}, all, false, false, "xyxy!"),          // overlaps itself
+        SecretSpec("BODY", "value-body", {"api.example.com"}, body_only, false, false, "{{BODY}}"),
+        SecretSpec("BO", "value-bo", {"other.example.com"}, headers, false, false, "{{BO}}"),
+        SecretSpec("CRLF", "value\r\ncrlf", {"api.example.com"}, headers, false, false, "$MSB_CRLF"),
+        SecretSpec("ANY", "value-any", {}, all, false, true),
+    };
+    set = std::make_unique<SecretSet>(make_secrets(specs), ViolationAction::kBlockAndLog);
+    for (const SecretBinding& s : set->secrets()) placeholders.push_back(s.placeholder());
+    for (const SecretBinding& s : set->secrets()) {
+      if (s.any_host() || s.match_host("api.example.com") != nullptr) for_api.push_back(s.placeholder());
+      if (s.any_host() || s.match_host("other.example.com") != nullptr) for_other.push_back(s.placeholder());
+    }
+  }
+  std::vector<std::string> for_api, for_other;
+};
+
+class ScanHeadGenerator {
+ public:
+  ScanHeadGenerator(const ScanLab& lab, std::uint32_t seed) : lab_(lab), rng_(seed) {}
+
+  // `allowed`: the placeholders of the secrets allowed for `host`; most forms are theirs, some
+  // are any secret's (a violation where it is not eligible).
+  std::string request(const std::string& host, const std::vector<std::string>& allowed) {
+    allowed_ = &allowed;
+    static const std::vector<std::string> methods = {"GET", "POST", "HEAD", "PUT"};
+    const std::string method = pick(methods);
+    std::string target = "/";
+    if (coin(2)) target += piece();
+    if (coin(2)) target += "?k=" + piece() + (coin(2) ? "&x=" + piece() : "");
+    if (coin(20)) target = "https://" + host + target;
+    for (char& c : target) {
+      if (c == ' ' || c == '\t' || static_cast<unsigned char>(c) < 0x21 || c == 0x7f) c = '_';
+    }
+    std::string r = method + " " + target + " HTTP/1.1\r\n";
+    if (!coin(30)) r += "Host: " + (coin(30) ? std::string("evil.example.net") : host) + "\r\n";
+    const int n = static_cast<int>(rng_() % 8);
+    for (int i = 0; i < n; ++i) r += field() + "\r\n";
+    std::string body;
+    if (method == "POST" || method == "PUT") {
+      body = coin(2) ? "" : "body";
+      r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+      if (coin(3)) r += "Expect: 100-continue\r\n";
+    }
+    return r + "\r\n" + body;
+  }
+
+ private:
+  std::string field() {
+    static const std::vector<std::string> names = {
+        "Authorization", "authorization", "Proxy-Authorization", "X-Key", "Cookie", "Connection", "Upgrade", "TE",
+        "Accept-Encoding", "HTTP2-Settings", "User-Agent", "Accept", "Authorization", "X-Key", "X-$MSB_KEY_A", "X-xyxy!"};
+    const std::string name = pick(names);
+    std::string value;
+    const int parts = 1 + static_cast<int>(rng_() % 4);
+    for (int i = 0; i < parts; ++i) value += (coin(3) ? std::string(coin(2) ? " " : "") : "") + piece();
+    if (coin(5)) value = "Basic " + base64_encode(coin(2) ? "user:" + piece() : piece());
+    if (coin(9)) value = pick(std::vector<std::string>{"keep-alive", "h2c", "trailers", "gzip, br", "TE, Upgrade"});
+    // Field values hold no CR, LF, NUL or other control byte (the parser would refuse the head).
+    for (char& c : value) {
+      const auto b = static_cast<unsigned char>(c);
+      if ((b < 0x20 && c != '\t') || b == 0x7f) c = '?';
+    }
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+    return name + ": " + value;
+  }
+
+  // A form of some placeholder, a part of one, or noise.
+  std::string piece() {
+    const std::string& p = coin(25) ? pick(lab_.placeholders) : pick(*allowed_);
+    switch (rng_() % 14) {
+      case 0: case 1: case 2: return p;
+      case 3: return p + p;                                     // adjacent
+      case 4: return p.substr(0, rng_() % p.size()) + p;        // a cut one, then the whole
+      case 5: return p.substr(0, 1 + rng_() % p.size());        // cut short (maybe whole)
+      case 6: {                                                  // case variant
+        std::string v = p;
+        for (char& c : v) c = coin(2) ? static_cast<char>(std::tolower(static_cast<unsigned char>(c))) : c;
+        return v;
+      }
+      case 7: {                                                  // some bytes percent-encoded
+        std::string v;
+        static constexpr char kHex[] = "0123456789ABCDEF";
+        for (const char c : p) {
+          if (coin(3)) {
+            v += '%';
+            v += kHex[static_cast<unsigned char>(c) >> 4];
+            v += kHex[static_cast<unsigned char>(c) & 15];
+          } else {
+            v += c;
+          }
+        }
+        return v;
+      }
+      case 8: {                                                  // some bytes JSON-escaped
+        std::string v;
+        char buf[8];
+        for (const char c : p) {
+          if (coin(3)) {
+            std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
+            v += buf;
+          } else {
+            v += c;
+          }
+        }
+        return v;
+      }
+      case 9: return base64_encode(std::string(rng_() % 3, 'z') + p);  // base64 at an alignment
+      case 10: return "xyxyxy!";                                 // self-overlapping
+      case 11: return "$" + p;
+      default: {
+        static const std::string alphabet = "ab$%\\{}!xyQTMSB_KEY=&;:,/ ";
+        std::string v;
+        const std::size_t len = rng_() % 12;
+        for (std::size_t i = 0; i < len; ++i) v += alphabet[rng_() % alphabet.size()];
+        return v;
+      }
+    }
+  }
+  template <typename T>
+  const T& pick(const std::vector<T>& v) {
+    return v[rng_() % v.size()];
+  }
+  bool coin(unsigned one_in) { return rng_() % one_in == 0; }
+  const ScanLab& lab_;
+  const std::vector<std::string>* allowed_ = nullptr;
+  std::mt19937 rng_;
+};
+
+struct ReuseFlag {
+  explicit ReuseFlag(bool on) : was(detail::reuse_head_scan) { detail::reuse_head_scan = on; }
+  ~ReuseFlag() { detail::reuse_head_scan = was; }
+  bool was;
+};
+
+TEST(HeadScanReuse, SameAsSearchingTheHeadAgainOverHostileHeads) {
+  const ScanLab lab;
+  ScanHeadGenerator gen(lab, 20261202);
+  int compared = 0, blocked = 0, substituted = 0, refused = 0;
+  std::vector<int> by_location(8, 0);
+  for (int c = 0; c < 6000 && !::testing::Test::HasFailure(); ++c) {
+    const int kind = c % 8 == 2 ? 2 : c % 8 == 6 ? 1 : c % 8 > 4 ? 3 : 0;
+    const ConnectionContext ctx = kind == 0   ? tls_context(&lab.pins)
+                                  : kind == 1 ? tls_context(&lab.pins, "other.example.com")
+                                  : kind == 2 ? tls_context(&lab.pins, "api.example.com", evil_ip())
+                                              : plain_context(&lab.pins);
+    const std::string host = kind == 1 ? "other.example.com" : "api.example.com";
+    RequestRewriter reusing(*lab.set, ctx), searching(*lab.set, ctx);
+    for (int i = 0; i < 1 + c % 12; ++i) {
+      const std::string h = kind == 3 && i % 2 ? "other.example.com" : host;
+      const std::string wire = gen.request(h, h == "api.example.com" ? lab.for_api : lab.for_other);
+      std::string up_a, guest_a, up_b, guest_b;
+      Status a, b;
+      {
+        ReuseFlag on(true);
+        a = reusing.feed(wire, up_a, guest_a);
+      }
+      {
+        ReuseFlag off(false);
+        b = searching.feed(wire, up_b, guest_b);
+      }
+      ++compared;
+      SCOPED_TRACE(wire);
+      ASSERT_EQ(a, b);
+      EXPECT_EQ(up_a, up_b);
+      EXPECT_EQ(guest_a, guest_b);
+      ASSERT_EQ(reusing.blocked().has_value(), searching.blocked().has_value());
+      if (reusing.blocked()) {
+        const Block& x = *reusing.blocked();
+        const Block& y = *searching.blocked();
+        EXPECT_EQ(x.violation, y.violation);
+        EXPECT_EQ(x.action, y.action);
+        EXPECT_EQ(x.secret_env, y.secret_env);
+        EXPECT_EQ(x.host, y.host);
+        EXPECT_EQ(x.location, y.location);
+        EXPECT_EQ(x.reason, y.reason);
+        if (x.violation) ++blocked;
+        else ++refused;
+        ++by_location[static_cast<std::size_t>(x.location)];
+        break;  // the connection ends with a block
+      }
+      const std::vector<Substitution> sa = reusing.take_substitutions(), sb = searching.take_substitutions();
+      ASSERT_EQ(sa.size(), sb.size());
+      for (std::size_t k = 0; k < sa.size(); ++k) {
+        EXPECT_EQ(sa[k].secret_env, sb[k].secret_env);
+        EXPECT_EQ(sa[k].host, sb[k].host);
+        EXPECT_EQ(sa[k].location, sb[k].location);
+        ++by_location[static_cast<std::size_t>(sa[k].location)];
+      }
+      if (!sa.empty()) ++substituted;
+      EXPECT_EQ(reusing.values_may_flow(), searching.values_may_flow());
+      if (::testing::Test::HasFailure()) return;
+    }
+  }
+  std::printf("compared %d requests: %d violations, %d refused, %d with substitutions; by location:", compared, blocked,
+              refused, substituted);
+  for (const int n : by_location) std::printf(" %d", n);
+  std::printf("\n");
+  // Both verdicts, substitutions and refusals (a value with CR LF), in the header, the query,
+  // Basic credentials and the request line, are reached often enough to mean something.
+  EXPECT_GT(compared, 8000);
+  EXPECT_GT(blocked, 800);
+  EXPECT_GT(substituted, 1500);
+  EXPECT_GT(refused, 50);
+  EXPECT_GT(by_location[static_cast<std::size_t>(Location::kHeader)], 500);
+  EXPECT_GT(by_location[static_cast<std::size_t>(Location::kQuery)], 300);
+  EXPECT_GT(by_location[static_cast<std::size_t>(Location::kBasicAuth)], 50);
+  EXPECT_GT(by_location[static_cast<std::size_t>(Location::kRequestLine)], 50);
+}
+
+}  // namespace
+}  // namespace airlock::secrets

@@ -31,6 +31,27 @@ TEST_F(Held, ABodyBufferedToRewriteCountsItsDeclaredLengthFromItsHead) {
   EXPECT_LT(rw.held_bytes(), 64u * 1024);  // and its buffers were given back
 }
 
+// The head's violation scan notes where the placeholders' first bytes are (for the rewrite): a
+// head full of them leaves no list behind, beyond what a head of other bytes leaves.
+TEST_F(Held, AHeadFullOfFirstBytesLeavesNoListBehind) {
+  FakePins both;
+  both.pin(api_ip(), "api.example.com");
+  const SecretSet two(make_secrets({SecretSpec("KEY", "fake-held-value", {"api.example.com"}),
+                                    SecretSpec("OTHER", "fake-other-value", {"other.example.com"})}),
+                      ViolationAction::kUnset);
+  const auto held_after = [&](char filler) {
+    RequestRewriter rw(two, tls_context(&both));
+    std::string up, guest;
+    const std::string head = "GET / HTTP/1.1\r\nHost: api.example.com\r\nX: $MSB_KEY " + std::string(12000, filler) + "\r\n\r\n";
+    EXPECT_EQ(rw.feed(head, up, guest), Status::kOk);
+    EXPECT_NE(up.find("fake-held-value"), std::string::npos);  // rewritten, with the list
+    return rw.held_bytes();
+  };
+  const std::size_t plain = held_after('a');
+  const std::size_t dollars = held_after('$');
+  EXPECT_LT(dollars, plain + 1024) << plain;
+}
+
 TEST_F(Held, InHeadFromTheFirstByteToTheEmptyLine) {
   RequestRewriter rw(*set, tls_context(&pins));
   std::string up, guest;

@@ -29,6 +29,8 @@ bool iequals_lower(std::string_view a, std::string_view b) noexcept {
 }
 }  // namespace
 
+bool reuse_head_scan = true;
+
 char lower(char c) noexcept { return kLower[static_cast<unsigned char>(c)]; }
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
@@ -332,12 +334,19 @@ void RequestGates::note_values_may_flow() noexcept {
 // ---- substitution ----
 
 bool RequestGates::substitute_raw(std::string_view text, const std::vector<std::uint8_t>& mask, Into into,
-                                  Location loc, ValueSink dst) {
+                                  Location loc, ValueSink dst, const RawStarts* known) {
   const auto* d = reinterpret_cast<const unsigned char*>(text.data());
   const std::size_t n = text.size();
   std::size_t i = 0, last = 0;
+  std::size_t k = 0;  // into known->at
   while (true) {
-    i = next_trigger(cs, d, i, n, true);
+    if (known != nullptr) {
+      // The next raw first byte at or after i, as next_trigger(raw_only) would find it.
+      while (k < known->at.size() && known->at[k] - known->base < i) ++k;
+      i = k < known->at.size() ? known->at[k] - known->base : n;
+    } else {
+      i = next_trigger(cs, d, i, n, true);
+    }
     if (i >= n) break;
     bool replaced = false;
     for (const std::uint32_t s : raw_candidates(cs, d, n, i)) {
@@ -373,11 +382,12 @@ bool RequestGates::substitute_header_value(std::string_view name, std::string_vi
   return substitute_header_value(classify_field_name(name), value, dst);
 }
 
-bool RequestGates::substitute_header_value(FieldName kind, std::string_view value, ValueSink dst) {
+bool RequestGates::substitute_header_value(FieldName kind, std::string_view value, ValueSink dst,
+                                           const RawStarts* known) {
   std::string_view v = value;
   if (any_headers) {
     scratch.clear();
-    if (!substitute_raw(value, mask_headers, Into::kHead, Location::kHeader, scratch)) return false;
+    if (!substitute_raw(value, mask_headers, Into::kHead, Location::kHeader, scratch, known)) return false;
     v = scratch;
   }
   const std::string_view token = any_basic && kind == FieldName::kAuthorization ? basic_token(v) : std::string_view{};

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,11 @@ enum Why : std::uint8_t {
 };
 std::string_view why_text(Why why) noexcept;
 
+// The HTTP/1 rewrite of a head reuses the positions its violation scan found (true); false
+// searches the head again as before. Only the differential test (head_fast_path_test.cpp) sets
+// it, to compare the two.
+extern bool reuse_head_scan;
+
 struct RequestGates {
   RequestGates(const SecretSet& s, ConnectionContext c);
   ~RequestGates();  // wipes the buffers that may have held a value
@@ -101,18 +107,26 @@ struct RequestGates {
 
   // ---- substitution ----
   enum class Into : std::uint8_t { kHead, kQuery, kBody, kBasic };
+  // Where in a text every byte that is some placeholder's first byte is, when a scan of the
+  // same bytes already found them (the head's violation scan): positions in a larger buffer,
+  // in order, `base` being where the text begins in it; exactly the positions in the text.
+  struct RawStarts {
+    std::span<const std::uint32_t> at;
+    std::size_t base = 0;
+  };
   // Appends `text` to dst with every raw placeholder of a secret in `mask` replaced by its value
   // (percent-encoded for the query). False (and blocked) when a value with CR, LF or NUL would
-  // go into the head.
+  // go into the head. `known`: the text's raw first bytes, instead of searching it for them.
   bool substitute_raw(std::string_view text, const std::vector<std::uint8_t>& mask, Into into, Location loc,
-                      ValueSink dst);
+                      ValueSink dst, const RawStarts* known = nullptr);
   // A header field value: header-scope placeholders, then Basic credentials (decoded,
   // substituted, encoded again) when `name` is Authorization. Appends to dst; false if blocked.
   bool substitute_header_value(std::string_view name, std::string_view value, ValueSink dst);
-  bool substitute_header_value(FieldName kind, std::string_view value, ValueSink dst);  // name told apart
+  bool substitute_header_value(FieldName kind, std::string_view value, ValueSink dst,
+                               const RawStarts* known = nullptr);  // name told apart
   // Query-scope placeholders in a query string (the bytes after '?'), percent-encoded.
-  bool substitute_query(std::string_view query, ValueSink dst) {
-    return substitute_raw(query, mask_query, Into::kQuery, Location::kQuery, dst);
+  bool substitute_query(std::string_view query, ValueSink dst, const RawStarts* known = nullptr) {
+    return substitute_raw(query, mask_query, Into::kQuery, Location::kQuery, dst, known);
   }
 
   // ---- violation scans of complete text ----

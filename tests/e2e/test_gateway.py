@@ -499,6 +499,19 @@ def test_audit_records_substitutions_without_the_value(env):
     assert all(c["client"].startswith(("192.0.2.2:", "[2001:db8:1::2]:")) for c in conns if c["mode"] == "transparent")
     assert any(c["destination"] == "203.0.113.10:443" and c["sni"] == "api.example.com" and c["bytes_down"] > 0
                for c in conns)
+    # A substitution record names its connection as the connection's own record does (the
+    # gateway writes those members once per connection and reuses them), in the same order.
+    own = {c["connection"]: c for c in conns}
+    checked = 0
+    for s in subs:
+        keys = [k for k in s if k not in ("time", "event")]
+        assert keys[:keys.index("sni") + 1] == [k for k in ("connection", "destination", "sni") if k in s], s
+        c = own.get(s["connection"])
+        if c is None:
+            continue  # its connection is still open: no connection record yet
+        assert (s.get("destination"), s["sni"]) == (c.get("destination"), c["sni"]), (s, c)
+        checked += 1
+    assert checked >= 4, checked
     with open(env.path("audit.jsonl")) as f:
         assert_absent(FAKE, f.read(), "audit.jsonl")
 
