@@ -423,6 +423,12 @@ struct GatewayFixture : ::testing::Test {
     }
     return out;
   }
+  // Waits (at most 30 s) until the gateway has released one upstream connection for idleness.
+  bool wait_upstream_released() {
+    for (int i = 0; i < 3000 && gateway->counters().upstream_released < 1; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return gateway->counters().upstream_released == 1;
+  }
   // Stops the gateway (every record written) and returns its one connection record.
   nlohmann::json only_connection() {
     gateway->stop();
@@ -711,8 +717,7 @@ TEST_F(GatewayFixture, ALongIdleConnectionReleasesItsUpstreamAndItsNextRequestCo
   ASSERT_TRUE(client.ok);
   const std::string with_key = "GET /1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n";
   ASSERT_FALSE(client.exchange(with_key).empty());
-  for (int i = 0; i < 3000 && gateway->counters().upstream_released < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ASSERT_EQ(gateway->counters().upstream_released, 1u) << "the idle connection kept its upstream";
+  ASSERT_TRUE(wait_upstream_released()) << "the idle connection kept its upstream";
   EXPECT_EQ(upstream->accepted(), 1);
   EXPECT_EQ(gateway->counters().active, 1u) << "the guest's connection ended with the upstream's";
   const std::string second = client.exchange(with_key);
@@ -742,8 +747,7 @@ TEST_F(GatewayFixture, AReleasedUpstreamIsVerifiedAgainWhenItConnectsAgain) {
   ASSERT_TRUE(client.ok);
   const std::string with_key = "GET /1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n";
   ASSERT_FALSE(client.exchange(with_key).empty());
-  for (int i = 0; i < 3000 && gateway->counters().upstream_released < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ASSERT_EQ(gateway->counters().upstream_released, 1u);
+  ASSERT_TRUE(wait_upstream_released());
   tls::LeafMinter impostor{tls::CertificateAuthority::generate("an impostor CA")};
   upstream->present_leaf_from(impostor);
   EXPECT_TRUE(client.exchange(with_key).empty()) << "a request went to an upstream whose certificate was not verified";
@@ -765,8 +769,7 @@ TEST_F(GatewayFixture, AGuestEndingWhileItsUpstreamIsReleasedDoesNotConnectAgain
     KeptClient client(proxy_port(), authority(), "localhost", gateway->ca_certificate_pem());
     ASSERT_TRUE(client.ok);
     ASSERT_FALSE(client.exchange("GET /1 HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n").empty());
-    for (int i = 0; i < 3000 && gateway->counters().upstream_released < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ASSERT_EQ(gateway->counters().upstream_released, 1u);
+    ASSERT_TRUE(wait_upstream_released());
     SSL_shutdown(client.ssl.get());
   }
   for (int i = 0; i < 3000 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
