@@ -423,11 +423,20 @@ struct GatewayFixture : ::testing::Test {
     }
     return out;
   }
-  // Waits (at most 30 s) until the gateway has released one upstream connection for idleness.
+  // Polls the gateway's counters every 10 ms, at most 30 s, until done(counters) holds.
+  template <class Done>
+  bool eventually(Done done) {
+    for (int i = 0; i < 3000 && !done(gateway->counters()); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return done(gateway->counters());
+  }
+  // Until the gateway has released one upstream connection for idleness.
   bool wait_upstream_released() {
-    for (int i = 0; i < 3000 && gateway->counters().upstream_released < 1; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    return gateway->counters().upstream_released == 1;
+    return eventually([](const GatewayCounters& c) { return c.upstream_released >= 1; }) &&
+           gateway->counters().upstream_released == 1;
+  }
+  // Until every connection has ended.
+  void wait_all_ended() {
+    eventually([](const GatewayCounters& c) { return c.active == 0; });
   }
   // Stops the gateway (every record written) and returns its one connection record.
   nlohmann::json only_connection() {
@@ -509,7 +518,7 @@ TEST_F(GatewayFixture, ReplaceSecretsRotatesTheValueForLaterConnections) {
   EXPECT_EQ(gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::move(next), ViolationAction::kUnset)), 2u);
   // Once no connection holds the first set, its values are gone (SecretValue wipes them as it
   // goes). The first connection's coroutine may still be ending: wait (bounded) until none is open.
-  for (int i = 0; i < 3000 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  wait_all_ended();
   ASSERT_EQ(gateway->counters().active, 0u);
   EXPECT_TRUE(first.expired()) << "the replaced set outlives the reload";
   ASSERT_TRUE(via_proxy(proxy_port(), authority(), "localhost", request, gateway->ca_certificate_pem()).handshake);
@@ -694,7 +703,7 @@ TEST_F(GatewayFixture, AParkedIdleConnectionStillBlocksAViolationAndEndsWithItsR
   const std::string violation =
       client.exchange("GET /3 HTTP/1.1\r\nHost: other.example\r\nX-Api-Key: $MSB_KEY\r\nConnection: keep-alive\r\n\r\n");
   EXPECT_TRUE(violation.empty()) << "the violating request got an answer";
-  for (int i = 0; i < 3000 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  wait_all_ended();
   EXPECT_EQ(gateway->counters().active, 0u) << "the blocked connection was not counted out";
   auto got = upstream->received();
   ASSERT_EQ(got.size(), 2u) << "the violating request reached the upstream";
@@ -751,7 +760,7 @@ TEST_F(GatewayFixture, AReleasedUpstreamIsVerifiedAgainWhenItConnectsAgain) {
   tls::LeafMinter impostor{tls::CertificateAuthority::generate("an impostor CA")};
   upstream->present_leaf_from(impostor);
   EXPECT_TRUE(client.exchange(with_key).empty()) << "a request went to an upstream whose certificate was not verified";
-  for (int i = 0; i < 3000 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  wait_all_ended();
   EXPECT_EQ(gateway->counters().active, 0u);
   EXPECT_EQ(upstream->accepted(), 2) << "the gateway did not try to connect again";
   EXPECT_EQ(upstream->received().size(), 1u) << "the request after the release reached the impostor";
@@ -772,7 +781,7 @@ TEST_F(GatewayFixture, AGuestEndingWhileItsUpstreamIsReleasedDoesNotConnectAgain
     ASSERT_TRUE(wait_upstream_released());
     SSL_shutdown(client.ssl.get());
   }
-  for (int i = 0; i < 3000 && gateway->counters().active > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  wait_all_ended();
   EXPECT_EQ(gateway->counters().active, 0u);
   EXPECT_EQ(upstream->accepted(), 1);
   EXPECT_EQ(only_connection()["decision"], "forwarded");

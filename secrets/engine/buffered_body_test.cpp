@@ -18,16 +18,12 @@
 namespace airlock::secrets {
 namespace {
 
+using testing::body_scope;
 using testing::FakePins;
 using testing::make_secrets;
 using testing::run_rewriter;
 using testing::SecretSpec;
 
-InjectionScopes body_scope() {
-  InjectionScopes s;
-  s.body = true;
-  return s;
-}
 
 // BK, BK_LONG and LONG_BODY_SECRET_NAME are due in the body for api.example.com; OTHER and
 // OTHER_LONGER are not (in each pair one placeholder is the other's prefix).

@@ -13,6 +13,7 @@
 namespace airlock::secrets {
 namespace {
 
+using testing::body_scope;
 using testing::FakePins;
 using testing::make_secrets;
 using testing::run_rewriter;
@@ -22,11 +23,6 @@ const std::string kBk = "body-FAKE";
 const std::string kOther = "other-FAKE";
 constexpr http::Coding kAll[] = {http::Coding::kGzip, http::Coding::kDeflate, http::Coding::kBrotli, http::Coding::kZstd};
 
-InjectionScopes body_scope() {
-  InjectionScopes s;
-  s.body = true;
-  return s;
-}
 InjectionScopes header_scope() {
   InjectionScopes s;
   s.headers = true;

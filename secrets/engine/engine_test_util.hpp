@@ -33,6 +33,13 @@ class FakePins final : public PinQuery {
 inline IpAddress api_ip() { return IpAddress::v4(203, 0, 113, 10); }
 inline IpAddress evil_ip() { return IpAddress::v4(198, 51, 100, 66); }
 
+// Injection into bodies only (the scope a body substitution test gives its secret).
+inline InjectionScopes body_scope() {
+  InjectionScopes s;
+  s.body = true;
+  return s;
+}
+
 struct SecretSpec {
   SecretSpec(std::string env_, std::string value_, std::vector<std::string> hosts_, InjectionScopes scopes_ = {},
              bool require_tls_ = true, bool any_host_ = false, std::string placeholder_ = {})
