@@ -494,9 +494,12 @@ asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
   // the cork holds is encrypted in slices, and the cork is sent before a slice it may not hold
   // (no spill of the cork into the backlog, a copy and an allocation), all before the first
   // wait: `data` may be scratch.
+  // No clear_tls_errors() first: a failed write is a tls_error() whatever OpenSSL queued, and
+  // SSL_get_error() (which needs an empty queue) is not asked here; every path that asks it, or
+  // reads the queue's text (a handshake), clears the queue itself. (The check costs ~200
+  // instructions per call: OpenSSL finds the thread's error state through OPENSSL_init_crypto.)
   while (true) {
     const std::string_view slice = data.substr(0, kWriteSlice);
-    clear_tls_errors();
     std::size_t written = 0;
     if (SSL_write_ex(ssl_.get(), slice.data(), slice.size(), &written) != 1 || written != slice.size()) {
       co_return tls_error();
