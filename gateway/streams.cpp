@@ -512,6 +512,10 @@ asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
       if (std::error_code ec = send_corked()) co_return ec;
     }
   }
+  // flush()'s first step here, so that a write the socket takes at once (every small response)
+  // starts no coroutine of its own; only a backlog (or a writer ahead of us) waits in flush().
+  if (std::error_code ec = send_corked()) co_return ec;
+  if (ends_.sink.backlog.empty()) co_return std::error_code{};
   co_return co_await flush();
 }
 
