@@ -417,9 +417,17 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
         co_return result;
       }
     }
-    clear_tls_errors();
+    // No error-queue check first (~200 instructions): a read that returns bytes never needs one.
+    // SSL_get_error needs the queue to have been empty before the call it explains, so a failed
+    // read that finds anything queued (perhaps left by other code on this thread) clears it and
+    // is made again: that call's answer is the one an empty queue gives (a would-block stays one;
+    // a session that failed fails again, and an ended one reports its end again).
     std::size_t n = 0;
     int r = SSL_read_ex(ssl_.get(), out, size, &n);
+    if (r != 1 && ERR_peek_error() != 0) {
+      ERR_clear_error();
+      r = SSL_read_ex(ssl_.get(), out, size, &n);
+    }
     int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), r);
     if (r != 1) buffers_maybe_held_ = true;  // e.g. a post-handshake message read, or a partial record
     if (r == 1) {
