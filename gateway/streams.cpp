@@ -417,9 +417,17 @@ asio::awaitable<IoResult> TlsStream::read_some(char* out, std::size_t size) {
         co_return result;
       }
     }
-    clear_tls_errors();
+    // No error-queue check first (~200 instructions): a read that returns bytes never needs one.
+    // SSL_get_error needs the queue to have been empty before the call it explains, so a failed
+    // read that finds anything queued (perhaps left by other code on this thread) clears it and
+    // is made again: that call's answer is the one an empty queue gives (a would-block stays one;
+    // a session that failed fails again, and an ended one reports its end again).
     std::size_t n = 0;
     int r = SSL_read_ex(ssl_.get(), out, size, &n);
+    if (r != 1 && ERR_peek_error() != 0) {
+      ERR_clear_error();
+      r = SSL_read_ex(ssl_.get(), out, size, &n);
+    }
     int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), r);
     if (r != 1) buffers_maybe_held_ = true;  // e.g. a post-handshake message read, or a partial record
     if (r == 1) {
@@ -494,9 +502,12 @@ asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
   // the cork holds is encrypted in slices, and the cork is sent before a slice it may not hold
   // (no spill of the cork into the backlog, a copy and an allocation), all before the first
   // wait: `data` may be scratch.
+  // No clear_tls_errors() first: a failed write is a tls_error() whatever OpenSSL queued, and
+  // SSL_get_error() (which needs an empty queue) is not asked here; every path that asks it, or
+  // reads the queue's text (a handshake), clears the queue itself. (The check costs ~200
+  // instructions per call: OpenSSL finds the thread's error state through OPENSSL_init_crypto.)
   while (true) {
     const std::string_view slice = data.substr(0, kWriteSlice);
-    clear_tls_errors();
     std::size_t written = 0;
     if (SSL_write_ex(ssl_.get(), slice.data(), slice.size(), &written) != 1 || written != slice.size()) {
       co_return tls_error();
@@ -509,6 +520,10 @@ asio::awaitable<std::error_code> TlsStream::write_all(std::string_view data) {
       if (std::error_code ec = send_corked()) co_return ec;
     }
   }
+  // flush()'s first step here, so that a write the socket takes at once (every small response)
+  // starts no coroutine of its own; only a backlog (or a writer ahead of us) waits in flush().
+  if (std::error_code ec = send_corked()) co_return ec;
+  if (ends_.sink.backlog.empty()) co_return std::error_code{};
   co_return co_await flush();
 }
 

@@ -13,6 +13,7 @@
 #include <asio/io_context.hpp>
 #include <asio/use_future.hpp>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <malloc.h>
@@ -420,6 +421,142 @@ TEST_F(TlsStreamFixture, ConcurrentWritersAgainstAFullSocketKeepRecordOrderAndWh
   }
   EXPECT_EQ(upper, "ABCDEFGHIJKLMNOP");
   EXPECT_EQ(lower, "abcdefghijklmnop");
+}
+
+// The thread's OpenSSL error queue may hold entries other code on the thread left there.
+// SSL_get_error reads a would-block as an error when the queue is not empty, so a read that
+// waits for the rest of a record (SSL_read_ex fails with WANT_READ) must not take such an entry
+// for its own, and a write must not fail on one. Each record here arrives in two pieces with a
+// pause between them, and a stale entry is queued before every read and write. (Seen failing
+// with read_some's queue check removed and nothing in its place: the first split record ended
+// the stream with a TLS error.)
+TEST_F(TlsStreamFixture, AStaleEntryInTheThreadsErrorQueueEndsNoReadAndNoWrite) {
+  const std::vector<std::string> records = {"first request", std::string(3000, 'x'), "third"};
+  std::atomic<bool> failed{false};
+  std::string echoed;
+  timeval tv{5, 0};  // bounds the peer's wait for an echo that never comes
+  ::setsockopt(client_fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  peer_ = std::thread([&] {
+    if (SSL_connect(client_ssl_.get()) != 1) {
+      failed = true;
+      return;
+    }
+    for (const std::string& record : records) {
+      // The record into memory, then to the socket in two pieces.
+      BIO* mem = BIO_new(BIO_s_mem());
+      SSL_set0_wbio(client_ssl_.get(), mem);
+      SSL_write(client_ssl_.get(), record.data(), static_cast<int>(record.size()));
+      char* bytes = nullptr;
+      const long size = BIO_get_mem_data(mem, &bytes);
+      const long cut = std::min<long>(9, size - 1);  // the header and a few bytes of the body
+      ::send(client_fd_, bytes, static_cast<std::size_t>(cut), MSG_NOSIGNAL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));
+      ::send(client_fd_, bytes + cut, static_cast<std::size_t>(size - cut), MSG_NOSIGNAL);
+      BIO* sock = BIO_new_socket(client_fd_, BIO_NOCLOSE);
+      SSL_set0_wbio(client_ssl_.get(), sock);
+      char buf[4096];
+      std::string back;
+      while (back.size() < record.size()) {
+        const int n = SSL_read(client_ssl_.get(), buf, sizeof buf);
+        if (n <= 0) {
+          failed = true;
+          return;
+        }
+        back.append(buf, static_cast<std::size_t>(n));
+      }
+      echoed += back;
+    }
+    SSL_shutdown(client_ssl_.get());
+  });
+  TlsStream stream(server_, server_ssl());
+  std::error_code ended;
+  std::string all = run([&]() -> asio::awaitable<std::string> {
+    if (std::error_code ec = co_await stream.handshake()) {
+      ended = ec;
+      co_return std::string();
+    }
+    std::string got;
+    char buf[kScratchBytes];
+    while (true) {
+      ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);  // left by someone else on this thread
+      IoResult r = co_await stream.read_some(buf, sizeof buf);
+      if (r.error) {
+        ended = r.error;
+        co_return got;
+      }
+      got.append(buf, r.bytes);
+      ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+      if (std::error_code ec = co_await stream.write_all(std::string_view(buf, r.bytes))) {
+        ended = ec;
+        co_return got;
+      }
+    }
+  });
+  ERR_clear_error();
+  EXPECT_EQ(ended, std::error_code(asio::error::eof)) << ended.message();
+  EXPECT_EQ(all.size(), records[0].size() + records[1].size() + records[2].size());
+  EXPECT_TRUE(all == records[0] + records[1] + records[2]);
+  peer_.join();
+  EXPECT_FALSE(failed);
+  EXPECT_TRUE(echoed == all);
+}
+
+// A record that fails its authentication after the handshake ends the read with a TLS error at
+// once, whether or not something else left an entry in the thread's error queue (read_some then
+// clears the queue and asks the session again: it must still say the session failed, not that
+// it would block). The peer keeps its socket open meanwhile, so a read that took the failure for
+// a would-block would wait, and end with the peer's FIN as a truncation instead.
+TEST_F(TlsStreamFixture, AForgedRecordAfterTheHandshakeIsATlsErrorWithOrWithoutAStaleEntry) {
+  for (const bool stale : {false, true}) {
+    SCOPED_TRACE(stale ? "a stale entry queued" : "an empty queue");
+    if (stale) {  // a fresh pair of ends for the second round
+      asio::ip::tcp::acceptor acceptor(io_, {asio::ip::address_v4::loopback(), 0});
+      asio::ip::tcp::socket client(io_);
+      client.connect(acceptor.local_endpoint());
+      ::close(client_fd_);
+      client_fd_ = client.release();
+      server_ = asio::ip::tcp::socket(io_);
+      acceptor.accept(server_);
+      client_ssl_.reset(SSL_new(client_ctx_.get()));
+      SSL_set_fd(client_ssl_.get(), client_fd_);
+      SSL_set_tlsext_host_name(client_ssl_.get(), "streams.test");
+    }
+    if (peer_.joinable()) peer_.join();
+    peer_ = std::thread([&] {
+      if (SSL_connect(client_ssl_.get()) != 1) return;
+      SSL_write(client_ssl_.get(), "real", 4);
+      std::string forged("\x17\x03\x03\x00\x20", 5);
+      forged.append(32, '\x5a');  // application data whose tag cannot verify
+      ::send(client_fd_, forged.data(), forged.size(), MSG_NOSIGNAL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      ::shutdown(client_fd_, SHUT_WR);
+    });
+    TlsStream stream(server_, server_ssl());
+    std::error_code ended;
+    const auto started = std::chrono::steady_clock::now();
+    std::string all = run([&]() -> asio::awaitable<std::string> {
+      if (std::error_code ec = co_await stream.handshake()) {
+        ended = ec;
+        co_return std::string();
+      }
+      std::string got;
+      char buf[kScratchBytes];
+      while (true) {
+        if (stale) ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+        IoResult r = co_await stream.read_some(buf, sizeof buf);
+        if (r.error) {
+          ended = r.error;
+          co_return got;
+        }
+        got.append(buf, r.bytes);
+      }
+    });
+    ERR_clear_error();
+    EXPECT_EQ(ended, tls_error()) << ended.message();
+    EXPECT_EQ(all, "real");
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(1200)) << "waited for the peer's FIN";
+    peer_.join();
+  }
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "tls/contexts.hpp"
 
+#include "tls/record_buffers.hpp"
+
 #include <airlock/errors.hpp>
 
 #include <openssl/err.h>
@@ -118,6 +120,9 @@ std::string openssl_error_text() {
 }
 
 SslCtxPtr make_guest_context() {
+  // Links tls/record_buffers.cpp into every program that intercepts TLS: its static initializer
+  // installs OpenSSL's record-buffer pool before OpenSSL's first allocation.
+  static_cast<void>(record_buffer_pool_installed());
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) return nullptr;
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
