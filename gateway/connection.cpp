@@ -593,6 +593,7 @@ void expect_responses(Filter& filter) {
   // Before the requests leave: a value may reach the upstream with them, and come back coded.
   if (filter.rewriter->values_may_flow()) filter.responses->undo_codings();
   for (const secrets::ForwardedRequest& r : filter.rewriter->forwarded()) {
+    if (r.close) filter.upstream_reusable = false;  // the guest said this connection ends after it
     filter.responses->expect(
         http::ResponseExpectation{.head = r.head, .connect = r.connect, .upgrade = r.upgrade, .http10 = r.http10});
     filter.in_flight.push_back({Clock::now(), filter.snapshot->generation});

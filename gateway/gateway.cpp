@@ -164,7 +164,7 @@ BudgetLimits fit_descriptor_limit(BudgetLimits limits, std::size_t pooled) {
   rlimit nofile{};
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
     const std::size_t margin = kMargin + pooled;
-    const std::size_t room = nofile.rlim_cur > 2 * margin ? (nofile.rlim_cur - margin) / 2 : 1;
+    const std::size_t room = nofile.rlim_cur > 2 * kMargin + pooled ? (nofile.rlim_cur - margin) / 2 : 1;
     limits.connections = std::min(limits.connections, room);
   }
   limits.reserve_connections = std::min(limits.reserve_connections, limits.connections / 10);
@@ -191,6 +191,13 @@ void Gateway::start() {
   }
   s.open = std::vector<std::atomic<std::size_t>>(s.contexts.size());
   const GatewayOptions& o = s.core.options;
+  // The pools hold at most a quarter of the descriptors the process may open (a small limit
+  // keeps its descriptors for guest connections): each loop's bound is cut to fit.
+  rlimit nofile{};
+  if (s.core.options.upstream_pool_per_key > 0 && ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+    const std::size_t share = static_cast<std::size_t>(nofile.rlim_cur) / 4 / s.contexts.size();
+    s.core.options.upstream_pool_per_loop = std::min(s.core.options.upstream_pool_per_loop, share);
+  }
   const std::size_t pooled = o.upstream_pool_per_key == 0 ? 0 : o.upstream_pool_per_loop * s.contexts.size();
   s.core.budget.emplace(fit_descriptor_limit(o.limits, pooled));
   for (int fd : o.transparent_fds) s.adopt(fd, ListenerKind::kTransparent);

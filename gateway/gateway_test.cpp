@@ -1105,6 +1105,23 @@ TEST_F(PoolFixture, ConnectionCloseResponsesAreNeverPooledEvenWhenTheUpstreamSta
   EXPECT_EQ(gateway->counters().upstream_reused, 0u);
 }
 
+// The guest's `Connection: close` counts as much as the upstream's: the upstream may close right
+// after its response (and need not say so), so the connection never reaches the pool, even from
+// an upstream that keeps it open.
+TEST_F(PoolFixture, AGuestsConnectionCloseKeepsItsUpstreamOutOfThePool) {
+  start_with(answer_ok);
+  {
+    KeptClient client(proxy_port(), scripted_authority(), "localhost", gateway->ca_certificate_pem());
+    ASSERT_TRUE(client.ok);
+    ASSERT_FALSE(client.exchange("GET /1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").empty());
+  }
+  wait_all_ended();
+  EXPECT_EQ(gateway->counters().upstream_pooled, 0u);
+  EXPECT_NE(one_guest().find("ok"), std::string::npos);
+  EXPECT_EQ(scripted->handshakes(), 2);
+  EXPECT_EQ(gateway->counters().upstream_reused, 0u);
+}
+
 TEST_F(PoolFixture, ACloseDelimitedResponseIsNeverPooled) {
   start_with([](SSL* ssl, int connection, const std::string&) {
     const std::string response = connection == 0 ? "HTTP/1.1 200 OK\r\n\r\nfirst" : "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh";
