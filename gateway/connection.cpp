@@ -1182,8 +1182,10 @@ struct PooledUpstream {
 using UpstreamPoolOf = UpstreamPool<std::unique_ptr<PooledUpstream>>;
 
 // The loop's pool (thread-local: each loop runs on its own thread, created and joined by its
-// gateway). Made on the first release, after the thread's TLS write cork, so it is destroyed first.
+// gateway). Made after the thread's TLS write cork, so it is destroyed (its TlsStreams with it)
+// before the cork.
 UpstreamPoolOf& loop_pool(const Core& core) {
+  make_thread_cork();
   thread_local UpstreamPoolOf pool(UpstreamPoolLimits{.per_key = core.options.upstream_pool_per_key,
                                                       .total = core.options.upstream_pool_per_loop,
                                                       .max_idle = core.options.timeouts.upstream_idle_release});

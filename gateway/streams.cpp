@@ -223,6 +223,8 @@ const BIO_METHOD* socket_method() {
 
 }  // namespace
 
+void make_thread_cork() noexcept { (void)cork(); }
+
 TcpStream::TcpStream(asio::ip::tcp::socket& socket) : socket_(socket), gate_(socket.get_executor()) {
   std::error_code ignored;
   socket_.non_blocking(true, ignored);  // reads happen only after readiness, never blocking the thread

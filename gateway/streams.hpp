@@ -42,6 +42,10 @@ struct IoResult {
 // synchronously into the buffer it is given, usually the thread's scratch buffer. Bytes read into
 // scratch are valid only until the reader next suspends (every connection of the thread shares it).
 char* pump_scratch() noexcept;
+// Makes this thread's TLS write cork (see SocketSink) now. Thread-local storage that holds
+// TlsStreams (a loop's pool of upstream connections) calls it before it is built, so that the
+// cork, which ~TlsStream reads, is destroyed after it at the thread's exit.
+void make_thread_cork() noexcept;
 inline constexpr std::size_t kScratchBytes = 16 * 1024;
 
 class Stream {
