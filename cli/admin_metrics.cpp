@@ -114,6 +114,10 @@ std::vector<gateway::MetricFamily> gateway_metrics(const gateway::GatewayCounter
        one(c.substitutions)},
       {"airlock_requests_blocked_total", "Requests blocked (violations and unsafe substitutions).", Type::kCounter,
        one(c.blocked)},
+      {"airlock_upstream_pooled_total", "Upstream connections handed to an event loop's pool by guest connections at rest.",
+       Type::kCounter, one(c.upstream_pooled)},
+      {"airlock_upstream_reused_total", "Guest connections served by a pooled upstream connection (no new handshake).",
+       Type::kCounter, one(c.upstream_reused)},
   };
   out.push_back(request_latency_family(c.request_latency));
   if (dns != nullptr) {

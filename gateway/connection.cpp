@@ -8,6 +8,7 @@
 #include "gateway/retired_secrets.hpp"
 #include "gateway/socket_util.hpp"
 #include "gateway/streams.hpp"
+#include "gateway/upstream_pool.hpp"
 #include "gateway/websocket_pump.hpp"
 #include "http/response_decoder.hpp"
 #include "http/small_fifo.hpp"
@@ -26,6 +27,7 @@
 
 #include <malloc.h>
 #include <string.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <chrono>
@@ -167,6 +169,8 @@ struct Connection {
 constexpr std::chrono::milliseconds kIdleRelease{1000};
 bool release_idle_state(Connection& c);
 bool release_idle_upstream(Connection& c);
+std::chrono::milliseconds upstream_release_after(const Connection& c);
+bool poolable(const Connection& c);
 
 // Re-armed by its own handler (no coroutine: an idle connection holds only the timer's wait);
 // phase() and stream() cancel the wait so that the next round re-reads the deadline.
@@ -185,8 +189,9 @@ void arm_watchdog(std::shared_ptr<Connection> c) {
     if (!c->idle_released) due = std::min(due, std::max(now, c->last_activity) + kIdleRelease);
   }
   // Much later, a parked HTTP/1 connection also gives back its upstream connection.
-  const auto upstream_idle = c->core.options.timeouts.upstream_idle_release;
-  if (c->streaming && c->idle_released && c->relay != nullptr && !c->upstream_release_tried && upstream_idle.count() > 0) {
+  if (c->streaming && c->idle_released && c->relay != nullptr && !c->upstream_release_tried &&
+      (upstream_release_after(*c).count() > 0 || poolable(*c))) {
+    const auto upstream_idle = upstream_release_after(*c);
     if (now >= c->last_activity + upstream_idle) {
       c->upstream_release_tried = release_idle_upstream(*c);
       if (!c->upstream_release_tried) due = std::min(due, now + kIdleRelease);  // not at rest yet
@@ -343,6 +348,9 @@ struct Filter {
   std::unique_ptr<WebSocketSession> websocket;
   std::string websocket_first;  // the upstream's bytes after the 101, in the read that held it
   bool scrub_reported = false;  // a response echoed a value: audited once per connection
+  // Every final response on the current upstream connection kept it open for the next request
+  // (keeps_alive): only then may the connection serve another guest connection (the loop's pool).
+  bool upstream_reusable = true;
 
   // An idle connection's rewriter (~2 KiB of parser and engine state) is released between
   // requests while pump_up waits for the guest's next bytes (release_idle_state), and made again,
@@ -585,6 +593,7 @@ void expect_responses(Filter& filter) {
   // Before the requests leave: a value may reach the upstream with them, and come back coded.
   if (filter.rewriter->values_may_flow()) filter.responses->undo_codings();
   for (const secrets::ForwardedRequest& r : filter.rewriter->forwarded()) {
+    if (r.close) filter.upstream_reusable = false;  // the guest said this connection ends after it
     filter.responses->expect(
         http::ResponseExpectation{.head = r.head, .connect = r.connect, .upgrade = r.upgrade, .http10 = r.http10});
     filter.in_flight.push_back({Clock::now(), filter.snapshot->generation});
@@ -730,6 +739,33 @@ asio::awaitable<bool> start_websocket(std::shared_ptr<Connection> c, Filter& fil
   co_return co_await send_upstream(*c, upstream, out);
 }
 
+// Whether `value` (a Connection field's) lists `token`, ASCII case-insensitively.
+bool lists_token(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    const std::size_t comma = value.find(',');
+    std::string_view item = value.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (item.size() == token.size() && ::strncasecmp(item.data(), token.data(), token.size()) == 0) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// A final response after which its HTTP/1 connection stays usable for any next request: HTTP/1.1
+// both ways, a body with a known end (a length or chunks, or none), no `Connection: close`, no
+// upgrade or CONNECT asked or granted. Anything else never goes to the pool.
+bool keeps_alive(const http::ResponseHead& head) {
+  if (head.minor_version != 1 || head.request.http10 || head.request.upgrade || head.request.connect || head.switched)
+    return false;
+  if (head.body == http::ResponseHead::Body::kClose) return false;
+  for (const auto& [name, value] : head.fields) {
+    if (name.size() == 10 && ::strncasecmp(name.data(), "connection", 10) == 0 && lists_token(value, "close")) return false;
+  }
+  return true;
+}
+
 // The HTTP/1 response stage (issue 14 item 3): the upstream's bytes in `raw` become in `out`
 // what the guest gets (framing read; chunked bodies de-chunked, scrubbed and chunked again;
 // coded bodies decoded where a value may flow; every value masked). An upgrade's answer is acted
@@ -751,7 +787,10 @@ asio::awaitable<bool> read_responses(std::shared_ptr<Connection> c, Filter& filt
     }
     if (event != http::ResponseStream::Event::kHead) continue;
     const http::ResponseHead& head = responses.head();
-    if (!head.interim) response_head(filter);  // its bytes are in `out`, on their way to the guest
+    if (!head.interim) {
+      response_head(filter);  // its bytes are in `out`, on their way to the guest
+      if (filter.upstream_reusable && !keeps_alive(head)) filter.upstream_reusable = false;
+    }
     if (head.interim || !(head.request.upgrade || head.request.connect)) continue;
     if (head.switched && head.request.upgrade && is_websocket_switch(head.fields)) {
       // `out` has the 101; the rest of `raw` is the server's first frames: pump_down relays them.
@@ -768,6 +807,8 @@ asio::awaitable<bool> read_responses(std::shared_ptr<Connection> c, Filter& filt
 }
 
 void finish(Connection& c);
+bool guest_ended_at_rest(const Connection& c, const Filter& f);
+bool begin_pool_handoff(Connection& c);
 
 // How one coroutine of a relay direction ended: its read was cancelled to park it (the relay then
 // waits for the socket with a plain handler, park_idle_relay), or the direction is over.
@@ -791,6 +832,12 @@ asio::awaitable<Pumped> pump_up(std::shared_ptr<Connection> c, Stream& from, Str
       if (r.error != asio::error::eof && !truncated) {
         if (c->detail.empty()) c->detail = "guest: " + r.error.message();  // the first cause is kept
         c->close_all(true);
+        break;
+      }
+      // Release point (a): the guest ended between requests with every response read and passed
+      // on; its upstream connection goes to the loop's pool instead of being closed.
+      if (guest_ended_at_rest(*c, filter) && begin_pool_handoff(*c)) {
+        co_await from.shutdown_send();  // the guest's close_notify (the upstream is not told)
         break;
       }
       secrets::Status status = filter.finish(out);
@@ -1088,6 +1135,8 @@ struct Relay {
   bool upstream_releasable = false;  // intercepted TLS with the request rewriter (both streams TlsStreams)
   bool upstream_released = false;
   std::uint32_t upstream_epoch = 0;  // which upstream connection a parked down direction waits on
+  std::vector<std::string> upstream_alpn;  // what the upstream connection was offered (its pool key)
+  bool pool_when_parked = false;  // the guest ended at rest: the down direction's read was cancelled to pool it
 
   Relay(std::shared_ptr<Connection> conn, std::unique_ptr<Stream> g, std::unique_ptr<Stream> u)
       : c(std::move(conn)), guest(std::move(g)), upstream(std::move(u)) {}
@@ -1111,10 +1160,198 @@ void park(std::shared_ptr<Relay> r, Direction d);
 void run_burst(std::shared_ptr<Relay> r, Direction d);
 asio::awaitable<std::unique_ptr<TlsStream>> connect_upstream_tls(std::shared_ptr<Connection> c, std::vector<std::string> alpn);
 
-// A parked intercepted HTTP/1 connection idle for timeouts.upstream_idle_release, at a message
-// boundary with no response due: its upstream TLS connection ends (close_notify, then the socket
-// closes), ~14 KiB of OpenSSL state with it; the guest's connection stays. False when the relay
-// is not at rest yet (tried again later).
+// ---- Each event loop's pool of idle upstream connections (issue 15) ----
+// An upstream HTTP/1 TLS connection is needed only while a request is in flight. A guest
+// connection at rest (every request sent, every response read to its known end and passed on,
+// nothing buffered anywhere) hands its upstream connection to its loop's pool when it ends
+// (release point a, pump_up) or parks (release point b, release_idle_upstream); the next guest
+// connection of the same key takes it (connect_upstream_tls) instead of connecting and verifying
+// again. Pure bookkeeping in upstream_pool.hpp; the I/O (watching, closing) here. One pool per
+// loop thread: no lock, and a socket never leaves its io_context.
+
+// A pooled connection owns its socket (moved out of its guest Connection) and its TLS session.
+struct PooledUpstream {
+  tcp::socket socket;
+  std::unique_ptr<TlsStream> tls;
+  asio::steady_timer expiry;
+  PooledUpstream(tcp::socket s, std::unique_ptr<TlsStream> t)
+      : socket(std::move(s)), tls(std::move(t)), expiry(socket.get_executor()) {
+    tls->rebind(socket);
+  }
+};
+using UpstreamPoolOf = UpstreamPool<std::unique_ptr<PooledUpstream>>;
+
+// The loop's pool (thread-local: each loop runs on its own thread, created and joined by its
+// gateway). Made after the thread's TLS write cork, so it is destroyed (its TlsStreams with it)
+// before the cork.
+UpstreamPoolOf& loop_pool(const Core& core) {
+  make_thread_cork();
+  thread_local UpstreamPoolOf pool(UpstreamPoolLimits{.per_key = core.options.upstream_pool_per_key,
+                                                      .total = core.options.upstream_pool_per_loop,
+                                                      .max_idle = core.options.timeouts.upstream_idle_release});
+  return pool;
+}
+
+bool pool_enabled(const Core& core) {
+  return core.options.upstream_pool_per_key > 0 && core.options.upstream_pool_per_loop > 0 &&
+         core.options.timeouts.upstream_idle_release.count() > 0;
+}
+
+UpstreamKey pool_key(const Connection& c, const std::vector<std::string>& offer, std::string_view protocol) {
+  UpstreamKey k;
+  k.destination = c.destination->to_string();
+  k.sni = c.sni;
+  for (const std::string& p : offer) {
+    if (!k.alpn_offer.empty()) k.alpn_offer += ',';
+    k.alpn_offer += p;
+  }
+  k.protocol = protocol;
+  k.trust = c.core.upstream.get();
+  k.owner = std::string(c.kind == ListenerKind::kProxy ? "proxy " : "transparent ") + (c.client ? c.client->ip.to_string() : std::string());
+  return k;
+}
+
+// Closes what leaves the pool unused: close_notify if the socket takes it now, then the socket.
+void close_pooled(std::vector<std::unique_ptr<PooledUpstream>>& gone) {
+  for (auto& p : gone) {
+    if (p->tls) p->tls->close_now();
+    std::error_code ignored;
+    p->socket.close(ignored);
+  }
+  gone.clear();
+}
+
+void drop_pooled(const Core& core, std::uint64_t id) {
+  std::optional<std::unique_ptr<PooledUpstream>> p = loop_pool(core).remove(id);
+  if (!p) return;  // taken, evicted or dropped already
+  std::vector<std::unique_ptr<PooledUpstream>> gone;
+  gone.push_back(std::move(*p));
+  close_pooled(gone);
+}
+
+// While pooled, a connection is watched: any readiness (a byte, close_notify, EOF, an error)
+// drops it, never to be handed out (an unsolicited byte means it is out of step); so does its
+// expiry. Taking it cancels both (the late handlers then find nothing under `id`).
+void watch_pooled(const Core& core, PooledUpstream& p, std::uint64_t id) {
+  p.socket.async_wait(asio::socket_base::wait_read, [&core, id](std::error_code ec) {
+    if (ec != asio::error::operation_aborted) drop_pooled(core, id);
+  });
+  p.expiry.expires_after(core.options.timeouts.upstream_idle_release);
+  p.expiry.async_wait([&core, id](std::error_code ec) {
+    if (!ec) drop_pooled(core, id);
+  });
+}
+
+// Hands `tls` (on c.upstream, with no operation pending) to the loop's pool, or closes it when it
+// is not quiet (unused_and_quiet) or there is no pool. c.upstream is left closed either way.
+void pool_upstream(Connection& c, std::unique_ptr<TlsStream> tls, const std::vector<std::string>& offer) {
+  std::vector<std::unique_ptr<PooledUpstream>> gone;
+  auto p = std::make_unique<PooledUpstream>(std::move(c.upstream), std::move(tls));
+  if (!pool_enabled(c.core) || !p->tls->unused_and_quiet()) {
+    gone.push_back(std::move(p));
+    close_pooled(gone);
+    c.core.upstream_released++;
+    return;
+  }
+  PooledUpstream& held = *p;
+  const std::uint64_t id =
+      loop_pool(c.core).put(pool_key(c, offer, tls::negotiated_alpn(held.tls->ssl())), std::move(p), Clock::now(), gone);
+  close_pooled(gone);  // what the bounds pushed out (never the one just held)
+  watch_pooled(c.core, held, id);
+  c.core.upstream_pooled++;
+  if (c.core.logger.enabled(LogLevel::kDebug)) c.core.logger.log(LogLevel::kDebug, c.describe() + ": at rest, upstream connection pooled");
+}
+
+// The most recently pooled connection of c's key (LIFO), moved onto c.upstream, once it is
+// checked again to hold nothing of the peer's; null when there is none.
+std::unique_ptr<TlsStream> take_pooled(Connection& c, const std::vector<std::string>& offer) {
+  UpstreamPoolOf& pool = loop_pool(c.core);
+  if (pool.size() == 0 || !pool_enabled(c.core)) return nullptr;
+  std::vector<std::unique_ptr<PooledUpstream>> gone;
+  std::unique_ptr<TlsStream> out;
+  for (const std::string_view protocol : {tls::kAlpnHttp11, std::string_view()}) {
+    const UpstreamKey key = pool_key(c, offer, protocol);
+    while (!out) {
+      std::optional<std::unique_ptr<PooledUpstream>> p = pool.take(key, Clock::now(), gone);
+      if (!p) break;
+      PooledUpstream& e = **p;
+      std::error_code ignored;
+      e.expiry.cancel();
+      e.socket.cancel(ignored);
+      if (!e.tls->unused_and_quiet()) {
+        gone.push_back(std::move(*p));
+        continue;
+      }
+      // The explicit proxy connected before it answered CONNECT: that TCP connection, not yet
+      // used, is closed (the handshake it would need costs more than the connect it cost).
+      std::error_code unused;
+      c.upstream.close(unused);
+      c.upstream = std::move(e.socket);
+      e.tls->rebind(c.upstream);
+      out = std::move(e.tls);
+    }
+    if (out) break;
+  }
+  close_pooled(gone);
+  if (!out) return nullptr;
+  c.core.upstream_reused++;
+  if (c.core.logger.enabled(LogLevel::kDebug)) c.core.logger.log(LogLevel::kDebug, c.describe() + ": pooled upstream connection reused");
+  return out;
+}
+
+// Whether this relay's upstream connection may go to the pool once it is at rest.
+bool poolable(const Connection& c) {
+  const Relay* r = c.relay;
+  return r != nullptr && r->upstream_releasable && !r->upstream_released && !c.aborted && r->filter.upstream_reusable &&
+         !r->filter.websocket && pool_enabled(c.core);
+}
+
+// The guest ended (pump_up read its end) with nothing of any exchange left: its request side at
+// a message boundary, every response read to its end, none expected.
+bool guest_ended_at_rest(const Connection& c, const Filter& f) {
+  return poolable(c) && f.rewriter && f.rewriter->at_message_boundary() &&
+         f.in_flight.empty() && f.answered.empty() && f.responses && f.responses->at_rest();
+}
+
+// Moves the relay's upstream connection to the pool (or closes it: pool_upstream). Only while the
+// down direction runs no coroutine (parked, or its burst just returned).
+void finish_pool_handoff(Relay& r) {
+  Connection& c = *r.c;
+  Filter& f = r.filter;
+  r.pool_when_parked = false;
+  r.upstream_released = true;  // a parked down direction's handler sees it and returns
+  r.ended[1] = true;
+  std::error_code ignored;
+  if (f.down_parked) c.upstream.cancel(ignored);
+  f.down_parked = false;
+  f.upstream = nullptr;
+  std::unique_ptr<TlsStream> tls(static_cast<TlsStream*>(r.upstream.release()));
+  pool_upstream(c, std::move(tls), r.upstream_alpn);
+}
+
+// Release point (a): false when the down direction is busy (writing to the guest): the upstream
+// is then closed as before.
+bool begin_pool_handoff(Connection& c) {
+  Relay& r = *c.relay;
+  Filter& f = r.filter;
+  if (f.down_parked) {
+    finish_pool_handoff(r);
+    return true;
+  }
+  if (!f.down_waiting || f.park_down || !f.upstream->waiting_for_bytes()) return false;
+  r.pool_when_parked = true;  // its burst returns kParked (run_burst), or handles what came first
+  f.park_down = true;
+  std::error_code ignored;
+  c.upstream.cancel(ignored);
+  return true;
+}
+
+// A parked intercepted HTTP/1 connection at a message boundary with no response due gives its
+// upstream connection back: to the loop's pool as soon as it parks (release point b: a guest
+// connection idle for kIdleRelease does not pin an upstream connection, as in nginx's or Go's
+// pools, which release at once), or, when it may not be pooled, by closing it (close_notify, then
+// the socket; ~14 KiB of OpenSSL state with it) after timeouts.upstream_idle_release. The guest's
+// connection stays. False when the relay is not at rest yet (tried again later).
 bool release_idle_upstream(Connection& c) {
   Relay& r = *c.relay;
   Filter& f = r.filter;
@@ -1122,6 +1359,10 @@ bool release_idle_upstream(Connection& c) {
                        f.responses_parked && f.in_flight.empty() && f.answered.empty() && !f.websocket;
   if (!r.upstream_releasable || r.upstream_released || c.aborted) return true;
   if (!at_rest) return false;
+  if (poolable(c)) {
+    finish_pool_handoff(r);
+    return true;
+  }
   static_cast<TlsStream&>(*r.upstream).close_now();
   r.upstream_released = true;
   r.ended[1] = true;  // nothing to read until the next request connects again
@@ -1133,6 +1374,13 @@ bool release_idle_upstream(Connection& c) {
   c.core.upstream_released++;
   if (c.core.logger.enabled(LogLevel::kDebug)) c.core.logger.log(LogLevel::kDebug, c.describe() + ": idle, upstream connection released");
   return true;
+}
+
+// How long a parked relay waits before release_idle_upstream: at once when its upstream may be
+// pooled, else timeouts.upstream_idle_release (0: never).
+std::chrono::milliseconds upstream_release_after(const Connection& c) {
+  if (poolable(c)) return std::chrono::milliseconds(0);
+  return c.core.options.timeouts.upstream_idle_release;
 }
 
 // The guest's side of a connection whose upstream was released: once the guest sends data (not
@@ -1149,8 +1397,10 @@ asio::awaitable<Pumped> pump_up_after_release(std::shared_ptr<Relay> r) {
     co_return Pumped::kEnded;  // the guest ended while idle: nothing to connect for
   }
   std::vector<std::string> alpn(1, std::string(tls::kAlpnHttp11));  // HTTP/1 goes on as HTTP/1
-  std::unique_ptr<TlsStream> upstream = co_await connect_upstream_tls(c, std::move(alpn));
+  std::unique_ptr<TlsStream> upstream = co_await connect_upstream_tls(c, alpn);
   if (!upstream) co_return Pumped::kEnded;
+  relay.upstream_alpn = std::move(alpn);
+  relay.filter.upstream_reusable = true;  // a new upstream connection (or one that was at rest)
   relay.upstream = std::move(upstream);
   relay.filter.upstream = relay.upstream.get();
   relay.upstream_released = false;
@@ -1179,7 +1429,8 @@ void run_burst(std::shared_ptr<Relay> r, Direction d) {
       }
       p = Pumped::kEnded;
     }
-      if (p == Pumped::kParked && !r->c->aborted) park(std::move(r), d);
+    if (p == Pumped::kParked && !r->c->aborted && d == Direction::kDown && r->pool_when_parked) finish_pool_handoff(*r);
+    else if (p == Pumped::kParked && !r->c->aborted) park(std::move(r), d);
     else r->ended[d == Direction::kUp ? 0 : 1] = true;
   });
 }
@@ -1194,6 +1445,8 @@ void park(std::shared_ptr<Relay> r, Direction d) {
     return;
   }
   (d == Direction::kUp ? r->filter.up_parked : r->filter.down_parked) = true;
+  // Both directions parked now: the watchdog gives a poolable upstream back at once.
+  if (r->filter.up_parked && r->filter.down_parked && poolable(*r->c)) r->c->watchdog.cancel();
   const std::uint32_t epoch = r->upstream_epoch;
   socket->async_wait(asio::socket_base::wait_read, [r = std::move(r), d, epoch](std::error_code ec) mutable {
     // The upstream this wait was for has been released since (release_idle_upstream).
@@ -1403,6 +1656,9 @@ asio::awaitable<void> bridge_h2(std::shared_ptr<Connection> c, Stream& guest, St
 // after an idle release.
 asio::awaitable<std::unique_ptr<TlsStream>> connect_upstream_tls(std::shared_ptr<Connection> c, std::vector<std::string> alpn) {
   Core& core = c->core;
+  // A connection of the loop's pool with the same key was verified the same way (same address,
+  // same name, same trust) and is at rest: it serves instead.
+  if (std::unique_ptr<TlsStream> pooled = take_pooled(*c, alpn)) co_return pooled;
   if (!co_await ensure_upstream(c)) co_return nullptr;
   c->phase(core.options.timeouts.handshake);
   tls::SslPtr upstream_ssl = core.upstream->new_session(c->sni, c->destination->ip, c->destination->port);
@@ -1427,7 +1683,8 @@ asio::awaitable<std::unique_ptr<TlsStream>> connect_upstream_tls(std::shared_ptr
 asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first) {
   Core& core = c->core;
   core.intercepted++;
-  std::unique_ptr<TlsStream> upstream = co_await connect_upstream_tls(c, tls::upstream_alpn_offer(c->alpn));
+  std::vector<std::string> offer = tls::upstream_alpn_offer(c->alpn);
+  std::unique_ptr<TlsStream> upstream = co_await connect_upstream_tls(c, offer);
   if (!upstream) co_return;
   std::string leaf_name = c->sni.empty() ? c->destination->ip.to_string() : c->sni;
   std::shared_ptr<X509> leaf = core.minter->leaf_for(leaf_name);
@@ -1465,6 +1722,7 @@ asio::awaitable<void> intercept(std::shared_ptr<Connection> c, std::string first
     co_return;
   }
   start_relay(c, std::move(guest), std::move(upstream), FilterKind::kRewriter, secrets::Transport::kTlsVerified);
+  if (c->relay != nullptr) c->relay->upstream_alpn = std::move(offer);
 }
 
 asio::awaitable<void> forward_plain(std::shared_ptr<Connection> c, std::string first, FilterKind kind,

@@ -80,6 +80,8 @@ struct Core {
   std::atomic<std::uint64_t> idle_released{0};
   std::atomic<std::uint64_t> idle_parked{0};
   std::atomic<std::uint64_t> upstream_released{0};
+  std::atomic<std::uint64_t> upstream_pooled{0};
+  std::atomic<std::uint64_t> upstream_reused{0};
   std::atomic<std::uint64_t> intercepted{0};
   std::atomic<std::uint64_t> substitutions{0};
   std::atomic<std::uint64_t> blocked{0};

@@ -157,12 +157,14 @@ namespace {
 
 // Two descriptors per connection (guest and upstream) and a margin for listeners, the audit log,
 // resolvers and the CA files: at most that many connections, so accept never fails for want of
-// a descriptor (which would refuse every client alike).
-BudgetLimits fit_descriptor_limit(BudgetLimits limits) {
+// a descriptor (which would refuse every client alike). The loops' pools of idle upstream
+// connections (`pooled`: their bound, one descriptor each) come off the top.
+BudgetLimits fit_descriptor_limit(BudgetLimits limits, std::size_t pooled) {
   constexpr std::size_t kMargin = 64;
   rlimit nofile{};
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
-    const std::size_t room = nofile.rlim_cur > 2 * kMargin ? (nofile.rlim_cur - kMargin) / 2 : 1;
+    const std::size_t margin = kMargin + pooled;
+    const std::size_t room = nofile.rlim_cur > 2 * kMargin + pooled ? (nofile.rlim_cur - margin) / 2 : 1;
     limits.connections = std::min(limits.connections, room);
   }
   limits.reserve_connections = std::min(limits.reserve_connections, limits.connections / 10);
@@ -189,7 +191,15 @@ void Gateway::start() {
   }
   s.open = std::vector<std::atomic<std::size_t>>(s.contexts.size());
   const GatewayOptions& o = s.core.options;
-  s.core.budget.emplace(fit_descriptor_limit(o.limits));
+  // The pools hold at most a quarter of the descriptors the process may open (a small limit
+  // keeps its descriptors for guest connections): each loop's bound is cut to fit.
+  rlimit nofile{};
+  if (s.core.options.upstream_pool_per_key > 0 && ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+    const std::size_t share = static_cast<std::size_t>(nofile.rlim_cur) / 4 / s.contexts.size();
+    s.core.options.upstream_pool_per_loop = std::min(s.core.options.upstream_pool_per_loop, share);
+  }
+  const std::size_t pooled = o.upstream_pool_per_key == 0 ? 0 : o.upstream_pool_per_loop * s.contexts.size();
+  s.core.budget.emplace(fit_descriptor_limit(o.limits, pooled));
   for (int fd : o.transparent_fds) s.adopt(fd, ListenerKind::kTransparent);
   for (int fd : o.proxy_fds) s.adopt(fd, ListenerKind::kProxy);
   s.bind_all(o.transparent_listen, ListenerKind::kTransparent);
@@ -296,6 +306,8 @@ GatewayCounters Gateway::counters() const {
   out.idle_released = c.idle_released.load();
   out.idle_parked = c.idle_parked.load();
   out.upstream_released = c.upstream_released.load();
+  out.upstream_pooled = c.upstream_pooled.load();
+  out.upstream_reused = c.upstream_reused.load();
   out.request_latency = c.request_latency.snapshot();
   return out;
 }

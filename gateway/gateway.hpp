@@ -74,6 +74,14 @@ struct GatewayOptions {
   // is blocked while its record cannot be written (fail closed); true lets it go on (fail open).
   bool audit_fail_open = false;
   std::size_t buffer_bytes = 16 * 1024;  // per direction: at most this much is read before it is written on
+  // Each event loop's pool of idle, verified upstream HTTP/1 TLS connections (issue 15): an
+  // intercepted guest connection that ends, or parks, at rest hands its upstream connection to
+  // its loop's pool, and the next guest connection with the same key (destination, SNI, ALPN,
+  // trust, client) takes it instead of connecting and verifying again. A pooled connection is
+  // closed when the upstream sends anything, after timeouts.upstream_idle_release (0: no pool),
+  // or when these bounds push it out (the oldest first). 0: no pool.
+  std::size_t upstream_pool_per_key = 32;
+  std::size_t upstream_pool_per_loop = 128;
   LogLevel log_level = LogLevel::kInfo;
   std::string system_roots_dir = "/etc/ssl/certs";  // upstream trust besides network.upstream_cas
 };
@@ -95,6 +103,8 @@ struct GatewayCounters {
   std::uint64_t idle_released = 0;  // request rewriters given back by idle connections (made again on their next bytes)
   std::uint64_t idle_parked = 0;    // idle relays whose coroutines ended (they wait with plain socket handlers)
   std::uint64_t upstream_released = 0;  // upstream connections closed by long-idle guest connections (timeouts.upstream_idle_release)
+  std::uint64_t upstream_pooled = 0;    // upstream connections handed to their loop's pool by guest connections at rest
+  std::uint64_t upstream_reused = 0;    // guest connections served by a pooled upstream connection (no connect, no handshake)
   LatencyHistogram::Snapshot request_latency{};  // request head in to response head out, per request
 };
 

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -720,7 +721,10 @@ TEST_F(GatewayFixture, AParkedIdleConnectionStillBlocksAViolationAndEndsWithItsR
 // its upstream connection and keeps the guest's; its next request connects again and is rewritten
 // and scrubbed as before; requests right after it share the new upstream connection.
 TEST_F(GatewayFixture, ALongIdleConnectionReleasesItsUpstreamAndItsNextRequestConnectsAgain) {
-  tweak = [](GatewayOptions& o) { o.timeouts.upstream_idle_release = std::chrono::milliseconds(1500); };
+  tweak = [](GatewayOptions& o) {
+    o.timeouts.upstream_idle_release = std::chrono::milliseconds(1500);
+    o.upstream_pool_per_key = 0;  // no pool: the released upstream is closed (the pool's tests are below)
+  };
   start("localhost");
   KeptClient client(proxy_port(), authority(), "localhost", gateway->ca_certificate_pem());
   ASSERT_TRUE(client.ok);
@@ -750,7 +754,10 @@ TEST_F(GatewayFixture, ALongIdleConnectionReleasesItsUpstreamAndItsNextRequestCo
 // session of the old one resumes). The reconnect verifies it as the first connection did: the
 // handshake fails, the guest is reset, the request (with the substituted value) goes nowhere.
 TEST_F(GatewayFixture, AReleasedUpstreamIsVerifiedAgainWhenItConnectsAgain) {
-  tweak = [](GatewayOptions& o) { o.timeouts.upstream_idle_release = std::chrono::milliseconds(1500); };
+  tweak = [](GatewayOptions& o) {
+    o.timeouts.upstream_idle_release = std::chrono::milliseconds(1500);
+    o.upstream_pool_per_key = 0;  // no pool: the released upstream is closed (the pool's tests are below)
+  };
   start("localhost");
   KeptClient client(proxy_port(), authority(), "localhost", gateway->ca_certificate_pem());
   ASSERT_TRUE(client.ok);
@@ -772,7 +779,10 @@ TEST_F(GatewayFixture, AReleasedUpstreamIsVerifiedAgainWhenItConnectsAgain) {
 
 // A guest that ends its idle connection while the upstream is released gets no reconnect.
 TEST_F(GatewayFixture, AGuestEndingWhileItsUpstreamIsReleasedDoesNotConnectAgain) {
-  tweak = [](GatewayOptions& o) { o.timeouts.upstream_idle_release = std::chrono::milliseconds(1500); };
+  tweak = [](GatewayOptions& o) {
+    o.timeouts.upstream_idle_release = std::chrono::milliseconds(1500);
+    o.upstream_pool_per_key = 0;  // no pool: the released upstream is closed (the pool's tests are below)
+  };
   start("localhost");
   {
     KeptClient client(proxy_port(), authority(), "localhost", gateway->ca_certificate_pem());
@@ -785,6 +795,415 @@ TEST_F(GatewayFixture, AGuestEndingWhileItsUpstreamIsReleasedDoesNotConnectAgain
   EXPECT_EQ(gateway->counters().active, 0u);
   EXPECT_EQ(upstream->accepted(), 1);
   EXPECT_EQ(only_connection()["decision"], "forwarded");
+}
+
+// ---- The loop's pool of idle upstream connections (issue 15) ----
+
+// A TLS server for "localhost" with one thread per connection, answering each request head as
+// `respond` says (it writes the response itself: the attacks below misbehave there). Counts the
+// connections it accepted and those still open.
+class ScriptedUpstream {
+ public:
+  // connection: 0 for the first one accepted; returns false to close the connection.
+  using Respond = std::function<bool(SSL* ssl, int connection, const std::string& head)>;
+  ScriptedUpstream(tls::LeafMinter& minter, Respond respond) : ctx_(tls::make_guest_context()), respond_(std::move(respond)) {
+    leaf_ = minter.leaf_for("localhost");
+    key_ = minter.leaf_key();
+    EVP_PKEY_up_ref(key_);
+    listen_fd_ = listen_loopback(port_);
+    thread_ = std::thread([this] { accept_loop(); });
+  }
+  ~ScriptedUpstream() {
+    stop_ = true;
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    thread_.join();
+    for (auto& t : served_) t.join();
+    ::close(listen_fd_);
+    EVP_PKEY_free(key_);
+  }
+  std::uint16_t port() const { return port_; }
+  int accepted() const { return accepted_; }
+  int open() const { return open_; }
+  // TLS handshakes completed (the explicit proxy connects TCP before it answers CONNECT, so a
+  // guest connection that takes a pooled upstream still costs the upstream one accept).
+  int handshakes() const { return handshakes_; }
+  std::vector<std::string> received() {
+    std::lock_guard lock(mutex_);
+    return received_;
+  }
+  void present_leaf_from(tls::LeafMinter& minter) {
+    std::lock_guard lock(mutex_);
+    ctx_ = tls::make_guest_context();
+    leaf_ = minter.leaf_for("localhost");
+    EVP_PKEY_free(key_);
+    key_ = minter.leaf_key();
+    EVP_PKEY_up_ref(key_);
+  }
+  // A keep-alive response whose body is `body`.
+  static void answer(SSL* ssl, const std::string& body) {
+    const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    SSL_write(ssl, response.data(), static_cast<int>(response.size()));
+  }
+
+ private:
+  void accept_loop() {
+    while (!stop_) {
+      int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      const int index = accepted_++;
+      ++open_;
+      served_.emplace_back([this, fd, index] { serve(fd, index); });
+    }
+  }
+  void serve(int fd, int index) {
+    tls::SslPtr ssl;
+    {
+      std::lock_guard lock(mutex_);
+      ssl = tls::new_guest_session(ctx_.get(), leaf_.get(), key_);
+    }
+    SSL_set_fd(ssl.get(), fd);
+    bool keep = SSL_accept(ssl.get()) == 1;
+    if (keep) ++handshakes_;
+    while (keep && !stop_) {
+      std::string head;
+      char buf[4096];
+      while (head.find("\r\n\r\n") == std::string::npos && !stop_) {
+        if (SSL_pending(ssl.get()) == 0) {  // wait in poll, so that stop_ is seen (a read timeout would end the TLS session)
+          pollfd p{fd, POLLIN, 0};
+          if (::poll(&p, 1, 100) == 0) continue;
+        }
+        const int n = SSL_read(ssl.get(), buf, sizeof buf);
+        if (n <= 0) break;
+        head.append(buf, static_cast<std::size_t>(n));
+      }
+      if (head.find("\r\n\r\n") == std::string::npos) break;
+      {
+        std::lock_guard lock(mutex_);
+        received_.push_back(head);
+      }
+      keep = respond_(ssl.get(), index, head);
+    }
+    SSL_shutdown(ssl.get());
+    ::close(fd);
+    ERR_clear_error();
+    --open_;
+  }
+  tls::SslCtxPtr ctx_;
+  Respond respond_;
+  std::shared_ptr<X509> leaf_;
+  EVP_PKEY* key_ = nullptr;
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  std::atomic<int> open_{0};
+  std::atomic<int> handshakes_{0};
+  std::thread thread_;
+  std::vector<std::thread> served_;  // only the accept thread adds
+  std::mutex mutex_;
+  std::vector<std::string> received_;
+};
+
+struct PoolFixture : GatewayFixture {
+  std::unique_ptr<ScriptedUpstream> scripted;
+  std::function<void(GatewayOptions&)> more;
+  // One loop, so that one guest connection after another lands on the same pool.
+  void start_with(ScriptedUpstream::Respond respond) {
+    scripted = std::make_unique<ScriptedUpstream>(upstream_ca, std::move(respond));
+    tweak = [this](GatewayOptions& o) {
+      o.threads = 1;
+      o.network.intercept_ports.push_back(scripted->port());
+      if (more) more(o);
+    };
+    start("localhost");
+  }
+  std::string scripted_authority() { return "localhost:" + std::to_string(scripted->port()); }
+  // One guest connection: one keep-alive request with the placeholder, its response, then the
+  // guest closes (no close_notify, as most clients do).
+  std::string one_guest(const std::string& sni = "localhost") {
+    KeptClient client(proxy_port(), scripted_authority(), sni, gateway->ca_certificate_pem());
+    if (!client.ok) return {};
+    return client.exchange("GET /1 HTTP/1.1\r\nHost: " + sni + "\r\nX-Api-Key: $MSB_KEY\r\n\r\n");
+  }
+  bool wait_pooled(std::uint64_t n) {
+    return eventually([n](const GatewayCounters& c) { return c.upstream_pooled >= n; });
+  }
+};
+
+bool answer_ok(SSL* ssl, int, const std::string&) {
+  ScriptedUpstream::answer(ssl, "ok");
+  return true;
+}
+
+// Release point (a): a guest connection that ends at rest leaves its upstream connection to the
+// next one, which is rewritten as before; no second TCP connection or handshake at the upstream.
+TEST_F(PoolFixture, TwoGuestConnectionsOneAfterTheOtherShareOneUpstreamConnection) {
+  start_with(answer_ok);
+  ASSERT_NE(one_guest().find("\r\n\r\nok"), std::string::npos);
+  ASSERT_TRUE(wait_pooled(1));
+  wait_all_ended();
+  ASSERT_NE(one_guest().find("\r\n\r\nok"), std::string::npos);
+  EXPECT_EQ(scripted->handshakes(), 1) << "the second guest connection connected again";
+  EXPECT_EQ(gateway->counters().upstream_reused, 1u);
+  const auto got = scripted->received();
+  ASSERT_EQ(got.size(), 2u);
+  for (const std::string& head : got) EXPECT_NE(head.find(std::string("X-Api-Key: ") + kFakeValue + "\r\n"), std::string::npos) << head;
+  gateway->stop();
+  const auto conns = audit_events("connection");
+  ASSERT_EQ(conns.size(), 2u);
+  for (const auto& c : conns) EXPECT_EQ(c["decision"], "forwarded") << c.dump();
+  EXPECT_EQ(audit_events("substitution").size(), 2u);
+}
+
+// Release point (b): a guest connection idle past kIdleRelease pins no upstream connection; its
+// next request takes one from the pool (its own here) and is rewritten as before.
+TEST_F(PoolFixture, AnIdleGuestConnectionGivesItsUpstreamToThePoolAndTakesOneBack) {
+  start_with(answer_ok);
+  KeptClient client(proxy_port(), scripted_authority(), "localhost", gateway->ca_certificate_pem());
+  ASSERT_TRUE(client.ok);
+  const std::string request = "GET /1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\n\r\n";
+  ASSERT_FALSE(client.exchange(request).empty());
+  ASSERT_TRUE(wait_pooled(1)) << "the idle guest connection kept its upstream";
+  EXPECT_EQ(gateway->counters().active, 1u);
+  ASSERT_NE(client.exchange(request).find("\r\n\r\nok"), std::string::npos);
+  EXPECT_EQ(scripted->handshakes(), 1);
+  EXPECT_EQ(gateway->counters().upstream_reused, 1u);
+  ASSERT_EQ(scripted->received().size(), 2u);
+  EXPECT_NE(scripted->received()[1].find(std::string("X-Api-Key: ") + kFakeValue), std::string::npos);
+}
+
+// The attack: a guest claims another name (SNI) for the same address. The pooled connection was
+// verified for "localhost" and must not serve it: the gateway connects and verifies for the name
+// claimed, which the upstream's certificate does not carry, so the guest is refused. (A pool keyed
+// by address alone hands it the connection verified for another name.)
+TEST_F(PoolFixture, AnotherNameForTheSameAddressNeverGetsThePooledConnection) {
+  start_with(answer_ok);
+  ASSERT_FALSE(one_guest().empty());
+  ASSERT_TRUE(wait_pooled(1));
+  wait_all_ended();
+  EXPECT_TRUE(one_guest("impostor.localhost").empty()) << "a guest got an upstream connection verified for another name";
+  EXPECT_EQ(scripted->handshakes(), 1) << "the certificate for localhost was accepted for another name";
+  EXPECT_EQ(gateway->counters().upstream_reused, 0u);
+  EXPECT_EQ(scripted->received().size(), 1u);
+}
+
+// Different destinations never share: each has its own upstream connection.
+TEST_F(PoolFixture, AnotherDestinationNeverGetsThePooledConnection) {
+  start_with(answer_ok);
+  ASSERT_FALSE(one_guest().empty());
+  ASSERT_TRUE(wait_pooled(1));
+  wait_all_ended();
+  KeptClient other(proxy_port(), authority(), "localhost", gateway->ca_certificate_pem());  // the EchoUpstream
+  ASSERT_TRUE(other.ok);
+  ASSERT_FALSE(other.exchange("GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n").empty());
+  EXPECT_EQ(upstream->accepted(), 1);
+  EXPECT_EQ(upstream->received().size(), 1u);
+  EXPECT_EQ(scripted->received().size(), 1u) << "a request for one destination reached another";
+  EXPECT_EQ(gateway->counters().upstream_reused, 0u);
+}
+
+// The attack: after a complete response, the upstream sends another one nobody asked for while its
+// connection is pooled. The next guest connection must never read those bytes as its response (a
+// cross-connection desync; with a pool that does not watch its connections, it does): the pooled
+// connection is dropped as soon as it is readable, and the next guest connects afresh.
+TEST_F(PoolFixture, UnsolicitedBytesFromAPooledConnectionNeverReachTheNextGuest) {
+  start_with([](SSL* ssl, int connection, const std::string&) {
+    ScriptedUpstream::answer(ssl, connection == 0 ? "first" : "fresh");
+    if (connection == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      ScriptedUpstream::answer(ssl, "SMUGGLED");
+    }
+    return true;
+  });
+  ASSERT_NE(one_guest().find("first"), std::string::npos);
+  ASSERT_TRUE(wait_pooled(1));
+  wait_all_ended();
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // the smuggled response has come
+  const std::string second = one_guest();
+  EXPECT_EQ(second.find("SMUGGLED"), std::string::npos) << "the next guest read another exchange's bytes: " << second;
+  EXPECT_NE(second.find("fresh"), std::string::npos) << second;
+  EXPECT_EQ(scripted->handshakes(), 2);
+  EXPECT_EQ(gateway->counters().upstream_reused, 0u);
+}
+
+// The same bytes sent right after the response, before the guest ends: the connection is out of
+// step before it reaches the pool, and is never pooled.
+TEST_F(PoolFixture, BytesAfterACompleteResponseKeepTheConnectionOutOfThePool) {
+  start_with([](SSL* ssl, int connection, const std::string&) {
+    ScriptedUpstream::answer(ssl, connection == 0 ? "first" : "fresh");
+    if (connection == 0) ScriptedUpstream::answer(ssl, "SMUGGLED");
+    return true;
+  });
+  const std::string first = one_guest();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  wait_all_ended();
+  const std::string second = one_guest();
+  EXPECT_EQ(second.find("SMUGGLED"), std::string::npos) << second;
+  EXPECT_NE(second.find("fresh"), std::string::npos) << second;
+  EXPECT_EQ(scripted->handshakes(), 2);
+  EXPECT_EQ(gateway->counters().upstream_reused, 0u);
+}
+
+// An upstream that closes its pooled connection: the next guest request still succeeds, on a
+// fresh connection.
+TEST_F(PoolFixture, AnUpstreamClosingItsPooledConnectionCostsTheNextGuestNothing) {
+  start_with([](SSL* ssl, int connection, const std::string&) {
+    ScriptedUpstream::answer(ssl, connection == 0 ? "first" : "fresh");
+    if (connection == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    return connection != 0;  // the first closes (close_notify, FIN) 200 ms after its response
+  });
+  ASSERT_NE(one_guest().find("first"), std::string::npos);
+  ASSERT_TRUE(wait_pooled(1));
+  wait_all_ended();
+  for (int i = 0; i < 300 && scripted->open() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_NE(one_guest().find("fresh"), std::string::npos);
+  EXPECT_EQ(scripted->handshakes(), 2);
+  EXPECT_EQ(gateway->counters().upstream_reused, 0u);
+}
+
+// The attack of AReleasedUpstreamIsVerifiedAgainWhenItConnectsAgain, through the pool: once the
+// pooled connection has closed, the address answers with an impostor CA's certificate. The next
+// guest's fresh connection is verified and refused; its request reaches nobody.
+TEST_F(PoolFixture, AfterThePooledConnectionClosedAnImpostorIsVerifiedAndRefused) {
+  start_with([](SSL* ssl, int connection, const std::string&) {
+    ScriptedUpstream::answer(ssl, "first");
+    if (connection == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    return false;  // closes after its response, once pooled
+  });
+  ASSERT_NE(one_guest().find("first"), std::string::npos);
+  wait_all_ended();
+  for (int i = 0; i < 300 && scripted->open() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  tls::LeafMinter impostor{tls::CertificateAuthority::generate("an impostor CA")};
+  scripted->present_leaf_from(impostor);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(one_guest().empty()) << "a request went to an upstream whose certificate was not verified";
+  EXPECT_EQ(scripted->handshakes(), 1) << "the impostor's handshake completed";
+  EXPECT_EQ(gateway->counters().upstream_reused, 0u);
+  EXPECT_EQ(scripted->received().size(), 1u) << "the request reached the impostor";
+  gateway->stop();
+  bool refused = false;
+  for (const auto& c : audit_events("connection")) refused = refused || c["decision"] == "upstream_tls_failed";
+  EXPECT_TRUE(refused) << audit();
+}
+
+// What does not keep its connection is never pooled: a response with `Connection: close` from an
+// upstream that then keeps the connection open anyway, a response framed by the connection's
+// close, and a request whose guest ends before its response came.
+TEST_F(PoolFixture, ConnectionCloseResponsesAreNeverPooledEvenWhenTheUpstreamStaysOpen) {
+  start_with([](SSL* ssl, int connection, const std::string&) {
+    const std::string response = connection == 0 ? "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nfirst"
+                                                 : "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh";
+    SSL_write(ssl, response.data(), static_cast<int>(response.size()));
+    return true;  // and stays open
+  });
+  ASSERT_NE(one_guest().find("first"), std::string::npos);
+  wait_all_ended();
+  EXPECT_EQ(gateway->counters().upstream_pooled, 0u);
+  EXPECT_NE(one_guest().find("fresh"), std::string::npos);
+  EXPECT_EQ(scripted->handshakes(), 2);
+  EXPECT_EQ(gateway->counters().upstream_reused, 0u);
+}
+
+// The guest's `Connection: close` counts as much as the upstream's: the upstream may close right
+// after its response (and need not say so), so the connection never reaches the pool, even from
+// an upstream that keeps it open.
+TEST_F(PoolFixture, AGuestsConnectionCloseKeepsItsUpstreamOutOfThePool) {
+  start_with(answer_ok);
+  {
+    KeptClient client(proxy_port(), scripted_authority(), "localhost", gateway->ca_certificate_pem());
+    ASSERT_TRUE(client.ok);
+    ASSERT_FALSE(client.exchange("GET /1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").empty());
+  }
+  wait_all_ended();
+  EXPECT_EQ(gateway->counters().upstream_pooled, 0u);
+  EXPECT_NE(one_guest().find("ok"), std::string::npos);
+  EXPECT_EQ(scripted->handshakes(), 2);
+  EXPECT_EQ(gateway->counters().upstream_reused, 0u);
+}
+
+TEST_F(PoolFixture, ACloseDelimitedResponseIsNeverPooled) {
+  start_with([](SSL* ssl, int connection, const std::string&) {
+    const std::string response = connection == 0 ? "HTTP/1.1 200 OK\r\n\r\nfirst" : "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh";
+    SSL_write(ssl, response.data(), static_cast<int>(response.size()));
+    return connection != 0;
+  });
+  {
+    KeptClient client(proxy_port(), scripted_authority(), "localhost", gateway->ca_certificate_pem());
+    ASSERT_TRUE(client.ok);
+    const std::string request = "GET /1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    SSL_write(client.ssl.get(), request.data(), static_cast<int>(request.size()));
+    std::string in;
+    char buf[4096];
+    for (int n; (n = SSL_read(client.ssl.get(), buf, sizeof buf)) > 0;) in.append(buf, static_cast<std::size_t>(n));
+    EXPECT_NE(in.find("first"), std::string::npos);
+  }
+  wait_all_ended();
+  EXPECT_EQ(gateway->counters().upstream_pooled, 0u);
+  EXPECT_NE(one_guest().find("fresh"), std::string::npos);
+  EXPECT_EQ(scripted->handshakes(), 2);
+}
+
+TEST_F(PoolFixture, AGuestThatEndsBeforeItsResponseLeavesNothingToThePool) {
+  start_with([](SSL* ssl, int connection, const std::string&) {
+    if (connection == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ScriptedUpstream::answer(ssl, connection == 0 ? "late" : "fresh");
+    return true;
+  });
+  {
+    KeptClient client(proxy_port(), scripted_authority(), "localhost", gateway->ca_certificate_pem());
+    ASSERT_TRUE(client.ok);
+    const std::string request = "GET /1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    SSL_write(client.ssl.get(), request.data(), static_cast<int>(request.size()));
+  }  // the guest is gone before the response
+  wait_all_ended();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(gateway->counters().upstream_pooled, 0u);
+  const std::string second = one_guest();
+  EXPECT_EQ(second.find("late"), std::string::npos) << "the next guest read the answer to another's request";
+  EXPECT_NE(second.find("fresh"), std::string::npos) << second;
+  EXPECT_EQ(scripted->handshakes(), 2);
+}
+
+// A reload changes the secrets, never the upstream trust (GatewayOptions::network is fixed for the
+// gateway's life): the pooled connection serves on, and the request on it is gated and rewritten
+// with the new secrets.
+TEST_F(PoolFixture, AfterAReloadThePooledConnectionCarriesOnlyTheNewSecrets) {
+  start_with(answer_ok);
+  ASSERT_FALSE(one_guest().empty());
+  ASSERT_TRUE(wait_pooled(1));
+  wait_all_ended();
+  static constexpr const char* kRotated = "rotated-value-51c0e7d2a9";
+  std::vector<SecretBinding> next;
+  next.push_back(SecretBuilder().env("KEY").value(kRotated).allow_host("localhost").build());
+  gateway->replace_secrets(std::make_shared<secrets::SecretSet>(std::move(next), ViolationAction::kUnset));
+  ASSERT_FALSE(one_guest().empty());
+  EXPECT_EQ(gateway->counters().upstream_reused, 1u);
+  const auto got = scripted->received();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_NE(got[1].find(std::string("X-Api-Key: ") + kRotated), std::string::npos) << got[1];
+  EXPECT_EQ(got[1].find(kFakeValue), std::string::npos);
+  gateway->stop();
+  EXPECT_EQ(audit().find(kRotated), std::string::npos);
+}
+
+// Many guests to one destination: the pool keeps at most its per-key bound; the rest are closed.
+TEST_F(PoolFixture, ManyGuestsToOneDestinationKeepAtMostTheBoundInThePool) {
+  more = [](GatewayOptions& o) { o.upstream_pool_per_key = 2; };
+  start_with(answer_ok);
+  {
+    std::vector<std::unique_ptr<KeptClient>> guests;
+    for (int i = 0; i < 6; ++i) {
+      guests.push_back(std::make_unique<KeptClient>(proxy_port(), scripted_authority(), "localhost", gateway->ca_certificate_pem()));
+      ASSERT_TRUE(guests.back()->ok);
+      ASSERT_FALSE(guests.back()->exchange("GET /1 HTTP/1.1\r\nHost: localhost\r\n\r\n").empty());
+    }
+  }
+  ASSERT_GT(scripted->handshakes(), 2);  // (a guest that parked before the next came lends it its upstream)
+  ASSERT_TRUE(wait_pooled(6));
+  wait_all_ended();
+  for (int i = 0; i < 300 && scripted->open() > 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(scripted->open(), 2) << "the pool holds more than its bound";
 }
 
 TEST_F(GatewayFixture, DisallowedHostIsResetAndNothingIsSent) {

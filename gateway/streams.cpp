@@ -223,6 +223,8 @@ const BIO_METHOD* socket_method() {
 
 }  // namespace
 
+void make_thread_cork() noexcept { (void)cork(); }
+
 TcpStream::TcpStream(asio::ip::tcp::socket& socket) : socket_(socket), gate_(socket.get_executor()) {
   std::error_code ignored;
   socket_.non_blocking(true, ignored);  // reads happen only after readiness, never blocking the thread
@@ -281,10 +283,10 @@ bool TcpStream::readable_now() {
 }
 
 TlsStream::TlsStream(asio::ip::tcp::socket& socket, tls::SslPtr ssl)
-    : socket_(socket), ssl_(std::move(ssl)), gate_(socket.get_executor()) {
+    : socket_(&socket), ssl_(std::move(ssl)), gate_(socket.get_executor()) {
   std::error_code ignored;
-  socket_.non_blocking(true, ignored);  // OpenSSL's reads never block the thread
-  ends_.source.fd = socket_.native_handle();
+  socket_->non_blocking(true, ignored);  // OpenSSL's reads never block the thread
+  ends_.source.fd = socket_->native_handle();
   SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);  // idle connections give their record buffers back
   SSL_set_msg_callback(ssl_.get(), &TlsStream::on_tls_message);
   SSL_set_msg_callback_arg(ssl_.get(), this);
@@ -315,7 +317,7 @@ std::error_code TlsStream::send_corked() {
   if (c.owner == &ends_.sink && c.used > 0) {
     if (!gate_.held() && ends_.sink.backlog.empty()) {
       std::size_t sent = 0;
-      std::error_code ec = send_now(socket_, std::string_view(c.data.data(), c.used), sent);
+      std::error_code ec = send_now(*socket_, std::string_view(c.data.data(), c.used), sent);
       if (!ec && sent < c.used) ends_.sink.backlog.assign(c.data.data() + sent, c.used - sent);
       c.owner = nullptr;
       c.used = 0;
@@ -334,7 +336,7 @@ asio::awaitable<std::error_code> TlsStream::flush() {
   while (!ec && !ends_.sink.backlog.empty()) {
     std::string out;
     out.swap(ends_.sink.backlog);  // records written while we wait collect behind it
-    co_await asio::async_write(socket_, asio::buffer(out.data(), out.size()), redirect_error(use_awaitable, ec));
+    co_await asio::async_write(*socket_, asio::buffer(out.data(), out.size()), redirect_error(use_awaitable, ec));
   }
   gate_.unlock();
   co_return ec;
@@ -343,7 +345,7 @@ asio::awaitable<std::error_code> TlsStream::flush() {
 // Not a coroutine: the wait has no frame of its own beyond the socket's (an idle connection waits
 // in two of these). The caller marks the source undrained once it returns (readable_again).
 asio::awaitable<void> TlsStream::wait_readable(std::error_code& ec) {
-  return socket_.async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, ec));
+  return socket_->async_wait(asio::socket_base::wait_read, redirect_error(use_awaitable, ec));
 }
 
 std::error_code TlsStream::readable_again(std::error_code ec) {
@@ -488,6 +490,18 @@ asio::awaitable<std::error_code> TlsStream::wait_for_data() {
   }
 }
 
+void TlsStream::rebind(asio::ip::tcp::socket& socket) noexcept { socket_ = &socket; }
+
+// Nothing of the peer's waits anywhere (OpenSSL, the read-ahead, the socket), nothing of ours is
+// unsent, neither side has begun to close, and no read or write is under way.
+bool TlsStream::unused_and_quiet() const {
+  if (buffered() || output_pending() || source_state() || gate_.held() || in_wait_) return false;
+  if (SSL_get_shutdown(ssl_.get()) != 0 || !socket_->is_open()) return false;
+  char byte = 0;
+  const ssize_t n = ::recv(socket_->native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 void TlsStream::close_now() {
   clear_tls_errors();
   buffers_maybe_held_ = true;
@@ -539,7 +553,7 @@ bool TlsStream::readable_now() {
   if (buffered()) return true;
   if (ends_.source.drained || source_state()) return false;
   std::error_code ec;
-  return socket_.available(ec) > 0;
+  return socket_->available(ec) > 0;
 }
 
 asio::awaitable<std::error_code> TlsStream::shutdown_send() {
@@ -548,7 +562,7 @@ asio::awaitable<std::error_code> TlsStream::shutdown_send() {
   SSL_shutdown(ssl_.get());  // queues close_notify; reading continues until the peer's
   std::error_code ec = co_await flush();
   std::error_code ignored;
-  socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+  socket_->shutdown(asio::socket_base::shutdown_send, ignored);
   co_return ec;
 }
 
@@ -556,7 +570,7 @@ asio::awaitable<std::error_code> TlsStream::shutdown_send_truncated() {
   std::error_code ec = co_await flush();  // what was written before goes out first
   co_await gate_.lock();
   std::error_code ignored;
-  socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+  socket_->shutdown(asio::socket_base::shutdown_send, ignored);
   gate_.unlock();
   co_return ec;
 }

@@ -42,6 +42,10 @@ struct IoResult {
 // synchronously into the buffer it is given, usually the thread's scratch buffer. Bytes read into
 // scratch are valid only until the reader next suspends (every connection of the thread shares it).
 char* pump_scratch() noexcept;
+// Makes this thread's TLS write cork (see SocketSink) now. Thread-local storage that holds
+// TlsStreams (a loop's pool of upstream connections) calls it before it is built, so that the
+// cork, which ~TlsStream reads, is destroyed after it at the thread's exit.
+void make_thread_cork() noexcept;
 inline constexpr std::size_t kScratchBytes = 16 * 1024;
 
 class Stream {
@@ -165,7 +169,7 @@ class TlsStream final : public Stream {
   asio::awaitable<std::error_code> shutdown_send() override;
   asio::awaitable<std::error_code> shutdown_send_truncated() override;
   bool readable_now() override;
-  asio::ip::tcp::socket* park_socket() override { return &socket_; }
+  asio::ip::tcp::socket* park_socket() override { return socket_; }
   void readable() override { readable_again({}); }
   bool waiting_for_bytes() const override { return in_wait_; }
   // Waits until the peer has sent application data (decrypted and left in OpenSSL for the next
@@ -175,6 +179,14 @@ class TlsStream final : public Stream {
   // Ends an idle session at once: close_notify queued and sent if the socket takes it now (no
   // wait); the caller then closes the socket.
   void close_now();
+  // The socket was moved (the same descriptor, the same io_context): an idle upstream connection
+  // goes into its loop's pool and out again to another guest connection (connection.cpp).
+  void rebind(asio::ip::tcp::socket& socket) noexcept;
+  // At a message boundary with nothing of either side left anywhere: no byte of the peer's
+  // waiting (in OpenSSL, in the read-ahead or in the socket: one MSG_PEEK), nothing unsent, no
+  // shutdown begun, no read or write under way. Only such a connection may serve another request
+  // of someone else: any unsolicited byte means it is out of step.
+  bool unused_and_quiet() const;
 
  private:
   asio::awaitable<std::error_code> flush();
@@ -187,7 +199,7 @@ class TlsStream final : public Stream {
   bool output_pending() const;
   void free_idle_buffers();
   static void on_tls_message(int write_p, int version, int content_type, const void* buf, std::size_t len, SSL* ssl, void* arg);
-  asio::ip::tcp::socket& socket_;
+  asio::ip::tcp::socket* socket_;  // never null; rebind() moves it with the connection
   SocketEnds ends_;  // declared before ssl_: it outlives the BIO that uses it
   tls::SslPtr ssl_;
   WriteGate gate_;

@@ -724,7 +724,10 @@ ParseError RequestParser::on_field(std::string_view name, std::string_view value
       if (iequals(name, "upgrade")) has_upgrade_field_ = true;
       break;
     case 10:
-      if (iequals(name, "connection") && has_token(value, "upgrade")) connection_upgrade_ = true;
+      if (iequals(name, "connection")) {
+        if (has_token(value, "upgrade")) connection_upgrade_ = true;
+        if (has_token(value, "close")) head_.close = true;
+      }
       break;
     default:
       break;
@@ -764,6 +767,7 @@ void RequestParser::finish_head(RequestSink& sink) {
   head_.content_length = 0;
   head_.expect_continue = false;
   head_.upgrade = false;
+  head_.close = false;
   head_.minor_version = 1;
   host_count_ = 0;
   has_content_length_ = has_transfer_encoding_ = has_upgrade_field_ = connection_upgrade_ = false;

@@ -65,6 +65,7 @@ struct RequestHead {
   std::uint64_t content_length = 0;  // when framing is kContentLength
   bool expect_continue = false;      // Expect: 100-continue
   bool upgrade = false;              // Upgrade + Connection: upgrade, or CONNECT: the stream may turn opaque after this message
+  bool close = false;                // Connection: close (the connection ends after this exchange)
   std::uint8_t minor_version = 1;    // HTTP/1.<minor_version>
 
   std::string_view view(Span s) const noexcept { return s.in(raw); }

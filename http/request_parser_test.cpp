@@ -702,6 +702,11 @@ TEST(RequestHeadTest, FramingFlags) {
   EXPECT_TRUE(h.upgrade);
   h = parse_one("connect a.example:443 HTTP/1.1\r\n\r\n");  // methods are case-sensitive
   EXPECT_FALSE(h.upgrade);
+  EXPECT_FALSE(h.close);
+  h = parse_one("GET / HTTP/1.1\r\nConnection: keep-alive, CLOSE\r\n\r\n");
+  EXPECT_TRUE(h.close);
+  h = parse_one("GET / HTTP/1.1\r\nConnection: closed\r\n\r\n");
+  EXPECT_FALSE(h.close);
 }
 
 // Issue 12 item 4: an upgrade request makes nothing opaque by itself; the answer decides.

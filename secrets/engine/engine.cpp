@@ -439,7 +439,7 @@ struct RequestRewriter::Impl final : http::RequestSink, detail::RequestGates {
     const std::string_view method = head.view(head.method);
     if (head.upgrade && method != "CONNECT") keep_upgrade_request(head);
     forwarded.push_back(
-        ForwardedRequest{method == "HEAD", method == "CONNECT", head.upgrade && method != "CONNECT", head.minor_version == 0});
+        ForwardedRequest{method == "HEAD", method == "CONNECT", head.upgrade && method != "CONNECT", head.minor_version == 0, head.close});
     verbatim_tail = 0;
     if (drop_expect) guest->append(kContinue);
     body_buf.clear();

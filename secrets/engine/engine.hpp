@@ -101,6 +101,7 @@ struct ForwardedRequest {
   bool connect = false;  // CONNECT: a 2xx answer turns the connection into a tunnel
   bool upgrade = false;  // an Upgrade offer was forwarded: 101 switches protocols
   bool http10 = false;   // an HTTP/1.0 request: its client reads no chunked response
+  bool close = false;    // Connection: close: the upstream connection ends after its response (never pooled)
 };
 
 // The request direction of one HTTP connection (intercepted TLS or plain HTTP). After a request
