@@ -928,6 +928,13 @@ struct PoolFixture : GatewayFixture {
   bool wait_pooled(std::uint64_t n) {
     return eventually([n](const GatewayCounters& c) { return c.upstream_pooled >= n; });
   }
+  // After a first guest whose upstream connection must not have been pooled: nothing went to the
+  // pool, and the next guest gets `body` over a second upstream handshake.
+  void expect_next_guest_connects_anew(const std::string& body) {
+    EXPECT_EQ(gateway->counters().upstream_pooled, 0u);
+    EXPECT_NE(one_guest().find(body), std::string::npos);
+    EXPECT_EQ(scripted->handshakes(), 2);
+  }
 };
 
 bool answer_ok(SSL* ssl, int, const std::string&) {
@@ -1099,9 +1106,7 @@ TEST_F(PoolFixture, ConnectionCloseResponsesAreNeverPooledEvenWhenTheUpstreamSta
   });
   ASSERT_NE(one_guest().find("first"), std::string::npos);
   wait_all_ended();
-  EXPECT_EQ(gateway->counters().upstream_pooled, 0u);
-  EXPECT_NE(one_guest().find("fresh"), std::string::npos);
-  EXPECT_EQ(scripted->handshakes(), 2);
+  expect_next_guest_connects_anew("fresh");
   EXPECT_EQ(gateway->counters().upstream_reused, 0u);
 }
 
@@ -1116,9 +1121,7 @@ TEST_F(PoolFixture, AGuestsConnectionCloseKeepsItsUpstreamOutOfThePool) {
     ASSERT_FALSE(client.exchange("GET /1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").empty());
   }
   wait_all_ended();
-  EXPECT_EQ(gateway->counters().upstream_pooled, 0u);
-  EXPECT_NE(one_guest().find("ok"), std::string::npos);
-  EXPECT_EQ(scripted->handshakes(), 2);
+  expect_next_guest_connects_anew("ok");
   EXPECT_EQ(gateway->counters().upstream_reused, 0u);
 }
 
@@ -1139,9 +1142,7 @@ TEST_F(PoolFixture, ACloseDelimitedResponseIsNeverPooled) {
     EXPECT_NE(in.find("first"), std::string::npos);
   }
   wait_all_ended();
-  EXPECT_EQ(gateway->counters().upstream_pooled, 0u);
-  EXPECT_NE(one_guest().find("fresh"), std::string::npos);
-  EXPECT_EQ(scripted->handshakes(), 2);
+  expect_next_guest_connects_anew("fresh");
 }
 
 TEST_F(PoolFixture, AGuestThatEndsBeforeItsResponseLeavesNothingToThePool) {
