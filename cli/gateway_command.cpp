@@ -201,8 +201,13 @@ int run_gateway(const GatewayArgs& args) {
     throw ConfigError("--dns-server applies only to --sidecar");
   }
 
+  // A block-and-terminate violation (on a loop thread) wakes the main thread's signal wait with a
+  // SIGTERM of its own: the main thread sleeps until a signal and never polls.
   std::atomic<bool> terminate{false};
-  options.on_terminate = [&terminate](const std::string&) { terminate = true; };
+  options.on_terminate = [&terminate](const std::string&) {
+    terminate = true;
+    ::kill(::getpid(), SIGTERM);
+  };
   RecordMetrics record_metrics;  // outlives the gateway (declared before it)
   if (!args.admin.empty()) options.on_record = [&record_metrics](const gateway::AuditFacts& r) { record_metrics.observe(r); };
 
@@ -239,14 +244,10 @@ int run_gateway(const GatewayArgs& args) {
     ::close(args.ready_fd);
   }
 
-  while (!terminate) {
-    timespec tick{0, 100'000'000};
-    int sig = sigtimedwait(&signals, nullptr, &tick);
-    if (sig == SIGHUP) {
-      reloader.reload();
-    } else if (sig > 0) {
-      break;
-    }
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0 || sig != SIGHUP) break;
+    reloader.reload();
   }
   ready = false;
   gw.stop();

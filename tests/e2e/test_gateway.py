@@ -516,10 +516,21 @@ def test_audit_records_substitutions_without_the_value(env):
         assert_absent(FAKE, f.read(), "audit.jsonl")
 
 
+def main_thread_wakeups(pid):
+    """How often the process's main thread has gone to sleep and woken again so far."""
+    with open(f"/proc/{pid}/task/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches:"))
+
+
 def test_block_and_terminate_exits_the_gateway(env):
     env.write_config("terminate.toml", "block-and-terminate")
     p = env.start_gateway("terminate.toml", proxy="192.0.2.1:3129", audit="terminate-audit.jsonl",
                           stderr="terminate.stderr")
+    # Idle, its main thread sleeps in its signal wait (no polling for the violation): no wake-up
+    # in a second, and the violation below still ends the gateway at once.
+    before = main_thread_wakeups(p.pid)
+    time.sleep(1)
+    assert main_thread_wakeups(p.pid) - before <= 1, "the idle gateway's main thread keeps waking up"
     r = env.curl("-x", "http://192.0.2.1:3129", "-H", f"X-Api-Key: {PH}", "https://other.example.com/k-term")
     assert r.returncode != 0
     assert p.wait(15) == 3
