@@ -185,8 +185,11 @@ void arm_watchdog(std::shared_ptr<Connection> c) {
     return;
   }
   if (c->streaming && !c->idle_released) {
-    if (now >= c->last_activity + kIdleRelease) c->idle_released = release_idle_state(*c);
-    if (!c->idle_released) due = std::min(due, std::max(now, c->last_activity) + kIdleRelease);
+    const bool idle_long_enough = now >= c->last_activity + kIdleRelease;
+    if (idle_long_enough) c->idle_released = release_idle_state(*c);
+    // Tried and not at rest yet: again a kIdleRelease from now. Not idle long enough (activity
+    // since this wait was armed): at kIdleRelease after that activity, not after now.
+    if (!c->idle_released) due = std::min(due, (idle_long_enough ? now : c->last_activity) + kIdleRelease);
   }
   // Much later, a parked HTTP/1 connection also gives back its upstream connection.
   if (c->streaming && c->idle_released && c->relay != nullptr && !c->upstream_release_tried &&

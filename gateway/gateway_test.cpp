@@ -962,15 +962,29 @@ TEST_F(PoolFixture, TwoGuestConnectionsOneAfterTheOtherShareOneUpstreamConnectio
   EXPECT_EQ(audit_events("substitution").size(), 2u);
 }
 
-// Release point (b): a guest connection idle past kIdleRelease pins no upstream connection; its
-// next request takes one from the pool (its own here) and is rewritten as before.
+// The response 100 ms after the request: the watchdog, re-armed when the request's head ended,
+// then fires before the connection has been idle for kIdleRelease.
+bool answer_after_100ms(SSL* ssl, int, const std::string&) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ScriptedUpstream::answer(ssl, "ok");
+  return true;
+}
+
+// Release point (b): a guest connection idle past kIdleRelease (1 s) pins no upstream connection;
+// its next request takes one from the pool (its own here) and is rewritten as before. Released a
+// kIdleRelease after the response, not later: the watchdog's round that finds it idle too briefly
+// waits for the rest of that second (it waited a whole second more: released after 1.9 s).
 TEST_F(PoolFixture, AnIdleGuestConnectionGivesItsUpstreamToThePoolAndTakesOneBack) {
-  start_with(answer_ok);
+  start_with(answer_after_100ms);
   KeptClient client(proxy_port(), scripted_authority(), "localhost", gateway->ca_certificate_pem());
   ASSERT_TRUE(client.ok);
   const std::string request = "GET /1 HTTP/1.1\r\nHost: localhost\r\nX-Api-Key: $MSB_KEY\r\n\r\n";
   ASSERT_FALSE(client.exchange(request).empty());
+  const auto idle_from = std::chrono::steady_clock::now();
   ASSERT_TRUE(wait_pooled(1)) << "the idle guest connection kept its upstream";
+  const auto idle_for = std::chrono::steady_clock::now() - idle_from;
+  EXPECT_GE(idle_for, std::chrono::milliseconds(950)) << "released before it was idle for kIdleRelease";
+  EXPECT_LT(idle_for, std::chrono::milliseconds(1600)) << "released late, not a kIdleRelease after its last exchange";
   EXPECT_EQ(gateway->counters().active, 1u);
   ASSERT_NE(client.exchange(request).find("\r\n\r\nok"), std::string::npos);
   EXPECT_EQ(scripted->handshakes(), 1);
