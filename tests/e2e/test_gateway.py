@@ -527,7 +527,9 @@ def test_block_and_terminate_exits_the_gateway(env):
     p = env.start_gateway("terminate.toml", proxy="192.0.2.1:3129", audit="terminate-audit.jsonl",
                           stderr="terminate.stderr")
     # Idle, its main thread sleeps in its signal wait (no polling for the violation): no wake-up
-    # in a second, and the violation below still ends the gateway at once.
+    # in a second, and the violation below still ends the gateway at once. Counted from a moment
+    # after the ready line, by when the thread has reached its wait.
+    time.sleep(0.2)
     before = main_thread_wakeups(p.pid)
     time.sleep(1)
     assert main_thread_wakeups(p.pid) - before <= 1, "the idle gateway's main thread keeps waking up"
