@@ -2,6 +2,7 @@
 #include "gateway/h2_pump.hpp"
 
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/this_coro.hpp>
 
 #include <openssl/crypto.h>
 
@@ -29,64 +30,87 @@ struct Pump {
   H2Hooks& hooks;
   std::size_t read_size;
 
-  // Notices first (a substitution's audit record before the bytes that carry it), then the bytes.
-  // Output buffers, one pair per side (a side's write may be suspended while the other side
-  // writes), kept across calls (cleared, the upstream one wiped) so a write costs no
-  // allocation; a buffer that grew past kKeepBytes is let go after use.
-  struct Out {
-    std::string g, u;
+  // What the bridge owes one peer. Both sides take the bridge's output (after each batch of
+  // input) and both write it, and one side's write may wait on a socket while the other side
+  // runs: so what is taken is queued in the order the bridge produced it, and the side that holds
+  // the peer's turn writes everything queued by then. A later take never overtakes an earlier one
+  // (a session's frames are one ordered stream: HPACK state, a stream's DATA).
+  struct Outbox {
+    Outbox(Stream& s, bool values, const asio::any_io_executor& ex) : to(s), holds_values(values), turn(ex) {}
+    ~Outbox() { drop(); }
+    Outbox(const Outbox&) = delete;
+    Outbox& operator=(const Outbox&) = delete;
+    Stream& to;
+    bool holds_values;  // the upstream's may hold values: wiped after use
+    WriteGate turn;
+    std::string queued;   // taken, not yet written
+    std::string sending;  // the turn holder's (swapped with queued), kept for its capacity
+    // The guest's: when the streams whose response heads are in `queued` / `sending` had their
+    // request head arrive (counted once written).
+    std::vector<H2Bridge::Clock::time_point> answered, answering;
+
+    void drop() {
+      if (holds_values) wipe(queued);
+      queued.clear();
+      answered.clear();
+    }
   };
-  Out outs[2];
-  std::vector<H2Bridge::Clock::time_point> answered;  // kept across calls (no allocation per write)
+  Outbox to_upstream, to_guest;
   std::vector<H2Notice> notices;
 
-  asio::awaitable<bool> write_out(Out& out) {
-    std::string& g = out.g;
-    std::string& u = out.u;
-    g.clear();
-    u.clear();
-    bridge.take_output(g, u);
-    // The streams whose response heads are in these bytes; counted once they are written (taken
-    // now: another side's call may add more while this one waits on a write).
-    std::vector<H2Bridge::Clock::time_point> ended;
-    ended.swap(answered);  // its capacity, if no other call holds it
-    ended.clear();
-    bridge.take_answered(ended);
+  Pump(Stream& g, Stream& u, H2Bridge& b, H2Hooks& h, std::size_t size, const asio::any_io_executor& ex)
+      : guest(g), upstream(u), bridge(b), hooks(h), read_size(size), to_upstream(u, true, ex), to_guest(g, false, ex) {}
+
+  // Takes what the bridge owes both peers now. Its notices go first (a substitution's audit
+  // record before the bytes that carry it). False: the connection ends.
+  bool take() {
+    bridge.take_output(to_guest.queued, to_upstream.queued);
+    bridge.take_answered(to_guest.answered);
     bridge.take_notices(notices);
     for (const H2Notice& n : notices) hooks.notice(n);
     notices.clear();
-    if (hooks.aborted()) {
-      wipe(u);
+    const std::size_t owed = to_guest.queued.size() + to_guest.sending.size() + to_upstream.queued.size() +
+                             to_upstream.sending.size();
+    if (hooks.aborted() || !hooks.within_budget(bridge.held_bytes() + owed)) {
+      to_upstream.drop();
+      return false;
+    }
+    return true;
+  }
+
+  // Writes what is queued for one peer, in its turn (after the write ahead of it, which may have
+  // taken these bytes with its own). False: the connection ends.
+  asio::awaitable<bool> send(Outbox& box) {
+    if (box.queued.empty()) co_return true;
+    if (!box.turn.try_lock()) co_await box.turn.lock();
+    box.sending.swap(box.queued);
+    box.answering.swap(box.answered);
+    std::error_code ec;
+    if (!box.sending.empty()) ec = co_await box.to.write_all(box.sending);
+    if (box.holds_values) wipe(box.sending);
+    box.sending.clear();
+    if (box.sending.capacity() > kKeepBytes) std::string().swap(box.sending);
+    if (!ec && !box.answering.empty()) {
+      const auto now = H2Bridge::Clock::now();
+      for (const auto started : box.answering) hooks.answered(now - started);
+    }
+    box.answering.clear();
+    box.turn.unlock();
+    if (ec) {
+      if (!hooks.aborted()) hooks.close(true);
       co_return false;
     }
-    if (!hooks.within_budget(bridge.held_bytes() + g.size() + u.size())) {
-      wipe(u);
-      co_return false;
-    }
-    if (!u.empty()) {
-      const std::error_code ec = co_await upstream.write_all(u);
-      wipe(u);
-      if (ec) {
-        if (!hooks.aborted()) hooks.close(true);
-        co_return false;
-      }
-    }
-    if (u.capacity() > kKeepBytes) std::string().swap(u);
-    if (!g.empty()) {
-      const std::error_code ec = co_await guest.write_all(g);
-      g.clear();
-      if (g.capacity() > kKeepBytes) std::string().swap(g);
-      if (ec) {
-        if (!hooks.aborted()) hooks.close(true);
-        co_return false;
-      }
-      if (!ended.empty()) {
-        const auto now = H2Bridge::Clock::now();
-        for (const auto started : ended) hooks.answered(now - started);
-      }
-      ended.clear();
-      if (answered.capacity() < ended.capacity()) answered.swap(ended);
-    }
+    co_return true;
+  }
+
+  asio::awaitable<bool> write_out() {
+    if (!take()) co_return false;
+    // Each co_await's result in a local: g++ 12 built this function with `if (!co_await ...)
+    // co_return false;` into one whose `this` was garbage (a reduced case crashes the same way).
+    const bool sent_up = co_await send(to_upstream);
+    if (!sent_up) co_return false;
+    const bool sent_down = co_await send(to_guest);
+    if (!sent_down) co_return false;
     if (bridge.terminated()) {
       if (!hooks.aborted()) hooks.close(true);
       co_return false;
@@ -100,7 +124,6 @@ struct Pump {
   asio::awaitable<void> side(bool from_guest) {
     Stream& from = from_guest ? guest : upstream;
     Stream& other = from_guest ? upstream : guest;
-    Out& out = outs[from_guest ? 0 : 1];
     while (!hooks.aborted()) {
       std::size_t batched = 0;
       bool failed = false;
@@ -133,14 +156,14 @@ struct Pump {
       }
       if (failed) {
         // One side ended: what is owed the other still goes, then it ends too.
-        co_await write_out(out);
+        co_await write_out();
         if (!hooks.aborted()) {
           co_await other.shutdown_send();
           hooks.close(false);
         }
         break;
       }
-      if (!co_await write_out(out)) break;
+      if (!co_await write_out()) break;
       if (bridge.done()) {
         hooks.close(false);
         break;
@@ -154,9 +177,10 @@ struct Pump {
 asio::awaitable<void> run_h2_bridge(Stream& guest, Stream& upstream, H2Bridge& bridge, H2Hooks& hooks,
                                     std::size_t read_size) {
   using namespace asio::experimental::awaitable_operators;
-  Pump pump{guest, upstream, bridge, hooks, read_size, {}, {}, {}};
+  auto executor = co_await asio::this_coro::executor;
+  Pump pump(guest, upstream, bridge, hooks, read_size, executor);
   // Both prefaces and SETTINGS go first.
-  if (!co_await pump.write_out(pump.outs[0])) co_return;
+  if (!co_await pump.write_out()) co_return;
   co_await (pump.side(true) && pump.side(false));
 }
 

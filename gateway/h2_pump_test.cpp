@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -260,6 +261,171 @@ TEST(H2Pump, EachAnsweredStreamIsReportedOnceWithItsLatency) {
   int ok = 0;
   for (const Event& e : events) ok += e.kind == Event::Kind::kData && e.end_stream ? 1 : 0;
   EXPECT_EQ(ok, 3);
+}
+
+// The frames in `wire` (a session's output, after the client preface if it has one): type and
+// flags of each, in order.
+std::vector<std::pair<int, int>> frames_of(std::string_view wire) {
+  constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  if (wire.substr(0, kPreface.size()) == kPreface) wire.remove_prefix(kPreface.size());
+  std::vector<std::pair<int, int>> out;
+  while (wire.size() >= 9) {
+    const auto b = [&](std::size_t i) { return static_cast<unsigned char>(wire[i]); };
+    const std::size_t length = (std::size_t{b(0)} << 16) | (std::size_t{b(1)} << 8) | b(2);
+    out.emplace_back(b(3), b(4));
+    wire.remove_prefix(std::min(wire.size(), 9 + length));
+  }
+  return out;
+}
+bool has_frame(std::string_view wire, int type, int flags = 0) {
+  for (const auto& [t, f] : frames_of(wire))
+    if (t == type && (f & flags) == flags) return true;
+  return false;
+}
+constexpr int kDataFrame = 0;
+constexpr int kHeadersFrame = 1;
+constexpr int kSettingsFrame = 4;
+
+// A stream whose reads and writes go as the test stages them: each chunk is read once its
+// condition holds; a write for which `hold` is true waits (bounded) until `release` holds.
+// Writers are serialized, as TlsStream's are. Everything ends by `deadline`.
+class StagedStream final : public Stream {
+ public:
+  struct Chunk {
+    std::string bytes;
+    std::function<bool()> ready;
+  };
+  StagedStream(asio::io_context& io, std::vector<Chunk> chunks, std::chrono::steady_clock::time_point deadline)
+      : chunks_(std::move(chunks)), deadline_(deadline), gate_(io.get_executor()) {}
+
+  std::function<bool(std::string_view)> hold = [](std::string_view) { return false; };
+  std::function<bool()> release = [] { return true; };
+  std::function<bool()> ended = [] { return false; };  // reads end (EOF) once true
+  std::string written;
+
+  asio::awaitable<IoResult> read_some(char* out, std::size_t size) override {
+    while (!shut_ && !ended() && std::chrono::steady_clock::now() < deadline_) {
+      if (next_ < chunks_.size() && chunks_[next_].ready()) {
+        const std::string& c = chunks_[next_++].bytes;
+        EXPECT_LE(c.size(), size);
+        std::memcpy(out, c.data(), std::min(size, c.size()));
+        co_return IoResult{std::min(size, c.size()), {}};
+      }
+      co_await pause();
+    }
+    co_return IoResult{0, asio::error::eof};
+  }
+  asio::awaitable<std::error_code> write_all(std::string_view data) override {
+    co_await gate_.lock();
+    if (hold(data))
+      while (!release() && std::chrono::steady_clock::now() < deadline_) co_await pause();
+    written.append(data);
+    gate_.unlock();
+    co_return std::error_code{};
+  }
+  asio::awaitable<std::error_code> shutdown_send() override {
+    shut_ = true;
+    co_return std::error_code{};
+  }
+
+ private:
+  static asio::awaitable<void> pause() {
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  std::vector<Chunk> chunks_;
+  std::size_t next_ = 0;
+  std::chrono::steady_clock::time_point deadline_;
+  WriteGate gate_;
+  bool shut_ = false;
+};
+
+// Both sides' writes may be in flight at once (the guest side's upstream write waits while the
+// upstream side writes to the guest): bytes owed the guest must still leave in the order its
+// session produced them. Staged: the guest's SETTINGS ACK is taken while the request's write to
+// the upstream is held, then the response arrives; the old pump wrote the response first (a
+// reordered session byte stream: HPACK state, a stream's DATA in the wrong order).
+TEST(H2Pump, BytesOwedTheGuestLeaveInTheOrderTheyWereProduced) {
+  Session client(Role::kClient, {});
+  std::string guest_bytes;
+  client.pending_output(guest_bytes);  // preface and SETTINGS
+  const Headers head = {{":method", "GET"}, {":scheme", "https"}, {":authority", "api.example.com"}, {":path", "/v1"}};
+  ASSERT_EQ(client.submit_request(head, true).error, http::h2::H2Error::kNone);
+  client.pending_output(guest_bytes);
+
+  // The upstream: its SETTINGS, then (once the request is on its way) SETTINGS ACK and the answer.
+  Session server(Role::kServer, {});
+  std::string up_settings, up_answer;
+  server.pending_output(up_settings);
+  {
+    Session peer(Role::kClient, {});  // what the bridge's client session will send: ACKed, stream 1
+    std::string c;
+    std::vector<Event> ev;
+    peer.pending_output(c);
+    ASSERT_EQ(peer.submit_request(head, true).error, http::h2::H2Error::kNone);
+    peer.pending_output(c);
+    server.receive(c, ev);
+    server.submit_response(1, {{":status", "200"}}, false);
+    server.submit_data(1, "ok", true);
+    server.pending_output(up_answer);
+  }
+
+  secrets::testing::FakePins pins;
+  pins.pin(secrets::testing::api_ip(), "api.example.com");
+  auto snapshot = std::make_shared<SecretsSnapshot>();
+  snapshot->set = std::make_shared<const secrets::SecretSet>(
+      secrets::testing::make_secrets({{"BODY", kBody, {"api.example.com"}}}), ViolationAction::kBlockAndLog);
+  snapshot->scrub_forms.emplace(snapshot->set->secrets());
+  snapshot->generation = 1;
+  H2Bridge bridge(std::move(snapshot), secrets::testing::tls_context(&pins));
+
+  asio::io_context io;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  StagedStream* guest_ptr = nullptr;
+  StagedStream* upstream_ptr = nullptr;
+  bool request_on_its_way = false;  // its write to the upstream has begun
+  // The guest speaks once the upstream's SETTINGS were acknowledged (the upstream side's first
+  // write after the prefaces), so the request's write to the upstream is the only one in flight.
+  StagedStream guest(io, {{guest_bytes, [&] { return has_frame(upstream_ptr->written, kSettingsFrame, 1); }}},
+                     deadline);
+  StagedStream upstream(io, {{up_settings, [] { return true; }},
+                             {up_answer, [&] { return request_on_its_way; }}},
+                        deadline);
+  guest_ptr = &guest;
+  upstream_ptr = &upstream;
+  guest.ended = [&] { return has_frame(guest.written, kDataFrame); };  // then the guest hangs up
+  // The request's write waits until the response head reached the guest (the old pump's order),
+  // or 300 ms (the fixed pump writes nothing to the guest while it waits).
+  const auto held_until = std::make_shared<std::chrono::steady_clock::time_point>();
+  upstream.hold = [&, held_until](std::string_view data) {
+    *held_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+    if (!has_frame(data, kHeadersFrame)) return false;
+    request_on_its_way = true;
+    return true;
+  };
+  upstream.release = [&, held_until] {
+    return has_frame(guest_ptr->written, kHeadersFrame) || std::chrono::steady_clock::now() >= *held_until;
+  };
+  Hooks hooks;
+  asio::co_spawn(io, run_h2_bridge(guest, upstream, bridge, hooks, kChunk), asio::detached);
+  io.run();
+
+  // The guest's session queued its SETTINGS ACK (for the guest's SETTINGS) before the response.
+  const auto frames = frames_of(guest.written);
+  std::ptrdiff_t ack = -1, headers = -1;
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    if (frames[i].first == kSettingsFrame && (frames[i].second & 1) != 0 && ack < 0) ack = static_cast<std::ptrdiff_t>(i);
+    if (frames[i].first == kHeadersFrame && headers < 0) headers = static_cast<std::ptrdiff_t>(i);
+  }
+  ASSERT_GE(ack, 0) << "the guest's SETTINGS were never acknowledged";
+  ASSERT_GE(headers, 0) << "the response never reached the guest";
+  EXPECT_LT(ack, headers) << "bytes owed the guest left in another order than produced";
+  std::vector<Event> events;
+  EXPECT_EQ(client.receive(guest.written, events), http::h2::H2Error::kNone);
+  std::string body;
+  for (const Event& e : events)
+    if (e.kind == Event::Kind::kData) body += e.data;
+  EXPECT_EQ(body, "ok");
 }
 
 InjectionScopes body_scope() {

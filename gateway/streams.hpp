@@ -22,6 +22,12 @@ class WriteGate {
  public:
   explicit WriteGate(const asio::any_io_executor& executor) : timer_(executor) {}
   asio::awaitable<void> lock();
+  // Takes the gate if it is free, without a coroutine: true when taken.
+  bool try_lock() noexcept {
+    if (held_) return false;
+    held_ = true;
+    return true;
+  }
   void unlock();
   bool held() const noexcept { return held_; }
 
