@@ -365,7 +365,7 @@ struct Session::Callbacks {
     st->block.clear();
     st->block_size = 0;
     st->closed = true;
-    if (st->unconsumed == 0) s.streams_.erase(id);
+    if (st->unconsumed == 0) s.erase(id);
     return 0;
   }
 
@@ -476,19 +476,32 @@ Session::~Session() {
   if (session_) nghttp2_session_del(session_);
 }
 
+namespace {
+template <typename Streams>
+auto stream_slot(Streams& streams, std::int32_t id) {
+  return std::lower_bound(streams.begin(), streams.end(), id, [](const auto& s, std::int32_t v) { return s.first < v; });
+}
+}  // namespace
+
 Session::Stream* Session::find(std::int32_t stream) const {
-  auto it = streams_.find(stream);
-  return it == streams_.end() ? nullptr : it->second.get();
+  const auto it = stream_slot(streams_, stream);
+  return it != streams_.end() && it->first == stream ? it->second.get() : nullptr;
 }
 
 Session::Stream& Session::ensure(std::int32_t stream) {
-  auto& p = streams_[stream];
-  if (!p) {
-    p = std::make_unique<Stream>();
-    p->id = stream;
-    p->wipe = role_ == Role::kClient;
+  auto it = stream_slot(streams_, stream);
+  if (it == streams_.end() || it->first != stream) {
+    auto st = std::make_unique<Stream>();
+    st->id = stream;
+    st->wipe = role_ == Role::kClient;
+    it = streams_.emplace(it, stream, std::move(st));
   }
-  return *p;
+  return *it->second;
+}
+
+void Session::erase(std::int32_t stream) {
+  const auto it = stream_slot(streams_, stream);
+  if (it != streams_.end() && it->first == stream) streams_.erase(it);
 }
 
 int Session::fail(H2Error e, ErrorCode code) {
@@ -645,7 +658,7 @@ void Session::consumed(std::int32_t stream, std::size_t n) {
   st->unconsumed -= n;
   received_unconsumed_ -= n;
   nghttp2_session_consume(session_, stream, n);
-  if (st->closed && st->unconsumed == 0) streams_.erase(stream);
+  if (st->closed && st->unconsumed == 0) erase(stream);
 }
 
 std::size_t Session::queued_bytes(std::int32_t stream) const {

@@ -14,10 +14,10 @@
 // upstream is then a connection error) and a server session never promises.
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 struct nghttp2_session;
@@ -158,7 +158,9 @@ class Session {
   Role role_;
   SessionLimits limits_;
   nghttp2_session* session_ = nullptr;
-  std::map<std::int32_t, std::unique_ptr<Stream>> streams_;
+  // By id, ascending: ids only grow, so a new stream goes at the end (a search in a short array,
+  // no tree node per stream).
+  std::vector<std::pair<std::int32_t, std::unique_ptr<Stream>>> streams_;
   std::vector<Event>* events_ = nullptr;  // where callbacks put events: receive()'s, or later_
   std::vector<Event> later_;              // events of pending_output(), one kClosed per stream at most
   H2Error error_ = H2Error::kNone;
@@ -173,6 +175,7 @@ class Session {
 
   Stream* find(std::int32_t stream) const;
   Stream& ensure(std::int32_t stream);
+  void erase(std::int32_t stream);
   int fail(H2Error e, ErrorCode code);  // ends the session; returns the callback failure code
   bool count_control();  // false once the control-frame budget is spent
 };
