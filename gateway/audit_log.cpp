@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <utility>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -125,7 +126,7 @@ bool AuditLog::failing() const {
   return failing_;
 }
 
-bool AuditLog::append(const std::string& text) {
+bool AuditLog::append(std::string_view text) {
   std::size_t done = 0;
   errno = 0;
   while (done < text.size()) {
@@ -189,20 +190,57 @@ bool AuditLog::write(const AuditRecord& record, const AuditFacts& facts) {
   return write_line(record.members());
 }
 
+namespace {
+// The records of this thread's open batch (AuditBatch), if any.
+struct Held {
+  AuditLog* log = nullptr;
+  std::string lines;
+  std::uint64_t records = 0;
+};
+thread_local Held held;
+}  // namespace
+
+AuditBatch::AuditBatch(AuditLog& log) {
+  if (held.log != nullptr || !log.enabled()) return;
+  held.log = &log;
+  log_ = &log;
+}
+
+bool AuditBatch::commit() {
+  if (log_ == nullptr) return true;
+  AuditLog& log = *std::exchange(log_, nullptr);
+  held.log = nullptr;
+  if (held.records == 0) return true;
+  char time_buf[kTimestampSize];
+  const bool written = log.write_lines(held.lines, std::exchange(held.records, 0), format_utc_timestamp(time_buf));
+  held.lines.clear();
+  return written;
+}
+
 bool AuditLog::write_line(std::string_view members) {
   char time_buf[kTimestampSize];
   const std::string_view time = format_utc_timestamp(time_buf);
-  thread_local std::string text;  // reused: no allocation per record
-  text.assign("{\"time\":\"").append(time).push_back('"');
+  thread_local std::string line;  // reused: no allocation per record
+  std::string& text = held.log == this ? held.lines : line;
+  if (&text == &line) text.clear();
+  text.append("{\"time\":\"").append(time).push_back('"');
   if (!members.empty()) text.append(",").append(members);
   text.append("}\n");
+  if (held.log == this) {
+    ++held.records;
+    return true;
+  }
+  return write_lines(text, 1, time);
+}
+
+bool AuditLog::write_lines(std::string_view lines, std::uint64_t records, std::string_view time) {
   std::lock_guard lock(write_mutex());
   if (lost_ > lost_reported_) {
     const std::string note = "{\"time\":\"" + std::string(time) + "\",\"event\":\"audit_lost\",\"lost\":" +
                              std::to_string(lost_) + ",\"reason\":\"records that could not be written\"}\n";
     if (append(note)) lost_reported_ = lost_;
   }
-  const bool written = lost_ == lost_reported_ && append(text);
+  const bool written = lost_ == lost_reported_ && append(lines);
   if (written && failing_) {
     failing_ = false;
     if (logger_) logger_->log(LogLevel::kError, "the audit log is written again; " + std::to_string(lost_) +
@@ -210,7 +248,7 @@ bool AuditLog::write_line(std::string_view members) {
   }
   if (!written) {
     const int error = errno;
-    ++lost_;
+    lost_ += records;
     if (!failing_) {
       failing_ = true;
       if (logger_) logger_->log(LogLevel::kError, std::string("cannot write the audit log: ") + std::strerror(error) +

@@ -85,8 +85,11 @@ class AuditLog {
   void report_to(Logger* logger) { logger_ = logger; }
 
  private:
+  friend class AuditBatch;
   bool write_line(std::string_view members);  // "time" and the members, as one line
-  bool append(const std::string& text);  // under write_mutex()
+  // `lines` (`records` whole records) in one write, after an audit_lost record if one is owed.
+  bool write_lines(std::string_view lines, std::uint64_t records, std::string_view time);
+  bool append(std::string_view text);  // under write_mutex()
 
   int fd_ = -1;
   Observer observer_;
@@ -94,6 +97,23 @@ class AuditLog {
   std::uint64_t lost_ = 0;          // under write_mutex()
   std::uint64_t lost_reported_ = 0; // lost_ when the last audit_lost record was written
   bool failing_ = false;
+};
+
+// Records this thread writes to `log` while a batch is open leave together, in one write, at
+// commit() (or when the batch ends): the HTTP/2 pump's substitutions of a batch of streams, before
+// the bytes that carry them, instead of a write per stream. Each write() inside reports success;
+// commit() says whether they were written (false: all counted as lost). A batch opened while
+// another is open on the thread, or on a disabled log, holds nothing.
+class AuditBatch {
+ public:
+  explicit AuditBatch(AuditLog& log);
+  ~AuditBatch() { commit(); }
+  AuditBatch(const AuditBatch&) = delete;
+  AuditBatch& operator=(const AuditBatch&) = delete;
+  bool commit();
+
+ private:
+  AuditLog* log_ = nullptr;  // null: holds nothing (or committed)
 };
 
 std::string utc_timestamp();

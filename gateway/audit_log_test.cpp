@@ -92,6 +92,49 @@ TEST(AuditLog, AFailedWriteLeavesNoTornRecordIsCountedAndRecovers) {
   fs::remove(path);
 }
 
+// A batch's records reach the file together at commit(), in order, each a whole line; records of
+// a batch that cannot be written are all counted lost, and none is left torn.
+TEST(AuditBatch, RecordsLeaveTogetherAtCommitOrAreAllCountedLost) {
+  const fs::path path = fs::temp_directory_path() / ("airlock-audit-batch-" + std::to_string(::getpid()) + ".jsonl");
+  fs::remove(path);
+  {
+    AuditLog log(path);
+    {
+      AuditBatch batch(log);
+      AuditBatch inner(log);  // a second batch on the thread holds nothing of its own
+      for (int n = 1; n <= 3; ++n) EXPECT_TRUE(log.write(record(n)));
+      EXPECT_TRUE(inner.commit());
+      EXPECT_EQ(fs::file_size(path), 0u) << "a record left before the batch's commit";
+      EXPECT_TRUE(batch.commit());
+    }
+    const auto size = fs::file_size(path);
+    EXPECT_GT(size, 0u);
+    {
+      FileSizeLimit limit;
+      limit.set(size + 300);  // room for part of the next batch only
+      AuditBatch batch(log);
+      for (int n = 4; n <= 6; ++n) EXPECT_TRUE(log.write(record(n)));
+      EXPECT_FALSE(batch.commit());
+      EXPECT_EQ(log.lost(), 3u);
+      EXPECT_EQ(fs::file_size(path), size);  // what the short write left was cut off again
+    }
+    {
+      AuditBatch batch(log);
+      EXPECT_TRUE(log.write(record(7)));
+    }  // committed when it ends
+  }
+  std::istringstream lines(read_all(path));
+  std::string line;
+  std::vector<nlohmann::json> records;
+  while (std::getline(lines, line)) records.push_back(nlohmann::json::parse(line));  // every line whole
+  ASSERT_EQ(records.size(), 5u);
+  for (int n = 1; n <= 3; ++n) EXPECT_EQ(records[n - 1]["n"], n);
+  EXPECT_EQ(records[3]["event"], "audit_lost");
+  EXPECT_EQ(records[3]["lost"], 3);
+  EXPECT_EQ(records[4]["n"], 7);
+  fs::remove(path);
+}
+
 TEST(AuditLog, DevFullFailsEveryWrite) {
   AuditLog log("/dev/full");
   EXPECT_FALSE(log.write(record(1)));

@@ -1585,22 +1585,34 @@ asio::awaitable<void> bridge_h2(std::shared_ptr<Connection> c, Stream& guest, St
   struct Hooks final : H2Hooks {
     Connection& c;
     explicit Hooks(Connection& conn) : c(conn) {}
-    void notice(const H2Notice& n) override {
+    // The records of a batch of streams leave in one write (AuditBatch), before the bytes that
+    // carry their substitutions; a substitution that could not be recorded closes the connection
+    // before they leave (unless the audit log fails open).
+    void notify(const std::vector<H2Notice>& notices) override {
+      AuditBatch batch(c.core.audit);
+      bool recorded = true;
+      bool substituted = false;
+      for (const H2Notice& n : notices) {
+        substituted = substituted || n.kind == H2Notice::Kind::kSubstitution;
+        recorded = record(n) && recorded;
+      }
+      if (!batch.commit() && substituted) recorded = false;
+      if (!recorded && !c.core.options.audit_fail_open) handle_unaudited(c);
+    }
+    // False: a substitution's record could not be written.
+    bool record(const H2Notice& n) {
       switch (n.kind) {
         case H2Notice::Kind::kSubstitution: {
           c.core.substitutions++;
           AuditRecord r = c.audit_record("substitution");
           r.number("stream", n.stream).string("secret", n.substitution.secret_env).string("host", n.substitution.host);
           r.string("location", secrets::to_string(n.substitution.location));
-          if (!c.core.audit.write(r, {.event = "substitution", .secret = n.substitution.secret_env}) &&
-              !c.core.options.audit_fail_open)
-            handle_unaudited(c);
-          return;
+          return c.core.audit.write(r, {.event = "substitution", .secret = n.substitution.secret_env});
         }
         case H2Notice::Kind::kBlocked:
           report_block(c, *n.block, n.stream);
           if (n.block->violation && n.block->action == ViolationAction::kBlockAndTerminate) c.close_all(true);
-          return;
+          return true;
         case H2Notice::Kind::kResponseBlocked: {
           c.core.blocked++;
           Json r = c.base_record("blocked");
@@ -1609,14 +1621,15 @@ asio::awaitable<void> bridge_h2(std::shared_ptr<Connection> c, Stream& guest, St
           r["reason"] = n.reason;
           c.core.audit.write(r);
           c.core.logger.log(LogLevel::kWarn, c.describe() + ": stream " + std::to_string(n.stream) + " response blocked: " + n.reason);
-          return;
+          return true;
         }
-        case H2Notice::Kind::kScrubbed: record_scrub(c); return;
+        case H2Notice::Kind::kScrubbed: record_scrub(c); return true;
         case H2Notice::Kind::kSessionError:
           if (c.detail.empty()) c.detail = n.reason;
           c.core.logger.log(LogLevel::kWarn, c.describe() + ": HTTP/2 session ended: " + n.reason);
-          return;
+          return true;
       }
+      return true;
     }
     void touch() override { c.touch(); }
     bool within_budget(std::size_t held) override { return gateway::within_budget(c, held); }

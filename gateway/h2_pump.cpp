@@ -67,7 +67,7 @@ struct Pump {
     bridge.take_output(to_guest.queued, to_upstream.queued);
     bridge.take_answered(to_guest.answered);
     bridge.take_notices(notices);
-    for (const H2Notice& n : notices) hooks.notice(n);
+    if (!notices.empty()) hooks.notify(notices);
     notices.clear();
     const std::size_t owed = to_guest.queued.size() + to_guest.sending.size() + to_upstream.queued.size() +
                              to_upstream.sending.size();

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace airlock::gateway {
 
@@ -17,7 +18,9 @@ namespace airlock::gateway {
 class H2Hooks {
  public:
   virtual ~H2Hooks() = default;
-  virtual void notice(const H2Notice& n) = 0;  // audit and log
+  // Audit and log what one batch of input brought, all at once (one audit write), before the
+  // bytes that carry it leave.
+  virtual void notify(const std::vector<H2Notice>& notices) = 0;
   virtual void touch() = 0;                    // activity (the idle timeout)
   virtual bool within_budget(std::size_t held) = 0;  // false: over budget, the connection was closed
   virtual bool aborted() = 0;                  // the connection was closed (timeout, terminate)

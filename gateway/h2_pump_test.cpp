@@ -75,7 +75,7 @@ class ScriptedStream final : public Stream {
 };
 
 struct Hooks final : H2Hooks {
-  void notice(const H2Notice& n) override { notices.push_back(n); }
+  void notify(const std::vector<H2Notice>& ns) override { notices.insert(notices.end(), ns.begin(), ns.end()); }
   void touch() override {}
   bool within_budget(std::size_t) override { return true; }
   bool aborted() override { return closed; }

@@ -318,7 +318,7 @@ class World:
         if DIRECT:
             lab.netns_file(UPNS, "hosts", "".join(f"{UP_IP} {h}\n" for h in (API, ALT, EVIL)))
 
-    def write_config(self, action):
+    def write_config(self, action, audit_log=None):
         self.configs += 1
         return self.lab.write(f"airlock-{self.configs}.toml", textwrap.dedent(f"""\
             [network]
@@ -336,10 +336,10 @@ class World:
 
             [gateway]
             home = "{self.path('home')}"
-            audit_log = "{self.path('audit.jsonl')}"
+            audit_log = "{audit_log or self.path('audit.jsonl')}"
             """))
 
-    def run(self, cmd, action="block-and-log", timeout=120):
+    def run(self, cmd, action="block-and-log", timeout=120, audit_log=None):
         """The command in `airlock run` (or, DIRECT, in the upstream's namespace holding the value);
         its output must not hold the value."""
         env = dict(os.environ)
@@ -351,7 +351,7 @@ class World:
         else:
             env["AIRLOCK_E2E_H2_KEY"] = self.value
             env["AIRLOCK_HOME"] = self.path("home")
-            args = [AIRLOCK, "run", "--config", self.write_config(action), "--dns-server",
+            args = [AIRLOCK, "run", "--config", self.write_config(action, audit_log), "--dns-server",
                     f"127.0.0.1:{self.dns_port}", "--", *cmd]
         return run_clean(None if DIRECT else self.value, args, "airlock run's output", timeout=timeout, env=env,
                          cwd=self.workspace)
@@ -573,3 +573,17 @@ def test_block_and_terminate_ends_the_sandbox_on_an_h2_violation(world):
     assert proc.returncode == 125, (proc.returncode, proc.stdout)
     assert "airlock: sandbox terminated: " in proc.stderr
     world.upstream.assert_not_received("h2-terminate")
+
+
+@pytest.mark.skipif(DIRECT, reason="the gateway's audit log")
+def test_streams_whose_substitution_cannot_be_audited_never_leave(world):
+    """The audit log fails closed for HTTP/2 too: with every write failing (/dev/full), streams that
+    would carry the value (several in one batch, their records written together) do not reach
+    the upstream; the guest's request fails."""
+    script = " & ".join(f'curl -sS --http2 -m 20 -H "Authorization: Bearer $API_KEY" https://{API}/h2-unaudited-{i}'
+                        for i in range(3)) + " & wait"
+    proc = world.run(["/bin/sh", "-c", script], audit_log="/dev/full")
+    assert "ok" not in proc.stdout, proc.stdout
+    assert "the audit log cannot be written" in proc.stderr, proc.stderr[-2000:]
+    for i in range(3):
+        world.upstream.assert_not_received(f"h2-unaudited-{i}")
