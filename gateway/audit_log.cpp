@@ -221,16 +221,15 @@ bool AuditLog::write_line(std::string_view members) {
   char time_buf[kTimestampSize];
   const std::string_view time = format_utc_timestamp(time_buf);
   thread_local std::string line;  // reused: no allocation per record
-  std::string& text = held.log == this ? held.lines : line;
-  if (&text == &line) text.clear();
+  const bool holding = held.log == this;  // an open batch: the line joins its others
+  std::string& text = holding ? held.lines : line;
+  if (!holding) text.clear();
   text.append("{\"time\":\"").append(time).push_back('"');
   if (!members.empty()) text.append(",").append(members);
   text.append("}\n");
-  if (held.log == this) {
-    ++held.records;
-    return true;
-  }
-  return write_lines(text, 1, time);
+  if (!holding) return write_lines(text, 1, time);
+  ++held.records;
+  return true;
 }
 
 bool AuditLog::write_lines(std::string_view lines, std::uint64_t records, std::string_view time) {

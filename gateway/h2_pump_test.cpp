@@ -121,6 +121,24 @@ std::string upstream_script() {
   return s;
 }
 
+// A bridge for api.example.com (pinned at its test address) gated with `specs`.
+struct TestBridge {
+  explicit TestBridge(const std::vector<secrets::testing::SecretSpec>& specs) : bridge(snapshot(specs), context()) {}
+  static std::shared_ptr<const SecretsSnapshot> snapshot(const std::vector<secrets::testing::SecretSpec>& specs) {
+    auto s = std::make_shared<SecretsSnapshot>();
+    s->set = std::make_shared<const secrets::SecretSet>(secrets::testing::make_secrets(specs), ViolationAction::kBlockAndLog);
+    s->scrub_forms.emplace(s->set->secrets());
+    s->generation = 1;
+    return s;
+  }
+  secrets::ConnectionContext context() {
+    pins.pin(secrets::testing::api_ip(), "api.example.com");
+    return secrets::testing::tls_context(&pins);
+  }
+  secrets::testing::FakePins pins;  // constructed before the bridge, which points to them
+  H2Bridge bridge;
+};
+
 struct PumpRun {
   std::string to_upstream;  // the DATA that reached the upstream, read by a real server session
   std::string wire;         // every byte written to the upstream
@@ -141,13 +159,8 @@ PumpRun run_across_boundary(const std::string& placeholder, const std::vector<se
   }
   EXPECT_FALSE(script.empty()) << "no padding put the placeholder across the batch boundary";
 
-  secrets::testing::FakePins pins;
-  pins.pin(secrets::testing::api_ip(), "api.example.com");
-  auto snapshot = std::make_shared<SecretsSnapshot>();
-  snapshot->set = std::make_shared<const secrets::SecretSet>(secrets::testing::make_secrets(specs), ViolationAction::kBlockAndLog);
-  snapshot->scrub_forms.emplace(snapshot->set->secrets());
-  snapshot->generation = 1;
-  H2Bridge bridge(std::move(snapshot), secrets::testing::tls_context(&pins));
+  TestBridge b(specs);
+  H2Bridge& bridge = b.bridge;
 
   asio::io_context io;
   asio::steady_timer upstream_wait(io);
@@ -232,14 +245,8 @@ TEST(H2Pump, EachAnsweredStreamIsReportedOnceWithItsLatency) {
   }
   client.pending_output(script);
 
-  secrets::testing::FakePins pins;
-  pins.pin(secrets::testing::api_ip(), "api.example.com");
-  auto snapshot = std::make_shared<SecretsSnapshot>();
-  snapshot->set = std::make_shared<const secrets::SecretSet>(
-      secrets::testing::make_secrets({{"BODY", kBody, {"api.example.com"}}}), ViolationAction::kBlockAndLog);
-  snapshot->scrub_forms.emplace(snapshot->set->secrets());
-  snapshot->generation = 1;
-  H2Bridge bridge(std::move(snapshot), secrets::testing::tls_context(&pins));
+  TestBridge b({{"BODY", kBody, {"api.example.com"}}});
+  H2Bridge& bridge = b.bridge;
 
   asio::io_context io;
   asio::steady_timer guest_wait(io);
@@ -370,14 +377,8 @@ TEST(H2Pump, BytesOwedTheGuestLeaveInTheOrderTheyWereProduced) {
     server.pending_output(up_answer);
   }
 
-  secrets::testing::FakePins pins;
-  pins.pin(secrets::testing::api_ip(), "api.example.com");
-  auto snapshot = std::make_shared<SecretsSnapshot>();
-  snapshot->set = std::make_shared<const secrets::SecretSet>(
-      secrets::testing::make_secrets({{"BODY", kBody, {"api.example.com"}}}), ViolationAction::kBlockAndLog);
-  snapshot->scrub_forms.emplace(snapshot->set->secrets());
-  snapshot->generation = 1;
-  H2Bridge bridge(std::move(snapshot), secrets::testing::tls_context(&pins));
+  TestBridge b({{"BODY", kBody, {"api.example.com"}}});
+  H2Bridge& bridge = b.bridge;
 
   asio::io_context io;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
